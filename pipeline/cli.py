@@ -1,0 +1,133 @@
+"""Command line: `otelpipe run | validate | components | schema | version`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Sequence
+
+import orjson
+
+from pipeline import __version__
+from pipeline.component import Kind
+from pipeline.config.loader import load_config
+from pipeline.config.model import Config, build_json_schema, validate_config
+from pipeline.errors import ConfigError
+from pipeline.registry import default_registry
+from pipeline.telemetry.logs import setup_logging
+
+EXIT_INVALID_CONFIG = 2
+
+
+def _load(paths: Sequence[str]) -> Config:
+    return validate_config(load_config(paths), default_registry())
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    try:
+        config = _load(args.config)
+    except ConfigError as exc:
+        print(f"invalid configuration ({len(exc.problems)} problem"
+              f"{'s' if len(exc.problems) != 1 else ''}):", file=sys.stderr)
+        for p in exc.problems:
+            print(f"  error: {p}", file=sys.stderr)
+        return EXIT_INVALID_CONFIG
+    for w in config.warnings:
+        print(f"  warning: {w}", file=sys.stderr)
+    print(f"configuration is valid: {len(config.pipelines)} pipeline"
+          f"{'s' if len(config.pipelines) != 1 else ''} "
+          f"({', '.join(sorted(config.pipelines))})")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    try:
+        config = _load(args.config)
+    except ConfigError as exc:
+        for p in exc.problems:
+            print(f"error: {p}", file=sys.stderr)
+        return EXIT_INVALID_CONFIG
+    setup_logging(config.service.telemetry.logs.level)
+    import logging
+
+    log = logging.getLogger("otelpipe.service")
+    for w in config.warnings:
+        log.warning(w)
+    from pipeline.service import run
+
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency; keep running without it
+        return asyncio.run(run(config))
+    return uvloop.run(run(config))
+
+
+def cmd_components(args: argparse.Namespace) -> int:
+    registry = default_registry()
+    rows = []
+    for f in registry.factories():
+        if f.kind is Kind.CONNECTOR:
+            signals = ", ".join(f"{a}->{b}" for a, b in sorted(f.connector_pairs))
+        elif f.kind is Kind.EXTENSION:
+            signals = "-"
+        else:
+            signals = ", ".join(s.value for s in sorted(f.signals))
+        name = f.type + (f" (alias {', '.join(f.aliases)})" if f.aliases else "")
+        rows.append((f.kind.value, name, signals, f.description))
+    if args.json:
+        print(orjson.dumps([dict(zip(("kind", "type", "signals", "description"), r,
+                                     strict=True)) for r in rows]).decode())
+        return 0
+    width = max(len(r[1]) for r in rows)
+    for kind in Kind:
+        kind_rows = [r for r in rows if r[0] == kind.value]
+        if kind_rows:
+            print(f"{kind.section}:")
+            for _, name, signals, desc in kind_rows:
+                print(f"  {name:<{width}}  {signals:<32}  {desc}")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    print(orjson.dumps(build_json_schema(default_registry()), option=orjson.OPT_INDENT_2).decode())
+    return 0
+
+
+def cmd_version(args: argparse.Namespace) -> int:
+    print(f"otelpipe {__version__}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="otelpipe", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"otelpipe {__version__}")
+    sub = parser.add_subparsers(dest="command")
+
+    def config_arg(p: argparse.ArgumentParser) -> None:
+        p.add_argument("-c", "--config", action="append", default=[], metavar="FILE",
+                       help="config file; repeat to merge several in order "
+                            "(default: the embedded default config)")
+
+    p = sub.add_parser("run", help="run the pipelines")
+    config_arg(p)
+    p.set_defaults(func=cmd_run)
+    p = sub.add_parser("validate", help="check a config; exit 2 with every problem if invalid")
+    config_arg(p)
+    p.set_defaults(func=cmd_validate)
+    p = sub.add_parser("components", help="list component types and their signals")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_components)
+    p = sub.add_parser("schema", help="print the JSON Schema of the config")
+    p.set_defaults(func=cmd_schema)
+    p = sub.add_parser("version", help="print the version")
+    p.set_defaults(func=cmd_version)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        args = parser.parse_args(["run", *(argv or sys.argv[1:])])
+    return int(args.func(args))

@@ -1,0 +1,346 @@
+"""Validate a raw config mapping into typed component configs and pipelines.
+
+Every problem is collected with its key path, so `otelpipe validate` can
+print all of them at once.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from pipeline.component import ComponentConfig, ComponentID, Factory, Kind, Signal
+from pipeline.config.types import Duration
+from pipeline.errors import ConfigError
+from pipeline.registry import Registry
+
+SECTIONS = {k.section: k for k in (Kind.RECEIVER, Kind.PROCESSOR, Kind.EXPORTER,
+                                   Kind.CONNECTOR, Kind.EXTENSION)}
+
+
+class PipelineModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    receivers: list[str] = Field(min_length=1)
+    processors: list[str] = []
+    exporters: list[str] = Field(min_length=1)
+
+
+class TelemetryLogsModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class TelemetryModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    logs: TelemetryLogsModel = TelemetryLogsModel()
+
+
+class ServiceModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    extensions: list[str] = []
+    pipelines: dict[str, PipelineModel] = Field(min_length=1)
+    telemetry: TelemetryModel = TelemetryModel()
+    shutdown_timeout: Duration = Field(
+        30.0, description="How long SIGTERM/SIGINT may take to drain in-flight data.")
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    id: str
+    signal: Signal
+    receivers: tuple[ComponentID, ...]
+    processors: tuple[ComponentID, ...]
+    exporters: tuple[ComponentID, ...]
+
+
+@dataclass
+class Config:
+    components: dict[Kind, dict[ComponentID, ComponentConfig]]
+    factories: dict[tuple[Kind, ComponentID], Factory]
+    pipelines: dict[str, PipelineConfig]
+    extensions: tuple[ComponentID, ...]
+    service: ServiceModel
+    warnings: list[str] = field(default_factory=list)
+
+
+def did_you_mean(word: str, choices: list[str]) -> str:
+    close = difflib.get_close_matches(word, choices, n=1, cutoff=0.6)
+    return f' (did you mean "{close[0]}"?)' if close else ""
+
+
+def pydantic_problems(prefix: str, exc: ValidationError, model: type[BaseModel]) -> list[str]:
+    """One line per error, `prefix.key.path: message`; input values (maybe secrets) omitted."""
+    out = []
+    for err in exc.errors(include_input=False, include_url=False):
+        loc = ".".join(str(p) for p in err["loc"])
+        path = f"{prefix}.{loc}" if loc else prefix
+        if err["type"] == "missing":
+            msg = "field required"
+        elif err["type"] == "extra_forbidden":
+            key = str(err["loc"][-1])
+            fields = _fields_at(model, err["loc"][:-1])
+            msg = "unknown key" + did_you_mean(key, fields)
+        else:
+            msg = err["msg"]
+            msg = msg[0].lower() + msg[1:]
+        out.append(f"{path}: {msg}")
+    return out
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
+    """Field names of the nested model at `loc`, for did-you-mean hints."""
+    current: Any = model
+    for part in loc:
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return []
+        info = current.model_fields.get(str(part))
+        if info is None:
+            return []
+        current = info.annotation
+        # Unwrap Optional[X] / X | None.
+        args = getattr(current, "__args__", None)
+        if args:
+            models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]
+            current = models[0] if models else current
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return list(current.model_fields)
+    return []
+
+
+def validate_config(raw: dict[str, Any], registry: Registry) -> Config:
+    problems: list[str] = []
+    warnings: list[str] = []
+    for key in raw:
+        if key not in SECTIONS and key != "service":
+            problems.append(f"{key}: unknown top-level key"
+                            + did_you_mean(str(key), [*SECTIONS, "service"]))
+
+    components: dict[Kind, dict[ComponentID, ComponentConfig]] = {k: {} for k in SECTIONS.values()}
+    factories: dict[tuple[Kind, ComponentID], Factory] = {}
+    for section, kind in SECTIONS.items():
+        entries = raw.get(section) or {}
+        if not isinstance(entries, dict):
+            problems.append(f"{section}: expected a mapping of component ids to settings")
+            continue
+        for key, settings in entries.items():
+            path = f"{section}.{key}"
+            try:
+                cid = ComponentID.parse(str(key))
+            except ValueError as exc:
+                problems.append(f"{path}: {exc}")
+                continue
+            factory = registry.get(kind, cid.type)
+            if factory is None:
+                problems.append(f'{path}: unknown {kind.value} type "{cid.type}"'
+                                + did_you_mean(cid.type, registry.types(kind)))
+                continue
+            if settings is None:
+                settings = {}
+            if not isinstance(settings, dict):
+                problems.append(f"{path}: expected a mapping of settings, "
+                                f"got {type(settings).__name__}")
+                continue
+            try:
+                components[kind][cid] = factory.config_model.model_validate(settings)
+            except ValidationError as exc:
+                problems.extend(pydantic_problems(path, exc, factory.config_model))
+                continue
+            factories[(kind, cid)] = factory
+
+    service_raw = raw.get("service")
+    service: ServiceModel | None = None
+    if service_raw is None:
+        problems.append("service: field required (it lists the pipelines to run)")
+    elif not isinstance(service_raw, dict):
+        problems.append("service: expected a mapping")
+    else:
+        try:
+            service = ServiceModel.model_validate(service_raw)
+        except ValidationError as exc:
+            problems.extend(pydantic_problems("service", exc, ServiceModel))
+
+    pipelines: dict[str, PipelineConfig] = {}
+    extensions: list[ComponentID] = []
+    if service is not None:
+        defined_sections = {k: {str(c) for c in raw.get(s) or {}} if isinstance(
+            raw.get(s), dict) else set() for s, k in SECTIONS.items()}
+        pipelines = _check_pipelines(service, components, factories, defined_sections,
+                                     problems)
+        for i, ext in enumerate(service.extensions):
+            path = f"service.extensions[{i}]"
+            try:
+                eid = ComponentID.parse(ext)
+            except ValueError as exc:
+                problems.append(f"{path}: {exc}")
+                continue
+            if eid not in components[Kind.EXTENSION]:
+                if ext not in defined_sections[Kind.EXTENSION]:
+                    problems.append(f'{path}: extension "{ext}" is not defined under extensions'
+                                    + did_you_mean(ext, sorted(defined_sections[Kind.EXTENSION])))
+                continue
+            extensions.append(eid)
+        if not problems:
+            _check_connectors(pipelines, components, factories, problems)
+            _check_cycles(pipelines, components, problems)
+        used = {c for p in pipelines.values() for c in (*p.receivers, *p.processors, *p.exporters)}
+        for kind in (Kind.RECEIVER, Kind.PROCESSOR, Kind.EXPORTER, Kind.CONNECTOR):
+            for cid in components[kind]:
+                if cid not in used:
+                    warnings.append(f"{kind.section}.{cid}: defined but not used by any pipeline")
+        for cid in components[Kind.EXTENSION]:
+            if cid not in extensions:
+                warnings.append(f"extensions.{cid}: defined but not listed in service.extensions")
+
+    if problems:
+        raise ConfigError(problems)
+    assert service is not None
+    return Config(components, factories, pipelines, tuple(extensions), service, warnings)
+
+
+def _check_pipelines(service: ServiceModel,
+                     components: dict[Kind, dict[ComponentID, ComponentConfig]],
+                     factories: dict[tuple[Kind, ComponentID], Factory],
+                     defined: dict[Kind, set[str]],
+                     problems: list[str]) -> dict[str, PipelineConfig]:
+    pipelines: dict[str, PipelineConfig] = {}
+    signals = [s.value for s in Signal]
+    for pid, pmodel in service.pipelines.items():
+        base = f"service.pipelines.{pid}"
+        signal_name, _, _ = pid.partition("/")
+        if signal_name not in signals or pid.endswith("/"):
+            problems.append(f"{base}: a pipeline id is traces, logs or metrics, optionally "
+                            f'followed by /name{did_you_mean(signal_name, signals)}')
+            continue
+        signal = Signal(signal_name)
+        lists: dict[str, list[ComponentID]] = {}
+        for role, allowed in (("receivers", (Kind.RECEIVER, Kind.CONNECTOR)),
+                              ("processors", (Kind.PROCESSOR,)),
+                              ("exporters", (Kind.EXPORTER, Kind.CONNECTOR))):
+            ids: list[ComponentID] = []
+            for i, text in enumerate(getattr(pmodel, role)):
+                path = f"{base}.{role}[{i}]"
+                try:
+                    cid = ComponentID.parse(text)
+                except ValueError as exc:
+                    problems.append(f"{path}: {exc}")
+                    continue
+                if cid in ids:
+                    problems.append(f'{path}: "{cid}" is listed twice')
+                    continue
+                kind = next((k for k in allowed if cid in components[k]), None)
+                if kind is None:
+                    if not any(text in defined[k] for k in allowed):
+                        names = sorted(set().union(*(defined[k] for k in allowed)))
+                        what = " or ".join(k.section for k in allowed)
+                        problems.append(f'{path}: "{cid}" is not defined under {what}'
+                                        + did_you_mean(text, names))
+                    continue
+                factory = factories[(kind, cid)]
+                if kind is not Kind.CONNECTOR and not factory.supports(signal):
+                    supported = ", ".join(sorted(s.value for s in factory.signals)) or "none"
+                    problems.append(f'{path}: {kind.value} "{cid}" does not support {signal} '
+                                    f"(it supports {supported})")
+                    continue
+                ids.append(cid)
+            lists[role] = ids
+        pipelines[pid] = PipelineConfig(pid, signal, tuple(lists["receivers"]),
+                                        tuple(lists["processors"]), tuple(lists["exporters"]))
+    return pipelines
+
+
+def _check_connectors(pipelines: dict[str, PipelineConfig],
+                      components: dict[Kind, dict[ComponentID, ComponentConfig]],
+                      factories: dict[tuple[Kind, ComponentID], Factory],
+                      problems: list[str]) -> None:
+    for cid in components[Kind.CONNECTOR]:
+        as_exporter = [p for p in pipelines.values() if cid in p.exporters]
+        as_receiver = [p for p in pipelines.values() if cid in p.receivers]
+        if not as_exporter and not as_receiver:
+            continue  # unused: a warning
+        path = f"connectors.{cid}"
+        if not as_exporter or not as_receiver:
+            missing = "an exporter" if not as_exporter else "a receiver"
+            problems.append(f"{path}: a connector must be used as {missing} of some pipeline too")
+            continue
+        pairs = factories[(Kind.CONNECTOR, cid)].connector_pairs
+        for p in as_exporter:
+            if not any((p.signal, q.signal) in pairs for q in as_receiver):
+                problems.append(f'service.pipelines.{p.id}.exporters: connector "{cid}" cannot '
+                                f"take {p.signal} into any pipeline it feeds "
+                                f"(supported: {_pairs_text(pairs)})")
+        for q in as_receiver:
+            if not any((p.signal, q.signal) in pairs for p in as_exporter):
+                problems.append(f'service.pipelines.{q.id}.receivers: connector "{cid}" cannot '
+                                f"emit {q.signal} from the pipelines that feed it "
+                                f"(supported: {_pairs_text(pairs)})")
+
+
+def _pairs_text(pairs: frozenset[tuple[Signal, Signal]]) -> str:
+    return ", ".join(f"{a}->{b}" for a, b in sorted(pairs)) or "none"
+
+
+def _check_cycles(pipelines: dict[str, PipelineConfig],
+                  components: dict[Kind, dict[ComponentID, ComponentConfig]],
+                  problems: list[str]) -> None:
+    connectors = set(components[Kind.CONNECTOR])
+    edges: dict[str, list[tuple[ComponentID, str]]] = {pid: [] for pid in pipelines}
+    for p in pipelines.values():
+        for cid in p.exporters:
+            if cid in connectors:
+                edges[p.id].extend((cid, q.id) for q in pipelines.values() if cid in q.receivers)
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(pid: str) -> bool:
+        state[pid] = 1
+        stack.append(pid)
+        for cid, nxt in edges[pid]:
+            stack.append(f"[{cid}]")
+            if state.get(nxt) == 1:
+                start = stack.index(nxt)
+                problems.append("service.pipelines: cycle through connectors: "
+                                + " -> ".join([*stack[start:], nxt]))
+                return True
+            if state.get(nxt) is None and visit(nxt):
+                return True
+            stack.pop()
+        stack.pop()
+        state[pid] = 2
+        return False
+
+    for pid in pipelines:
+        if state.get(pid) is None and visit(pid):
+            return
+
+
+def build_json_schema(registry: Registry) -> dict[str, Any]:
+    """JSON Schema of the whole config, for editors (`otelpipe schema`)."""
+    from pydantic.json_schema import models_json_schema
+
+    factories = registry.factories()
+    models = [(f.config_model, "validation") for f in factories]
+    models.append((ServiceModel, "validation"))
+    refs, defs = models_json_schema(models, ref_template="#/$defs/{model}")  # type: ignore[arg-type]
+    sections: dict[str, Any] = {}
+    for section, kind in SECTIONS.items():
+        props = {}
+        for f in factories:
+            if f.kind is kind:
+                for name in (f.type, *f.aliases):
+                    props[f"^{name}(/.+)?$"] = {
+                        "anyOf": [refs[(f.config_model, "validation")], {"type": "null"}],
+                        "description": f.description}
+        sections[section] = {"type": "object", "patternProperties": props,
+                             "additionalProperties": False}
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "title": "otelpipe configuration",
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {**sections, "service": refs[(ServiceModel, "validation")]},
+        "required": ["service"],
+        "$defs": defs.get("$defs", {}),
+    }

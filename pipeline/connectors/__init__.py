@@ -1,0 +1,1 @@
+"""Connectors: the exporter of one pipeline and the receiver of another."""

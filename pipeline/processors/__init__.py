@@ -1,0 +1,1 @@
+"""Processors: transform, batch or guard data inside one pipeline."""

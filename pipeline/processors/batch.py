@@ -1,0 +1,132 @@
+"""`batch` processor: merges small batches into bigger ones.
+
+Unlike the Collector's batch processor, a caller is acknowledged only when
+the merged batch it joined has been accepted downstream: data that was
+acknowledged is never lost in a batch buffer, and backpressure from the
+exporters reaches the client. Merging concatenates the serialized requests
+(protobuf appends repeated fields), so it costs no decode; only a merged
+batch above `send_batch_max_size` is decoded, to be split.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from pydantic import Field, model_validator
+
+from pipeline.component import (
+    Component,
+    ComponentConfig,
+    Consumer,
+    CreateSettings,
+    Factory,
+    Kind,
+    Signal,
+)
+from pipeline.config.types import Duration
+from pipeline.pdata.batch import Batch
+
+
+class BatchConfig(ComponentConfig):
+    send_batch_size: int = Field(8192, ge=0, description="items that trigger a send; 0: no batching")
+    timeout: Duration = Field(0.2, description="longest wait before a partial batch is sent")
+    send_batch_max_size: int = Field(0, ge=0, description="split batches above this; 0: no limit")
+    metadata_keys: list[str] = Field(
+        default_factory=list, description="client metadata keys whose values batch separately")
+
+    @model_validator(mode="after")
+    def _max_not_below_size(self) -> BatchConfig:
+        if self.send_batch_max_size and self.send_batch_max_size < self.send_batch_size:
+            raise ValueError("send_batch_max_size must be 0 or at least send_batch_size")
+        return self
+
+
+class _Bucket:
+    __slots__ = ("batches", "items", "timer", "waiters")
+
+    def __init__(self) -> None:
+        self.batches: list[Batch] = []
+        self.waiters: list[asyncio.Future[None]] = []
+        self.items = 0
+        self.timer: asyncio.TimerHandle | None = None
+
+
+class BatchProcessor(Component, Consumer):
+    def __init__(self, settings: CreateSettings, config: BatchConfig):
+        assert settings.next_consumer is not None
+        self.next = settings.next_consumer
+        self.config = config
+        pid = settings.pipeline_id or str(settings.signal)
+        self._sizes = settings.telemetry.batch_send_size.labels(str(settings.id), pid)
+        self._triggers = {t: settings.telemetry.batch_trigger.labels(str(settings.id), pid, t)
+                          for t in ("size", "timeout", "shutdown")}
+        self._buckets: dict[tuple[str, ...], _Bucket] = {}
+        self._sending: set[asyncio.Task[None]] = set()
+
+    async def consume(self, batch: Batch) -> None:
+        cfg = self.config
+        if cfg.send_batch_size == 0:
+            await self._send_parts(batch)
+            return
+        key = tuple(batch.metadata.get(k, "") for k in cfg.metadata_keys)
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = _Bucket()
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        bucket.batches.append(batch)
+        bucket.waiters.append(fut)
+        bucket.items += batch.items
+        if bucket.items >= cfg.send_batch_size or cfg.timeout == 0:
+            self._flush(key, "size")
+        elif bucket.timer is None:
+            bucket.timer = asyncio.get_running_loop().call_later(
+                cfg.timeout, self._flush, key, "timeout")
+        # Shielded: a client that hangs up does not cancel the send of others' data.
+        await asyncio.shield(fut)
+
+    def _flush(self, key: tuple[str, ...], trigger: str) -> None:
+        bucket = self._buckets.pop(key, None)
+        if bucket is None:
+            return
+        if bucket.timer is not None:
+            bucket.timer.cancel()
+        merged = Batch.merge(bucket.batches)
+        self._triggers[trigger].inc()
+        task = asyncio.create_task(self._send_and_notify(merged, bucket.waiters))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _send_and_notify(self, batch: Batch, waiters: list[asyncio.Future[None]]) -> None:
+        try:
+            await self._send_parts(batch)
+        except Exception as exc:
+            for w in waiters:
+                if not w.done():
+                    w.set_exception(exc)
+            return
+        for w in waiters:
+            if not w.done():
+                w.set_result(None)
+
+    async def _send_parts(self, batch: Batch) -> None:
+        max_size = self.config.send_batch_max_size
+        parts = batch.split(max_size) if max_size and batch.items > max_size else [batch]
+        for part in parts:
+            self._sizes.observe(part.items)
+            await self.next.consume(part)
+
+    async def shutdown(self) -> None:
+        for key in list(self._buckets):
+            self._flush(key, "shutdown")
+        if self._sending:
+            await asyncio.gather(*self._sending, return_exceptions=True)
+
+
+def _create(settings: CreateSettings, config: Any) -> BatchProcessor:
+    return BatchProcessor(settings, config)
+
+
+factory = Factory(type="batch", kind=Kind.PROCESSOR, config_model=BatchConfig, create=_create,
+                  signals=frozenset(Signal),
+                  description="merges batches by size or timeout; acknowledges after delivery")

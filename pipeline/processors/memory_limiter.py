@@ -1,0 +1,132 @@
+"""`memory_limiter` processor: refuses data while the process uses too much memory.
+
+Every `check_interval` it reads the process RSS. Above the soft limit
+(`limit_mib - spike_limit_mib`) it refuses batches with a retryable error, so
+receivers answer 503 / UNAVAILABLE and clients back off; above the hard limit
+it also forces a garbage collection. It accepts again once usage is back under
+the soft limit. Put it first in every pipeline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+from typing import Any
+
+import psutil
+from pydantic import Field, model_validator
+
+from pipeline.component import (
+    Component,
+    ComponentConfig,
+    Consumer,
+    CreateSettings,
+    Factory,
+    Host,
+    Kind,
+    Signal,
+)
+from pipeline.config.types import Duration
+from pipeline.errors import RetryableError
+from pipeline.pdata.batch import Batch
+
+MIB = 1024 * 1024
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+class MemoryLimiterConfig(ComponentConfig):
+    check_interval: Duration = Field(1.0, gt=0)
+    limit_mib: int | None = Field(None, gt=0, description="hard limit of the process RSS")
+    spike_limit_mib: int | None = Field(
+        None, ge=0, description="headroom below the hard limit; default 20% of it")
+    limit_percentage: int | None = Field(None, gt=0, le=100,
+                                         description="hard limit as % of total memory")
+    spike_limit_percentage: int | None = Field(None, ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _one_limit(self) -> MemoryLimiterConfig:
+        if (self.limit_mib is None) == (self.limit_percentage is None):
+            raise ValueError("set exactly one of limit_mib or limit_percentage")
+        return self
+
+    def limits_bytes(self) -> tuple[int, int]:
+        """(soft, hard) in bytes."""
+        total = psutil.virtual_memory().total
+        hard = (self.limit_mib * MIB if self.limit_mib is not None
+                else total * (self.limit_percentage or 0) // 100)
+        if self.spike_limit_mib is not None:
+            spike = self.spike_limit_mib * MIB
+        elif self.spike_limit_percentage is not None:
+            spike = total * self.spike_limit_percentage // 100
+        else:
+            spike = hard // 5
+        if spike >= hard:
+            raise ValueError("spike limit must be below the hard limit")
+        return hard - spike, hard
+
+
+def current_rss() -> int:
+    with open("/proc/self/statm", "rb") as f:
+        return int(f.read().split()[1]) * _PAGE
+
+
+class MemoryLimiter(Component, Consumer):
+    def __init__(self, settings: CreateSettings, config: MemoryLimiterConfig):
+        assert settings.next_consumer is not None and settings.signal is not None
+        self.next = settings.next_consumer
+        self.config = config
+        self.log = settings.logger
+        self.soft, self.hard = config.limits_bytes()
+        self.refusing = False
+        self._task: asyncio.Task[None] | None = None
+        self._gauge = settings.telemetry.memory_limiter_refusing.labels(str(settings.id))
+        self._refused = settings.telemetry.processor_refused.labels(
+            str(settings.id), settings.pipeline_id or str(settings.signal), str(settings.signal))
+
+    async def start(self, host: Host) -> None:
+        self.check()
+        self._task = asyncio.create_task(self._run(), name="memory_limiter")
+
+    async def shutdown(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.check_interval)
+            self.check()
+
+    def check(self) -> int:
+        rss = current_rss()
+        if rss > self.hard:
+            gc.collect()
+            rss = current_rss()
+        was = self.refusing
+        self.refusing = rss > self.soft
+        if self.refusing != was:
+            self._gauge.set(1 if self.refusing else 0)
+            (self.log.warning if self.refusing else self.log.info)(
+                "memory above soft limit: refusing data" if self.refusing
+                else "memory back under soft limit: accepting data",
+                extra={"rss_mib": rss // MIB, "soft_limit_mib": self.soft // MIB,
+                       "hard_limit_mib": self.hard // MIB})
+        return rss
+
+    async def consume(self, batch: Batch) -> None:
+        if self.refusing:
+            self._refused.inc(batch.items)
+            raise RetryableError(
+                f"memory limit: process uses more than the soft limit of {self.soft // MIB} MiB",
+                retry_after=max(1.0, self.config.check_interval))
+        await self.next.consume(batch)
+
+
+def _create(settings: CreateSettings, config: Any) -> MemoryLimiter:
+    return MemoryLimiter(settings, config)
+
+
+factory = Factory(type="memory_limiter", kind=Kind.PROCESSOR, config_model=MemoryLimiterConfig,
+                  create=_create, signals=frozenset(Signal),
+                  description="refuses data (503/UNAVAILABLE) while memory is above its limit")

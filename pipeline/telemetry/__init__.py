@@ -1,0 +1,1 @@
+"""The pipeline's own telemetry: Prometheus metrics and structured JSON logs."""

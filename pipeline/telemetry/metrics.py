@@ -1,0 +1,90 @@
+"""The pipeline's own metrics, served on the health extension's /metrics.
+
+Names follow the Collector's (`otelcol_receiver_accepted_spans` …) with one
+`signal` label instead of one metric per signal.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+)
+from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+
+from pipeline import __version__
+
+BATCH_SIZE_BUCKETS = (10, 25, 50, 100, 250, 500, 1000, 2000, 5000, 10000, 20000, 50000)
+
+
+class Telemetry:
+    """One registry per service, so tests can run several services in one process."""
+
+    def __init__(self) -> None:
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        ProcessCollector(namespace="otelpipe", registry=r)
+        PlatformCollector(registry=r)
+        Info("otelpipe_build", "otelpipe build information", registry=r).info(
+            {"version": __version__}
+        )
+        recv = ["receiver", "transport", "signal"]
+        self.receiver_accepted = Counter(
+            "otelpipe_receiver_accepted_items",
+            "Items accepted by a receiver and acknowledged to the sender.",
+            recv, registry=r)
+        self.receiver_refused = Counter(
+            "otelpipe_receiver_refused_items",
+            "Items a receiver refused with a retryable error (503/429/UNAVAILABLE).",
+            recv, registry=r)
+        self.receiver_rejected = Counter(
+            "otelpipe_receiver_rejected_items",
+            "Items rejected as malformed or invalid (400/INVALID_ARGUMENT, partial success).",
+            recv, registry=r)
+        self.receiver_failed_requests = Counter(
+            "otelpipe_receiver_failed_requests",
+            "Requests that failed before their items could be counted, by reason.",
+            ["receiver", "transport", "reason"], registry=r)
+        proc = ["processor", "pipeline", "signal"]
+        self.processor_refused = Counter(
+            "otelpipe_processor_refused_items",
+            "Items a processor refused with a retryable error.", proc, registry=r)
+        self.processor_dropped = Counter(
+            "otelpipe_processor_dropped_items",
+            "Items a processor dropped on purpose (filter).", proc, registry=r)
+        self.batch_send_size = Histogram(
+            "otelpipe_processor_batch_send_size",
+            "Items per batch sent by the batch processor.",
+            ["processor", "pipeline"], buckets=BATCH_SIZE_BUCKETS, registry=r)
+        self.batch_trigger = Counter(
+            "otelpipe_processor_batch_sends",
+            "Batches sent by the batch processor, by what triggered the send.",
+            ["processor", "pipeline", "trigger"], registry=r)
+        exp = ["exporter", "signal"]
+        self.exporter_sent = Counter(
+            "otelpipe_exporter_sent_items", "Items delivered by an exporter.", exp, registry=r)
+        self.exporter_send_failed = Counter(
+            "otelpipe_exporter_send_failed_items",
+            "Items an exporter failed to deliver (permanent error or retries exhausted).",
+            exp, registry=r)
+        self.exporter_enqueue_failed = Counter(
+            "otelpipe_exporter_enqueue_failed_items",
+            "Items refused because the exporter's queue was full.", exp, registry=r)
+        self.exporter_queue_size = Gauge(
+            "otelpipe_exporter_queue_size", "Current size of the exporter's sending queue.",
+            ["exporter"], registry=r)
+        self.exporter_queue_capacity = Gauge(
+            "otelpipe_exporter_queue_capacity", "Capacity of the exporter's sending queue.",
+            ["exporter"], registry=r)
+        self.memory_limiter_refusing = Gauge(
+            "otelpipe_memory_limiter_refusing",
+            "1 while the memory limiter refuses data, else 0.", ["processor"], registry=r)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+    content_type = CONTENT_TYPE_LATEST

@@ -1,0 +1,8 @@
+import pytest
+
+from pipeline.telemetry.metrics import Telemetry
+
+
+@pytest.fixture
+def telemetry() -> Telemetry:
+    return Telemetry()
