@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import abc
+import builtins
 import enum
 import logging
 from collections.abc import Callable, Mapping
@@ -137,7 +138,7 @@ class Factory:
 
     type: str
     kind: Kind
-    config_model: type[ComponentConfig]
+    config_model: builtins.type[ComponentConfig]
     create: CreateFunc
     signals: frozenset[Signal] = frozenset()
     connector_pairs: frozenset[tuple[Signal, Signal]] = frozenset()

@@ -321,9 +321,10 @@ def build_json_schema(registry: Registry) -> dict[str, Any]:
     from pydantic.json_schema import models_json_schema
 
     factories = registry.factories()
-    models = [(f.config_model, "validation") for f in factories]
+    models: list[tuple[type[BaseModel], Literal["validation"]]] = [
+        (f.config_model, "validation") for f in factories]
     models.append((ServiceModel, "validation"))
-    refs, defs = models_json_schema(models, ref_template="#/$defs/{model}")  # type: ignore[arg-type]
+    refs, defs = models_json_schema(models, ref_template="#/$defs/{model}")
     sections: dict[str, Any] = {}
     for section, kind in SECTIONS.items():
         props = {}

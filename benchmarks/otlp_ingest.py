@@ -1,0 +1,87 @@
+"""OTLP/gRPC and OTLP/HTTP trace ingest into a discarding exporter: otelpipe vs the Go
+Collector (the peer, built by scripts/otelcol.sh), same load, same session.
+
+Each request holds 100 spans × 10 attributes. Reports spans per CPU-second of
+the process under test and its peak RSS, and the otelpipe/peer ratio.
+
+    python -m benchmarks.otlp_ingest [--requests 3000] [--no-peer]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+
+from benchmarks.harness import (
+    cpu_seconds,
+    free_port,
+    peak_rss_mib,
+    run_loadgen,
+    start_target,
+    write_result,
+)
+
+
+def config(kind: str, grpc_port: int, http_port: int) -> dict:
+    receivers = {"otlp": {"protocols": {
+        "grpc": {"endpoint": f"127.0.0.1:{grpc_port}", "max_recv_msg_size_mib": 16},
+        "http": {"endpoint": f"127.0.0.1:{http_port}"}}}}
+    cfg: dict = {"receivers": receivers, "exporters": {"nop": None},
+                 "service": {"pipelines": {"traces": {"receivers": ["otlp"],
+                                                      "exporters": ["nop"]}}}}
+    if kind == "otelcol":
+        cfg["service"]["telemetry"] = {"metrics": {"level": "none"}}
+    return cfg
+
+
+def measure(kind: str, protocol: str, requests: int, concurrency: int) -> dict:
+    grpc_port, http_port = free_port(), free_port()
+    with start_target(kind, config(kind, grpc_port, http_port), [grpc_port, http_port]) as t:
+        endpoint = f"127.0.0.1:{grpc_port if protocol == 'grpc' else http_port}"
+        common = ["--protocol", protocol, "--endpoint", endpoint,
+                  "--concurrency", str(concurrency)]
+        run_loadgen(*common, "--requests", str(max(200, requests // 10)))  # warm-up
+        cpu0 = cpu_seconds(t.pid)
+        load = run_loadgen(*common, "--requests", str(requests))
+        cpu = cpu_seconds(t.pid) - cpu0
+        spans = load["requests_sent"] * load["spans_per_request"]
+        return {"target": kind, "protocol": protocol, "spans": spans, "cpu_s": round(cpu, 3),
+                "spans_per_cpu_s": round(spans / cpu) if cpu else None,
+                "wall_spans_per_s": round(spans / load["elapsed_s"]),
+                "peak_rss_mib": round(peak_rss_mib(t.pid), 1),
+                "errors": load["errors"], "retries": load["retries"],
+                "latency_p50_ms": round(load["latency_p50_ms"], 2),
+                "latency_p99_ms": round(load["latency_p99_ms"], 2)}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--requests", type=int, default=3000)
+    p.add_argument("--concurrency", type=int, default=8)
+    p.add_argument("--no-peer", action="store_true", help="skip the Go Collector")
+    args = p.parse_args()
+    rows = []
+    for protocol in ("grpc", "http"):
+        for kind in ("otelpipe", *(() if args.no_peer else ("otelcol",))):
+            row = measure(kind, protocol, args.requests, args.concurrency)
+            rows.append(row)
+            print(f"{kind:9} {protocol:5} {row['spans_per_cpu_s']:>10,} spans/CPU-s  "
+                  f"peak RSS {row['peak_rss_mib']:7.1f} MiB  errors {row['errors']}  "
+                  f"retries {row['retries']}", flush=True)
+    ratios = {}
+    for protocol in ("grpc", "http"):
+        ours = next(r for r in rows if r["target"] == "otelpipe" and r["protocol"] == protocol)
+        peer = next((r for r in rows if r["target"] == "otelcol" and r["protocol"] == protocol),
+                    None)
+        if peer and peer["spans_per_cpu_s"]:
+            ratios[protocol] = round(ours["spans_per_cpu_s"] / peer["spans_per_cpu_s"], 3)
+            print(f"ratio otelpipe/otelcol {protocol}: {ratios[protocol]}")
+    path = write_result("otlp_ingest", {"date": dt.datetime.now(dt.UTC).isoformat(),
+                                        "spans_per_request": 100, "attributes_per_span": 10,
+                                        "rows": rows, "ratio_to_peer": ratios})
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

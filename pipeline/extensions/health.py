@@ -1,0 +1,259 @@
+"""Extension `health`: liveness, readiness, a status page and the pipeline's metrics.
+
+```yaml
+extensions:
+  health:
+    endpoint: 0.0.0.0:13133   # the default
+service:
+  extensions: [health]
+```
+
+Endpoints (all JSON via orjson, `Cache-Control: no-store`):
+
+- `GET /health`: 200 `{"status": "healthy", "timestamp", "version"}` while the
+  service runs; 503 `"unhealthy"` while it starts or shuts down.
+- `GET /health/liveness`: 200 `{"status": "alive"}` whenever the event loop
+  answers (a Kubernetes liveness probe: restart only a wedged process).
+- `GET /health/readiness`: 200 `{"status": "ready"}` when the service runs and
+  every component reports healthy; else 503 `{"status": "not_ready", "failing":
+  [{"component": "exporter file/traces", "error": "…"}]}` (a readiness probe:
+  stop routing traffic to a pod whose exporters cannot deliver).
+- `GET /health/detailed`: always 200: version, uptime, status (`healthy`,
+  `degraded` when some component is unhealthy, `unhealthy` when not running),
+  pipelines, and each component's kind, id, pipeline, health and queue.
+- `GET /metrics`, `GET /health/metrics`: the pipeline's own metrics in the
+  Prometheus text format (process RSS/CPU as `otelpipe_process_*`).
+
+Only component ids and `ComponentHealth` fields are ever shown, never configs;
+error texts are scrubbed of URL credentials and `password=…`-style pairs, as
+an exporter's error may quote the URL it failed to reach.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from aiohttp import web
+from pydantic import Field
+
+from pipeline import __version__
+from pipeline.component import (
+    Component,
+    ComponentConfig,
+    ComponentHealth,
+    ComponentID,
+    CreateSettings,
+    Factory,
+    Host,
+    Kind,
+)
+from pipeline.config.types import Endpoint
+from pipeline.receivers.common import HTTPServer
+
+DEFAULT_ENDPOINT = "0.0.0.0:13133"
+PATHS = ("/health", "/health/liveness", "/health/readiness", "/health/detailed",
+         "/health/metrics", "/metrics")
+MAX_ERROR_CHARS = 1000
+_NOT_RUNNING = "service is not running (starting or shutting down)"
+
+# Credentials an error text may quote: `scheme://user:pass@host`, `Bearer <token>`,
+# `password=…` / `token: …` / `?api_key=…`.
+_URL_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/\s@]+@")
+_AUTH_SCHEME = re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]+", re.IGNORECASE)
+_SECRET_PAIR = re.compile(
+    r"\b(password|passwd|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|"
+    r"secret[_-]?key|authorization|credentials?)(\s*[=:]\s*)"
+    r"(?:(?:Bearer|Basic)\s+)?(?:\"[^\"]*\"|'[^']*'|[^\s&,;]+)",
+    re.IGNORECASE)
+
+
+def scrub(text: str) -> str:
+    """An error text fit for a status page: credentials masked, length bounded."""
+    text = _URL_USERINFO.sub(r"\1***@", text)
+    text = _SECRET_PAIR.sub(r"\1\2***", text)
+    text = _AUTH_SCHEME.sub(r"\1 ***", text)
+    if len(text) > MAX_ERROR_CHARS:
+        text = text[:MAX_ERROR_CHARS] + "…"
+    return text
+
+
+def rfc3339(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+class HealthConfig(ComponentConfig):
+    endpoint: Endpoint = Field(default=DEFAULT_ENDPOINT,
+                               description="host:port of the health and metrics server.")
+
+
+@dataclass
+class _Row:
+    kind: Kind
+    id: ComponentID
+    pipeline: str | None
+    health: ComponentHealth
+
+    @property
+    def name(self) -> str:  # as ComponentEntry.name: "processor batch in traces"
+        suffix = f" in {self.pipeline}" if self.pipeline else ""
+        return f"{self.kind.value} {self.id}{suffix}"
+
+
+class HealthExtension(Component):
+    def __init__(self, settings: CreateSettings, config: HealthConfig,
+                 clock: Callable[[], float] = time.time):
+        self.settings = settings
+        self.config = config
+        self.log = settings.logger
+        self.telemetry = settings.telemetry
+        self.clock = clock
+        self.host: Host | None = None
+        self.started_at = clock()
+        self._server: HTTPServer | None = None
+
+    # Lifecycle ----------------------------------------------------------------
+    async def start(self, host: Host) -> None:
+        self.host = host
+        self.started_at = self.clock()
+        app = web.Application(middlewares=[self._errors])
+        app.router.add_get("/health", self._health)
+        app.router.add_get("/health/liveness", self._liveness)
+        app.router.add_get("/health/readiness", self._readiness)
+        app.router.add_get("/health/detailed", self._detailed)
+        app.router.add_get("/health/metrics", self._metrics)
+        app.router.add_get("/metrics", self._metrics)
+        self._server = HTTPServer(app, self.config.endpoint, self.log, shutdown_timeout=1.0)
+        await self._server.start()
+
+    async def shutdown(self) -> None:
+        if self._server is not None:
+            await self._server.stop()
+            self._server = None
+
+    # State ----------------------------------------------------------------------
+    def _running(self) -> bool:
+        return self.host is not None and self.host.started()
+
+    def _rows(self) -> list[_Row]:
+        host = self.host
+        if host is None:
+            return []
+        # Service.component_entries() also lists processors (one per pipeline);
+        # any other Host gives its components() mapping.
+        entries = getattr(host, "component_entries", None)
+        if callable(entries):
+            items = [(e.kind, e.id, e.pipeline, e.component) for e in entries()]
+        else:
+            items = [(k, cid, None, c) for (k, cid), c in host.components().items()]
+        rows = []
+        for kind, cid, pipeline, component in items:
+            try:
+                h = component.health()
+            except Exception as exc:  # a bug in health() must not break the probe
+                h = ComponentHealth(healthy=False,
+                                    last_error=f"health check failed: {type(exc).__name__}")
+            rows.append(_Row(kind, cid, pipeline, h))
+        return rows
+
+    @staticmethod
+    def _failing(rows: list[_Row]) -> list[dict[str, Any]]:
+        return [{"component": r.name,
+                 "error": scrub(r.health.last_error) if r.health.last_error else "unhealthy"}
+                for r in rows if not r.health.healthy]
+
+    # Handlers -------------------------------------------------------------------
+    async def _health(self, request: web.Request) -> web.Response:
+        running = self._running()
+        return _json({"status": "healthy" if running else "unhealthy",
+                      "timestamp": rfc3339(self.clock()), "version": __version__},
+                     200 if running else 503)
+
+    async def _liveness(self, request: web.Request) -> web.Response:
+        return _json({"status": "alive", "timestamp": rfc3339(self.clock())})
+
+    async def _readiness(self, request: web.Request) -> web.Response:
+        running = self._running()
+        failing = self._failing(self._rows())
+        now = rfc3339(self.clock())
+        if running and not failing:
+            return _json({"status": "ready", "timestamp": now})
+        body: dict[str, Any] = {"status": "not_ready", "timestamp": now}
+        if not running:
+            body["reason"] = _NOT_RUNNING
+        body["failing"] = failing
+        return _json(body, 503)
+
+    async def _detailed(self, request: web.Request) -> web.Response:
+        running = self._running()
+        rows = self._rows()
+        healthy = all(r.health.healthy for r in rows)
+        status = ("healthy" if healthy else "degraded") if running else "unhealthy"
+        now = self.clock()
+        pipelines = [] if self.host is None else [
+            {"id": p.id, "signal": p.signal.value,
+             "receivers": [str(c) for c in p.receivers],
+             "processors": [str(c) for c in p.processors],
+             "exporters": [str(c) for c in p.exporters]}
+            for p in self.host.pipelines().values()]
+        components = [
+            {"kind": r.kind.value, "id": str(r.id), "pipeline": r.pipeline,
+             "healthy": r.health.healthy,
+             "last_error": scrub(r.health.last_error) if r.health.last_error else None,
+             "queue_size": r.health.queue_size, "queue_capacity": r.health.queue_capacity}
+            for r in rows]
+        body = {"status": status, "ready": running and healthy, "version": __version__,
+                "timestamp": rfc3339(now), "start_time": rfc3339(self.started_at),
+                "uptime_seconds": round(max(0.0, now - self.started_at), 3),
+                "pipelines": pipelines, "components": components}
+        if not running:
+            body["reason"] = _NOT_RUNNING
+        return _json(body)
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        return web.Response(body=self.telemetry.render(),
+                            headers={"Content-Type": self.telemetry.content_type,
+                                     "Cache-Control": "no-store"})
+
+    @web.middleware
+    async def _errors(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        try:
+            response: web.StreamResponse = await handler(request)
+            return response
+        except web.HTTPNotFound:
+            return _json({"status": "not_found", "error": "no such endpoint",
+                          "endpoints": list(PATHS)}, 404)
+        except web.HTTPMethodNotAllowed as exc:
+            return _json({"status": "method_not_allowed", "error": "use GET"}, 405,
+                         {"Allow": ", ".join(sorted(exc.allowed_methods))})
+        except web.HTTPException:
+            raise
+        except Exception:
+            self.log.exception("health endpoint failed", extra={"path": request.path})
+            return _json({"status": "error", "error": "internal error"}, 500)
+
+
+def _json(body: dict[str, Any], status: int = 200,
+          headers: dict[str, str] | None = None) -> web.Response:
+    return web.Response(body=orjson.dumps(body), status=status, content_type="application/json",
+                        headers={"Cache-Control": "no-store", **(headers or {})})
+
+
+def _create(settings: CreateSettings, config: HealthConfig) -> HealthExtension:
+    return HealthExtension(settings, config)
+
+
+factory = Factory(
+    type="health",
+    kind=Kind.EXTENSION,
+    config_model=HealthConfig,
+    create=_create,
+    description="Liveness/readiness probes, a JSON status page and the pipeline's own "
+                "Prometheus metrics on one HTTP endpoint.",
+    aliases=("health_check",),
+)
