@@ -116,20 +116,27 @@ class ReceiverObs:
 
 
 class HTTPServer:
-    """An aiohttp server on one endpoint, stopped gracefully."""
+    """An aiohttp server on one endpoint, stopped gracefully.
+
+    Pass `auto_decompress=False` when the handlers inflate bodies themselves
+    with `decompress` (aiohttp would otherwise inflate gzip/deflate first,
+    without our size limit, and answer zstd with a plain-text 400).
+    """
 
     def __init__(self, app: web.Application, endpoint: str, logger: logging.Logger,
-                 *, shutdown_timeout: float = 5.0):
+                 *, shutdown_timeout: float = 5.0, auto_decompress: bool = True):
         self.app = app
         self.endpoint = endpoint
         self.log = logger
         self.shutdown_timeout = shutdown_timeout
+        self.auto_decompress = auto_decompress
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
         host, port = split_endpoint(self.endpoint)
         self._runner = web.AppRunner(self.app, access_log=None,
-                                     shutdown_timeout=self.shutdown_timeout)
+                                     shutdown_timeout=self.shutdown_timeout,
+                                     auto_decompress=self.auto_decompress)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, reuse_address=True)
         try:
