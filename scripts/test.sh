@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 python3 -m pip install --quiet --disable-pip-version-check -e '.[test]'
+# The JavaScript SDK is the real OTLP/HTTP JSON client of tests/e2e (cached outside the repo).
+scripts/js-sdk.sh >/dev/null
 
 # Real services used by tests/integration and tests/e2e (scripts/<name>.sh start|stop).
 SERVICES=(${OTELPIPE_TEST_SERVICES:-kafka})
