@@ -72,10 +72,10 @@ class Consumer(abc.ABC):
 class Component(abc.ABC):  # noqa: B024 - lifecycle hooks are optional
     """Lifecycle of every component. `shutdown` drains what is in flight."""
 
-    async def start(self, host: Host) -> None:  # noqa: B027
+    async def start(self, host: Host) -> None:
         return None
 
-    async def shutdown(self) -> None:  # noqa: B027
+    async def shutdown(self) -> None:
         return None
 
     def health(self) -> ComponentHealth:

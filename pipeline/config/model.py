@@ -83,6 +83,8 @@ def pydantic_problems(prefix: str, exc: ValidationError, model: type[BaseModel])
             key = str(err["loc"][-1])
             fields = _fields_at(model, err["loc"][:-1])
             msg = "unknown key" + did_you_mean(key, fields)
+        elif err["type"] == "value_error" and "error" in err.get("ctx", {}):
+            msg = str(err["ctx"]["error"])  # our validators' own words, without "Value error, "
         else:
             msg = err["msg"]
             msg = msg[0].lower() + msg[1:]
@@ -93,14 +95,20 @@ def pydantic_problems(prefix: str, exc: ValidationError, model: type[BaseModel])
 def _fields_at(model: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
     """Field names of the nested model at `loc`, for did-you-mean hints."""
     current: Any = model
+    skip = False  # the next part is a dict key or list index, not a field
     for part in loc:
+        if skip:
+            skip = False
+            continue
         if not (isinstance(current, type) and issubclass(current, BaseModel)):
             return []
         info = current.model_fields.get(str(part))
         if info is None:
             return []
         current = info.annotation
-        # Unwrap Optional[X] / X | None.
+        # Unwrap Optional[X] / X | None, and dict[str, X] / list[X] (whose key is in loc).
+        origin = getattr(current, "__origin__", None)
+        skip = origin in (dict, list)
         args = getattr(current, "__args__", None)
         if args:
             models = [a for a in args if isinstance(a, type) and issubclass(a, BaseModel)]

@@ -47,7 +47,8 @@ Duration = Annotated[
     BeforeValidator(parse_duration),
     PlainSerializer(format_duration, return_type=str),
     WithJsonSchema({"anyOf": [{"type": "number", "minimum": 0},
-                              {"type": "string", "pattern": r"^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h|d))+$|^0$"}],
+                              {"type": "string",
+                               "pattern": r"^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h|d))+$|^0$"}],
                     "description": "seconds, or a duration such as 200ms, 5s, 1m30s"}),
 ]
 
@@ -55,7 +56,7 @@ Duration = Annotated[
 def _check_endpoint(value: object) -> str:
     if not isinstance(value, str):
         raise ValueError("expected host:port")
-    host, sep, port = value.rpartition(":")
+    _host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
         raise ValueError(f"invalid endpoint {value!r}: expected host:port, e.g. 0.0.0.0:4317")
     return value

@@ -41,17 +41,17 @@ class RetrySettings(ComponentConfig):
     enabled: bool = True
     initial_interval: Duration = 5.0
     max_interval: Duration = 30.0
-    max_elapsed_time: Duration = Field(300.0, description="0 retries forever")
-    multiplier: float = Field(1.5, ge=1.0)
-    randomization_factor: float = Field(0.5, ge=0.0, le=1.0)
+    max_elapsed_time: Duration = Field(default=300.0, description="0 retries forever")
+    multiplier: float = Field(default=1.5, ge=1.0)
+    randomization_factor: float = Field(default=0.5, ge=0.0, le=1.0)
 
 
 class QueueSettings(ComponentConfig):
     enabled: bool = True
     storage: Literal["memory"] = "memory"
-    queue_size: int = Field(1000, gt=0)
+    queue_size: int = Field(default=1000, gt=0)
     sizer: Literal["requests", "items"] = "requests"
-    num_consumers: int = Field(10, gt=0)
+    num_consumers: int = Field(default=10, gt=0)
     block_on_overflow: bool = False
 
 
@@ -171,6 +171,11 @@ class Exporter(Component, Consumer):
             batch = await self._queue.get()
             try:
                 await self._send_with_retry(batch, raise_on_give_up=False)
+            except Exception as exc:  # a bug in send(): drop this batch, keep the worker alive
+                self._failed[batch.signal].inc(batch.items)
+                self._note_error(f"{type(exc).__name__}: {exc}", healthy=False)
+                self.log.exception("dropped data after an unexpected exporter error",
+                                   extra={"items": batch.items})
             finally:
                 self._queued_size -= batch.items if q.sizer == "items" else 1
                 self._queue_size_gauge.set(self._queued_size)

@@ -16,6 +16,7 @@ on the next batch, which is how the exporter recovers by itself.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
@@ -74,10 +75,8 @@ class FileExporter(Exporter):
 
     def _close(self) -> None:
         if self._file is not None:
-            try:
+            with contextlib.suppress(OSError):  # unflushed data of a failed write
                 self._file.close()
-            except OSError:
-                pass
             self._file = None
 
     def _encode(self, batch: Batch) -> bytes:

@@ -92,7 +92,11 @@ class Batch:
             return batches[0]
         signal = batches[0].signal
         raw = b"".join(b.to_bytes() for b in batches)
-        return cls(signal, raw=raw, items=sum(b.items for b in batches))
+        # Keep the metadata every part agrees on (the batch processor's metadata_keys).
+        first = batches[0].metadata
+        metadata = {k: v for k, v in first.items()
+                    if all(b.metadata.get(k) == v for b in batches[1:])}
+        return cls(signal, raw=raw, items=sum(b.items for b in batches), metadata=metadata)
 
     def split(self, max_items: int) -> list[Batch]:
         """Batches of at most `max_items` items (a span is never cut)."""

@@ -29,7 +29,8 @@ from pipeline.pdata.batch import Batch
 
 
 class BatchConfig(ComponentConfig):
-    send_batch_size: int = Field(8192, ge=0, description="items that trigger a send; 0: no batching")
+    send_batch_size: int = Field(8192, ge=0,
+                                 description="items that trigger a send; 0: no batching")
     timeout: Duration = Field(0.2, description="longest wait before a partial batch is sent")
     send_batch_max_size: int = Field(0, ge=0, description="split batches above this; 0: no limit")
     metadata_keys: list[str] = Field(

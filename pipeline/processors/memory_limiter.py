@@ -48,6 +48,7 @@ class MemoryLimiterConfig(ComponentConfig):
     def _one_limit(self) -> MemoryLimiterConfig:
         if (self.limit_mib is None) == (self.limit_percentage is None):
             raise ValueError("set exactly one of limit_mib or limit_percentage")
+        self.limits_bytes()  # a spike limit at or above the hard limit is a config error
         return self
 
     def limits_bytes(self) -> tuple[int, int]:

@@ -107,8 +107,8 @@ class Service(Host):
                 nxt = fan_out([c for c in outs if c is not None])
                 for proc_id in reversed(p.processors):
                     comp = self._create(Kind.PROCESSOR, proc_id, self._settings(
-                        Kind.PROCESSOR, proc_id, signal=p.signal, pipeline_id=pid, next_consumer=nxt),
-                        pid)
+                        Kind.PROCESSOR, proc_id, signal=p.signal, pipeline_id=pid,
+                        next_consumer=nxt), pid)
                     nxt = _as_consumer(comp, proc_id)
                 heads[pid] = nxt
                 del pending[pid]

@@ -1,0 +1,168 @@
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import orjson
+import pytest
+
+from pipeline.component import ComponentHealth, Signal
+from pipeline.errors import RetryableError
+from pipeline.exporters.file import FileConfig, FileExporter, factory
+from pipeline.pdata.batch import Batch
+from pipeline.pdata.otlpjson import decode_request
+from pipeline.telemetry.metrics import Telemetry
+from tests.support import create_settings
+from tests.unit.builders import logs_request, metrics_request, traces_request
+
+
+async def started(tmp_path: Path, telemetry: Telemetry | None = None, **cfg: object
+                  ) -> FileExporter:
+    cfg.setdefault("path", str(tmp_path / "out.jsonl"))
+    exp = factory.create(create_settings("exporter", "file", telemetry=telemetry),
+                         FileConfig.model_validate(cfg))
+    assert isinstance(exp, FileExporter)
+    await exp.start(None)  # type: ignore[arg-type]
+    return exp
+
+
+def lines(path: Path) -> list[bytes]:
+    return path.read_bytes().splitlines()
+
+
+async def test_otlp_json_lines_round_trip(tmp_path: Path) -> None:
+    exp = await started(tmp_path)
+    treq = traces_request(3, resources=2)
+    treq.resource_spans[0].scope_spans[0].spans[1].parent_span_id = b"\xab" * 8
+    lreq = logs_request(2)
+    lreq.resource_logs[0].scope_logs[0].log_records[0].trace_id = b"\x0f" * 16
+    mreq = metrics_request([2, 1, 3])
+    await exp.consume(Batch(Signal.TRACES, raw=treq.SerializeToString()))
+    await exp.consume(Batch(Signal.LOGS, message=lreq))
+    await exp.consume(Batch(Signal.METRICS, raw=mreq.SerializeToString()))
+    await exp.shutdown()
+    out = lines(tmp_path / "out.jsonl")
+    assert len(out) == 3
+    assert decode_request(Signal.TRACES, out[0]) == treq
+    assert decode_request(Signal.LOGS, out[1]) == lreq
+    assert decode_request(Signal.METRICS, out[2]) == mreq
+    span = orjson.loads(out[0])["resourceSpans"][0]["scopeSpans"][0]["spans"][1]
+    assert span["traceId"] == "02" * 16
+    assert span["spanId"] == "02" * 8
+    assert span["parentSpanId"] == "ab" * 8
+    assert span["kind"] == 2
+    assert span["status"]["code"] == 2
+    rec = orjson.loads(out[1])["resourceLogs"][0]["scopeLogs"][0]["logRecords"][0]
+    assert rec["traceId"] == "0f" * 16
+    assert rec["severityNumber"] == 9
+
+
+async def test_appends_to_existing_file(tmp_path: Path) -> None:
+    (tmp_path / "out.jsonl").write_bytes(b"old\n")
+    exp = await started(tmp_path)
+    await exp.consume(Batch(Signal.LOGS, message=logs_request(1)))
+    await exp.shutdown()
+    out = lines(tmp_path / "out.jsonl")
+    assert out[0] == b"old"
+    assert decode_request(Signal.LOGS, out[1]) == logs_request(1)
+
+
+async def test_creates_parent_directories(tmp_path: Path) -> None:
+    exp = await started(tmp_path, path=str(tmp_path / "a" / "b" / "x.jsonl"))
+    await exp.consume(Batch(Signal.LOGS, message=logs_request(1)))
+    await exp.shutdown()
+    assert len(lines(tmp_path / "a" / "b" / "x.jsonl")) == 1
+
+
+async def test_json_format_flat_records(tmp_path: Path) -> None:
+    exp = await started(tmp_path, format="json")
+    await exp.consume(Batch(Signal.LOGS, message=logs_request(2)))
+    await exp.consume(Batch(Signal.TRACES, message=traces_request(1)))
+    await exp.consume(Batch(Signal.METRICS, message=metrics_request([1])))
+    await exp.shutdown()
+    out = [orjson.loads(line) for line in lines(tmp_path / "out.jsonl")]
+    assert out[0] == {"time": "2023-11-14T22:13:20.000000000Z", "severity_text": "INFO",
+                      "severity_number": 9, "body": "message 0", "service.name": "api", "n": 0}
+    assert out[1]["body"] == "message 1"
+    assert out[1]["time"] == "2023-11-14T22:13:20.000000001Z"
+    assert out[2] == {"trace_id": "01" * 16, "span_id": "01" * 8, "name": "span-0",
+                      "kind": "server", "start_time": "2023-11-14T22:13:20.000000000Z",
+                      "end_time": "2023-11-14T22:13:20.001500000Z", "duration_ms": 1.5,
+                      "status_code": "error", "scope.name": "test-scope",
+                      "service.name": "checkout", "http.route": "/r/0"}
+    # metrics have no flat form: OTLP JSON
+    assert decode_request(Signal.METRICS, lines(tmp_path / "out.jsonl")[3]) == metrics_request(
+        [1])
+    assert len(out) == 4
+
+
+async def test_rotation_by_size_keeps_max_backups(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl"
+    per_line = len(lines_of(logs_request(1, start=7)))
+    assert per_line == 300  # every line below is this long: 3 lines pass 700 bytes
+    exp = await started(tmp_path, rotation={"max_megabytes": 700 / (1024 * 1024),
+                                            "max_backups": 2})
+    for i in range(10):
+        await exp.consume(Batch(Signal.LOGS, message=logs_request(1, start=i)))
+    await exp.shutdown()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "out.jsonl", "out.jsonl.1", "out.jsonl.2"]
+
+    def bodies(p: Path) -> list[str]:
+        return [decode_request(Signal.LOGS, line).resource_logs[0].scope_logs[0]
+                .log_records[0].body.string_value for line in lines(p)]
+
+    # 0-2 were rotated out and deleted; the newest data is in the current file
+    assert bodies(path.with_name("out.jsonl.2")) == ["message 3", "message 4", "message 5"]
+    assert bodies(path.with_name("out.jsonl.1")) == ["message 6", "message 7", "message 8"]
+    assert bodies(path) == ["message 9"]
+    assert path.with_name("out.jsonl.1").stat().st_size == 900
+
+
+def lines_of(request: object) -> bytes:
+    from pipeline.pdata.otlpjson import encode_request
+    return encode_request(request) + b"\n"
+
+
+async def test_rotation_without_backups_truncates(tmp_path: Path) -> None:
+    exp = await started(tmp_path, rotation={"max_megabytes": 100 / (1024 * 1024),
+                                            "max_backups": 0})
+    for i in range(3):
+        await exp.consume(Batch(Signal.LOGS, message=logs_request(1, start=i)))
+    await exp.shutdown()
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+async def test_write_failure_is_retryable_and_unhealthy_then_recovers(tmp_path: Path) -> None:
+    real = tmp_path / "real.jsonl"
+    link = tmp_path / "out.jsonl"
+    os.symlink("/dev/full", link)
+    tel = Telemetry()
+    exp = await started(tmp_path, telemetry=tel, path=str(link))
+    with pytest.raises(RetryableError) as exc:
+        await exp.consume(Batch(Signal.LOGS, message=logs_request(2)))
+    assert str(exc.value) == (f"exporter file cannot deliver: cannot write {link}: "
+                              "No space left on device")
+    assert exc.value.retry_after == 1.0
+    assert exp.health() == ComponentHealth(
+        healthy=False, last_error=f"cannot write {link}: No space left on device")
+    link.unlink()
+    os.symlink(real, link)
+    await exp.consume(Batch(Signal.LOGS, message=logs_request(1)))
+    assert exp.health().healthy is True
+    await exp.shutdown()
+    assert [decode_request(Signal.LOGS, line) for line in lines(real)] == [logs_request(1)]
+    assert tel.registry.get_sample_value("otelpipe_exporter_sent_items_total",
+                                         {"exporter": "file", "signal": "logs"}) == 1.0
+
+
+async def test_fsync(tmp_path: Path) -> None:
+    exp = await started(tmp_path, fsync=True)
+    await exp.consume(Batch(Signal.LOGS, message=logs_request(1)))
+    assert len(lines(tmp_path / "out.jsonl")) == 1
+    await exp.shutdown()
+
+
+def test_config_requires_path() -> None:
+    with pytest.raises(ValueError, match="path"):
+        FileConfig.model_validate({})
