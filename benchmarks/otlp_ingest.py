@@ -22,21 +22,26 @@ from benchmarks.harness import (
 )
 
 
-def config(kind: str, grpc_port: int, http_port: int) -> dict:
+def config(kind: str, grpc_port: int, http_port: int, processors: bool) -> dict:
     receivers = {"otlp": {"protocols": {
         "grpc": {"endpoint": f"127.0.0.1:{grpc_port}", "max_recv_msg_size_mib": 16},
         "http": {"endpoint": f"127.0.0.1:{http_port}"}}}}
     cfg: dict = {"receivers": receivers, "exporters": {"nop": None},
                  "service": {"pipelines": {"traces": {"receivers": ["otlp"],
                                                       "exporters": ["nop"]}}}}
+    if processors:
+        cfg["processors"] = {"memory_limiter": {"check_interval": "1s", "limit_mib": 1024},
+                             "batch": {"send_batch_size": 8192, "timeout": "200ms"}}
+        cfg["service"]["pipelines"]["traces"]["processors"] = ["memory_limiter", "batch"]
     if kind == "otelcol":
         cfg["service"]["telemetry"] = {"metrics": {"level": "none"}}
     return cfg
 
 
-def measure(kind: str, protocol: str, requests: int, concurrency: int) -> dict:
+def measure(kind: str, protocol: str, requests: int, concurrency: int, processors: bool) -> dict:
     grpc_port, http_port = free_port(), free_port()
-    with start_target(kind, config(kind, grpc_port, http_port), [grpc_port, http_port]) as t:
+    cfg = config(kind, grpc_port, http_port, processors)
+    with start_target(kind, cfg, [grpc_port, http_port]) as t:
         endpoint = f"127.0.0.1:{grpc_port if protocol == 'grpc' else http_port}"
         common = ["--protocol", protocol, "--endpoint", endpoint,
                   "--concurrency", str(concurrency)]
@@ -45,7 +50,8 @@ def measure(kind: str, protocol: str, requests: int, concurrency: int) -> dict:
         load = run_loadgen(*common, "--requests", str(requests))
         cpu = cpu_seconds(t.pid) - cpu0
         spans = load["requests_sent"] * load["spans_per_request"]
-        return {"target": kind, "protocol": protocol, "spans": spans, "cpu_s": round(cpu, 3),
+        return {"target": kind, "protocol": protocol,
+                "processors": "memory_limiter,batch" if processors else "none", "spans": spans, "cpu_s": round(cpu, 3),
                 "spans_per_cpu_s": round(spans / cpu) if cpu else None,
                 "wall_spans_per_s": round(spans / load["elapsed_s"]),
                 "peak_rss_mib": round(peak_rss_mib(t.pid), 1),
@@ -59,11 +65,13 @@ def main() -> int:
     p.add_argument("--requests", type=int, default=3000)
     p.add_argument("--concurrency", type=int, default=8)
     p.add_argument("--no-peer", action="store_true", help="skip the Go Collector")
+    p.add_argument("--processors", action="store_true",
+                   help="put memory_limiter and batch in front of nop (both targets)")
     args = p.parse_args()
     rows = []
     for protocol in ("grpc", "http"):
         for kind in ("otelpipe", *(() if args.no_peer else ("otelcol",))):
-            row = measure(kind, protocol, args.requests, args.concurrency)
+            row = measure(kind, protocol, args.requests, args.concurrency, args.processors)
             rows.append(row)
             print(f"{kind:9} {protocol:5} {row['spans_per_cpu_s']:>10,} spans/CPU-s  "
                   f"peak RSS {row['peak_rss_mib']:7.1f} MiB  errors {row['errors']}  "
@@ -76,9 +84,10 @@ def main() -> int:
         if peer and peer["spans_per_cpu_s"]:
             ratios[protocol] = round(ours["spans_per_cpu_s"] / peer["spans_per_cpu_s"], 3)
             print(f"ratio otelpipe/otelcol {protocol}: {ratios[protocol]}")
-    path = write_result("otlp_ingest", {"date": dt.datetime.now(dt.UTC).isoformat(),
+    name = "otlp_ingest_processors" if args.processors else "otlp_ingest"
+    path = write_result(name, {"date": dt.datetime.now(dt.UTC).isoformat(),
                                         "spans_per_request": 100, "attributes_per_span": 10,
-                                        "rows": rows, "ratio_to_peer": ratios})
+                               "rows": rows, "ratio_to_peer": ratios})
     print(f"wrote {path}")
     return 0
 

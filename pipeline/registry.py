@@ -20,11 +20,15 @@ ENTRY_POINT_GROUP = "otelpipe.components"
 BUILTIN_MODULES = (
     "pipeline.receivers.otlp",
     "pipeline.receivers.jsonlogs",
+    "pipeline.receivers.filelog",
+    "pipeline.receivers.kafka",
     "pipeline.processors.batch",
     "pipeline.processors.memory_limiter",
+    "pipeline.processors.logstruct",
     "pipeline.exporters.debug",
     "pipeline.exporters.nop",
     "pipeline.exporters.file",
+    "pipeline.exporters.kafka",
     "pipeline.connectors.forward",
     "pipeline.extensions.health",
 )

@@ -83,6 +83,70 @@ class Telemetry:
         self.memory_limiter_refusing = Gauge(
             "otelpipe_memory_limiter_refusing",
             "1 while the memory limiter refuses data, else 0.", ["processor"], registry=r)
+        # Kafka exporter and receiver.
+        self.kafka_produced_records = Counter(
+            "otelpipe_kafka_exporter_produced_records",
+            "Kafka records the broker acknowledged, per topic.", ["exporter", "topic"], registry=r)
+        self.kafka_produced_bytes = Counter(
+            "otelpipe_kafka_exporter_produced_bytes",
+            "Payload bytes of Kafka records the broker acknowledged.", ["exporter", "topic"],
+            registry=r)
+        self.kafka_produce_latency = Histogram(
+            "otelpipe_kafka_exporter_produce_latency_seconds",
+            "Time from handing a request's records to the producer until the broker "
+            "acknowledged all of them.", ["exporter"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=r)
+        self.kafka_consumed_records = Counter(
+            "otelpipe_kafka_receiver_consumed_records",
+            "Kafka records fetched by a receiver.", ["receiver", "topic"], registry=r)
+        self.kafka_consumed_bytes = Counter(
+            "otelpipe_kafka_receiver_consumed_bytes",
+            "Payload bytes of Kafka records fetched by a receiver.", ["receiver", "topic"],
+            registry=r)
+        self.kafka_consumer_lag = Gauge(
+            "otelpipe_kafka_receiver_consumer_lag",
+            "Records on the partition not yet delivered (high watermark minus the next offset "
+            "to commit).", ["receiver", "topic", "partition"], registry=r)
+        self.kafka_undecodable_records = Counter(
+            "otelpipe_kafka_receiver_undecodable_records",
+            "Records skipped because they cannot be decoded (or the pipeline rejected them "
+            "permanently), by reason.", ["receiver", "topic", "reason"], registry=r)
+        self.kafka_dead_lettered_records = Counter(
+            "otelpipe_kafka_receiver_dead_lettered_records",
+            "Skipped records copied to the dead-letter topic.", ["receiver", "topic"],
+            registry=r)
+        self.kafka_committed_offset = Gauge(
+            "otelpipe_kafka_receiver_committed_offset",
+            "Last offset committed by a receiver (the next record to read).",
+            ["receiver", "topic", "partition"], registry=r)
+
+        # filelog receiver.
+        self.filelog_files_watched = Gauge(
+            "otelpipe_filelog_files_watched", "Files a filelog receiver has open.",
+            ["receiver"], registry=r)
+        self.filelog_bytes_read = Counter(
+            "otelpipe_filelog_bytes_read", "Bytes a filelog receiver read from files.",
+            ["receiver"], registry=r)
+        self.filelog_rotations = Counter(
+            "otelpipe_filelog_rotations",
+            "Files rotated away (rename), deleted, or truncated (copytruncate), by kind.",
+            ["receiver", "kind"], registry=r)
+        self.filelog_flagged_records = Counter(
+            "otelpipe_filelog_flagged_records",
+            "Records flagged log.split (line over max_log_size) or log.invalid_encoding.",
+            ["receiver", "flag"], registry=r)
+
+        # logstruct processor.
+        self.logstruct_parsed = Counter(
+            "otelpipe_processor_logstruct_parsed_records",
+            "Log records the logstruct processor parsed, by detected or configured format.",
+            ["processor", "pipeline", "format"], registry=r)
+        self.logstruct_parse_errors = Counter(
+            "otelpipe_processor_logstruct_parse_errors",
+            "Log records no logstruct parser understood (no_match) or whose parser raised "
+            "(exception); they pass through unchanged with log.parse_error.",
+            ["processor", "pipeline", "reason"], registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

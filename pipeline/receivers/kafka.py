@@ -1,0 +1,564 @@
+"""`kafka` receiver: reads OTLP requests from Kafka topics as a consumer group.
+
+Topics are configured per signal, as the Collector does, and only the
+signals of the pipelines the receiver is in are read:
+
+    receivers:
+      kafka:
+        brokers: [localhost:9092]
+        group_id: otelpipe                 # all gateways share the partitions
+        initial_offset: earliest           # where a new group starts
+        encoding: otlp_proto               # or otlp_json; per signal too
+        traces:  {topics: [otlp_spans]}    # the defaults
+        logs:    {topic_pattern: "otlp_logs.*"}
+        dead_letter_topic: otlp_dead_letters
+
+Delivery is at-least-once:
+- every record becomes one batch, handed to the pipeline in offset order per
+  partition; partitions are delivered concurrently;
+- when the pipeline refuses (retryable), the partition is paused and the
+  same record is retried with backoff: a record is never skipped;
+- an offset is committed only once every record before it was accepted by
+  the pipeline (every exporter of it); a crash re-delivers from the last
+  commit (duplicates, never loss);
+- on a rebalance the in-flight record of a revoked partition is given a
+  bounded time to finish, what was delivered is committed, and the rest is
+  abandoned to the next owner;
+- a record that cannot be decoded (or that the pipeline rejects as
+  permanently invalid) is counted, optionally copied to `dead_letter_topic`
+  with headers telling where it came from and why, and skipped: it never
+  stalls its partition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import re
+import time
+from collections.abc import Iterable
+from typing import Any, Literal
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
+from aiokafka import errors as kerrors
+from aiokafka.structs import ConsumerRecord, TopicPartition
+from pydantic import Field, model_validator
+
+from pipeline.component import (
+    Component,
+    ComponentConfig,
+    ComponentHealth,
+    Consumer,
+    CreateSettings,
+    Factory,
+    Host,
+    Kind,
+    Signal,
+)
+from pipeline.config.types import Duration
+from pipeline.errors import PermanentError, RetryableError
+from pipeline.exporterhelper import Backoff, RetrySettings
+from pipeline.kafkacommon import DEFAULT_TOPICS, ClientSettings, Encoding, client_kwargs, describe
+from pipeline.pdata.batch import Batch
+from pipeline.pdata.otlp import DecodeError, count_items, drop_invalid_id_items, invalid_id_items
+from pipeline.pdata.otlpjson import OTLPJSONError, decode_request
+from pipeline.receivers.common import ReceiverObs
+
+
+class SignalTopics(ComponentConfig):
+    topics: list[str] | None = Field(
+        None, description="topic names (default: otlp_spans, otlp_logs or otlp_metrics)")
+    topic_pattern: str | None = Field(
+        None, description="regular expression matched against whole topic names")
+    encoding: Encoding | None = Field(None, description="default: the receiver's encoding")
+
+    @model_validator(mode="after")
+    def _check(self) -> SignalTopics:
+        if self.topics is not None and self.topic_pattern is not None:
+            raise ValueError("set topics or topic_pattern, not both")
+        if self.topics is not None and not self.topics:
+            raise ValueError("topics must not be empty")
+        if self.topic_pattern is not None:
+            try:
+                re.compile(self.topic_pattern)
+            except re.error as exc:
+                raise ValueError(f"invalid topic_pattern: {exc}") from None
+        return self
+
+
+class ConsumerBackoff(ComponentConfig):
+    """Backoff while the pipeline refuses a record (retried until accepted)."""
+
+    initial_interval: Duration = 0.1
+    max_interval: Duration = 5.0
+
+
+class KafkaReceiverConfig(ClientSettings):
+    group_id: str = "otelpipe"
+    initial_offset: Literal["earliest", "latest"] = Field(
+        "earliest", description="where a group without committed offsets starts")
+    encoding: Encoding = "otlp_proto"
+    traces: SignalTopics = SignalTopics()
+    logs: SignalTopics = SignalTopics()
+    metrics: SignalTopics = SignalTopics()
+    dead_letter_topic: str | None = Field(
+        None, description="copy records that cannot be decoded here (skipped either way)")
+    commit_interval: Duration = Field(1.0, description="how often delivered offsets commit")
+    max_poll_records: int = Field(500, gt=0, description="records per fetch, all partitions")
+    max_buffered_records: int = Field(
+        1000, gt=0, description="records buffered per partition before fetching pauses")
+    max_partition_fetch_bytes: int = Field(1_048_576, gt=0)
+    session_timeout: Duration = 10.0
+    heartbeat_interval: Duration = 3.0
+    max_poll_interval: Duration = 300.0
+    drain_timeout: Duration = Field(
+        10.0, description="how long a revoked or stopping partition may finish its record")
+    backoff: ConsumerBackoff = ConsumerBackoff()
+
+    @model_validator(mode="after")
+    def _check_overlap(self) -> KafkaReceiverConfig:
+        seen: dict[str, str] = {}
+        for signal in Signal:
+            st: SignalTopics = getattr(self, signal.value)
+            if st.topic_pattern is None:
+                for t in st.topics or [DEFAULT_TOPICS[signal]]:
+                    if t in seen and seen[t] != signal.value:
+                        raise ValueError(f"topic {t!r} is configured for both {seen[t]} and "
+                                         f"{signal.value}")
+                    seen[t] = signal.value
+        return self
+
+
+class _Abandon(Exception):
+    """The partition was revoked or the receiver stops: leave the record."""
+
+
+class _Route:
+    """Which signal and encoding a topic's records are."""
+
+    def __init__(self, config: KafkaReceiverConfig, signals: Iterable[Signal]):
+        self.names: dict[str, tuple[Signal, Encoding]] = {}
+        self.patterns: list[tuple[re.Pattern[str], Signal, Encoding]] = []
+        for signal in signals:
+            st: SignalTopics = getattr(config, signal.value)
+            enc = st.encoding or config.encoding
+            if st.topic_pattern is not None:
+                self.patterns.append((re.compile(st.topic_pattern), signal, enc))
+            else:
+                for t in st.topics or [DEFAULT_TOPICS[signal]]:
+                    self.names[t] = (signal, enc)
+        self._cache: dict[str, tuple[Signal, Encoding] | None] = {}
+
+    def subscription(self) -> dict[str, Any]:
+        if not self.patterns:
+            return {"topics": sorted(self.names)}
+        alts = [f"(?:{p.pattern})" for p, _, _ in self.patterns]
+        alts += [re.escape(n) for n in sorted(self.names)]
+        return {"pattern": "^(?:" + "|".join(alts) + ")$"}
+
+    def lookup(self, topic: str) -> tuple[Signal, Encoding] | None:
+        try:
+            return self._cache[topic]
+        except KeyError:
+            pass
+        found = self.names.get(topic)
+        if found is None:
+            for pat, signal, enc in self.patterns:
+                if pat.fullmatch(topic):
+                    found = (signal, enc)
+                    break
+        self._cache[topic] = found
+        return found
+
+
+class _Partition:
+    """Delivers one partition's records in order; tracks the next offset to commit."""
+
+    def __init__(self, receiver: KafkaReceiver, tp: TopicPartition):
+        self.r = receiver
+        self.tp = tp
+        self.queue: collections.deque[ConsumerRecord[bytes, bytes]] = collections.deque()
+        self.wake = asyncio.Event()
+        self.delivered: int | None = None  # next offset to commit
+        self.committed: int | None = None
+        self.stopping = False
+        self.paused = False
+        self.task = asyncio.create_task(
+            self._run(), name=f"{receiver.id}-{tp.topic}-{tp.partition}")
+
+    def add(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
+        self.queue.extend(records)
+        self.wake.set()
+
+    async def _run(self) -> None:
+        r = self.r
+        while not self.stopping:
+            if not self.queue:
+                self.wake.clear()
+                await self.wake.wait()
+                continue
+            rec = self.queue[0]
+            try:
+                await r._process(self, rec)
+            except _Abandon:
+                return
+            self.queue.popleft()
+            self.delivered = rec.offset + 1
+            if self.paused and len(self.queue) <= r.config.max_buffered_records // 2:
+                r._resume(self)
+
+    async def stop(self, timeout: float) -> None:
+        """Finish the record in flight (no new attempt after a refusal), drop the rest."""
+        self.stopping = True
+        self.wake.set()
+        try:
+            await asyncio.wait_for(asyncio.shield(self.task), timeout)
+        except TimeoutError:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.task
+        except Exception:  # the task logged its own failure
+            pass
+        self.queue.clear()
+
+
+class _Listener(ConsumerRebalanceListener):
+    def __init__(self, receiver: KafkaReceiver):
+        self.r = receiver
+
+    async def on_partitions_revoked(self, revoked: Any) -> None:
+        await self.r._revoked(set(revoked))
+
+    async def on_partitions_assigned(self, assigned: Any) -> None:
+        self.r._assigned(set(assigned))
+
+
+class KafkaReceiver(Component):
+    def __init__(self, settings: CreateSettings, config: KafkaReceiverConfig):
+        self.settings = settings
+        self.config = config
+        self.id = str(settings.id)
+        self.log = settings.logger
+        self.obs = ReceiverObs(settings, "kafka")
+        self.consumers: dict[Signal, Consumer] = dict(settings.consumers)
+        self.route = _Route(config, self.consumers)
+        t = settings.telemetry
+        self._t = t
+        self._consumer: AIOKafkaConsumer | None = None
+        self._dlq: AIOKafkaProducer | None = None
+        self._parts: dict[TopicPartition, _Partition] = {}
+        self._assignment: set[TopicPartition] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._last_commit = 0.0
+        self._last_error: str | None = None
+        self._connected = False
+        self._topic_metrics: dict[str, tuple[Any, Any]] = {}
+        self._retry = RetrySettings(initial_interval=config.backoff.initial_interval,
+                                    max_interval=config.backoff.max_interval,
+                                    max_elapsed_time=0, multiplier=2.0,
+                                    randomization_factor=0.2)
+
+    # Lifecycle ----------------------------------------------------------------------
+    async def start(self, host: Host) -> None:
+        if not self.consumers:
+            return
+        self._task = asyncio.create_task(self._run(), name=f"{self.id}-poll")
+
+    async def shutdown(self) -> None:
+        self._stopping = True
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def health(self) -> ComponentHealth:
+        return ComponentHealth(healthy=self._connected, last_error=self._last_error)
+
+    def _consumer_kwargs(self) -> dict[str, Any]:
+        c = self.config
+        kw = client_kwargs(c)
+        kw.update(
+            group_id=c.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset=c.initial_offset,
+            max_partition_fetch_bytes=c.max_partition_fetch_bytes,
+            session_timeout_ms=int(c.session_timeout * 1000),
+            heartbeat_interval_ms=int(c.heartbeat_interval * 1000),
+            max_poll_interval_ms=int(c.max_poll_interval * 1000),
+            request_timeout_ms=max(int(c.session_timeout * 1000) + 5000, 15000),
+        )
+        return kw
+
+    async def _run(self) -> None:
+        backoff = Backoff(self._retry)
+        while not self._stopping:
+            consumer = AIOKafkaConsumer(**self._consumer_kwargs())
+            try:
+                await consumer.start()
+                consumer.subscribe(**self.route.subscription(), listener=_Listener(self))
+                self._consumer = consumer
+                self._connected = True
+                self.log.info("consuming", extra={"group_id": self.config.group_id,
+                                                   **self.route.subscription()})
+                backoff = Backoff(self._retry)
+                await self._poll(consumer)
+            except asyncio.CancelledError:
+                await self._stop_consumer(consumer)
+                raise
+            except Exception as exc:  # reconnect on anything
+                self._connected = False
+                self._last_error = describe(exc)
+                self.log.warning("kafka consumer failed; reconnecting",
+                                 extra={"error": self._last_error})
+                await self._stop_consumer(consumer)
+                await asyncio.sleep(backoff.next_delay(None) or 1.0)
+
+    async def _stop_consumer(self, consumer: AIOKafkaConsumer) -> None:
+        """Finish in-flight records, commit what was delivered, leave the group."""
+        if self._consumer is consumer:
+            await self._finish(set(self._parts), commit=True)
+            self._consumer = None
+        self._connected = False
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(consumer.stop(), 10)
+        if self._dlq is not None:
+            dlq, self._dlq = self._dlq, None
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(dlq.stop(), 10)
+
+    async def _poll(self, consumer: AIOKafkaConsumer) -> None:
+        c = self.config
+        while not self._stopping:
+            data = await consumer.getmany(timeout_ms=200, max_records=c.max_poll_records)
+            for tp, records in data.items():
+                if not records or tp not in self._assignment:
+                    continue
+                part = self._parts.get(tp)
+                if part is None:
+                    part = self._parts[tp] = _Partition(self, tp)
+                recs, nbytes = self._topic(tp.topic)
+                recs.inc(len(records))
+                nbytes.inc(sum(len(x.value or b"") for x in records))
+                part.add(records)
+                if not part.paused and len(part.queue) >= c.max_buffered_records:
+                    consumer.pause(tp)
+                    part.paused = True
+            now = time.monotonic()
+            if now - self._last_commit >= c.commit_interval:
+                self._last_commit = now
+                await self._commit(consumer, list(self._parts.values()))
+                await self._update_lag(consumer)
+
+    def _resume(self, part: _Partition) -> None:
+        part.paused = False
+        consumer = self._consumer
+        if consumer is not None and part.tp in self._assignment:
+            consumer.resume(part.tp)
+
+    # Offsets ----------------------------------------------------------------------------
+    async def _commit(self, consumer: AIOKafkaConsumer, parts: Iterable[_Partition]) -> None:
+        offsets = {p.tp: p.delivered for p in parts
+                   if p.delivered is not None and p.delivered != p.committed}
+        if not offsets:
+            return
+        try:
+            await consumer.commit(offsets)
+        except (kerrors.KafkaError, AssertionError) as exc:
+            # A rebalance is under way or the coordinator moved: the records
+            # come again to whoever owns the partition (duplicates, no loss).
+            self.log.info("offset commit failed; will retry",
+                          extra={"error": describe(exc)})
+            return
+        for p in parts:
+            if p.tp in offsets:
+                p.committed = offsets[p.tp]
+                self._t.kafka_committed_offset.labels(
+                    self.id, p.tp.topic, str(p.tp.partition)).set(offsets[p.tp])
+
+    async def _update_lag(self, consumer: AIOKafkaConsumer) -> None:
+        for tp in list(self._assignment):
+            try:
+                high = consumer.highwater(tp)
+            except (AssertionError, kerrors.KafkaError):
+                continue
+            if high is None:
+                continue
+            part = self._parts.get(tp)
+            nxt = None
+            if part is not None:
+                nxt = part.queue[0].offset if part.queue else part.delivered
+            if nxt is None:
+                # Nothing buffered: the fetch position (known, so no request is made).
+                try:
+                    nxt = await asyncio.wait_for(consumer.position(tp), 0.5)
+                except (TimeoutError, AssertionError, kerrors.KafkaError):
+                    continue
+            self._t.kafka_consumer_lag.labels(self.id, tp.topic, str(tp.partition)).set(
+                max(0, high - nxt))
+
+    # Rebalance --------------------------------------------------------------------------
+    def _assigned(self, assigned: set[TopicPartition]) -> None:
+        self._assignment = set(assigned)
+        self.log.info("partitions assigned",
+                      extra={"partitions": sorted(f"{tp.topic}/{tp.partition}"
+                                                  for tp in assigned)})
+
+    async def _revoked(self, revoked: set[TopicPartition]) -> None:
+        self._assignment -= revoked
+        await self._finish(revoked, commit=True)
+        for tp in revoked:
+            with contextlib.suppress(KeyError):
+                self._t.kafka_consumer_lag.remove(self.id, tp.topic, str(tp.partition))
+
+    async def _finish(self, tps: set[TopicPartition], *, commit: bool) -> None:
+        parts = [self._parts.pop(tp) for tp in list(tps) if tp in self._parts]
+        if not parts:
+            return
+        await asyncio.gather(*(p.stop(self.config.drain_timeout) for p in parts))
+        if commit and self._consumer is not None:
+            await self._commit(self._consumer, parts)
+
+    # Records ----------------------------------------------------------------------------
+    def _topic(self, topic: str) -> tuple[Any, Any]:
+        m = self._topic_metrics.get(topic)
+        if m is None:
+            m = self._topic_metrics[topic] = (
+                self._t.kafka_consumed_records.labels(self.id, topic),
+                self._t.kafka_consumed_bytes.labels(self.id, topic))
+        return m
+
+    def decode(self, rec: ConsumerRecord[bytes, bytes]) -> tuple[Batch | None, str]:
+        """The record as a batch, or (None, reason) when it cannot be one."""
+        route = self.route.lookup(rec.topic)
+        if route is None:
+            return None, "unknown_topic"
+        signal, encoding = route
+        value = rec.value
+        if not value:
+            return None, "empty"
+        metadata = _metadata(rec.headers)
+        if encoding == "otlp_proto":
+            try:
+                if signal is Signal.METRICS:
+                    total, bad = count_items(signal, value), 0
+                else:
+                    total, bad = invalid_id_items(signal, value)
+            except DecodeError:
+                return None, "decode_error"
+            batch = Batch(signal, raw=value, items=total, metadata=metadata)
+        else:
+            try:
+                msg = decode_request(signal, value)
+            except OTLPJSONError:
+                return None, "decode_error"
+            batch = Batch(signal, message=msg, metadata=metadata)
+            if signal is Signal.METRICS:
+                total, bad = batch.items, 0
+            else:
+                total, bad = invalid_id_items(signal, batch.to_bytes())
+        if total == 0:
+            return None, "no_items"
+        if bad == total:
+            return None, "invalid_ids"
+        if bad:
+            drop_invalid_id_items(signal, batch.mutable())
+            self.obs.rejected(signal, bad)
+        return batch, ""
+
+    async def _process(self, part: _Partition, rec: ConsumerRecord[bytes, bytes]) -> None:
+        batch, reason = self.decode(rec)
+        if batch is None:
+            await self._skip(rec, reason)
+            return
+        consumer = self.consumers[batch.signal]
+        backoff: Backoff | None = None
+        while True:
+            try:
+                await self.obs.deliver(consumer, batch)
+                return
+            except PermanentError as exc:
+                await self._skip(rec, "rejected", str(exc))
+                return
+            except RetryableError as exc:
+                retry_after = exc.retry_after
+            except Exception:  # counted and logged by deliver; never skip
+                retry_after = None
+            if part.stopping:
+                raise _Abandon
+            backoff = backoff or Backoff(self._retry)
+            delay = backoff.next_delay(retry_after) or 0.1
+            # Wake early when the partition is revoked or the receiver stops.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(_until(part), delay)
+            if part.stopping:
+                raise _Abandon
+
+    async def _skip(self, rec: ConsumerRecord[bytes, bytes], reason: str,
+                    detail: str = "") -> None:
+        self._t.kafka_undecodable_records.labels(self.id, rec.topic, reason).inc()
+        self.log.warning("skipped a kafka record", extra={
+            "topic": rec.topic, "partition": rec.partition, "offset": rec.offset,
+            "reason": reason, **({"detail": detail} if detail else {})})
+        topic = self.config.dead_letter_topic
+        if not topic:
+            return
+        headers = [*(rec.headers or ()),
+                   ("otelpipe.dlq.reason", reason.encode()),
+                   ("otelpipe.dlq.topic", rec.topic.encode()),
+                   ("otelpipe.dlq.partition", str(rec.partition).encode()),
+                   ("otelpipe.dlq.offset", str(rec.offset).encode())]
+        try:
+            producer = await self._dead_letter_producer()
+            await asyncio.wait_for(
+                producer.send_and_wait(topic, rec.value, key=rec.key, headers=headers),
+                self.config.drain_timeout)
+        except Exception as exc:  # a lost copy must not stall the partition
+            self.log.error("cannot copy a record to the dead-letter topic",
+                           extra={"topic": topic, "error": describe(exc)})
+            return
+        self._t.kafka_dead_lettered_records.labels(self.id, rec.topic).inc()
+
+    async def _dead_letter_producer(self) -> AIOKafkaProducer:
+        if self._dlq is None:
+            producer = AIOKafkaProducer(**client_kwargs(self.config), acks="all",
+                                        request_timeout_ms=int(self.config.drain_timeout * 1000))
+            try:
+                await producer.start()
+            except Exception:
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+                raise
+            self._dlq = producer
+        return self._dlq
+
+
+async def _until(part: _Partition) -> None:
+    while not part.stopping:
+        part.wake.clear()
+        await part.wake.wait()
+
+
+def _metadata(headers: Any) -> dict[str, str]:
+    if not headers:
+        return {}
+    out = {}
+    for k, v in headers:
+        if v is None or k.startswith("otelpipe.dlq."):
+            continue
+        try:
+            out[k] = v.decode()
+        except UnicodeDecodeError:
+            continue
+    return out
+
+
+def _create(settings: CreateSettings, config: Any) -> KafkaReceiver:
+    return KafkaReceiver(settings, config)
+
+
+factory = Factory(type="kafka", kind=Kind.RECEIVER, config_model=KafkaReceiverConfig,
+                  create=_create, signals=frozenset(Signal),
+                  description="reads OTLP (protobuf or JSON) from Kafka topics as a consumer group")
