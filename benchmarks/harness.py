@@ -91,8 +91,11 @@ def start_target(kind: str, config: dict, ports: list[int]) -> Iterator[Target]:
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=workdir)
     try:
-        for p in ports:
-            wait_port(p)
+        try:
+            for p in ports:
+                wait_port(p)
+        except TimeoutError:
+            raise RuntimeError(f"{kind} did not start:\n{log_path.read_text()[-3000:]}") from None
         yield Target(kind, proc, log_path)
     finally:
         proc.terminate()

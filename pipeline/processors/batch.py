@@ -6,6 +6,15 @@ acknowledged is never lost in a batch buffer, and backpressure from the
 exporters reaches the client. Merging concatenates the serialized requests
 (protobuf appends repeated fields), so it costs no decode; only a merged
 batch above `send_batch_max_size` is decoded, to be split.
+
+Because callers wait, a pure size/timeout batcher would make every request
+of a lightly loaded pipeline wait the full `timeout` (an SDK exporter sends
+one request at a time, so it would be slowed to one export per timeout). With
+`flush_when_idle` (the default) a batch is sent at once when nothing is in
+flight downstream; while a send is in flight, arrivals accumulate and go out
+when it completes, when they reach `send_batch_size`, or at `timeout`. Under
+load this batches as much as the downstream's latency allows ("group commit");
+set it to false for the Collector's size-or-timeout behaviour.
 """
 
 from __future__ import annotations
@@ -33,6 +42,8 @@ class BatchConfig(ComponentConfig):
                                  description="items that trigger a send; 0: no batching")
     timeout: Duration = Field(0.2, description="longest wait before a partial batch is sent")
     send_batch_max_size: int = Field(0, ge=0, description="split batches above this; 0: no limit")
+    flush_when_idle: bool = Field(
+        True, description="send at once when nothing is in flight downstream")
     metadata_keys: list[str] = Field(
         default_factory=list, description="client metadata keys whose values batch separately")
 
@@ -61,7 +72,7 @@ class BatchProcessor(Component, Consumer):
         pid = settings.pipeline_id or str(settings.signal)
         self._sizes = settings.telemetry.batch_send_size.labels(str(settings.id), pid)
         self._triggers = {t: settings.telemetry.batch_trigger.labels(str(settings.id), pid, t)
-                          for t in ("size", "timeout", "shutdown")}
+                          for t in ("size", "timeout", "idle", "shutdown")}
         self._buckets: dict[tuple[str, ...], _Bucket] = {}
         self._sending: set[asyncio.Task[None]] = set()
 
@@ -80,6 +91,8 @@ class BatchProcessor(Component, Consumer):
         bucket.items += batch.items
         if bucket.items >= cfg.send_batch_size or cfg.timeout == 0:
             self._flush(key, "size")
+        elif cfg.flush_when_idle and not self._sending:
+            self._flush(key, "idle")
         elif bucket.timer is None:
             bucket.timer = asyncio.get_running_loop().call_later(
                 cfg.timeout, self._flush, key, "timeout")
@@ -96,7 +109,13 @@ class BatchProcessor(Component, Consumer):
         self._triggers[trigger].inc()
         task = asyncio.create_task(self._send_and_notify(merged, bucket.waiters))
         self._sending.add(task)
-        task.add_done_callback(self._sending.discard)
+        task.add_done_callback(self._sent)
+
+    def _sent(self, task: asyncio.Task[None]) -> None:
+        self._sending.discard(task)
+        if self.config.flush_when_idle and not self._sending:
+            for key in list(self._buckets):
+                self._flush(key, "idle")
 
     async def _send_and_notify(self, batch: Batch, waiters: list[asyncio.Future[None]]) -> None:
         try:

@@ -15,6 +15,8 @@ from tests.unit.builders import span_names, traces, traces_request
 
 
 def make(sink: Sink, telemetry: Telemetry | None = None, **cfg: object) -> BatchProcessor:
+    """A batch processor; size/timeout semantics unless flush_when_idle is given."""
+    cfg.setdefault("flush_when_idle", False)
     settings = create_settings("processor", "batch", telemetry=telemetry, next_consumer=sink,
                                signal=Signal.TRACES, pipeline_id="traces")
     proc = factory.create(settings, BatchConfig.model_validate(cfg))
@@ -165,3 +167,31 @@ def test_config_validation() -> None:
     with pytest.raises(ValueError, match="send_batch_max_size must be 0 or at least"):
         BatchConfig(send_batch_size=10, send_batch_max_size=5)
     assert BatchConfig.model_validate({"timeout": "1s"}).timeout == 1.0
+
+
+async def test_flush_when_idle_sends_at_once_then_groups_while_a_send_is_in_flight() -> None:
+    release = asyncio.Event()
+    received: list[int] = []
+
+    class SlowSink(Sink):
+        async def consume(self, batch: Batch) -> None:
+            received.append(batch.items)
+            await release.wait()
+
+    tel = Telemetry()
+    proc = make(SlowSink(), tel, send_batch_size=1000, timeout="10s", flush_when_idle=True)
+    first = asyncio.create_task(proc.consume(traces(2)))
+    await asyncio.sleep(0.01)
+    assert received == [2]  # nothing in flight: sent at once, no 10 s wait
+    later = [asyncio.create_task(proc.consume(traces(3, start=2 + 3 * i))) for i in range(3)]
+    await asyncio.sleep(0.01)
+    assert received == [2]  # a send is in flight: the three accumulate
+    release.set()
+    await asyncio.wait_for(asyncio.gather(first, *later), 2)
+    assert received == [2, 9]  # grouped into one send when the first completed
+    assert sample(tel, "otelpipe_processor_batch_sends_total", processor="batch",
+                  pipeline="traces", trigger="idle") == 2.0
+
+
+async def test_flush_when_idle_is_the_default() -> None:
+    assert BatchConfig().flush_when_idle is True

@@ -17,7 +17,8 @@ from tests.unit.builders import traces_request
 def config(tmp_path: Path, port: int, batch_timeout: str) -> dict:
     return {
         "receivers": {"otlp": {"protocols": {"http": {"endpoint": f"127.0.0.1:{port}"}}}},
-        "processors": {"batch": {"send_batch_size": 1000, "timeout": batch_timeout}},
+        "processors": {"batch": {"send_batch_size": 1000, "timeout": batch_timeout,
+                                 "flush_when_idle": False}},
         "exporters": {"file": {"path": str(tmp_path / "out" / "traces.jsonl")}},
         "service": {"shutdown_timeout": "5s", "pipelines": {"traces": {
             "receivers": ["otlp"], "processors": ["batch"], "exporters": ["file"]}}},

@@ -218,7 +218,7 @@ service:
 async def test_shutdown_drains_the_batch_processor_before_exporters_stop() -> None:
     svc = service("""
 receivers: {rx: {}}
-processors: {batch: {send_batch_size: 1000, timeout: 1h}}
+processors: {batch: {send_batch_size: 1000, timeout: 1h, flush_when_idle: false}}
 exporters: {tx: {}}
 service: {pipelines: {traces: {receivers: [rx], processors: [batch], exporters: [tx]}}}
 """)
