@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import pkgutil
 from collections.abc import Iterable
 from functools import cache
 from importlib.metadata import entry_points
@@ -16,21 +17,15 @@ from pipeline.component import Factory, Kind
 
 ENTRY_POINT_GROUP = "otelpipe.components"
 
-# Each module defines `factory` (or `factories`).
-BUILTIN_MODULES = (
-    "pipeline.receivers.otlp",
-    "pipeline.receivers.jsonlogs",
-    "pipeline.receivers.filelog",
-    "pipeline.receivers.kafka",
-    "pipeline.processors.batch",
-    "pipeline.processors.memory_limiter",
-    "pipeline.processors.logstruct",
-    "pipeline.exporters.debug",
-    "pipeline.exporters.nop",
-    "pipeline.exporters.file",
-    "pipeline.exporters.kafka",
-    "pipeline.connectors.forward",
-    "pipeline.extensions.health",
+# Built-in components are found by module: every module (or package) directly
+# under these packages that defines `factory` (or `factories`) is registered, so a
+# component type lives in exactly one place and there is no list to keep in sync.
+BUILTIN_PACKAGES = (
+    "pipeline.receivers",
+    "pipeline.processors",
+    "pipeline.exporters",
+    "pipeline.connectors",
+    "pipeline.extensions",
 )
 
 log = logging.getLogger("otelpipe.registry")
@@ -56,14 +51,26 @@ class Registry:
 
 def _module_factories(module_name: str) -> list[Factory]:
     module = importlib.import_module(module_name)
-    found = getattr(module, "factories", None) or [module.factory]
+    found = getattr(module, "factories", None)
+    if found is None:
+        found = [module.factory] if hasattr(module, "factory") else []
     return list(found)
+
+
+def builtin_modules() -> list[str]:
+    names = []
+    for package_name in BUILTIN_PACKAGES:
+        package = importlib.import_module(package_name)
+        for info in pkgutil.iter_modules(package.__path__):
+            if not info.name.startswith("_"):
+                names.append(f"{package_name}.{info.name}")
+    return sorted(names)
 
 
 @cache
 def default_registry() -> Registry:
     factories: list[Factory] = []
-    for name in BUILTIN_MODULES:
+    for name in builtin_modules():
         factories.extend(_module_factories(name))
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         try:

@@ -80,6 +80,14 @@ class Telemetry:
         self.exporter_queue_capacity = Gauge(
             "otelpipe_exporter_queue_capacity", "Capacity of the exporter's sending queue.",
             ["exporter"], registry=r)
+        self.exporter_queue_recovered = Counter(
+            "otelpipe_exporter_queue_recovered_items",
+            "Items found in an exporter's disk queue at start (not acknowledged before the "
+            "last stop or crash; sent again).", ["exporter"], registry=r)
+        self.exporter_queue_corrupt = Counter(
+            "otelpipe_exporter_queue_corrupt_records",
+            "Torn or corrupt records skipped while opening an exporter's disk queue.",
+            ["exporter"], registry=r)
         self.memory_limiter_refusing = Gauge(
             "otelpipe_memory_limiter_refusing",
             "1 while the memory limiter refuses data, else 0.", ["processor"], registry=r)
@@ -147,6 +155,54 @@ class Telemetry:
             "Log records no logstruct parser understood (no_match) or whose parser raised "
             "(exception); they pass through unchanged with log.parse_error.",
             ["processor", "pipeline", "reason"], registry=r)
+
+        # prometheus and prometheusremotewrite exporters.
+        self.prometheus_exporter_series = Gauge(
+            "otelpipe_prometheus_exporter_series",
+            "Series a prometheus exporter currently serves.", ["exporter"], registry=r)
+        self.prometheus_exporter_expired_series = Counter(
+            "otelpipe_prometheus_exporter_expired_series",
+            "Series dropped because they were not updated for metric_expiration.",
+            ["exporter"], registry=r)
+        self.prometheus_exporter_dropped_points = Counter(
+            "otelpipe_prometheus_exporter_dropped_points",
+            "Data points ignored: older than the point held for their series, or of another "
+            "type than the metric family's first series.", ["exporter"], registry=r)
+        self.prometheusremotewrite_requests = Counter(
+            "otelpipe_prometheusremotewrite_requests",
+            "Remote-write requests sent, by HTTP status code (`error` when no response).",
+            ["exporter", "status_code"], registry=r)
+        self.prometheusremotewrite_samples = Counter(
+            "otelpipe_prometheusremotewrite_samples",
+            "Samples in remote-write requests the endpoint accepted (2xx).",
+            ["exporter"], registry=r)
+        self.prometheusremotewrite_rejected_samples = Counter(
+            "otelpipe_prometheusremotewrite_rejected_samples",
+            "Samples in remote-write requests the endpoint rejected permanently (4xx but 429); "
+            "they are dropped, not retried.", ["exporter"], registry=r)
+
+        # Metric-deriving connectors (redmetrics, logmetrics).
+        self.connector_series = Gauge(
+            "otelpipe_connector_series",
+            "Series a connector holds per derived metric (the overflow series included).",
+            ["connector", "metric"], registry=r)
+        self.connector_expired_series = Counter(
+            "otelpipe_connector_expired_series",
+            "Series dropped because nothing updated them for series_expiry.",
+            ["connector"], registry=r)
+        self.connector_flushes = Counter(
+            "otelpipe_connector_flushes",
+            "Metric flushes by outcome: ok, retry (refused downstream; state kept), dropped "
+            "(rejected permanently), failed (unexpected error; state kept).",
+            ["connector", "outcome"], registry=r)
+        self.connector_emitted_points = Counter(
+            "otelpipe_connector_emitted_points",
+            "Data points a connector handed to its metrics pipelines.", ["connector"],
+            registry=r)
+        self.connector_skipped_records = Counter(
+            "otelpipe_connector_skipped_records",
+            "Records that matched a logmetrics metric but could not be used (value missing or "
+            "not a number).", ["connector", "metric", "reason"], registry=r)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -38,7 +38,7 @@ from pipeline.exporterhelper import Exporter, ExporterSettings
 from pipeline.extensions import health
 from pipeline.extensions.health import HealthConfig, HealthExtension, scrub
 from pipeline.pdata.batch import Batch
-from pipeline.registry import BUILTIN_MODULES, Registry
+from pipeline.registry import Registry, builtin_modules
 from pipeline.service import Service
 from tests.support import create_settings, free_port
 
@@ -454,7 +454,7 @@ async def test_port_in_use_fails_start() -> None:
 # Config and registration ------------------------------------------------------------
 def test_config_defaults_and_validation() -> None:
     assert HealthConfig().endpoint == "0.0.0.0:13133"
-    assert "pipeline.extensions.health" in BUILTIN_MODULES
+    assert "pipeline.extensions.health" in builtin_modules()
     assert registry().get(Kind.EXTENSION, "health_check") is health.factory
     raw = raw_config(13133)
     raw["extensions"] = {"health": {"endpoint": "localhost", "path": "/x"}}

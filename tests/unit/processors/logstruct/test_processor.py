@@ -1,0 +1,236 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from pydantic import ValidationError
+
+from pipeline.component import Kind, Signal
+from pipeline.pdata.otlpjson import flat_records
+from pipeline.processors.logstruct import LogStructConfig
+from pipeline.processors.logstruct.parsers import JsonParser
+from pipeline.registry import default_registry
+from pipeline.telemetry.metrics import Telemetry
+from tests.support import REPO, Sink
+from tests.unit.builders import traces
+from tests.unit.processors.logstruct.helpers import batch_of, make, records, run
+
+ACCESS = ('10.0.0.1 - - [01/Mar/2024:12:00:00 +0000] "GET /a?b=1 HTTP/1.1" 200 5 "-" '
+          '"curl/8"')
+
+
+def errors(tel: Telemetry, reason: str) -> float:
+    return tel.registry.get_sample_value(
+        "otelpipe_processor_logstruct_parse_errors_total",
+        {"processor": "logstruct", "pipeline": "logs", "reason": reason}) or 0.0
+
+
+def parsed(tel: Telemetry, fmt: str) -> float:
+    return tel.registry.get_sample_value(
+        "otelpipe_processor_logstruct_parsed_records_total",
+        {"processor": "logstruct", "pipeline": "logs", "format": fmt}) or 0.0
+
+
+def test_registered_for_logs_only() -> None:
+    f = default_registry().get(Kind.PROCESSOR, "logstruct")
+    assert f is not None and f.signals == frozenset({Signal.LOGS})
+
+
+@pytest.mark.parametrize(("cfg", "message"), [
+    ({}, "set auto: true, list parsers, or enable templates"),
+    ({"auto": True, "bogus": 1}, "Extra inputs are not permitted"),
+    ({"parsers": [{"type": "nope"}]}, "does not match any of the expected tags"),
+    ({"parsers": [{"type": "regex", "pattern": "(unclosed"}]}, "invalid regex"),
+    ({"parsers": [{"type": "regex", "pattern": "no groups"}]}, "no named groups"),
+    ({"parsers": [{"type": "grok", "pattern": "%{NOPE:x}"}]}, "unknown grok pattern"),
+    ({"auto": True, "timezone": "Mars/Olympus"}, "unknown time zone"),
+    ({"auto": True, "source": "attributes[x]"}, "source must be"),
+    ({"parsers": [{"type": "json", "when": {"matches": "("}}]}, "invalid regex"),
+])
+def test_config_errors(cfg: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValidationError, match=message):
+        LogStructConfig.model_validate(cfg)
+
+
+def test_regex_parser_named_groups() -> None:
+    cfg = {"parsers": [{"type": "regex", "pattern":
+                        r"^(?P<timestamp>\S+) (?P<level>\w+) \[(?P<thread>[^\]]+)\] "
+                        r"(?P<logger>\S+): (?P<message>.*)$"}]}
+    (rec,) = run(cfg, ["2024-03-01T12:00:00Z WARN [main] com.example.App: started in 3 s"])
+    assert rec == {"time_unix_nano": 1709294400000000000, "severity_number": 13,
+                   "severity_text": "WARN", "body": "started in 3 s",
+                   "attributes": {"thread.name": "main", "log.logger": "com.example.App"}}
+
+
+def test_grok_parser_with_definitions_types_and_fallback_patterns() -> None:
+    cfg = {"parsers": [{"type": "grok",
+                        "pattern": ["^%{ORDERLINE}$", "^%{HTTPD_COMBINEDLOG}$"],
+                        "pattern_definitions": {
+                            "ORDERLINE": r"%{TIMESTAMP_ISO8601:timestamp} order "
+                                         r"%{ORDERID:order.id} qty=%{INT:order.qty:int} "
+                                         r"price=%{NUMBER:order.price:float}",
+                            "ORDERID": r"ORD-\d+"}}]}
+    got = run(cfg, ["2024-03-01T12:00:00Z order ORD-17 qty=3 price=9.5", ACCESS, "junk"])
+    assert got[0] == {"time_unix_nano": 1709294400000000000, "severity_number": 0,
+                      "severity_text": "", "body": got[0]["body"],
+                      "attributes": {"order.id": "ORD-17", "order.qty": 3, "order.price": 9.5}}
+    assert got[1]["attributes"] == {
+        "client.address": "10.0.0.1", "http.request.method": "GET", "url.path": "/a",
+        "url.query": "b=1", "network.protocol.version": "1.1",
+        "http.response.status_code": 200, "http.response.body.size": 5,
+        "user_agent.original": "curl/8"}
+    assert got[2]["attributes"] == {"log.parse_error": "no grok pattern matched"}
+
+
+def test_parsers_in_order_first_match_wins_then_auto() -> None:
+    cfg = {"parsers": [{"type": "regex", "pattern": r"^(?P<message>only this) (?P<x>\w+)$"},
+                       {"type": "logfmt"}],
+           "auto": True}
+    # (an access line with `?b=1` would be taken by logfmt: first match wins)
+    got = run(cfg, ["only this one", "a=1 b=2", ACCESS.replace("?b=1", ""), "plain words"])
+    assert got[0]["body"] == "only this" and got[0]["attributes"] == {"x": "one"}
+    assert got[1]["attributes"] == {"a": "1", "b": "2"}
+    assert got[2]["attributes"]["client.address"] == "10.0.0.1"  # auto after the list
+    assert got[3]["attributes"] == {"log.parse_error": "unrecognised format"}
+
+
+def test_when_conditions() -> None:
+    cfg = {"parsers": [
+        {"type": "regex", "pattern": r"(?P<message>.*)", "when": {"starts_with": ["A:", "B:"]},
+         "time_format": None},
+        {"type": "logfmt", "when": {"matches": r"\bsvc=pay\b"}},
+        {"type": "regex", "pattern": r"(?P<whole>.+)", "when": {"attributes": {"kind": "x"}}},
+        {"type": "regex", "pattern": r"(?P<res>.+)", "when": {"resource": {"service.name": "r"}}},
+    ]}
+    proc = make(cfg)
+    b = batch_of(["A: one", "svc=pay a=1", "svc=other a=1", "attr-gated", "res-gated"],
+                 attributes=[{}, {}, {"kind": "y"}, {"kind": "x"}, {}],
+                 resource={"service.name": "r"})
+    proc.process(b)
+    got = records(b)
+    assert got[0]["body"] == "A: one" and got[0]["attributes"] == {}
+    assert got[1]["attributes"] == {"svc": "pay", "a": "1"}
+    assert got[2]["attributes"] == {"kind": "y", "res": "svc=other a=1"}
+    assert got[3]["attributes"] == {"kind": "x", "whole": "attr-gated"}
+    assert got[4]["attributes"] == {"res": "res-gated"}
+
+
+def test_source_attribute() -> None:
+    cfg = {"parsers": [{"type": "logfmt", "source": 'attributes["raw"]'}]}
+    proc = make(cfg)
+    b = batch_of(["body stays", "no raw attribute"],
+                 attributes=[{"raw": "level=error msg=from-attr user=bob"}, {}])
+    proc.process(b)
+    got = records(b)
+    assert got[0] == {"time_unix_nano": 0, "severity_number": 17, "severity_text": "error",
+                      "body": "from-attr",
+                      "attributes": {"raw": "level=error msg=from-attr user=bob",
+                                     "user.name": "bob"}}
+    assert got[1]["attributes"] == {"log.parse_error": "no parser matched"}
+
+
+def test_parse_errors_are_counted_and_formats_too() -> None:
+    tel = Telemetry()
+    proc = make({"auto": True}, telemetry=tel)
+    proc.process(batch_of(["nothing to see", '{"broken', ACCESS, "a=1 b=2"]))
+    assert errors(tel, "no_match") == 2
+    assert parsed(tel, "access_log") == 1 and parsed(tel, "logfmt") == 1
+
+
+def test_a_raising_parser_is_contained_per_record(monkeypatch: pytest.MonkeyPatch) -> None:
+    tel = Telemetry()
+    sink = Sink()
+    proc = make({"parsers": [{"type": "json"}]}, telemetry=tel, sink=sink)
+    original = JsonParser.parse
+
+    def flaky(self: JsonParser, text: str, rec: Any) -> bool:
+        if "boom" in text:
+            raise RuntimeError("kaboom")
+        return original(self, text, rec)
+
+    monkeypatch.setattr(JsonParser, "parse", flaky)
+    import asyncio
+    asyncio.run(proc.consume(batch_of(['{"msg":"ok 1"}', '{"msg":"boom"}', '{"msg":"ok 2"}'])))
+    (b,) = sink.batches
+    got = records(b)
+    assert [r["body"] for r in got] == ["ok 1", '{"msg":"boom"}', "ok 2"]
+    assert got[1]["attributes"] == {"log.parse_error": "parser failed: RuntimeError: kaboom"}
+    assert errors(tel, "exception") == 1
+
+
+def test_templates_on_every_text_record(tmp_path: Path) -> None:
+    store = tmp_path / "templates.json"
+    cfg = {"auto": True, "templates": {"enabled": True, "persist_path": str(store)}}
+    got = run(cfg, ["level=info msg=\"user 17 logged in\"", "level=info msg=\"user 18 logged in\"",
+                    "unparseable 42 line"])
+    t = [(r["attributes"]["log.template"], r["attributes"]["log.template_id"]) for r in got]
+    assert t[0][0] == "user <*> logged in" and t[0][1] == t[1][1]
+    assert t[2][0] == "unparseable <*> line"
+    assert got[2]["attributes"]["log.parse_error"] == "unrecognised format"
+
+
+async def test_templates_persist_across_restarts(tmp_path: Path) -> None:
+    cfg = {"templates": {"enabled": True, "persist_path": str(tmp_path / "t.json")}}
+    p1 = make(cfg)
+    b1 = batch_of(["disk 1 full"])
+    p1.process(b1)
+    await p1.shutdown()
+    p2 = make(cfg)
+    b2 = batch_of(["disk 2 full"])
+    p2.process(b2)
+    assert records(b1)[0]["attributes"]["log.template_id"] == \
+        records(b2)[0]["attributes"]["log.template_id"]
+
+
+def test_skip_structured_and_rename_and_semconv_off() -> None:
+    b = batch_of(["level=info msg=x status=200", "level=info msg=y status=200"])
+    b.mutable().resource_logs[0].scope_logs[0].log_records[1].severity_number = 9
+    make({"auto": True, "semconv": False, "rename": {"msg": "message2"}}).process(b)
+    got = records(b)
+    assert got[0]["attributes"] == {"message2": "x", "status": "200"}
+    assert got[1]["attributes"] == {}  # already structured: left alone
+    b = batch_of(["level=info status=200"])
+    b.mutable().resource_logs[0].scope_logs[0].log_records[0].time_unix_nano = 5
+    make({"auto": True, "skip_structured": False}).process(b)
+    assert records(b)[0]["attributes"] == {"http.response.status_code": 200}
+
+
+def test_keep_original_and_existing_attribute_collisions() -> None:
+    proc = make({"auto": True, "keep_original": True})
+    b = batch_of(["a=1 log.file.name=override"], attributes=[{"log.file.name": "app.log"}])
+    proc.process(b)
+    assert records(b)[0]["attributes"] == {"log.file.name": "override", "a": "1",
+                                           "log.record.original": "a=1 log.file.name=override"}
+
+
+async def test_non_log_batches_pass_through_untouched() -> None:
+    sink = Sink()
+    proc = make({"auto": True}, sink=sink)
+    b = traces(1)
+    raw = b.to_bytes()
+    await proc.consume(b)
+    assert sink.batches[0].to_bytes() == raw
+
+
+def test_flat_json_output_of_parsed_records() -> None:
+    proc = make({"auto": True})
+    b = batch_of(['{"time":"2024-03-01T12:00:00.5Z","level":"error","msg":"failed",'
+                  '"trace_id":"0af7651916cd43dd8448eb211c80319c","order":{"id":7}}', ACCESS])
+    proc.process(b)
+    out = [orjson.loads(orjson.dumps(r)) for r in flat_records(Signal.LOGS, b.message)]
+    assert out[0] == {"time": "2024-03-01T12:00:00.500000000Z", "severity_text": "error",
+                      "severity_number": 17, "body": "failed",
+                      "trace_id": "0af7651916cd43dd8448eb211c80319c", "order": {"id": 7}}
+    assert out[1]["time"] == "2024-03-01T12:00:00.000000000Z"
+    assert out[1]["http.response.status_code"] == 200 and out[1]["body"] == ACCESS
+
+
+def test_example_config_validates() -> None:
+    proc = subprocess.run([sys.executable, "-m", "pipeline", "validate", "-c",
+                           str(REPO / "configs" / "logstruct.yaml")],
+                          capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
