@@ -65,6 +65,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_components(args: argparse.Namespace) -> int:
     registry = default_registry()
+    if args.markdown:
+        from pipeline.config.reference import render
+
+        sys.stdout.write(render(registry))
+        return 0
     rows = []
     for f in registry.factories():
         if f.kind is Kind.CONNECTOR:
@@ -117,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_validate)
     p = sub.add_parser("components", help="list component types and their signals")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--markdown", action="store_true",
+                   help="print the component reference with every config key")
     p.set_defaults(func=cmd_components)
     p = sub.add_parser("schema", help="print the JSON Schema of the config")
     p.set_defaults(func=cmd_schema)
