@@ -78,6 +78,14 @@ class Component(abc.ABC):  # noqa: B024 - lifecycle hooks are optional
     async def shutdown(self) -> None:
         return None
 
+    def begin_shutdown(self) -> None:
+        """Called on every component as shutdown starts, before any `shutdown()`.
+
+        A component that holds callers back (the batch processor) lets them go
+        now, so that the receivers, stopped first, can finish their requests.
+        """
+        return None
+
     def health(self) -> ComponentHealth:
         """Current health; exporters report whether they can deliver."""
         return ComponentHealth()

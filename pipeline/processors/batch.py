@@ -76,9 +76,19 @@ class BatchProcessor(Component, Consumer):
         self._buckets: dict[tuple[str, ...], _Bucket] = {}
         self._sending: set[asyncio.Task[None]] = set()
 
+    _draining = False
+
+    def begin_shutdown(self) -> None:
+        """Send what is held now, and from now on every batch at once: the receivers
+        drain their in-flight requests before this processor's `shutdown`, and those
+        requests wait for their batch to be sent (the timeout could outlast the drain)."""
+        self._draining = True
+        for key in list(self._buckets):
+            self._flush(key, "shutdown")
+
     async def consume(self, batch: Batch) -> None:
         cfg = self.config
-        if cfg.send_batch_size == 0:
+        if cfg.send_batch_size == 0 or self._draining:
             await self._send_parts(batch)
             return
         key = tuple(batch.metadata.get(k, "") for k in cfg.metadata_keys)

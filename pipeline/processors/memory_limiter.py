@@ -10,6 +10,7 @@ the soft limit. Put it first in every pipeline.
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import gc
 import os
 from typing import Any
@@ -67,6 +68,50 @@ class MemoryLimiterConfig(ComponentConfig):
         return hard - spike, hard
 
 
+def _libc(name: str, *argtypes: Any) -> Any:
+    """A glibc function (malloc_trim, mallopt), or None (musl, macOS)."""
+    try:
+        fn = getattr(ctypes.CDLL(None), name)
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = list(argtypes)
+    fn.restype = ctypes.c_int
+    return fn
+
+
+_malloc_trim = _libc("malloc_trim", ctypes.c_size_t)
+_mallopt = _libc("mallopt", ctypes.c_int, ctypes.c_int)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+MMAP_THRESHOLD = 256 * 1024
+TRIM_THRESHOLD = 1024 * 1024
+
+
+def tune_malloc() -> None:
+    """Fix glibc's thresholds so that freed request buffers leave the process.
+
+    By default glibc raises its mmap threshold (up to 32 MiB) each time a
+    large mmap'ed block is freed: after the first few MiB-sized requests,
+    request buffers come from the arenas instead, and the free space at the
+    top of a thread's arena (gRPC receives on its own threads) is never given
+    back, not even by malloc_trim. Fixed thresholds keep big buffers mmap'ed
+    (unmapped on free) and arenas trimmed.
+    """
+    if _mallopt is not None:
+        _mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+        _mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)
+
+
+def release_memory() -> None:
+    """Hand freed heap memory back to the OS.
+
+    CPython frees objects at once, but glibc keeps the freed pages of its
+    arenas (one per thread that allocated: gRPC's threads too) mapped, so
+    RSS would stay at its flood peak and the limiter would refuse forever.
+    """
+    if _malloc_trim is not None:
+        _malloc_trim(0)
+
+
 def current_rss() -> int:
     with open("/proc/self/statm", "rb") as f:
         return int(f.read().split()[1]) * _PAGE
@@ -86,6 +131,7 @@ class MemoryLimiter(Component, Consumer):
             str(settings.id), settings.pipeline_id or str(settings.signal), str(settings.signal))
 
     async def start(self, host: Host) -> None:
+        tune_malloc()
         self.check()
         self._task = asyncio.create_task(self._run(), name="memory_limiter")
 
@@ -101,8 +147,10 @@ class MemoryLimiter(Component, Consumer):
 
     def check(self) -> int:
         rss = current_rss()
-        if rss > self.hard:
-            gc.collect()
+        if rss > self.soft:
+            if rss > self.hard:
+                gc.collect()
+            release_memory()
             rss = current_rss()
         was = self.refusing
         self.refusing = rss > self.soft

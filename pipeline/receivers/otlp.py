@@ -278,6 +278,9 @@ class OTLPReceiver(Component):
                 obs.failed_request("malformed")
                 await context.abort(StatusCode.INVALID_ARGUMENT, _malformed_message(exc))
             batch, rejected = prepare(signal, request, raw, obs)
+            # The batch holds what it needs (the bytes, or the message if ids were
+            # dropped): no second copy may stay alive while the pipeline holds the batch.
+            del request, raw
             if batch is not None:
                 code: grpc.StatusCode | None = None
                 details = ""
@@ -391,6 +394,7 @@ class OTLPReceiver(Component):
                 obs.failed_request("malformed")
                 return _status_response(is_json, ctype, 400, code_pb2.INVALID_ARGUMENT, str(exc))
             batch, rejected = prepare(signal, message, raw, obs)
+            del message, raw, body  # as in gRPC: the batch alone holds the data while it waits
             if batch is not None:
                 try:
                     await deliver(target, batch)

@@ -1,0 +1,386 @@
+"""A flood of large OTLP requests against a real `otelpipe run` with a memory_limiter.
+
+Pipeline: otlp (gRPC + HTTP) → memory_limiter → batch → file (flat JSON, one
+line per span). Separate client processes send pre-serialized 1-4 MB trace
+requests as fast as they can (raw gRPC generic calls and HTTP/protobuf posts),
+while this test samples the pipeline's RSS every 50 ms from
+/proc/<pid>/status. The limit is set 60 MiB above the RSS of an idle process
+of the same config, so the flood crosses it within a fraction of a second.
+
+Asserted:
+- the process stays alive, and its peak RSS stays under `limit_mib` plus a
+  tolerance (`in_flight_tolerance`, explained there);
+- clients get 503 / UNAVAILABLE (with Retry-After / RetryInfo), nothing else;
+- after the flood the process accepts data again (200 / OK);
+- every request that got OK is in the file exactly once, and nothing else is
+  (each request carries its own trace id, so the check is per request), and
+  the receiver's accepted/refused item counters match what clients saw.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import struct
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import grpc
+import orjson
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from pipeline.processors.batch import BatchConfig
+from tests.support import REPO, OtelpipeProcess, free_port, http_get
+
+MIB = 1024 * 1024
+METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+MARK = b"\xfe" + b"MARK" * 3 + b"\xfe\xfe\xfe"  # placeholder trace id, replaced per request
+ATTR_LEN = 4000  # one 4 KB string attribute per span: 250 spans ≈ 1 MB
+SPANS_PER_REQUEST = (250, 500, 1000)  # ≈ 1, 2 and 4 MB requests
+LIMIT_ABOVE_IDLE_MIB = 60
+SPIKE_MIB = 25
+GRPC_CLIENTS, GRPC_THREADS = 3, 2
+HTTP_CLIENTS, HTTP_THREADS = 2, 1
+FLOOD_SECONDS = 8.0
+
+
+# Clients (run as separate processes: `python -c "…client_main(…)"`) ---------------------
+
+def template(n_spans: int) -> bytes:
+    req = ExportTraceServiceRequest()
+    rs = req.resource_spans.add()
+    kv = rs.resource.attributes.add()
+    kv.key, kv.value.string_value = "service.name", "flood"
+    ss = rs.scope_spans.add()
+    ss.scope.name = "flood"
+    blob = "x" * ATTR_LEN
+    for i in range(n_spans):
+        sp = ss.spans.add()
+        sp.trace_id, sp.span_id, sp.name = MARK, (i + 1).to_bytes(8, "big"), "op"
+        sp.start_time_unix_nano = 1_700_000_000_000_000_000
+        sp.end_time_unix_nano = sp.start_time_unix_nano + 1000
+        a = sp.attributes.add()
+        a.key, a.value.string_value = "blob", blob
+    return req.SerializeToString()
+
+
+def trace_id(transport: int, client: int, thread: int, seq: int) -> bytes:
+    return struct.pack(">BBHI", transport, client, thread, seq) + b"\x00" * 8
+
+
+def client_main(transport: str, port: int, client: int, threads: int, until: float) -> None:
+    """Send until the wall-clock time `until`; print a JSON summary on stdout."""
+    templates = [(n, template(n)) for n in SPANS_PER_REQUEST]
+    ok: dict[str, int] = {}
+    refused = {"requests": 0, "items": 0, "without_retry_hint": 0}
+    other: Counter[str] = Counter()
+    lock = threading.Lock()
+
+    def record(tid: bytes, n: int, outcome: str, hint: bool = True) -> None:
+        with lock:
+            if outcome == "ok":
+                ok[tid.hex()] = n
+            elif outcome == "refused":
+                refused["requests"] += 1
+                refused["items"] += n
+                refused["without_retry_hint"] += not hint
+            else:
+                other[outcome] += 1
+
+    def grpc_loop(t: int, call: Any) -> None:
+        seq = 0
+        while time.time() < until:
+            n, tpl = templates[seq % len(templates)]
+            tid = trace_id(1, client, t, seq)
+            seq += 1
+            try:
+                call(tpl.replace(MARK, tid), timeout=30)
+                record(tid, n, "ok")
+            except grpc.RpcError as exc:
+                if exc.code() is grpc.StatusCode.UNAVAILABLE:
+                    md = dict(exc.trailing_metadata() or ())
+                    record(tid, n, "refused", "grpc-status-details-bin" in md)
+                else:
+                    record(tid, n, f"grpc {exc.code().name}: {exc.details()}")
+
+    def http_loop(t: int) -> None:
+        seq = 0
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        while time.time() < until:
+            n, tpl = templates[seq % len(templates)]
+            tid = trace_id(2, client, t, seq)
+            seq += 1
+            conn.request("POST", "/v1/traces", tpl.replace(MARK, tid),
+                         {"Content-Type": "application/x-protobuf"})
+            resp = conn.getresponse()
+            resp.read()
+            if resp.status == 200:
+                record(tid, n, "ok")
+            elif resp.status == 503:
+                record(tid, n, "refused", resp.getheader("Retry-After") is not None)
+            else:
+                record(tid, n, f"http {resp.status}")
+            if resp.will_close:
+                conn.close()
+                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+
+    if transport == "grpc":
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}",
+                                        options=[("grpc.max_send_message_length", 64 * MIB)])
+        call = channel.unary_unary(METHOD, request_serializer=None, response_deserializer=None)
+        workers = [threading.Thread(target=grpc_loop, args=(t, call)) for t in range(threads)]
+    else:
+        workers = [threading.Thread(target=http_loop, args=(t,)) for t in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    print(json.dumps({"ok": ok, "refused": refused, "other": other}))
+
+
+def start_client(transport: str, port: int, client: int, threads: int,
+                 until: float) -> subprocess.Popen[bytes]:
+    code = (f"from tests.e2e.test_memory_flood import client_main; "
+            f"client_main({transport!r}, {port}, {client}, {threads}, {until!r})")
+    return subprocess.Popen([sys.executable, "-c", code], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+# Pipeline ---------------------------------------------------------------------------------
+
+def rss(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS for pid {pid}")
+
+
+def batch_config() -> dict[str, Any]:
+    """Accepted requests wait in the batch until ~4 MB of spans or 5 s have gathered
+    (they are acknowledged only once written): memory piles up in the pipeline."""
+    cfg: dict[str, Any] = {"send_batch_size": 1000, "timeout": "5s"}
+    if "flush_when_idle" in BatchConfig.model_fields:
+        cfg["flush_when_idle"] = False  # size or timeout only, as the Collector
+    return cfg
+
+
+def flood_config(tmp_path: Path, grpc_port: int, http_port: int, health_port: int,
+                 limit_mib: int) -> dict[str, Any]:
+    return {
+        "receivers": {"otlp": {"protocols": {
+            "grpc": {"endpoint": f"127.0.0.1:{grpc_port}", "max_recv_msg_size_mib": 8},
+            "http": {"endpoint": f"127.0.0.1:{http_port}"},
+        }}},
+        "processors": {
+            "memory_limiter": {"limit_mib": limit_mib, "spike_limit_mib": SPIKE_MIB,
+                               "check_interval": "100ms"},
+            "batch": batch_config(),
+        },
+        "exporters": {"file": {"path": str(tmp_path / "spans.jsonl"), "format": "json"}},
+        "extensions": {"health": {"endpoint": f"127.0.0.1:{health_port}"}},
+        "service": {"extensions": ["health"], "pipelines": {"traces": {
+            "receivers": ["otlp"], "processors": ["memory_limiter", "batch"],
+            "exporters": ["file"]}}},
+    }
+
+
+def wait_started(proc: OtelpipeProcess, timeout: float = 15.0) -> bool:
+    """True once the process logged that it started; False if it exited first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if '"otelpipe started"' in proc.logs():
+            return True
+        if proc.proc is not None and proc.proc.poll() is not None:
+            return False
+        time.sleep(0.05)
+    raise AssertionError(f"otelpipe did not start:\n{proc.logs()}")
+
+
+def start_pipeline(tmp_path: Path, limit_mib: int) -> tuple[OtelpipeProcess, int, int, int]:
+    """A started pipeline; new ports if another process took one meanwhile."""
+    for _ in range(3):
+        gport, hport, health = free_port(), free_port(), free_port()
+        proc = OtelpipeProcess(flood_config(tmp_path, gport, hport, health, limit_mib),
+                               tmp_path).start()
+        if wait_started(proc):
+            return proc, gport, hport, health
+        proc.stop()
+    raise AssertionError(f"otelpipe did not start:\n{proc.logs()}")
+
+
+def idle_rss(tmp_path: Path) -> int:
+    """RSS of the same pipeline, started and idle (with a limit it cannot reach)."""
+    probe_dir = tmp_path / "probe"
+    probe_dir.mkdir()
+    proc = start_pipeline(probe_dir, 100_000)[0]
+    try:
+        return rss(proc.pid)
+    finally:
+        proc.stop()
+
+
+def in_flight_tolerance() -> int:
+    """What the memory_limiter cannot keep out: requests being received.
+
+    A request is in memory before any component sees it: gRPC receives the
+    whole message into its own buffers and copies it into a Python bytes
+    object before the handler runs; aiohttp reads the body before the handler
+    can refuse it. So every concurrent client can hold one request of up to
+    4 MB in the process (twice, while it is copied) however early the
+    limiter refuses. The limiter bounds what is *accepted*; the in-flight
+    requests come on top: tolerance = concurrent requests x 4 MB x 2.
+    """
+    concurrent = GRPC_CLIENTS * GRPC_THREADS + HTTP_CLIENTS * HTTP_THREADS
+    return concurrent * 4 * MIB * 2
+
+
+class RSSSampler(threading.Thread):
+    def __init__(self, pid: int):
+        super().__init__(daemon=True)
+        self.pid = pid
+        self.samples: list[int] = []
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.is_set():
+            try:
+                self.samples.append(rss(self.pid))
+            except (OSError, AssertionError):  # the process is gone: the test says so
+                return
+            self.stopped.wait(0.05)
+
+    def stop(self) -> int:
+        self.stopped.set()
+        self.join()
+        return max(self.samples)
+
+
+def metric(health_port: int, name: str, labels: dict[str, str]) -> float:
+    status, body = http_get(f"http://127.0.0.1:{health_port}/metrics")
+    assert status == 200
+    want = [f'{k}="{v}"' for k, v in labels.items()]
+    for line in body.decode().splitlines():
+        if line.startswith(name + "{") and all(w in line for w in want):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def send_until_accepted(grpc_port: int, http_port: int, deadline: float) -> dict[str, int]:
+    """Small requests over both transports until each is accepted; {trace id: spans}."""
+    small = template(10)
+    accepted: dict[str, int] = {}
+    channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
+    call = channel.unary_unary(METHOD, request_serializer=None, response_deserializer=None)
+    seq = 0
+    try:
+        for transport in (1, 2):
+            while True:
+                tid = trace_id(transport, 255, 0, seq)
+                seq += 1
+                body = small.replace(MARK, tid)
+                if transport == 1:
+                    try:
+                        call(body, timeout=10)
+                        accepted[tid.hex()] = 10
+                        break
+                    except grpc.RpcError as exc:
+                        assert exc.code() is grpc.StatusCode.UNAVAILABLE, exc
+                else:
+                    conn = http.client.HTTPConnection("127.0.0.1", http_port, timeout=10)
+                    conn.request("POST", "/v1/traces", body,
+                                 {"Content-Type": "application/x-protobuf"})
+                    resp = conn.getresponse()
+                    resp.read()
+                    conn.close()
+                    if resp.status == 200:
+                        accepted[tid.hex()] = 10
+                        break
+                    assert resp.status == 503, resp.status
+                assert time.monotonic() < deadline, "the pipeline did not accept data again"
+                time.sleep(0.1)
+    finally:
+        channel.close()
+    return accepted
+
+
+def test_flood_stays_under_memory_limit(tmp_path: Path) -> None:
+    idle = idle_rss(tmp_path)
+    limit_mib = idle // MIB + LIMIT_ABOVE_IDLE_MIB
+    limit = limit_mib * MIB
+    tolerance = in_flight_tolerance()
+    proc, gport, hport, health = start_pipeline(tmp_path, limit_mib)
+    try:
+        sampler = RSSSampler(proc.pid)
+        sampler.start()
+        until = time.time() + FLOOD_SECONDS
+        clients = [start_client("grpc", gport, i, GRPC_THREADS, until)
+                   for i in range(GRPC_CLIENTS)]
+        clients += [start_client("http", hport, i, HTTP_THREADS, until)
+                    for i in range(HTTP_CLIENTS)]
+        results = []
+        for c in clients:
+            out, err = c.communicate(timeout=FLOOD_SECONDS + 40)
+            assert c.returncode == 0, err.decode()
+            results.append(json.loads(out))
+        assert proc.proc is not None and proc.proc.poll() is None, (
+            f"otelpipe died during the flood:\n{proc.logs()}")
+
+        acked: dict[str, int] = {}
+        refused_requests = refused_items = no_hint = 0
+        other: Counter[str] = Counter()
+        for r in results:
+            acked.update(r["ok"])
+            refused_requests += r["refused"]["requests"]
+            refused_items += r["refused"]["items"]
+            no_hint += r["refused"]["without_retry_hint"]
+            other.update(r["other"])
+        flood_peak = sampler.stop()
+        print(f"idle RSS {idle / MIB:.0f} MiB, limit {limit_mib} MiB (soft "
+              f"{limit_mib - SPIKE_MIB}), tolerance {tolerance // MIB} MiB, peak RSS "
+              f"{flood_peak / MIB:.0f} MiB; {len(acked)} requests ({sum(acked.values())} spans)"
+              f" accepted, {refused_requests} refused ({refused_items} spans)")
+        assert not other, f"answers other than OK and 503/UNAVAILABLE: {dict(other)}"
+        assert refused_requests > 0, "the flood never reached the memory limit"
+        assert no_hint == 0, "a refusal came without Retry-After / RetryInfo"
+        assert acked, "nothing was accepted during the flood"
+        assert flood_peak <= limit + tolerance, (
+            f"peak RSS {flood_peak / MIB:.0f} MiB above the limit {limit_mib} MiB + "
+            f"{tolerance // MIB} MiB in flight")
+
+        # Once the flood is over, memory goes back under the soft limit and data is taken again.
+        sampler = RSSSampler(proc.pid)
+        sampler.start()
+        acked.update(send_until_accepted(gport, hport, time.monotonic() + 20))
+        assert sampler.stop() <= limit + tolerance
+
+        labels = {"receiver": "otlp", "signal": "traces"}
+        accepted_metric = sum(metric(health, "otelpipe_receiver_accepted_items_total",
+                                     {**labels, "transport": t}) for t in ("grpc", "http"))
+        refused_metric = sum(metric(health, "otelpipe_receiver_refused_items_total",
+                                    {**labels, "transport": t}) for t in ("grpc", "http"))
+        assert accepted_metric == sum(acked.values())
+        assert refused_metric >= refused_items  # + refusals of send_until_accepted
+
+        assert proc.stop() == 0, proc.logs()
+    finally:
+        proc.stop()
+
+    written: Counter[str] = Counter()
+    with open(tmp_path / "spans.jsonl", "rb") as f:
+        for line in f:
+            written[orjson.loads(line)["trace_id"]] += 1
+    missing = {t: n for t, n in acked.items() if written[t] != n}
+    unexpected = set(written) - set(acked)
+    assert not missing, f"{len(missing)} acknowledged requests not (fully) written"
+    assert not unexpected, f"{len(unexpected)} refused requests were written"
+    assert sum(written.values()) == sum(acked.values())
+    for line in proc.logs().splitlines():
+        json.loads(line)
+    assert os.path.getsize(tmp_path / "spans.jsonl") > 0
