@@ -45,21 +45,25 @@ def make_request(spans: int, attrs: int, services: int = 3, rng: random.Random |
             dur = int(rng.expovariate(1 / 0.08) * 1e9)
             kv = [
                 KeyValue(key="http.route", value=AnyValue(string_value=rng.choice(ROUTES))),
-                KeyValue(key="http.request.method", value=AnyValue(string_value=rng.choice(METHODS))),
+                KeyValue(key="http.request.method",
+                         value=AnyValue(string_value=rng.choice(METHODS))),
                 KeyValue(key="http.response.status_code",
                          value=AnyValue(int_value=500 if status == 2 else 200)),
             ]
             for j in range(len(kv), attrs):
-                kv.append(KeyValue(key=f"app.attr{j}", value=AnyValue(string_value=f"value-{j}-{i % 7}")))
+                kv.append(KeyValue(key=f"app.attr{j}",
+                                   value=AnyValue(string_value=f"value-{j}-{i % 7}")))
             if i % 10 == 0:
                 trace_id = rng.randbytes(16)
             span_list.append(Span(
-                trace_id=trace_id, span_id=rng.randbytes(8), name=f"{rng.choice(METHODS)} {rng.choice(ROUTES)}",
+                trace_id=trace_id, span_id=rng.randbytes(8),
+                name=f"{rng.choice(METHODS)} {rng.choice(ROUTES)}",
                 kind=Span.SPAN_KIND_SERVER, start_time_unix_nano=now - dur, end_time_unix_nano=now,
                 attributes=kv[:attrs], status=Status(code=status)))
         out.append(ResourceSpans(
-            resource=Resource(attributes=[KeyValue(key="service.name", value=AnyValue(string_value=f"svc-{s}")),
-                                          KeyValue(key="host.name", value=AnyValue(string_value="bench"))]),
+            resource=Resource(attributes=[
+                KeyValue(key="service.name", value=AnyValue(string_value=f"svc-{s}")),
+                KeyValue(key="host.name", value=AnyValue(string_value="bench"))]),
             scope_spans=[ScopeSpans(scope=InstrumentationScope(name="bench"), spans=span_list)]))
     return ExportTraceServiceRequest(resource_spans=out).SerializeToString()
 
@@ -68,7 +72,8 @@ async def run_grpc(endpoint: str, bodies: list[bytes], total: int, concurrency: 
                    rate: float) -> dict:
     import grpc
 
-    channel = grpc.aio.insecure_channel(endpoint, options=[("grpc.max_send_message_length", 64 << 20)])
+    channel = grpc.aio.insecure_channel(
+        endpoint, options=[("grpc.max_send_message_length", 64 << 20)])
     call = channel.unary_unary(TRACE_METHOD, request_serializer=None, response_deserializer=None)
     return await _drive(lambda body: call(body, timeout=30), bodies, total, concurrency, rate,
                         retry_codes=("UNAVAILABLE", "RESOURCE_EXHAUSTED"), close=channel.close)
@@ -82,13 +87,14 @@ async def run_http(endpoint: str, bodies: list[bytes], total: int, concurrency: 
     url = f"http://{endpoint}/v1/traces"
 
     async def send(body: bytes) -> None:
-        async with session.post(url, data=body, headers={"Content-Type": "application/x-protobuf"}) as r:
+        headers = {"Content-Type": "application/x-protobuf"}
+        async with session.post(url, data=body, headers=headers) as r:
             await r.read()
             if r.status != 200:
                 raise RuntimeError(f"HTTP {r.status}")
 
-    return await _drive(send, bodies, total, concurrency, rate, retry_codes=("HTTP 503", "HTTP 429"),
-                        close=session.close)
+    return await _drive(send, bodies, total, concurrency, rate,
+                        retry_codes=("HTTP 503", "HTTP 429"), close=session.close)
 
 
 async def _drive(send, bodies, total, concurrency, rate, retry_codes, close) -> dict:  # type: ignore[no-untyped-def]
@@ -116,7 +122,7 @@ async def _drive(send, bodies, total, concurrency, rate, retry_codes, close) -> 
                 t0 = time.monotonic()
                 try:
                     await send(body)
-                except Exception as exc:  # noqa: BLE001 - report every failure
+                except Exception as exc:
                     text = str(exc)
                     if any(code in text for code in retry_codes):
                         retries += 1
@@ -133,7 +139,9 @@ async def _drive(send, bodies, total, concurrency, rate, retry_codes, close) -> 
     elapsed = time.monotonic() - start
     await close()
     latencies.sort()
-    pct = (lambda p: latencies[min(len(latencies) - 1, int(p * len(latencies)))] if latencies else 0.0)
+    def pct(p: float) -> float:
+        return latencies[min(len(latencies) - 1, int(p * len(latencies)))] if latencies else 0.0
+
     return {"requests_sent": sent, "errors": errors, "retries": retries, "elapsed_s": elapsed,
             "latency_p50_ms": pct(0.5) * 1000, "latency_p99_ms": pct(0.99) * 1000}
 
@@ -147,7 +155,8 @@ def main() -> int:
     p.add_argument("--spans", type=int, default=100)
     p.add_argument("--attrs", type=int, default=10)
     p.add_argument("--templates", type=int, default=64)
-    p.add_argument("--rate", type=float, default=0.0, help="requests per second; 0 = as fast as possible")
+    p.add_argument("--rate", type=float, default=0.0,
+                   help="requests per second; 0 = as fast as possible")
     p.add_argument("--seed", type=int, default=1)
     args = p.parse_args()
     rng = random.Random(args.seed)

@@ -51,7 +51,8 @@ def measure(kind: str, protocol: str, requests: int, concurrency: int, processor
         cpu = cpu_seconds(t.pid) - cpu0
         spans = load["requests_sent"] * load["spans_per_request"]
         return {"target": kind, "protocol": protocol,
-                "processors": "memory_limiter,batch" if processors else "none", "spans": spans, "cpu_s": round(cpu, 3),
+                "processors": "memory_limiter,batch" if processors else "none",
+                "spans": spans, "cpu_s": round(cpu, 3),
                 "spans_per_cpu_s": round(spans / cpu) if cpu else None,
                 "wall_spans_per_s": round(spans / load["elapsed_s"]),
                 "peak_rss_mib": round(peak_rss_mib(t.pid), 1),
