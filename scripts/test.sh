@@ -2,20 +2,51 @@
 # The one test command (README, .ci/run): installs otelpipe with its test needs,
 # starts every real service the tests talk to, runs lint, types and the suite,
 # and stops the services again. Extra arguments go to pytest.
+#
+# Downloads and builds are cached outside the repository (~/.cache/otelpipe, the
+# Maven and Go caches, Debian's package cache), so a warm run starts in seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-python3 -m pip install --quiet --disable-pip-version-check -e '.[test]'
-# The JavaScript SDK is the real OTLP/HTTP JSON client of tests/e2e (cached outside the repo).
-scripts/js-sdk.sh >/dev/null
+STATE="${OTELPIPE_STATE:-/tmp/otelpipe-services}"
+mkdir -p "$STATE/logs"
 
-# Real services used by tests/integration and tests/e2e (scripts/<name>.sh start|stop).
+python3 -m pip install --quiet --disable-pip-version-check -e '.[test]'
+
+# Debian packages of the real services, installed in one apt run (parallel apt runs
+# would fight over the dpkg lock); each service script skips its install when present.
+DEBS=()
+missing=()
+for pkg in "${DEBS[@]}"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+if ((${#missing[@]})); then
+  echo "test.sh: installing ${missing[*]}" >&2
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Real services used by tests/integration and tests/e2e (scripts/<name>.sh start|stop),
+# started in parallel: Go builds and jar downloads overlap on a cold machine.
 SERVICES=(${OTELPIPE_TEST_SERVICES:-kafka})
 stop_services() {
-  for s in "${SERVICES[@]}"; do scripts/"$s".sh stop || true; done
+  for s in "${SERVICES[@]}"; do scripts/"$s".sh stop >/dev/null 2>&1 || true; done
 }
 trap stop_services EXIT
-for s in "${SERVICES[@]}"; do scripts/"$s".sh start; done
+pids=()
+for s in "${SERVICES[@]}"; do
+  scripts/"$s".sh start >"$STATE/logs/$s.start.log" 2>&1 &
+  pids+=($!)
+done
+# The JavaScript SDK is the real OTLP/HTTP JSON client of tests/e2e (cached outside the repo).
+scripts/js-sdk.sh >"$STATE/logs/js-sdk.log" 2>&1 || { cat "$STATE/logs/js-sdk.log"; exit 1; }
+failed=0
+for i in "${!SERVICES[@]}"; do
+  if ! wait "${pids[$i]}"; then
+    echo "test.sh: ${SERVICES[$i]} failed to start:" >&2
+    tail -n 40 "$STATE/logs/${SERVICES[$i]}.start.log" >&2
+    failed=1
+  fi
+done
+((failed == 0)) || exit 1
 
 python3 -m ruff check pipeline tests benchmarks
 python3 -m mypy pipeline

@@ -204,6 +204,33 @@ class Telemetry:
             "Records that matched a logmetrics metric but could not be used (value missing or "
             "not a number).", ["connector", "metric", "reason"], registry=r)
 
+        # loki and elasticsearch exporters.
+        self.loki_label_overflow = Counter(
+            "otelpipe_loki_exporter_label_overflow_records",
+            "Records whose label value was kept as structured metadata instead of a stream "
+            "label because the label reached max_label_values distinct values.",
+            ["exporter", "label"], registry=r)
+        self.elasticsearch_bulk_items = Counter(
+            "otelpipe_elasticsearch_exporter_bulk_items",
+            "Per-document results of bulk requests: ok (indexed or already there), retry "
+            "(429/5xx, sent again alone), rejected (other 4xx such as mapping errors; dropped).",
+            ["exporter", "outcome"], registry=r)
+        self.elasticsearch_rejected_documents = Counter(
+            "otelpipe_elasticsearch_exporter_rejected_documents",
+            "Documents the backend rejected permanently, by error type "
+            "(mapper_parsing_exception …).", ["exporter", "reason"], registry=r)
+
+        # replication_lag and httpcheck receivers.
+        self.replication_lag_probe_errors = Counter(
+            "otelpipe_replication_lag_probe_errors",
+            "Failed connections and queries of the replication_lag receiver, per database "
+            "(primary or replica name) and reason (connection, timeout, auth, query).",
+            ["receiver", "target", "reason"], registry=r)
+        self.httpcheck_failed_checks = Counter(
+            "otelpipe_httpcheck_failed_checks",
+            "httpcheck probes that did not get the expected status, by error.type.",
+            ["receiver", "reason"], registry=r)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 

@@ -1,0 +1,313 @@
+"""Lines per CPU-second through `filelog -> logstruct -> nop`, per log format.
+
+For each case a synthetic file (default 200k lines) is generated in a temp dir; a real
+otelpipe process is started watching an empty directory; once it is up, the file is
+renamed into the directory (a new file: read from the start) and the process's CPU
+time is measured until its receiver has had every line accepted downstream
+(`otelpipe_receiver_accepted_items_total` on the health extension's /metrics).
+
+Cases: `raw` (filelog -> nop, no parsing: the receiver alone), JSON lines, logfmt,
+nginx combined, syslog RFC 3164, mixed formats with auto-detection and template
+mining, a five-pattern grok config. With `--peer`, the Go Collector's filelog
+receiver with a regex_parser operator -> nop runs the nginx file for comparison.
+
+    python -m benchmarks.logstruct_throughput [--lines 200000] [--raw-lines 1000000]
+                                              [--cases raw,json,...] [--peer] [--batch 1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import random
+import shutil
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from benchmarks.harness import (
+    cpu_seconds,
+    free_port,
+    peak_rss_mib,
+    start_target,
+    write_result,
+)
+
+# ---------------------------------------------------------------------------------------
+# synthetic input
+
+_METHODS = ("GET", "GET", "GET", "POST", "PUT", "DELETE")
+_PATHS = ("/api/v1/items/{}", "/api/v1/users/{}/orders", "/static/app.{}.js", "/health",
+          "/search?q=term{}&page=2")
+_UAS = ("Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) "
+        "Chrome/124.0 Safari/537.36",
+        "curl/8.5.0", "Go-http-client/1.1",
+        "Mozilla/5.0 (iPhone; CPU iPhone OS 17_4 like Mac OS X) AppleWebKit/605.1.15")
+_LEVELS = ("info", "info", "info", "debug", "warn", "error")
+_MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
+_MESSAGES = ("request completed in {} ms", "user {} logged in from 10.1.{}.7",
+             "cache miss for key item:{}", "connection to db-{} closed after {} queries",
+             "retrying job {} (attempt {})")
+
+
+def _iso(i: int) -> str:
+    s = 1714564800 + i // 50
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(s)) + f".{(i * 7) % 1000:03d}Z"
+
+
+def _msg(r: random.Random, i: int) -> str:
+    return r.choice(_MESSAGES).format(i % 9973, r.randint(1, 50))
+
+
+def line_json(r: random.Random, i: int) -> str:
+    return (f'{{"ts":"{_iso(i)}","level":"{r.choice(_LEVELS)}","msg":"{_msg(r, i)}",'
+            f'"service":"api","method":"{r.choice(_METHODS)}",'
+            f'"path":"{r.choice(_PATHS).format(i % 1000)}",'
+            f'"status":{r.choice((200, 200, 201, 404, 500))},'
+            f'"duration_ms":{r.random() * 200:.1f},"trace_id":"{r.getrandbits(128) | 1:032x}",'
+            f'"span_id":"{r.getrandbits(64) | 1:016x}"}}')
+
+
+def line_logfmt(r: random.Random, i: int) -> str:
+    return (f'ts={_iso(i)} level={r.choice(_LEVELS)} msg="{_msg(r, i)}" service=api '
+            f'method={r.choice(_METHODS)} path={r.choice(_PATHS).format(i % 1000)} '
+            f'status={r.choice((200, 201, 404, 500))} duration={r.randint(1, 900)}ms')
+
+
+def _clf_time(i: int) -> str:
+    t = time.gmtime(1714564800 + i // 50)
+    return f"{t.tm_mday:02d}/{_MONTHS[t.tm_mon - 1]}/{t.tm_year}:" \
+           f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} +0000"
+
+
+def line_nginx(r: random.Random, i: int) -> str:
+    ip = f"10.{r.randint(0, 255)}.{r.randint(0, 255)}.{r.randint(1, 254)}"
+    return (f'{ip} - - [{_clf_time(i)}] "{r.choice(_METHODS)} '
+            f'{r.choice(_PATHS).format(i % 1000)} HTTP/1.1" {r.choice((200, 200, 304, 404, 500))} '
+            f'{r.randint(0, 50000)} "-" "{r.choice(_UAS)}"')
+
+
+def line_syslog(r: random.Random, i: int) -> str:
+    t = time.gmtime(1714564800 + i // 50)
+    prog, text = r.choice((
+        ("sshd", "Accepted password for user{} from 10.0.{}.2 port 22 ssh2"),
+        ("CRON", "(root) CMD (run-parts /etc/cron.hourly {} {})"),
+        ("kernel", "eth0: link up, {} Mbps, full duplex, lpa {}"),
+        ("systemd", "Started Session {} of user u{}.")))
+    return (f"<{r.choice((13, 30, 34, 86))}>{_MONTHS[t.tm_mon - 1]} {t.tm_mday:2d} "
+            f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d} host{i % 5} {prog}[{1000 + i % 300}]: "
+            + text.format(i % 997, r.randint(1, 99)))
+
+
+def line_app(r: random.Random, i: int) -> str:
+    return (f"{_iso(i).replace('T', ' ')[:23]} {r.choice(_LEVELS).upper()} "
+            f"[{r.choice(('main', 'worker-1', 'db-pool'))}] {_msg(r, i)}")
+
+
+def line_mixed(r: random.Random, i: int) -> str:
+    return (line_json, line_logfmt, line_nginx, line_syslog, line_app)[i % 5](r, i)
+
+
+def line_java(r: random.Random, i: int) -> str:
+    return (f"{_iso(i)[:23]}  {r.choice(('INFO', 'WARN', 'ERROR'))} 1 --- "
+            f"[nio-8080-exec-{i % 10}] c.e.d.{r.choice(('OrderService', 'UserController'))} : "
+            + _msg(r, i))
+
+
+def line_apache_error(r: random.Random, i: int) -> str:
+    t = time.gmtime(1714564800 + i // 50)
+    stamp = (f"{('Mon', 'Tue', 'Wed')[i % 3]} {_MONTHS[t.tm_mon - 1]} {t.tm_mday:02d} "
+             f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}.{i % 999999:06d} {t.tm_year}")
+    return (f"[{stamp}] [core:error] [pid {100 + i % 50}] [client 10.0.0.{i % 250}:"
+            f"{30000 + i % 999}] AH00126: Invalid URI in request "
+            + r.choice(_PATHS).format(i))
+
+
+def line_grok(r: random.Random, i: int) -> str:
+    return (line_nginx, line_syslog, line_app, line_java, line_apache_error)[i % 5](r, i)
+
+
+GROK_PATTERNS = [  # SYSLOGLINE last: its timestamp alternatives also take ISO stamps
+    "%{HTTPD_COMBINEDLOG}",
+    r"^%{TIMESTAMP_ISO8601:timestamp} %{LOGLEVEL:level} \[%{DATA:component}\] "
+    r"%{GREEDYDATA:message}",
+    r"^%{TIMESTAMP_ISO8601:timestamp}\s+%{LOGLEVEL:level} %{NUMBER:pid} --- "
+    r"\[%{DATA:thread}\] %{NOTSPACE:logger}\s+: %{GREEDYDATA:message}",
+    r"^\[%{HTTPDERROR_DATE:timestamp}\] \[%{WORD:module}:%{LOGLEVEL:level}\] "
+    r"\[pid %{POSINT:pid}\] \[client %{IP:client}:%{POSINT:port}\] %{GREEDYDATA:message}",
+    r"%{SYSLOGLINE}",
+]
+
+NGINX_REGEX = (r'^(?P<client>\S+) \S+ (?P<user>\S+) \[(?P<time>[^\]]+)\] '
+               r'"(?P<method>\S+) (?P<path>\S+) (?P<protocol>[^"]+)" (?P<status>\d{3}) '
+               r'(?P<size>\d+|-) "(?P<referrer>[^"]*)" "(?P<agent>[^"]*)"$')
+
+CASES: dict[str, tuple[Any, dict[str, Any] | None]] = {
+    "raw": (line_nginx, None),
+    "json": (line_json, {"parsers": [{"type": "json"}]}),
+    "logfmt": (line_logfmt, {"parsers": [{"type": "logfmt"}]}),
+    "nginx": (line_nginx, {"parsers": [{"type": "access_log"}]}),
+    "syslog": (line_syslog, {"parsers": [{"type": "syslog", "protocol": "rfc3164"}]}),
+    "mixed_auto_templates": (line_mixed, {"auto": True, "templates": {"enabled": True}}),
+    "grok5": (line_grok, {"parsers": [{"type": "grok", "pattern": GROK_PATTERNS}]}),
+}
+
+
+def generate(path: Path, make: Any, n: int) -> int:
+    r = random.Random(42)
+    size = 0
+    with open(path, "w") as f:
+        for start in range(0, n, 10000):
+            chunk = "".join(make(r, i) + "\n" for i in range(start, min(n, start + 10000)))
+            size += len(chunk.encode())
+            f.write(chunk)
+    return size
+
+
+# ---------------------------------------------------------------------------------------
+# running
+
+
+def logstruct_available() -> bool:
+    from pipeline.component import Kind
+    from pipeline.registry import default_registry
+    return default_registry().get(Kind.PROCESSOR, "logstruct") is not None
+
+
+def metric(port: int, name: str, label: str | None = None) -> float:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return 0.0
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name) and (label is None or label in line):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def otelpipe_config(watch: Path, state: Path, health: int, logstruct: dict | None,
+                    batch: int) -> dict:
+    cfg: dict[str, Any] = {
+        "receivers": {"filelog": {"include": [str(watch / "*.log")], "start_at": "beginning",
+                                  "storage_dir": str(state), "poll_interval": "100ms",
+                                  "max_batch_lines": batch}},
+        "exporters": {"nop": None},
+        "extensions": {"health": {"endpoint": f"127.0.0.1:{health}"}},
+        "service": {"extensions": ["health"],
+                    "pipelines": {"logs": {"receivers": ["filelog"], "exporters": ["nop"]}}},
+    }
+    if logstruct is not None:
+        cfg["processors"] = {"logstruct": logstruct}
+        cfg["service"]["pipelines"]["logs"]["processors"] = ["logstruct"]
+    return cfg
+
+
+def peer_config(watch: Path, metrics_port: int, parse: bool) -> dict:
+    ops = [{"type": "regex_parser", "regex": NGINX_REGEX}] if parse else []
+    return {
+        "receivers": {"filelog": {"include": [str(watch / "*.log")], "start_at": "beginning",
+                                  "operators": ops}},
+        "exporters": {"nop": None},
+        "service": {
+            "telemetry": {"metrics": {"level": "normal", "readers": [{"pull": {"exporter": {
+                "prometheus": {"host": "127.0.0.1", "port": metrics_port}}}}]}},
+            "pipelines": {"logs": {"receivers": ["filelog"], "exporters": ["nop"]}}},
+    }
+
+
+def measure(kind: str, case: str, src: Path, lines: int, logstruct: dict | None,
+            batch: int, timeout: float) -> dict:
+    work = Path(tempfile.mkdtemp(prefix=f"lsbench-{case}-"))
+    watch = work / "watch"
+    watch.mkdir()
+    port = free_port()
+    if kind == "otelpipe":
+        cfg = otelpipe_config(watch, work / "state", port, logstruct, batch)
+        accepted: tuple[str, str | None] = ("otelpipe_receiver_accepted_items_total",
+                                            'receiver="filelog"')
+    else:
+        cfg = peer_config(watch, port, parse=case != "raw")
+        accepted = ("otelcol_receiver_accepted_log_records", None)
+    try:
+        with start_target(kind, cfg, [port]) as t:
+            time.sleep(0.5)  # let start-up work finish
+            cpu0 = cpu_seconds(t.pid)
+            wall0 = time.monotonic()
+            os.link(src, watch / "input.log")  # appears at once, whole
+            deadline = wall0 + timeout
+            done = 0.0
+            while done < lines:
+                if time.monotonic() > deadline or t.proc.poll() is not None:
+                    tail = t.log_path.read_text(errors="replace")[-2000:]
+                    raise RuntimeError(f"{kind}/{case}: {done:.0f} of {lines} lines after "
+                                       f"{timeout}s\n{tail}")
+                time.sleep(0.1)
+                done = metric(port, *accepted)
+            cpu = cpu_seconds(t.pid) - cpu0
+            wall = time.monotonic() - wall0
+            rss = peak_rss_mib(t.pid)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return {"target": kind, "case": case, "lines": lines, "cpu_s": round(cpu, 3),
+            "lines_per_cpu_s": round(lines / cpu) if cpu else None,
+            "wall_s": round(wall, 3), "peak_rss_mib": round(rss, 1)}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("--lines", type=int, default=200_000)
+    p.add_argument("--raw-lines", type=int, default=1_000_000,
+                   help="lines for the `raw` case (cheap per line: more lines, finer CPU "
+                        "resolution)")
+    p.add_argument("--cases", default=",".join(CASES))
+    p.add_argument("--batch", type=int, default=1000, help="filelog max_batch_lines")
+    p.add_argument("--peer", action="store_true", help="also run the Go Collector (nginx)")
+    p.add_argument("--timeout", type=float, default=600)
+    args = p.parse_args()
+    have_logstruct = logstruct_available()
+    if not have_logstruct:
+        print("logstruct processor not registered: running filelog -> nop only", flush=True)
+    data = Path(tempfile.mkdtemp(prefix="lsbench-data-"))
+    rows = []
+    try:
+        for case in args.cases.split(","):
+            make, ls_cfg = CASES[case]
+            if ls_cfg is not None and not have_logstruct:
+                continue
+            src = data / f"{case}.log"
+            n = args.raw_lines if case == "raw" else args.lines
+            size = generate(src, make, n)
+            row = measure("otelpipe", case, src, n, ls_cfg, args.batch, args.timeout)
+            row["bytes"] = size
+            rows.append(row)
+            print(f"otelpipe {case:22} {row['lines_per_cpu_s']:>10,} lines/CPU-s  "
+                  f"cpu {row['cpu_s']:6.2f}s  wall {row['wall_s']:6.2f}s  "
+                  f"peak RSS {row['peak_rss_mib']:6.1f} MiB", flush=True)
+            if args.peer and case in ("nginx", "raw"):
+                peer = measure("otelcol", case, src, n, None, args.batch, args.timeout)
+                peer["bytes"] = size
+                what = "filelog -> nop" if case == "raw" else "filelog + regex_parser -> nop"
+                peer["note"] = what
+                rows.append(peer)
+                print(f"otelcol  {case:22} {peer['lines_per_cpu_s']:>10,} lines/CPU-s  "
+                      f"cpu {peer['cpu_s']:6.2f}s  wall {peer['wall_s']:6.2f}s  "
+                      f"peak RSS {peer['peak_rss_mib']:6.1f} MiB  ({what})", flush=True)
+                row["ratio_to_peer"] = round(row["lines_per_cpu_s"] / peer["lines_per_cpu_s"], 3)
+    finally:
+        shutil.rmtree(data, ignore_errors=True)
+    result = {"date": dt.datetime.now(dt.UTC).isoformat(), "python": sys.version.split()[0],
+              "logstruct": have_logstruct, "max_batch_lines": args.batch, "rows": rows}
+    path = write_result("logstruct_throughput", result)
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+

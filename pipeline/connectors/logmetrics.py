@@ -1,0 +1,544 @@
+"""`logmetrics` connector: logs in, counters / sums / histograms / gauges out.
+
+For what an application reports in its logs rather than in spans: cache hits
+and misses, rate-limit hits and bypasses, 429 responses, connection-pool
+exhaustion, query latency. Each configured metric counts (or sums, histograms,
+gauges) the log records that match its `when` condition, by its dimensions:
+
+```yaml
+connectors:
+  logmetrics:
+    metrics:
+      - name: cache.requests
+        type: counter
+        when: {attribute: event, in: [cache.hit, cache.miss]}
+        dimensions: [{name: cache.name, default: unknown}, {name: event}]
+      - name: db.query.duration
+        type: histogram
+        unit: ms
+        value: db.query.duration_ms
+        buckets: [1, 5, 10, 50, 100, 500, 1000]
+```
+
+Conditions (`when`) are YAML mappings; every part present must hold:
+
+- a selector — `attribute: NAME` (the record's attribute, else the resource's),
+  `resource_attribute: NAME`, or `field: body | severity_text | event_name` —
+  with operators `equals`, `not_equals`, `in: [..]`, `matches: REGEX` (search),
+  `exists: true|false`, `gt`, `gte`, `lt`, `lte` (numbers; numeric strings
+  count); a selector alone means `exists: true`;
+- `severity_at_least: WARN` (or a severity number; a record without a severity
+  number is judged by its severity text);
+- `all: [conditions]`, `any: [conditions]`, `not: condition`.
+
+`equals`/`in` compare numbers as numbers and everything else as text
+(`429` matches the int 429 and the string "429"; booleans as true/false).
+
+Every metric shares the engine of `redmetrics` (`aggregation.py`): the
+cardinality limit applies per metric, series expire after `series_expiry`,
+temporality and `metrics_flush_interval` as there. Each distinct `service.name`
+of the logs' resources becomes one ResourceMetrics (resource = {service.name});
+data points carry only the configured dimensions.
+"""
+
+from __future__ import annotations
+
+import functools
+import itertools
+import operator
+import re
+from collections.abc import Callable
+from typing import Annotated, Any, Literal
+
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from pydantic import (
+    AliasChoices,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from pipeline.component import (
+    ComponentConfig,
+    CreateSettings,
+    Factory,
+    Kind,
+    Signal,
+)
+from pipeline.config.types import Duration
+from pipeline.connectors.aggregation import (
+    DEFAULT_CARDINALITY_LIMIT,
+    DEFAULT_FLUSH_INTERVAL,
+    DEFAULT_SERIES_EXPIRY,
+    AggregatingConnector,
+    Attrs,
+    Clock,
+    GaugeSeries,
+    HistogramSeries,
+    KeyTable,
+    MetricSpec,
+    Series,
+    SeriesSet,
+    SumSeries,
+    Temporality,
+    ValueCache,
+    any_value_to_python,
+    build_projection,
+    label_text,
+)
+from pipeline.errors import PermanentError
+from pipeline.pdata.batch import Batch
+
+# The OpenTelemetry SDKs' default explicit bounds (suit millisecond values).
+DEFAULT_BUCKETS = (0.0, 5.0, 10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0, 750.0, 1000.0,
+                   2500.0, 5000.0, 7500.0, 10000.0)
+SEVERITIES = {"TRACE": 1, "DEBUG": 5, "INFO": 9, "NOTICE": 10, "WARN": 13, "WARNING": 13,
+              "ERROR": 17, "ERR": 17, "CRITICAL": 21, "FATAL": 21}
+
+_P = build_projection("otelpipe_logmetrics.proto", {
+    "LogRecord": [("time", 1, "fixed64"), ("severity_number", 2, "int32"),
+                  ("severity_text", 3, "string"), ("body", 5, "bytes"),
+                  ("attributes", 6, "repeated bytes"), ("trace_id", 9, "bytes"),
+                  ("span_id", 10, "bytes"), ("observed_time", 11, "fixed64"),
+                  ("event_name", 12, "string")],
+    "ScopeLogs": [("records", 2, "repeated LogRecord")],
+    "Resource": [("attributes", 1, "repeated bytes")],
+    "ResourceLogs": [("resource", 1, "Resource"), ("scopes", 2, "repeated ScopeLogs")],
+    "LogsRequest": [("resources", 1, "repeated ResourceLogs")],
+})
+LogsProjection = _P["LogsRequest"]
+
+Scalar = str | int | float | bool
+
+
+def severity_number(value: str | int) -> int:
+    if isinstance(value, int):
+        return value
+    text = value.strip().upper()
+    if text.isdigit():
+        return int(text)
+    base = text.rstrip("0123456789")
+    if base not in SEVERITIES:
+        raise ValueError(f"unknown severity {value!r}: use TRACE, DEBUG, INFO, WARN, ERROR, "
+                         "FATAL or a number 1-24")
+    return SEVERITIES[base] + (int(text[len(base):]) - 1 if text[len(base):] else 0)
+
+
+class Condition(ComponentConfig):
+    """When a log record counts; every part present must hold."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    attribute: str | None = Field(None, description="record attribute, else resource "
+                                                    "attribute")
+    resource_attribute: str | None = None
+    field: Literal["body", "severity_text", "event_name"] | None = None
+    equals: Scalar | None = None
+    not_equals: Scalar | None = None
+    in_: list[Scalar] | None = Field(None, alias="in")
+    matches: str | None = Field(None, description="regular expression, searched")
+    exists: bool | None = None
+    gt: float | None = None
+    gte: float | None = None
+    lt: float | None = None
+    lte: float | None = None
+    severity_at_least: str | int | None = None
+    all: list[Condition] | None = None
+    any: list[Condition] | None = None
+    not_: Condition | None = Field(None, alias="not")
+
+    @field_validator("matches")
+    @classmethod
+    def _regex(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                re.compile(v)
+            except re.error as exc:
+                raise ValueError(f"invalid regular expression: {exc}") from None
+        return v
+
+    @field_validator("severity_at_least")
+    @classmethod
+    def _severity(cls, v: str | int | None) -> str | int | None:
+        if v is not None:
+            severity_number(v)
+        return v
+
+    @model_validator(mode="after")
+    def _shape(self) -> Condition:
+        selectors = [s for s in ("attribute", "resource_attribute", "field")
+                     if getattr(self, s) is not None]
+        if len(selectors) > 1:
+            raise ValueError(f"one selector per condition, got {', '.join(selectors)} "
+                             "(combine with all:)")
+        operators = [o for o in ("equals", "not_equals", "in_", "matches", "exists", "gt",
+                                 "gte", "lt", "lte") if getattr(self, o) is not None]
+        if operators and not selectors:
+            raise ValueError("an operator needs attribute:, resource_attribute: or field:")
+        if not selectors and self.severity_at_least is None and self.all is None \
+                and self.any is None and self.not_ is None:
+            raise ValueError("empty condition")
+        return self
+
+
+Condition.model_rebuild()
+
+
+class DimensionConfig(ComponentConfig):
+    name: str = Field(min_length=1, description="record attribute, else resource attribute")
+    default: str | None = None
+
+
+class LogMetricConfig(ComponentConfig):
+    name: str = Field(min_length=1)
+    description: str = ""
+    unit: str = ""
+    type: Literal["counter", "sum", "histogram", "gauge"] = "counter"
+    when: Condition | None = Field(None, description="records counted; all when absent")
+    value: str | None = Field(None, description="attribute holding the number (sum, "
+                                                "histogram, gauge)")
+    dimensions: list[DimensionConfig] = Field(
+        default_factory=list, validation_alias=AliasChoices("dimensions", "attributes"))
+    buckets: list[float] | None = Field(None, description="histogram upper bounds")
+    monotonic: bool = Field(True, description="sum: values only add up (a counter)")
+
+    @model_validator(mode="after")
+    def _check(self) -> LogMetricConfig:
+        if self.type == "counter" and self.value is not None:
+            raise ValueError("a counter counts records; use type: sum to add up `value`")
+        if self.type != "counter" and not self.value:
+            raise ValueError(f"type {self.type} needs `value`: the attribute holding the number")
+        if self.buckets is not None:
+            if self.type != "histogram":
+                raise ValueError("buckets apply to histograms only")
+            b = self.buckets
+            if not b or any(y <= x for x, y in itertools.pairwise(b)):
+                raise ValueError("buckets must be non-empty and strictly increasing")
+        names = [d.name for d in self.dimensions]
+        if len(set(names)) != len(names):
+            raise ValueError("a dimension is listed twice")
+        return self
+
+
+TemporalityField = Annotated[Temporality, BeforeValidator(Temporality.parse)]
+
+
+class LogMetricsConfig(ComponentConfig):
+    metrics: list[LogMetricConfig] = Field(min_length=1)
+    aggregation_temporality: TemporalityField = Temporality.CUMULATIVE
+    metrics_flush_interval: Duration = Field(DEFAULT_FLUSH_INTERVAL, gt=0)
+    aggregation_cardinality_limit: int = Field(DEFAULT_CARDINALITY_LIMIT, ge=1,
+                                               description="series per metric")
+    series_expiry: Duration = Field(DEFAULT_SERIES_EXPIRY, description="0: never")
+
+    @field_validator("metrics")
+    @classmethod
+    def _unique(cls, v: list[LogMetricConfig]) -> list[LogMetricConfig]:
+        names = [m.name for m in v]
+        for n in names:
+            if names.count(n) > 1:
+                raise ValueError(f"metric {n} is defined twice")
+        return v
+
+
+# --------------------------------------------------------------------------------------
+# Conditions, compiled to closures over (values by slot, record)
+
+Predicate = Callable[[list[Any], Any], bool]
+_MISSING = object()
+
+
+def _number(v: Any) -> float | None:
+    if isinstance(v, bool) or v is None:
+        return None
+    if isinstance(v, int | float):
+        return v
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def _same(actual: Any, expected: Any) -> bool:
+    """Numbers compare as numbers (429 == "429"), everything else as text."""
+    if isinstance(actual, bool) or isinstance(expected, bool):
+        return label_text(actual) == label_text(expected)
+    if isinstance(expected, int | float):
+        n = _number(actual)
+        return n is not None and n == expected
+    if isinstance(actual, int | float):
+        n = _number(expected)
+        return n is not None and n == actual
+    return label_text(actual) == expected
+
+
+def _compare(op: Callable[[float, float], bool], bound: float, v: Any) -> bool:
+    n = _number(v)
+    return n is not None and op(n, bound)
+
+
+class _Compiler:
+    """Turns conditions into predicates; collects the attribute keys they read."""
+
+    def __init__(self, slots: dict[str, int], resource_slots: dict[str, int],
+                 decode_body: Callable[[bytes], Any]):
+        self.slots = slots
+        self.resource_slots = resource_slots
+        self.decode_body = decode_body
+
+    def slot(self, key: str) -> int:
+        return self.slots.setdefault(key, len(self.slots))
+
+    def compile(self, c: Condition) -> Predicate:
+        parts: list[Predicate] = []
+        getter = self._getter(c)
+        if getter is not None:
+            parts.append(self._operators(c, getter))
+        if c.severity_at_least is not None:
+            floor = severity_number(c.severity_at_least)
+
+            def severity(vals: list[Any], rec: Any) -> bool:
+                n = rec.severity_number
+                if not n and rec.severity_text:
+                    try:
+                        n = severity_number(rec.severity_text)
+                    except ValueError:
+                        return False
+                return bool(n >= floor)
+            parts.append(severity)
+        if c.all is not None:
+            subs = [self.compile(x) for x in c.all]
+            parts.append(lambda v, r: all(p(v, r) for p in subs))
+        if c.any is not None:
+            alts = [self.compile(x) for x in c.any]
+            parts.append(lambda v, r: any(p(v, r) for p in alts))
+        if c.not_ is not None:
+            neg = self.compile(c.not_)
+            parts.append(lambda v, r: not neg(v, r))
+        if len(parts) == 1:
+            return parts[0]
+        return lambda v, r: all(p(v, r) for p in parts)
+
+    def _getter(self, c: Condition) -> Callable[[list[Any], Any], Any] | None:
+        if c.attribute is not None:
+            slot = self.slot(c.attribute)
+            return lambda vals, rec: vals[slot]
+        if c.resource_attribute is not None:
+            rslot = self.resource_slots.setdefault(c.resource_attribute,
+                                                   len(self.resource_slots))
+            return lambda vals, rec: vals[-1][rslot]
+        if c.field == "body":
+            decode = self.decode_body
+            return lambda vals, rec: decode(rec.body) if rec.body else None
+        if c.field == "severity_text":
+            return lambda vals, rec: rec.severity_text or None
+        if c.field == "event_name":
+            return lambda vals, rec: rec.event_name or None
+        return None
+
+    @staticmethod
+    def _operators(c: Condition, get: Callable[[list[Any], Any], Any]) -> Predicate:
+        tests: list[Callable[[Any], bool]] = []
+        if c.exists is not None:
+            want = c.exists
+            tests.append(lambda v: (v is not None) == want)
+        if c.equals is not None:
+            eq = c.equals
+            tests.append(lambda v: v is not None and _same(v, eq))
+        if c.not_equals is not None:
+            ne = c.not_equals
+            tests.append(lambda v: v is None or not _same(v, ne))
+        if c.in_ is not None:
+            choices = list(c.in_)
+            texts = frozenset(x for x in choices if isinstance(x, str))
+            tests.append(lambda v: v is not None and (
+                (isinstance(v, str) and v in texts) or any(_same(v, x) for x in choices)))
+        if c.matches is not None:
+            search = re.compile(c.matches).search
+            tests.append(lambda v: v is not None and search(label_text(v)) is not None)
+        for compare, bound in ((operator.gt, c.gt), (operator.ge, c.gte),
+                               (operator.lt, c.lt), (operator.le, c.lte)):
+            if bound is not None:
+                tests.append(functools.partial(_compare, compare, bound))
+        if not tests:
+            tests.append(lambda v: v is not None)
+        if len(tests) == 1:
+            t = tests[0]
+            return lambda vals, rec: t(get(vals, rec))
+
+        def check(vals: list[Any], rec: Any) -> bool:
+            v = get(vals, rec)
+            return all(t(v) for t in tests)
+        return check
+
+
+class _Metric:
+    """One configured metric: its predicate, dimension slots and series set."""
+
+    def __init__(self, cfg: LogMetricConfig, predicate: Predicate | None, dim_slots: list[int],
+                 value_slot: int | None, sset: SeriesSet, bounds: tuple[float, ...]):
+        self.cfg = cfg
+        self.name = cfg.name
+        self.type = cfg.type
+        self.when = predicate
+        self.dim_slots = dim_slots
+        self.dim_names = [d.name for d in cfg.dimensions]
+        self.defaults = [d.default for d in cfg.dimensions]
+        self.value_slot = value_slot
+        self.series = sset
+        self.bounds = bounds
+
+    def canonical(self, key: Any) -> tuple[Any, ...]:
+        svc, *vals = key
+        return (svc, *[label_text(v) if v is not None else d
+                       for v, d in zip(vals, self.defaults, strict=False)])
+
+    def describe(self, key: Any) -> tuple[Attrs, Attrs]:
+        svc, *vals = key
+        attrs = tuple((n, v if v is not None else d)
+                      for n, d, v in zip(self.dim_names, self.defaults, vals, strict=False)
+                      if v is not None or d is not None)
+        resource: Attrs = (("service.name", svc),) if svc is not None else ()
+        return attrs, resource
+
+
+class LogMetricsConnector(AggregatingConnector):
+    scope_name = "otelpipe/logmetrics"
+
+    def __init__(self, settings: CreateSettings, config: LogMetricsConfig,
+                 clock: Clock | None = None):
+        super().__init__(settings, flush_interval=config.metrics_flush_interval, clock=clock)
+        self.config = config
+        self.decode = ValueCache()
+        self._body_cache: dict[bytes, Any] = {}
+        tel = settings.telemetry
+        self._skipped_missing: dict[str, Any] = {}
+        self._skipped_nan: dict[str, Any] = {}
+        slots: dict[str, int] = {}
+        resource_slots: dict[str, int] = {}
+        compiler = _Compiler(slots, resource_slots, self._decode_body)
+        self.metrics: list[_Metric] = []
+        for m in config.metrics:
+            predicate = compiler.compile(m.when) if m.when is not None else None
+            dim_slots = [compiler.slot(d.name) for d in m.dimensions]
+            value_slot = compiler.slot(m.value) if m.value else None
+            bounds = tuple(m.buckets) if m.buckets is not None else DEFAULT_BUCKETS
+            new_series: Callable[[], Series]
+            if m.type in ("counter", "sum"):
+                new_series = SumSeries
+            elif m.type == "gauge":
+                new_series = GaugeSeries
+            else:
+                new_series = functools.partial(HistogramSeries, len(bounds) + 1)
+            sset = SeriesSet(m.name, new_series, limit=config.aggregation_cardinality_limit,
+                             expiry=config.series_expiry,
+                             temporality=config.aggregation_temporality, clock=self.clock)
+            self.sets.append(sset)
+            kind = {"counter": "sum", "sum": "sum", "gauge": "gauge",
+                    "histogram": "histogram"}[m.type]
+            self.specs.append(MetricSpec(m.name, kind, sset, description=m.description,
+                                         unit=m.unit, monotonic=m.monotonic or m.type == "counter",
+                                         integer=m.type == "counter", bounds=bounds))
+            self.metrics.append(_Metric(m, predicate, dim_slots, value_slot, sset, bounds))
+            self._skipped_missing[m.name] = tel.connector_skipped_records.labels(
+                self.id, m.name, "value_missing")
+            self._skipped_nan[m.name] = tel.connector_skipped_records.labels(
+                self.id, m.name, "not_a_number")
+        self.n_slots = len(slots)
+        keys = sorted(slots, key=slots.__getitem__)
+        self.record_keys = KeyTable(keys)
+        # Resource: the same keys (fallback), then resource_attribute keys, then service.name.
+        rkeys = sorted(resource_slots, key=resource_slots.__getitem__)
+        self.n_resource_only = len(rkeys)
+        self.resource_keys = KeyTable([*keys, *rkeys, "service.name"])
+
+    def _decode_body(self, raw: bytes) -> Any:
+        cache = self._body_cache
+        value = cache.get(raw)
+        if value is None:
+            if len(cache) >= 1000:
+                cache.clear()
+            value = cache[raw] = any_value_to_python(AnyValue.FromString(raw))
+        return value
+
+    async def consume(self, batch: Batch) -> None:
+        try:
+            req = LogsProjection.FromString(batch.to_bytes())
+        except DecodeError as exc:
+            raise PermanentError(f"undecodable logs request: {exc}") from exc
+        self.aggregate(req)
+
+    def aggregate(self, req: Any) -> None:
+        decode = self.decode
+        n = self.n_slots
+        table = self.record_keys.table
+        metrics = self.metrics
+        for rl in req.resources:
+            raw: list[Any] = [None] * (n + self.n_resource_only + 1)
+            self.resource_keys.scan(rl.resource.attributes, raw)
+            rvals = [decode(kv) if kv is not None else None for kv in raw]
+            svc = rvals[-1]
+            base = rvals[:n]
+            base.append(rvals[n:-1])  # resource_attribute values, for vals[-1]
+            for scope in rl.scopes:
+                for rec in scope.records:
+                    vals = base.copy()
+                    try:
+                        for kv in rec.attributes:
+                            entry = table[kv[1]]
+                            if entry is not None:
+                                for prefix, slot in entry:
+                                    if kv.startswith(prefix):
+                                        vals[slot] = decode(kv)
+                                        break
+                    except IndexError:
+                        vals = base.copy()
+                        found: list[Any] = [None] * n
+                        self.record_keys.scan(rec.attributes, found)
+                        for slot, kv in enumerate(found):
+                            if kv is not None:
+                                vals[slot] = decode(kv)
+                    for m in metrics:
+                        if m.when is None or m.when(vals, rec):
+                            self._record(m, vals, rec, svc)
+
+    def _record(self, m: _Metric, vals: list[Any], rec: Any, svc: Any) -> None:
+        value: Any = None
+        if m.value_slot is not None:
+            raw = vals[m.value_slot]
+            if raw is None:
+                self._skipped_missing[m.name].inc()
+                return
+            value = raw if isinstance(raw, int | float) and not isinstance(raw, bool) \
+                else _number(raw)
+            if value is None or value != value:  # NaN
+                self._skipped_nan[m.name].inc()
+                return
+        key = (svc, *[vals[s] for s in m.dim_slots])
+        sset = m.series
+        s = sset.cache.get(key)
+        if s is None:
+            s = sset.resolve(key, m.canonical, m.describe)
+        t = m.type
+        if t == "counter":
+            s.add(1)  # type: ignore[attr-defined]
+        elif t == "sum":
+            s.add(value)  # type: ignore[attr-defined]
+        elif t == "gauge":
+            s.set(value, rec.time or rec.observed_time or self.clock())  # type: ignore[attr-defined]
+        else:
+            ex = (rec.trace_id, rec.span_id, value, rec.time or rec.observed_time) \
+                if rec.trace_id else None
+            s.observe(value, m.bounds, ex)  # type: ignore[attr-defined]
+
+
+def _create(settings: CreateSettings, config: Any) -> LogMetricsConnector:
+    return LogMetricsConnector(settings, config)
+
+
+factory = Factory(type="logmetrics", kind=Kind.CONNECTOR, config_model=LogMetricsConfig,
+                  create=_create, connector_pairs=frozenset({(Signal.LOGS, Signal.METRICS)}),
+                  description="counters, sums, histograms and gauges from matching log records")

@@ -1,0 +1,512 @@
+from __future__ import annotations
+
+import asyncio
+import math
+import tracemalloc
+from typing import Any
+
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from pydantic import ValidationError
+
+from pipeline.component import Kind, Signal
+from pipeline.connectors.aggregation import OVERFLOW_ATTRIBUTE
+from pipeline.connectors.redmetrics import (
+    DEFAULT_BUCKETS_S,
+    RedMetricsConfig,
+    RedMetricsConnector,
+    factory,
+)
+from pipeline.errors import PermanentError, RetryableError
+from pipeline.pdata.batch import Batch
+from pipeline.registry import default_registry
+from pipeline.telemetry.metrics import Telemetry
+from tests.support import Sink, create_settings
+from tests.unit.connectors.spans import (
+    T0,
+    FakeClock,
+    attrs_of,
+    metric_defs,
+    metrics,
+    named_spans_batch,
+    span_batch,
+)
+
+CALLS = "traces.span.metrics.calls"
+DURATION = "traces.span.metrics.duration"
+
+
+def make(sink: Sink, clock: FakeClock | None = None, telemetry: Telemetry | None = None,
+         **cfg: Any) -> RedMetricsConnector:
+    settings = create_settings("connector", "redmetrics", telemetry=telemetry,
+                               consumers={Signal.METRICS: sink})
+    return RedMetricsConnector(settings, RedMetricsConfig.model_validate(cfg),
+                               clock=clock or FakeClock())
+
+
+def by_name(points: list[tuple[dict, dict, Any]], key: str = "span.name") -> dict:
+    return {p[1].get(key): p for p in points}
+
+
+async def test_exact_calls_errors_and_buckets() -> None:
+    sink = Sink()
+    conn = make(sink)
+    # 0.2 s and 0.5 s are bucket edges: values on an edge fall in the bucket it closes.
+    durations = [1, 3, 150, 200, 300, 500, 700, 20_000]
+    await conn.consume(span_batch([{"name": "GET /a", "ms": ms} for ms in durations]
+                                  + [{"name": "GET /a", "ms": 250, "status": 2},
+                                     {"name": "GET /b", "ms": 5, "kind": 3, "status": 1}]))
+    assert await conn.flush()
+    got = metrics(sink.batches)
+    calls = {(a["span.name"], a["status.code"]): dp.as_int for _, a, dp in got[CALLS]}
+    assert calls == {("GET /a", "STATUS_CODE_UNSET"): 8, ("GET /a", "STATUS_CODE_ERROR"): 1,
+                     ("GET /b", "STATUS_CODE_OK"): 1}
+    hist = {(a["span.name"], a["status.code"]): dp for _, a, dp in got[DURATION]}
+    ok = hist[("GET /a", "STATUS_CODE_UNSET")]
+    assert list(ok.explicit_bounds) == list(DEFAULT_BUCKETS_S)
+    edges = list(DEFAULT_BUCKETS_S)
+    expected = [0] * (len(edges) + 1)
+    for ms in durations:
+        expected[next((i for i, b in enumerate(edges) if ms / 1000 <= b), len(edges))] += 1
+    assert list(ok.bucket_counts) == expected
+    assert ok.bucket_counts[edges.index(0.2)] == 2  # 150 ms and exactly 200 ms
+    assert ok.bucket_counts[edges.index(0.5)] == 1  # exactly 500 ms
+    assert ok.bucket_counts[-1] == 1  # 20 s: above the last bound
+    assert ok.count == 8
+    assert ok.sum == pytest.approx(sum(durations) / 1000)
+    _, attrs, _ = got[CALLS][0]
+    assert attrs["service.name"] == "checkout"
+    assert attrs["span.kind"] == "SPAN_KIND_SERVER"
+    assert by_name(got[CALLS])["GET /b"][1]["span.kind"] == "SPAN_KIND_CLIENT"
+    defs = metric_defs(sink.batches[0])
+    assert defs[CALLS].sum.is_monotonic
+    assert defs[CALLS].sum.aggregation_temporality == 2  # cumulative
+    assert defs[DURATION].unit == "s"
+    assert defs[DURATION].histogram.aggregation_temporality == 2
+
+
+async def test_one_resource_per_service() -> None:
+    sink = Sink()
+    conn = make(sink)
+    await conn.consume(span_batch([{"name": "a"}], service="cart",
+                                  resource={"host.name": "h1"}))
+    await conn.consume(span_batch([{"name": "b"}, {"name": "c"}], service="orders"))
+    await conn.flush()
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+        ExportMetricsServiceRequest,
+    )
+    req = ExportMetricsServiceRequest.FromString(sink.batches[0].to_bytes())
+    resources = sorted(tuple(attrs_of(rm.resource).items()) for rm in req.resource_metrics)
+    assert resources == [(("service.name", "cart"),), (("service.name", "orders"),)]
+    for rm in req.resource_metrics:
+        assert [m.name for m in rm.scope_metrics[0].metrics] == [CALLS, DURATION]
+        assert rm.scope_metrics[0].scope.name == "otelpipe/redmetrics"
+
+
+async def test_dimensions_defaults_and_resource_fallback() -> None:
+    sink = Sink()
+    conn = make(sink, dimensions=[{"name": "http.route"},
+                                  {"name": "http.request.method", "default": "UNKNOWN"},
+                                  {"name": "http.response.status_code"},
+                                  {"name": "deployment.environment"}])
+    await conn.consume(span_batch([
+        {"name": "s1", "attrs": {"http.route": "/a", "http.request.method": "GET",
+                                 "http.response.status_code": 200, "app.other": "x"}},
+        {"name": "s2", "attrs": {"http.route": "/b", "deployment.environment": "canary"}},
+        {"name": "s3", "attrs": {}},
+    ], resource={"deployment.environment": "prod"}))
+    await conn.flush()
+    pts = by_name(metrics(sink.batches)[CALLS])
+    assert pts["s1"][1] == {"service.name": "checkout", "span.name": "s1",
+                            "span.kind": "SPAN_KIND_SERVER", "status.code": "STATUS_CODE_UNSET",
+                            "http.route": "/a", "http.request.method": "GET",
+                            "http.response.status_code": 200,  # the type is kept
+                            "deployment.environment": "prod"}  # from the resource
+    assert pts["s2"][1]["http.request.method"] == "UNKNOWN"  # default
+    assert pts["s2"][1]["deployment.environment"] == "canary"  # span wins over resource
+    assert "http.route" not in pts["s3"][1]  # no default: left out
+    assert "http.response.status_code" not in pts["s3"][1]
+    assert "app.other" not in pts["s1"][1]
+
+
+async def test_same_value_text_is_one_series() -> None:
+    """As in the Collector, series are identified by the text of the values: an int
+    200 and a string "200" are one series (Prometheus could not tell them apart)."""
+    sink = Sink()
+    conn = make(sink, dimensions=[{"name": "http.response.status_code"}])
+    await conn.consume(span_batch([{"attrs": {"http.response.status_code": 200}},
+                                   {"attrs": {"http.response.status_code": "200"}}]))
+    await conn.flush()
+    pts = metrics(sink.batches)[CALLS]
+    assert [(p[1]["http.response.status_code"], p[2].as_int) for p in pts] == [(200, 2)]
+
+
+async def test_exemplars_first_per_bucket_and_cleared_after_flush() -> None:
+    sink = Sink()
+    conn = make(sink)
+    t1, t2, t3 = b"\x01" * 16, b"\x02" * 16, b"\x03" * 16
+    await conn.consume(span_batch([
+        {"ms": 3, "trace": t1, "span": b"\x11" * 8},
+        {"ms": 3.5, "trace": t2, "span": b"\x12" * 8},  # same bucket: not an exemplar
+        {"ms": 300, "trace": t3, "span": b"\x13" * 8},
+    ]))
+    await conn.flush()
+    dp = metrics(sink.batches)[DURATION][0][2]
+    ex = sorted((e.as_double, e.trace_id, e.span_id) for e in dp.exemplars)
+    assert ex == [(0.003, t1, b"\x11" * 8), (0.3, t3, b"\x13" * 8)]
+    assert all(e.time_unix_nano > T0 for e in dp.exemplars)
+    await conn.flush()  # nothing new: the series is reported, without exemplars
+    dp = metrics(sink.batches[1:])[DURATION][0][2]
+    assert dp.count == 3 and len(dp.exemplars) == 0
+
+
+async def test_exemplars_can_be_disabled() -> None:
+    sink = Sink()
+    conn = make(sink, exemplars={"enabled": False})
+    await conn.consume(span_batch([{"ms": 3}]))
+    await conn.flush()
+    assert len(metrics(sink.batches)[DURATION][0][2].exemplars) == 0
+
+
+async def test_cumulative_start_is_series_creation_time() -> None:
+    sink = Sink()
+    clock = FakeClock()
+    conn = make(sink, clock)
+    clock.advance(5)
+    created = clock.now
+    await conn.consume(span_batch([{"name": "a"}]))
+    clock.advance(10)
+    await conn.flush()
+    clock.advance(2)
+    await conn.consume(span_batch([{"name": "b"}]))
+    clock.advance(13)
+    second = clock.now
+    await conn.consume(span_batch([{"name": "a"}]))
+    await conn.flush()
+    pts = by_name(metrics(sink.batches[1:])[CALLS])
+    assert pts["a"][2].start_time_unix_nano == created
+    assert pts["a"][2].time_unix_nano == second
+    assert pts["a"][2].as_int == 2
+    assert pts["b"][2].start_time_unix_nano == created + 12 * 10**9
+    assert pts["b"][2].as_int == 1
+
+
+async def test_delta_reports_since_previous_flush() -> None:
+    sink = Sink()
+    clock = FakeClock()
+    conn = make(sink, clock, aggregation_temporality="AGGREGATION_TEMPORALITY_DELTA")
+    t_start = clock.now
+    await conn.consume(span_batch([{"name": "a"}, {"name": "a"}, {"name": "b"}]))
+    clock.advance(15)
+    t1 = clock.now
+    await conn.flush()
+    await conn.consume(span_batch([{"name": "a", "ms": 300}]))
+    clock.advance(15)
+    t2 = clock.now
+    await conn.flush()
+    first = by_name(metrics(sink.batches[:1])[CALLS])
+    assert {n: p[2].as_int for n, p in first.items()} == {"a": 2, "b": 1}
+    assert {p[2].start_time_unix_nano for p in first.values()} == {t_start}
+    assert {p[2].time_unix_nano for p in first.values()} == {t1}
+    second = metrics(sink.batches[1:2])
+    assert [(p[1]["span.name"], p[2].as_int) for p in second[CALLS]] == [("a", 1)]  # b: no data
+    dp = second[DURATION][0][2]
+    assert (dp.start_time_unix_nano, dp.time_unix_nano) == (t1, t2)
+    assert dp.count == 1 and dp.sum == pytest.approx(0.3)
+    assert metric_defs(sink.batches[1])[CALLS].sum.aggregation_temporality == 1  # delta
+
+
+async def test_flush_interval_emits_on_its_own() -> None:
+    sink = Sink()
+    conn = make(sink, metrics_flush_interval="50ms")
+    conn.clock = __import__("time").time_ns
+    await conn.start(None)
+    try:
+        await conn.consume(span_batch([{"name": "a"}]))
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        while len(sink.batches) < 2 and loop.time() - t0 < 5:
+            await asyncio.sleep(0.01)
+        elapsed = loop.time() - t0
+    finally:
+        await conn.shutdown()
+    assert len(sink.batches) >= 2
+    assert 0.05 <= elapsed < 2
+    assert metrics(sink.batches[:1])[CALLS][0][2].as_int == 1
+
+
+async def test_shutdown_flushes_what_is_left() -> None:
+    sink = Sink()
+    conn = make(sink, metrics_flush_interval="1h")
+    await conn.start(None)
+    await conn.consume(span_batch([{"name": "a"}]))
+    await conn.shutdown()
+    assert metrics(sink.batches)[CALLS][0][2].as_int == 1
+
+
+async def test_cardinality_limit_one_overflow_series_and_bounded_memory() -> None:
+    sink = Sink()
+    conn = make(sink, aggregation_cardinality_limit=1000, dimensions=[{"name": "http.route"}])
+    batches = [span_batch([{"name": f"span-{i}", "attrs": {"http.route": "/x"}}
+                           for i in range(start, start + 1000)]) for start in range(0, 20_000,
+                                                                                      1000)]
+    for b in batches[:5]:  # warm up: caches fill
+        await conn.consume(b)
+    # 80 more batches of 1000 fresh names → 100,000 distinct names in all.
+    fresh = [named_spans_batch([f"n{n}-{i}" for i in range(1000)]) for n in range(80)]
+    for b in batches[5:]:
+        await conn.consume(b)
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    for b in fresh:
+        await conn.consume(b)
+    after = tracemalloc.take_snapshot()
+    tracemalloc.stop()
+    grown = sum(s.size_diff for s in after.compare_to(before, "filename"))
+    assert grown < 8 * 1024 * 1024, f"state grew by {grown} bytes"
+    assert len(conn.series.series) == 1000
+    assert conn.series.overflow is not None
+    assert len(conn.series.cache) <= conn.series.cache_limit
+    await conn.flush()
+    got = metrics(sink.batches)
+    calls = got[CALLS]
+    assert len(calls) == 1001
+    overflow = [p for p in calls if OVERFLOW_ATTRIBUTE in p[1]]
+    assert len(overflow) == 1
+    assert overflow[0][1] == {OVERFLOW_ATTRIBUTE: "true"}  # no other dimension
+    assert overflow[0][0] == {}  # and no service resource
+    assert overflow[0][2].as_int == 99_000
+    assert sum(p[2].as_int for p in calls) == 100_000
+    assert len(got[DURATION]) == 1001
+
+
+async def test_expiry_drops_stale_series() -> None:
+    sink = Sink()
+    clock = FakeClock()
+    conn = make(sink, clock, series_expiry="5m")
+    await conn.consume(span_batch([{"name": "old"}, {"name": "live"}]))
+    for _ in range(10):  # 10 flushes, 1 minute apart; only "live" keeps getting spans
+        clock.advance(60)
+        await conn.consume(span_batch([{"name": "live"}]))
+        await conn.flush()
+    last = by_name(metrics(sink.batches[-1:])[CALLS])
+    assert set(last) == {"live"}
+    assert last["live"][2].as_int == 11
+    # Expiry counts from the flush that last saw new data for a series ("old": the
+    # first, at +1 min), so it is reported through +5 min and gone from +6 min on.
+    seen_old = [i for i, b in enumerate(sink.batches) if "old" in by_name(metrics([b])[CALLS])]
+    assert seen_old == [0, 1, 2, 3, 4]
+    assert len(conn.series) == 1
+    # It comes back as a new series, with a new start time.
+    await conn.consume(span_batch([{"name": "old"}]))
+    clock.advance(1)
+    await conn.flush()
+    old = by_name(metrics(sink.batches[-1:])[CALLS])["old"][2]
+    assert old.as_int == 1 and old.start_time_unix_nano == clock.now - 10**9
+
+
+async def test_retryable_error_at_flush_keeps_cumulative_state() -> None:
+    sink = Sink()
+    tel = Telemetry()
+    conn = make(sink, telemetry=tel)
+    await conn.consume(span_batch([{"name": "a"}] * 3))
+    sink.refuse = RetryableError("queue full")
+    assert not await conn.flush()
+    await conn.consume(span_batch([{"name": "a"}] * 2))
+    sink.refuse = None
+    assert await conn.flush()
+    assert metrics(sink.batches)[CALLS][0][2].as_int == 5
+    assert tel.registry.get_sample_value("otelpipe_connector_flushes_total",
+                                         {"connector": "redmetrics", "outcome": "retry"}) == 1
+
+
+async def test_retryable_error_at_flush_keeps_delta_state() -> None:
+    sink = Sink()
+    clock = FakeClock()
+    conn = make(sink, clock, aggregation_temporality="delta")
+    start = clock.now
+    await conn.consume(span_batch([{"name": "a", "ms": 3}] * 3))
+    clock.advance(15)
+    sink.refuse = RetryableError("down")
+    assert not await conn.flush()
+    await conn.consume(span_batch([{"name": "a", "ms": 3}] * 2))
+    clock.advance(15)
+    sink.refuse = None
+    assert await conn.flush()
+    dp = metrics(sink.batches)[DURATION][0][2]
+    assert dp.count == 5 and dp.start_time_unix_nano == start
+    clock.advance(15)
+    await conn.flush()
+    assert len(sink.batches) == 1  # nothing new, nothing sent
+
+
+async def test_concurrent_spans_during_a_delta_flush_are_not_lost() -> None:
+    release = asyncio.Event()
+
+    class Slow(Sink):
+        async def consume(self, batch: Any) -> None:
+            await release.wait()
+            await super().consume(batch)
+
+    sink = Slow()
+    conn = make(sink, aggregation_temporality="delta")
+    await conn.consume(span_batch([{"name": "a"}] * 2))
+    flush = asyncio.create_task(conn.flush())
+    await asyncio.sleep(0)
+    await conn.consume(span_batch([{"name": "a"}] * 3))  # arrives while the flush waits
+    release.set()
+    await flush
+    await conn.flush()
+    assert [metrics([b])[CALLS][0][2].as_int for b in sink.batches] == [2, 3]
+
+
+async def test_permanent_error_at_flush_drops_and_moves_on() -> None:
+    sink = Sink()
+    conn = make(sink, aggregation_temporality="delta")
+    await conn.consume(span_batch([{"name": "a"}]))
+    sink.refuse = PermanentError("bad")
+    assert not await conn.flush()
+    sink.refuse = None
+    await conn.flush()
+    assert sink.batches == []
+
+
+async def test_http_5xx_counts_as_error_when_enabled() -> None:
+    spans = [{"name": "a", "attrs": {"http.response.status_code": 503}},
+             {"name": "a", "attrs": {"http.status_code": "500"}},
+             {"name": "a", "attrs": {"http.response.status_code": 503}, "status": 1},
+             {"name": "a", "attrs": {"http.response.status_code": 404}}]
+    for enabled, expected in ((False, {"STATUS_CODE_UNSET": 3, "STATUS_CODE_OK": 1}),
+                              (True, {"STATUS_CODE_ERROR": 2, "STATUS_CODE_OK": 1,
+                                      "STATUS_CODE_UNSET": 1})):
+        sink = Sink()
+        conn = make(sink, errors={"http_5xx": enabled})
+        await conn.consume(span_batch(spans))
+        await conn.flush()
+        got = {p[1]["status.code"]: p[2].as_int for p in metrics(sink.batches)[CALLS]}
+        assert got == expected
+        assert all("http.response.status_code" not in p[1] for p in metrics(sink.batches)[CALLS])
+
+
+async def test_status_with_message_and_odd_encodings() -> None:
+    sink = Sink()
+    conn = make(sink, dimensions=[{"name": "k"}])
+    req = ExportTraceServiceRequest.FromString(span_batch([
+        {"name": "a", "status": 2, "message": "boom"},
+        {"name": "a", "status": 2, "message": "other"},
+        {"name": "b", "attrs": {"k": "v"}}]).to_bytes())
+    req.resource_spans[0].scope_spans[0].spans[2].attributes.add()  # an empty KeyValue
+    await conn.consume(Batch(Signal.TRACES, raw=req.SerializeToString()))
+    await conn.flush()
+    got = {(p[1]["span.name"], p[1]["status.code"], p[1].get("k")): p[2].as_int
+           for p in metrics(sink.batches)[CALLS]}
+    assert got == {("a", "STATUS_CODE_ERROR", None): 2, ("b", "STATUS_CODE_UNSET", "v"): 1}
+
+
+async def test_spans_without_service_name_and_negative_durations() -> None:
+    sink = Sink()
+    conn = make(sink)
+    await conn.consume(span_batch([{"name": "a", "ms": -5}], service=None))
+    await conn.flush()
+    res, attrs, dp = metrics(sink.batches)[DURATION][0]
+    assert res == {} and "service.name" not in attrs
+    assert dp.bucket_counts[0] == 1 and dp.sum == 0
+
+
+async def test_malformed_request_is_a_permanent_error() -> None:
+    conn = make(Sink())
+    with pytest.raises(PermanentError):
+        await conn.consume(Batch(Signal.TRACES, raw=b"\x0a\xff\xff\xff"))
+
+
+async def test_exponential_histogram() -> None:
+    sink = Sink()
+    conn = make(sink, histogram={"exponential": {"max_size": 20}})
+    durations_ms = [1, 2, 3, 5, 8, 13, 21, 34, 55, 89, 144, 233, 377, 610, 987]
+    await conn.consume(span_batch([{"ms": ms} for ms in durations_ms] + [{"ms": 0}]))
+    await conn.flush()
+    got = metrics(sink.batches)
+    dp = got[DURATION][0][2]
+    assert metric_defs(sink.batches[0])[DURATION].WhichOneof("data") == "exponential_histogram"
+    assert dp.count == 16 and dp.zero_count == 1
+    assert dp.sum == pytest.approx(sum(durations_ms) / 1000)
+    counts = list(dp.positive.bucket_counts)
+    assert len(counts) <= 20 and sum(counts) == 15
+    base = 2 ** (2 ** -dp.scale)
+    for ms in durations_ms:  # every value lies in the bucket that counts it
+        v = ms / 1000
+        i = math.ceil(math.log(v, base)) - 1 - dp.positive.offset
+        assert counts[i] >= 1
+        assert base ** (dp.positive.offset + i) < v * (1 + 1e-9)
+        assert v <= base ** (dp.positive.offset + i + 1) * (1 + 1e-9)
+    assert got[CALLS][0][2].as_int == 16
+    assert 1 <= len(dp.exemplars) <= 5
+
+
+def test_config_validation() -> None:
+    with pytest.raises(ValidationError, match="not both"):
+        RedMetricsConfig.model_validate({"histogram": {"explicit": {}, "exponential": {}}})
+    with pytest.raises(ValidationError, match="strictly increasing"):
+        RedMetricsConfig.model_validate({"histogram": {"explicit": {"buckets": [1, 1]}}})
+    with pytest.raises(ValidationError, match="always a dimension"):
+        RedMetricsConfig.model_validate({"dimensions": [{"name": "span.name"}]})
+    with pytest.raises(ValidationError):
+        RedMetricsConfig.model_validate({"aggregation_temporality": "sometimes"})
+    with pytest.raises(ValidationError):
+        RedMetricsConfig.model_validate({"unknown": 1})
+    cfg = RedMetricsConfig.model_validate({"histogram": {"explicit": {
+        "buckets": ["2ms", "100ms", 0.5, "1s"]}}})
+    assert cfg.histogram.explicit is not None
+    assert cfg.histogram.explicit.buckets == [0.002, 0.1, 0.5, 1.0]
+
+
+async def test_milliseconds_unit_and_custom_buckets() -> None:
+    sink = Sink()
+    conn = make(sink, histogram={"unit": "ms", "explicit": {"buckets": ["10ms", "100ms"]}})
+    await conn.consume(span_batch([{"ms": 5}, {"ms": 50}, {"ms": 500}]))
+    await conn.flush()
+    dp = metrics(sink.batches)[DURATION][0][2]
+    assert list(dp.explicit_bounds) == [10.0, 100.0]
+    assert list(dp.bucket_counts) == [1, 1, 1]
+    assert dp.sum == pytest.approx(555.0)
+    assert metric_defs(sink.batches[0])[DURATION].unit == "ms"
+
+
+def test_registered_with_spanmetrics_alias() -> None:
+    reg = default_registry()
+    assert reg.get(Kind.CONNECTOR, "redmetrics") is factory
+    assert reg.get(Kind.CONNECTOR, "spanmetrics") is factory
+    assert factory.connector_pairs == frozenset({(Signal.TRACES, Signal.METRICS)})
+
+
+async def test_in_a_service_from_config(tmp_path: Any) -> None:
+    """traces → spanmetrics (the alias) → metrics → file, built by the service."""
+    import json
+
+    from pipeline.component import ComponentID
+    from pipeline.config.model import validate_config
+    from pipeline.service import Service
+    from tests.support import free_port
+
+    out = tmp_path / "metrics.jsonl"
+    raw = {"receivers": {"otlp": {"protocols": {
+               "http": {"endpoint": f"127.0.0.1:{free_port()}"}}}},
+           "connectors": {"spanmetrics": {"dimensions": [{"name": "http.route"}],
+                                          "metrics_flush_interval": "1h"}},
+           "exporters": {"file": {"path": str(out)}},
+           "service": {"pipelines": {
+               "traces": {"receivers": ["otlp"], "exporters": ["spanmetrics"]},
+               "metrics": {"receivers": ["spanmetrics"], "exporters": ["file"]}}}}
+    service = Service(validate_config(raw, default_registry()))
+    conn = service.components()[(Kind.CONNECTOR, ComponentID("spanmetrics"))]
+    assert isinstance(conn, RedMetricsConnector)
+    await service.start()
+    try:
+        await conn.consume(span_batch([{"name": "a", "attrs": {"http.route": "/r"}}]))
+    finally:
+        await service.shutdown(timeout=10)  # the connector's last flush reaches the file
+    text = out.read_text()
+    doc = json.loads(text.splitlines()[0])
+    names = {m["name"] for rm in doc["resourceMetrics"] for sm in rm["scopeMetrics"]
+             for m in sm["metrics"]}
+    assert names == {CALLS, DURATION}
