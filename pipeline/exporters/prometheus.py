@@ -1,0 +1,248 @@
+"""`prometheus` exporter: a scrape endpoint serving the latest state of every series.
+
+```yaml
+exporters:
+  prometheus:
+    endpoint: 0.0.0.0:8889          # GET /metrics
+    namespace: ""                   # prefix of every metric name
+    const_labels: {}                # added to every series
+    metric_expiration: 5m           # series not updated for this long disappear
+    resource_to_telemetry_conversion: {enabled: false}
+    target_info: {enabled: true}
+    add_scope_labels: true          # otel_scope_name / otel_scope_version
+    send_timestamps: false
+```
+
+Translation (names, units, labels, resources, types) is the OpenTelemetry
+Prometheus compatibility spec, implemented in `pipeline.pdata.prometheus`.
+Cumulative points are stored as they arrive; delta sums and histograms are
+added up into cumulative series (the first delta point starts the series).
+A series not updated for `metric_expiration` disappears from the scrape (and
+Prometheus marks it stale); so does a series whose data point carries the
+NO_RECORDED_VALUE flag.
+
+The scrape negotiates the format on `Accept`: OpenMetrics 1.0
+(`application/openmetrics-text`, what Prometheus asks for first), with
+exemplars (trace_id, span_id) on histogram buckets and counters, or the
+Prometheus text format 0.0.4. Both are rendered by prometheus_client from
+metric families this exporter builds; a rendering is cached until the
+series change. `Accept-Encoding: gzip` is honoured.
+
+Delivery: a batch counts as delivered once its points are in memory; this
+exporter holds state, not a queue, so there is nothing to retry. A restart
+loses the state (Prometheus sees counter resets, which `rate()` handles).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from aiohttp import web
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import Metric
+from prometheus_client.samples import Exemplar as PromExemplar
+from prometheus_client.samples import Timestamp
+from pydantic import Field, field_validator
+
+from pipeline.component import ComponentConfig, CreateSettings, Factory, Host, Kind, Signal
+from pipeline.config.types import Duration, Endpoint
+from pipeline.exporterhelper import Exporter
+from pipeline.pdata.batch import Batch
+from pipeline.pdata.prometheus import (
+    COUNTER,
+    HISTOGRAM,
+    Accumulator,
+    Exemplar,
+    Series,
+    Translator,
+    flat_samples,
+)
+from pipeline.receivers.common import HTTPServer
+
+# OpenMetrics: an exemplar's label set is at most 128 UTF-8 characters.
+MAX_EXEMPLAR_LABEL_CHARS = 128
+# Scrapes of more series than this are rendered in a worker thread.
+RENDER_INLINE_SERIES = 500
+
+
+class Enabled(ComponentConfig):
+    enabled: bool = False
+
+
+class TargetInfo(ComponentConfig):
+    enabled: bool = True
+
+
+class PrometheusConfig(ComponentConfig):
+    endpoint: Endpoint = Field("0.0.0.0:8889", description="address of the scrape endpoint")
+    path: str = Field("/metrics", description="HTTP path of the scrape endpoint")
+    namespace: str = Field("", description="prefix of every metric name (`namespace_name`)")
+    const_labels: dict[str, str] = Field(default_factory=dict,
+                                         description="labels added to every series")
+    metric_expiration: Duration = Field(
+        300.0, description="series not updated for this long disappear; 0 keeps them forever")
+    resource_to_telemetry_conversion: Enabled = Field(
+        default_factory=Enabled,
+        description="put every resource attribute on every series as a label")
+    target_info: TargetInfo = Field(
+        default_factory=TargetInfo,
+        description="one target_info series per resource with its non-identifying attributes")
+    add_scope_labels: bool = Field(True, description="add otel_scope_name / otel_scope_version")
+    send_timestamps: bool = Field(False, description="write each sample's OTLP timestamp")
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, v: str) -> str:
+        if not v.startswith("/"):
+            raise ValueError("path must start with /")
+        return v
+
+
+def translator_for(config: Any) -> Translator:
+    return Translator(namespace=config.namespace,
+                      const_labels=getattr(config, "const_labels", None),
+                      resource_to_telemetry=config.resource_to_telemetry_conversion.enabled,
+                      target_info=config.target_info.enabled,
+                      scope_labels=config.add_scope_labels)
+
+
+def _prom_exemplar(e: Exemplar | None) -> PromExemplar | None:
+    if e is None:
+        return None
+    labels = dict(e.labels)
+    if sum(len(k) + len(v) for k, v in labels.items()) > MAX_EXEMPLAR_LABEL_CHARS:
+        labels = {k: v for k, v in labels.items() if k in ("trace_id", "span_id")}
+    return PromExemplar(labels, e.value, e.timestamp_ns / 1e9 if e.timestamp_ns else None)
+
+
+class SeriesCollector:
+    """A prometheus_client collector yielding a snapshot of series as metric families.
+
+    Series objects are never changed once stored (the accumulator replaces them),
+    so a snapshot can be rendered in a worker thread while the event loop goes on."""
+
+    def __init__(self, series: list[Series], send_timestamps: bool):
+        self.series = series
+        self.send_timestamps = send_timestamps
+
+    def collect(self) -> Iterator[Metric]:
+        families: dict[str, Metric] = {}
+        for s in sorted(self.series, key=lambda s: s.key):
+            fam = families.get(s.family)
+            if fam is None:
+                fam = families[s.family] = Metric(s.family, s.help, s.kind, s.unit)
+            self._add(fam, s)
+        yield from families.values()
+
+    def _add(self, fam: Metric, s: Series) -> None:
+        ts = Timestamp(s.timestamp_ns // 1_000_000_000, s.timestamp_ns % 1_000_000_000) \
+            if self.send_timestamps else None
+        exemplars = s.kind in (COUNTER, HISTOGRAM)
+        for name, labels, value, ex in flat_samples(s):
+            fam.add_sample(name, dict(labels), value, ts,
+                           _prom_exemplar(ex) if exemplars else None)
+
+
+class PrometheusExporter(Exporter):
+    def __init__(self, settings: CreateSettings, config: PrometheusConfig,
+                 clock: Callable[[], float] = time.monotonic):
+        super().__init__(settings)
+        self.config = config
+        self.translator = translator_for(config)
+        self.acc = Accumulator(config.metric_expiration, clock)
+        self._cache: dict[str, tuple[int, bytes]] = {}  # content type -> (version, body)
+        self._next_expiry = 0.0
+        self._server: HTTPServer | None = None
+        t = settings.telemetry
+        self._series_gauge = t.prometheus_exporter_series.labels(self.id)
+        self._expired = t.prometheus_exporter_expired_series.labels(self.id)
+        self._dropped = t.prometheus_exporter_dropped_points.labels(self.id)
+
+    async def start_exporter(self, host: Host) -> None:
+        app = web.Application()
+        app.router.add_get(self.config.path, self._handle)
+        self._server = HTTPServer(app, self.config.endpoint, self.log)
+        await self._server.start()
+
+    async def shutdown_exporter(self) -> None:
+        if self._server is not None:
+            await self._server.stop()
+            self._server = None
+
+    async def send(self, batch: Batch) -> None:
+        self.consume_request(batch.message)
+
+    def consume_request(self, request: Any) -> None:
+        """Store every point of an OTLP metrics request."""
+        add = self.acc.add
+        dropped = 0
+        for s in self.translator.series(request):
+            if add(s) is None:
+                dropped += 1
+        if dropped:
+            self._dropped.inc(dropped)
+        # Expire on the data path too (at most every tenth of the expiration), so
+        # churning series do not pile up in memory while nobody scrapes.
+        now = self.acc.clock()
+        if now >= self._next_expiry:
+            self._next_expiry = now + max(self.config.metric_expiration / 10, 1.0)
+            self._expire()
+        self._series_gauge.set(len(self.acc))
+
+    def _expire(self) -> None:
+        expired = self.acc.expire()
+        if expired:
+            self._expired.inc(expired)
+            self._series_gauge.set(len(self.acc))
+
+    def _prepare(self, accept: str) -> tuple[bytes | None, Callable[[Any], bytes], str]:
+        """Expire, negotiate the format; the cached body if nothing changed since."""
+        self._expire()
+        encoder, content_type = choose_encoder(accept)
+        cached = self._cache.get(content_type)
+        if cached is not None and cached[0] == self.acc.version:
+            return cached[1], encoder, content_type
+        return None, encoder, content_type
+
+    def render(self, accept: str = "") -> tuple[bytes, str]:
+        """The scrape body and its content type for an `Accept` header."""
+        body, encoder, content_type = self._prepare(accept)
+        if body is None:
+            version = self.acc.version
+            body = encoder(SeriesCollector(list(self.acc.values()), self.config.send_timestamps))
+            self._cache[content_type] = (version, body)
+        return body, content_type
+
+    async def render_async(self, accept: str = "") -> tuple[bytes, str]:
+        """As `render`; large scrapes are rendered in a worker thread (≈10 µs per
+        sample), so receivers keep answering meanwhile."""
+        body, encoder, content_type = self._prepare(accept)
+        if body is None:
+            version = self.acc.version
+            collector = SeriesCollector(list(self.acc.values()), self.config.send_timestamps)
+            if len(collector.series) > RENDER_INLINE_SERIES:
+                body = await asyncio.get_running_loop().run_in_executor(None, encoder, collector)
+            else:
+                body = encoder(collector)
+            self._cache[content_type] = (version, body)
+        return body, content_type
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        body, content_type = await self.render_async(request.headers.get("Accept", ""))
+        resp = web.Response(body=body, headers={"Content-Type": content_type})
+        if "gzip" in request.headers.get("Accept-Encoding", ""):
+            resp.enable_compression(web.ContentCoding.gzip)
+        return resp
+
+
+def _create(settings: CreateSettings, config: Any) -> PrometheusExporter:
+    return PrometheusExporter(settings, config)
+
+
+factory = Factory(type="prometheus", kind=Kind.EXPORTER, config_model=PrometheusConfig,
+                  create=_create, signals=frozenset({Signal.METRICS}),
+                  description="serves received metrics on a Prometheus scrape endpoint "
+                              "(text format and OpenMetrics with exemplars)")
