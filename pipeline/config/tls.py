@@ -1,0 +1,185 @@
+"""TLS and authentication settings shared by network clients and servers.
+
+Client side (exporters: otlp, otlphttp, loki, elasticsearch …):
+
+```yaml
+tls:
+  insecure: false            # true: plaintext (gRPC); http:// endpoints are plaintext anyway
+  insecure_skip_verify: false
+  ca_file: /etc/ssl/ca.pem   # trust this CA instead of the system store
+  cert_file: client.pem      # client certificate (mutual TLS), with key_file
+  key_file: client-key.pem
+  min_version: "1.2"
+  server_name_override: ""
+auth:
+  bearer_token: ${env:TOKEN}          # Authorization: Bearer …
+  basic: {username: u, password: p}   # Authorization: Basic …
+headers: {X-Scope-OrgID: tenant-a}
+```
+
+Server side (receivers): `TLSServerSettings` (cert/key, optional client CA
+for mutual TLS) and `ServerAuthSettings` (bearer token or basic
+credentials, compared in constant time).
+
+Secrets (`bearer_token`, `password`, header values) are `SecretStr`: they
+print as `**********` in errors, logs and `otelpipe validate` output.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+import ssl
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from pipeline.component import ComponentConfig
+
+TLSVersion = Literal["1.2", "1.3"]
+_VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
+
+
+def _readable(path: str | None, key: str) -> None:
+    if path and not Path(path).is_file():
+        raise ValueError(f"{key} {path!r} does not exist or is not a file")
+
+
+class TLSClientSettings(ComponentConfig):
+    insecure: bool = Field(
+        False, description="plaintext connection (gRPC); an http:// URL is plaintext anyway")
+    insecure_skip_verify: bool = Field(
+        False, description="encrypt but accept any server certificate (testing only)")
+    ca_file: str | None = Field(None, description="PEM CA bundle to verify the server with")
+    cert_file: str | None = Field(None, description="PEM client certificate (mutual TLS)")
+    key_file: str | None = Field(None, description="PEM private key of cert_file")
+    min_version: TLSVersion = "1.2"
+    server_name_override: str | None = Field(
+        None, description="name to verify the server certificate against (and SNI)")
+
+    @model_validator(mode="after")
+    def _check(self) -> TLSClientSettings:
+        if bool(self.cert_file) != bool(self.key_file):
+            raise ValueError("tls.cert_file and tls.key_file must be given together")
+        for key in ("ca_file", "cert_file", "key_file"):
+            _readable(getattr(self, key), f"tls.{key}")
+        return self
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """A client context: system trust store (or ca_file), min_version, client cert."""
+        ctx = ssl.create_default_context(cafile=self.ca_file)
+        ctx.minimum_version = _VERSIONS[self.min_version]
+        if self.insecure_skip_verify:
+            ctx.check_hostname = False
+            ctx.verify_mode = ssl.CERT_NONE
+        if self.cert_file and self.key_file:
+            ctx.load_cert_chain(self.cert_file, self.key_file)
+        return ctx
+
+    def pem(self) -> tuple[bytes | None, bytes | None, bytes | None]:
+        """(root CAs, client key, client cert) as bytes, for grpc.ssl_channel_credentials."""
+        def read(p: str | None) -> bytes | None:
+            return Path(p).read_bytes() if p else None
+        return read(self.ca_file), read(self.key_file), read(self.cert_file)
+
+
+class TLSServerSettings(ComponentConfig):
+    cert_file: str = Field(description="PEM server certificate (chain)")
+    key_file: str = Field(description="PEM private key of cert_file")
+    client_ca_file: str | None = Field(
+        None, description="require client certificates signed by this CA (mutual TLS)")
+    min_version: TLSVersion = "1.2"
+
+    @model_validator(mode="after")
+    def _check(self) -> TLSServerSettings:
+        for key in ("cert_file", "key_file", "client_ca_file"):
+            _readable(getattr(self, key), f"tls.{key}")
+        return self
+
+    def ssl_context(self) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        ctx.minimum_version = _VERSIONS[self.min_version]
+        ctx.load_cert_chain(self.cert_file, self.key_file)
+        if self.client_ca_file:
+            ctx.load_verify_locations(self.client_ca_file)
+            ctx.verify_mode = ssl.CERT_REQUIRED
+        return ctx
+
+
+class BasicAuth(ComponentConfig):
+    username: str
+    password: SecretStr
+
+
+class ClientAuthSettings(ComponentConfig):
+    bearer_token: SecretStr | None = None
+    basic: BasicAuth | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> ClientAuthSettings:
+        if self.bearer_token is not None and self.basic is not None:
+            raise ValueError("auth: give bearer_token or basic, not both")
+        return self
+
+    def authorization(self) -> str | None:
+        """The Authorization header value, or None."""
+        if self.bearer_token is not None:
+            return f"Bearer {self.bearer_token.get_secret_value()}"
+        if self.basic is not None:
+            pair = f"{self.basic.username}:{self.basic.password.get_secret_value()}"
+            return "Basic " + base64.b64encode(pair.encode()).decode()
+        return None
+
+
+class ServerAuthSettings(ComponentConfig):
+    """What a receiver accepts: a bearer token or basic credentials."""
+
+    bearer_token: SecretStr | None = None
+    basic: BasicAuth | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> ServerAuthSettings:
+        if (self.bearer_token is None) == (self.basic is None):
+            raise ValueError("auth: give exactly one of bearer_token or basic")
+        return self
+
+    def check(self, authorization: str | None) -> bool:
+        """True if the Authorization header value carries the configured credential."""
+        expected = ClientAuthSettings(bearer_token=self.bearer_token,
+                                      basic=self.basic).authorization()
+        if not authorization or expected is None:
+            return False
+        scheme, _, _ = authorization.partition(" ")
+        want_scheme, _, _ = expected.partition(" ")
+        if scheme.lower() != want_scheme.lower():
+            return False
+        got = want_scheme + authorization[len(scheme):]
+        return hmac.compare_digest(got.encode(), expected.encode())
+
+
+class ClientSettings(ComponentConfig):
+    """Mix into a network exporter's config: `tls`, `auth`, `headers`."""
+
+    tls: TLSClientSettings = TLSClientSettings()
+    auth: ClientAuthSettings = ClientAuthSettings()
+    headers: dict[str, SecretStr] = Field(
+        default_factory=dict, description="extra request headers (values are kept secret)")
+
+    @field_validator("headers")
+    @classmethod
+    def _header_names(cls, v: Mapping[str, SecretStr]) -> Mapping[str, SecretStr]:
+        for name in v:
+            if not name or any(c in name for c in " \t\r\n:"):
+                raise ValueError(f"invalid header name {name!r}")
+        return v
+
+    def request_headers(self) -> dict[str, str]:
+        """Configured headers plus Authorization from `auth` (which wins)."""
+        out = {k: v.get_secret_value() for k, v in self.headers.items()}
+        authz = self.auth.authorization()
+        if authz is not None:
+            out = {k: v for k, v in out.items() if k.lower() != "authorization"}
+            out["Authorization"] = authz
+        return out
