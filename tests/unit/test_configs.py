@@ -1,0 +1,24 @@
+"""Every example in configs/ is a valid configuration, as `otelpipe validate` sees it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from pipeline.cli import main
+
+CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
+
+
+def test_there_are_example_configs() -> None:
+    assert {p.name for p in CONFIGS} >= {"default.yaml", "agent-kafka.yaml", "gateway-kafka.yaml"}
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
+def test_example_config_validates(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["validate", "-c", str(path)])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "configuration is valid" in out
+    assert "error:" not in err
