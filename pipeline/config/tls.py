@@ -17,9 +17,20 @@ auth:
 headers: {X-Scope-OrgID: tenant-a}
 ```
 
-Server side (receivers): `TLSServerSettings` (cert/key, optional client CA
-for mutual TLS) and `ServerAuthSettings` (bearer token or basic
-credentials, compared in constant time).
+Server side (receivers: otlp grpc/http, jsonlogs):
+
+```yaml
+tls:
+  cert_file: server.pem        # with key_file: serve TLS
+  key_file: server-key.pem
+  client_ca_file: ca.pem       # require client certificates signed by this CA (mTLS)
+  min_version: "1.2"
+auth:
+  bearer_token: ${env:INGEST_TOKEN}   # and/or bearer_tokens: [..], bearer_token_file: path
+```
+
+`TLSServerSettings` and `ServerAuthSettings` (bearer tokens or basic
+credentials, compared in constant time; see `pipeline.receivers.common.Authenticator`).
 
 Secrets (`bearer_token`, `password`, header values) are `SecretStr`: they
 print as `**********` in errors, logs and `otelpipe validate` output.
@@ -107,6 +118,11 @@ class TLSServerSettings(ComponentConfig):
             ctx.verify_mode = ssl.CERT_REQUIRED
         return ctx
 
+    def pem(self) -> tuple[bytes, bytes, bytes | None]:
+        """(private key, certificate chain, client CA or None), for grpc.ssl_server_credentials."""
+        ca = Path(self.client_ca_file).read_bytes() if self.client_ca_file else None
+        return Path(self.key_file).read_bytes(), Path(self.cert_file).read_bytes(), ca
+
 
 class BasicAuth(ComponentConfig):
     username: str
@@ -134,29 +150,68 @@ class ClientAuthSettings(ComponentConfig):
 
 
 class ServerAuthSettings(ComponentConfig):
-    """What a receiver accepts: a bearer token or basic credentials."""
+    """What a receiver accepts: bearer tokens and/or basic credentials.
+
+    `bearer_token`, `bearer_tokens` (several valid at once, for rotation) and
+    `bearer_token_file` (one token per line; re-read when the file changes, as
+    a mounted Kubernetes secret does) may be combined; any of them is accepted.
+    """
 
     bearer_token: SecretStr | None = None
+    bearer_tokens: list[SecretStr] = Field(
+        default_factory=list, description="several accepted tokens (rotation)")
+    bearer_token_file: str | None = Field(
+        None, description="file holding accepted tokens, one per line; re-read on change")
     basic: BasicAuth | None = None
 
     @model_validator(mode="after")
     def _one(self) -> ServerAuthSettings:
-        if (self.bearer_token is None) == (self.basic is None):
-            raise ValueError("auth: give exactly one of bearer_token or basic")
+        if self.bearer_token is None and not self.bearer_tokens \
+                and self.bearer_token_file is None and self.basic is None:
+            raise ValueError("auth: give bearer_token, bearer_tokens, bearer_token_file "
+                             "or basic")
+        for t in ([self.bearer_token] if self.bearer_token is not None else []) \
+                + self.bearer_tokens:
+            if not t.get_secret_value().strip():
+                raise ValueError("auth: a bearer token cannot be empty")
+        _readable(self.bearer_token_file, "auth.bearer_token_file")
         return self
 
+    def file_tokens(self) -> list[str]:
+        """Tokens in `bearer_token_file` (one per line, blank lines and '#' skipped)."""
+        if not self.bearer_token_file:
+            return []
+        text = Path(self.bearer_token_file).read_text()
+        return [t for t in (line.strip() for line in text.splitlines())
+                if t and not t.startswith("#")]
+
+    def expected_headers(self) -> list[str]:
+        """Every accepted Authorization header value (scheme spelled canonically)."""
+        out = []
+        tokens = ([self.bearer_token] if self.bearer_token is not None else []) \
+            + list(self.bearer_tokens)
+        out += [f"Bearer {t.get_secret_value().strip()}" for t in tokens]
+        out += [f"Bearer {t}" for t in self.file_tokens()]
+        if self.basic is not None:
+            authz = ClientAuthSettings(basic=self.basic).authorization()
+            assert authz is not None
+            out.append(authz)
+        return out
+
     def check(self, authorization: str | None) -> bool:
-        """True if the Authorization header value carries the configured credential."""
-        expected = ClientAuthSettings(bearer_token=self.bearer_token,
-                                      basic=self.basic).authorization()
-        if not authorization or expected is None:
+        """True if the Authorization header value carries a configured credential.
+
+        Convenience for one-off checks; receivers use a precomputed
+        `pipeline.receivers.common.Authenticator` on the hot path.
+        """
+        if not authorization:
             return False
-        scheme, _, _ = authorization.partition(" ")
-        want_scheme, _, _ = expected.partition(" ")
-        if scheme.lower() != want_scheme.lower():
-            return False
-        got = want_scheme + authorization[len(scheme):]
-        return hmac.compare_digest(got.encode(), expected.encode())
+        scheme, _, rest = authorization.partition(" ")
+        got = f"{scheme.capitalize()} {rest.strip()}".encode()
+        ok = False
+        for expected in self.expected_headers():
+            ok |= hmac.compare_digest(got, expected.encode())
+        return ok
 
 
 class ClientSettings(ComponentConfig):

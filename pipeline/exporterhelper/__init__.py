@@ -2,26 +2,34 @@
 
 An exporter subclasses `Exporter` and implements `send(batch)`; it raises
 `RetryableError` for transient failures and `PermanentError` for data the
-backend will never take. `consume` then does the rest:
+backend will never take, and may return the number of items a partial
+success rejected. `consume` then does the rest:
 
 - no queue: send now, retrying with exponential backoff while the caller
   waits; when retries run out the caller gets `RetryableError`, so the
   client retries and nothing acknowledged is lost;
-- memory queue: acknowledge once queued (lost on a crash; documented),
-  refuse with `RetryableError` when full, deliver with `num_consumers`
-  workers, retrying each batch until `max_elapsed_time`.
+- memory queue (`queue.MemoryQueue`): acknowledge once queued (lost on a
+  crash; documented), refuse with `RetryableError` when full, deliver with
+  `num_consumers` workers, retrying each batch until `max_elapsed_time`
+  (0: forever);
+- disk queue (`diskqueue.PersistentQueue` over a segment log or SQLite):
+  acknowledge once durably written, remove only after the backend
+  acknowledged; after a crash everything not acknowledged is sent again.
+
+See docs/exporters.md for the guarantees and the measured costs.
 """
 
 from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import random
 import time
 from collections.abc import Callable
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from pipeline.component import (
     Component,
@@ -34,7 +42,26 @@ from pipeline.component import (
 )
 from pipeline.config.types import Duration
 from pipeline.errors import PermanentError, RetryableError
+from pipeline.exporterhelper.diskqueue import PersistentQueue, make_store, queue_directory
+from pipeline.exporterhelper.queue import (
+    MemoryQueue,
+    QueueClosedError,
+    QueueFullError,
+    SendingQueue,
+)
 from pipeline.pdata.batch import Batch
+
+__all__ = [
+    "Backoff",
+    "Exporter",
+    "ExporterSettings",
+    "MemoryQueue",
+    "PersistentQueue",
+    "QueueFullError",
+    "QueueSettings",
+    "RetrySettings",
+    "SendingQueue",
+]
 
 
 class RetrySettings(ComponentConfig):
@@ -48,11 +75,30 @@ class RetrySettings(ComponentConfig):
 
 class QueueSettings(ComponentConfig):
     enabled: bool = True
-    storage: Literal["memory"] = "memory"
+    storage: Literal["memory", "disk"] = Field(
+        default="memory",
+        description="memory: acknowledged once queued, lost if the process dies; disk: "
+                    "acknowledged once durably written, kept until the backend acknowledged")
+    directory: str | None = Field(
+        default=None, description="disk: parent directory; each exporter gets a "
+                                  "subdirectory named after its id")
+    engine: Literal["segment", "sqlite"] = Field(
+        default="segment", description="disk: append-only segment log or SQLite (WAL)")
+    fsync: bool = Field(
+        default=True, description="disk: wait for the disk (fsync) before acknowledging; "
+                                  "false survives a killed process but not a power cut")
+    segment_mib: float = Field(default=16.0, gt=0,
+                               description="disk, engine segment: size of a segment file")
     queue_size: int = Field(default=1000, gt=0)
-    sizer: Literal["requests", "items"] = "requests"
+    sizer: Literal["requests", "items", "bytes"] = "requests"
     num_consumers: int = Field(default=10, gt=0)
     block_on_overflow: bool = False
+
+    @model_validator(mode="after")
+    def _disk_needs_directory(self) -> QueueSettings:
+        if self.enabled and self.storage == "disk" and not self.directory:
+            raise ValueError("sending_queue.directory is required when storage is disk")
+        return self
 
 
 class ExporterSettings(ComponentConfig):
@@ -87,6 +133,10 @@ class Backoff:
         return max(delay, 0.0)
 
 
+class _Abandoned(Exception):
+    """A queue worker gave up on its entry because the exporter shuts down."""
+
+
 class Exporter(Component, Consumer):
     """Base class of every exporter."""
 
@@ -105,17 +155,22 @@ class Exporter(Component, Consumer):
         self._queue_size_gauge = t.exporter_queue_size.labels(self.id)
         self._last_error: str | None = None
         self._healthy = True
-        self._queue: asyncio.Queue[Batch] | None = None
-        self._queued_size = 0
+        self._queue: SendingQueue | None = None
         self._workers: list[asyncio.Task[None]] = []
-        self._space = asyncio.Condition()
+        self._stopping = asyncio.Event()
         q = self.helper.sending_queue
         if q.enabled:
             t.exporter_queue_capacity.labels(self.id).set(q.queue_size)
 
     @abc.abstractmethod
-    async def send(self, batch: Batch) -> None:
-        """Deliver one batch to the backend."""
+    async def send(self, batch: Batch) -> int | None:
+        """Deliver one batch to the backend.
+
+        Raise `RetryableError` (or `OSError`/`TimeoutError`) for transient
+        failures and `PermanentError` for data the backend will never take.
+        Return the number of items the backend rejected while accepting the
+        rest (an OTLP partial success), or None when it took everything.
+        """
 
     async def start_exporter(self, host: Host) -> None:
         """Open connections; override instead of `start`."""
@@ -124,71 +179,107 @@ class Exporter(Component, Consumer):
         """Close connections after the queue drained; override instead of `shutdown`."""
 
     # Lifecycle ----------------------------------------------------------------
+    def _make_queue(self) -> SendingQueue:
+        q = self.helper.sending_queue
+        if q.storage == "disk":
+            assert q.directory is not None
+            store = make_store(q.engine, queue_directory(q.directory, self.id), q.fsync,
+                               int(q.segment_mib * 1024 * 1024))
+            return PersistentQueue(store, q.queue_size, q.sizer, q.block_on_overflow, self.id)
+        return MemoryQueue(q.queue_size, q.sizer, q.block_on_overflow, self.id)
+
     async def start(self, host: Host) -> None:
         await self.start_exporter(host)
         q = self.helper.sending_queue
         if q.enabled:
-            self._queue = asyncio.Queue()
-            self._workers = [asyncio.create_task(self._worker(), name=f"{self.id}-queue-{i}")
+            queue = self._make_queue()
+            queue.log = self.log
+            await queue.open()
+            if isinstance(queue, PersistentQueue):
+                t = self.settings.telemetry
+                rec = queue.recovered
+                t.exporter_queue_recovered.labels(self.id).inc(rec.items)
+                t.exporter_queue_corrupt.labels(self.id).inc(rec.corrupt_records)
+            self._queue = queue
+            self._queue_size_gauge.set(queue.size)
+            self._workers = [asyncio.create_task(self._worker(queue), name=f"{self.id}-queue-{i}")
                              for i in range(q.num_consumers)]
 
     async def shutdown(self) -> None:
-        if self._queue is not None:
-            await self._queue.join()  # bounded by the service's shutdown timeout
+        queue = self._queue
+        try:
+            if queue is not None:
+                if queue.persistent:
+                    # What is not delivered stays on disk for the next start: give the
+                    # sends in flight a moment to finish, then stop.
+                    queue.stop()
+                    self._stopping.set()  # ends retry backoffs at once
+                    if self._workers:
+                        await asyncio.wait(self._workers, timeout=self._drain_grace())
+                else:
+                    await queue.join()  # bounded by the service's shutdown timeout
+                    await queue.close()
+        finally:
             for w in self._workers:
                 w.cancel()
             await asyncio.gather(*self._workers, return_exceptions=True)
-        await self.shutdown_exporter()
+            if queue is not None and queue.persistent:
+                await queue.close()
+            await self.shutdown_exporter()
+
+    def _drain_grace(self) -> float:
+        # A stopped queue hands nothing more out; a worker in a retry backoff could
+        # wait long, so the grace is bounded (its entry is sent after the restart).
+        return min(self.helper.timeout or 5.0, 5.0)
 
     def health(self) -> ComponentHealth:
+        queue = self._queue
         q = self.helper.sending_queue
         return ComponentHealth(healthy=self._healthy, last_error=self._last_error,
-                               queue_size=self._queued_size if q.enabled else None,
+                               queue_size=queue.size if queue is not None else
+                               (0 if q.enabled else None),
                                queue_capacity=q.queue_size if q.enabled else None)
 
     # Data path ------------------------------------------------------------------
     async def consume(self, batch: Batch) -> None:
-        if self._queue is None:
+        queue = self._queue
+        if queue is None:
             await self._send_with_retry(batch, raise_on_give_up=True)
             return
-        q = self.helper.sending_queue
-        size = batch.items if q.sizer == "items" else 1
-        while self._queued_size + size > q.queue_size:
-            if not q.block_on_overflow:
-                self._enqueue_failed[batch.signal].inc(batch.items)
-                raise RetryableError(f"sending queue of exporter {self.id} is full",
-                                     retry_after=1.0)
-            async with self._space:
-                await self._space.wait()
-        self._queued_size += size
-        self._queue_size_gauge.set(self._queued_size)
-        self._queue.put_nowait(batch)
+        try:
+            await queue.put(batch)
+        except RetryableError:
+            self._enqueue_failed[batch.signal].inc(batch.items)
+            raise
+        self._queue_size_gauge.set(queue.size)
 
-    async def _worker(self) -> None:
-        assert self._queue is not None
-        q = self.helper.sending_queue
+    async def _worker(self, queue: SendingQueue) -> None:
         while True:
-            batch = await self._queue.get()
+            try:
+                entry = await queue.get()
+            except QueueClosedError:
+                return
+            batch = entry.batch
+            assert batch is not None
             try:
                 await self._send_with_retry(batch, raise_on_give_up=False)
+            except _Abandoned:
+                # Shutdown: a disk queue keeps the entry (sent again after the restart).
+                return
             except Exception as exc:  # a bug in send(): drop this batch, keep the worker alive
                 self._failed[batch.signal].inc(batch.items)
                 self._note_error(f"{type(exc).__name__}: {exc}", healthy=False)
                 self.log.exception("dropped data after an unexpected exporter error",
                                    extra={"items": batch.items})
-            finally:
-                self._queued_size -= batch.items if q.sizer == "items" else 1
-                self._queue_size_gauge.set(self._queued_size)
-                self._queue.task_done()
-                async with self._space:
-                    self._space.notify_all()
+            await queue.ack(entry)
+            self._queue_size_gauge.set(queue.size)
 
     async def _send_with_retry(self, batch: Batch, *, raise_on_give_up: bool) -> None:
         retry = self.helper.retry_on_failure
         backoff = Backoff(retry) if retry.enabled else None
         while True:
             try:
-                await asyncio.wait_for(self.send(batch), self.helper.timeout or None)
+                rejected = await asyncio.wait_for(self.send(batch), self.helper.timeout or None)
             except PermanentError as exc:
                 self._failed[batch.signal].inc(exc.rejected or batch.items)
                 self._note_error(f"permanent: {exc}", healthy=True)
@@ -210,14 +301,25 @@ class Exporter(Component, Consumer):
                     self.log.error("dropped data after retries were exhausted",
                                    extra={"items": batch.items, "error": str(err)})
                     return
-                await asyncio.sleep(delay)
+                if raise_on_give_up:
+                    await asyncio.sleep(delay)
+                    continue
+                # A queue worker: a shutdown ends the wait, the entry stays queued.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), delay)
+                if self._stopping.is_set():
+                    raise _Abandoned from None
                 continue
-            self._sent[batch.signal].inc(batch.items)
+            if rejected:
+                # Partial success: the backend kept the rest; the rejected part is final.
+                rejected = min(rejected, batch.items)
+                self._failed[batch.signal].inc(rejected)
+                self._sent[batch.signal].inc(batch.items - rejected)
+            else:
+                self._sent[batch.signal].inc(batch.items)
             self._healthy = True
             return
 
     def _note_error(self, message: str, *, healthy: bool) -> None:
         self._last_error = message
         self._healthy = healthy
-
-

@@ -1,0 +1,230 @@
+"""`otlphttp` exporter: OTLP over HTTP, protobuf or JSON, to any OTLP backend.
+
+```yaml
+exporters:
+  otlphttp/tempo:
+    endpoint: https://tempo:4318        # POSTs to /v1/traces, /v1/logs, /v1/metrics
+    traces_endpoint: https://x/otlp/v1/traces   # optional per-signal full URL
+    encoding: proto                     # proto (default) | json
+    compression: gzip                   # gzip (default) | none
+    tls: {ca_file: /etc/ssl/ca.pem}
+    auth: {basic: {username: u, password: ${env:PASS}}}
+    headers: {X-Scope-OrgID: tenant-a}
+```
+
+With `encoding: proto` the bytes the batch carries are posted as they are.
+Responses follow the OTLP/HTTP specification: 2xx is success (a
+`partial_success` in the body counts its rejected items as failed and logs
+the server's message); 429, 502, 503 and 504 are retried, honouring
+`Retry-After` (seconds or an HTTP date); every other status (400, 401, 403,
+404, 413, 500 …) is permanent: the batch is dropped and counted, never
+retried. Connection failures and timeouts are retried.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+import zlib
+from typing import Any, Literal
+
+import aiohttp
+import orjson
+from google.protobuf.message import DecodeError
+from google.rpc import status_pb2
+from pydantic import Field, field_validator, model_validator
+
+from pipeline import __version__
+from pipeline.component import CreateSettings, Factory, Host, Kind, Signal
+from pipeline.config.tls import ClientSettings
+from pipeline.errors import PermanentError, RetryableError
+from pipeline.exporterhelper import Exporter, ExporterSettings
+from pipeline.exporters.otlp import MAX_MESSAGE_CHARS
+from pipeline.pdata.batch import Batch
+from pipeline.pdata.otlp import ITEM_NAME, REJECTED_FIELD, RESPONSE_TYPES
+from pipeline.pdata.otlpjson import encode_request
+
+RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
+SIGNAL_PATHS = {Signal.TRACES: "/v1/traces", Signal.LOGS: "/v1/logs",
+                Signal.METRICS: "/v1/metrics"}
+# JSON names of the partial-success counters.
+REJECTED_JSON = {Signal.TRACES: "rejectedSpans", Signal.LOGS: "rejectedLogRecords",
+                 Signal.METRICS: "rejectedDataPoints"}
+
+
+def _url(v: str | None) -> str | None:
+    if v is not None and not v.startswith(("http://", "https://")):
+        raise ValueError(f"{v!r}: expected an http:// or https:// URL")
+    return v
+
+
+class OTLPHTTPExporterConfig(ClientSettings, ExporterSettings):
+    endpoint: str | None = Field(
+        None, description="base URL; /v1/traces, /v1/logs, /v1/metrics are appended")
+    traces_endpoint: str | None = Field(None, description="full URL for traces")
+    logs_endpoint: str | None = Field(None, description="full URL for logs")
+    metrics_endpoint: str | None = Field(None, description="full URL for metrics")
+    encoding: Literal["proto", "json"] = "proto"
+    compression: Literal["gzip", "none"] = "gzip"
+    max_idle_conns: int = Field(100, gt=0, description="connection pool size")
+
+    @field_validator("endpoint", "traces_endpoint", "logs_endpoint", "metrics_endpoint")
+    @classmethod
+    def _urls(cls, v: str | None) -> str | None:
+        return _url(v)
+
+    @model_validator(mode="after")
+    def _some_endpoint(self) -> OTLPHTTPExporterConfig:
+        if not (self.endpoint or self.traces_endpoint or self.logs_endpoint
+                or self.metrics_endpoint):
+            raise ValueError("give endpoint (a base URL) or a per-signal *_endpoint")
+        return self
+
+    def url(self, signal: Signal) -> str | None:
+        own = getattr(self, f"{signal.value}_endpoint")
+        if own:
+            return str(own)
+        if self.endpoint:
+            return self.endpoint.rstrip("/") + SIGNAL_PATHS[signal]
+        return None
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def status_message(body: bytes, content_type: str) -> str:
+    """The message of a google.rpc.Status body (proto or JSON), else the body's start."""
+    if not body:
+        return ""
+    if "json" in content_type:
+        try:
+            data = orjson.loads(body)
+            if isinstance(data, dict) and isinstance(data.get("message"), str):
+                return str(data["message"])[:MAX_MESSAGE_CHARS]
+        except orjson.JSONDecodeError:
+            pass
+    elif "protobuf" in content_type:
+        st = status_pb2.Status()
+        try:
+            st.ParseFromString(body)
+            if st.message:
+                return st.message[:MAX_MESSAGE_CHARS]
+        except DecodeError:
+            pass
+    return body[:MAX_MESSAGE_CHARS].decode("utf-8", "replace")
+
+
+def rejected_from_body(signal: Signal, body: bytes, content_type: str) -> tuple[int, str]:
+    """(rejected items, message) of a partial-success response body."""
+    if not body:
+        return 0, ""
+    if "json" in content_type:
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return 0, ""
+        ps = data.get("partialSuccess") or data.get("partial_success") \
+            if isinstance(data, dict) else None
+        if not isinstance(ps, dict):
+            return 0, ""
+        raw = ps.get(REJECTED_JSON[signal], ps.get(REJECTED_FIELD[signal], 0))
+        try:
+            rejected = int(raw or 0)  # int64 travels as a JSON string
+        except (TypeError, ValueError):
+            rejected = 0
+        msg = ps.get("errorMessage", ps.get("error_message", ""))
+        return rejected, str(msg or "")[:MAX_MESSAGE_CHARS]
+    resp = RESPONSE_TYPES[signal]()
+    try:
+        resp.ParseFromString(body)
+    except DecodeError:
+        return 0, ""
+    ps = resp.partial_success
+    return int(getattr(ps, REJECTED_FIELD[signal])), ps.error_message[:MAX_MESSAGE_CHARS]
+
+
+class OTLPHTTPExporter(Exporter):
+    def __init__(self, settings: CreateSettings, config: OTLPHTTPExporterConfig):
+        super().__init__(settings, config)
+        self.config = config
+        self._session: aiohttp.ClientSession | None = None
+        self._json = config.encoding == "json"
+        self._gzip = config.compression == "gzip"
+        ctype = "application/json" if self._json else "application/x-protobuf"
+        headers = {"User-Agent": f"otelpipe/{__version__}", **config.request_headers(),
+                   "Content-Type": ctype}
+        if self._gzip:
+            headers["Content-Encoding"] = "gzip"
+        self._headers = headers
+
+    async def start_exporter(self, host: Host) -> None:
+        c = self.config
+        uses_tls = any((c.url(s) or "").startswith("https://") for s in Signal)
+        ssl: Any = c.tls.ssl_context() if uses_tls else False
+        connector = aiohttp.TCPConnector(ssl=ssl, limit=c.max_idle_conns)
+        # Timeouts are the exporter helper's (`timeout`), around each send.
+        self._session = aiohttp.ClientSession(connector=connector, headers=self._headers,
+                                              timeout=aiohttp.ClientTimeout(total=None),
+                                              auto_decompress=True)
+
+    async def shutdown_exporter(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def _body(self, batch: Batch) -> bytes:
+        body = encode_request(batch.message) if self._json else batch.to_bytes()
+        if self._gzip:
+            body = zlib.compress(body, 6, 31)  # wbits 31: a gzip stream
+        return body
+
+    async def send(self, batch: Batch) -> int | None:
+        signal = batch.signal
+        url = self.config.url(signal)
+        if url is None:
+            raise PermanentError(f"no endpoint configured for {signal.value}")
+        assert self._session is not None
+        body = self._body(batch)
+        try:
+            async with self._session.post(url, data=body) as resp:
+                status = resp.status
+                content = await resp.read()
+                ctype = resp.headers.get("Content-Type", "")
+                retry_after = resp.headers.get("Retry-After")
+        except aiohttp.ClientError as exc:
+            raise RetryableError(f"{url}: {type(exc).__name__}: {exc}") from None
+        if 200 <= status < 300:
+            rejected, message = rejected_from_body(signal, content, ctype)
+            if rejected or message:
+                self.log.warning("the backend rejected part of a request", extra={
+                    "rejected": rejected, "item": ITEM_NAME[signal], "server_message": message})
+            return rejected or None
+        message = status_message(content, ctype)
+        text = f"{url}: HTTP {status}" + (f": {message}" if message else "")
+        if status in RETRYABLE_STATUS:
+            raise RetryableError(text, retry_after=parse_retry_after(retry_after),
+                                 throttle=status == 429)
+        raise PermanentError(text)
+
+
+def _create(settings: CreateSettings, config: Any) -> OTLPHTTPExporter:
+    return OTLPHTTPExporter(settings, config)
+
+
+factory = Factory(type="otlphttp", kind=Kind.EXPORTER, config_model=OTLPHTTPExporterConfig,
+                  create=_create, signals=frozenset(Signal),
+                  description="OTLP over HTTP, protobuf or JSON (any OTLP backend)",
+                  aliases=("otlp_http",))
