@@ -1,11 +1,14 @@
-"""Command line: `otelpipe run | validate | components | schema | version`."""
+"""Command line: `otelpipe run | validate | components | schema | slo rules | version`."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
+import re
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 import orjson
 
@@ -24,7 +27,36 @@ def _load(paths: Sequence[str]) -> Config:
     return validate_config(load_config(paths), default_registry())
 
 
+def _is_slo_definitions(paths: Sequence[str]) -> bool:
+    """One file of OpenSLO documents (not a pipeline config)."""
+    if len(paths) != 1:
+        return False
+    try:
+        text = Path(paths[0]).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return False
+    return re.search(r"^apiVersion:\s*openslo/", text, re.MULTILINE) is not None
+
+
+def _validate_slo_definitions(path: str) -> int:
+    from pipeline.slo.model import SLODefinitionError, load_slo_file
+
+    try:
+        slos = load_slo_file(path)
+    except SLODefinitionError as exc:
+        print(f"invalid SLO definitions ({len(exc.problems)} problem"
+              f"{'s' if len(exc.problems) != 1 else ''}):", file=sys.stderr)
+        for p in exc.problems:
+            print(f"  error: {p}", file=sys.stderr)
+        return EXIT_INVALID_CONFIG
+    print(f"SLO definitions are valid: {len(slos)} SLO{'s' if len(slos) != 1 else ''} "
+          f"({', '.join(s.name for s in slos)})")
+    return 0
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
+    if _is_slo_definitions(args.config):
+        return _validate_slo_definitions(args.config[0])
     try:
         config = _load(args.config)
     except ConfigError as exc:
@@ -56,11 +88,25 @@ def cmd_run(args: argparse.Namespace) -> int:
         log.warning(w)
     from pipeline.service import run
 
+    tune_gc()
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency; keep running without it
         return asyncio.run(run(config))
     return uvloop.run(run(config))
+
+
+def tune_gc() -> None:
+    """Garbage collection for a data pipeline: the hot path allocates many short-lived
+    containers (log records, attribute dicts), and with the default threshold (700) the
+    cyclic collector ran every few records and cost ~15% of a logstruct pipeline's CPU.
+    Collect the young generation every 10,000 net allocations, and move everything that
+    exists at start-up (modules, classes, config) out of the collector's sight for good
+    (`gc.freeze`), so older-generation collections do not rescan it."""
+    gc.collect()
+    gc.freeze()
+    _, g1, g2 = gc.get_threshold()
+    gc.set_threshold(10_000, g1, g2)
 
 
 def cmd_components(args: argparse.Namespace) -> int:
@@ -99,6 +145,26 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_slo_rules(args: argparse.Namespace) -> int:
+    """Prometheus rules for the SLOs of a config (its `slo` connectors) or of an SLO
+    definitions file (OpenSLO v1 or native)."""
+    from pipeline.slo.commands import slo_rules_text
+
+    try:
+        text = slo_rules_text(args.file, runbook_url=args.runbook_url)
+    except ConfigError as exc:
+        print(f"cannot build SLO rules from {args.file}:", file=sys.stderr)
+        for p in exc.problems:
+            print(f"  error: {p}", file=sys.stderr)
+        return EXIT_INVALID_CONFIG
+    if args.output:
+        with open(args.output, "w", encoding="utf-8") as f:
+            f.write(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def cmd_version(args: argparse.Namespace) -> int:
     print(f"otelpipe {__version__}")
     return 0
@@ -127,6 +193,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_components)
     p = sub.add_parser("schema", help="print the JSON Schema of the config")
     p.set_defaults(func=cmd_schema)
+    p = sub.add_parser("slo", help="SLO tools")
+    slo_sub = p.add_subparsers(dest="slo_command", required=True)
+    p = slo_sub.add_parser("rules", help="print Prometheus recording and alerting rules "
+                                         "equivalent to the slo connector")
+    p.add_argument("-f", "--file", required=True, metavar="FILE",
+                   help="an otelpipe config (its slo connectors) or an SLO definitions file "
+                        "(OpenSLO v1 documents or a native slos: list)")
+    p.add_argument("--runbook-url", default=None, metavar="URL",
+                   help="base of the alerts' runbook_url (default: the connector's "
+                        "runbook_url, else docs/runbook.md)")
+    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    p.set_defaults(func=cmd_slo_rules)
     p = sub.add_parser("version", help="print the version")
     p.set_defaults(func=cmd_version)
     return parser

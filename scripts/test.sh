@@ -15,7 +15,7 @@ python3 -m pip install --quiet --disable-pip-version-check -e '.[test]'
 
 # Debian packages of the real services, installed in one apt run (parallel apt runs
 # would fight over the dpkg lock); each service script skips its install when present.
-DEBS=(prometheus postgresql-15)
+DEBS=(prometheus postgresql-15 prometheus-alertmanager chromium)
 missing=()
 for pkg in "${DEBS[@]}"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
 if ((${#missing[@]})); then
@@ -26,7 +26,7 @@ fi
 
 # Real services used by tests/integration and tests/e2e (scripts/<name>.sh start|stop),
 # started in parallel: Go builds and jar downloads overlap on a cold machine.
-SERVICES=(${OTELPIPE_TEST_SERVICES:-kafka prometheus jaeger postgres})
+SERVICES=(${OTELPIPE_TEST_SERVICES:-kafka prometheus jaeger postgres alertmanager})
 stop_services() {
   for s in "${SERVICES[@]}"; do scripts/"$s".sh stop >/dev/null 2>&1 || true; done
 }

@@ -23,6 +23,9 @@ Endpoints (all JSON via orjson, `Cache-Control: no-store`):
   pipelines, and each component's kind, id, pipeline, health and queue.
 - `GET /metrics`, `GET /health/metrics`: the pipeline's own metrics in the
   Prometheus text format (process RSS/CPU as `otelpipe_process_*`).
+- `GET /status` (HTML) and `GET /status.json`: pipelines and components with
+  health, throughput and queue depth, and every SLO of the `slo` connectors
+  with a burn-down chart (see `pipeline/extensions/statuspage.py`).
 
 Only component ids and `ComponentHealth` fields are ever shown, never configs;
 error texts are scrubbed of URL credentials and `password=…`-style pairs, as
@@ -54,11 +57,13 @@ from pipeline.component import (
     Kind,
 )
 from pipeline.config.types import Endpoint
+from pipeline.extensions.statuspage import PATHS as STATUS_PATHS
+from pipeline.extensions.statuspage import StatusPage, StatusPageSettings
 from pipeline.receivers.common import HTTPServer
 
 DEFAULT_ENDPOINT = "0.0.0.0:13133"
 PATHS = ("/health", "/health/liveness", "/health/readiness", "/health/detailed",
-         "/health/metrics", "/metrics")
+         "/health/metrics", "/metrics", *STATUS_PATHS)
 MAX_ERROR_CHARS = 1000
 _NOT_RUNNING = "service is not running (starting or shutting down)"
 
@@ -90,6 +95,9 @@ def rfc3339(ts: float) -> str:
 class HealthConfig(ComponentConfig):
     endpoint: Endpoint = Field(default=DEFAULT_ENDPOINT,
                                description="host:port of the health and metrics server.")
+    status_page: StatusPageSettings = Field(
+        default_factory=StatusPageSettings,
+        description="the HTML status page at /status (and /status.json)")
 
 
 @dataclass
@@ -116,6 +124,10 @@ class HealthExtension(Component):
         self.host: Host | None = None
         self.started_at = clock()
         self._server: HTTPServer | None = None
+        self.status_page = StatusPage(
+            config.status_page, self.telemetry, host=lambda: self.host, rows=self._rows,
+            running=self._running, scrub=scrub, started_at=lambda: self.started_at,
+            clock=self.clock)
 
     # Lifecycle ----------------------------------------------------------------
     async def start(self, host: Host) -> None:
@@ -128,10 +140,13 @@ class HealthExtension(Component):
         app.router.add_get("/health/detailed", self._detailed)
         app.router.add_get("/health/metrics", self._metrics)
         app.router.add_get("/metrics", self._metrics)
+        self.status_page.install(app)
         self._server = HTTPServer(app, self.config.endpoint, self.log, shutdown_timeout=1.0)
         await self._server.start()
+        await self.status_page.start()
 
     async def shutdown(self) -> None:
+        await self.status_page.stop()
         if self._server is not None:
             await self._server.stop()
             self._server = None

@@ -245,3 +245,60 @@ def postgres_pair() -> dict[str, str]:
         "primary": f"postgresql://postgres@127.0.0.1:{PG_PRIMARY_PORT}/postgres",
         "replica": f"postgresql://postgres@127.0.0.1:{PG_REPLICA_PORT}/postgres",
     }
+
+
+# --- Alertmanager ---------------------------------------------------------------------
+
+ALERTMANAGER_PORT = int(os.environ.get("ALERTMANAGER_PORT", "19093"))
+
+
+@pytest.fixture(scope="session")
+def alertmanager() -> str:
+    """Base URL of our Alertmanager (scripts/alertmanager.sh: Debian
+    prometheus-alertmanager, installed on first use, null receiver, 1 s group_wait /
+    group_interval, clustering off). A failure to start fails the test, never skips it."""
+    import urllib.request
+
+    proc = subprocess.run([str(REPO / "scripts" / "alertmanager.sh"), "start"],
+                          capture_output=True, text=True, timeout=900, check=False)
+    if proc.returncode != 0:
+        pytest.fail(f"scripts/alertmanager.sh start failed ({proc.returncode}):\n"
+                    f"{proc.stdout}\n{proc.stderr}", pytrace=False)
+    url = f"http://127.0.0.1:{ALERTMANAGER_PORT}"
+    try:
+        with urllib.request.urlopen(f"{url}/api/v2/status", timeout=5) as resp:
+            resp.read()
+    except OSError as exc:
+        pytest.fail(f"alertmanager does not answer on {url}/api/v2/status after start: {exc}",
+                    pytrace=False)
+    return url
+
+
+# --- promtool (Debian `prometheus`) ---------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def promtool() -> str:
+    """Path of `promtool`, installed with the Debian package `prometheus` when missing
+    (`scripts/prometheus.sh install` if the script has it, else apt-get). Fails, never
+    skips."""
+    import shutil
+
+    found = shutil.which("promtool")
+    if found is None:
+        script = REPO / "scripts" / "prometheus.sh"
+        usage = subprocess.run([str(script)], capture_output=True, text=True, check=False)
+        if "install" in usage.stdout + usage.stderr:
+            cmd = [str(script), "install"]
+        else:
+            cmd = ["apt-get", "install", "-y", "--no-install-recommends", "prometheus"]
+            if os.geteuid() != 0:
+                cmd = ["sudo", "-n", *cmd]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False,
+                              env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        found = shutil.which("promtool")
+        if found is None:
+            pytest.fail(f"promtool is not installed and `{' '.join(cmd)}` did not install it "
+                        f"({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}",
+                        pytrace=False)
+    return found

@@ -20,5 +20,18 @@ def test_example_config_validates(path: Path, capsys: pytest.CaptureFixture[str]
     code = main(["validate", "-c", str(path)])
     out, err = capsys.readouterr()
     assert code == 0, err
-    assert "configuration is valid" in out
+    # OpenSLO definition files (used by the slo connector's slo_files) validate as such.
+    expected = "SLO definitions are valid" if "openslo/" in path.read_text() else \
+        "configuration is valid"
+    assert expected in out
     assert "error:" not in err
+
+
+def test_invalid_slo_definitions_are_reported(tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "slos.yaml"
+    bad.write_text("apiVersion: openslo/v1\nkind: SLO\nmetadata: {name: x}\nspec: {}\n")
+    assert main(["validate", "-c", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("invalid SLO definitions")
+    assert "error:" in err

@@ -1,0 +1,36 @@
+"""Service level objectives: definitions, the error-budget engine, its state, and
+the equivalent Prometheus rules.
+
+- `pipeline.slo.model`: SLO definitions (OpenSLO v1 documents or the compact
+  native form), parsed into one typed model (`SLO`).
+- `pipeline.slo.engine`: SLIs over rolling windows, error budget, burn rates and
+  multi-window multi-burn-rate alerts, with an injectable clock.
+- `pipeline.slo.persistence`: the engine's state in a file (atomic writes).
+- `pipeline.slo.rules`: Prometheus recording and alerting rules that compute the
+  same thing from the series the `prometheus` exporter serves.
+
+The `slo` connector (`pipeline.connectors.slo`) feeds the engine from metrics
+flowing through a pipeline.
+"""
+
+from pipeline.slo.model import (
+    SLO,
+    AlertingConfig,
+    BurnRateRule,
+    Indicator,
+    Selector,
+    SLODefinitionError,
+    load_slo_file,
+    parse_documents,
+)
+
+__all__ = [
+    "SLO",
+    "AlertingConfig",
+    "BurnRateRule",
+    "Indicator",
+    "SLODefinitionError",
+    "Selector",
+    "load_slo_file",
+    "parse_documents",
+]
