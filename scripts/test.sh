@@ -26,7 +26,7 @@ fi
 
 # Real services used by tests/integration and tests/e2e (scripts/<name>.sh start|stop),
 # started in parallel: Go builds and jar downloads overlap on a cold machine.
-SERVICES=(${OTELPIPE_TEST_SERVICES:-kafka prometheus jaeger postgres alertmanager})
+SERVICES=(${OTELPIPE_TEST_SERVICES:-kafka prometheus jaeger postgres alertmanager victorialogs})
 stop_services() {
   for s in "${SERVICES[@]}"; do scripts/"$s".sh stop >/dev/null 2>&1 || true; done
 }

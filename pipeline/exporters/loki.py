@@ -1,0 +1,695 @@
+"""`loki` exporter: logs to Loki's push API (and anything that speaks it: VictoriaLogs).
+
+```yaml
+exporters:
+  loki:
+    endpoint: http://loki:3100          # POSTs to /loki/api/v1/push
+    # endpoint: http://vl:9428/insert/loki/api/v1/push   # a URL with a path is used as is
+    encoding: protobuf                  # protobuf (snappy, default) | json
+    compression: gzip                   # json only: gzip (default) | none
+    tenant_id: team-a                   # X-Scope-OrgID
+    labels:
+      resource: [service.name, deployment.environment]   # -> service_name, ...
+      attributes: [http.method]         # record attributes -> http_method
+      severity: level                   # severity_text as the label `level` (optional)
+      static: {source: otelpipe}        # fixed labels on every stream
+    max_label_values: 1000              # cardinality guard, per label name
+    label_values_ttl: 1h                # a label value unused this long frees its slot
+    line_format: text                   # text (body) | json (the whole record)
+    tls: {ca_file: /etc/ssl/ca.pem}
+    auth: {bearer_token: ${env:LOKI_TOKEN}}
+    headers: {X-Extra: v}
+    sending_queue: {storage: disk, directory: /var/lib/otelpipe}
+```
+
+Mapping of a log record to a Loki entry:
+
+- **Stream labels** are the configured resource attributes, record attributes
+  and (optionally) the severity text, plus `static` labels. Names are
+  sanitised to Loki's label syntax: every character outside `[a-zA-Z0-9_]`
+  becomes `_` and a leading digit gets a `_` prefix (`service.name` ->
+  `service_name`, as Loki's own OTLP ingestion does). A value that is not a
+  string is rendered (`200`, `true`, JSON for lists and maps). A stream with
+  no label at all gets `service_name="unknown_service"` (Loki refuses
+  streams without labels, and this is what Loki's OTLP endpoint does).
+- **Cardinality guard.** Each label name admits at most `max_label_values`
+  distinct values. A record whose value would be one too many keeps the
+  value as structured metadata (under the same label name) instead of as a
+  label — nothing is lost, the stream simply does not split — and
+  `otelpipe_loki_exporter_label_overflow_records{exporter, label}` counts it.
+  A value not seen for `label_values_ttl` frees its slot, so slow churn
+  (pods coming and going) is fine while a sudden burst (a request id
+  configured as a label by mistake) is contained. The guard is per exporter
+  process; `max_label_values: 0` turns it off.
+- **Line.** `line_format: text` (default): the body as is when it is a
+  string, else its JSON rendering. `line_format: json`: a JSON object of the
+  whole record except the label attributes (`body`, `severity_text`,
+  `severity_number`, `trace_id`, `span_id`, `scope.name`, then resource and
+  record attributes by their own names, as the `file` exporter's flat
+  records); then no structured metadata is sent (it is all in the line).
+- **Structured metadata** (text lines): everything that is not a label —
+  `severity_text`, `severity_number`, `trace_id`, `span_id` (hex),
+  `scope_name`, every other resource and record attribute — with sanitised
+  names and string values. JSON encoding sends it as the third element of
+  each value (`[ts, line, {metadata}]`), protobuf as `structuredMetadata`.
+- **Timestamp**: `time_unix_nano`, else `observed_time_unix_nano`, else
+  the time of sending. Entries of a stream are sorted by timestamp (older
+  Loki versions refuse out-of-order entries within a push).
+
+Encodings: `protobuf` posts a Loki `PushRequest` (`logproto`) compressed
+with snappy block format, `Content-Type: application/x-protobuf` (what
+promtail sends); `json` posts `{"streams": [...]}` as `application/json`,
+gzip-compressed unless `compression: none`.
+
+Delivery (through exporterhelper): 2xx is success; 429 and 5xx are
+retried, honouring `Retry-After`; every other status (400 for a malformed
+or too-old entry, 401, 403, 404, 413 …) is permanent: the batch is dropped,
+counted in `otelpipe_exporter_send_failed_items`, never retried.
+Connection failures and timeouts are retried.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import time
+import zlib
+from collections.abc import Callable
+from operator import itemgetter
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import aiohttp
+import cramjam
+import orjson
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from pydantic import Field, field_validator, model_validator
+
+from pipeline import __version__
+from pipeline.component import ComponentConfig, CreateSettings, Factory, Host, Kind, Signal
+from pipeline.config.tls import ClientSettings
+from pipeline.config.types import Duration
+from pipeline.errors import PermanentError, RetryableError
+from pipeline.exporterhelper import Exporter, ExporterSettings
+from pipeline.exporters.otlphttp import parse_retry_after, status_message
+from pipeline.pdata.batch import Batch
+from pipeline.pdata.otlpjson import any_value
+
+PUSH_PATH = "/loki/api/v1/push"
+UNKNOWN_SERVICE = ("service_name", "unknown_service")
+
+# --- Loki's push protobuf (package logproto), built at import: no generated code -------
+
+
+def _build_types() -> dict[str, Any]:
+    T = descriptor_pb2.FieldDescriptorProto
+    pool = descriptor_pool.DescriptorPool()
+
+    def proto_file(name: str, package: str,
+                   messages: dict[str, list[tuple[str, int, int, str | None, bool]]]) -> None:
+        fdp = descriptor_pb2.FileDescriptorProto(name=name, package=package, syntax="proto3")
+        for mname, fields in messages.items():
+            m = fdp.message_type.add(name=mname)
+            for fname, number, ftype, type_name, repeated in fields:
+                f = m.field.add(name=fname, number=number, type=ftype)
+                f.label = T.LABEL_REPEATED if repeated else T.LABEL_OPTIONAL
+                f.json_name = fname
+                if type_name is not None:
+                    f.type_name = f".{package}.{type_name}"
+        pool.Add(fdp)
+
+    S, B, MSG = T.TYPE_STRING, T.TYPE_BYTES, T.TYPE_MESSAGE
+    # Loki's push request (pkg/push/push.proto, package logproto). Timestamp is
+    # wire-compatible with google.protobuf.Timestamp, which Loki uses.
+    proto_file("otelpipe_loki_push.proto", "logproto", {
+        "Timestamp": [("seconds", 1, T.TYPE_INT64, None, False),
+                      ("nanos", 2, T.TYPE_INT32, None, False)],
+        "LabelPairAdapter": [("name", 1, S, None, False), ("value", 2, S, None, False)],
+        "EntryAdapter": [("timestamp", 1, MSG, "Timestamp", False),
+                         ("line", 2, S, None, False),
+                         ("structuredMetadata", 3, MSG, "LabelPairAdapter", True)],
+        "StreamAdapter": [("labels", 1, S, None, False),
+                          ("entries", 2, MSG, "EntryAdapter", True),
+                          ("hash", 3, T.TYPE_UINT64, None, False)],
+        "PushRequest": [("streams", 1, MSG, "StreamAdapter", True)],
+    })
+    # A projection of ExportLogsServiceRequest: only the fields read, AnyValues kept
+    # as bytes so that each distinct value is decoded once (see pipeline/pdata/otlp.py).
+    proto_file("otelpipe_loki_projection.proto", "otelpipe.loki", {
+        "KeyValue": [("key", 1, S, None, False), ("value", 2, B, None, False)],
+        "LogRecord": [("time_unix_nano", 1, T.TYPE_FIXED64, None, False),
+                      ("severity_number", 2, T.TYPE_INT32, None, False),
+                      ("severity_text", 3, S, None, False),
+                      ("body", 5, B, None, False),
+                      ("attributes", 6, MSG, "KeyValue", True),
+                      ("trace_id", 9, B, None, False),
+                      ("span_id", 10, B, None, False),
+                      ("observed_time_unix_nano", 11, T.TYPE_FIXED64, None, False)],
+        "Scope": [("name", 1, S, None, False)],
+        "ScopeLogs": [("scope", 1, MSG, "Scope", False),
+                      ("log_records", 2, MSG, "LogRecord", True)],
+        "Resource": [("attributes", 1, MSG, "KeyValue", True)],
+        "ResourceLogs": [("resource", 1, MSG, "Resource", False),
+                         ("scope_logs", 2, MSG, "ScopeLogs", True)],
+        "LogsRequest": [("resource_logs", 1, MSG, "ResourceLogs", True)],
+    })
+    names = [f"logproto.{n}" for n in ("PushRequest", "StreamAdapter", "EntryAdapter",
+                                       "LabelPairAdapter", "Timestamp")]
+    names.append("otelpipe.loki.LogsRequest")
+    return {n.rsplit(".", 1)[1]: message_factory.GetMessageClass(pool.FindMessageTypeByName(n))
+            for n in names}
+
+
+_TYPES = _build_types()
+PushRequest = _TYPES["PushRequest"]
+StreamAdapter = _TYPES["StreamAdapter"]
+EntryAdapter = _TYPES["EntryAdapter"]
+LabelPairAdapter = _TYPES["LabelPairAdapter"]
+Timestamp = _TYPES["Timestamp"]
+LogsProjection = _TYPES["LogsRequest"]
+_CACHE_LIMIT = 20_000  # entries per decode/encode cache before it is cleared (memory bound)
+
+
+def _varint(n: int) -> bytes:
+    if n < 0x80:
+        return bytes((n,))
+    out = bytearray()
+    while n >= 0x80:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
+def _field(number: int, data: bytes) -> bytes:
+    """A length-delimited protobuf field (number < 16)."""
+    return bytes(((number << 3) | 2,)) + _varint(len(data)) + data
+
+
+# A structuredMetadata field holding trace_id (32 hex digits) / span_id (16), up to the
+# value's bytes.
+_TRACE_ID_PREFIX = _field(3, _field(1, b"trace_id") + _field(2, b"0" * 32))[:-32]
+_SPAN_ID_PREFIX = _field(3, _field(1, b"span_id") + _field(2, b"0" * 16))[:-16]
+
+
+def _string_of(v: bytes) -> str | None:
+    """The string of a serialized AnyValue holding only a string_value, else None."""
+    if not v or v[0] != 0x0A:  # field 1 (string_value), length-delimited
+        return None
+    n = shift = 0
+    pos = 1
+    while pos < len(v):
+        b = v[pos]
+        pos += 1
+        n |= (b & 0x7F) << shift
+        if b < 0x80:
+            break
+        shift += 7
+    else:
+        return None
+    if pos + n != len(v):
+        return None
+    try:
+        return v[pos:].decode()
+    except UnicodeDecodeError:
+        return None
+
+
+def _body_value(v: bytes) -> Any:
+    """Python value of a serialized AnyValue body (not cached: bodies rarely repeat)."""
+    text = _string_of(v)
+    return text if text is not None else any_value(AnyValue.FromString(v))
+
+
+# --- names and values -----------------------------------------------------------------
+
+_INVALID_LABEL_CHARS = re.compile(r"[^a-zA-Z0-9_]")
+
+
+@functools.lru_cache(maxsize=4096)
+def sanitize_label_name(name: str) -> str:
+    """Loki/Prometheus label syntax `[a-zA-Z_][a-zA-Z0-9_]*` (`service.name` -> `service_name`)."""
+    out = _INVALID_LABEL_CHARS.sub("_", name)
+    if not out or out[0].isdigit():
+        out = "_" + out
+    return out
+
+
+def value_text(v: Any) -> str | None:
+    """A string for an OTLP AnyValue (labels and structured metadata), None when empty."""
+    kind = v.WhichOneof("value")
+    if kind == "string_value":
+        return str(v.string_value)
+    if kind is None:
+        return None
+    if kind == "bool_value":
+        return "true" if v.bool_value else "false"
+    if kind in ("int_value", "double_value"):
+        return str(getattr(v, kind))
+    return orjson.dumps(any_value(v)).decode()
+
+
+def _python_text(v: Any) -> str:
+    if isinstance(v, str):
+        return v
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return str(v)
+    return orjson.dumps(v).decode()
+
+
+def render_labels(labels: tuple[tuple[str, str], ...]) -> str:
+    """`{a="x", b="y"}`: label values quoted with Go/PromQL string escapes."""
+    return "{" + ", ".join(f"{k}={orjson.dumps(v).decode()}" for k, v in labels) + "}"
+
+
+# --- cardinality guard ----------------------------------------------------------------
+
+
+class LabelGuard:
+    """At most `max_values` distinct values per label name; idle values expire after `ttl`.
+
+    `admit(name, value, now)` is True when the value may be a label. Values already
+    admitted stay admitted while they keep being used.
+    """
+
+    def __init__(self, max_values: int, ttl: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_values = max_values
+        self.ttl = ttl
+        self.clock = clock
+        self._seen: dict[str, dict[str, float]] = {}
+        self._pruned: dict[str, float] = {}
+
+    def admit(self, name: str, value: str, now: float) -> bool:
+        if not self.max_values:
+            return True
+        values = self._seen.get(name)
+        if values is None:
+            values = self._seen[name] = {}
+        if value in values:
+            values[value] = now
+            return True
+        if len(values) >= self.max_values:
+            # Full: drop idle values, at most once per second of clock per label.
+            if self.ttl and now - self._pruned.get(name, -1e18) >= min(1.0, self.ttl):
+                self._pruned[name] = now
+                cutoff = now - self.ttl
+                for stale in [k for k, t in values.items() if t < cutoff]:
+                    del values[stale]
+            if len(values) >= self.max_values:
+                return False
+        values[value] = now
+        return True
+
+    def values(self, name: str) -> int:
+        return len(self._seen.get(name, ()))
+
+
+# --- config ---------------------------------------------------------------------------
+
+
+class LokiLabels(ComponentConfig):
+    resource: list[str] = Field(default_factory=list,
+                                description="resource attributes to use as stream labels")
+    attributes: list[str] = Field(default_factory=list,
+                                  description="log record attributes to use as stream labels")
+    severity: str | None = Field(None, description="label name for severity_text (e.g. level)")
+    static: dict[str, str] = Field(default_factory=dict,
+                                   description="fixed labels added to every stream")
+
+
+class LokiExporterConfig(ClientSettings, ExporterSettings):
+    endpoint: str = Field(description="base URL (the push path is appended) or the full "
+                                      "push URL when it has a path")
+    encoding: Literal["protobuf", "json"] = "protobuf"
+    compression: Literal["gzip", "none"] = Field(
+        "gzip", description="json only; protobuf is always snappy-compressed")
+    tenant_id: str | None = Field(None, description="sent as X-Scope-OrgID")
+    labels: LokiLabels = LokiLabels()
+    max_label_values: int = Field(
+        1000, ge=0, description="distinct values per label name before further values go "
+                                "to structured metadata (0: unlimited)")
+    label_values_ttl: Duration = Field(
+        3600.0, description="a label value unused this long frees its slot (0: never)")
+    line_format: Literal["text", "json"] = "text"
+    max_idle_conns: int = Field(100, gt=0, description="connection pool size")
+
+    @field_validator("endpoint")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError(f"{v!r}: expected an http:// or https:// URL")
+        return v
+
+    @model_validator(mode="after")
+    def _distinct_labels(self) -> LokiExporterConfig:
+        seen: dict[str, str] = {}
+        lab = self.labels
+        sources = ([(f"resource {k}", k) for k in lab.resource]
+                   + [(f"attribute {k}", k) for k in lab.attributes]
+                   + ([("severity", lab.severity)] if lab.severity else [])
+                   + [(f"static {k}", k) for k in lab.static])
+        for what, key in sources:
+            name = sanitize_label_name(key)
+            if name in seen:
+                raise ValueError(f"labels: {what} and {seen[name]} both become the label "
+                                 f"{name!r}")
+            seen[name] = what
+        return self
+
+    def url(self) -> str:
+        path = urlsplit(self.endpoint).path
+        if path and path != "/":
+            return self.endpoint
+        return self.endpoint.rstrip("/") + PUSH_PATH
+
+
+# --- the exporter ---------------------------------------------------------------------
+
+Entry = tuple[int, str, Any]  # (time_ns, line, metadata pairs or encoded metadata)
+
+
+class LokiExporter(Exporter):
+    def __init__(self, settings: CreateSettings, config: LokiExporterConfig,
+                 clock: Callable[[], float] = time.monotonic):
+        super().__init__(settings, config)
+        self.config = config
+        self.url = config.url()
+        self._session: aiohttp.ClientSession | None = None
+        self._proto = config.encoding == "protobuf"
+        self._gzip = not self._proto and config.compression == "gzip"
+        self._json_lines = config.line_format == "json"
+        lab = config.labels
+        self._res_labels = [(k, sanitize_label_name(k)) for k in lab.resource]
+        self._attr_labels = {k: sanitize_label_name(k) for k in lab.attributes}
+        self._res_label_keys = frozenset(lab.resource)
+        self._severity_label = sanitize_label_name(lab.severity) if lab.severity else None
+        self._static = tuple((sanitize_label_name(k), v) for k, v in lab.static.items())
+        self.guard = LabelGuard(config.max_label_values, config.label_values_ttl, clock)
+        self._clock = clock
+        self._overflow = settings.telemetry.loki_label_overflow
+        self._texts: dict[bytes, str] = {}    # serialized AnyValue -> label/metadata text
+        self._values: dict[bytes, Any] = {}   # serialized AnyValue -> Python value
+        self._pairs: dict[tuple[str, str], bytes] = {}  # metadata pair -> protobuf bytes
+        # (attribute key, serialized AnyValue) -> its structuredMetadata field bytes
+        self._attr_pairs: dict[tuple[str, bytes], bytes] = {}
+        # label pairs in record order -> sorted stream key
+        self._keys: dict[tuple[tuple[str, str], ...], tuple[tuple[str, str], ...]] = {}
+        headers = {"User-Agent": f"otelpipe/{__version__}", **config.request_headers()}
+        if config.tenant_id:
+            headers["X-Scope-OrgID"] = config.tenant_id
+        if self._proto:
+            headers["Content-Type"] = "application/x-protobuf"
+        else:
+            headers["Content-Type"] = "application/json"
+            if self._gzip:
+                headers["Content-Encoding"] = "gzip"
+        self._headers = headers
+
+    async def start_exporter(self, host: Host) -> None:
+        ssl: Any = self.config.tls.ssl_context() if self.url.startswith("https://") else False
+        connector = aiohttp.TCPConnector(ssl=ssl, limit=self.config.max_idle_conns)
+        self._session = aiohttp.ClientSession(connector=connector, headers=self._headers,
+                                              timeout=aiohttp.ClientTimeout(total=None))
+
+    async def shutdown_exporter(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    # Encoding ---------------------------------------------------------------------
+
+    def streams(self, raw: bytes, *, encoded_metadata: bool = False
+                ) -> dict[tuple[tuple[str, str], ...], list[Entry]]:
+        """Entries of a serialized OTLP logs request grouped by stream labels (sorted
+        label pairs), each list sorted by time.
+
+        An entry is `(time_ns, line, metadata)`: metadata is a list of (name, value)
+        pairs, or with `encoded_metadata` (the protobuf path) the serialized
+        `structuredMetadata` fields, built from cached per-pair encodings.
+        """
+        request = LogsProjection.FromString(raw)
+        now = self._clock()
+        now_ns = time.time_ns()
+        enc = encoded_metadata and not self._json_lines
+        json_lines = self._json_lines
+        res_labels = self._res_labels
+        res_label_keys = self._res_label_keys
+        attr_labels = self._attr_labels
+        severity_label = self._severity_label
+        static = self._static
+        texts = self._texts
+        pairs = self._pairs
+        attr_pairs = self._attr_pairs
+        keys = self._keys
+        san = sanitize_label_name
+        admit = self.guard.admit
+        overflow = self._overflow
+        if len(texts) > _CACHE_LIMIT or len(pairs) > _CACHE_LIMIT \
+                or len(attr_pairs) > _CACHE_LIMIT or len(keys) > _CACHE_LIMIT:
+            texts.clear()
+            self._values.clear()
+            pairs.clear()
+            attr_pairs.clear()
+            keys.clear()
+        # Guard decisions are the same for a (name, value) all through one call (one
+        # `now`), so each distinct pair is asked once per call.
+        admitted: dict[tuple[str, str], bool] = {}
+        out: dict[tuple[tuple[str, str], ...], list[Entry]] = {}
+
+        def pair_bytes(pair: tuple[str, str]) -> bytes:
+            b = pairs.get(pair)
+            if b is None:
+                b = pairs[pair] = _field(3, _field(1, pair[0].encode())
+                                         + _field(2, pair[1].encode()))
+            return b
+
+        for rl in request.resource_logs:
+            # Per resource: its label candidates and the rest (metadata or JSON fields).
+            by_key: dict[str, str] = {}
+            res_rest: list[tuple[str, Any]] = []
+            for kv in rl.resource.attributes:
+                key, v = kv.key, kv.value
+                if key in res_label_keys:
+                    text = texts.get(v) or self._text(v)
+                    if text is not None:
+                        by_key[key] = text
+                elif json_lines:
+                    res_rest.append((key, self._value(v)))
+                else:
+                    text = texts.get(v) or self._text(v)
+                    if text is not None:
+                        res_rest.append((san(key), text))
+            res_ordered = [(name, by_key[key]) for key, name in res_labels if key in by_key]
+            for sl in rl.scope_logs:
+                scope_name = sl.scope.name
+                scope_rest = ([("scope_name", scope_name)] if scope_name else []) + res_rest
+                scope_blob = b"".join(pair_bytes(p) for p in scope_rest) if enc else b""
+                for lr in sl.log_records:
+                    labels: list[tuple[str, str]] = list(static)
+                    extra: list[tuple[str, str]] = []  # labels the guard turned away
+                    sev = lr.severity_text
+                    candidates = res_ordered
+                    if severity_label is not None and sev:
+                        candidates = [*res_ordered, (severity_label, sev)]
+                    rec_rest: list[tuple[str, Any]] = []
+                    parts: list[bytes] = []
+                    for kv in lr.attributes:
+                        key, v = kv.key, kv.value
+                        lname = attr_labels.get(key)
+                        if lname is not None:
+                            text = texts.get(v) or self._text(v)
+                            if text is not None:
+                                if candidates is res_ordered:
+                                    candidates = list(res_ordered)
+                                candidates.append((lname, text))
+                                continue
+                        if enc:
+                            b = attr_pairs.get((key, v))
+                            if b is None:
+                                text = texts.get(v) or self._text(v)
+                                b = attr_pairs[(key, v)] = b"" if text is None else \
+                                    pair_bytes((san(key), text))
+                            parts.append(b)
+                        elif json_lines:
+                            rec_rest.append((key, self._value(v)))
+                        else:
+                            text = texts.get(v) or self._text(v)
+                            if text is not None:
+                                rec_rest.append((san(key), text))
+                    for pair in candidates:
+                        ok = admitted.get(pair)
+                        if ok is None:
+                            ok = admitted[pair] = admit(pair[0], pair[1], now)
+                        if ok:
+                            labels.append(pair)
+                        else:
+                            extra.append(pair)
+                            overflow.labels(self.id, pair[0]).inc()
+                    meta: Any
+                    if json_lines:
+                        line = self._json_line(lr, scope_name, res_rest, rec_rest, extra)
+                        meta = []
+                    else:
+                        text = _string_of(lr.body)
+                        if text is None:
+                            text = "" if not lr.body else orjson.dumps(
+                                _body_value(lr.body)).decode()
+                        line = text
+                        if enc:
+                            head = [pair_bytes(p) for p in extra]
+                            if sev:
+                                head.append(pair_bytes(("severity_text", sev)))
+                            if lr.severity_number:
+                                head.append(pair_bytes(("severity_number",
+                                                        str(lr.severity_number))))
+                            if lr.trace_id:
+                                head.append(_TRACE_ID_PREFIX + lr.trace_id.hex().encode()
+                                            if len(lr.trace_id) == 16 else
+                                            pair_bytes(("trace_id", lr.trace_id.hex())))
+                            if lr.span_id:
+                                head.append(_SPAN_ID_PREFIX + lr.span_id.hex().encode()
+                                            if len(lr.span_id) == 8 else
+                                            pair_bytes(("span_id", lr.span_id.hex())))
+                            head.append(scope_blob)
+                            meta = b"".join(head) + b"".join(parts)
+                        else:
+                            meta = extra
+                            if sev:
+                                meta.append(("severity_text", sev))
+                            if lr.severity_number:
+                                meta.append(("severity_number", str(lr.severity_number)))
+                            if lr.trace_id:
+                                meta.append(("trace_id", lr.trace_id.hex()))
+                            if lr.span_id:
+                                meta.append(("span_id", lr.span_id.hex()))
+                            meta += scope_rest
+                            meta += rec_rest
+                    ts = lr.time_unix_nano or lr.observed_time_unix_nano or now_ns
+                    if labels:
+                        unsorted = tuple(labels)
+                        key = keys.get(unsorted)
+                        if key is None:
+                            key = keys[unsorted] = tuple(sorted(unsorted))
+                    else:
+                        key = (UNKNOWN_SERVICE,)
+                    entries = out.get(key)
+                    if entries is None:
+                        entries = out[key] = []
+                    entries.append((ts, line, meta))
+        by_time = itemgetter(0)
+        for entries in out.values():
+            entries.sort(key=by_time)
+        return out
+
+    def _text(self, v: bytes) -> str | None:
+        """Text of a serialized AnyValue (cached: attribute values repeat)."""
+        text = _string_of(v)
+        if text is None and v:
+            text = value_text(AnyValue.FromString(v))
+        if text is not None:
+            self._texts[v] = text
+        return text
+
+    def _value(self, v: bytes) -> Any:
+        """Python value of a serialized AnyValue (cached)."""
+        try:
+            return self._values[v]
+        except KeyError:
+            pass
+        value = _string_of(v)
+        if value is None:
+            value = any_value(AnyValue.FromString(v))
+        self._values[v] = value
+        return value
+
+    def _json_line(self, lr: Any, scope_name: str, res_rest: list[tuple[str, Any]],
+                   rec_rest: list[tuple[str, Any]], overflow: list[tuple[str, str]]) -> str:
+        rec: dict[str, Any] = {}
+        if lr.body:
+            rec["body"] = _body_value(lr.body)
+        if lr.severity_text:
+            rec["severity_text"] = lr.severity_text
+        if lr.severity_number:
+            rec["severity_number"] = lr.severity_number
+        if lr.trace_id:
+            rec["trace_id"] = lr.trace_id.hex()
+        if lr.span_id:
+            rec["span_id"] = lr.span_id.hex()
+        if scope_name:
+            rec["scope.name"] = scope_name
+        rec.update(res_rest)
+        rec.update(rec_rest)
+        rec.update(overflow)
+        return orjson.dumps(rec).decode()
+
+    def encode(self, raw: bytes) -> bytes:
+        """The request body for a serialized OTLP logs request, compressed as sent."""
+        if self._proto:
+            streams = self.streams(raw, encoded_metadata=True)
+            return bytes(cramjam.snappy.compress_raw(self.encode_protobuf(streams)))
+        body = self.encode_json(self.streams(raw))
+        return zlib.compress(body, 6, 31) if self._gzip else body
+
+    def encode_protobuf(self, streams: dict[tuple[tuple[str, str], ...], list[Entry]]) -> bytes:
+        """A serialized Loki PushRequest, written by hand from `streams(...,
+        encoded_metadata=True)` (structured-metadata pairs repeat across entries, so
+        each distinct pair is encoded once and cached)."""
+        parts: list[bytes] = []
+        for labels, entries in streams.items():
+            stream = [_field(1, render_labels(labels).encode())]
+            for ts, line, meta in entries:
+                secs, nanos = divmod(ts, 1_000_000_000)
+                tsb = b"\x08" + _varint(secs) + (b"\x10" + _varint(nanos) if nanos else b"")
+                lb = line.encode()
+                eb = b"".join((b"\x0a", _varint(len(tsb)), tsb, b"\x12", _varint(len(lb)), lb,
+                               meta))
+                stream.append(b"\x12" + _varint(len(eb)) + eb)
+            sb = b"".join(stream)
+            parts.append(b"\x0a" + _varint(len(sb)) + sb)
+        return b"".join(parts)
+
+    @staticmethod
+    def encode_json(streams: dict[tuple[tuple[str, str], ...], list[Entry]]) -> bytes:
+        out = []
+        for labels, entries in streams.items():
+            values = [[str(ts), line, dict(meta)] if meta else [str(ts), line]
+                      for ts, line, meta in entries]
+            out.append({"stream": dict(labels), "values": values})
+        return orjson.dumps({"streams": out})
+
+    # Sending ----------------------------------------------------------------------
+
+    async def send(self, batch: Batch) -> None:
+        if batch.signal is not Signal.LOGS:
+            raise PermanentError(f"the loki exporter takes logs, not {batch.signal.value}")
+        assert self._session is not None
+        body = self.encode(batch.to_bytes())
+        try:
+            async with self._session.post(self.url, data=body) as resp:
+                status = resp.status
+                content = await resp.read()
+                ctype = resp.headers.get("Content-Type", "")
+                retry_after = resp.headers.get("Retry-After")
+        except aiohttp.ClientError as exc:
+            raise RetryableError(f"{self.url}: {type(exc).__name__}: {exc}") from None
+        if 200 <= status < 300:
+            return
+        message = status_message(content, ctype).strip()
+        text = f"{self.url}: HTTP {status}" + (f": {message}" if message else "")
+        if status == 429 or status >= 500:
+            raise RetryableError(text, retry_after=parse_retry_after(retry_after),
+                                 throttle=status == 429)
+        raise PermanentError(text)
+
+
+def _create(settings: CreateSettings, config: Any) -> LokiExporter:
+    return LokiExporter(settings, config)
+
+
+factory = Factory(type="loki", kind=Kind.EXPORTER, config_model=LokiExporterConfig,
+                  create=_create, signals=frozenset({Signal.LOGS}),
+                  description="Loki push API (protobuf + snappy or JSON), also VictoriaLogs")
