@@ -11,8 +11,15 @@ nginx combined, syslog RFC 3164, mixed formats with auto-detection and template
 mining, a five-pattern grok config. With `--peer`, the Go Collector's filelog
 receiver with a regex_parser operator -> nop runs the nginx file for comparison.
 
+`--exporters` picks what ends the pipeline (one row per case and exporter):
+`nop` discards batches as they are (what issue 4 measures: the records may never
+become OTLP); `nop_serialize` encodes every batch as OTLP protobuf first (what an
+OTLP/Kafka exporter pays on top); `file_json` writes flat JSON lines (`file`
+exporter, `format: json`) to /dev/null.
+
     python -m benchmarks.logstruct_throughput [--lines 200000] [--raw-lines 1000000]
                                               [--cases raw,json,...] [--peer] [--batch 1000]
+                                              [--exporters nop,nop_serialize,file_json]
 """
 
 from __future__ import annotations
@@ -191,16 +198,25 @@ def metric(port: int, name: str, label: str | None = None) -> float:
     return total
 
 
+EXPORTERS: dict[str, tuple[str, dict[str, Any] | None]] = {
+    "nop": ("nop", None),
+    "nop_serialize": ("nop", {"serialize": True}),
+    "file_json": ("file", {"path": "/dev/null", "format": "json"}),
+}
+
+
 def otelpipe_config(watch: Path, state: Path, health: int, logstruct: dict | None,
-                    batch: int) -> dict:
+                    batch: int, exporter: str = "nop") -> dict:
+    exp_type, exp_cfg = EXPORTERS[exporter]
     cfg: dict[str, Any] = {
         "receivers": {"filelog": {"include": [str(watch / "*.log")], "start_at": "beginning",
                                   "storage_dir": str(state), "poll_interval": "100ms",
                                   "max_batch_lines": batch}},
-        "exporters": {"nop": None},
+        "exporters": {exp_type: exp_cfg},
         "extensions": {"health": {"endpoint": f"127.0.0.1:{health}"}},
         "service": {"extensions": ["health"],
-                    "pipelines": {"logs": {"receivers": ["filelog"], "exporters": ["nop"]}}},
+                    "pipelines": {"logs": {"receivers": ["filelog"],
+                                           "exporters": [exp_type]}}},
     }
     if logstruct is not None:
         cfg["processors"] = {"logstruct": logstruct}
@@ -222,13 +238,13 @@ def peer_config(watch: Path, metrics_port: int, parse: bool) -> dict:
 
 
 def measure(kind: str, case: str, src: Path, lines: int, logstruct: dict | None,
-            batch: int, timeout: float) -> dict:
+            batch: int, timeout: float, exporter: str = "nop") -> dict:
     work = Path(tempfile.mkdtemp(prefix=f"lsbench-{case}-"))
     watch = work / "watch"
     watch.mkdir()
     port = free_port()
     if kind == "otelpipe":
-        cfg = otelpipe_config(watch, work / "state", port, logstruct, batch)
+        cfg = otelpipe_config(watch, work / "state", port, logstruct, batch, exporter)
         accepted: tuple[str, str | None] = ("otelpipe_receiver_accepted_items_total",
                                             'receiver="filelog"')
     else:
@@ -254,7 +270,8 @@ def measure(kind: str, case: str, src: Path, lines: int, logstruct: dict | None,
             rss = peak_rss_mib(t.pid)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    return {"target": kind, "case": case, "lines": lines, "cpu_s": round(cpu, 3),
+    return {"target": kind, "case": case, "exporter": exporter if kind == "otelpipe" else "nop",
+            "lines": lines, "cpu_s": round(cpu, 3),
             "lines_per_cpu_s": round(lines / cpu) if cpu else None,
             "wall_s": round(wall, 3), "peak_rss_mib": round(rss, 1)}
 
@@ -268,6 +285,8 @@ def main() -> int:
     p.add_argument("--cases", default=",".join(CASES))
     p.add_argument("--batch", type=int, default=1000, help="filelog max_batch_lines")
     p.add_argument("--peer", action="store_true", help="also run the Go Collector (nginx)")
+    p.add_argument("--exporters", default="nop",
+                   help=f"comma-separated, of {', '.join(EXPORTERS)} (one row each)")
     p.add_argument("--timeout", type=float, default=600)
     args = p.parse_args()
     have_logstruct = logstruct_available()
@@ -283,19 +302,24 @@ def main() -> int:
             src = data / f"{case}.log"
             n = args.raw_lines if case == "raw" else args.lines
             size = generate(src, make, n)
-            row = measure("otelpipe", case, src, n, ls_cfg, args.batch, args.timeout)
-            row["bytes"] = size
-            rows.append(row)
-            print(f"otelpipe {case:22} {row['lines_per_cpu_s']:>10,} lines/CPU-s  "
-                  f"cpu {row['cpu_s']:6.2f}s  wall {row['wall_s']:6.2f}s  "
-                  f"peak RSS {row['peak_rss_mib']:6.1f} MiB", flush=True)
+            row = None
+            for exporter in args.exporters.split(","):
+                r = measure("otelpipe", case, src, n, ls_cfg, args.batch, args.timeout,
+                            exporter)
+                r["bytes"] = size
+                rows.append(r)
+                row = row or r
+                print(f"otelpipe {case:22} {exporter:14} {r['lines_per_cpu_s']:>10,} "
+                      f"lines/CPU-s  cpu {r['cpu_s']:6.2f}s  wall {r['wall_s']:6.2f}s  "
+                      f"peak RSS {r['peak_rss_mib']:6.1f} MiB", flush=True)
+            assert row is not None
             if args.peer and case in ("nginx", "raw"):
                 peer = measure("otelcol", case, src, n, None, args.batch, args.timeout)
                 peer["bytes"] = size
                 what = "filelog -> nop" if case == "raw" else "filelog + regex_parser -> nop"
                 peer["note"] = what
                 rows.append(peer)
-                print(f"otelcol  {case:22} {peer['lines_per_cpu_s']:>10,} lines/CPU-s  "
+                print(f"otelcol  {case:22} {'nop':14} {peer['lines_per_cpu_s']:>10,} lines/CPU-s  "
                       f"cpu {peer['cpu_s']:6.2f}s  wall {peer['wall_s']:6.2f}s  "
                       f"peak RSS {peer['peak_rss_mib']:6.1f} MiB  ({what})", flush=True)
                 row["ratio_to_peer"] = round(row["lines_per_cpu_s"] / peer["lines_per_cpu_s"], 3)

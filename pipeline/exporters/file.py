@@ -35,6 +35,7 @@ from pipeline.component import (
 from pipeline.errors import RetryableError
 from pipeline.exporterhelper import Exporter
 from pipeline.pdata.batch import Batch
+from pipeline.pdata.logrecords import dumps_flat
 from pipeline.pdata.otlpjson import encode_request, flat_records
 
 
@@ -81,6 +82,9 @@ class FileExporter(Exporter):
 
     def _encode(self, batch: Batch) -> bytes:
         if self.config.format == "json" and batch.signal is not Signal.METRICS:
+            logs = batch.logs
+            if logs is not None:  # Python records: no OTLP in between (same objects)
+                return dumps_flat(logs)
             return b"".join(orjson.dumps(r) + b"\n"
                             for r in flat_records(batch.signal, batch.message))
         return encode_request(batch.message) + b"\n"

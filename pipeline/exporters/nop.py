@@ -4,22 +4,32 @@ from __future__ import annotations
 
 from typing import Any
 
+from pydantic import Field
+
 from pipeline.component import ComponentConfig, CreateSettings, Factory, Kind, Signal
 from pipeline.exporterhelper import Exporter
 from pipeline.pdata.batch import Batch
 
 
 class NopConfig(ComponentConfig):
-    pass
+    serialize: bool = Field(
+        False, description="encode every batch as OTLP protobuf before discarding it (for "
+                           "benchmarks: what an exporter that sends OTLP pays)")
 
 
 class NopExporter(Exporter):
+    def __init__(self, settings: CreateSettings, serialize: bool = False):
+        super().__init__(settings)
+        self.serialize = serialize
+
     async def send(self, batch: Batch) -> None:
+        if self.serialize:
+            batch.to_bytes()
         return None
 
 
 def _create(settings: CreateSettings, config: Any) -> NopExporter:
-    return NopExporter(settings)
+    return NopExporter(settings, bool(config and config.serialize))
 
 
 factory = Factory(type="nop", kind=Kind.EXPORTER, config_model=NopConfig, create=_create,

@@ -6,6 +6,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from pipeline.component import Signal
+from pipeline.pdata.logrecords import LogGroup, encode_groups
 from pipeline.pdata.otlp import REQUEST_TYPES, count_items
 
 
@@ -15,9 +16,16 @@ class Batch:
     `raw` is kept while nothing changes the data, so pass-through routes
     (OTLP in, Kafka out) never decode or re-encode. Call `mutable()` before
     changing the message: that drops the cached bytes.
+
+    A logs batch may instead hold Python records (`logs`: a list of
+    `LogGroup`, see pdata/logrecords.py), as receivers of text logs create
+    them. They are then the data; `to_bytes()` and `message` encode them on
+    demand (cached until `mutable_logs()` or `mutable()`), so components that
+    only know OTLP work unchanged. `mutable()` turns such a batch into an OTLP
+    one for good; `mutable_logs()` is the cheap way to change records.
     """
 
-    __slots__ = ("_items", "_message", "_raw", "metadata", "signal")
+    __slots__ = ("_items", "_logs", "_message", "_raw", "metadata", "signal")
 
     def __init__(
         self,
@@ -25,14 +33,18 @@ class Batch:
         *,
         raw: bytes | None = None,
         message: Any = None,
+        logs: list[LogGroup] | None = None,
         items: int | None = None,
         metadata: Mapping[str, str] | None = None,
     ):
-        if raw is None and message is None:
-            raise ValueError("a batch needs raw bytes or a message")
+        if raw is None and message is None and logs is None:
+            raise ValueError("a batch needs raw bytes or a message (or log records)")
+        if logs is not None and signal is not Signal.LOGS:
+            raise ValueError("log records make a logs batch")
         self.signal = signal
         self._raw = raw
         self._message = message
+        self._logs = logs
         self._items = items
         # Client metadata (e.g. selected request headers) travelling with the data.
         self.metadata: Mapping[str, str] = metadata or {}
@@ -42,16 +54,32 @@ class Batch:
         """The decoded request; treat as read-only (see `mutable`)."""
         if self._message is None:
             msg = REQUEST_TYPES[self.signal]()
-            msg.ParseFromString(self._raw)
+            msg.ParseFromString(self.to_bytes())
             self._message = msg
         return self._message
 
     def mutable(self) -> Any:
-        """The decoded request, for changing it; the cached bytes become stale."""
+        """The decoded request, for changing it; the cached bytes become stale.
+
+        A batch of log records becomes an OTLP batch (its records are dropped)."""
         msg = self.message
         self._raw = None
+        self._logs = None
         self._items = None
         return msg
+
+    @property
+    def logs(self) -> list[LogGroup] | None:
+        """The log record groups of a records batch (treat as read-only), else None."""
+        return self._logs
+
+    def mutable_logs(self) -> list[LogGroup] | None:
+        """The log record groups, for changing records in place (the item count must
+        stay: add or remove records only through a new batch); None for an OTLP batch."""
+        if self._logs is not None:
+            self._raw = None
+            self._message = None
+        return self._logs
 
     @property
     def decoded(self) -> bool:
@@ -62,17 +90,25 @@ class Batch:
         return self._raw is not None
 
     def copy(self) -> Batch:
-        """A batch over the same bytes that can be changed independently."""
+        """A batch over the same data that can be changed independently."""
+        if self._logs is not None:
+            return Batch(self.signal, logs=[g.copy() for g in self._logs],
+                         metadata=self.metadata)
         return Batch(self.signal, raw=self.to_bytes(), items=self._items, metadata=self.metadata)
 
     def to_bytes(self) -> bytes:
         if self._raw is None:
-            self._raw = self._message.SerializeToString()
+            if self._logs is not None:
+                self._raw = encode_groups(self._logs)
+            else:
+                self._raw = self._message.SerializeToString()
         return self._raw
 
     @property
     def items(self) -> int:
         """Number of spans, log records or data points."""
+        if self._logs is not None:
+            return sum(map(len, self._logs))
         if self._items is None:
             self._items = count_items(self.signal, self.to_bytes())
         return self._items
@@ -91,19 +127,57 @@ class Batch:
         if len(batches) == 1:
             return batches[0]
         signal = batches[0].signal
-        raw = b"".join(b.to_bytes() for b in batches)
         # Keep the metadata every part agrees on (the batch processor's metadata_keys).
         first = batches[0].metadata
         metadata = {k: v for k, v in first.items()
                     if all(b.metadata.get(k) == v for b in batches[1:])}
+        if all(b._logs is not None for b in batches):
+            # Record batches: the groups concatenate (as ResourceLogs would on the wire).
+            return cls(signal, logs=[g for b in batches for g in b._logs or ()],
+                       metadata=metadata)
+        raw = b"".join(b.to_bytes() for b in batches)
         return cls(signal, raw=raw, items=sum(b.items for b in batches), metadata=metadata)
 
     def split(self, max_items: int) -> list[Batch]:
         """Batches of at most `max_items` items (a span is never cut)."""
         if self.items <= max_items:
             return [self]
+        if self._logs is not None:
+            return [Batch(self.signal, logs=groups, metadata=self.metadata)
+                    for groups in split_groups(self._logs, max_items)]
         return [Batch(self.signal, message=m, metadata=self.metadata)
                 for m in split_request(self.signal, self.message, max_items)]
+
+
+def split_groups(groups: list[LogGroup], max_items: int) -> list[list[LogGroup]]:
+    """Record groups cut into lists of at most `max_items` records each (in order)."""
+    out: list[list[LogGroup]] = []
+    current: list[LogGroup] = []
+    room = max_items
+    for g in groups:
+        n = len(g)
+        if not n:
+            continue
+        if n <= room:
+            current.append(g)
+            room -= n
+        else:
+            recs = g.records
+            i = 0
+            while i < n:
+                if room == 0:
+                    out.append(current)
+                    current, room = [], max_items
+                take = min(room, n - i)
+                current.append(g.like(recs[i:i + take]))
+                i += take
+                room -= take
+        if room == 0:
+            out.append(current)
+            current, room = [], max_items
+    if current:
+        out.append(current)
+    return out
 
 
 def _containers(signal: Signal, request: Any) -> tuple[Any, str, str]:

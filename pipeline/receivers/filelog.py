@@ -65,13 +65,11 @@ import time
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from itertools import chain, repeat
 from pathlib import Path
 from typing import Annotated, Literal
 
 import orjson
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
-from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 from pydantic import AliasChoices, BeforeValidator, Field, field_validator, model_validator
 
 from pipeline.component import (
@@ -86,6 +84,7 @@ from pipeline.component import (
 from pipeline.config.types import Duration
 from pipeline.errors import PermanentError, RetryableError
 from pipeline.pdata.batch import Batch
+from pipeline.pdata.logrecords import LogGroup, encode_lines, varint
 from pipeline.receivers.common import ReceiverObs
 
 # ---------------------------------------------------------------------------------------
@@ -155,6 +154,7 @@ class BackoffConfig(ComponentConfig):
 
 
 AttrValue = str | bool | int | float
+Extra = dict[str, AttrValue]  # attributes of one record beyond the file's
 
 
 class FileLogConfig(ComponentConfig):
@@ -211,49 +211,11 @@ class FileLogConfig(ComponentConfig):
 
 
 # ---------------------------------------------------------------------------------------
-# Protobuf encoding by hand. A LogRecord of a line is
-#   body (5) = AnyValue{string_value (1) = line}, attributes (6) ..., observed_time (11)
-# and everything but the line and its length is the same for every record of a batch,
-# so a batch is `b"".join(prefix(len(line)), line, tail ...)`: no per-record objects.
-
-
-def varint(n: int) -> bytes:
-    if n < 0x80:
-        return bytes((n,))
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-class _Prefixes(dict[int, bytes]):
-    """`ScopeLogs.log_records` tag + record length + body tags, by line length, for
-    records whose bytes after the body (the tail) are `tail_len` long."""
-
-    def __init__(self, tail_len: int):
-        super().__init__()
-        self.tail_len = tail_len
-
-    def __missing__(self, n: int) -> bytes:
-        v = varint(n)
-        any_len = 1 + len(v) + n
-        body = b"\x2a" + varint(any_len) + b"\x0a" + v
-        p = b"\x12" + varint(len(body) + n + self.tail_len) + body
-        if len(self) < 65536:
-            self[n] = p
-        return p
-
-
-_PREFIXES: dict[int, _Prefixes] = {}
-
-
-def _prefixes(tail_len: int) -> _Prefixes:
-    p = _PREFIXES.get(tail_len)
-    if p is None:
-        p = _PREFIXES[tail_len] = _Prefixes(tail_len)
-    return p
+# Records. A batch is a `LogGroup.from_lines` (pdata/logrecords.py): the lines, the
+# file's attributes and the observed time. Processors that want records get Python
+# `LogRecord`s built on demand; an exporter that wants OTLP gets the lines encoded by
+# hand (`b"".join(prefix(len(line)), line, tail ...)`: no per-record objects).
+# The helpers below encode single pieces (tests use them).
 
 
 def _any_value(v: AttrValue) -> AnyValue:
@@ -272,27 +234,10 @@ def encode_attribute(key: str, value: AttrValue) -> bytes:
     return b"\x32" + varint(len(kv)) + kv
 
 
-_SPLIT = encode_attribute("log.split", True)
-_INVALID = encode_attribute("log.invalid_encoding", True)
-
-
 def encode_records(bodies: list[bytes], extras: list[bytes] | None, attrs: bytes,
                    observed: int) -> bytes:
     """Serialized `ScopeLogs.log_records` of UTF-8 bodies; `extras[i]` adds attributes."""
-    obs = b"\x59" + observed.to_bytes(8, "little")
-    tail = attrs + obs
-    pre = _prefixes(len(tail))
-    if extras is None:
-        return b"".join(chain.from_iterable(
-            zip(map(pre.__getitem__, map(len, bodies)), bodies, repeat(tail))))
-    parts: list[bytes] = []
-    for body, extra in zip(bodies, extras, strict=True):
-        if extra:
-            t = attrs + extra + obs
-            parts += (_prefixes(len(t))[len(body)], body, t)
-        else:
-            parts += (pre[len(body)], body, tail)
-    return b"".join(parts)
+    return encode_lines(bodies, extras, attrs, observed)
 
 
 def wrap_request(records: bytes, resource: bytes) -> bytes:
@@ -414,7 +359,7 @@ class _File:
         self.last_data = time.monotonic()
         self.lost_polls = 0
         self.codec = codec
-        self.attrs = b""
+        self.attrs: dict[str, AttrValue] = {}
 
     @property
     def key(self) -> tuple[int, int]:
@@ -472,13 +417,8 @@ class FileLogReceiver(Component):
         self._auto_bom = codecs.lookup(config.encoding).name in ("utf-16", "utf-32")
         self._files: dict[tuple[int, int], _File] = {}
         self._known: list[_Known] = []
-        self._resource = b""
-        if config.resource:
-            res = Resource(attributes=[KeyValue(key=k, value=_any_value(v))
-                                       for k, v in config.resource.items()]).SerializeToString()
-            self._resource = b"\x0a" + varint(len(res)) + res
-        self._static_attrs = b"".join(encode_attribute(k, v)
-                                      for k, v in config.attributes.items())
+        self._resource: dict[str, AttrValue] = dict(config.resource or {})
+        self._static_attrs: dict[str, AttrValue] = dict(config.attributes)
         ml = config.multiline
         self._ml_start = re.compile(ml.line_start_pattern.encode()).match \
             if ml and ml.line_start_pattern is not None else None
@@ -694,13 +634,14 @@ class FileLogReceiver(Component):
                 return _line_start_before(fd, size, codec)
         return 0
 
-    def _file_attrs(self, path: str) -> bytes:
-        a = b""
+    def _file_attrs(self, path: str) -> dict[str, AttrValue]:
+        a: dict[str, AttrValue] = {}
         if self.config.include_file_name:
-            a += encode_attribute("log.file.name", os.path.basename(path))
+            a["log.file.name"] = os.path.basename(path)
         if self.config.include_file_path:
-            a += encode_attribute("log.file.path", path)
-        return a + self._static_attrs
+            a["log.file.path"] = path
+        a.update(self._static_attrs)
+        return a
 
     # -- reading ----------------------------------------------------------------------
 
@@ -838,7 +779,7 @@ class FileLogReceiver(Component):
         for i in range(0, len(lines), mb):
             group = lines[i:i + mb]
             raw_len = sum(map(len, group)) + len(group) * nl_len
-            extras: list[bytes] | None = None
+            extras: list[Extra] | None = None
             if bodies_all is not None and not f.split_open and max(map(len, group)) <= limit:
                 bodies = bodies_all if len(group) == len(bodies_all) else bodies_all[i:i + mb]
                 if b"" in bodies:
@@ -848,9 +789,9 @@ class FileLogReceiver(Component):
             await self._deliver(f, bodies, extras, raw_len)
 
     def _slow_records(self, f: _File, group: Iterable[bytes]
-                      ) -> tuple[list[bytes], list[bytes] | None]:
+                      ) -> tuple[list[bytes], list[Extra] | None]:
         bodies: list[bytes] = []
-        extras: list[bytes] = []
+        extras: list[Extra] = []
         limit = self.config.max_log_size
         for raw in group:
             split = f.split_open
@@ -862,12 +803,12 @@ class FileLogReceiver(Component):
                 body, bad = self._decode(f, piece)
                 if not body and not split:
                     continue
-                extra = b""
+                extra: Extra = {}
                 if bad:
-                    extra += _INVALID
+                    extra["log.invalid_encoding"] = True
                     self._m_flagged["invalid_encoding"].inc()
                 if split:
-                    extra += _SPLIT
+                    extra["log.split"] = True
                     self._m_flagged["split"].inc()
                 bodies.append(body)
                 extras.append(extra)
@@ -880,11 +821,12 @@ class FileLogReceiver(Component):
         if f.ml_lines:
             await self._flush_multiline(f)
         bodies: list[bytes] = []
-        extras: list[bytes] = []
+        extras: list[Extra] = []
         for piece in pieces:
             body, bad = self._decode(f, piece)
             bodies.append(body)
-            extras.append(_SPLIT + (_INVALID if bad else b""))
+            extras.append({"log.split": True, "log.invalid_encoding": True} if bad
+                          else {"log.split": True})
             self._m_flagged["split"].inc()
             if bad:
                 self._m_flagged["invalid_encoding"].inc()
@@ -918,7 +860,7 @@ class FileLogReceiver(Component):
         nl_len = f.codec.unit
         mb = self.config.max_batch_lines
         out_bodies: list[bytes] = []
-        out_extras: list[bytes] = []
+        out_extras: list[Extra] = []
         out_raw = 0
         for i, raw in enumerate(lines):
             if bodies_all is not None:
@@ -958,7 +900,7 @@ class FileLogReceiver(Component):
         if out_bodies or out_raw:
             await self._deliver(f, out_bodies, out_extras if any(out_extras) else None, out_raw)
 
-    def _close_record(self, f: _File, bodies: list[bytes], extras: list[bytes],
+    def _close_record(self, f: _File, bodies: list[bytes], extras: list[Extra],
                       cut: bool) -> int:
         """Move the open multiline record into `bodies`; returns its size in the file."""
         body = b"\n".join(f.ml_lines).rstrip(b"\n")
@@ -980,7 +922,11 @@ class FileLogReceiver(Component):
             cut = True
         else:
             pieces = [body]
-        extra = (_INVALID if bad else b"") + (_SPLIT if cut else b"")
+        extra: Extra = {}
+        if bad:
+            extra["log.invalid_encoding"] = True
+        if cut:
+            extra["log.split"] = True
         if bad:
             self._m_flagged["invalid_encoding"].inc()
         if cut:
@@ -992,20 +938,24 @@ class FileLogReceiver(Component):
 
     async def _flush_multiline(self, f: _File) -> None:
         bodies: list[bytes] = []
-        extras: list[bytes] = []
+        extras: list[Extra] = []
         raw = self._close_record(f, bodies, extras, False)
         await self._deliver(f, bodies, extras if any(extras) else None, raw)
 
     # -- delivery ---------------------------------------------------------------------
 
-    async def _deliver(self, f: _File, bodies: list[bytes], extras: list[bytes] | None,
+    async def _deliver(self, f: _File, bodies: list[bytes], extras: list[Extra] | None,
                        raw_len: int) -> None:
         """Hand the records to the pipeline until accepted; then advance the offset by
         `raw_len` bytes and checkpoint. Raises `_Stopping` if shut down meanwhile."""
         if bodies:
-            payload = encode_records(bodies, extras, f.attrs, time.time_ns())
-            batch = Batch(Signal.LOGS, raw=wrap_request(payload, self._resource),
-                          items=len(bodies))
+            # Python records, built from the lines only if a processor asks for them;
+            # encoded as OTLP (from the lines directly) only if an exporter needs it.
+            group = LogGroup.from_lines(
+                bodies, f.attrs, time.time_ns(),
+                extras=extras if extras is None else [e or None for e in extras],
+                resource=dict(self._resource))
+            batch = Batch(Signal.LOGS, logs=[group])
             backoff = self.config.retry_on_failure
             delay = backoff.initial_interval
             await self._checkpoint_settled()

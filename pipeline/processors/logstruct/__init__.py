@@ -33,9 +33,16 @@ from pipeline.component import (
     Signal,
 )
 from pipeline.pdata.batch import Batch
+from pipeline.pdata.logrecords import LogGroup, flat_value
 from pipeline.pdata.otlpjson import any_value
 from pipeline.processors.logstruct.grok import GrokError, compile_grok
-from pipeline.processors.logstruct.normalize import Normalizer, Record, TimeParser, write_record
+from pipeline.processors.logstruct.normalize import (
+    Normalizer,
+    Record,
+    TimeParser,
+    apply_record,
+    write_record,
+)
 from pipeline.processors.logstruct.parsers import (
     AccessLogParser,
     ApacheErrorParser,
@@ -231,7 +238,8 @@ class _Condition:
         self.resource = list((cfg.resource or {}).items())
         self.needs_resource = bool(self.resource)
 
-    def __call__(self, text: str, lr: Any, res: dict[str, Any] | None) -> bool:
+    def __call__(self, text: str, lr: Any, res: dict[str, Any] | None,
+                 native: bool = False) -> bool:
         if self.prefixes is not None and not text.startswith(self.prefixes):
             return False
         if self.search is not None and self.search(text) is None:
@@ -239,11 +247,17 @@ class _Condition:
         if self.attrs:
             if lr is None:
                 return False
-            have = {kv.key: kv for kv in lr.attributes}
-            for k, v in self.attrs:
-                kv = have.get(k)
-                if kv is None or any_value(kv.value) != v:
-                    return False
+            if native:  # a pdata.logrecords.LogRecord
+                attrs = lr.attributes
+                for k, v in self.attrs:
+                    if k not in attrs or flat_value(attrs[k]) != v:
+                        return False
+            else:
+                have = {kv.key: kv for kv in lr.attributes}
+                for k, v in self.attrs:
+                    kv = have.get(k)
+                    if kv is None or any_value(kv.value) != v:
+                        return False
         if self.resource:
             if res is None:
                 return False
@@ -269,7 +283,10 @@ def _source_key(source: str) -> str | None:
     return m.group("key")
 
 
-def _attr_text(lr: Any, key: str) -> str | None:
+def _attr_text(lr: Any, key: str, native: bool = False) -> str | None:
+    if native:
+        v = lr.attributes.get(key)
+        return v if type(v) is str else None
     for kv in lr.attributes:
         if kv.key == key:
             v = kv.value
@@ -373,21 +390,22 @@ class LogStructProcessor(Component, Consumer):
             self._depth = 0
 
     def _parse(self, body: str, lr: Any, res: dict[str, Any] | None,
-               rec: Record) -> tuple[str | None, str]:
-        """(format, text parsed) or (None, reason)."""
+               rec: Record, native: bool = False) -> tuple[str | None, str]:
+        """(format, text parsed) or (None, reason). `lr` is an OTLP LogRecord, or with
+        `native` a pdata.logrecords.LogRecord."""
         reason = "no parser matched"
         for st in self.steps:
             if st.source is None:
                 text = body
             else:
-                src = _attr_text(lr, st.source)
+                src = _attr_text(lr, st.source, native)
                 if src is None:
                     continue
                 text = src
             if not text:
                 continue
             when = st.when
-            if when is not None and not when(text, lr, res):
+            if when is not None and not when(text, lr, res, native):
                 continue
             auto = st.auto
             if auto is not None:
@@ -409,7 +427,85 @@ class LogStructProcessor(Component, Consumer):
 
     def process(self, batch: Batch) -> None:
         """Parse every record of a logs batch in place."""
-        msg = batch.mutable()
+        groups = batch.mutable_logs()
+        if groups is not None:
+            self.process_records(groups)
+        else:
+            self.process_otlp(batch.mutable())
+
+    def _count(self, formats: dict[str, int], errors: dict[str, int]) -> None:
+        for fmt, n in formats.items():
+            self._parsed_metric.labels(*self._labels, fmt).inc(n)
+        for reason, n in errors.items():
+            self._errors_metric.labels(*self._labels, reason).inc(n)
+        if self.miner is not None:
+            self.miner.maybe_save()
+
+    def process_records(self, groups: list[LogGroup]) -> None:
+        """Parse Python log records (pdata.logrecords) in place: the same parsing as
+        `process_otlp`, applied with attribute and dict assignments."""
+        steps = bool(self.steps)
+        miner = self.miner
+        skip_structured = self.config.skip_structured
+        keep_original = self.config.keep_original
+        needs_resource = self._needs_resource
+        all_body = self._all_body
+        parse = self._parse
+        formats: dict[str, int] = {}
+        errors: dict[str, int] = {}
+        for g in groups:
+            res = ({k: flat_value(v) for k, v in g.resource.items()}
+                   if needs_resource else None)
+            for lr in g.records:
+                text = lr.body
+                invalid_utf8 = False
+                tb = type(text)
+                if tb is not str:
+                    if tb is bytes:
+                        try:
+                            text = text.decode()
+                        except UnicodeDecodeError:
+                            text = text.decode(errors="replace")
+                            invalid_utf8 = True
+                    else:
+                        continue  # no text to parse (structured or no body)
+                elif not text and all_body:
+                    continue
+                message = text
+                if steps and not (skip_structured and (lr.time_unix_nano
+                                                       or lr.severity_number)):
+                    rec = Record()
+                    try:
+                        fmt, parsed = parse(text, lr, res, rec, True)
+                        if fmt is not None:
+                            if invalid_utf8:
+                                rec.attrs["log.invalid_utf8"] = True
+                                if rec.body is None:
+                                    rec.body = text
+                            if keep_original:
+                                rec.attrs["log.record.original"] = parsed
+                            apply_record(rec, lr)
+                    except Exception as exc:  # a parser bug must not lose the batch
+                        fmt, parsed = None, f"parser failed: {type(exc).__name__}: {exc}"[:200]
+                        self.log.debug("logstruct parser raised", exc_info=True)
+                    if fmt is not None:
+                        formats[fmt] = formats.get(fmt, 0) + 1
+                        if type(rec.body) is str:
+                            message = rec.body
+                    else:
+                        reason = "exception" if parsed.startswith("parser failed") \
+                            else "no_match"
+                        errors[reason] = errors.get(reason, 0) + 1
+                        lr.attributes["log.parse_error"] = parsed
+                if miner is not None and message:
+                    tid, template = miner.match(message)
+                    attrs = lr.attributes
+                    attrs["log.template"] = template
+                    attrs["log.template_id"] = tid
+        self._count(formats, errors)
+
+    def process_otlp(self, msg: Any) -> None:
+        """Parse every record of an OTLP ExportLogsServiceRequest in place."""
         steps = bool(self.steps)
         miner = self.miner
         skip_structured = self.config.skip_structured
@@ -468,12 +564,7 @@ class LogStructProcessor(Component, Consumer):
                         add = lr.attributes.add
                         add(key="log.template").value.string_value = template
                         add(key="log.template_id").value.string_value = tid
-        for fmt, n in formats.items():
-            self._parsed_metric.labels(*self._labels, fmt).inc(n)
-        for reason, n in errors.items():
-            self._errors_metric.labels(*self._labels, reason).inc(n)
-        if miner is not None:
-            miner.maybe_save()
+        self._count(formats, errors)
 
     async def shutdown(self) -> None:
         if self.miner is not None:

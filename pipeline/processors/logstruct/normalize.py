@@ -159,6 +159,7 @@ class TimeParser:
         self.tz: tzinfo | None = ZoneInfo(timezone) if timezone and timezone != "UTC" else None
         self.clock = clock
         self._cache: dict[str, int | None] = {}
+        self._utc_seconds: dict[str, int] = {}  # "YYYY-MM-DDTHH:MM:SS" of ...Z stamps -> ns
         self._epoch_mult = _EPOCH_UNITS.get(time_format or "")
         fmt = time_format if self._epoch_mult is None else None
         self._strptime_fmt = fmt
@@ -171,6 +172,19 @@ class TimeParser:
         t = type(v)
         if t is str:
             if len(v) >= 20 and v[10] == "T" and v[4] == "-" and self._strptime_fmt is None:
+                if v[-1] == "Z" and (len(v) == 20 or v[19] == "."):
+                    # UTC RFC 3339: the whole seconds repeat from line to line, cache them
+                    secs = self._utc_seconds.get(v[:19])
+                    frac = v[20:-1]
+                    if secs is not None and (not frac or (frac.isdigit() and frac.isascii())):
+                        fast = secs + (int(frac[:9].ljust(9, "0")) if frac else 0)
+                        if 0 < fast < _UINT64:
+                            return fast
+                    iso = self._iso(v)
+                    if iso is not None:
+                        if len(self._utc_seconds) < _CACHE_MAX and v[:19].isascii():
+                            self._utc_seconds[v[:19]] = iso - iso % 1_000_000_000
+                        return iso
                 ns = self._iso(v)  # unique to the microsecond: not worth caching
                 if ns is not None:
                     return ns
@@ -649,6 +663,29 @@ def write_record(rec: Record, lr: Any) -> None:
             add(key=k).value.int_value = v
         else:
             set_value(add(key=k).value, v)
+
+
+def apply_record(rec: Record, lr: Any) -> None:
+    """Apply a parse result to a Python record (pdata.logrecords.LogRecord), in place:
+    the same result as `write_record` gives on the record's OTLP encoding."""
+    t = rec.time or rec.fallback_time
+    if t:
+        lr.time_unix_nano = t
+    if rec.sev_text is not None:
+        lr.severity_number = rec.sev_num
+        lr.severity_text = rec.sev_text
+    if rec.body is not None:
+        lr.body = rec.body
+    if rec.trace_id:
+        lr.trace_id = rec.trace_id
+        if rec.span_id:
+            lr.span_id = rec.span_id
+        if rec.flags >= 0:
+            lr.flags = (lr.flags & ~0xFF) | rec.flags
+    elif rec.span_id:
+        lr.span_id = rec.span_id
+    if rec.attrs:
+        lr.attributes.update(rec.attrs)
 
 
 def set_value(av: Any, v: Any) -> None:

@@ -166,3 +166,41 @@ async def test_fsync(tmp_path: Path) -> None:
 def test_config_requires_path() -> None:
     with pytest.raises(ValueError, match="path"):
         FileConfig.model_validate({})
+
+
+def record_groups() -> list:
+    from pipeline.pdata.logrecords import LogGroup, LogRecord
+    return [
+        LogGroup([LogRecord("parsed", {"http.response.status_code": 200, "ratio": 0.5,
+                                       "ok": True, "raw": b"\x00\x01", "tags": ["a", None, 2],
+                                       "obj": {"k": {"n": None, "m": 1}}, "big": 2**70},
+                            1_700_000_000_000_000_001, time_unix_nano=1_700_000_000_123_456_789,
+                            severity_number=17, severity_text="ERROR",
+                            trace_id=bytes(range(1, 17)), span_id=bytes(range(1, 9))),
+                  LogRecord({"structured": "body"}, {}, 1_700_000_000_000_000_000)],
+                 resource={"service.name": "api"}, scope_name="scope"),
+        LogGroup.from_lines([b"raw line", "ünïcode".encode()], {"log.file.name": "a.log"},
+                            1_700_000_000_500_000_000),
+    ]
+
+
+@pytest.mark.parametrize("fmt", ["json", "otlp_json"])
+async def test_record_batches_write_what_their_otlp_writes(tmp_path: Path, fmt: str) -> None:
+    """A batch of Python log records (filelog, jsonlogs) writes exactly the lines its
+    OTLP encoding writes: `json` straight from the records, `otlp_json` via OTLP."""
+    exp = await started(tmp_path, format=fmt, path=str(tmp_path / "rec.jsonl"))
+    records = Batch(Signal.LOGS, logs=record_groups())
+    otlp = Batch(Signal.LOGS, raw=Batch(Signal.LOGS, logs=record_groups()).to_bytes())
+    assert otlp.logs is None
+    await exp.consume(records)
+    await exp.shutdown()
+    exp2 = await started(tmp_path, format=fmt, path=str(tmp_path / "otlp.jsonl"))
+    await exp2.consume(otlp)
+    await exp2.shutdown()
+    got = (tmp_path / "rec.jsonl").read_bytes()
+    assert got == (tmp_path / "otlp.jsonl").read_bytes()
+    if fmt == "json":
+        first = orjson.loads(got.splitlines()[0])
+        assert first["raw"] == "AAE=" and first["tags"] == ["a", None, 2]
+        assert first["big"] == str(2**70) and first["time"] == "2023-11-14T22:13:20.123456789Z"
+        assert len(got.splitlines()) == 4

@@ -9,6 +9,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 
 from pipeline.component import Signal
 from pipeline.pdata.batch import Batch
+from pipeline.pdata.logrecords import LogGroup, LogRecord
 from pipeline.pdata.otlpjson import any_value
 from pipeline.processors.logstruct import LogStructConfig, LogStructProcessor
 from pipeline.telemetry.metrics import Telemetry
@@ -17,6 +18,10 @@ from tests.support import Sink, create_settings
 CORPUS = Path(__file__).parent / "corpus"
 # 2024-06-15T00:00:00Z: year-less stamps resolve against this.
 NOW = 1718409600.0
+
+#: What `batch_of` builds: "otlp" (protobuf bytes) or "records" (Python log records, as
+#: the filelog and jsonlogs receivers produce). conftest.py runs every test with both.
+MODE = "otlp"
 
 
 def make(cfg: dict[str, Any], telemetry: Telemetry | None = None,
@@ -29,6 +34,10 @@ def make(cfg: dict[str, Any], telemetry: Telemetry | None = None,
 
 def batch_of(bodies: list[Any], attributes: list[dict[str, Any]] | None = None,
              resource: dict[str, str] | None = None) -> Batch:
+    if MODE == "records":
+        recs = [LogRecord(b, dict((attributes[i] if attributes else None) or {}), 1)
+                for i, b in enumerate(bodies)]
+        return Batch(Signal.LOGS, logs=[LogGroup(recs, resource=dict(resource or {}))])
     req = ExportLogsServiceRequest()
     rl = req.resource_logs.add()
     for k, v in (resource or {}).items():
