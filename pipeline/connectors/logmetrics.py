@@ -34,6 +34,11 @@ Conditions (`when`) are YAML mappings; every part present must hold:
 `equals`/`in` compare numbers as numbers and everything else as text
 (`429` matches the int 429 and the string "429"; booleans as true/false).
 
+The same condition model is used by the `filter` processor, which adds span
+fields (`name`, `kind`, `status_code`, `status_message`, `duration_ms`) and
+metric fields (`name`, `type`, `unit`) through `ConditionCompiler(fields=...)`;
+here only the log fields above are accepted (`LOG_FIELDS`).
+
 Every metric shares the engine of `redmetrics` (`aggregation.py`): the
 cardinality limit applies per metric, series expire after `series_expiry`,
 temporality and `metrics_flush_interval` as there. Each distinct `service.name`
@@ -113,6 +118,12 @@ LogsProjection = _P["LogsRequest"]
 
 Scalar = str | int | float | bool
 
+LOG_FIELDS = frozenset({"body", "severity_text", "event_name"})
+# Every field a Condition may name; which ones apply depends on the signal (the
+# compiler's `fields`). logmetrics accepts LOG_FIELDS only.
+FieldName = Literal["body", "severity_text", "event_name", "name", "kind", "status_code",
+                    "status_message", "duration_ms", "type", "unit"]
+
 
 def severity_number(value: str | int) -> int:
     if isinstance(value, int):
@@ -135,7 +146,7 @@ class Condition(ComponentConfig):
     attribute: str | None = Field(None, description="record attribute, else resource "
                                                     "attribute")
     resource_attribute: str | None = None
-    field: Literal["body", "severity_text", "event_name"] | None = None
+    field: FieldName | None = None
     equals: Scalar | None = None
     not_equals: Scalar | None = None
     in_: list[Scalar] | None = Field(None, alias="in")
@@ -183,6 +194,20 @@ class Condition(ComponentConfig):
             raise ValueError("empty condition")
         return self
 
+    def walk(self) -> list[Condition]:
+        """This condition and every nested one."""
+        out = [self]
+        for sub in [*(self.all or ()), *(self.any or ()),
+                    *([self.not_] if self.not_ is not None else [])]:
+            out += sub.walk()
+        return out
+
+    def fields_used(self) -> set[str]:
+        return {c.field for c in self.walk() if c.field is not None}
+
+    def uses_severity(self) -> bool:
+        return any(c.severity_at_least is not None for c in self.walk())
+
 
 Condition.model_rebuild()
 
@@ -220,6 +245,11 @@ class LogMetricConfig(ComponentConfig):
         names = [d.name for d in self.dimensions]
         if len(set(names)) != len(names):
             raise ValueError("a dimension is listed twice")
+        if self.when is not None:
+            other = self.when.fields_used() - LOG_FIELDS
+            if other:
+                raise ValueError(f"field {sorted(other)[0]!r} is not a log record field "
+                                 f"(use one of {', '.join(sorted(LOG_FIELDS))})")
         return self
 
 
@@ -280,14 +310,25 @@ def _compare(op: Callable[[float, float], bool], bound: float, v: Any) -> bool:
     return n is not None and op(n, bound)
 
 
-class _Compiler:
-    """Turns conditions into predicates; collects the attribute keys they read."""
+class ConditionCompiler:
+    """Turns conditions into predicates; collects the attribute keys they read.
+
+    A predicate is called as `predicate(vals, rec)`: `vals[slot]` holds the value
+    of the attribute keyed `slot` (the record's, else the resource's; None if
+    absent) and `vals[-1][rslot]` the `resource_attribute` values; `rec` is the
+    item (a log record with `body` as bytes here; whatever `fields` expects).
+
+    `fields`, when given, replaces the built-in log fields: field name -> getter
+    of the item; naming a field not in it is a ValueError.
+    """
 
     def __init__(self, slots: dict[str, int], resource_slots: dict[str, int],
-                 decode_body: Callable[[bytes], Any]):
+                 decode_body: Callable[[bytes], Any] | None = None,
+                 fields: dict[str, Callable[[Any], Any]] | None = None):
         self.slots = slots
         self.resource_slots = resource_slots
         self.decode_body = decode_body
+        self.fields = fields
 
     def slot(self, key: str) -> int:
         return self.slots.setdefault(key, len(self.slots))
@@ -330,8 +371,15 @@ class _Compiler:
             rslot = self.resource_slots.setdefault(c.resource_attribute,
                                                    len(self.resource_slots))
             return lambda vals, rec: vals[-1][rslot]
+        if c.field is not None and self.fields is not None:
+            get = self.fields.get(c.field)
+            if get is None:
+                raise ValueError(f"field {c.field!r} is not available here; use one of "
+                                 f"{', '.join(sorted(self.fields))}")
+            return lambda vals, rec: get(rec)
         if c.field == "body":
             decode = self.decode_body
+            assert decode is not None
             return lambda vals, rec: decode(rec.body) if rec.body else None
         if c.field == "severity_text":
             return lambda vals, rec: rec.severity_text or None
@@ -419,7 +467,7 @@ class LogMetricsConnector(AggregatingConnector):
         self._skipped_nan: dict[str, Any] = {}
         slots: dict[str, int] = {}
         resource_slots: dict[str, int] = {}
-        compiler = _Compiler(slots, resource_slots, self._decode_body)
+        compiler = ConditionCompiler(slots, resource_slots, self._decode_body)
         self.metrics: list[_Metric] = []
         for m in config.metrics:
             predicate = compiler.compile(m.when) if m.when is not None else None
@@ -542,3 +590,6 @@ def _create(settings: CreateSettings, config: Any) -> LogMetricsConnector:
 factory = Factory(type="logmetrics", kind=Kind.CONNECTOR, config_model=LogMetricsConfig,
                   create=_create, connector_pairs=frozenset({(Signal.LOGS, Signal.METRICS)}),
                   description="counters, sums, histograms and gauges from matching log records")
+
+
+_Compiler = ConditionCompiler  # the former private name

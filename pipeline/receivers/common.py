@@ -1,16 +1,25 @@
-"""What every receiver shares: counting outcomes, request bodies, HTTP servers."""
+"""What every receiver shares: counting outcomes, request bodies, HTTP servers,
+and server-side authentication (`Authenticator`, `auth_middleware`)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import hmac
 import logging
+import os
+import ssl
+import time
 import zlib
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 import zstandard
 from aiohttp import web
 from pydantic import Field
 
 from pipeline.component import ComponentConfig, Consumer, CreateSettings, Signal
+from pipeline.config.tls import ServerAuthSettings, TLSServerSettings
 from pipeline.config.types import Endpoint, split_endpoint
 from pipeline.errors import PermanentError, RetryableError
 from pipeline.pdata.batch import Batch
@@ -23,6 +32,10 @@ class HTTPServerSettings(ComponentConfig):
     max_request_body_size: int = Field(
         DEFAULT_MAX_BODY, gt=0,
         description="Largest accepted body in bytes, before and after decompression (413 above).")
+    tls: TLSServerSettings | None = Field(
+        None, description="Serve HTTPS with this certificate (client_ca_file: mutual TLS).")
+    auth: ServerAuthSettings | None = Field(
+        None, description="Require `Authorization: Bearer <token>` (or Basic); 401 otherwise.")
 
 
 class BodyError(Exception):
@@ -124,12 +137,14 @@ class HTTPServer:
     """
 
     def __init__(self, app: web.Application, endpoint: str, logger: logging.Logger,
-                 *, shutdown_timeout: float = 5.0, auto_decompress: bool = True):
+                 *, shutdown_timeout: float = 5.0, auto_decompress: bool = True,
+                 ssl_context: ssl.SSLContext | None = None):
         self.app = app
         self.endpoint = endpoint
         self.log = logger
         self.shutdown_timeout = shutdown_timeout
         self.auto_decompress = auto_decompress
+        self.ssl_context = ssl_context
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
@@ -138,13 +153,15 @@ class HTTPServer:
                                      shutdown_timeout=self.shutdown_timeout,
                                      auto_decompress=self.auto_decompress)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, host, port, reuse_address=True)
+        site = web.TCPSite(self._runner, host, port, reuse_address=True,
+                           ssl_context=self.ssl_context)
         try:
             await site.start()
         except OSError as exc:
             await self._runner.cleanup()
             raise OSError(f"cannot listen on {self.endpoint}: {exc.strerror}") from None
-        self.log.info("listening", extra={"endpoint": self.endpoint, "protocol": "http"})
+        self.log.info("listening", extra={
+            "endpoint": self.endpoint, "protocol": "https" if self.ssl_context else "http"})
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -154,3 +171,179 @@ class HTTPServer:
 
 def retry_after_header(err: RetryableError) -> Mapping[str, str]:
     return {"Retry-After": str(max(1, round(err.retry_after or 1)))}
+
+
+# Server authentication ------------------------------------------------------------------
+
+MISSING = "missing credential"
+INVALID = "invalid credential"
+AUTH_LOG_INTERVAL = 10.0  # seconds between two warnings about rejected requests
+TOKEN_FILE_CHECK_INTERVAL = 5.0
+
+
+class Authenticator:
+    """Checks a request's `Authorization` value against the configured credentials.
+
+    The accepted header values are precomputed (`bearer <token>`, `basic <b64>`,
+    scheme lower-cased) as bytes; a check is one partition and one
+    `hmac.compare_digest` per accepted credential (every one is compared, so
+    the time does not tell which, or whether an early one, matched).
+
+    Rejections are counted (`otelpipe_receiver_failed_requests_total{reason=
+    "unauthenticated"}`) and logged at warning level at most once per
+    `log_interval` seconds, with the remote address, the reason and how many
+    were not logged since, never with the presented or the configured secret.
+    """
+
+    def __init__(self, settings: ServerAuthSettings, create: CreateSettings, transport: str,
+                 *, log_interval: float = AUTH_LOG_INTERVAL,
+                 clock: Callable[[], float] = time.monotonic):
+        self.settings = settings
+        self.log = create.logger
+        self.transport = transport
+        self._failed = create.telemetry.receiver_failed_requests.labels(
+            str(create.id), transport, "unauthenticated")
+        self.log_interval = log_interval
+        self.clock = clock
+        self._last_log = -float("inf")
+        self._suppressed = 0
+        self._expected: tuple[bytes, ...] = ()
+        self._file_stat: tuple[float, int] | None = None
+        self._watcher: asyncio.Task[None] | None = None
+        self._load()
+        bearer = settings.bearer_token is not None or bool(settings.bearer_tokens) \
+            or settings.bearer_token_file is not None
+        scheme = "Bearer" if bearer else "Basic"
+        self.challenge = f'{scheme} realm="otelpipe"'
+        self._challenges = {MISSING: self.challenge,
+                            INVALID: self.challenge + (', error="invalid_token"' if bearer
+                                                       else "")}
+
+    def _load(self) -> None:
+        values = []
+        for header in self.settings.expected_headers():
+            scheme, _, cred = header.partition(" ")
+            values.append(f"{scheme.lower()} {cred}".encode())
+        if not values and self.settings.bearer_token_file:
+            self.log.warning("no token in the bearer_token_file: every request is rejected",
+                             extra={"file": self.settings.bearer_token_file})
+        self._expected = tuple(values)
+        if self.settings.bearer_token_file:
+            st = os.stat(self.settings.bearer_token_file)
+            self._file_stat = (st.st_mtime, st.st_size)
+
+    def check(self, authorization: str | None) -> str | None:
+        """None if the credential is accepted, else the reason (MISSING or INVALID)."""
+        if not authorization:
+            return MISSING
+        scheme, _, cred = authorization.partition(" ")
+        got = f"{scheme.lower()} {cred.strip()}".encode("utf-8", "surrogateescape")
+        ok = False
+        for expected in self._expected:
+            ok |= hmac.compare_digest(got, expected)
+        return None if ok else INVALID
+
+    def challenge_for(self, reason: str) -> str:
+        """The WWW-Authenticate value to answer a rejection with."""
+        return self._challenges.get(reason, self.challenge)
+
+    def rejected(self, reason: str, remote: str | None) -> None:
+        """Count a rejected request; log it unless one was logged recently."""
+        self._failed.inc()
+        now = self.clock()
+        if now - self._last_log < self.log_interval:
+            self._suppressed += 1
+            return
+        self.log.warning("rejected an unauthenticated request", extra={
+            "reason": reason, "remote": remote or "unknown", "transport": self.transport,
+            "suppressed": self._suppressed})
+        self._last_log = now
+        self._suppressed = 0
+
+    # gRPC: a per-call metadata check (cheaper than a server interceptor).
+
+    def grpc_check(self, context: Any) -> str | None:
+        for md in context.invocation_metadata() or ():
+            if md[0] == "authorization":
+                value = md[1]
+                return self.check(value.decode("latin-1") if isinstance(value, bytes)
+                                  else value)
+        return MISSING
+
+    async def grpc_abort(self, context: Any, reason: str) -> None:
+        """Count and log the rejection, then end the call with UNAUTHENTICATED."""
+        import grpc  # only receivers that serve gRPC get here
+
+        self.rejected(reason, context.peer())
+        await context.abort(grpc.StatusCode.UNAUTHENTICATED, reason)
+
+    # bearer_token_file: re-read when it changes (mtime or size), off the hot path.
+
+    async def start(self) -> None:
+        if self.settings.bearer_token_file and self._watcher is None:
+            self._watcher = asyncio.create_task(self._watch())
+
+    async def stop(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watcher
+            self._watcher = None
+
+    async def _watch(self, interval: float = TOKEN_FILE_CHECK_INTERVAL) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            self.reload_if_changed()
+
+    def reload_if_changed(self) -> bool:
+        """Re-read bearer_token_file if it changed; True if it did. Keeps the old
+        tokens (and warns) if the file cannot be read."""
+        path = self.settings.bearer_token_file
+        if not path:
+            return False
+        try:
+            st = os.stat(path)
+            if (st.st_mtime, st.st_size) == self._file_stat:
+                return False
+            self._load()
+        except OSError as exc:
+            self.log.warning("cannot re-read bearer_token_file; keeping the tokens read "
+                             "before", extra={"file": path, "error": exc.strerror})
+            return False
+        self.log.info("bearer_token_file changed; tokens reloaded", extra={"file": path})
+        return True
+
+
+Unauthorized = Callable[[web.Request, str], web.Response]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def auth_middleware(auth: Authenticator, unauthorized: Unauthorized) -> Any:
+    """An aiohttp middleware answering 401 (`WWW-Authenticate`) before any handler
+    runs, and before the body is read. `unauthorized(request, reason)` builds the
+    body in the receiver's own error format."""
+    check = auth.check
+
+    @web.middleware
+    async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+        reason = check(request.headers.get("Authorization"))
+        if reason is None:
+            return await handler(request)
+        auth.rejected(reason, request.remote)
+        response = unauthorized(request, reason)
+        response.headers["WWW-Authenticate"] = auth.challenge_for(reason)
+        return response
+
+    return authenticate
+
+
+def grpc_server_credentials(tls: TLSServerSettings) -> Any:
+    """grpc.ssl_server_credentials for a TLS config (client CA: client certs required).
+
+    gRPC core negotiates TLS 1.2 or 1.3; `min_version` is not configurable there.
+    """
+    import grpc
+
+    key, cert, ca = tls.pem()
+    return grpc.ssl_server_credentials([(key, cert)], root_certificates=ca,
+                                       require_client_auth=ca is not None)

@@ -61,6 +61,11 @@ parsed as usual, and carries the attribute `log.invalid_utf8 = true`. A line
 longer than `max_line_size` bytes (default 1 MiB) is cut there (at a character
 boundary), kept unparsed as the body, and flagged `log.truncated = true`.
 
+Security: `tls` (cert_file, key_file, client_ca_file for mutual TLS) serves
+HTTPS; `auth` (bearer_token / bearer_tokens / bearer_token_file, or basic)
+answers a request without the credential 401 `{"error": "missing credential"}`
+(or "invalid credential") with `WWW-Authenticate`, before reading its body.
+
 Answers: 200 `{"accepted": N}` (an empty body accepts 0 records); a refusal by
 the pipeline (RetryableError) 503, or 429 when it asks to throttle, with
 Retry-After; PermanentError 400; body too large 413, undecodable 400,
@@ -93,11 +98,14 @@ from pipeline.component import (
 from pipeline.config.types import Endpoint
 from pipeline.errors import PermanentError, RetryableError
 from pipeline.pdata.batch import Batch
+from pipeline.pdata.logrecords import MAX_DEPTH, LogGroup, LogRecord, encode_groups
 from pipeline.receivers.common import (
+    Authenticator,
     BodyError,
     HTTPServer,
     HTTPServerSettings,
     ReceiverObs,
+    auth_middleware,
     decompress,
     retry_after_header,
 )
@@ -400,19 +408,38 @@ def _any(v: Any, depth: int, max_depth: int) -> dict[str, Any]:
     return {"string_value": str(v)}
 
 
-_TRUNCATED = {"key": "log.truncated", "value": {"bool_value": True}}
-_INVALID_UTF8 = {"key": "log.invalid_utf8", "value": {"bool_value": True}}
+def _limit_depth(v: Any, depth: int, max_depth: int) -> Any:
+    """`v` with containers deeper than `max_depth` replaced by their JSON text (what `_any`
+    does), as a Python value for pdata.logrecords (which applies the default limit, 31,
+    itself: this is needed only for a lower `max_nesting_depth`)."""
+    t = type(v)
+    if t is dict:
+        if depth > max_depth:
+            return _dumps(v)
+        d = depth + 1
+        return {k: _limit_depth(x, d, max_depth) for k, x in v.items()}
+    if t is list:
+        if depth > max_depth:
+            return _dumps(v)
+        d = depth + 1
+        return [_limit_depth(x, d, max_depth) for x in v]
+    return v
+
+
+_SCALAR_TYPES = frozenset({str, int, float, bool})
+_TRUNCATED = {"log.truncated": True}
+_INVALID_UTF8 = {"log.invalid_utf8": True}
+_TRUNCATED_INVALID = {"log.truncated": True, "log.invalid_utf8": True}
 
 
 class LogsBuilder:
-    """Turns lines / JSON values into one ExportLogsServiceRequest.
-
-    Records are added straight into the ScopeLogs of their service with one
-    `add(**fields)` call each; `count` is the number of records added.
+    """Turns lines / JSON values into Python log records (pdata.logrecords), one
+    `LogGroup` per service; `count` is the number of records added. They become OTLP
+    only if an exporter asks for it.
     """
 
     def __init__(self, config: JsonLogsConfig, observed_time: int):
-        self.request = ExportLogsServiceRequest()
+        self.groups: list[LogGroup] = []
         self.count = 0
         self.observed = observed_time
         self.max_line = config.max_line_size
@@ -422,21 +449,28 @@ class LogsBuilder:
             for key in getattr(config, name):
                 roles[key] = (len(roles), role)
         self.roles = roles
-        self._groups: dict[str | None, Any] = {}
+        self._deep = self.max_depth < MAX_DEPTH  # a lower limit than the encoder's
+        self._groups: dict[str | None, list[LogRecord]] = {}
+
+    @property
+    def request(self) -> ExportLogsServiceRequest:
+        """The records as an OTLP request (tests; the receiver sends the records)."""
+        req = ExportLogsServiceRequest()
+        req.ParseFromString(encode_groups(self.groups))
+        return req
 
     # -- containers -------------------------------------------------------------------
 
-    def _records(self, service: str | None) -> Any:
+    def _records(self, service: str | None) -> list[LogRecord]:
         records = self._groups.get(service)
         if records is None:
-            if service is None:
-                rl = self.request.resource_logs.add()
-            else:
-                rl = self.request.resource_logs.add(resource={"attributes": [
-                    {"key": "service.name", "value": {"string_value": service}}]})
-            records = rl.scope_logs.add().log_records
-            self._groups[service] = records
+            records = self._groups[service] = []
+            self.groups.append(LogGroup(records, resource=None if service is None
+                                        else {"service.name": service}))
         return records
+
+    def _value(self, v: Any) -> Any:
+        return _limit_depth(v, 1, self.max_depth) if self._deep else v
 
     # -- inputs -----------------------------------------------------------------------
 
@@ -470,7 +504,7 @@ class LogsBuilder:
             try:
                 self._text(line.decode(), None)
             except UnicodeDecodeError:
-                self._text(line.decode(errors="replace"), [_INVALID_UTF8])
+                self._text(line.decode(errors="replace"), _INVALID_UTF8)
 
     def add_elements(self, elements: Sequence[Any]) -> None:
         """Elements of a JSON array (`application/json`)."""
@@ -484,9 +518,9 @@ class LogsBuilder:
 
     # -- records ----------------------------------------------------------------------
 
-    def _text(self, text: str, attrs: list[dict[str, Any]] | None) -> None:
-        self._records(None).add(observed_time_unix_nano=self.observed,
-                                body={"string_value": text}, attributes=attrs)
+    def _text(self, text: str, attrs: dict[str, Any] | None) -> None:
+        self._records(None).append(LogRecord(text, dict(attrs) if attrs else {},
+                                             self.observed))
         self.count += 1
 
     def _long_line(self, line: bytes) -> None:
@@ -496,9 +530,9 @@ class LogsBuilder:
             cut -= 1
         head = _strip_cr(line[:cut])
         try:
-            self._text(head.decode(), [_TRUNCATED])
+            self._text(head.decode(), _TRUNCATED)
         except UnicodeDecodeError:
-            self._text(head.decode(errors="replace"), [_TRUNCATED, _INVALID_UTF8])
+            self._text(head.decode(errors="replace"), _TRUNCATED_INVALID)
 
     def _bad_json_line(self, line: bytes) -> None:
         line = _strip_cr(line)
@@ -513,18 +547,17 @@ class LogsBuilder:
             except orjson.JSONDecodeError:
                 obj = None
             if type(obj) is dict:
-                self.add_object(obj, line, [_INVALID_UTF8])
+                self.add_object(obj, line, _INVALID_UTF8)
             else:
-                self._text(text, [_INVALID_UTF8])
+                self._text(text, _INVALID_UTF8)
             return
         self._text(text, None)  # not JSON (or too deep for the parser): the raw line
 
     def add_object(self, obj: dict[str, Any], raw: bytes | None,
-                   extra: list[dict[str, Any]] | None = None) -> None:
+                   extra: dict[str, Any] | None = None) -> None:
         roles = self.roles
-        max_depth = self.max_depth
-        attrs: list[dict[str, Any]] = []
-        append = attrs.append
+        attrs: dict[str, Any] = {}
+        deep = self._deep
         special: list[tuple[tuple[int, int], str, Any]] | None = None
         for k, v in obj.items():
             r = roles.get(k)
@@ -534,23 +567,14 @@ class LogsBuilder:
                 else:
                     special.append((r, k, v))
                 continue
-            t = type(v)
-            if t is str:
-                append({"key": k, "value": {"string_value": v}})
-            elif v is None:
+            if v is None:
                 continue
-            elif t is int and _INT64_MIN <= v <= _INT64_MAX:
-                append({"key": k, "value": {"int_value": v}})
-            elif t is float:
-                append({"key": k, "value": {"double_value": v}})
-            elif t is bool:
-                append({"key": k, "value": {"bool_value": v}})
-            else:
-                append({"key": k, "value": _any(v, 1, max_depth)})
+            # Python values as they are (pdata.logrecords encodes them as `_any` does)
+            attrs[k] = v if not deep or type(v) in _SCALAR_TYPES else self._value(v)
 
         ts = sev_num = 0
         sev_text = ""
-        body: dict[str, Any] | None = None
+        body: Any = None
         trace_id = span_id = b""
         service: str | None = None
         if special is not None:
@@ -573,7 +597,7 @@ class LogsBuilder:
                             (sev_num, sev_text), done = sev, done | bit
                             continue
                     elif role == _BODY:
-                        body = _any(v, 1, max_depth) if type(v) is not str else {"string_value": v}
+                        body = self._value(v)
                         done |= bit
                         continue
                     elif role == _TRACE:
@@ -589,19 +613,20 @@ class LogsBuilder:
                     elif type(v) is str and v:  # _SERVICE
                         service, done = v, done | bit
                         continue
-                append({"key": k, "value": _any(v, 1, max_depth)})
+                attrs[k] = self._value(v)
         if extra:
-            attrs.extend(extra)
-        try:
-            self._records(service).add(
-                time_unix_nano=ts, observed_time_unix_nano=self.observed,
-                severity_number=sev_num, severity_text=sev_text, body=body,
-                attributes=attrs, trace_id=trace_id, span_id=span_id)
-        except (ValueError, TypeError, UnicodeError):
-            # Should not happen (values are checked above); never lose the line.
-            text = raw.decode(errors="replace") if raw is not None else _dumps(obj)
-            self._text(text, extra)
-            return
+            attrs.update(extra)
+        lr = LogRecord(body, attrs, self.observed)
+        if ts:
+            lr.time_unix_nano = ts
+        if sev_text or sev_num:
+            lr.severity_number = sev_num
+            lr.severity_text = sev_text
+        if trace_id:
+            lr.trace_id = trace_id
+        if span_id:
+            lr.span_id = span_id
+        self._records(service).append(lr)
         self.count += 1
 
 
@@ -616,6 +641,10 @@ def _strip_cr(line: bytes) -> bytes:
 def _error(status: int, message: str, headers: Any = None) -> web.Response:
     return web.Response(status=status, body=orjson.dumps({"error": message}),
                         content_type="application/json", headers=headers)
+
+
+def _unauthorized(request: web.Request, reason: str) -> web.Response:
+    return _error(401, reason)
 
 
 async def _read_body(request: web.Request, limit: int) -> bytes:
@@ -647,18 +676,29 @@ class JsonLogsReceiver(Component):
         self.consumer = settings.consumers[Signal.LOGS]
         self.obs = ReceiverObs(settings, "http")
         self._server: HTTPServer | None = None
+        self.auth = Authenticator(config.auth, settings, "http") \
+            if config.auth is not None else None
 
     async def start(self, host: Host) -> None:
-        app = web.Application(client_max_size=self.config.max_request_body_size)
-        app.router.add_post(self.config.path, self.handle)
+        cfg = self.config
+        middlewares = [auth_middleware(self.auth, _unauthorized)] if self.auth else []
+        app = web.Application(client_max_size=cfg.max_request_body_size,
+                              middlewares=middlewares)
+        app.router.add_post(cfg.path, self.handle)
+        if self.auth is not None:
+            await self.auth.start()
         # We inflate bodies ourselves, with the size limit (gzip bombs).
-        self._server = HTTPServer(app, self.config.endpoint, self.log, auto_decompress=False)
+        self._server = HTTPServer(
+            app, cfg.endpoint, self.log, auto_decompress=False,
+            ssl_context=cfg.tls.ssl_context() if cfg.tls is not None else None)
         await self._server.start()
 
     async def shutdown(self) -> None:
         if self._server is not None:
             await self._server.stop()
             self._server = None
+        if self.auth is not None:
+            await self.auth.stop()
 
     async def handle(self, request: web.Request) -> web.Response:
         obs = self.obs
@@ -682,7 +722,7 @@ class JsonLogsReceiver(Component):
         n = builder.count
         if n == 0:
             return web.Response(body=b'{"accepted":0}', content_type="application/json")
-        batch = Batch(Signal.LOGS, message=builder.request, items=n)
+        batch = Batch(Signal.LOGS, logs=builder.groups)
         try:
             await obs.deliver(self.consumer, batch)
         except RetryableError as exc:

@@ -7,11 +7,20 @@ receivers:
       grpc:                      # null or {} means "enabled with defaults"
         endpoint: 0.0.0.0:4317
         max_recv_msg_size_mib: 4
+        tls: {cert_file: server.pem, key_file: server-key.pem}   # optional
+        auth: {bearer_token: ${env:OTLP_TOKEN}}                  # optional
       http:
         endpoint: 0.0.0.0:4318
         max_request_body_size: 20971520
         traces_url_path: /v1/traces
+        tls: ...                 # as for grpc; client_ca_file requires client certificates
+        auth: ...
 ```
+
+Auth (per protocol): a request without `authorization: Bearer <token>` (gRPC
+metadata or HTTP header) or with a wrong one is answered UNAUTHENTICATED /
+401 with `WWW-Authenticate`, before its body is read; nothing is delivered.
+See docs/security.md.
 
 Delivery: a request is acknowledged only after the pipeline accepted its
 batch. Backpressure (`RetryableError`) answers gRPC UNAVAILABLE with a
@@ -52,6 +61,7 @@ from pipeline.component import (
     Kind,
     Signal,
 )
+from pipeline.config.tls import ServerAuthSettings, TLSServerSettings
 from pipeline.config.types import Endpoint
 from pipeline.errors import PermanentError, RetryableError
 from pipeline.pdata.batch import Batch
@@ -64,11 +74,14 @@ from pipeline.pdata.otlp import (
 )
 from pipeline.pdata.otlpjson import OTLPJSONError, decode_request, encode_request
 from pipeline.receivers.common import (
+    Authenticator,
     BodyError,
     HTTPServer,
     HTTPServerSettings,
     ReceiverObs,
+    auth_middleware,
     decompress,
+    grpc_server_credentials,
     retry_after_header,
 )
 
@@ -83,6 +96,11 @@ class GRPCSettings(ComponentConfig):
         100, gt=0, description="Concurrent requests per client connection (HTTP/2 streams).")
     so_reuseport: bool = Field(
         False, description="Set SO_REUSEPORT so several worker processes share the port.")
+    tls: TLSServerSettings | None = Field(
+        None, description="Serve TLS with this certificate (client_ca_file: mutual TLS).")
+    auth: ServerAuthSettings | None = Field(
+        None, description="Require `authorization: Bearer <token>` metadata; "
+                          "UNAUTHENTICATED otherwise.")
 
 
 class HTTPSettings(HTTPServerSettings):
@@ -229,6 +247,11 @@ class OTLPReceiver(Component):
         self._grpc_server: grpc.aio.Server | None = None
         self._http_server: HTTPServer | None = None
         self.grpc_port: int | None = None
+        p = config.protocols
+        self._grpc_auth = Authenticator(p.grpc.auth, settings, "grpc") \
+            if p.grpc is not None and p.grpc.auth is not None else None
+        self._http_auth = Authenticator(p.http.auth, settings, "http") \
+            if p.http is not None and p.http.auth is not None else None
 
     def _no_pipeline(self, signal: Signal) -> str:
         return (f"receiver {self.settings.id} is in no {signal.value} pipeline; "
@@ -255,10 +278,15 @@ class OTLPReceiver(Component):
         obs = ReceiverObs(self.settings, "grpc")
         StatusCode = grpc.StatusCode
         consumer = self.consumers.get(signal)
+        auth = self._grpc_auth
         if consumer is None:
             no_pipeline = self._no_pipeline(signal)
 
             async def unimplemented(raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+                if auth is not None:
+                    reason = auth.grpc_check(context)
+                    if reason is not None:
+                        await auth.grpc_abort(context, reason)
                 obs.failed_request("no_pipeline")
                 await context.abort(StatusCode.UNIMPLEMENTED, no_pipeline)
                 raise AssertionError("unreachable")
@@ -272,6 +300,10 @@ class OTLPReceiver(Component):
         log = self.log
 
         async def export(raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+            if auth is not None:
+                reason = auth.grpc_check(context)
+                if reason is not None:
+                    await auth.grpc_abort(context, reason)
             try:
                 request = parse(raw)
             except DecodeError as exc:
@@ -320,7 +352,10 @@ class OTLPReceiver(Component):
                 (grpc.method_handlers_generic_handler(service, handlers),))
             server.add_registered_method_handlers(service, handlers)
         try:
-            port = server.add_insecure_port(cfg.endpoint)
+            if cfg.tls is not None:
+                port = server.add_secure_port(cfg.endpoint, grpc_server_credentials(cfg.tls))
+            else:
+                port = server.add_insecure_port(cfg.endpoint)
         except RuntimeError as exc:
             raise OSError(f"cannot listen on {cfg.endpoint}: {exc}") from None
         if not port:
@@ -328,7 +363,9 @@ class OTLPReceiver(Component):
         await server.start()
         self._grpc_server = server
         self.grpc_port = port
-        self.log.info("listening", extra={"endpoint": cfg.endpoint, "protocol": "grpc"})
+        self.log.info("listening", extra={"endpoint": cfg.endpoint, "protocol": "grpc",
+                                          "tls": cfg.tls is not None,
+                                          "auth": cfg.auth is not None})
 
     # HTTP -------------------------------------------------------------------------------
 
@@ -423,11 +460,15 @@ class OTLPReceiver(Component):
 
     async def _start_http(self, cfg: HTTPSettings) -> None:
         # Bodies are read against our own limit; aiohttp's check is the backstop.
-        app = web.Application(client_max_size=cfg.max_request_body_size)
+        middlewares = [auth_middleware(self._http_auth, _unauthorized)] \
+            if self._http_auth is not None else []
+        app = web.Application(client_max_size=cfg.max_request_body_size,
+                              middlewares=middlewares)
         for signal in Signal:
             app.router.add_route("*", cfg.url_path(signal), self._http_export(signal, cfg))
         server = HTTPServer(app, cfg.endpoint, self.log, shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT,
-                            auto_decompress=False)
+                            auto_decompress=False,
+                            ssl_context=cfg.tls.ssl_context() if cfg.tls is not None else None)
         await server.start()
         self._http_server = server
 
@@ -435,6 +476,9 @@ class OTLPReceiver(Component):
 
     async def start(self, host: Host) -> None:
         protocols = self.config.protocols
+        for auth in (self._grpc_auth, self._http_auth):
+            if auth is not None:
+                await auth.start()
         if protocols.grpc is not None:
             await self._start_grpc(protocols.grpc)
         if protocols.http is not None:
@@ -455,6 +499,9 @@ class OTLPReceiver(Component):
             self._http_server = None
         if tasks:
             await asyncio.gather(*tasks)
+        for auth in (self._grpc_auth, self._http_auth):
+            if auth is not None:
+                await auth.stop()
 
 
 def _malformed_message(exc: DecodeError) -> str:
@@ -475,6 +522,14 @@ def _status_response(is_json: bool, ctype: str, status: int, code: int, message:
     else:
         body = grpc_status_details(code, message, retry_after)
     return web.Response(status=status, body=body, content_type=ctype, headers=headers)
+
+
+def _unauthorized(request: web.Request, reason: str) -> web.Response:
+    """401 with a google.rpc.Status (UNAUTHENTICATED) in the request's content type."""
+    ctype = request.content_type
+    if ctype not in PROTOBUF_TYPES:
+        ctype = JSON_TYPE  # JSON requests, and anything that is not OTLP protobuf
+    return _status_response(ctype == JSON_TYPE, ctype, 401, code_pb2.UNAUTHENTICATED, reason)
 
 
 def _too_large(is_json: bool, ctype: str, limit: int) -> web.Response:

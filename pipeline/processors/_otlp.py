@@ -1,0 +1,85 @@
+"""Small helpers the attribute-editing processors (redact, filter, attributes) share:
+walking the items of an OTLP request and reading/writing `AnyValue`s."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from pipeline.component import Signal
+
+POINT_KINDS = ("gauge", "sum", "histogram", "exponential_histogram", "summary")
+
+
+def resources(signal: Signal, request: Any) -> Any:
+    if signal is Signal.TRACES:
+        return request.resource_spans
+    if signal is Signal.LOGS:
+        return request.resource_logs
+    return request.resource_metrics
+
+
+def data_points(metric: Any) -> Any:
+    """The repeated data_points of a metric (empty tuple if it has no data)."""
+    kind = metric.WhichOneof("data")
+    return getattr(metric, kind).data_points if kind is not None else ()
+
+
+def items(signal: Signal, resource: Any) -> Iterator[Any]:
+    """Spans, log records or metric data points of one Resource* message."""
+    if signal is Signal.TRACES:
+        for ss in resource.scope_spans:
+            yield from ss.spans
+    elif signal is Signal.LOGS:
+        for sl in resource.scope_logs:
+            yield from sl.log_records
+    else:
+        for sm in resource.scope_metrics:
+            for m in sm.metrics:
+                yield from data_points(m)
+
+
+def find(attributes: Any, key: str) -> Any:
+    """The KeyValue with this key, or None (a linear scan: no dict is built)."""
+    for kv in attributes:
+        if kv.key == key:
+            return kv
+    return None
+
+
+def set_value(value: Any, v: Any) -> None:
+    """Set an AnyValue from a Python scalar (bool before int: bool is an int)."""
+    if isinstance(v, bool):
+        value.bool_value = v
+    elif isinstance(v, int):
+        value.int_value = v
+    elif isinstance(v, float):
+        value.double_value = v
+    elif isinstance(v, bytes):
+        value.bytes_value = v
+    else:
+        value.string_value = str(v)
+
+
+def value_text(value: Any) -> str:
+    """Text of an AnyValue: a string as is, scalars as the Collector prints them."""
+    kind = value.WhichOneof("value")
+    if kind == "string_value":
+        return str(value.string_value)
+    if kind is None:
+        return ""
+    from pipeline.connectors.aggregation import any_value_to_python, label_text
+
+    return label_text(any_value_to_python(value))
+
+
+def value_python(value: Any) -> Any:
+    """A Python scalar for an AnyValue (containers as text); None for an empty value."""
+    kind = value.WhichOneof("value")
+    if kind is None:
+        return None
+    if kind == "string_value":
+        return value.string_value
+    from pipeline.connectors.aggregation import any_value_to_python
+
+    return any_value_to_python(value)
