@@ -15,7 +15,7 @@ python3 -m pip install --quiet --disable-pip-version-check -e '.[test]'
 
 # Debian packages of the real services, installed in one apt run (parallel apt runs
 # would fight over the dpkg lock); each service script skips its install when present.
-DEBS=(prometheus postgresql-15 prometheus-alertmanager chromium)
+DEBS=(prometheus postgresql-15 prometheus-alertmanager chromium openssl)
 missing=()
 for pkg in "${DEBS[@]}"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
 if ((${#missing[@]})); then

@@ -4,8 +4,6 @@ server for error codes, and a TLS server with a throw-away CA."""
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
-import ipaddress
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +22,7 @@ from pipeline.exporters.otlp import OTLPExporter, OTLPExporterConfig, factory
 from pipeline.receivers.otlp import OTLPReceiverConfig, grpc_status_details
 from pipeline.receivers.otlp import factory as receiver_factory
 from pipeline.telemetry.metrics import Telemetry
+from tests.certs import make_certs
 from tests.support import Sink, create_settings, free_port
 from tests.unit.builders import logs, traces
 
@@ -228,39 +227,9 @@ def test_config_errors() -> None:
 
 
 def make_ca_and_server_cert(tmp: Path) -> tuple[Path, Path, Path]:
-    """(ca.pem, server.pem, server-key.pem) for 127.0.0.1 / localhost."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    now = dt.datetime.now(dt.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "otelpipe test CA")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
-          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-          .not_valid_before(now - dt.timedelta(minutes=1))
-          .not_valid_after(now + dt.timedelta(days=1))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .sign(ca_key, hashes.SHA256()))
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-            .issuer_name(ca_name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=1))
-            .not_valid_after(now + dt.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([
-                x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                critical=False)
-            .sign(ca_key, hashes.SHA256()))
-    paths = tmp / "ca.pem", tmp / "server.pem", tmp / "server-key.pem"
-    paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    paths[2].write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return paths
+    """(ca.pem, server.pem, server key) for 127.0.0.1 / localhost."""
+    certs = make_certs(tmp / "certs")
+    return certs.ca, certs.server_cert, certs.server_key
 
 
 async def test_tls_with_a_custom_ca(tmp_path: Path) -> None:
