@@ -145,6 +145,9 @@ def validate_config(raw: dict[str, Any], registry: Registry) -> Config:
                 problems.append(f'{path}: unknown {kind.value} type "{cid.type}"'
                                 + did_you_mean(cid.type, registry.types(kind)))
                 continue
+            # Known even when its settings are invalid, so that the pipeline checks
+            # below (signals, connectors, cycles) still report their problems too.
+            factories[(kind, cid)] = factory
             if settings is None:
                 settings = {}
             if not isinstance(settings, dict):
@@ -155,8 +158,6 @@ def validate_config(raw: dict[str, Any], registry: Registry) -> Config:
                 components[kind][cid] = factory.config_model.model_validate(settings)
             except ValidationError as exc:
                 problems.extend(pydantic_problems(path, exc, factory.config_model))
-                continue
-            factories[(kind, cid)] = factory
 
     service_raw = raw.get("service")
     service: ServiceModel | None = None
@@ -175,8 +176,7 @@ def validate_config(raw: dict[str, Any], registry: Registry) -> Config:
     if service is not None:
         defined_sections = {k: {str(c) for c in raw.get(s) or {}} if isinstance(
             raw.get(s), dict) else set() for s, k in SECTIONS.items()}
-        pipelines = _check_pipelines(service, components, factories, defined_sections,
-                                     problems)
+        pipelines = _check_pipelines(service, factories, defined_sections, problems)
         for i, ext in enumerate(service.extensions):
             path = f"service.extensions[{i}]"
             try:
@@ -184,22 +184,21 @@ def validate_config(raw: dict[str, Any], registry: Registry) -> Config:
             except ValueError as exc:
                 problems.append(f"{path}: {exc}")
                 continue
-            if eid not in components[Kind.EXTENSION]:
+            if (Kind.EXTENSION, eid) not in factories:
                 if ext not in defined_sections[Kind.EXTENSION]:
                     problems.append(f'{path}: extension "{ext}" is not defined under extensions'
                                     + did_you_mean(ext, sorted(defined_sections[Kind.EXTENSION])))
                 continue
             extensions.append(eid)
-        if not problems:
-            _check_connectors(pipelines, components, factories, problems)
-            _check_cycles(pipelines, components, problems)
+        connectors = {cid for (kind, cid) in factories if kind is Kind.CONNECTOR}
+        _check_connectors(pipelines, connectors, factories, problems)
+        _check_cycles(pipelines, connectors, problems)
         used = {c for p in pipelines.values() for c in (*p.receivers, *p.processors, *p.exporters)}
-        for kind in (Kind.RECEIVER, Kind.PROCESSOR, Kind.EXPORTER, Kind.CONNECTOR):
-            for cid in components[kind]:
-                if cid not in used:
+        for kind, cid in factories:
+            if kind is not Kind.EXTENSION and cid not in used:
                     warnings.append(f"{kind.section}.{cid}: defined but not used by any pipeline")
-        for cid in components[Kind.EXTENSION]:
-            if cid not in extensions:
+        for kind, cid in factories:
+            if kind is Kind.EXTENSION and cid not in extensions:
                 warnings.append(f"extensions.{cid}: defined but not listed in service.extensions")
 
     if problems:
@@ -209,7 +208,6 @@ def validate_config(raw: dict[str, Any], registry: Registry) -> Config:
 
 
 def _check_pipelines(service: ServiceModel,
-                     components: dict[Kind, dict[ComponentID, ComponentConfig]],
                      factories: dict[tuple[Kind, ComponentID], Factory],
                      defined: dict[Kind, set[str]],
                      problems: list[str]) -> dict[str, PipelineConfig]:
@@ -238,7 +236,7 @@ def _check_pipelines(service: ServiceModel,
                 if cid in ids:
                     problems.append(f'{path}: "{cid}" is listed twice')
                     continue
-                kind = next((k for k in allowed if cid in components[k]), None)
+                kind = next((k for k in allowed if (k, cid) in factories), None)
                 if kind is None:
                     if not any(text in defined[k] for k in allowed):
                         names = sorted(set().union(*(defined[k] for k in allowed)))
@@ -259,11 +257,10 @@ def _check_pipelines(service: ServiceModel,
     return pipelines
 
 
-def _check_connectors(pipelines: dict[str, PipelineConfig],
-                      components: dict[Kind, dict[ComponentID, ComponentConfig]],
+def _check_connectors(pipelines: dict[str, PipelineConfig], connectors: set[ComponentID],
                       factories: dict[tuple[Kind, ComponentID], Factory],
                       problems: list[str]) -> None:
-    for cid in components[Kind.CONNECTOR]:
+    for cid in sorted(connectors):
         as_exporter = [p for p in pipelines.values() if cid in p.exporters]
         as_receiver = [p for p in pipelines.values() if cid in p.receivers]
         if not as_exporter and not as_receiver:
@@ -290,10 +287,8 @@ def _pairs_text(pairs: frozenset[tuple[Signal, Signal]]) -> str:
     return ", ".join(f"{a}->{b}" for a, b in sorted(pairs)) or "none"
 
 
-def _check_cycles(pipelines: dict[str, PipelineConfig],
-                  components: dict[Kind, dict[ComponentID, ComponentConfig]],
+def _check_cycles(pipelines: dict[str, PipelineConfig], connectors: set[ComponentID],
                   problems: list[str]) -> None:
-    connectors = set(components[Kind.CONNECTOR])
     edges: dict[str, list[tuple[ComponentID, str]]] = {pid: [] for pid in pipelines}
     for p in pipelines.values():
         for cid in p.exporters:

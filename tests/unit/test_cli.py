@@ -258,3 +258,27 @@ def test_schema_is_a_json_schema_of_the_config(capsys: pytest.CaptureFixture[str
 
 def test_version(capsys: pytest.CaptureFixture[str]) -> None:
     assert run_cli(capsys, "version") == (0, f"otelpipe {__version__}\n", "")
+
+
+def test_validate_reports_pipeline_problems_alongside_invalid_settings(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A component with bad settings still takes part in the signal, connector and cycle
+    checks, so one run of `validate` lists every problem."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "receivers:\n  jsonlogs: {unknown_key: 1}\n"
+        "exporters:\n  file: {}\n"
+        "connectors:\n  forward/a:\n"
+        "service:\n  pipelines:\n"
+        "    traces: {receivers: [jsonlogs], exporters: [file]}\n"
+        "    traces/loop: {receivers: [forward/a], exporters: [forward/a]}\n")
+    assert cli.main(["validate", "-c", str(cfg)]) == 2
+    assert capsys.readouterr().err.splitlines() == [
+        "invalid configuration (4 problems):",
+        "  error: receivers.jsonlogs.unknown_key: unknown key",
+        "  error: exporters.file.path: field required",
+        '  error: service.pipelines.traces.receivers[0]: receiver "jsonlogs" does not support '
+        "traces (it supports logs)",
+        "  error: service.pipelines: cycle through connectors: traces/loop -> [forward/a] -> "
+        "traces/loop",
+    ]
