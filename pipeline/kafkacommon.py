@@ -7,10 +7,13 @@ aiokafka's errors onto the pipeline's retryable / permanent errors.
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import ssl
 from typing import Any, Literal
 
 from aiokafka import errors as kerrors
+from aiokafka.conn import create_conn
 from pydantic import Field, SecretStr, field_validator
 
 from pipeline.component import ComponentConfig, Signal
@@ -103,3 +106,54 @@ def describe(exc: BaseException) -> str:
     text = str(exc)
     name = type(exc).__name__
     return f"{name}: {text}" if text and text != name else name
+
+
+AUTH_ERRORS: tuple[type[BaseException], ...] = (
+    kerrors.SaslAuthenticationFailed,
+    kerrors.UnsupportedSaslMechanismError,
+    kerrors.IllegalSaslStateError,
+)
+
+
+async def connect_error(s: ClientSettings, exc: BaseException) -> str:
+    """Why connecting failed, for errors and logs (never with the password).
+
+    aiokafka's bootstrap hides each broker's reason behind "Unable to bootstrap",
+    so a wrong password reads like an unreachable broker. With SASL configured,
+    one direct connection to the first broker asks it why."""
+    text = describe(exc)
+    if s.sasl is None or not isinstance(exc, kerrors.KafkaConnectionError):
+        return text
+    kw = client_kwargs(s)
+    host, _, port = s.brokers[0].rpartition(":")
+    try:
+        conn = await asyncio.wait_for(create_conn(
+            host, int(port), client_id=kw["client_id"], request_timeout_ms=5000,
+            ssl_context=kw.get("ssl_context"), security_protocol=kw["security_protocol"],
+            sasl_mechanism=kw["sasl_mechanism"], sasl_plain_username=kw["sasl_plain_username"],
+            sasl_plain_password=kw["sasl_plain_password"]), 10)
+    except AUTH_ERRORS as auth:
+        return (f"authentication failed (SASL {s.sasl.mechanism}, user {s.sasl.username!r}): "
+                f"{describe(auth)}")
+    except Exception:  # unreachable after all: the bootstrap error says so
+        return text
+    conn.close()
+    return text
+
+
+class _HideSaslBytes(logging.Filter):
+    """aiokafka logs every request at DEBUG, SaslAuthenticate's bytes too: with PLAIN
+    they are the password in clear. Secrets never appear in logs."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and any(
+                type(a).__name__.startswith("SaslAuthenticateRequest") for a in args):
+            record.args = tuple(
+                "SaslAuthenticateRequest(<redacted>)"
+                if type(a).__name__.startswith("SaslAuthenticateRequest") else a
+                for a in args)
+        return True
+
+
+logging.getLogger("aiokafka.conn").addFilter(_HideSaslBytes())

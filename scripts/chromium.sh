@@ -10,49 +10,21 @@
 # Environment: CHROMIUM_BIN (default /usr/bin/chromium).
 set -euo pipefail
 
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=scripts/lib.sh
+source "$HERE/lib.sh"
+
+SERVICE=chromium
 CHROMIUM="${CHROMIUM_BIN:-/usr/bin/chromium}"
 
-log() { printf 'chromium.sh: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-
-as_root() {
-    if [[ "$(id -u)" -eq 0 ]]; then
-        "$@"
-    elif command -v sudo >/dev/null; then
-        sudo -n "$@"
-    else
-        die "need root (or passwordless sudo) to run: $*"
-    fi
-}
-
-take_lock() {
-    local lock="${OTELPIPE_STATE:-/tmp/otelpipe-services}/chromium.lock"
-    mkdir -p "$(dirname "$lock")"
-    exec 9>"$lock"
-    flock -w 900 9 || die "timed out waiting for lock $lock"
-}
-
 install() {
-    if [[ -x "$CHROMIUM" ]]; then
-        echo "$CHROMIUM"
-        return 0
+    if [[ ! -x "$CHROMIUM" ]]; then
+        take_lock 900 "$STATE_ROOT/chromium.lock"
+        # Fonts come as dependencies (fonts-liberation …); recommends are not
+        # needed for --headless --dump-dom / --screenshot. A no-op when another
+        # caller installed it while we waited for the lock.
+        ensure_package "$CHROMIUM" /usr/bin/chromium CHROMIUM_BIN chromium fonts-dejavu-core
     fi
-    [[ "$CHROMIUM" == /usr/bin/chromium ]] \
-        || die "$CHROMIUM not found (CHROMIUM_BIN points at a missing binary)"
-    take_lock
-    if [[ -x "$CHROMIUM" ]]; then  # another caller installed it while we waited
-        echo "$CHROMIUM"
-        return 0
-    fi
-    command -v apt-get >/dev/null || die "/usr/bin/chromium missing and apt-get not available"
-    log "installing the Debian package chromium (one-time, a few minutes)"
-    export DEBIAN_FRONTEND=noninteractive
-    as_root apt-get update -qq >&2 || die "apt-get update failed"
-    # Fonts come as dependencies (fonts-liberation …); recommends are not needed
-    # for --headless --dump-dom / --screenshot.
-    as_root apt-get install -y -qq --no-install-recommends chromium fonts-dejavu-core >&2 \
-        || die "apt-get install chromium failed"
-    [[ -x "$CHROMIUM" ]] || die "the chromium package did not install $CHROMIUM"
     echo "$CHROMIUM"
 }
 

@@ -34,7 +34,11 @@
 #   PG_START_TIMEOUT         seconds to wait for each step (default 60)
 set -euo pipefail
 
-STATE_ROOT="${OTELPIPE_STATE:-/tmp/otelpipe-services}"
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+# shellcheck source=scripts/lib.sh
+source "$HERE/lib.sh"
+
+SERVICE=postgres
 STATE_DIR="$STATE_ROOT/postgres"
 PRIMARY_DIR="$STATE_DIR/primary"
 REPLICA_DIR="$STATE_DIR/replica"
@@ -45,10 +49,6 @@ REPLICA_NAME="replica1"
 PGBIN="${PG_BINDIR:-/usr/lib/postgresql/15/bin}"
 START_TIMEOUT="${PG_START_TIMEOUT:-60}"
 RUN_USER="${OTELPIPE_PG_USER:-postgres}"
-MARKER="$STATE_DIR/.otelpipe-postgres-state"
-
-log() { printf 'postgres.sh: %s\n' "$*" >&2; }
-die() { log "error: $*"; exit 1; }
 
 # Run a PostgreSQL program as the unprivileged user (root) or as ourselves.
 as_pg() {
@@ -66,25 +66,16 @@ sql() {
         -d postgres -v ON_ERROR_STOP=1 -c "$*" 2>/dev/null
 }
 
-take_lock() {
-    mkdir -p "$STATE_ROOT"
-    exec 9>"$STATE_DIR.lock"
-    flock -w 180 9 || die "timed out waiting for lock $STATE_DIR.lock"
-}
-
 ensure_server() {
     [[ -x "$PGBIN/postgres" && -x "$PGBIN/pg_basebackup" ]] && return 0
     [[ $EUID -eq 0 ]] || die "$PGBIN/postgres not found; install postgresql-15 (as root: apt-get install postgresql-15)"
-    log "installing postgresql-15 (Debian package)"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -q >&2
     # Do not let the package create and start its own cluster on 5432: we never
     # use it and it would only hold memory.
     mkdir -p /etc/postgresql-common/createcluster.d
     if [[ ! -e /etc/postgresql-common/createcluster.d/50-otelpipe.conf ]]; then
         echo "create_main_cluster = false" >/etc/postgresql-common/createcluster.d/50-otelpipe.conf
     fi
-    apt-get install -y -q --no-install-recommends postgresql-15 >&2
+    apt_install postgresql-15
     [[ -x "$PGBIN/postgres" ]] || die "postgresql-15 installed but $PGBIN/postgres is missing"
 }
 
@@ -98,8 +89,8 @@ ensure_user() {
 }
 
 ensure_state_dir() {
-    mkdir -p "$STATE_DIR" "$RUN_DIR"
-    touch "$MARKER"
+    mark_state_dir
+    mkdir -p "$RUN_DIR"
     if [[ $EUID -eq 0 ]]; then
         chown "$RUN_USER:" "$STATE_DIR" "$RUN_DIR"
         chmod 700 "$STATE_DIR"
@@ -113,10 +104,6 @@ ensure_state_dir() {
 running() {
     [[ -f "$1/PG_VERSION" ]] || return 1
     as_pg "$PGBIN/pg_ctl" status -D "$1" >/dev/null 2>&1
-}
-
-port_open() {
-    timeout 3 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null
 }
 
 write_common_conf() {
@@ -202,7 +189,7 @@ streaming() {
 cmd_start() {
     local t0=$SECONDS
     ensure_server
-    take_lock
+    take_lock 180
     ensure_user
     ensure_state_dir
     if [[ ! -f "$PRIMARY_DIR/PG_VERSION" ]]; then
@@ -238,13 +225,13 @@ stop_server() {
 }
 
 cmd_stop() {
-    take_lock
+    take_lock 180
     stop_server "$REPLICA_DIR" replica
     stop_server "$PRIMARY_DIR" primary
 }
 
 cmd_stop_replica() {
-    take_lock
+    take_lock 180
     stop_server "$REPLICA_DIR" replica
 }
 
@@ -270,13 +257,10 @@ cmd_status() {
 }
 
 cmd_wipe() {
-    take_lock
+    take_lock 180
     stop_server "$REPLICA_DIR" replica
     stop_server "$PRIMARY_DIR" primary
-    [[ -e "$STATE_DIR" ]] || { log "nothing to wipe"; return 0; }
-    [[ -f "$MARKER" ]] || die "refusing to wipe $STATE_DIR: not created by scripts/postgres.sh"
-    rm -rf "$STATE_DIR"
-    log "wiped $STATE_DIR"
+    wipe_state_dir
 }
 
 case "${1:-}" in

@@ -41,7 +41,7 @@ import math
 import time
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
@@ -49,9 +49,11 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
+from pydantic import BeforeValidator, Field
 
 from pipeline import __version__
-from pipeline.component import Component, Consumer, CreateSettings, Signal
+from pipeline.component import Component, ComponentConfig, Consumer, CreateSettings, Signal
+from pipeline.config.types import Duration
 from pipeline.errors import PermanentError, RetryableError
 from pipeline.pdata.batch import Batch
 
@@ -90,6 +92,30 @@ class Temporality(enum.StrEnum):
         if self is Temporality.DELTA:
             return AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA
         return AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
+
+
+TemporalityField = Annotated[Temporality, BeforeValidator(Temporality.parse)]
+
+
+class AggregationSettings(ComponentConfig):
+    """The aggregation keys every aggregating connector's config has."""
+
+    aggregation_temporality: TemporalityField = Temporality.CUMULATIVE
+    metrics_flush_interval: Duration = Field(DEFAULT_FLUSH_INTERVAL, gt=0)
+    aggregation_cardinality_limit: int = Field(
+        DEFAULT_CARDINALITY_LIMIT, ge=1,
+        description="series per metric; further combinations go to one overflow series "
+                    "with otel.metric.overflow=\"true\"")
+    series_expiry: Duration = Field(
+        DEFAULT_SERIES_EXPIRY, description="drop a series nothing updated for this long; 0: "
+                                           "never")
+
+    def series_set(self, name: str, new_series: Callable[[], Series],
+                   clock: Clock) -> SeriesSet:
+        """The series of one metric, under these settings."""
+        return SeriesSet(name, new_series, limit=self.aggregation_cardinality_limit,
+                         expiry=self.series_expiry, temporality=self.aggregation_temporality,
+                         clock=clock)
 
 
 # --------------------------------------------------------------------------------------

@@ -53,13 +53,12 @@ import itertools
 import operator
 import re
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from pydantic import (
     AliasChoices,
-    BeforeValidator,
     ConfigDict,
     Field,
     field_validator,
@@ -73,12 +72,9 @@ from pipeline.component import (
     Kind,
     Signal,
 )
-from pipeline.config.types import Duration
 from pipeline.connectors.aggregation import (
-    DEFAULT_CARDINALITY_LIMIT,
-    DEFAULT_FLUSH_INTERVAL,
-    DEFAULT_SERIES_EXPIRY,
     AggregatingConnector,
+    AggregationSettings,
     Attrs,
     Clock,
     GaugeSeries,
@@ -88,7 +84,6 @@ from pipeline.connectors.aggregation import (
     Series,
     SeriesSet,
     SumSeries,
-    Temporality,
     ValueCache,
     any_value_to_python,
     build_projection,
@@ -253,16 +248,8 @@ class LogMetricConfig(ComponentConfig):
         return self
 
 
-TemporalityField = Annotated[Temporality, BeforeValidator(Temporality.parse)]
-
-
-class LogMetricsConfig(ComponentConfig):
+class LogMetricsConfig(AggregationSettings):
     metrics: list[LogMetricConfig] = Field(min_length=1)
-    aggregation_temporality: TemporalityField = Temporality.CUMULATIVE
-    metrics_flush_interval: Duration = Field(DEFAULT_FLUSH_INTERVAL, gt=0)
-    aggregation_cardinality_limit: int = Field(DEFAULT_CARDINALITY_LIMIT, ge=1,
-                                               description="series per metric")
-    series_expiry: Duration = Field(DEFAULT_SERIES_EXPIRY, description="0: never")
 
     @field_validator("metrics")
     @classmethod
@@ -481,9 +468,7 @@ class LogMetricsConnector(AggregatingConnector):
                 new_series = GaugeSeries
             else:
                 new_series = functools.partial(HistogramSeries, len(bounds) + 1)
-            sset = SeriesSet(m.name, new_series, limit=config.aggregation_cardinality_limit,
-                             expiry=config.series_expiry,
-                             temporality=config.aggregation_temporality, clock=self.clock)
+            sset = config.series_set(m.name, new_series, self.clock)
             self.sets.append(sset)
             kind = {"counter": "sum", "sum": "sum", "gauge": "gauge",
                     "histogram": "histogram"}[m.type]

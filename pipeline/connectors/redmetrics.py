@@ -27,11 +27,11 @@ from __future__ import annotations
 
 import bisect
 import itertools
-from typing import Annotated, Any
+from typing import Any
 
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
-from pydantic import BeforeValidator, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from pipeline.component import (
     ComponentConfig,
@@ -42,18 +42,14 @@ from pipeline.component import (
 )
 from pipeline.config.types import Duration
 from pipeline.connectors.aggregation import (
-    DEFAULT_CARDINALITY_LIMIT,
-    DEFAULT_FLUSH_INTERVAL,
-    DEFAULT_SERIES_EXPIRY,
     AggregatingConnector,
+    AggregationSettings,
     Attrs,
     Clock,
     ExpHistogramSeries,
     HistogramSeries,
     KeyTable,
     MetricSpec,
-    SeriesSet,
-    Temporality,
     ValueCache,
     build_projection,
     label_text,
@@ -129,24 +125,12 @@ class ErrorsConfig(ComponentConfig):
                            "status code >= 500 as STATUS_CODE_ERROR")
 
 
-TemporalityField = Annotated[Temporality, BeforeValidator(Temporality.parse)]
-
-
-class RedMetricsConfig(ComponentConfig):
+class RedMetricsConfig(AggregationSettings):
     namespace: str = Field("traces.span.metrics", description="metric name prefix")
     dimensions: list[DimensionConfig] = Field(default_factory=list)
     histogram: HistogramConfig = Field(default_factory=HistogramConfig)
     exemplars: ExemplarsConfig = Field(default_factory=ExemplarsConfig)
     errors: ErrorsConfig = Field(default_factory=ErrorsConfig)
-    aggregation_temporality: TemporalityField = Temporality.CUMULATIVE
-    metrics_flush_interval: Duration = Field(DEFAULT_FLUSH_INTERVAL, gt=0)
-    aggregation_cardinality_limit: int = Field(
-        DEFAULT_CARDINALITY_LIMIT, ge=1,
-        description="series per metric; further combinations go to one overflow series "
-                    "with otel.metric.overflow=\"true\"")
-    series_expiry: Duration = Field(
-        DEFAULT_SERIES_EXPIRY, description="drop a series nothing updated for this long; 0: "
-                                           "never")
 
     @field_validator("dimensions")
     @classmethod
@@ -199,10 +183,7 @@ class RedMetricsConnector(AggregatingConnector):
             bounds_out = tuple(b if hist.unit == "s" else b * 1000 for b in bounds_s)
             n_buckets = len(self.bounds_ns) + 1
             new_series = lambda: HistogramSeries(n_buckets)  # noqa: E731
-        self.series = SeriesSet(
-            f"{config.namespace}.calls", new_series,
-            limit=config.aggregation_cardinality_limit, expiry=config.series_expiry,
-            temporality=config.aggregation_temporality, clock=self.clock)
+        self.series = config.series_set(f"{config.namespace}.calls", new_series, self.clock)
         self.sets = [self.series]
         self.specs = [MetricSpec(f"{config.namespace}.calls", "count", self.series,
                                  description="Spans (calls), by status: errors have "

@@ -71,11 +71,11 @@ from pipeline.config.tls import ClientSettings
 from pipeline.config.types import Duration
 from pipeline.errors import PermanentError, RetryableError
 from pipeline.exporterhelper import Exporter, ExporterSettings
+from pipeline.exporterhelper.http import client_session, error_for_status, post, retryable_status
 from pipeline.pdata.batch import Batch
 from pipeline.pdata.otlpjson import any_value
 
 API_PATH = "/api/v2/alerts"
-RETRYABLE_STATUS = frozenset({408, 429})  # and every 5xx
 MAX_ERROR_BODY = 300
 DEFAULT_RUNBOOK_URL = "https://github.com/otelpipe/otelpipe/blob/main/docs/runbook.md"
 
@@ -355,6 +355,11 @@ def _fmt_rate(v: float) -> str:
     return f"{v:.3g}"
 
 
+def _retryable(status: int) -> bool:
+    """408 (request timeout) too: Alertmanager may answer it under load."""
+    return status == 408 or retryable_status(status)
+
+
 class AlertmanagerExporter(Exporter):
     def __init__(self, settings: CreateSettings, config: AlertmanagerExporterConfig,
                  clock: Callable[[], float] = time.time):
@@ -371,10 +376,8 @@ class AlertmanagerExporter(Exporter):
 
     # Lifecycle ------------------------------------------------------------------
     async def start_exporter(self, host: Host) -> None:
-        ssl: Any = self.config.tls.ssl_context() if self.url.startswith("https://") else False
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(ssl=ssl, limit=4), headers=self._headers,
-            timeout=aiohttp.ClientTimeout(total=None))  # the helper's timeout applies
+        # The helper's timeout applies.
+        self._session = client_session(self.config, [self.url], limit=4, headers=self._headers)
         self._resender = asyncio.create_task(self._resend_loop(), name=f"{self.id}-resend")
 
     async def shutdown_exporter(self) -> None:
@@ -534,24 +537,12 @@ class AlertmanagerExporter(Exporter):
         async with self._post_lock:
             # Built under the lock, from the current state: a re-send and a
             # resolution never overtake each other with stale content.
-            body = orjson.dumps(self.payload(alerts))
-            try:
-                async with self._session.post(self.url, data=body) as resp:
-                    status = resp.status
-                    text = (await resp.read())[:MAX_ERROR_BODY].decode("utf-8", "replace")
-                    retry_after = resp.headers.get("Retry-After")
-            except aiohttp.ClientError as exc:
-                raise RetryableError(f"{self.url}: {type(exc).__name__}: {exc}") from None
-        if 200 <= status < 300:
+            resp = await post(self._session, self.url, orjson.dumps(self.payload(alerts)))
+        if resp.ok:
             return
-        msg = f"{self.url}: HTTP {status}" + (f": {text.strip()}" if text.strip() else "")
-        if status >= 500 or status in RETRYABLE_STATUS:
-            ra: float | None = None
-            if retry_after:
-                with contextlib.suppress(ValueError):
-                    ra = max(0.0, float(retry_after))
-            raise RetryableError(msg, retry_after=ra, throttle=status == 429)
-        raise PermanentError(msg)
+        text = resp.body[:MAX_ERROR_BODY].decode("utf-8", "replace").strip()
+        msg = f"{self.url}: HTTP {resp.status}" + (f": {text}" if text else "")
+        raise error_for_status(resp.status, msg, resp.retry_after, retryable=_retryable)
 
     async def resend(self) -> int:
         """Post every alert still tracked now; returns how many (one attempt)."""

@@ -100,7 +100,7 @@ from pipeline.component import ComponentConfig, CreateSettings, Factory, Host, K
 from pipeline.config.tls import ClientSettings
 from pipeline.errors import PermanentError, RetryableError
 from pipeline.exporterhelper import Exporter, ExporterSettings
-from pipeline.exporters.otlphttp import parse_retry_after, status_message
+from pipeline.exporterhelper.http import client_session, error_for_status, post
 from pipeline.pdata.batch import Batch
 from pipeline.pdata.otlpjson import any_value
 
@@ -274,10 +274,8 @@ class ElasticsearchExporter(Exporter):
         self._rejected_docs = t.elasticsearch_rejected_documents
 
     async def start_exporter(self, host: Host) -> None:
-        ssl: Any = self.config.tls.ssl_context() if self.url.startswith("https://") else False
-        connector = aiohttp.TCPConnector(ssl=ssl, limit=self.config.max_idle_conns)
-        self._session = aiohttp.ClientSession(connector=connector, headers=self._headers,
-                                              timeout=aiohttp.ClientTimeout(total=None))
+        self._session = client_session(self.config, [self.url],
+                                       limit=self.config.max_idle_conns, headers=self._headers)
 
     async def shutdown_exporter(self) -> None:
         if self._session is not None:
@@ -509,22 +507,15 @@ class ElasticsearchExporter(Exporter):
         body = b"".join(docs)
         if self._gzip:
             body = zlib.compress(body, 6, 31)
-        try:
-            async with self._session.post(self.url, data=body) as resp:
-                status = resp.status
-                content = await resp.read()
-                ctype = resp.headers.get("Content-Type", "")
-                retry_after = resp.headers.get("Retry-After")
-        except aiohttp.ClientError as exc:
-            raise RetryableError(f"{self.url}: {type(exc).__name__}: {exc}") from None
-        if 200 <= status < 300:
-            return self.parse_bulk_response(content, docs)
-        message = status_message(content, ctype).strip()
-        text = f"HTTP {status}" + (f": {message}" if message else "")
-        if status == 429 or status >= 500:
-            raise RetryableError(text, retry_after=parse_retry_after(retry_after),
-                                 throttle=status == 429)
-        raise _RequestRefused(text, status)
+        resp = await post(self._session, self.url, body)
+        if resp.ok:
+            return self.parse_bulk_response(resp.body, docs)
+        message = resp.message()
+        text = f"HTTP {resp.status}" + (f": {message}" if message else "")
+        err = error_for_status(resp.status, text, resp.retry_after)
+        if isinstance(err, RetryableError):
+            raise err
+        raise _RequestRefused(text, resp.status)
 
     @staticmethod
     def parse_bulk_response(content: bytes, docs: list[bytes]) -> BulkResult:

@@ -43,6 +43,7 @@ from pipeline.kafkacommon import (
     ClientSettings,
     Encoding,
     client_kwargs,
+    connect_error,
     describe,
     is_permanent,
 )
@@ -208,7 +209,7 @@ class KafkaExporter(Exporter):
                     await _close_quietly(producer)
                     raise RetryableError(
                         f"cannot connect to kafka {','.join(self.config.brokers)}: "
-                        f"{describe(exc)}", retry_after=1.0) from None
+                        f"{await connect_error(self.config, exc)}", retry_after=1.0) from None
                 self._producer = producer
                 self.log.info("connected to kafka", extra={"brokers": self.config.brokers})
         assert self._producer is not None

@@ -90,9 +90,9 @@ from pipeline import __version__
 from pipeline.component import ComponentConfig, CreateSettings, Factory, Host, Kind, Signal
 from pipeline.config.tls import ClientSettings
 from pipeline.config.types import Duration
-from pipeline.errors import PermanentError, RetryableError
+from pipeline.errors import PermanentError
 from pipeline.exporterhelper import Exporter, ExporterSettings
-from pipeline.exporters.otlphttp import parse_retry_after, status_message
+from pipeline.exporterhelper.http import client_session, error_for_status, post
 from pipeline.pdata.batch import Batch
 from pipeline.pdata.otlpjson import any_value
 
@@ -410,10 +410,8 @@ class LokiExporter(Exporter):
         self._headers = headers
 
     async def start_exporter(self, host: Host) -> None:
-        ssl: Any = self.config.tls.ssl_context() if self.url.startswith("https://") else False
-        connector = aiohttp.TCPConnector(ssl=ssl, limit=self.config.max_idle_conns)
-        self._session = aiohttp.ClientSession(connector=connector, headers=self._headers,
-                                              timeout=aiohttp.ClientTimeout(total=None))
+        self._session = client_session(self.config, [self.url],
+                                       limit=self.config.max_idle_conns, headers=self._headers)
 
     async def shutdown_exporter(self) -> None:
         if self._session is not None:
@@ -667,23 +665,12 @@ class LokiExporter(Exporter):
         if batch.signal is not Signal.LOGS:
             raise PermanentError(f"the loki exporter takes logs, not {batch.signal.value}")
         assert self._session is not None
-        body = self.encode(batch.to_bytes())
-        try:
-            async with self._session.post(self.url, data=body) as resp:
-                status = resp.status
-                content = await resp.read()
-                ctype = resp.headers.get("Content-Type", "")
-                retry_after = resp.headers.get("Retry-After")
-        except aiohttp.ClientError as exc:
-            raise RetryableError(f"{self.url}: {type(exc).__name__}: {exc}") from None
-        if 200 <= status < 300:
+        resp = await post(self._session, self.url, self.encode(batch.to_bytes()))
+        if resp.ok:
             return
-        message = status_message(content, ctype).strip()
-        text = f"{self.url}: HTTP {status}" + (f": {message}" if message else "")
-        if status == 429 or status >= 500:
-            raise RetryableError(text, retry_after=parse_retry_after(retry_after),
-                                 throttle=status == 429)
-        raise PermanentError(text)
+        message = resp.message()
+        text = f"{self.url}: HTTP {resp.status}" + (f": {message}" if message else "")
+        raise error_for_status(resp.status, text, resp.retry_after)
 
 
 def _create(settings: CreateSettings, config: Any) -> LokiExporter:

@@ -39,6 +39,7 @@ from pipeline.component import CreateSettings, Factory, Host, Kind, Signal
 from pipeline.config.tls import ClientSettings
 from pipeline.errors import PermanentError, RetryableError
 from pipeline.exporterhelper import Exporter, ExporterSettings
+from pipeline.exporterhelper.http import MAX_MESSAGE_CHARS
 from pipeline.pdata.batch import Batch
 from pipeline.pdata.otlp import ITEM_NAME, REJECTED_FIELD, RESPONSE_TYPES
 
@@ -50,7 +51,6 @@ GRPC_METHODS = {
 C = grpc.StatusCode
 RETRYABLE_CODES = frozenset({C.CANCELLED, C.DEADLINE_EXCEEDED, C.ABORTED, C.OUT_OF_RANGE,
                              C.UNAVAILABLE, C.DATA_LOSS})
-MAX_MESSAGE_CHARS = 300
 
 
 class OTLPExporterConfig(ClientSettings, ExporterSettings):

@@ -23,23 +23,25 @@ retried. Connection failures and timeouts are retried.
 
 from __future__ import annotations
 
-import email.utils
-import time
 import zlib
 from typing import Any, Literal
 
 import aiohttp
 import orjson
 from google.protobuf.message import DecodeError
-from google.rpc import status_pb2
 from pydantic import Field, field_validator, model_validator
 
 from pipeline import __version__
 from pipeline.component import CreateSettings, Factory, Host, Kind, Signal
 from pipeline.config.tls import ClientSettings
-from pipeline.errors import PermanentError, RetryableError
+from pipeline.errors import PermanentError
 from pipeline.exporterhelper import Exporter, ExporterSettings
-from pipeline.exporters.otlp import MAX_MESSAGE_CHARS
+from pipeline.exporterhelper.http import (
+    MAX_MESSAGE_CHARS,
+    client_session,
+    error_for_status,
+    post,
+)
 from pipeline.pdata.batch import Batch
 from pipeline.pdata.otlp import ITEM_NAME, REJECTED_FIELD, RESPONSE_TYPES
 from pipeline.pdata.otlpjson import encode_request
@@ -89,44 +91,6 @@ class OTLPHTTPExporterConfig(ClientSettings, ExporterSettings):
         return None
 
 
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
-
-
-def status_message(body: bytes, content_type: str) -> str:
-    """The message of a google.rpc.Status body (proto or JSON), else the body's start."""
-    if not body:
-        return ""
-    if "json" in content_type:
-        try:
-            data = orjson.loads(body)
-            if isinstance(data, dict) and isinstance(data.get("message"), str):
-                return str(data["message"])[:MAX_MESSAGE_CHARS]
-        except orjson.JSONDecodeError:
-            pass
-    elif "protobuf" in content_type:
-        st = status_pb2.Status()
-        try:
-            st.ParseFromString(body)
-            if st.message:
-                return st.message[:MAX_MESSAGE_CHARS]
-        except DecodeError:
-            pass
-    return body[:MAX_MESSAGE_CHARS].decode("utf-8", "replace")
-
-
 def rejected_from_body(signal: Signal, body: bytes, content_type: str) -> tuple[int, str]:
     """(rejected items, message) of a partial-success response body."""
     if not body:
@@ -172,13 +136,9 @@ class OTLPHTTPExporter(Exporter):
 
     async def start_exporter(self, host: Host) -> None:
         c = self.config
-        uses_tls = any((c.url(s) or "").startswith("https://") for s in Signal)
-        ssl: Any = c.tls.ssl_context() if uses_tls else False
-        connector = aiohttp.TCPConnector(ssl=ssl, limit=c.max_idle_conns)
         # Timeouts are the exporter helper's (`timeout`), around each send.
-        self._session = aiohttp.ClientSession(connector=connector, headers=self._headers,
-                                              timeout=aiohttp.ClientTimeout(total=None),
-                                              auto_decompress=True)
+        self._session = client_session(c, (c.url(s) or "" for s in Signal),
+                                       limit=c.max_idle_conns, headers=self._headers)
 
     async def shutdown_exporter(self) -> None:
         if self._session is not None:
@@ -197,27 +157,18 @@ class OTLPHTTPExporter(Exporter):
         if url is None:
             raise PermanentError(f"no endpoint configured for {signal.value}")
         assert self._session is not None
-        body = self._body(batch)
-        try:
-            async with self._session.post(url, data=body) as resp:
-                status = resp.status
-                content = await resp.read()
-                ctype = resp.headers.get("Content-Type", "")
-                retry_after = resp.headers.get("Retry-After")
-        except aiohttp.ClientError as exc:
-            raise RetryableError(f"{url}: {type(exc).__name__}: {exc}") from None
-        if 200 <= status < 300:
-            rejected, message = rejected_from_body(signal, content, ctype)
+        resp = await post(self._session, url, self._body(batch))
+        if resp.ok:
+            rejected, message = rejected_from_body(signal, resp.body, resp.content_type)
             if rejected or message:
                 self.log.warning("the backend rejected part of a request", extra={
                     "rejected": rejected, "item": ITEM_NAME[signal], "server_message": message})
             return rejected or None
-        message = status_message(content, ctype)
-        text = f"{url}: HTTP {status}" + (f": {message}" if message else "")
-        if status in RETRYABLE_STATUS:
-            raise RetryableError(text, retry_after=parse_retry_after(retry_after),
-                                 throttle=status == 429)
-        raise PermanentError(text)
+        message = resp.message()
+        text = f"{url}: HTTP {resp.status}" + (f": {message}" if message else "")
+        # OTLP/HTTP retries only these; any other 5xx is permanent.
+        raise error_for_status(resp.status, text, resp.retry_after,
+                               retryable=RETRYABLE_STATUS.__contains__)
 
 
 def _create(settings: CreateSettings, config: Any) -> OTLPHTTPExporter:

@@ -47,11 +47,8 @@ send faster but may reorder requests of one series.
 
 from __future__ import annotations
 
-import email.utils
 import math
-import ssl
 import struct
-import time
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,6 +64,7 @@ from pipeline.config.tls import ClientSettings
 from pipeline.config.types import Duration
 from pipeline.errors import PermanentError, RetryableError
 from pipeline.exporterhelper import Exporter, ExporterSettings, QueueSettings, RetrySettings
+from pipeline.exporterhelper.http import client_session, error_for_status, post
 from pipeline.exporters.prometheus import Enabled, TargetInfo, translator_for
 from pipeline.pdata.batch import Batch
 from pipeline.pdata.prometheus import (
@@ -249,22 +247,6 @@ def encode_write_requests(series: dict[bytes, _SeriesBuf], max_bytes: int) -> li
     return parts
 
 
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header: delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
 class RemoteWriteExporter(Exporter):
     def __init__(self, settings: CreateSettings, config: RemoteWriteConfig):
         super().__init__(settings, config)
@@ -288,11 +270,8 @@ class RemoteWriteExporter(Exporter):
         self._samples_rejected = t.prometheusremotewrite_rejected_samples.labels(self.id)
 
     async def start_exporter(self, host: Host) -> None:
-        ssl_ctx: ssl.SSLContext | bool = \
-            self.config.tls.ssl_context() if self.url.scheme == "https" else False
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(ssl=ssl_ctx, limit=16),
-            timeout=aiohttp.ClientTimeout(total=self.config.timeout or None))
+        self._session = client_session(self.config, [str(self.url)], limit=16,
+                                       timeout=self.config.timeout or None)
 
     async def shutdown_exporter(self) -> None:
         if self._session is not None:
@@ -388,25 +367,21 @@ class RemoteWriteExporter(Exporter):
         if self._session is None:
             raise RetryableError("exporter not started")
         try:
-            async with self._session.post(self.url, data=part.body, headers=self._headers,
-                                          allow_redirects=False) as resp:
-                status = resp.status
-                detail = ""
-                if status >= 300:
-                    detail = (await resp.content.read(512)).decode("utf-8", "replace").strip()
-                retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-        except aiohttp.ClientError as exc:
+            resp = await post(self._session, self.url, part.body, headers=self._headers,
+                              allow_redirects=False, where=f"cannot reach {self.safe_url}")
+        except RetryableError:
             self._requests.labels(self.id, "error").inc()
-            raise RetryableError(f"cannot reach {self.safe_url}: "
-                                 f"{type(exc).__name__}: {exc}") from None
+            raise
+        status = resp.status
         self._requests.labels(self.id, str(status)).inc()
-        if 200 <= status < 300:
+        if resp.ok:
             self._samples_ok.inc(part.samples)
             return
+        detail = resp.body[:512].decode("utf-8", "replace").strip()
         message = f"HTTP {status}" + (f": {detail}" if detail else "")
-        if status == 429 or status >= 500:
-            raise RetryableError(f"{self.safe_url} answered {message}",
-                                 retry_after=retry_after, throttle=status == 429)
+        err = error_for_status(status, f"{self.safe_url} answered {message}", resp.retry_after)
+        if isinstance(err, RetryableError):
+            raise err
         self._samples_rejected.inc(part.samples)
         p.rejected_samples += part.samples
         p.errors.append(message)

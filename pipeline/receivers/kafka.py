@@ -59,7 +59,14 @@ from pipeline.component import (
 from pipeline.config.types import Duration
 from pipeline.errors import PermanentError, RetryableError
 from pipeline.exporterhelper import Backoff, RetrySettings
-from pipeline.kafkacommon import DEFAULT_TOPICS, ClientSettings, Encoding, client_kwargs, describe
+from pipeline.kafkacommon import (
+    DEFAULT_TOPICS,
+    ClientSettings,
+    Encoding,
+    client_kwargs,
+    connect_error,
+    describe,
+)
 from pipeline.pdata.batch import Batch
 from pipeline.pdata.otlp import DecodeError, count_items, drop_invalid_id_items, invalid_id_items
 from pipeline.pdata.otlpjson import OTLPJSONError, decode_request
@@ -310,7 +317,7 @@ class KafkaReceiver(Component):
                 raise
             except Exception as exc:  # reconnect on anything
                 self._connected = False
-                self._last_error = describe(exc)
+                self._last_error = await connect_error(self.config, exc)
                 self.log.warning("kafka consumer failed; reconnecting",
                                  extra={"error": self._last_error})
                 await self._stop_consumer(consumer)

@@ -18,11 +18,11 @@ from pydantic import ValidationError
 
 from pipeline.component import Signal
 from pipeline.errors import PermanentError, RetryableError
+from pipeline.exporterhelper.http import parse_retry_after
 from pipeline.exporters.otlphttp import (
     OTLPHTTPExporter,
     OTLPHTTPExporterConfig,
     factory,
-    parse_retry_after,
 )
 from pipeline.receivers.otlp import OTLPReceiverConfig
 from pipeline.receivers.otlp import factory as receiver_factory

@@ -17,11 +17,11 @@ from pydantic import ValidationError
 
 from pipeline.component import Signal
 from pipeline.errors import PermanentError, RetryableError
+from pipeline.exporterhelper.http import parse_retry_after
 from pipeline.exporters.prometheusremotewrite import (
     RemoteWriteConfig,
     RemoteWriteExporter,
     factory,
-    parse_retry_after,
 )
 from pipeline.pdata.batch import Batch
 from pipeline.pdata.prometheus import WriteRequest

@@ -1,0 +1,131 @@
+"""The HTTP client pieces every HTTP exporter shares.
+
+- `client_session`: one aiohttp session per exporter, TLS from the shared
+  `ClientSettings` (only for https:// URLs), default headers, a pool limit;
+- `post`: POST and read the whole answer; a connection failure or timeout of
+  aiohttp becomes a `RetryableError` (the backend may come back);
+- `error_for_status`: a non-2xx answer as the error to raise, retryable by the
+  usual rule (429 and every 5xx; an exporter whose protocol says otherwise
+  passes its own rule) with `Retry-After` honoured, else permanent;
+- `parse_retry_after`, `status_message`: header and error-body parsing.
+
+Retry, backoff and queueing stay in `pipeline.exporterhelper`: these helpers
+only classify one attempt.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+from google.protobuf.message import DecodeError
+from google.rpc import status_pb2
+
+from pipeline.config.tls import ClientSettings
+from pipeline.errors import PermanentError, RetryableError
+
+# Longest server message quoted in an error or a log line.
+MAX_MESSAGE_CHARS = 300
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def status_message(body: bytes, content_type: str) -> str:
+    """The message of a google.rpc.Status body (proto or JSON), else the body's start."""
+    if not body:
+        return ""
+    if "json" in content_type:
+        try:
+            data = orjson.loads(body)
+            if isinstance(data, dict) and isinstance(data.get("message"), str):
+                return str(data["message"])[:MAX_MESSAGE_CHARS]
+        except orjson.JSONDecodeError:
+            pass
+    elif "protobuf" in content_type:
+        st = status_pb2.Status()
+        try:
+            st.ParseFromString(body)
+            if st.message:
+                return st.message[:MAX_MESSAGE_CHARS]
+        except DecodeError:
+            pass
+    return body[:MAX_MESSAGE_CHARS].decode("utf-8", "replace")
+
+
+def retryable_status(status: int) -> bool:
+    """The usual rule: 429 (throttled) and every 5xx may succeed later."""
+    return status == 429 or status >= 500
+
+
+def error_for_status(status: int, text: str, retry_after: str | None,
+                     retryable: Callable[[int], bool] = retryable_status,
+                     ) -> RetryableError | PermanentError:
+    """The error for a non-2xx answer: retryable (with Retry-After, throttled on
+    429) when `retryable(status)`, else permanent."""
+    if retryable(status):
+        return RetryableError(text, retry_after=parse_retry_after(retry_after),
+                              throttle=status == 429)
+    return PermanentError(text)
+
+
+@dataclass(frozen=True, slots=True)
+class Response:
+    status: int
+    body: bytes
+    content_type: str
+    retry_after: str | None
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    def message(self) -> str:
+        """The server's error message (see `status_message`), stripped."""
+        return status_message(self.body, self.content_type).strip()
+
+
+async def post(session: aiohttp.ClientSession, url: Any, data: bytes, *,
+               where: str | None = None, **kwargs: Any) -> Response:
+    """POST `data` and read the whole answer. aiohttp's connection errors and
+    timeouts raise `RetryableError` "<where>: <error>" (`where` defaults to the
+    URL; pass one without credentials if the URL carries some)."""
+    try:
+        async with session.post(url, data=data, **kwargs) as resp:
+            return Response(resp.status, await resp.read(),
+                            resp.headers.get("Content-Type", ""),
+                            resp.headers.get("Retry-After"))
+    except aiohttp.ClientError as exc:
+        raise RetryableError(
+            f"{where if where is not None else url}: {type(exc).__name__}: {exc}") from None
+
+
+def client_session(config: ClientSettings, urls: Iterable[str], *, limit: int,
+                   headers: Mapping[str, str] | None = None,
+                   timeout: float | None = None) -> aiohttp.ClientSession:
+    """A session for an exporter's `urls`: TLS from `config.tls` if any is https://,
+    at most `limit` connections, `headers` on every request. `timeout` (total, per
+    request) is None where the exporter helper's `timeout` already bounds a send."""
+    uses_tls = any(str(u).startswith("https://") for u in urls)
+    ssl: Any = config.tls.ssl_context() if uses_tls else False
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ssl, limit=limit),
+                                 headers=headers, timeout=aiohttp.ClientTimeout(total=timeout),
+                                 auto_decompress=True)
