@@ -206,10 +206,12 @@ class KeyTable:
 
 
 class ValueCache:
-    """Decodes serialized KeyValues once per distinct bytes value (bounded)."""
+    """Decodes serialized KeyValues (or, with `any_value=True`, serialized
+    AnyValues) once per distinct bytes value (bounded)."""
 
-    def __init__(self, max_size: int = 10_000):
+    def __init__(self, max_size: int = 10_000, *, any_value: bool = False):
         self.max_size = max_size
+        self.any_value = any_value
         self.values: dict[bytes, Any] = {}
 
     def __call__(self, kv: bytes) -> Any:
@@ -217,7 +219,8 @@ class ValueCache:
         if value is None:
             if len(self.values) >= self.max_size:
                 self.values.clear()
-            value = self.values[kv] = any_value_to_python(KeyValue.FromString(kv).value)
+            av = AnyValue.FromString(kv) if self.any_value else KeyValue.FromString(kv).value
+            value = self.values[kv] = any_value_to_python(av)
         return value
 
 
@@ -239,23 +242,39 @@ def to_key_values(attrs: Attrs) -> list[KeyValue]:
 # Projection message types
 
 
-def build_projection(file_name: str, messages: dict[str, list[tuple[str, int, str]]]
-                     ) -> dict[str, Any]:
+def build_projection(file_name: str, messages: dict[str, list[tuple[str, int, str]]],
+                     syntax: str = "proto3") -> dict[str, Any]:
     """Message classes declaring only the fields a component reads.
 
     `messages` maps a message name to (field, number, type) triples; type is a
     scalar type name (`bytes`, `string`, `int32`, `uint32`, `fixed64`) or
-    another message's name, prefixed with `repeated ` for repeated fields.
+    another message's name, prefixed with `repeated ` for repeated fields, or
+    `attrmap`: a `map<string, bytes>` over a repeated `KeyValue` field (a map
+    entry has KeyValue's wire form: key = 1, value = 2), so `field.get(key)`
+    returns one attribute's serialized `AnyValue` without touching the others
+    (duplicate keys: the last wins). With `syntax="proto2"` string map keys are
+    not UTF-8 checked at parse time (`get` by key never decodes stored keys).
     Undeclared fields are skipped by the parser without building objects.
     """
     T = descriptor_pb2.FieldDescriptorProto
     scalars = {"bytes": T.TYPE_BYTES, "string": T.TYPE_STRING, "int32": T.TYPE_INT32,
                "uint32": T.TYPE_UINT32, "fixed64": T.TYPE_FIXED64}
     package = "otelpipe." + file_name.replace("/", "_").removesuffix(".proto")
-    fdp = descriptor_pb2.FileDescriptorProto(name=file_name, package=package, syntax="proto3")
+    fdp = descriptor_pb2.FileDescriptorProto(name=file_name, package=package, syntax=syntax)
     for name, fields in messages.items():
         m = fdp.message_type.add(name=name)
         for fname, number, type_name in fields:
+            if type_name == "attrmap":
+                entry = m.nested_type.add(name=fname.title().replace("_", "") + "Entry")
+                entry.options.map_entry = True
+                entry.field.add(name="key", number=1, type=T.TYPE_STRING,
+                                label=T.LABEL_OPTIONAL)
+                entry.field.add(name="value", number=2, type=T.TYPE_BYTES,
+                                label=T.LABEL_OPTIONAL)
+                m.field.add(name=fname, number=number, type=T.TYPE_MESSAGE,
+                            label=T.LABEL_REPEATED,
+                            type_name=f".{package}.{name}.{entry.name}")
+                continue
             repeated = type_name.startswith("repeated ")
             type_name = type_name.removeprefix("repeated ")
             f = m.field.add(name=fname, number=number)

@@ -16,9 +16,10 @@ Spans without a `service.name` are counted without it (the Collector drops
 them).
 
 Hot path: spans are read through a projection message type that declares only
-the fields used; attributes stay serialized `KeyValue` bytes and are selected by
-a bytes-prefix test on their key, and the raw bytes of the selected ones form
-the series lookup key. Values are decoded only when a new key is seen.
+the fields used; attributes are a `map<string, bytes>` over the KeyValues (same
+wire form), so the wanted ones are looked up by key in C, and their serialized
+`AnyValue` bytes form the series lookup key. Values are decoded only when a new
+key is seen.
 Aggregation, the cardinality limit, expiry and flushing live in
 `pipeline.connectors.aggregation`, shared with `logmetrics`.
 """
@@ -48,7 +49,6 @@ from pipeline.connectors.aggregation import (
     Clock,
     ExpHistogramSeries,
     HistogramSeries,
-    KeyTable,
     MetricSpec,
     ValueCache,
     build_projection,
@@ -65,15 +65,18 @@ STATUS_CODES = ("STATUS_CODE_UNSET", "STATUS_CODE_OK", "STATUS_CODE_ERROR")
 STATUS_ERROR = 2
 HTTP_STATUS_KEYS = ("http.response.status_code", "http.status_code")
 
+MAX_RESOURCES = 4096  # distinct (service.name, dimension values) of resources remembered
+
+# proto2: attribute map keys are not UTF-8 checked while parsing (see build_projection).
 _P = build_projection("otelpipe_redmetrics.proto", {
     "Span": [("trace_id", 1, "bytes"), ("span_id", 2, "bytes"), ("name", 5, "bytes"),
              ("kind", 6, "int32"), ("start", 7, "fixed64"), ("end", 8, "fixed64"),
-             ("attributes", 9, "repeated bytes"), ("status", 15, "bytes")],
+             ("attributes", 9, "attrmap"), ("status", 15, "bytes")],
     "ScopeSpans": [("spans", 2, "repeated Span")],
-    "Resource": [("attributes", 1, "repeated bytes")],
+    "Resource": [("attributes", 1, "attrmap")],
     "ResourceSpans": [("resource", 1, "Resource"), ("scopes", 2, "repeated ScopeSpans")],
     "TracesRequest": [("resources", 1, "repeated ResourceSpans")],
-})
+}, syntax="proto2")
 TracesProjection = _P["TracesRequest"]
 
 
@@ -167,9 +170,12 @@ class RedMetricsConnector(AggregatingConnector):
                 if k not in keys:
                     keys.append(k)
                 self.probe_slots.append(keys.index(k))
-        self.span_keys = KeyTable(keys)
-        self.resource_keys = KeyTable([*keys, "service.name"])
-        self.decode = ValueCache()
+        self.keys = keys
+        self.decode = ValueCache(any_value=True)
+        # (service.name, dimension values) of a resource ↔ a small int in the span keys.
+        self.rids: dict[tuple[Any, ...], int] = {}
+        self.resources: dict[int, tuple[Any, ...]] = {}
+        self.next_rid = 0
 
         if self.exponential:
             assert hist.exponential is not None
@@ -202,53 +208,52 @@ class RedMetricsConnector(AggregatingConnector):
             raise PermanentError(f"undecodable traces request: {exc}") from exc
         self.aggregate(req)
 
+    def _resource_id(self, resource: tuple[Any, ...]) -> int:
+        """A small int naming (service.name, dimension values) of one resource.
+
+        Ids are never reused: when the table is full it is cleared together with
+        the series cache, so a stale id can never name another resource.
+        """
+        rid = self.rids.get(resource)
+        if rid is None:
+            if len(self.rids) >= MAX_RESOURCES:
+                self.rids.clear()
+                self.resources.clear()
+                self.series.cache.clear()
+            rid = self.rids[resource] = self.next_rid
+            self.resources[rid] = resource
+            self.next_rid += 1
+        return rid
+
     def aggregate(self, req: Any) -> None:
+        """Fold a projected request into the series.
+
+        Per span: the lookup key is (resource id, name bytes, kind, status bytes,
+        the serialized AnyValue of each wanted attribute, else the resource's);
+        `attributes` is a map over the KeyValues, so only the wanted keys are
+        looked up, in C. Decoding (status code, values, 5xx probes) happens only
+        when a key is new (`_canonical`, `_describe`).
+        """
         sset = self.series
-        cache: dict[Any, Any] = sset.cache
+        cache_get = sset.cache.get
         resolve = sset.resolve
         canonical = self._canonical
         describe = self._describe
-        table = self.span_keys.table
-        n_slots = len(self.span_keys.keys)
-        n_dims = len(self.dims)
-        probes = self.probe_slots
+        keys = self.keys
         bounds = self.bounds_ns
         bisect_left = bisect.bisect_left
         exponential = self.exponential
         exemplars = self.exemplars
+        resource_id = self._resource_id
         for rs in req.resources:
-            rvals: list[Any] = [None] * (n_slots + 1)
-            self.resource_keys.scan(rs.resource.attributes, rvals)
-            svc_kv = rvals.pop()
-            svc = self.decode(svc_kv) if svc_kv is not None else None
+            rget = rs.resource.attributes.get
+            rdefs = [rget(k) for k in keys]
+            rid = resource_id((rget("service.name"), *rdefs))
             for scope in rs.scopes:
                 for sp in scope.spans:
-                    vals = rvals.copy()
-                    try:
-                        for kv in sp.attributes:
-                            entry = table[kv[1]]
-                            if entry is not None:
-                                for prefix, slot in entry:
-                                    if kv.startswith(prefix):
-                                        vals[slot] = kv
-                                        break
-                    except IndexError:  # an empty KeyValue: take the careful path
-                        vals = rvals.copy()
-                        self.span_keys.scan(sp.attributes, vals)
-                    st = sp.status
-                    if not st:
-                        code = 0
-                    elif st[0] == 0x18 and len(st) == 2:
-                        code = st[1]
-                    else:
-                        code = Status.FromString(st).code
-                    if probes:
-                        if code == 0 and self._http_error(vals):
-                            code = STATUS_ERROR
-                        key = (svc, sp.name, sp.kind, code, *vals[:n_dims])
-                    else:
-                        key = (svc, sp.name, sp.kind, code, *vals)
-                    s: Any = cache.get(key)
+                    key = (rid, sp.name, sp.kind, sp.status,
+                           *map(sp.attributes.get, keys, rdefs))
+                    s: Any = cache_get(key)
                     if s is None:
                         s = resolve(key, canonical, describe)
                     end = sp.end
@@ -264,25 +269,41 @@ class RedMetricsConnector(AggregatingConnector):
                     if exemplars and s.exemplars[i] is None:
                         s.exemplars[i] = (sp.trace_id, sp.span_id, d, end)
 
-    def _http_error(self, vals: list[Any]) -> bool:
+    def _code(self, status: bytes, vals: tuple[Any, ...]) -> int:
+        if not status:
+            code = 0
+        elif status[0] == 0x18 and len(status) == 2:
+            code = status[1]
+        else:
+            code = Status.FromString(status).code
+        if code == 0 and self.probe_slots and self._http_error(vals):
+            code = STATUS_ERROR
+        return code
+
+    def _http_error(self, vals: tuple[Any, ...]) -> bool:
         for slot in self.probe_slots:
-            kv = vals[slot]
-            if kv is not None:
+            av = vals[slot]
+            if av is not None:
                 try:
-                    return int(self.decode(kv)) >= 500
+                    return int(self.decode(av)) >= 500
                 except (TypeError, ValueError):
                     return False
         return False
 
     def _canonical(self, key: Any) -> tuple[Any, ...]:
-        svc, name, kind, code, *vals = key
+        rid, name, kind, status, *vals = key
+        svc_av = self.resources[rid][0]
         decode = self.decode
-        return (svc, name.decode("utf-8", "replace"), kind, code,
-                *[label_text(decode(kv)) if kv is not None else d
-                  for kv, d in zip(vals, self.defaults, strict=False)])
+        return (decode(svc_av) if svc_av is not None else None,
+                name.decode("utf-8", "replace"), kind, self._code(status, vals),
+                *[label_text(decode(av)) if av is not None else d
+                  for av, d in zip(vals, self.defaults, strict=False)])
 
     def _describe(self, key: Any) -> tuple[Attrs, Attrs]:
-        svc, name, kind, code, *vals = key
+        rid, name, kind, status, *vals = key
+        svc_av = self.resources[rid][0]
+        svc = self.decode(svc_av) if svc_av is not None else None
+        code = self._code(status, vals)
         attrs: list[tuple[str, Any]] = []
         if svc is not None:
             attrs.append(("service.name", svc))
@@ -290,9 +311,9 @@ class RedMetricsConnector(AggregatingConnector):
         attrs.append(("span.kind", SPAN_KINDS[kind] if 0 <= kind < len(SPAN_KINDS)
                       else SPAN_KINDS[0]))
         attrs.append(("status.code", STATUS_CODES[code] if 0 <= code < 3 else STATUS_CODES[0]))
-        for dim, default, kv in zip(self.dims, self.defaults, vals, strict=False):
-            if kv is not None:
-                attrs.append((dim, self.decode(kv)))
+        for dim, default, av in zip(self.dims, self.defaults, vals, strict=False):
+            if av is not None:
+                attrs.append((dim, self.decode(av)))
             elif default is not None:
                 attrs.append((dim, default))
         resource: Attrs = (("service.name", svc),) if svc is not None else ()
