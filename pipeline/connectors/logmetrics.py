@@ -72,6 +72,7 @@ from pipeline.component import (
     Kind,
     Signal,
 )
+from pipeline.config.types import Regex
 from pipeline.connectors.aggregation import (
     AggregatingConnector,
     AggregationSettings,
@@ -145,7 +146,7 @@ class Condition(ComponentConfig):
     equals: Scalar | None = None
     not_equals: Scalar | None = None
     in_: list[Scalar] | None = Field(None, alias="in")
-    matches: str | None = Field(None, description="regular expression, searched")
+    matches: Regex | None = Field(None, description="regular expression, searched")
     exists: bool | None = None
     gt: float | None = None
     gte: float | None = None
@@ -155,16 +156,6 @@ class Condition(ComponentConfig):
     all: list[Condition] | None = None
     any: list[Condition] | None = None
     not_: Condition | None = Field(None, alias="not")
-
-    @field_validator("matches")
-    @classmethod
-    def _regex(cls, v: str | None) -> str | None:
-        if v is not None:
-            try:
-                re.compile(v)
-            except re.error as exc:
-                raise ValueError(f"invalid regular expression: {exc}") from None
-        return v
 
     @field_validator("severity_at_least")
     @classmethod

@@ -40,7 +40,7 @@ from collections.abc import Callable
 from typing import Any, Literal
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from pipeline.component import (
     Component,
@@ -51,6 +51,7 @@ from pipeline.component import (
     Kind,
     Signal,
 )
+from pipeline.config.types import Regex
 from pipeline.pdata.batch import Batch
 from pipeline.processors._otlp import find, items, resources, set_value, value_text
 
@@ -60,27 +61,17 @@ Scalar = str | int | float | bool
 
 class ActionConfig(ComponentConfig):
     key: str | None = Field(None, min_length=1, description="attribute key acted on")
-    pattern: str | None = Field(
+    pattern: Regex | None = Field(
         None, description="delete/hash: act on every key matching this regex (instead of key)")
     action: Action
     value: Scalar | None = None
     from_attribute: str | None = Field(None, min_length=1,
                                        description="copy the value of this attribute")
-    regex: str | None = Field(None, description="extract: named groups become attributes")
+    regex: Regex | None = Field(None, description="extract: named groups become attributes")
     converted_type: Literal["int", "double", "string", "bool"] | None = None
     context: Literal["item", "resource"] = Field(
         "item", description="item: span/log record/data point attributes; resource: the "
                             "resource's")
-
-    @field_validator("pattern", "regex")
-    @classmethod
-    def _compiles(cls, v: str | None) -> str | None:
-        if v is not None:
-            try:
-                re.compile(v)
-            except re.error as exc:
-                raise ValueError(f"invalid regular expression: {exc}") from None
-        return v
 
     @model_validator(mode="after")
     def _shape(self) -> ActionConfig:
