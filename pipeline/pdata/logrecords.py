@@ -177,6 +177,17 @@ class LogGroup:
         """The UTF-8 bodies while the records are not built yet (read-only), else None."""
         return self._lines
 
+    @property
+    def extras(self) -> list[dict[str, Any] | None] | None:
+        """Per-line extra attributes while the records are not built yet, else None."""
+        return self._extras
+
+    def set_records(self, records: list[LogRecord]) -> None:
+        """Replace the lines by records built from them elsewhere (a processor that builds
+        and parses each record in one pass)."""
+        self._records = records
+        self._lines = self._extras = None
+
     def _build(self) -> list[LogRecord]:
         lines = self._lines
         assert lines is not None

@@ -14,8 +14,10 @@ and attributes `log.file.name` (and `log.file.path` if asked). A trailing `\\r`
 (CRLF files) is removed; empty lines are skipped.
 
 Delivery: a batch of up to `max_batch_lines` records from one file is handed to
-the pipeline; only after `consume` returned is the file's offset advanced and
-the checkpoint written (temp file + fsync + rename). A restart resumes exactly
+the pipeline (when a read filled the read buffer, so more is waiting, a short last
+batch is not sent: its lines go out with the next read's, so a file being caught
+up on becomes full batches); only after `consume` returned is the file's offset
+advanced and the checkpoint written (temp file + fsync + rename). A restart resumes exactly
 there: nothing lost, nothing repeated after a clean shutdown; after a crash, at
 most the batch that was in flight is delivered again. A refused batch
 (`RetryableError`) is retried with exponential backoff, forever, and the file is
@@ -425,6 +427,9 @@ class FileLogReceiver(Component):
         self._ml_end = re.compile(ml.line_end_pattern.encode()).search \
             if ml and ml.line_end_pattern is not None else None
         self._ckpt_path = self._checkpoint_file(settings)
+        self._ckpt_str = str(self._ckpt_path)
+        self._ckpt_tmp = self._ckpt_str + ".tmp"
+        self._fp_b64: dict[bytes, str] = {}
         self._ckpt_dirty = False
         self._ckpt_pool = ThreadPoolExecutor(1, thread_name_prefix="filelog-checkpoint")
         self._ckpt_future: asyncio.Future[None] | None = None
@@ -676,12 +681,15 @@ class FileLogReceiver(Component):
         budget = self.READ_BUDGET
         got = False
         nl = f.codec.nl
+        held = b""
+        failed = False
         while budget > 0:
             try:
                 data = os.pread(f.fd, self.READ_SIZE, f.read_pos)
             except OSError as exc:
                 self.log.warning("cannot read file", extra={"path": f.path, "error": str(exc)})
-                return False
+                failed = True
+                break
             if not data:
                 break
             got = True
@@ -690,10 +698,21 @@ class FileLogReceiver(Component):
             budget -= len(data)
             buf = f.rest + data if f.rest else data
             lines, complete, f.rest = split_lines(buf, nl)
+            held = b""
             if lines:
-                await self._emit_lines(f, lines, complete)
-            if len(f.rest) >= self.config.max_log_size:
+                # A full read: more is probably there, so a short last batch waits for the
+                # next read's lines (one batch, one checkpoint, instead of two).
+                held = await self._emit_lines(f, lines, complete,
+                                              hold=len(data) == self.READ_SIZE and budget > 0)
+            if held:
+                f.rest = held + f.rest  # complete lines again at the next split
+            elif len(f.rest) >= self.config.max_log_size:
                 await self._emit_long_rest(f)
+        if held:  # held back for a read that found nothing more: emit them now
+            lines, complete, f.rest = split_lines(f.rest, nl)
+            await self._emit_lines(f, lines, complete)
+        if failed:
+            return False
         now = time.monotonic()
         if got:
             f.last_data = now
@@ -752,8 +771,12 @@ class FileLogReceiver(Component):
         out.append(raw)
         return out
 
-    async def _emit_lines(self, f: _File, lines: list[bytes], complete: bytes) -> None:
-        """Complete lines read from the file, in batches of max_batch_lines."""
+    async def _emit_lines(self, f: _File, lines: list[bytes], complete: bytes,
+                          hold: bool = False) -> bytes:
+        """Complete lines read from the file, in batches of max_batch_lines. With `hold`,
+        a last batch shorter than max_batch_lines after full ones is not delivered: its
+        raw bytes (newlines included) are returned, to be read again with what follows
+        (they are not counted in the offset, so nothing is lost or repeated)."""
         codec = f.codec
         # Fast path: text valid in its encoding, so each line is its own UTF-8 body.
         bodies_all: list[bytes] | None = None
@@ -772,12 +795,16 @@ class FileLogReceiver(Component):
                 bodies_all = [b[:-1] if b[-1:] == b"\r" else b for b in bodies_all]
         if self.config.multiline is not None:
             await self._emit_multiline(f, lines, bodies_all)
-            return
+            return b""
         mb = self.config.max_batch_lines
         limit = self.config.max_log_size
         nl_len = codec.unit
         for i in range(0, len(lines), mb):
             group = lines[i:i + mb]
+            if hold and i and len(group) < mb and nl_len == 1:
+                held = codec.nl.join(group) + codec.nl
+                if len(held) + len(f.rest) < limit:
+                    return held
             raw_len = sum(map(len, group)) + len(group) * nl_len
             extras: list[Extra] | None = None
             if bodies_all is not None and not f.split_open and max(map(len, group)) <= limit:
@@ -787,6 +814,7 @@ class FileLogReceiver(Component):
             else:
                 bodies, extras = self._slow_records(f, group)
             await self._deliver(f, bodies, extras, raw_len)
+        return b""
 
     def _slow_records(self, f: _File, group: Iterable[bytes]
                       ) -> tuple[list[bytes], list[Extra] | None]:
@@ -1008,12 +1036,22 @@ class FileLogReceiver(Component):
         self._first_run = False
         self._ckpt_mtime = path.stat().st_mtime
 
+    def _b64(self, fp: bytes) -> str:
+        """base64 of a fingerprint, cached (written with every checkpoint, changes rarely)."""
+        s = self._fp_b64.get(fp)
+        if s is None:
+            if len(self._fp_b64) >= 1024:
+                self._fp_b64.clear()
+            s = self._fp_b64[fp] = base64.b64encode(fp).decode()
+        return s
+
     def _checkpoint_data(self) -> bytes:
+        b64 = self._b64
         files = [{"path": f.path, "dev": f.dev, "ino": f.ino, "offset": f.offset,
-                  "fingerprint": base64.b64encode(f.fp).decode()}
+                  "fingerprint": b64(f.fp)}
                  for f in self._files.values()]
         files += [{"dev": k.dev, "ino": k.ino, "offset": k.offset,
-                   "fingerprint": base64.b64encode(k.fp).decode()}
+                   "fingerprint": b64(k.fp)}
                   for k in self._known]
         return orjson.dumps({"version": 1, "files": files})
 
@@ -1021,16 +1059,20 @@ class FileLogReceiver(Component):
         """temp file, fsync, rename over the checkpoint (runs in the checkpoint thread)."""
         path = self._ckpt_path
         assert path is not None
-        tmp = path.with_name(path.name + ".tmp")
+        tmp = self._ckpt_tmp
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
         try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                fd = os.open(tmp, flags, 0o644)
+            except FileNotFoundError:  # the directory: created on first use (or again)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(tmp, flags, 0o644)
             try:
                 os.write(fd, data)
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            os.replace(tmp, path)
+            os.replace(tmp, self._ckpt_str)
         except OSError as exc:
             self._ckpt_dirty = True  # try again after the next poll
             self.log.error("cannot write checkpoint", extra={"path": str(path),

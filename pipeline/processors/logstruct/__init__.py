@@ -33,7 +33,7 @@ from pipeline.component import (
     Signal,
 )
 from pipeline.pdata.batch import Batch
-from pipeline.pdata.logrecords import LogGroup, flat_value
+from pipeline.pdata.logrecords import LogGroup, LogRecord, flat_value
 from pipeline.pdata.otlpjson import any_value
 from pipeline.processors.logstruct.grok import GrokError, compile_grok
 from pipeline.processors.logstruct.normalize import (
@@ -319,6 +319,11 @@ class LogStructProcessor(Component, Consumer):
             elif isinstance(p, JsonParser | ContainerParser):
                 p.reparse = self._reparse
         self.steps = steps
+        # One parser for every record's body: called directly, without the step loop.
+        st0 = steps[0] if len(steps) == 1 else None
+        self._single: Parser | None = (
+            st0.parser if st0 is not None and st0.source is None and st0.when is None
+            and st0.auto is None else None)
         self._all_body = all(st.source is None for st in steps)
         self._needs_resource = any(st.when is not None and st.when.needs_resource
                                    for st in steps)
@@ -456,6 +461,9 @@ class LogStructProcessor(Component, Consumer):
         for g in groups:
             res = ({k: flat_value(v) for k, v in g.resource.items()}
                    if needs_resource else None)
+            if not g.materialized and steps:
+                self._process_lines(g, res, formats, errors)
+                continue
             for lr in g.records:
                 text = lr.body
                 invalid_utf8 = False
@@ -503,6 +511,97 @@ class LogStructProcessor(Component, Consumer):
                     attrs["log.template"] = template
                     attrs["log.template_id"] = tid
         self._count(formats, errors)
+
+    def _process_lines(self, g: LogGroup, res: dict[str, Any] | None,
+                       formats: dict[str, int], errors: dict[str, int]) -> None:
+        """`process_records` for a group that still holds lines (`LogGroup.from_lines`):
+        each record is built and parsed in one pass, the parsers writing straight into
+        its attribute dict (a parser touches nothing unless the line is its format; if
+        one raises, the record is built again from the line). Same result as building
+        the records first and applying each parse result to them."""
+        lines = g.lines
+        assert lines is not None
+        extras = g.extras
+        base = g.line_attributes
+        obs = g.observed
+        miner = self.miner
+        keep_original = self.config.keep_original
+        all_body = self._all_body
+        parse = self._parse
+        single = self._single
+        make = object.__new__
+        cls = LogRecord
+        out: list[LogRecord] = []
+        append = out.append
+        for i, line in enumerate(lines):
+            lr = make(cls)
+            text = line.decode()  # from_lines holds valid UTF-8
+            lr.body = text
+            a = lr.attributes = base.copy()
+            if extras is not None:
+                e = extras[i]
+                if e:
+                    a.update(e)
+            if obs:
+                lr.observed_time_unix_nano = obs
+            append(lr)
+            if not text and all_body:
+                continue
+            message = text
+            rec = Record(a)  # parsers write the record's attributes directly
+            try:
+                if single is not None:
+                    if single.parse(text, rec):
+                        fmt: str | None = single.format
+                        parsed = text
+                    else:
+                        fmt, parsed = None, single.reason
+                else:
+                    fmt, parsed = parse(text, lr, res, rec, True)
+                if fmt is not None:
+                    if keep_original:
+                        a["log.record.original"] = parsed
+                    t = rec.time or rec.fallback_time
+                    if t:
+                        lr.time_unix_nano = t
+                    if rec.sev_text is not None:
+                        lr.severity_number = rec.sev_num
+                        lr.severity_text = rec.sev_text
+                    body = rec.body
+                    if body is not None:
+                        lr.body = body
+                        if type(body) is str:
+                            message = body
+                    if rec.trace_id:
+                        lr.trace_id = rec.trace_id
+                        if rec.span_id:
+                            lr.span_id = rec.span_id
+                        if rec.flags >= 0:
+                            lr.flags = rec.flags
+                    elif rec.span_id:
+                        lr.span_id = rec.span_id
+            except Exception as exc:  # a parser bug must not lose the batch
+                fmt, parsed = None, f"parser failed: {type(exc).__name__}: {exc}"[:200]
+                self.log.debug("logstruct parser raised", exc_info=True)
+                lr = out[-1] = make(cls)  # as it was before parsing
+                lr.body = message = text
+                lr.attributes = base.copy()
+                if extras is not None and extras[i]:
+                    lr.attributes.update(extras[i])  # type: ignore[arg-type]
+                if obs:
+                    lr.observed_time_unix_nano = obs
+            if fmt is not None:
+                formats[fmt] = formats.get(fmt, 0) + 1
+            else:
+                reason = "exception" if parsed.startswith("parser failed") else "no_match"
+                errors[reason] = errors.get(reason, 0) + 1
+                lr.attributes["log.parse_error"] = parsed
+            if miner is not None and message:
+                tid, template = miner.match(message)
+                attrs = lr.attributes
+                attrs["log.template"] = template
+                attrs["log.template_id"] = tid
+        g.set_records(out)
 
     def process_otlp(self, msg: Any) -> None:
         """Parse every record of an OTLP ExportLogsServiceRequest in place."""

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -59,7 +59,7 @@ class Record:
     __slots__ = ("attrs", "body", "fallback_time", "flags", "format", "sev_num", "sev_text",
                  "span_id", "time", "trace_id")
 
-    def __init__(self) -> None:
+    def __init__(self, attrs: dict[str, Any] | None = None) -> None:
         self.time = 0
         self.fallback_time = 0  # a container wrapper's time, used when the line has none
         self.sev_num = 0
@@ -68,7 +68,8 @@ class Record:
         self.trace_id = b""
         self.span_id = b""
         self.flags = -1
-        self.attrs: dict[str, Any] = {}  # attribute name -> value (a later one replaces)
+        # attribute name -> value (a later one replaces); may be the record's own dict
+        self.attrs: dict[str, Any] = {} if attrs is None else attrs
         self.format = ""
 
 
@@ -79,8 +80,25 @@ _SYSLOG_NAMES = ("emerg", "alert", "crit", "err", "warning", "notice", "info", "
 _TRACE_N = re.compile(r"(?i)trace([1-8])")
 
 
+_LEVELS: dict[str, tuple[int, str] | None] = {}  # level text -> level_of(text)
+_NO_LEVEL: Any = object()
+
+
 def level_of(v: Any) -> tuple[int, str] | None:
-    """(severity_number, severity_text) of a level value (text or number), or None."""
+    """(severity_number, severity_text) of a level value (text or number), or None.
+    Results for text are cached (level words repeat from line to line)."""
+    if type(v) is str:
+        sev = _LEVELS.get(v, _NO_LEVEL)
+        if sev is _NO_LEVEL:
+            sev = _level_of(v)
+            if len(_LEVELS) >= _CACHE_MAX:
+                _LEVELS.clear()
+            _LEVELS[v] = sev
+        return sev
+    return _level_of(v)
+
+
+def _level_of(v: Any) -> tuple[int, str] | None:
     sev = parse_severity(v)
     if sev is not None and sev[0] == 0 and type(v) is str:
         m = _TRACE_N.fullmatch(v.strip())  # Apache's trace1..trace8
@@ -108,6 +126,7 @@ _US = timedelta(microseconds=1)
 _UINT64 = 1 << 64
 _DAY_NS = 86_400 * 1_000_000_000
 _CACHE_MAX = 4096
+_MILLIS = {f"{i:03d}": i * 1_000_000 for i in range(1000)}  # "123" -> 123 ms in ns
 
 _RE_ISO_SPACE_ZONE = re.compile(r"(\d{4}-\d\d-\d\d[T ]\d\d:\d\d(?::\d\d(?:[.,]\d+)?)?) ?"
                                 r"(Z|UTC|GMT|[+-]\d\d:?\d\d)")
@@ -160,6 +179,7 @@ class TimeParser:
         self.clock = clock
         self._cache: dict[str, int | None] = {}
         self._utc_seconds: dict[str, int] = {}  # "YYYY-MM-DDTHH:MM:SS" of ...Z stamps -> ns
+        self._local_seconds: dict[str, int] = {}  # the same of stamps without a zone
         self._epoch_mult = _EPOCH_UNITS.get(time_format or "")
         fmt = time_format if self._epoch_mult is None else None
         self._strptime_fmt = fmt
@@ -171,6 +191,30 @@ class TimeParser:
     def parse(self, v: Any) -> int | None:
         t = type(v)
         if t is str:
+            if len(v) == 24 and v[23] == "Z" and v[19] == ".":
+                # `2024-01-15T10:20:30.123Z` (JavaScript, Go, pino, Serilog ...): the
+                # cached whole second (only set for valid UTC RFC 3339 stamps, and only
+                # without a time_format) plus the milliseconds, looked up.
+                secs = self._utc_seconds.get(v[:19])
+                if secs is not None:
+                    ms = _MILLIS.get(v[20:23])
+                    if ms is not None and 0 < secs + ms < _UINT64:
+                        return secs + ms
+            elif len(v) == 23 and v[4] == "-" and (v[19] == "." or v[19] == ",") \
+                    and (v[10] == " " or v[10] == "T") and self._strptime_fmt is None:
+                # `2024-01-15 10:20:30.123` / `…,123` (log4j, Python logging) in the
+                # configured zone: the same per-second cache.
+                ms = _MILLIS.get(v[20:23])
+                if ms is not None:
+                    secs = self._local_seconds.get(v[:19])
+                    if secs is not None and 0 < secs + ms < _UINT64:
+                        return secs + ms
+                    local = self._iso(v)
+                    if local is not None:
+                        if len(self._local_seconds) >= _CACHE_MAX:
+                            self._local_seconds.clear()
+                        self._local_seconds[v[:19]] = local - ms
+                        return local
             if len(v) >= 20 and v[10] == "T" and v[4] == "-" and self._strptime_fmt is None:
                 if v[-1] == "Z" and (len(v) == 20 or v[19] == "."):
                     # UTC RFC 3339: the whole seconds repeat from line to line, cache them
@@ -491,13 +535,19 @@ DASH_MEANS_NONE = frozenset({
 _HEX = frozenset("0123456789abcdefABCDEF")
 
 
+_ZERO16, _ZERO8 = bytes(16), bytes(8)
+_ZEROS = {16: _ZERO16, 8: _ZERO8}
+
+
 def hex_id(v: Any, size: int) -> bytes | None:
+    """The bytes of a trace id (size 16) or span id (8) written in hex; None if `v` is
+    not one (wrong length, not hex, all zeros)."""
     if type(v) is str and len(v) == 2 * size:
         try:
             b = bytes.fromhex(v)
         except ValueError:
             return None
-        if b.count(0) != size:
+        if len(b) == size and b != _ZEROS[size]:
             return b
     return None
 
@@ -530,8 +580,74 @@ class Normalizer:
                 self.plans[key] = p
         return p
 
+    def fill(self, rec: Record, items: Iterable[tuple[str, Any]]) -> None:
+        """`put` for every (field name, value), with the common cases inlined (this loop
+        is most of the cost of a JSON or logfmt line): plain attributes, time, level,
+        message, trace and span ids, numbers. `None` values are left out."""
+        plans = self.plans
+        put = self.put
+        attrs = rec.attrs
+        fromhex = bytes.fromhex
+        for k, v in items:
+            try:
+                p = plans[k]
+            except KeyError:
+                p = self.plan(k)
+            tv = type(v)
+            if p[4]:  # an attribute stored as it is
+                if tv is str or tv is int or tv is float or tv is bool:
+                    attrs[p[1]] = v
+                elif v is not None:
+                    put(rec, p, v)  # a container keeps its own key
+                continue
+            role = p[0]
+            if role == TIME:
+                if not rec.time:
+                    ns = self.times.parse(v)
+                    if ns is not None:
+                        rec.time = ns
+                        continue
+            elif role == LEVEL:
+                if rec.sev_text is None:
+                    sev = level_of(v)
+                    if sev is not None:
+                        rec.sev_num, rec.sev_text = sev
+                        continue
+            elif role == BODY:
+                if rec.body is None:
+                    if v is not None:
+                        rec.body = v
+                    continue
+            elif role == TRACE:  # hex_id(v, 16), inlined
+                if not rec.trace_id and tv is str and len(v) == 32:
+                    try:
+                        b = fromhex(v)
+                    except ValueError:
+                        b = b""
+                    if len(b) == 16 and b != _ZERO16:
+                        rec.trace_id = b
+                        continue
+            elif role == SPAN:  # hex_id(v, 8), inlined
+                if not rec.span_id and tv is str and len(v) == 16:
+                    try:
+                        b = fromhex(v)
+                    except ValueError:
+                        b = b""
+                    if len(b) == 8 and b != _ZERO8:
+                        rec.span_id = b
+                        continue
+            elif role == ATTR and (tv is int or tv is float or tv is bool):
+                attrs[p[1]] = v  # what put() does with a number
+                continue
+            elif v is not None:
+                put(rec, p, v)
+                continue
+            if v is not None:  # not usable for its role: an attribute
+                attrs[p[1]] = v
+
     def field(self, rec: Record, key: str, value: Any) -> None:
-        self.put(rec, self.plan(key), value)
+        p = self.plans.get(key)
+        self.put(rec, self.plan(key) if p is None else p, value)
 
     def put(self, rec: Record, plan: Plan, value: Any) -> None:
         role, name, is_int, _, _ = plan

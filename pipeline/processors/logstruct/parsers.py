@@ -100,16 +100,7 @@ class JsonParser(Parser):
         return True
 
     def fill(self, obj: dict[str, Any], rec: Record) -> None:
-        norm = self.norm
-        plans = norm.plans
-        put = norm.put
-        attrs = rec.attrs
-        for k, v in obj.items():
-            p = plans.get(k) or norm.plan(k)
-            if p[4] and type(v) in _SCALARS:
-                attrs[p[1]] = v
-            elif v is not None:
-                put(rec, p, v)
+        self.norm.fill(rec, obj.items())
 
     def _prefixed(self, text: str, rec: Record) -> bool:
         i = text.find("{")
@@ -212,30 +203,69 @@ class LogfmtParser(Parser):
         self.strict = strict
 
     def parse(self, text: str, rec: Record) -> bool:
-        pairs = _LOGFMT.findall(text)
+        pairs = logfmt_pairs(text)
         n_eq = 0
-        for _k, eq, _v in pairs:
-            if eq:
+        for _k, v in pairs:
+            if v is not True:
                 n_eq += 1
         if not n_eq:
             return False
-        if self.strict and (not pairs[0][1] or 2 * n_eq < len(pairs)):
+        if self.strict and (pairs[0][1] is True or 2 * n_eq < len(pairs)):
             return False
-        fill_pairs(pairs, rec, self.norm)
+        self.norm.fill(rec, pairs)
         return True
 
 
-def fill_pairs(pairs: Sequence[tuple[str, str, str]], rec: Record, norm: Normalizer) -> None:
-    plan = norm.plan
-    put = norm.put
-    for k, eq, v in pairs:
-        if not eq:
-            put(rec, plan(k), True)
-            continue
-        if v[:1] == '"':
-            v = v[1:-1] if len(v) > 1 and v[-1] == '"' and v[-2:] != '\\"' else v[1:]
-            v = _unescape(v)
-        put(rec, plan(k), v)
+def _bare_words(chunk: str, out: list[tuple[str, Any]]) -> None:
+    """Pairs of a text without quotes and backslashes, as `_LOGFMT` finds them."""
+    for tok in chunk.split():
+        if tok[0] == "=":  # `=` cannot start a key: skipped
+            tok = tok.lstrip("=")
+            if not tok:
+                continue
+        k, eq, v = tok.partition("=")
+        out.append((k, v) if eq else (k, True))
+
+
+def logfmt_pairs(s: str) -> list[tuple[str, Any]]:
+    """The (key, value) pairs of a logfmt text: the value unquoted and unescaped, `True`
+    for a bare key. What `_LOGFMT.findall` finds; without backslashes, and with quotes
+    only right after `key=`, found with `split`/`find` instead (~2x faster)."""
+    if "\\" not in s:
+        q = s.find('"')
+        out: list[tuple[str, Any]] = []
+        if q < 0:
+            _bare_words(s, out)
+            return out
+        pos = 0
+        while q >= 0:
+            head = s[pos:q]
+            if head[-1:] != "=":
+                break  # a quote inside a word or starting one: the regex decides
+            words = head.rsplit(None, 1)
+            k, _, rest = words[-1].partition("=")
+            if not k or rest:
+                break
+            if len(words) == 2:
+                _bare_words(words[0], out)
+            close = s.find('"', q + 1)
+            if close < 0:  # unterminated: the value runs to the end
+                out.append((k, s[q + 1:]))
+                return out
+            out.append((k, s[q + 1:close]))
+            pos = close + 1
+            q = s.find('"', pos)
+        else:
+            _bare_words(s[pos:], out)
+            return out
+    return [(k, _unquote(v) if eq else True) for k, eq, v in _LOGFMT.findall(s)]
+
+
+def _unquote(v: str) -> str:
+    if v[:1] == '"':
+        v = v[1:-1] if len(v) > 1 and v[-1] == '"' and v[-2:] != '\\"' else v[1:]
+        return _unescape(v)
+    return v
 
 
 # ---------------------------------------------------------------------------------------
@@ -612,7 +642,7 @@ class KlogParser(Parser):
                 rec.body = _unescape(qm.group(1))
                 rest = msg[qm.end():]
                 if rest:
-                    fill_pairs(_LOGFMT.findall(rest), rec, norm)
+                    norm.fill(rec, logfmt_pairs(rest))
                 return True
         rec.body = msg
         return True
