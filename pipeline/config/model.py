@@ -346,5 +346,29 @@ def build_json_schema(registry: Registry) -> dict[str, Any]:
         "additionalProperties": False,
         "properties": {**sections, "service": refs[(ServiceModel, "validation")]},
         "required": ["service"],
-        "$defs": defs.get("$defs", {}),
+        "$defs": {name: _allow_env_refs(d) for name, d in defs.get("$defs", {}).items()},
     }
+
+
+# A whole value may be an `${env:VAR}` reference, substituted before validation.
+_ENV_REF_SCHEMA = {"type": "string", "pattern": r"^\$\{env:[A-Za-z_][A-Za-z0-9_]*(:-[^}]*)?\}$"}
+
+
+def _allow_env_refs(schema: Any) -> Any:
+    """Let every typed (non-string) leaf of a model's schema also be an env reference, so
+    editors do not flag `endpoint: ${env:PORT}` or `limit_mib: ${env:LIMIT}`."""
+    if isinstance(schema, list):
+        return [_allow_env_refs(s) for s in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {k: _allow_env_refs(v) if k in ("properties", "items", "anyOf", "oneOf",
+                                            "additionalProperties", "prefixItems") else v
+           for k, v in schema.items()}
+    if "properties" in schema:
+        out["properties"] = {k: _allow_env_refs(v) for k, v in schema["properties"].items()}
+        return out
+    leaf_type = schema.get("type")
+    if leaf_type in ("integer", "number", "boolean") or "enum" in schema or "const" in schema \
+            or (leaf_type == "string" and "pattern" in schema):
+        return {"anyOf": [out, _ENV_REF_SCHEMA]}
+    return out

@@ -1,4 +1,4 @@
-"""Config value types shared by component models: durations, endpoints."""
+"""Config value types shared by component models: durations, sizes, endpoints, regexes."""
 
 from __future__ import annotations
 
@@ -50,6 +50,36 @@ Duration = Annotated[
                               {"type": "string",
                                "pattern": r"^(\d+(\.\d+)?(ns|us|µs|ms|s|m|h|d))+$|^0$"}],
                     "description": "seconds, or a duration such as 200ms, 5s, 1m30s"}),
+]
+
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]i?b|b)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {None: 1, "b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2,
+               "gb": 1000**3, "gib": 1024**3}
+
+
+def parse_byte_size(value: object) -> int:
+    """Bytes from an int or a string such as `1000`, `1kb` (1000), `64KiB`, `1MiB`."""
+    if isinstance(value, bool):
+        raise ValueError("expected a size such as 1024, 64KiB or 1MiB")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str):
+        m = _SIZE.match(value)
+        if m:
+            unit = m.group(2).lower() if m.group(2) else None
+            return int(float(m.group(1)) * _SIZE_UNITS[unit])
+    raise ValueError(f"invalid size {value!r}: expected bytes or e.g. 1kb, 64KiB, 1MiB")
+
+
+# _SIZE for JSON Schema, which has no case-insensitive flag.
+_SIZE_SCHEMA_PATTERN = r"^\s*\d+(\.\d+)?\s*([kKmMgG][iI]?[bB]|[bB])?\s*$"
+ByteSize = Annotated[
+    int,
+    BeforeValidator(parse_byte_size),
+    WithJsonSchema({"anyOf": [{"type": "integer", "minimum": 0},
+                              {"type": "string", "pattern": _SIZE_SCHEMA_PATTERN}],
+                    "description": "bytes, or a size such as 64KiB, 1MiB, 1kb"}),
 ]
 
 

@@ -68,11 +68,11 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Literal
 
 import orjson
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
-from pydantic import AliasChoices, BeforeValidator, Field, field_validator, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 
 from pipeline.component import (
     Component,
@@ -83,7 +83,7 @@ from pipeline.component import (
     Kind,
     Signal,
 )
-from pipeline.config.types import Duration
+from pipeline.config.types import ByteSize, Duration
 from pipeline.errors import PermanentError, RetryableError
 from pipeline.pdata.batch import Batch
 from pipeline.pdata.logrecords import LogGroup, encode_lines, varint
@@ -92,26 +92,6 @@ from pipeline.receivers.common import ReceiverObs
 # ---------------------------------------------------------------------------------------
 # Config
 
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmg]i?b|b)?\s*$", re.IGNORECASE)
-_SIZE_UNITS = {None: 1, "b": 1, "kb": 1000, "kib": 1024, "mb": 1000**2, "mib": 1024**2,
-               "gb": 1000**3, "gib": 1024**3}
-
-
-def parse_byte_size(value: object) -> int:
-    """Bytes from an int or a string such as `1000`, `1kb` (1000), `64KiB`, `1MiB`."""
-    if isinstance(value, bool):
-        raise ValueError("expected a size such as 1024, 64KiB or 1MiB")
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str):
-        m = _SIZE.match(value)
-        if m:
-            unit = m.group(2).lower() if m.group(2) else None
-            return int(float(m.group(1)) * _SIZE_UNITS[unit])
-    raise ValueError(f"invalid size {value!r}: expected bytes or e.g. 1kb, 64KiB, 1MiB")
-
-
-ByteSize = Annotated[int, BeforeValidator(parse_byte_size)]
 
 
 class MultilineConfig(ComponentConfig):

@@ -153,12 +153,18 @@ class ReplicaConfig(ComponentConfig):
         return self.application_name or self.name
 
 
+def _replicas_schema(schema: dict[str, Any]) -> None:
+    """A replica may also be written as a bare DSN string."""
+    schema["items"] = {"anyOf": [schema["items"], {"type": "string"}]}
+
+
 class ReplicationLagConfig(ComponentConfig):
     primary: SecretStr = Field(description="DSN of the primary (libpq string or URL).")
     primary_name: str = Field("primary", description="db.instance attribute of the primary.")
     replicas: list[ReplicaConfig] = Field(
         default_factory=list,
-        description="Replicas to read the heartbeat on: DSNs or {name, dsn, application_name}.")
+        description="Replicas to read the heartbeat on: DSNs or {name, dsn, application_name}.",
+        json_schema_extra=_replicas_schema)
     interval: Duration = Field(0.1, gt=0, description="How often to write, read and emit.")
     timeout: Duration = Field(
         1.0, gt=0, description="Limit for connecting and for each query; a slower target "

@@ -82,6 +82,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -170,8 +171,12 @@ def _as_text(value: object) -> str:
     raise ValueError("attribute values are strings or numbers")
 
 
-Threshold = Annotated[float, BeforeValidator(parse_threshold)]
-Period = Annotated[float, BeforeValidator(parse_period)]
+Threshold = Annotated[float, BeforeValidator(parse_threshold), WithJsonSchema(
+    {"anyOf": [{"type": "number"}, {"type": "string"}],
+     "description": "a number, or a duration such as 200ms (as seconds)"})]
+Period = Annotated[float, BeforeValidator(parse_period), WithJsonSchema(
+    {"anyOf": [{"type": "number", "exclusiveMinimum": 0}, {"type": "string"}],
+     "description": "seconds, or a duration such as 30d, 4w, 720h"})]
 AttrValue = Annotated[str, BeforeValidator(_as_text)]
 
 

@@ -35,3 +35,20 @@ def test_invalid_slo_definitions_are_reported(tmp_path: Path,
     err = capsys.readouterr().err
     assert err.startswith("invalid SLO definitions")
     assert "error:" in err
+
+
+@pytest.mark.parametrize("path", [p for p in CONFIGS if "openslo/" not in p.read_text()],
+                         ids=lambda p: p.name)
+def test_example_config_matches_the_json_schema(path: Path) -> None:
+    """What editors see: `otelpipe schema` accepts the raw file, `${env:…}` references
+    included (they are substituted only at load time)."""
+    import jsonschema
+
+    from pipeline.config.loader import load_yaml_files
+    from pipeline.config.model import build_json_schema
+    from pipeline.registry import default_registry
+
+    validator = jsonschema.Draft202012Validator(build_json_schema(default_registry()))
+    errors = [f"{list(e.absolute_path)}: {e.message[:200]}"
+              for e in validator.iter_errors(load_yaml_files([path]))]
+    assert errors == []

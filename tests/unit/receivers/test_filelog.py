@@ -20,6 +20,7 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
 from pydantic import ValidationError
 
 from pipeline.component import Signal
+from pipeline.config.types import parse_byte_size
 from pipeline.errors import PermanentError, RetryableError
 from pipeline.pdata.otlpjson import attributes
 from pipeline.receivers.filelog import (
@@ -27,7 +28,6 @@ from pipeline.receivers.filelog import (
     FileLogReceiver,
     encode_attribute,
     encode_records,
-    parse_byte_size,
     split_lines,
     wrap_request,
 )
