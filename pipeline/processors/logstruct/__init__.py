@@ -446,16 +446,47 @@ class LogStructProcessor(Component, Consumer):
         if self.miner is not None:
             self.miner.maybe_save()
 
+    def _parse_one(self, text: str, lr: Any, res: dict[str, Any] | None, invalid_utf8: bool,
+                   native: bool, formats: dict[str, int], errors: dict[str, int]) -> str:
+        """Parse one record's text and apply the result to `lr` (a pdata.logrecords
+        LogRecord when `native`, else an OTLP LogRecord); on failure mark it with
+        `log.parse_error`. Returns the message to mine templates from."""
+        rec = Record()
+        message = text
+        try:
+            fmt, parsed = self._parse(text, lr, res, rec, native)
+            if fmt is not None:
+                if invalid_utf8:
+                    rec.attrs["log.invalid_utf8"] = True
+                    if rec.body is None:
+                        rec.body = text
+                if self.config.keep_original:
+                    rec.attrs["log.record.original"] = parsed
+                (apply_record if native else write_record)(rec, lr)
+        except Exception as exc:  # a parser bug must not lose the batch
+            fmt, parsed = None, f"parser failed: {type(exc).__name__}: {exc}"[:200]
+            self.log.debug("logstruct parser raised", exc_info=True)
+        if fmt is not None:
+            formats[fmt] = formats.get(fmt, 0) + 1
+            if type(rec.body) is str:
+                message = rec.body
+        else:
+            reason = "exception" if parsed.startswith("parser failed") else "no_match"
+            errors[reason] = errors.get(reason, 0) + 1
+            if native:
+                lr.attributes["log.parse_error"] = parsed
+            else:
+                lr.attributes.add(key="log.parse_error").value.string_value = parsed
+        return message
+
     def process_records(self, groups: list[LogGroup]) -> None:
         """Parse Python log records (pdata.logrecords) in place: the same parsing as
         `process_otlp`, applied with attribute and dict assignments."""
         steps = bool(self.steps)
         miner = self.miner
         skip_structured = self.config.skip_structured
-        keep_original = self.config.keep_original
         needs_resource = self._needs_resource
         all_body = self._all_body
-        parse = self._parse
         formats: dict[str, int] = {}
         errors: dict[str, int] = {}
         for g in groups:
@@ -482,29 +513,8 @@ class LogStructProcessor(Component, Consumer):
                 message = text
                 if steps and not (skip_structured and (lr.time_unix_nano
                                                        or lr.severity_number)):
-                    rec = Record()
-                    try:
-                        fmt, parsed = parse(text, lr, res, rec, True)
-                        if fmt is not None:
-                            if invalid_utf8:
-                                rec.attrs["log.invalid_utf8"] = True
-                                if rec.body is None:
-                                    rec.body = text
-                            if keep_original:
-                                rec.attrs["log.record.original"] = parsed
-                            apply_record(rec, lr)
-                    except Exception as exc:  # a parser bug must not lose the batch
-                        fmt, parsed = None, f"parser failed: {type(exc).__name__}: {exc}"[:200]
-                        self.log.debug("logstruct parser raised", exc_info=True)
-                    if fmt is not None:
-                        formats[fmt] = formats.get(fmt, 0) + 1
-                        if type(rec.body) is str:
-                            message = rec.body
-                    else:
-                        reason = "exception" if parsed.startswith("parser failed") \
-                            else "no_match"
-                        errors[reason] = errors.get(reason, 0) + 1
-                        lr.attributes["log.parse_error"] = parsed
+                    message = self._parse_one(text, lr, res, invalid_utf8, True, formats,
+                                              errors)
                 if miner is not None and message:
                     tid, template = miner.match(message)
                     attrs = lr.attributes
@@ -608,9 +618,7 @@ class LogStructProcessor(Component, Consumer):
         steps = bool(self.steps)
         miner = self.miner
         skip_structured = self.config.skip_structured
-        keep_original = self.config.keep_original
         needs_resource = self._needs_resource
-        parse = self._parse
         formats: dict[str, int] = {}
         errors: dict[str, int] = {}
         for rl in msg.resource_logs:
@@ -635,29 +643,8 @@ class LogStructProcessor(Component, Consumer):
                     message = text
                     if steps and not (skip_structured and (lr.time_unix_nano
                                                            or lr.severity_number)):
-                        rec = Record()
-                        try:
-                            fmt, parsed = parse(text, lr, res, rec)
-                            if fmt is not None:
-                                if invalid_utf8:
-                                    rec.attrs["log.invalid_utf8"] = True
-                                    if rec.body is None:
-                                        rec.body = text
-                                if keep_original:
-                                    rec.attrs["log.record.original"] = parsed
-                                write_record(rec, lr)
-                        except Exception as exc:  # a parser bug must not lose the batch
-                            fmt, parsed = None, f"parser failed: {type(exc).__name__}: {exc}"[:200]
-                            self.log.debug("logstruct parser raised", exc_info=True)
-                        if fmt is not None:
-                            formats[fmt] = formats.get(fmt, 0) + 1
-                            if type(rec.body) is str:
-                                message = rec.body
-                        else:
-                            reason = "exception" if parsed.startswith("parser failed") \
-                                else "no_match"
-                            errors[reason] = errors.get(reason, 0) + 1
-                            lr.attributes.add(key="log.parse_error").value.string_value = parsed
+                        message = self._parse_one(text, lr, res, invalid_utf8, False,
+                                                  formats, errors)
                     if miner is not None and message:
                         tid, template = miner.match(message)
                         add = lr.attributes.add
