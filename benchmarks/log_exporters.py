@@ -11,7 +11,16 @@ Cases: `nop` (the same pipeline with the nop exporter: receiver + batch cost, th
 baseline), `loki` protobuf (+ snappy), `loki` json (+ gzip), `elasticsearch` bulk with the
 otel and the ecs mapping (VictoriaLogs' /insert/elasticsearch), and the loki protobuf and
 elasticsearch otel cases again with the disk sending queue (`storage: disk`, segment
-engine, fsync) instead of the memory queue.
+engine, fsync) instead of the memory queue. `otlphttp` sends the same records as OTLP/HTTP
+protobuf (+ gzip) to VictoriaLogs' /insert/opentelemetry/v1/logs.
+
+`--peer` adds the same cases run by the OpenTelemetry Collector v0.165 built by
+scripts/otelcol.sh (otlp(http) receiver -> batch(1000, 200 ms) -> exporter, sending queue of
+1000 batches with 4 consumers like ours): `peer_otlphttp` (the `otlp_http` exporter to the
+same VictoriaLogs OTLP endpoint). contrib's elasticsearchexporter has no peer case: the Go
+module proxy refuses it (403 for v0.165.1 and v0.165.0, 404 for its version list), so it
+cannot be built into the peer. The peer's sent items are read from its own Prometheus
+telemetry (`otelcol_exporter_sent_log_records`).
 
 Figures: pipeline items per CPU-second of the otelpipe process (user + system, from /proc,
 from when the warm-up was delivered until the exporter's `otelpipe_exporter_sent_items`
@@ -20,7 +29,7 @@ subtracting the nop baseline (`exporter_us_per_item`). The items VictoriaLogs ho
 each run are counted with LogsQL and must equal what was sent.
 
     python -m benchmarks.log_exporters [--requests 600] [--records 100] [--concurrency 8]
-        [--only nop,loki_protobuf,...] [--repeat 1]
+        [--only nop,loki_protobuf,...] [--repeat 1] [--peer]
 """
 
 from __future__ import annotations
@@ -172,6 +181,10 @@ def exporter_config(case: str, run: str, queue_dir: Path) -> tuple[str, dict[str
     helper = {"sending_queue": queue, "timeout": "30s"}
     if base == "nop":
         return "nop", {}
+    if base == "otlphttp":
+        return "otlphttp", {"endpoint": f"{VL}/insert/opentelemetry", "encoding": "proto",
+                            "compression": "gzip", "headers": {"VL-Extra-Fields": f"run={run}"},
+                            **helper}
     if base.startswith("loki"):
         enc = "json" if base == "loki_json" else "protobuf"
         return "loki", {"endpoint": f"{VL}/insert/loki/api/v1/push", "encoding": enc,
@@ -204,7 +217,78 @@ def wait_sent(health: int, exporter: str, expected: float, timeout: float = 600.
         time.sleep(0.05)
 
 
+def peer_sent_items(metrics: int, exporter: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("otelcol_exporter_sent_log_records") and \
+                f'exporter="{exporter}"' in line:
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def wait_peer_sent(metrics: int, exporter: str, expected: float,
+                   timeout: float = 600.0) -> None:
+    deadline = time.monotonic() + timeout
+    while peer_sent_items(metrics, exporter) < expected:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"peer {exporter}: only {peer_sent_items(metrics, exporter)} of "
+                               f"{expected} items delivered after {timeout}s")
+        time.sleep(0.05)
+
+
+def peer_exporter_config(case: str, run: str) -> tuple[str, dict[str, Any]]:
+    """The Collector's config for a peer case; same queue shape as ours (memory)."""
+    helper = {"sending_queue": {"enabled": True, "queue_size": 1000, "num_consumers": 4},
+              "timeout": "30s"}
+    if case == "peer_otlphttp":
+        return "otlp_http", {"endpoint": f"{VL}/insert/opentelemetry", "encoding": "proto",
+                             "compression": "gzip", "headers": {"VL-Extra-Fields": f"run={run}"},
+                             **helper}
+    raise SystemExit(f"no peer case {case!r} (contrib elasticsearchexporter is not served by "
+                     "the Go module proxy, so the peer has no elasticsearch exporter)")
+
+
+def run_peer_case(case: str, args: argparse.Namespace, seed: int) -> dict[str, Any]:
+    run = f"bench-{uuid.uuid4().hex[:10]}"
+    port, metrics = free_port(), free_port()
+    exp_type, exp_cfg = peer_exporter_config(case, run)
+    config = {
+        "receivers": {"otlp": {"protocols": {"http": {"endpoint": f"127.0.0.1:{port}"}}}},
+        "processors": {"batch": {"send_batch_size": 1000, "timeout": "200ms"}},
+        "exporters": {exp_type: exp_cfg},
+        "service": {
+            "telemetry": {"logs": {"level": "warn"}, "metrics": {"level": "normal", "readers": [
+                {"pull": {"exporter": {"prometheus": {"host": "127.0.0.1",
+                                                      "port": metrics}}}}]}},
+            "pipelines": {"logs": {"receivers": ["otlp"], "processors": ["batch"],
+                                   "exporters": [exp_type]}}},
+    }
+    warm = max(20, args.requests // 10)
+    with start_target("otelcol", config, [port, metrics]) as target:
+        run_sender(port, warm, args.records, args.concurrency, seed)
+        wait_peer_sent(metrics, exp_type, warm * args.records)
+        cpu0, wall0 = cpu_seconds(target.pid), time.monotonic()
+        run_sender(port, args.requests, args.records, args.concurrency, seed + 1)
+        total = (warm + args.requests) * args.records
+        wait_peer_sent(metrics, exp_type, total)
+        cpu = cpu_seconds(target.pid) - cpu0
+        wall = time.monotonic() - wall0
+        rss = peak_rss_mib(target.pid)
+    items = args.requests * args.records
+    stored = wait_vl_count(run, total)
+    return {
+        "case": case, "target": "otelcol", "exporter": exp_type, "queue": "memory",
+        "items": items, "cpu_s": round(cpu, 3), "wall_s": round(wall, 3),
+        "items_per_cpu_s": round(items / cpu), "items_per_wall_s": round(items / wall),
+        "us_cpu_per_item": round(cpu / items * 1e6, 2), "peak_rss_mib": round(rss, 1),
+        "victorialogs_items": stored, "delivered_exactly": stored == total}
+
+
 def run_case(case: str, args: argparse.Namespace, seed: int) -> dict[str, Any]:
+    if case.startswith("peer_"):
+        return run_peer_case(case, args, seed)
     run = f"bench-{uuid.uuid4().hex[:10]}"
     queue_dir = Path(tempfile.mkdtemp(prefix="bench-queue-", dir="/var/tmp"))
     port, health = free_port(), free_port()
@@ -234,8 +318,9 @@ def run_case(case: str, args: argparse.Namespace, seed: int) -> dict[str, Any]:
         shutil.rmtree(queue_dir, ignore_errors=True)
     items = args.requests * args.records
     out: dict[str, Any] = {
-        "case": case, "exporter": exp_type, "queue": "disk" if case.endswith("_disk")
-        else "memory", "items": items, "cpu_s": round(cpu, 3), "wall_s": round(wall, 3),
+        "case": case, "target": "otelpipe", "exporter": exp_type,
+        "queue": "disk" if case.endswith("_disk") else "memory",
+        "items": items, "cpu_s": round(cpu, 3), "wall_s": round(wall, 3),
         "items_per_cpu_s": round(items / cpu), "items_per_wall_s": round(items / wall),
         "us_cpu_per_item": round(cpu / items * 1e6, 2), "peak_rss_mib": round(rss, 1)}
     if exp_type != "nop":
@@ -245,8 +330,10 @@ def run_case(case: str, args: argparse.Namespace, seed: int) -> dict[str, Any]:
     return out
 
 
-CASES = ("nop", "loki_protobuf", "loki_json", "es_otel", "es_ecs", "loki_protobuf_disk",
-         "es_otel_disk")
+CASES = ("nop", "loki_protobuf", "loki_json", "es_otel", "es_ecs", "otlphttp",
+         "loki_protobuf_disk", "es_otel_disk")
+# Collector cases (--peer), each with the otelpipe case it is the peer of.
+PEER_CASES = {"peer_otlphttp": "otlphttp"}
 
 
 def main() -> None:
@@ -258,6 +345,8 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=1, help="runs per case; the best is kept")
     p.add_argument("--only", default=",".join(CASES))
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--peer", action="store_true",
+                   help="also run the Collector peer cases (scripts/otelcol.sh build)")
     p.add_argument("--send", help=argparse.SUPPRESS)  # sender mode (own process)
     p.add_argument("--name", default="log_exporters")
     args = p.parse_args()
@@ -266,6 +355,8 @@ def main() -> None:
         return
     status = ensure_victorialogs()
     cases = [c.strip() for c in args.only.split(",") if c.strip()]
+    if args.peer:
+        cases += [p for p, ours in PEER_CASES.items() if ours in cases and p not in cases]
     results: list[dict[str, Any]] = []
     for case in cases:
         best: dict[str, Any] | None = None
@@ -279,6 +370,12 @@ def main() -> None:
     nop = next((r for r in results if r["case"] == "nop"), None)
     memory = {r["case"]: r for r in results if r["queue"] == "memory"}
     for r in results:
+        if r["target"] == "otelcol":
+            ours = memory.get(PEER_CASES.get(r["case"], ""))
+            if ours is not None:
+                ours["peer_items_per_cpu_s"] = r["items_per_cpu_s"]
+                ours["ratio_to_peer"] = round(ours["items_per_cpu_s"] / r["items_per_cpu_s"], 2)
+            continue
         if nop is not None and r is not nop:
             r["exporter_us_per_item"] = round(r["us_cpu_per_item"] - nop["us_cpu_per_item"], 2)
             r["exporter_items_per_cpu_s"] = round(1e6 / r["exporter_us_per_item"]) \
@@ -292,6 +389,10 @@ def main() -> None:
         "records_per_request": args.records, "attributes_per_record": 10,
         "requests": args.requests, "concurrency": args.concurrency,
         "pipeline": "otlp(http) -> batch(1000, 200ms) -> exporter",
+        "peer": "OpenTelemetry Collector v0.165.0 (scripts/otelcol.sh); contrib "
+                "elasticsearchexporter not built: the Go module proxy answers 403 for "
+                "v0.165.1 and v0.165.0",
+        "date": time.strftime("%Y-%m-%d"),
         "python": platform.python_version(), "cpus": os.cpu_count(),
         "results": results,
     }
