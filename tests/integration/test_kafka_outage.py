@@ -1,10 +1,8 @@
 """The broker stops while data keeps coming: nothing acknowledged is lost.
 
-The issue asks for a 30 s outage; the default here is 10 s
-(KAFKA_OUTAGE_SECONDS overrides). 10 s is already five times the exporter's
-`timeout` (2 s) and spans several of aiokafka's reconnect and metadata-refresh
-cycles, which is what the outage exercises; a longer outage only repeats
-them and costs CI minutes.
+The outage lasts 30 s, as the issue asks (KAFKA_OUTAGE_SECONDS overrides): fifteen
+times the exporter's `timeout` (2 s), spanning many of aiokafka's reconnect and
+metadata-refresh cycles.
 """
 
 from __future__ import annotations
@@ -26,7 +24,7 @@ from tests.support import Sink
 
 pytestmark = pytest.mark.integration
 
-OUTAGE_SECONDS = float(os.environ.get("KAFKA_OUTAGE_SECONDS", "10"))
+OUTAGE_SECONDS = float(os.environ.get("KAFKA_OUTAGE_SECONDS", "30"))
 
 
 async def test_broker_outage_refuses_then_resumes_without_loss(
