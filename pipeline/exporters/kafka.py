@@ -2,7 +2,12 @@
 
 - `encoding: otlp_proto` (default) writes the request bytes the batch arrived
   as: a pass-through route (OTLP in, Kafka out) neither decodes nor
-  re-encodes. `otlp_json` writes OTLP JSON (hex ids, integer enums).
+  re-encodes. `otlp_json` writes OTLP JSON (hex ids, integer enums). `json`
+  writes one flat JSON object per log record or span, one Kafka record each
+  (the `format: json` of the file exporter: structured logs for log stores
+  and stream processors); metrics, which have no flat form, go as OTLP JSON.
+  With `partition_traces_by_id` a span's record is keyed by its trace id, and
+  `topic_from_attribute` reads the attribute from the flat record.
 - `topic` defaults by signal (`otlp_spans`, `otlp_logs`, `otlp_metrics`);
   `topic_from_attribute` names a resource attribute whose value picks the
   topic per resource (resources without it use `topic`).
@@ -31,6 +36,7 @@ import hashlib
 import time
 from typing import Any, Literal
 
+import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka import errors as kerrors
 from pydantic import Field, field_validator
@@ -48,8 +54,9 @@ from pipeline.kafkacommon import (
     is_permanent,
 )
 from pipeline.pdata.batch import Batch, split_request
+from pipeline.pdata.logrecords import flat_group_records
 from pipeline.pdata.otlp import REQUEST_TYPES
-from pipeline.pdata.otlpjson import encode_request
+from pipeline.pdata.otlpjson import encode_request, flat_records
 
 Compression = Literal["none", "gzip", "snappy", "lz4", "zstd"]
 
@@ -81,7 +88,9 @@ class KafkaExporterConfig(ClientSettings, ExporterSettings):
         None, description="default: otlp_spans, otlp_logs or otlp_metrics by signal")
     topic_from_attribute: str | None = Field(
         None, description="resource attribute whose value is the topic of that resource's data")
-    encoding: Encoding = "otlp_proto"
+    encoding: Encoding | Literal["json"] = Field(
+        "otlp_proto", description="otlp_proto (forwarded as received), otlp_json, or json: "
+                                  "one flat JSON object per log record or span")
     partition_traces_by_id: bool = False
     partition_logs_by_resource_attributes: bool = False
     partition_metrics_by_resource_attributes: bool = False
@@ -175,7 +184,8 @@ class KafkaExporter(Exporter):
         self._t = t
         self._latency = t.kafka_produce_latency.labels(self.id)
         self._per_topic: dict[str, tuple[Any, Any]] = {}
-        self._encode_json = config.encoding == "otlp_json"
+        self._encode_json = config.encoding in ("otlp_json", "json")
+        self._flat = config.encoding == "json"
 
     # Producer lifecycle ------------------------------------------------------------
     def _producer_kwargs(self) -> dict[str, Any]:
@@ -236,10 +246,38 @@ class KafkaExporter(Exporter):
     def _encode(self, message: Any) -> bytes:
         return encode_request(message) if self._encode_json else message.SerializeToString()
 
+    def _flat_messages(self, batch: Batch) -> tuple[list[_Message], int]:
+        """`encoding: json`: one record per log record or span, and how many records
+        were left out for exceeding max_message_bytes (reported as rejected)."""
+        c = self.config
+        default_topic = self._topic(batch.signal)
+        logs = batch.logs
+        records = (flat_group_records(logs) if logs is not None
+                   else flat_records(batch.signal, batch.message))
+        by_trace = batch.signal is Signal.TRACES and c.partition_traces_by_id
+        attr = c.topic_from_attribute
+        out: list[_Message] = []
+        too_big = 0
+        for rec in records:
+            payload = orjson.dumps(rec)
+            if len(payload) > c.producer.max_message_bytes:
+                too_big += 1
+                continue
+            topic = str(rec.get(attr, default_topic)) if attr else default_topic
+            key = rec["trace_id"].encode() if by_trace else None
+            out.append((topic, key, payload))
+        if too_big:
+            self.log.warning("flat records larger than max_message_bytes were not sent",
+                             extra={"records": too_big,
+                                    "max_message_bytes": c.producer.max_message_bytes})
+        return out, too_big
+
     def messages(self, batch: Batch) -> list[_Message]:
         """(topic, key, payload) records for a batch, each within max_message_bytes."""
         c = self.config
         signal = batch.signal
+        if self._flat and signal is not Signal.METRICS:
+            return self._flat_messages(batch)[0]
         default_topic = self._topic(signal)
         by_resource = (
             (signal is Signal.LOGS and c.partition_logs_by_resource_attributes)
@@ -337,10 +375,13 @@ class KafkaExporter(Exporter):
                 self._t.kafka_produced_bytes.labels(self.id, topic))
         return m
 
-    async def send(self, batch: Batch) -> None:
-        messages = self.messages(batch)
+    async def send(self, batch: Batch) -> int | None:
+        if self._flat and batch.signal is not Signal.METRICS:
+            messages, rejected = self._flat_messages(batch)
+        else:
+            messages, rejected = self.messages(batch), 0
         if not messages:
-            return
+            return rejected or None
         headers = [(k, str(v).encode()) for k, v in batch.metadata.items()] or None
         producer = await self._get_producer()
         started = time.perf_counter()
@@ -371,6 +412,7 @@ class KafkaExporter(Exporter):
             records, nbytes = self._topic_metrics(topic)
             records.inc()
             nbytes.inc(len(payload))
+        return rejected or None
 
     async def _on_error(self, exc: BaseException) -> None:
         """Replace a producer that can no longer send (closed, fenced, broken sequence)."""
@@ -393,4 +435,5 @@ def _create(settings: CreateSettings, config: Any) -> KafkaExporter:
 
 factory = Factory(type="kafka", kind=Kind.EXPORTER, config_model=KafkaExporterConfig,
                   create=_create, signals=frozenset(Signal),
-                  description="writes OTLP (protobuf or JSON) to Kafka topics")
+                  description="writes OTLP (protobuf or JSON) or flat JSON records to Kafka "
+                              "topics")
