@@ -120,3 +120,28 @@ def write_result(name: str, result: dict) -> Path:
     path.parent.mkdir(exist_ok=True)
     path.write_text(json.dumps(result, indent=2) + "\n")
     return path
+
+
+def measure_otlp_load(kind: str, config: dict, protocol: str, requests: int,
+                      concurrency: int) -> dict:
+    """Run `kind` on `config` (an otlp receiver on the two ports it names), warm it up,
+    then send `requests` trace requests from benchmarks.loadgen over `protocol`; spans per
+    CPU-second of the target, its peak RSS and the client's view of latency."""
+    otlp = config["receivers"]["otlp"]["protocols"]
+    ports = [int(otlp[p]["endpoint"].rsplit(":", 1)[1]) for p in ("grpc", "http")]
+    with start_target(kind, config, ports) as t:
+        endpoint = otlp[protocol]["endpoint"]
+        common = ["--protocol", protocol, "--endpoint", endpoint,
+                  "--concurrency", str(concurrency)]
+        run_loadgen(*common, "--requests", str(max(200, requests // 10)))  # warm-up
+        cpu0 = cpu_seconds(t.pid)
+        load = run_loadgen(*common, "--requests", str(requests))
+        cpu = cpu_seconds(t.pid) - cpu0
+        spans = load["requests_sent"] * load["spans_per_request"]
+        return {"target": kind, "protocol": protocol, "spans": spans, "cpu_s": round(cpu, 3),
+                "spans_per_cpu_s": round(spans / cpu) if cpu else None,
+                "wall_spans_per_s": round(spans / load["elapsed_s"]),
+                "peak_rss_mib": round(peak_rss_mib(t.pid), 1),
+                "errors": load["errors"], "retries": load["retries"],
+                "latency_p50_ms": round(load["latency_p50_ms"], 2),
+                "latency_p99_ms": round(load["latency_p99_ms"], 2)}

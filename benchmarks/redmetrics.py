@@ -17,11 +17,8 @@ import argparse
 import datetime as dt
 
 from benchmarks.harness import (
-    cpu_seconds,
     free_port,
-    peak_rss_mib,
-    run_loadgen,
-    start_target,
+    measure_otlp_load,
     write_result,
 )
 
@@ -58,23 +55,8 @@ def config(kind: str, grpc_port: int, http_port: int) -> dict:
 
 
 def measure(kind: str, protocol: str, requests: int, concurrency: int) -> dict:
-    grpc_port, http_port = free_port(), free_port()
-    with start_target(kind, config(kind, grpc_port, http_port), [grpc_port, http_port]) as t:
-        endpoint = f"127.0.0.1:{grpc_port if protocol == 'grpc' else http_port}"
-        common = ["--protocol", protocol, "--endpoint", endpoint,
-                  "--concurrency", str(concurrency)]
-        run_loadgen(*common, "--requests", str(max(200, requests // 10)))  # warm-up
-        cpu0 = cpu_seconds(t.pid)
-        load = run_loadgen(*common, "--requests", str(requests))
-        cpu = cpu_seconds(t.pid) - cpu0
-        spans = load["requests_sent"] * load["spans_per_request"]
-        return {"target": kind, "protocol": protocol, "spans": spans, "cpu_s": round(cpu, 3),
-                "spans_per_cpu_s": round(spans / cpu) if cpu else None,
-                "wall_spans_per_s": round(spans / load["elapsed_s"]),
-                "peak_rss_mib": round(peak_rss_mib(t.pid), 1),
-                "errors": load["errors"], "retries": load["retries"],
-                "latency_p50_ms": round(load["latency_p50_ms"], 2),
-                "latency_p99_ms": round(load["latency_p99_ms"], 2)}
+    return measure_otlp_load(kind, config(kind, free_port(), free_port()), protocol, requests,
+                             concurrency)
 
 
 def main() -> int:
