@@ -36,6 +36,8 @@ from typing import Any
 
 import orjson
 
+from pipeline.pdata.logfields import dumps as json_text
+
 __all__ = [
     "LogGroup",
     "LogRecord",
@@ -309,13 +311,13 @@ def any_value(v: Any, depth: int = 1) -> bytes:
         return _pack_double(0x21, v)
     if t is dict:
         if depth > MAX_DEPTH:
-            return _ld(b"\x0a", _json_text(v).encode())
+            return _ld(b"\x0a", json_text(v).encode())
         d = depth + 1
         return _ld(b"\x32", b"".join([_ld(b"\x0a", _kv(k, x, d))
                                       for k, x in v.items() if x is not None]))
     if t is list or t is tuple:
         if depth > MAX_DEPTH:
-            return _ld(b"\x0a", _json_text(v).encode())
+            return _ld(b"\x0a", json_text(v).encode())
         d = depth + 1
         return _ld(b"\x2a", b"".join([_ld(b"\x0a", any_value(x, d)) for x in v]))
     if v is None:
@@ -330,11 +332,6 @@ def _kv(k: str, v: Any, depth: int = 1) -> bytes:
     a = any_value(v, depth)
     n = len(a)
     return _key(k) + b"\x12" + (_V1[n] if n < 0x80 else varint(n)) + a
-
-
-def _json_text(v: Any) -> str:
-    from pipeline.receivers.jsonlogs import _dumps  # same text as the jsonlogs receiver
-    return _dumps(v)
 
 
 def encode_attributes(attrs: dict[str, Any], tag: bytes = b"\x32") -> bytes:
@@ -562,12 +559,12 @@ def flat_value(v: Any, depth: int = 1) -> Any:
         return v if _INT64_MIN <= v <= _INT64_MAX else str(v)
     if t is dict:
         if depth > MAX_DEPTH:
-            return _json_text(v)
+            return json_text(v)
         d = depth + 1
         return {str(k): flat_value(x, d) for k, x in v.items() if x is not None}
     if t is list or t is tuple:
         if depth > MAX_DEPTH:
-            return _json_text(v)
+            return json_text(v)
         d = depth + 1
         return [flat_value(x, d) for x in v]
     if t is bytes or t is bytearray or t is memoryview:

@@ -256,7 +256,8 @@ def compile_action(a: ActionConfig) -> Apply:
 
 class AttributesProcessor(Component, Consumer):
     def __init__(self, settings: CreateSettings, config: AttributesConfig):
-        assert settings.next_consumer is not None and settings.signal is not None
+        assert settings.next_consumer is not None
+        assert settings.signal is not None
         self.next = settings.next_consumer
         self.signal = settings.signal
         self.item_actions = [compile_action(a) for a in config.actions if a.context == "item"]

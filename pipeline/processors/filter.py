@@ -196,7 +196,8 @@ class CompiledFilter:
 
 class FilterProcessor(Component, Consumer):
     def __init__(self, settings: CreateSettings, config: FilterConfig):
-        assert settings.next_consumer is not None and settings.signal is not None
+        assert settings.next_consumer is not None
+        assert settings.signal is not None
         self.next = settings.next_consumer
         self.signal = settings.signal
         section: SignalFilter | None = getattr(config, self.signal.value)

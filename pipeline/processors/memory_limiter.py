@@ -119,7 +119,8 @@ def current_rss() -> int:
 
 class MemoryLimiter(Component, Consumer):
     def __init__(self, settings: CreateSettings, config: MemoryLimiterConfig):
-        assert settings.next_consumer is not None and settings.signal is not None
+        assert settings.next_consumer is not None
+        assert settings.signal is not None
         self.next = settings.next_consumer
         self.config = config
         self.log = settings.logger

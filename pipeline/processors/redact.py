@@ -497,7 +497,8 @@ SUMMARY_KEYS = "redaction.masked.keys"
 
 class RedactProcessor(Component, Consumer):
     def __init__(self, settings: CreateSettings, config: RedactConfig):
-        assert settings.next_consumer is not None and settings.signal is not None
+        assert settings.next_consumer is not None
+        assert settings.signal is not None
         self.next = settings.next_consumer
         self.signal = settings.signal
         self.config = config

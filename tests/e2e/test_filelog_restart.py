@@ -120,7 +120,8 @@ def test_restart_mid_stream(tmp_path: Path, sig: signal.Signals) -> None:
         if sig == signal.SIGTERM:
             assert rc == 0, proc.logs()[-3000:]
     writer.join(120)
-    assert writer.error is None and not writer.is_alive()
+    assert writer.error is None
+    assert not writer.is_alive()
     proc = OtelpipeProcess(cfg, tmp_path, wait_ports=(health,)).start()
     try:
         wait_for(lambda: len(set(read_output(out)[0])) >= TOTAL, 60, "all lines", proc)
@@ -138,7 +139,8 @@ def test_restart_mid_stream(tmp_path: Path, sig: signal.Signals) -> None:
     assert not missing, f"gap: {len(missing)} lines lost, first {missing[:10]}"
     assert unique == set(range(TOTAL))
     if sig == signal.SIGTERM:
-        assert duplicates == 0 and torn == 0
+        assert duplicates == 0
+        assert torn == 0
         for gen in range(3):  # in order within each file
             in_file = [s for g, s in records if g == gen]
             assert in_file == sorted(in_file)

@@ -273,7 +273,7 @@ def send_with_python_sdk(transport: str, grpc_port: int, http_port: int
     return sent, span_exporter.items, log_exporter.items
 
 
-@pytest.mark.parametrize("transport, processors", [
+@pytest.mark.parametrize(("transport", "processors"), [
     ("grpc", ()),
     ("grpc+gzip", ("batch",)),
     ("http/protobuf", ("batch",)),
@@ -374,7 +374,8 @@ def test_js_sdk_http_json(tmp_path: Path, processors: tuple[str, ...]) -> None:
     assert attrs["attr.3"].string_value == "v0.3.3"
     assert attrs["flag"].bool_value is False
     assert [v.string_value for v in attrs["list"].array_value.values] == ["a", "b", "3"]
-    assert child.status.code == 2 and child.status.message == "timeout"
+    assert child.status.code == 2
+    assert child.status.message == "timeout"
     assert child.events[0].name == "rows"
     assert child.events[0].time_unix_nano == 1_700_000_000_250_000_003
 

@@ -205,7 +205,8 @@ async def test_otelpipe_run_slo_burn_reaches_alertmanager_and_resolves(
         status, body = http_get(f"http://127.0.0.1:{health}/status.json")
         assert status == 200
         [card] = [s for s in json.loads(body)["slos"] if s["name"] == slo]
-        assert card["alerts"] and card["alerts"][0]["severity"] == "page"
+        assert card["alerts"]
+        assert card["alerts"][0]["severity"] == "page"
         assert card["budget_remaining"] < 0
 
         # recovery: only good requests; the 1m window rolls over and the alert resolves

@@ -266,7 +266,8 @@ async def test_garbage_and_wrong_encoding_are_counted_skipped_and_dead_lettered(
                 partition=str(p)) for p in range(2)]) >= 25, 10, "commits past the bad records")
     finally:
         await rec.shutdown()
-    assert sink.items == 60 and len(sink.batches) == 20
+    assert sink.items == 60
+    assert len(sink.batches) == 20
     reasons: dict[str, int] = {}
     for _, reason in bad:
         reasons[reason] = reasons.get(reason, 0) + 1

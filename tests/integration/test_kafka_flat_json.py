@@ -53,7 +53,8 @@ async def test_flat_json_spans_keyed_by_trace_id(kafka_bootstrap: str, kafka_top
     for r in records:
         span = orjson.loads(r.value)
         assert r.key.decode() == span["trace_id"]
-        assert span["kind"] == "server" and span["duration_ms"] == 100.0
+        assert span["kind"] == "server"
+        assert span["duration_ms"] == 100.0
         partitions.setdefault(span["trace_id"], set()).add(r.partition)
     assert len(partitions) == 8
     assert all(len(p) == 1 for p in partitions.values())

@@ -194,7 +194,8 @@ def test_red_metrics_from_spans(prometheus: PrometheusServer, run: Run, via: str
                            query=f"traces_span_metrics_duration_seconds_bucket{{{sel}}}",
                            start=str(now - 600), end=str(now + 60))
     exemplar_traces = {e["labels"]["trace_id"] for s in found for e in s["exemplars"]}
-    assert exemplar_traces and exemplar_traces <= run.trace_ids
+    assert exemplar_traces
+    assert exemplar_traces <= run.trace_ids
 
 
 def test_scrape_endpoint_serves_openmetrics_with_exemplars(run: Run) -> None:

@@ -137,7 +137,8 @@ async def test_healthy_pair_lag_under_100ms_and_stat_replication(receiver: Any) 
     print(f"\nhealthy heartbeat lag: median {values[len(values) // 2] * 1000:.2f} ms, "
           f"max {values[-1] * 1000:.2f} ms over {len(values)} samples")
     for s in window:
-        assert up(s, "primary") == 1 and up(s, "replica1") == 1
+        assert up(s, "primary") == 1
+        assert up(s, "replica1") == 1
     # pg_stat_replication: lag_bytes always (>= 0); lag times once PostgreSQL measured them.
     last = window[-1].points
     for method in ("write", "flush", "replay"):
@@ -209,7 +210,8 @@ async def test_stopped_replica_up_0_lag_grows_then_recovers(
         values = [v for v in lags if v is not None]
         assert values == sorted(values) and values[-1] > values[0] + 0.8, values
         assert all(up(s, "replica1") == 0 and up(s, "primary") == 1 for s in window)
-        assert rcv._loop_task is not None and not rcv._loop_task.done()
+        assert rcv._loop_task is not None
+        assert not rcv._loop_task.done()
         assert rcv.health().healthy  # the primary is fine; the replica is reported down
         assert "replica1" in (rcv.health().last_error or "")
     finally:
@@ -238,7 +240,8 @@ async def test_lost_primary_connection_is_reopened(
     # resume on a new connection: the lag is healthy again and the primary up.
     await wait_for(sink, lambda s: up(s, "primary") == 1 and (v := hb(s)) is not None
                    and v < SLO, 5, since=killed_at + 0.3, what="heartbeats after reconnect")
-    assert rcv._loop_task is not None and not rcv._loop_task.done()
+    assert rcv._loop_task is not None
+    assert not rcv._loop_task.done()
 
 
 async def test_unresponsive_replica_does_not_stall_the_others(
@@ -275,7 +278,8 @@ async def test_heartbeat_row_and_table(receiver: Any, postgres_pair: dict[str, s
     row_age = await sql(postgres_pair["replica"],
                         "SELECT extract(epoch FROM clock_timestamp() - ts) "
                         "FROM public.otelpipe_hb_it WHERE id = 'it-1'")
-    assert row_age is not None and 0 <= float(row_age) < 5
+    assert row_age is not None
+    assert 0 <= float(row_age) < 5
     seq = await sql(postgres_pair["primary"],
                     "SELECT seq FROM public.otelpipe_hb_it WHERE id = 'it-1'")
     assert abs(seq / 1e6 - time.time()) < 5  # microseconds since the epoch

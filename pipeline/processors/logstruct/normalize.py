@@ -39,7 +39,7 @@ from datetime import UTC, date, datetime, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from pipeline.receivers.jsonlogs import _any, parse_severity
+from pipeline.pdata.logfields import any_value_dict, parse_severity
 
 __all__ = [
     "DEFAULT_SEMCONV",
@@ -732,7 +732,7 @@ _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 
 def any_dict(v: Any) -> dict[str, Any]:
     """OTLP AnyValue (as a dict) of a Python value."""
-    return _any(v, 1, 31)
+    return any_value_dict(v, 1, 31)
 
 
 def write_record(rec: Record, lr: Any) -> None:

@@ -136,7 +136,8 @@ async def test_sum_and_gauge() -> None:
     assert {a["route"]: dp.as_double for _, a, dp in got["bytes.sent"]} == {"/a": 150.5,
                                                                             "/b": 7.0}
     [(_, _, gauge)] = got["pool.in_use"]
-    assert gauge.as_double == 9.0 and gauge.time_unix_nano == clock.now
+    assert gauge.as_double == 9.0
+    assert gauge.time_unix_nano == clock.now
     assert metric_defs(sink.batches[0])["pool.in_use"].WhichOneof("data") == "gauge"
 
 
@@ -209,7 +210,8 @@ async def test_retryable_error_at_flush_keeps_state_and_delta_starts() -> None:
     sink.refuse = None
     assert await conn.flush()
     [(_, _, dp)] = metrics(sink.batches)["m"]
-    assert dp.as_int == 3 and dp.start_time_unix_nano == t0
+    assert dp.as_int == 3
+    assert dp.start_time_unix_nano == t0
     assert metric_defs(sink.batches[0])["m"].sum.aggregation_temporality == 1
 
 
@@ -237,7 +239,8 @@ def test_config_validation() -> None:
     cfg = LogMetricsConfig.model_validate({"metrics": [
         {"name": "m", "attributes": [{"name": "a"}], "when": {"not": {"attribute": "b"}}}]})
     assert cfg.metrics[0].dimensions[0].name == "a"
-    assert cfg.metrics[0].when is not None and cfg.metrics[0].when.not_ is not None
+    assert cfg.metrics[0].when is not None
+    assert cfg.metrics[0].when.not_ is not None
 
 
 def test_registered() -> None:

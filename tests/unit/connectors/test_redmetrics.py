@@ -157,7 +157,8 @@ async def test_exemplars_first_per_bucket_and_cleared_after_flush() -> None:
     assert all(e.time_unix_nano > T0 for e in dp.exemplars)
     await conn.flush()  # nothing new: the series is reported, without exemplars
     dp = metrics(sink.batches[1:])[DURATION][0][2]
-    assert dp.count == 3 and len(dp.exemplars) == 0
+    assert dp.count == 3
+    assert len(dp.exemplars) == 0
 
 
 async def test_exemplars_can_be_disabled() -> None:
@@ -212,7 +213,8 @@ async def test_delta_reports_since_previous_flush() -> None:
     assert [(p[1]["span.name"], p[2].as_int) for p in second[CALLS]] == [("a", 1)]  # b: no data
     dp = second[DURATION][0][2]
     assert (dp.start_time_unix_nano, dp.time_unix_nano) == (t1, t2)
-    assert dp.count == 1 and dp.sum == pytest.approx(0.3)
+    assert dp.count == 1
+    assert dp.sum == pytest.approx(0.3)
     assert metric_defs(sink.batches[1])[CALLS].sum.aggregation_temporality == 1  # delta
 
 
@@ -302,7 +304,8 @@ async def test_expiry_drops_stale_series() -> None:
     clock.advance(1)
     await conn.flush()
     old = by_name(metrics(sink.batches[-1:])[CALLS])["old"][2]
-    assert old.as_int == 1 and old.start_time_unix_nano == clock.now - 10**9
+    assert old.as_int == 1
+    assert old.start_time_unix_nano == clock.now - 10**9
 
 
 async def test_retryable_error_at_flush_keeps_cumulative_state() -> None:
@@ -334,7 +337,8 @@ async def test_retryable_error_at_flush_keeps_delta_state() -> None:
     sink.refuse = None
     assert await conn.flush()
     dp = metrics(sink.batches)[DURATION][0][2]
-    assert dp.count == 5 and dp.start_time_unix_nano == start
+    assert dp.count == 5
+    assert dp.start_time_unix_nano == start
     clock.advance(15)
     await conn.flush()
     assert len(sink.batches) == 1  # nothing new, nothing sent
@@ -409,8 +413,10 @@ async def test_spans_without_service_name_and_negative_durations() -> None:
     await conn.consume(span_batch([{"name": "a", "ms": -5}], service=None))
     await conn.flush()
     res, attrs, dp = metrics(sink.batches)[DURATION][0]
-    assert res == {} and "service.name" not in attrs
-    assert dp.bucket_counts[0] == 1 and dp.sum == 0
+    assert res == {}
+    assert "service.name" not in attrs
+    assert dp.bucket_counts[0] == 1
+    assert dp.sum == 0
 
 
 async def test_malformed_request_is_a_permanent_error() -> None:
@@ -428,10 +434,12 @@ async def test_exponential_histogram() -> None:
     got = metrics(sink.batches)
     dp = got[DURATION][0][2]
     assert metric_defs(sink.batches[0])[DURATION].WhichOneof("data") == "exponential_histogram"
-    assert dp.count == 16 and dp.zero_count == 1
+    assert dp.count == 16
+    assert dp.zero_count == 1
     assert dp.sum == pytest.approx(sum(durations_ms) / 1000)
     counts = list(dp.positive.bucket_counts)
-    assert len(counts) <= 20 and sum(counts) == 15
+    assert len(counts) <= 20
+    assert sum(counts) == 15
     base = 2 ** (2 ** -dp.scale)
     for ms in durations_ms:  # every value lies in the bucket that counts it
         v = ms / 1000

@@ -74,11 +74,13 @@ async def test_fifo_order_bytes_and_metadata_survive_restart(tmp_path: Path, eng
 
     q2 = make_queue(tmp_path, engine, cache_bytes=0)
     await q2.open()
-    assert q2.size == 4 and q2.recovered.items == 9
+    assert q2.size == 4
+    assert q2.recovered.items == 9
     got = await drain(q2, 4)
     assert [b.to_bytes() for b in got] == [b.to_bytes() for b in sent[2:]] + \
         [logs(3).to_bytes()]
-    assert got[3].signal is Signal.LOGS and got[3].items == 3
+    assert got[3].signal is Signal.LOGS
+    assert got[3].items == 3
     await q2.close()
     q3 = make_queue(tmp_path, engine)
     await q3.open()
@@ -140,7 +142,8 @@ async def test_full_queue_refuses_with_retryable_error(tmp_path: Path, engine: s
     assert q.size == capacity
     with pytest.raises(QueueFullError) as exc:
         await q.put(traces(1, start=9))
-    assert isinstance(exc.value, RetryableError) and exc.value.retry_after == 1.0
+    assert isinstance(exc.value, RetryableError)
+    assert exc.value.retry_after == 1.0
     e = await q.get()
     assert q.size == capacity  # in flight still counts
     await q.ack(e)
@@ -252,7 +255,8 @@ async def test_sqlite_torn_wal_tail_keeps_committed_rows(tmp_path: Path) -> None
     crash = snapshot(tmp_path / "live", tmp_path / "crash")
     await q.close()
     wal = crash / "queue.db-wal"
-    assert wal.exists() and wal.stat().st_size > 0
+    assert wal.exists()
+    assert wal.stat().st_size > 0
     os.truncate(wal, wal.stat().st_size - 100)  # the last commit torn
     q2 = make_queue(crash, "sqlite")
     await q2.open()
@@ -300,7 +304,8 @@ async def test_uncached_entries_are_read_back_from_disk(tmp_path: Path, engine: 
     b = traces(4)
     await q.put(b)
     e = await q.get()
-    assert e.batch is not b and e.batch is not None
+    assert e.batch is not b
+    assert e.batch is not None
     assert e.batch.to_bytes() == b.to_bytes()
     await q.ack(e)
     await q.close()
@@ -388,8 +393,10 @@ async def test_exporter_with_disk_queue_delivers_after_restart(tmp_path: Path,
         await down.consume(traces(3, start=i * 3))
     await asyncio.sleep(0.05)
     h = down.health()
-    assert h.healthy is False and h.last_error == "backend down"
-    assert h.queue_size == 30 and h.queue_capacity == 100
+    assert h.healthy is False
+    assert h.last_error == "backend down"
+    assert h.queue_size == 30
+    assert h.queue_capacity == 100
     await asyncio.wait_for(down.shutdown(), 5)
     assert (tmp_path / "otlp%2Fflaky").is_dir()
 

@@ -31,7 +31,8 @@ def test_own_rule() -> None:
     otlp = frozenset({429, 502, 503, 504}).__contains__
     assert isinstance(error_for_status(500, "x", None, retryable=otlp), PermanentError)
     err = error_for_status(503, "x", "Wed, 21 Oct 2015 07:28:00 GMT", retryable=otlp)
-    assert isinstance(err, RetryableError) and err.retry_after == 0.0
+    assert isinstance(err, RetryableError)
+    assert err.retry_after == 0.0
 
 
 def test_status_message() -> None:

@@ -449,8 +449,12 @@ def test_event_parsing_variants() -> None:
     ev = event_from_record({"slo.name": "a", "alert.state": "RESOLVED",
                             "alert.windows": "6h,30m", "alert.burn_rates": {"6h": 7}},
                            now=NOW)
-    assert ev is not None and not ev.firing and ev.windows == "6h/30m"
-    assert ev.burn_rates == {"6h": 7.0} and ev.time == NOW and ev.severity == "page"
+    assert ev is not None
+    assert not ev.firing
+    assert ev.windows == "6h/30m"
+    assert ev.burn_rates == {"6h": 7.0}
+    assert ev.time == NOW
+    assert ev.severity == "page"
     assert event_from_record({"alert.state": "firing"}, now=NOW) is None
     assert category_of("db-consistency") == "consistency"
     assert category_of("api-latency-p95") == "latency"
@@ -466,7 +470,8 @@ def test_config_validation() -> None:
     with pytest.raises(ValidationError, match="bad template"):
         AlertmanagerExporterConfig.model_validate({"alertname": "{nope}"})
     cfg = AlertmanagerExporterConfig.model_validate({"resend_interval": "30s"})
-    assert cfg.ttl == 120 and cfg.endpoint == "http://localhost:9093"
+    assert cfg.ttl == 120
+    assert cfg.endpoint == "http://localhost:9093"
     assert factory.signals == frozenset({Signal.LOGS})
 
 

@@ -67,14 +67,16 @@ def test_sasl_and_tls_kwargs_and_secret_not_in_repr(tmp_path: Any) -> None:
     c = KafkaExporterConfig.model_validate(
         {"sasl": {"mechanism": "SCRAM-SHA-512", "username": "u", "password": "s3cret"},
          "tls": {"insecure_skip_verify": True}})
-    assert "s3cret" not in repr(c) and "s3cret" not in str(c.model_dump())
+    assert "s3cret" not in repr(c)
+    assert "s3cret" not in str(c.model_dump())
     kw = KafkaExporter(create_settings("exporter", "kafka"), c)._producer_kwargs()
     assert kw["security_protocol"] == "SASL_SSL"
     assert kw["sasl_mechanism"] == "SCRAM-SHA-512"
     assert kw["sasl_plain_password"] == "s3cret"
     assert kw["ssl_context"].check_hostname is False
     kw = exporter(sasl={"username": "u", "password": "p"})._producer_kwargs()
-    assert kw["security_protocol"] == "SASL_PLAINTEXT" and kw["sasl_mechanism"] == "PLAIN"
+    assert kw["security_protocol"] == "SASL_PLAINTEXT"
+    assert kw["sasl_mechanism"] == "PLAIN"
     assert exporter()._producer_kwargs()["security_protocol"] == "PLAINTEXT"
     assert exporter(producer={"required_acks": "all"})._producer_kwargs()["acks"] == "all"
     assert exporter(producer={"required_acks": 1})._producer_kwargs()["acks"] == 1
@@ -124,7 +126,8 @@ def test_partition_traces_by_id_keys_every_span_of_a_trace_alike() -> None:
                for sp in ss.spans}
         assert len(ids) == 1
         tid = ids.pop()
-        assert key is not None and key == tid.hex().encode()
+        assert key is not None
+        assert key == tid.hex().encode()
         seen.setdefault(key, []).extend(span_names(sub))
     assert sorted(n for ns in seen.values() for n in ns) == sorted(span_names(req))
     assert len(seen[shared.hex().encode()]) == 4  # kept its resources apart

@@ -297,7 +297,8 @@ def test_both_encodings_carry_the_same_entries() -> None:
     assert proto == as_json
     assert sum(len(v) for v in proto.values()) == 12
     odd = next(e for v in proto.values() for e in v if e[1] == "m5")
-    assert ("trace_id", "0102") in odd[2] and ("span_id", "03") in odd[2]
+    assert ("trace_id", "0102") in odd[2]
+    assert ("span_id", "03") in odd[2]
 
 
 def test_label_guard_expires_idle_values() -> None:

@@ -115,7 +115,8 @@ async def test_raw_bytes_headers_auth_and_per_signal_url(scripted: Scripted) -> 
     await exp.send(logs(1))
     await exp.shutdown()
     (path, headers, body), (path2, _, _) = scripted.requests
-    assert path == "/custom/t" and path2 == "/v1/logs"
+    assert path == "/custom/t"
+    assert path2 == "/v1/logs"
     assert headers["Content-Encoding"] == "gzip"
     assert headers["Content-Type"] == "application/x-protobuf"
     assert body == b.to_bytes()  # aiohttp decompressed it (Content-Encoding: gzip)
@@ -175,7 +176,8 @@ async def test_retry_after_then_success(scripted: Scripted) -> None:
     loop = asyncio.get_running_loop()
     t0 = loop.time()
     await exp.consume(traces(1))
-    assert loop.time() - t0 >= 0.2 and len(scripted.requests) == 2
+    assert loop.time() - t0 >= 0.2
+    assert len(scripted.requests) == 2
     await exp.shutdown()
 
 
@@ -249,4 +251,5 @@ def test_config() -> None:
     with pytest.raises(ValidationError, match="expected an http"):
         OTLPHTTPExporterConfig.model_validate({"endpoint": "localhost:4318"})
     c = OTLPHTTPExporterConfig.model_validate({"logs_endpoint": "http://l/push"})
-    assert c.url(Signal.LOGS) == "http://l/push" and c.url(Signal.TRACES) is None
+    assert c.url(Signal.LOGS) == "http://l/push"
+    assert c.url(Signal.TRACES) is None

@@ -314,7 +314,8 @@ def test_exponential_histogram_huge_scale_stays_finite() -> None:
     dp.positive.bucket_counts.extend([1, 2])  # upper edges 2**1024, 2**2048: inf
     bounds, counts = exponential_to_explicit(dp)
     assert all(math.isfinite(b) for b in bounds)
-    assert bounds == (0.0,) and counts == [0, 3]
+    assert bounds == (0.0,)
+    assert counts == [0, 3]
 
 
 # --- component ----------------------------------------------------------------------
@@ -322,7 +323,8 @@ def test_exponential_histogram_huge_scale_stays_finite() -> None:
 
 def test_config_defaults_and_errors() -> None:
     c = PrometheusConfig()
-    assert c.endpoint == "0.0.0.0:8889" and c.path == "/metrics"
+    assert c.endpoint == "0.0.0.0:8889"
+    assert c.path == "/metrics"
     assert c.metric_expiration == 300
     with pytest.raises(ValidationError, match="path must start with /"):
         PrometheusConfig(path="metrics")
@@ -330,7 +332,8 @@ def test_config_defaults_and_errors() -> None:
         PrometheusConfig.model_validate({"enable_open_metrics": True})
     assert PrometheusConfig.model_validate({"metric_expiration": "90s"}).metric_expiration == 90
     assert default_registry().get(factory.kind, "prometheus") is factory
-    assert factory.supports(Signal.METRICS) and not factory.supports(Signal.TRACES)
+    assert factory.supports(Signal.METRICS)
+    assert not factory.supports(Signal.TRACES)
 
 
 async def test_scrape_endpoint_negotiates_format_and_gzip(telemetry: Telemetry) -> None:
@@ -351,7 +354,8 @@ async def test_scrape_endpoint_negotiates_format_and_gzip(telemetry: Telemetry) 
                 assert r.headers["Content-Type"].startswith("application/openmetrics-text")
                 assert r.headers["Content-Encoding"] == "gzip"
                 text = gzip.decompress(await r.read()).decode()
-            assert text.endswith("# EOF\n") and f'trace_id="{TRACE.hex()}"' in text
+            assert text.endswith("# EOF\n")
+            assert f'trace_id="{TRACE.hex()}"' in text
             async with http.get(f"http://127.0.0.1:{port}/other") as r:
                 assert r.status == 404
     finally:
@@ -368,7 +372,8 @@ def test_rendering_is_cached_until_series_change() -> None:
     assert exp.render()[0] is first
     exp.consume_request(red_request(calls=9, ts=TS + SECOND))
     second, _ = exp.render()
-    assert second is not first and b"} 7.0" in second
+    assert second is not first
+    assert b"} 7.0" in second
 
 
 def test_exemplars_survive_points_without_them() -> None:
@@ -393,7 +398,8 @@ async def test_large_scrapes_render_in_a_worker_thread() -> None:
     body, _ = await exp.render_async()
     assert body is exp.render()[0]  # cached: the same bytes until something changes
     s = parse_text(body.decode())
-    assert len(s) == 600 and sample(s, "g", i="599") == 599
+    assert len(s) == 600
+    assert sample(s, "g", i="599") == 599
 
 
 def test_reserved_label_attributes_do_not_break_histograms() -> None:

@@ -251,7 +251,8 @@ async def test_partial_rejection_counts_the_rejected_share(endpoint: Endpoint,
         await exp.consume(batch(req))
     await exp.shutdown()
     assert len(endpoint.requests) > 2  # the parts after the rejected one were still sent
-    assert info.value.rejected is not None and 0 < info.value.rejected < 40
+    assert info.value.rejected is not None
+    assert 0 < info.value.rejected < 40
 
 
 async def test_no_recorded_value_is_a_staleness_marker(endpoint: Endpoint) -> None:
@@ -276,7 +277,8 @@ async def test_unreachable_endpoint_is_retryable() -> None:
 
 def test_config() -> None:
     c = RemoteWriteConfig(endpoint="http://u:pw@h:9090/api/v1/write")
-    assert c.sending_queue.enabled and c.sending_queue.num_consumers == 1
+    assert c.sending_queue.enabled
+    assert c.sending_queue.num_consumers == 1
     assert c.retry_on_failure.enabled
     exp = RemoteWriteExporter(create_settings("exporter", "prometheusremotewrite"), c)
     assert "pw" not in exp.safe_url

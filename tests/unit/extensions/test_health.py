@@ -268,7 +268,8 @@ async def test_detailed_lists_pipelines_components_and_queues() -> None:
         await r.send(spans(4))
         status, body, _ = await r.get("/health/detailed")
         assert status == 200
-        assert body["status"] == "healthy" and body["ready"] is True
+        assert body["status"] == "healthy"
+        assert body["ready"] is True
         assert body["version"] == __version__
         assert body["uptime_seconds"] >= 0
         assert body["start_time"].endswith("Z")
@@ -284,7 +285,8 @@ async def test_detailed_lists_pipelines_components_and_queues() -> None:
                           "healthy": True, "last_error": None,
                           "queue_size": 2, "queue_capacity": 5}
         unqueued = by_name[("exporter", "flaky/a", None)]
-        assert unqueued["queue_size"] is None and unqueued["queue_capacity"] is None
+        assert unqueued["queue_size"] is None
+        assert unqueued["queue_capacity"] is None
 
         q.gate.set()
         await q._queue.join()  # type: ignore[union-attr]
@@ -296,7 +298,8 @@ async def test_detailed_lists_pipelines_components_and_queues() -> None:
         with pytest.raises(RetryableError):
             await r.send(spans(1))
         body = (await r.get("/health/detailed"))[1]
-        assert body["status"] == "degraded" and body["ready"] is False
+        assert body["status"] == "degraded"
+        assert body["ready"] is False
         by_id = {c["id"]: c for c in body["components"]}
         assert by_id["flaky/a"]["healthy"] is False
         assert by_id["flaky/a"]["last_error"] == "backend answered 502"
@@ -377,7 +380,8 @@ async def test_not_ready_while_starting_and_shutting_down() -> None:
         assert (await get("/health"))[0] == 503
         assert (await get("/health/liveness"))[0] == 200
         detailed = (await get("/health/detailed"))[1]
-        assert detailed["status"] == "unhealthy" and detailed["ready"] is False
+        assert detailed["status"] == "unhealthy"
+        assert detailed["ready"] is False
 
         receiver.start_gate.set()
         await starting

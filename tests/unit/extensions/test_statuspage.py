@@ -152,7 +152,8 @@ async def test_status_json_has_pipelines_components_and_slos() -> None:
         assert isinstance(recv, Recv)
         await recv.consumers[Signal.LOGS].consume(Batch(Signal.LOGS, message=logs_request(5)))
         status, text, resp = await get(http, url + "/status.json")
-    assert status == 200 and resp.content_type == "application/json"
+    assert status == 200
+    assert resp.content_type == "application/json"
     assert resp.headers["Cache-Control"] == "no-store"
     data = orjson.loads(text)
     assert data["status"] in ("healthy", "degraded")  # sink/down fails once it tried
@@ -165,17 +166,20 @@ async def test_status_json_has_pipelines_components_and_slos() -> None:
     slos = {s["name"]: s for s in data["slos"]}
     assert set(slos) == {"api-availability", "<script>alert(1)</script>"}
     a = slos["api-availability"]
-    assert a["objective"] == 0.999 and a["budget_remaining"] == 0.5
+    assert a["objective"] == 0.999
+    assert a["budget_remaining"] == 0.5
     assert a["sli"] == {"5m": 0.98, "1h": 0.995, "30d": 0.9995}
     assert a["alerts"] == [{"severity": "page", "windows": "1h/5m", "since": NOW - 300}]
-    assert len(a["budget_series"]) == 31 and a["connector"] == "slo"
+    assert len(a["budget_series"]) == 31
+    assert a["connector"] == "slo"
     assert SECRET not in text
 
 
 async def test_status_html_renders_escaped_charts_and_refreshes() -> None:
     async with running() as (_, url, http):
         status, page, resp = await get(http, url + "/status")
-    assert status == 200 and resp.content_type == "text/html"
+    assert status == 200
+    assert resp.content_type == "text/html"
     assert '<meta http-equiv="refresh" content="5">' in page
     assert "default-src 'none'" in resp.headers["Content-Security-Policy"]
     # one chart per SLO, with a stable class and the SLO's name (escaped)
@@ -183,10 +187,12 @@ async def test_status_html_renders_escaped_charts_and_refreshes() -> None:
     assert charts == ["api-availability", "&lt;script&gt;alert(1)&lt;/script&gt;"]
     assert "<script>" not in page  # nothing unescaped, and no scripts at all
     assert page.count('<polyline class="budget"') == 2
-    assert "sink/down" in page and "firing" in page
+    assert "sink/down" in page
+    assert "firing" in page
     assert SECRET not in page
-    assert "src=" not in page and "http://" not in page.replace(
-        'xmlns="http://www.w3.org/2000/svg"', "")  # no external assets
+    assert "src=" not in page
+    assert "http://" not in page.replace(
+        'xmlns="http://www.w3.org/2000/svg"', "")
 
 
 async def test_unhealthy_exporter_error_is_scrubbed() -> None:
@@ -203,8 +209,11 @@ async def test_unhealthy_exporter_error_is_scrubbed() -> None:
         _, text, _ = await get(http, url + "/status.json")
     data = orjson.loads(text)
     err = next(c for c in data["components"] if c["id"] == "sink/down")["last_error"]
-    assert err is not None and "***" in err and SECRET not in err
-    assert SECRET not in page and "***" in page
+    assert err is not None
+    assert "***" in err
+    assert SECRET not in err
+    assert SECRET not in page
+    assert "***" in page
     assert data["status"] == "degraded"
 
 
@@ -215,8 +224,10 @@ async def test_broken_slo_read_api_keeps_the_page_up() -> None:
         conn.broken = True
         status, page, _ = await get(http, url + "/status")
         _, text, _ = await get(http, url + "/status.json")
-    assert status == 200 and "SLO state unavailable: RuntimeError" in page
-    assert orjson.loads(text)["slos"] == [] and SECRET not in page
+    assert status == 200
+    assert "SLO state unavailable: RuntimeError" in page
+    assert orjson.loads(text)["slos"] == []
+    assert SECRET not in page
 
 
 async def test_disabled_status_page_is_404() -> None:
@@ -267,8 +278,10 @@ def test_slo_view_normalises_read_api_shapes() -> None:
     v = slo_view(State(), "slo/db")
     assert (v.name, v.service, v.objective, v.period) == ("db-consistency", "postgres",
                                                           pytest.approx(0.9999), 7 * DAY)
-    assert v.sli == {"5m": 1.0} and v.alerts == [{"severity": "ticket"}]
-    assert v.series == [(NOW, 0.25)] and v.connector == "slo/db"
+    assert v.sli == {"5m": 1.0}
+    assert v.alerts == [{"severity": "ticket"}]
+    assert v.series == [(NOW, 0.25)]
+    assert v.connector == "slo/db"
 
 
 def test_burndown_chart_axes_and_overspent_budget() -> None:
@@ -277,17 +290,22 @@ def test_burndown_chart_axes_and_overspent_budget() -> None:
     svg = render_burndown(slo, NOW)
     assert svg.startswith('<svg class="burndown" id="burndown-api" data-slo="api"')
     assert svg.count('class="grid"') == 7  # -50 % … 100 % in 25 % steps
-    assert ">-50%</text>" in svg and ">100%</text>" in svg and ">now</text>" in svg
+    assert ">-50%</text>" in svg
+    assert ">100%</text>" in svg
+    assert ">now</text>" in svg
     assert ">−30d</text>" in svg
-    assert "#dc2626" in svg and ">-30.0%</text>" in svg  # overspent: red, labelled
+    assert "#dc2626" in svg
+    assert ">-30.0%</text>" in svg
     empty = render_burndown({"name": "x", "budget_series": []}, NOW)
-    assert "no data yet" in empty and "<polyline" not in empty
+    assert "no data yet" in empty
+    assert "<polyline" not in empty
 
 
 def test_render_html_without_slos_or_refresh() -> None:
     page = render_html({"status": "unhealthy", "refresh_seconds": 0, "components": [],
                         "pipelines": [], "slos": []}, NOW)
-    assert "http-equiv" not in page and "No SLOs" in page
+    assert "http-equiv" not in page
+    assert "No SLOs" in page
     assert 'data-status="unhealthy"' in page
 
 
@@ -310,10 +328,13 @@ def test_slo_view_of_the_real_engine_status() -> None:
                                                           30 * DAY)
     assert v.budget_remaining == pytest.approx(status.error_budget_remaining)
     assert v.budget_remaining == pytest.approx(1 - (1000 / 120000) / 0.001)  # overspent
-    assert v.sli["5m"] == pytest.approx(0.9) and v.burn_rates["5m"] == pytest.approx(100)
-    assert v.alerts and v.alerts[0]["severity"] == "page"
+    assert v.sli["5m"] == pytest.approx(0.9)
+    assert v.burn_rates["5m"] == pytest.approx(100)
+    assert v.alerts
+    assert v.alerts[0]["severity"] == "page"
     assert v.alerts[0]["windows"] in ("1h/5m", "6h/30m")
-    assert v.series and v.series[-1][1] == pytest.approx(v.budget_remaining)
+    assert v.series
+    assert v.series[-1][1] == pytest.approx(v.budget_remaining)
     assert v.events == {"good": 119000.0, "bad": 1000.0, "total": 120000.0}
     svg = render_burndown({"name": v.name, "period_seconds": v.period,
                            "budget_series": v.series}, NOW + 7200)

@@ -13,6 +13,7 @@ from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord as PbLogRecord
 
 from pipeline.component import Signal
 from pipeline.pdata.batch import Batch
+from pipeline.pdata.logfields import any_value_dict
 from pipeline.pdata.logrecords import (
     LogGroup,
     LogRecord,
@@ -24,7 +25,6 @@ from pipeline.pdata.logrecords import (
 )
 from pipeline.pdata.otlpjson import any_value as pb_any_value
 from pipeline.pdata.otlpjson import flat_log_records
-from pipeline.receivers.jsonlogs import _any
 
 VALUES: list[Any] = [
     "", "x", "héllo wörld ✓ 日本語 🎉", "a" * 200, "b" * 20000,
@@ -65,7 +65,7 @@ def pb_value(v: Any, depth: int = 1) -> AnyValue:
             if x is not None:
                 av.kvlist_value.values.add(key=k).value.CopyFrom(pb_value(x, depth + 1))
         return av
-    return AnyValue(**_any(v, depth, 31))
+    return AnyValue(**any_value_dict(v, depth, 31))
 
 
 @pytest.mark.parametrize("v", VALUES, ids=lambda v: repr(v)[:40])
@@ -207,11 +207,14 @@ def bodies(batch: Batch) -> list[str]:
 def test_batch_of_records_is_otlp_on_demand() -> None:
     b = records_batch(3)
     assert b.items == 3
-    assert b.logs is not None and not b.has_raw
+    assert b.logs is not None
+    assert not b.has_raw
     assert bodies(b) == ["g0 r0", "g0 r1", "g0 r2"]
     assert b.has_raw  # cached
     recs = b.mutable_logs()
-    assert recs is not None and not b.has_raw and not b.decoded
+    assert recs is not None
+    assert not b.has_raw
+    assert not b.decoded
     recs[0].records[0].attributes["x"] = "y"
     msg = b.message
     assert msg.resource_logs[0].log_records if False else True
@@ -220,8 +223,10 @@ def test_batch_of_records_is_otlp_on_demand() -> None:
     # mutable(): OTLP from then on
     m = b.mutable()
     m.resource_logs[0].scope_logs[0].log_records[0].body.string_value = "changed"
-    assert b.logs is None and b.mutable_logs() is None
-    assert bodies(b)[0] == "changed" and b.items == 3
+    assert b.logs is None
+    assert b.mutable_logs() is None
+    assert bodies(b)[0] == "changed"
+    assert b.items == 3
 
 
 def test_copy_is_independent() -> None:
@@ -245,11 +250,14 @@ def test_merge_records_and_mixed() -> None:
     a.metadata = {"tenant": "t", "x": "1"}
     b.metadata = {"tenant": "t", "x": "2"}
     m = Batch.merge([a, b])
-    assert m.logs is not None and m.items == 8 and m.metadata == {"tenant": "t"}
+    assert m.logs is not None
+    assert m.items == 8
+    assert m.metadata == {"tenant": "t"}
     assert bodies(m) == bodies(a) + bodies(b)
     otlp = Batch(Signal.LOGS, raw=records_batch(1).to_bytes())
     mixed = Batch.merge([records_batch(2), otlp])
-    assert mixed.logs is None and mixed.items == 3
+    assert mixed.logs is None
+    assert mixed.items == 3
     assert bodies(mixed) == ["g0 r0", "g0 r1", "g0 r0"]
 
 
@@ -272,7 +280,9 @@ def test_split_records(max_items: int) -> None:
 
 def test_record_api() -> None:
     r = LogRecord("b", severity_number=5)
-    assert r.severity_number == 5 and r.time_unix_nano == 0 and r.attributes == {}
+    assert r.severity_number == 5
+    assert r.time_unix_nano == 0
+    assert r.attributes == {}
     with pytest.raises(TypeError):
         LogRecord(nope=1)
     assert r == r.copy()

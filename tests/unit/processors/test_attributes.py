@@ -114,7 +114,8 @@ async def test_convert(value: Any, to: str, expected: Any) -> None:
     proc = make(sink, Signal.LOGS, [{"key": "v", "action": "convert", "converted_type": to}])
     await proc.consume(Batch(Signal.LOGS, message=req))
     got = values(sink.batches[0].message.resource_logs[0].scope_logs[0].log_records[0].attributes)
-    assert got == {"v": expected} and type(got["v"]) is type(expected)
+    assert got == {"v": expected}
+    assert type(got["v"]) is type(expected)
 
 
 @pytest.mark.parametrize(("action", "error"), [

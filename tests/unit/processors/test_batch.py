@@ -36,7 +36,8 @@ async def test_merges_until_send_batch_size() -> None:
     t2 = asyncio.create_task(proc.consume(traces(2, start=2)))
     await asyncio.sleep(0)
     assert sink.batches == []
-    assert not t1.done() and not t2.done()
+    assert not t1.done()
+    assert not t2.done()
     await proc.consume(traces(2, start=4))
     await asyncio.gather(t1, t2)
     assert [b.items for b in sink.batches] == [6]
@@ -90,7 +91,8 @@ async def test_callers_acknowledged_only_after_downstream_accepted() -> None:
     t2 = asyncio.create_task(proc.consume(traces(1, start=1)))
     for _ in range(5):
         await asyncio.sleep(0)
-    assert not t1.done() and not t2.done()
+    assert not t1.done()
+    assert not t2.done()
     release.set()
     await asyncio.wait_for(asyncio.gather(t1, t2), 5)
     assert [b.items for b in accepted] == [2]

@@ -93,7 +93,9 @@ async def test_nothing_dropped_keeps_the_bytes() -> None:
     sink = Sink()
     await make(sink, Signal.LOGS, {"logs": {"exclude": [{"field": "body", "equals": "x"}]}}
                ).consume(batch)
-    assert sink.batches == [batch] and batch.has_raw and batch.to_bytes() is raw
+    assert sink.batches == [batch]
+    assert batch.has_raw
+    assert batch.to_bytes() is raw
 
 
 async def test_signal_without_section_passes() -> None:
@@ -101,7 +103,8 @@ async def test_signal_without_section_passes() -> None:
     sink = Sink()
     await make(sink, Signal.LOGS, {"traces": {"exclude": [{"field": "name", "equals": "x"}]}}
                ).consume(batch)
-    assert sink.batches == [batch] and not batch.decoded
+    assert sink.batches == [batch]
+    assert not batch.decoded
 
 
 async def test_spans_by_name_kind_status_duration() -> None:

@@ -112,4 +112,5 @@ async def test_background_check_notices_memory() -> None:
         assert not proc.refusing
     finally:
         await proc.shutdown()
-    assert proc._task is not None and proc._task.done()
+    assert proc._task is not None
+    assert proc._task.done()

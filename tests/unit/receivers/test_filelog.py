@@ -220,8 +220,11 @@ def test_config_validation() -> None:
         FileLogConfig(include=["x"], bogus=1)  # type: ignore[call-arg]
     c = FileLogConfig(include=["x"], multiline={"indented": True, "timeout": "2s"},
                       max_log_size="64KiB", poll_interval="1s")
-    assert c.multiline is not None and c.multiline.flush_period == 2.0
-    assert c.max_log_size == 65536 and c.poll_interval == 1.0 and c.start_at == "end"
+    assert c.multiline is not None
+    assert c.multiline.flush_period == 2.0
+    assert c.max_log_size == 65536
+    assert c.poll_interval == 1.0
+    assert c.start_at == "end"
 
 
 # ---------------------------------------------------------------------------------------
@@ -477,7 +480,8 @@ async def test_invalid_utf8_is_replaced_and_flagged(tmp_path: Path) -> None:
     assert got[0] == ("good", {"log.file.name": "app.log"})
     assert got[1] == ("caf\ufffd latin-1 in utf-8",
                       {"log.file.name": "app.log", "log.invalid_encoding": True})
-    assert got[2][0] == "\ufffd\ufffd" and got[2][1]["log.invalid_encoding"] is True
+    assert got[2][0] == "\ufffd\ufffd"
+    assert got[2][1]["log.invalid_encoding"] is True
     assert got[3] == ("also good", {"log.file.name": "app.log"})
 
 
@@ -491,7 +495,7 @@ async def test_ascii_file_with_invalid_bytes(tmp_path: Path) -> None:
                                 {"log.file.name": "app.log", "log.invalid_encoding": True})
 
 
-@pytest.mark.parametrize("encoding,data", [
+@pytest.mark.parametrize(("encoding", "data"), [
     ("utf-16le", "\ufeffhello\r\nwörld 🎉\r\n".encode("utf-16-le")),
     ("utf-16be", "hello\nwörld 🎉\n".encode("utf-16-be")),
     ("utf-16", "\ufeffhello\nwörld 🎉\n".encode("utf-16-be")),  # BOM says big endian

@@ -215,11 +215,18 @@ def test_config_validation() -> None:
          "headers": {"Authorization": "Bearer hidden"}}]})
     t = cfg.targets[0]
     assert t.expected_status == ["2xx", 301, 404]
-    assert t.accepts(204) and t.accepts(301) and t.accepts(404) and not t.accepts(302)
-    assert cfg.collection_interval == 10.0 and t.timeout == 5.0 and t.method == "GET"
-    assert "hidden" not in repr(cfg) and "hidden" not in str(cfg.model_dump())
+    assert t.accepts(204)
+    assert t.accepts(301)
+    assert t.accepts(404)
+    assert not t.accepts(302)
+    assert cfg.collection_interval == 10.0
+    assert t.timeout == 5.0
+    assert t.method == "GET"
+    assert "hidden" not in repr(cfg)
+    assert "hidden" not in str(cfg.model_dump())
 
 
 def test_registered() -> None:
     assert default_registry().get(Kind.RECEIVER, "httpcheck") is factory
-    assert factory.supports(Signal.METRICS) and not factory.supports(Signal.LOGS)
+    assert factory.supports(Signal.METRICS)
+    assert not factory.supports(Signal.LOGS)

@@ -156,7 +156,8 @@ async def test_ndjson_full_record(env: Env) -> None:
     assert r.observed_time_unix_nano > 0
     assert (r.severity_number, r.severity_text) == (13, "warn")
     assert plain(r.body) == "disk almost full"
-    assert r.trace_id.hex() == TRACE and r.span_id.hex() == SPAN
+    assert r.trace_id.hex() == TRACE
+    assert r.span_id.hex() == SPAN
     assert attrs(r) == {"host": "web-1", "free_mb": 512, "ratio": 0.95, "alert": True}
     types = {kv.key: kv.value.WhichOneof("value") for kv in r.attributes}
     assert types == {"host": "string_value", "free_mb": "int_value", "ratio": "double_value",
@@ -193,7 +194,8 @@ async def test_json_single_object(env: Env) -> None:
     status, _, payload = await env.post(orjson.dumps({"message": "only", "k": "v"}), JSON)
     assert (status, payload) == (200, {"accepted": 1})
     [r] = env.logs()
-    assert plain(r.body) == "only" and attrs(r) == {"k": "v"}
+    assert plain(r.body) == "only"
+    assert attrs(r) == {"k": "v"}
 
 
 async def test_json_content_type_with_ndjson_body_is_read_by_line(env: Env) -> None:
@@ -219,8 +221,10 @@ async def test_text_plain(env: Env) -> None:
         '127.0.0.1 - - "GET / HTTP/1.1" 200', '{"looks": "like json"}', "  indented line",
         "ünïcödé"]
     for r in logs:
-        assert r.time_unix_nano == 0 and r.observed_time_unix_nano > 0
-        assert not r.attributes and r.severity_number == 0
+        assert r.time_unix_nano == 0
+        assert r.observed_time_unix_nano > 0
+        assert not r.attributes
+        assert r.severity_number == 0
     assert [s for s, _ in env.records()] == [None] * 4
 
 
@@ -230,19 +234,22 @@ async def test_utf8_bom_is_ignored(env: Env, ctype: str) -> None:
     assert (status, payload) == (200, {"accepted": 1})
     [r] = env.logs()
     body = "x" if ctype != TEXT else '{"msg":"x"}'
-    assert plain(r.body) == body and attrs(r) == {}
+    assert plain(r.body) == body
+    assert attrs(r) == {}
 
 
 async def test_text_plain_latin1_charset_is_transcoded(env: Env) -> None:
     status, _, _ = await env.post("café crème".encode("latin-1"), TEXT + "; charset=ISO-8859-1")
     assert status == 200
     [r] = env.logs()
-    assert plain(r.body) == "café crème" and not r.attributes
+    assert plain(r.body) == "café crème"
+    assert not r.attributes
 
 
 async def test_unknown_charset_is_415(env: Env) -> None:
     status, _, payload = await env.post(b"x", TEXT + "; charset=klingon")
-    assert status == 415 and "charset" in payload["error"]
+    assert status == 415
+    assert "charset" in payload["error"]
 
 
 @pytest.mark.parametrize("ctype", ["application/x-www-form-urlencoded", "application/xml",
@@ -250,7 +257,8 @@ async def test_unknown_charset_is_415(env: Env) -> None:
 async def test_wrong_content_type_is_415(env: Env, ctype: str | None) -> None:
     status, _, payload = await env.post(ndjson({"msg": "x"}), ctype)
     assert status == 415
-    assert "Content-Type" in payload["error"] and "application/x-ndjson" in payload["error"]
+    assert "Content-Type" in payload["error"]
+    assert "application/x-ndjson" in payload["error"]
     assert env.sink.batches == []
     assert env.failed("unsupported_media_type") == 1
 
@@ -274,7 +282,8 @@ async def test_other_paths_and_methods(env: Env) -> None:
 async def test_configured_path(start: Starter) -> None:
     env = await start(path="/ingest/json")
     status, _, _ = await env.post(ndjson({"msg": "x"}), path="/ingest/json")
-    assert status == 200 and len(env.logs()) == 1
+    assert status == 200
+    assert len(env.logs()) == 1
 
 
 # Key aliases ------------------------------------------------------------------------------
@@ -283,42 +292,48 @@ async def test_configured_path(start: Starter) -> None:
 async def test_timestamp_aliases(env: Env, key: str) -> None:
     await env.post(ndjson({key: TS, "msg": "x"}))
     [r] = env.logs()
-    assert r.time_unix_nano == TS_NS and attrs(r) == {}
+    assert r.time_unix_nano == TS_NS
+    assert attrs(r) == {}
 
 
 @pytest.mark.parametrize("key", ["level", "severity", "lvl"])
 async def test_severity_aliases(env: Env, key: str) -> None:
     await env.post(ndjson({key: "ERROR", "msg": "x"}))
     [r] = env.logs()
-    assert (r.severity_number, r.severity_text) == (17, "ERROR") and attrs(r) == {}
+    assert (r.severity_number, r.severity_text) == (17, "ERROR")
+    assert attrs(r) == {}
 
 
 @pytest.mark.parametrize("key", ["message", "msg"])
 async def test_message_aliases(env: Env, key: str) -> None:
     await env.post(ndjson({key: "hello", "k": 1}))
     [r] = env.logs()
-    assert plain(r.body) == "hello" and attrs(r) == {"k": 1}
+    assert plain(r.body) == "hello"
+    assert attrs(r) == {"k": 1}
 
 
 @pytest.mark.parametrize("key", ["trace_id", "traceId", "trace.id"])
 async def test_trace_id_aliases(env: Env, key: str) -> None:
     await env.post(ndjson({key: TRACE.upper(), "msg": "x"}))
     [r] = env.logs()
-    assert r.trace_id.hex() == TRACE and attrs(r) == {}
+    assert r.trace_id.hex() == TRACE
+    assert attrs(r) == {}
 
 
 @pytest.mark.parametrize("key", ["span_id", "spanId"])
 async def test_span_id_aliases(env: Env, key: str) -> None:
     await env.post(ndjson({key: SPAN, "msg": "x"}))
     [r] = env.logs()
-    assert r.span_id.hex() == SPAN and attrs(r) == {}
+    assert r.span_id.hex() == SPAN
+    assert attrs(r) == {}
 
 
 @pytest.mark.parametrize("key", ["service", "service.name"])
 async def test_service_aliases(env: Env, key: str) -> None:
     await env.post(ndjson({key: "checkout", "msg": "x"}))
     [(service, r)] = env.records()
-    assert service == "checkout" and attrs(r) == {}
+    assert service == "checkout"
+    assert attrs(r) == {}
 
 
 async def test_first_alias_wins_others_stay_attributes(env: Env) -> None:
@@ -327,7 +342,8 @@ async def test_first_alias_wins_others_stay_attributes(env: Env) -> None:
     await env.post(ndjson(line))
     [r] = env.logs()
     assert r.time_unix_nano == TS_NS
-    assert plain(r.body) == "long" and r.severity_text == "info"
+    assert plain(r.body) == "long"
+    assert r.severity_text == "info"
     assert attrs(r) == {"ts": 1700000000, "msg": "short", "lvl": "debug"}
 
 
@@ -340,7 +356,9 @@ async def test_invalid_special_values_stay_attributes(env: Env) -> None:
     [(service, r)] = env.records()
     assert service is None
     assert r.time_unix_nano == 1714564800 * 10**9  # the next alias was usable
-    assert r.severity_number == 0 and r.trace_id == b"" and r.span_id == b""
+    assert r.severity_number == 0
+    assert r.trace_id == b""
+    assert r.span_id == b""
     assert attrs(r) == {"timestamp": "yesterday", "level": {"n": 1}, "severity": True,
                         "trace_id": "not-a-trace-id", "traceId": "0" * 32, "span_id": "xyz",
                         "spanId": SPAN[:8], "service": 42}
@@ -353,7 +371,8 @@ async def test_configured_keys(start: Starter) -> None:
                            "app": "a", "msg": "stays", "level": "stays"}))
     [(service, r)] = env.records()
     assert (service, r.time_unix_nano, r.severity_number, plain(r.body)) == ("a", TS_NS, 9, "t")
-    assert r.trace_id.hex() == TRACE and r.span_id.hex() == SPAN
+    assert r.trace_id.hex() == TRACE
+    assert r.span_id.hex() == SPAN
     assert attrs(r) == {"msg": "stays", "level": "stays"}
 
 
@@ -373,7 +392,8 @@ def test_config_validation() -> None:
 def test_factory() -> None:
     from pipeline.registry import default_registry
 
-    assert factory.type == "jsonlogs" and factory.kind is Kind.RECEIVER
+    assert factory.type == "jsonlogs"
+    assert factory.kind is Kind.RECEIVER
     assert factory.signals == frozenset({Signal.LOGS})
     assert default_registry().get(Kind.RECEIVER, "jsonlogs") is factory
 
@@ -427,7 +447,8 @@ async def test_timestamp_forms_over_http(env: Env, forms: tuple[Any, ...]) -> No
 async def test_no_timestamp_leaves_time_zero(env: Env) -> None:
     await env.post(ndjson({"msg": "x"}))
     [r] = env.logs()
-    assert r.time_unix_nano == 0 and r.observed_time_unix_nano > 1.7e18
+    assert r.time_unix_nano == 0
+    assert r.observed_time_unix_nano > 1.7e18
 
 
 @pytest.mark.parametrize(("value", "number", "text"), [
@@ -490,7 +511,8 @@ async def test_nested_objects_and_arrays(env: Env) -> None:
                         "tags": ["a", 1, 2.5, True, None, {"k": "v"}, []], "empty": {},
                         "big": str(2**64 - 1), "neg": -(2**63), "unicode": "ü€😀"}
     kinds = {kv.key: kv.value.WhichOneof("value") for kv in r.attributes}
-    assert kinds["http"] == "kvlist_value" and kinds["tags"] == "array_value"
+    assert kinds["http"] == "kvlist_value"
+    assert kinds["tags"] == "array_value"
 
 
 async def test_non_string_message_keeps_its_type(env: Env) -> None:
@@ -538,14 +560,18 @@ async def test_invalid_utf8(env: Env) -> None:
     a, b, c = env.logs()
     assert plain(a.body) == "caf\ufffd"
     assert attrs(a) == {"k": "ok", "log.invalid_utf8": True}
-    assert plain(b.body) == "plain \ufffd\ufffd text" and attrs(b) == {"log.invalid_utf8": True}
-    assert plain(c.body) == "fine" and attrs(c) == {}
+    assert plain(b.body) == "plain \ufffd\ufffd text"
+    assert attrs(b) == {"log.invalid_utf8": True}
+    assert plain(c.body) == "fine"
+    assert attrs(c) == {}
 
     status, _, payload = await env.post(b"ok line\nbad \xc3\x28 line\n", TEXT)
     assert (status, payload) == (200, {"accepted": 2})
     d, e = env.logs()[3:]
-    assert plain(d.body) == "ok line" and attrs(d) == {}
-    assert plain(e.body) == "bad \ufffd( line" and attrs(e) == {"log.invalid_utf8": True}
+    assert plain(d.body) == "ok line"
+    assert attrs(d) == {}
+    assert plain(e.body) == "bad \ufffd( line"
+    assert attrs(e) == {"log.invalid_utf8": True}
 
 
 async def test_lone_surrogate_escape_is_kept_raw(env: Env) -> None:
@@ -562,7 +588,8 @@ async def test_deeply_nested_json_beyond_parser_limit(env: Env) -> None:
     status, _, payload = await env.post(body)
     assert (status, payload) == (200, {"accepted": 3})
     before, raw, after = env.logs()
-    assert plain(before.body) == "before" and plain(after.body) == "after"
+    assert plain(before.body) == "before"
+    assert plain(after.body) == "after"
     assert raw.body.string_value == deep.decode()
     status, _, payload = await env.post(b"[" * 10_000 + b"]" * 10_000, JSON)
     assert (status, payload) == (200, {"accepted": 1})
@@ -589,7 +616,8 @@ async def test_deep_json_is_capped_and_stays_parseable(env: Env) -> None:
     n = 0
     while isinstance(arr, list) and arr:
         arr, n = arr[0], n + 1
-    assert n == 31 and arr == "[" * 9 + "]" * 9
+    assert n == 31
+    assert arr == "[" * 9 + "]" * 9
 
 
 async def test_max_nesting_depth_config(start: Starter) -> None:
@@ -608,15 +636,18 @@ async def test_huge_line_is_truncated(start: Starter) -> None:
     small, cut, exact = env.logs()
     assert plain(small.body) == "small"
     text = cut.body.string_value
-    assert huge.decode().startswith(text) and len(text.encode()) <= 1000
+    assert huge.decode().startswith(text)
+    assert len(text.encode()) <= 1000
     assert len(text.encode()) == 999  # cut at a character boundary, not mid-character
     assert attrs(cut) == {"log.truncated": True}
-    assert exact.body.string_value == "x" * 1000 and attrs(exact) == {}  # at the limit: kept
+    assert exact.body.string_value == "x" * 1000
+    assert attrs(exact) == {}
 
     status, _, _ = await env.post(b"y" * 5000 + b"\n", TEXT)
     assert status == 200
     last = env.logs()[-1]
-    assert last.body.string_value == "y" * 1000 and attrs(last) == {"log.truncated": True}
+    assert last.body.string_value == "y" * 1000
+    assert attrs(last) == {"log.truncated": True}
 
 
 async def test_huge_line_default_limit(env: Env) -> None:
@@ -624,7 +655,8 @@ async def test_huge_line_default_limit(env: Env) -> None:
     status, _, payload = await env.post(huge, TEXT)
     assert (status, payload) == (200, {"accepted": 1})
     [r] = env.logs()
-    assert len(r.body.string_value) == 1024 * 1024 and attrs(r) == {"log.truncated": True}
+    assert len(r.body.string_value) == 1024 * 1024
+    assert attrs(r) == {"log.truncated": True}
 
 
 # Encodings and sizes --------------------------------------------------------------------
@@ -646,23 +678,28 @@ async def test_gzip_bomb_is_413(start: Starter) -> None:
     bomb = gzip.compress(b"\n" * (64 * 1024 * 1024))
     assert len(bomb) < 1024 * 1024
     status, _, payload = await env.post(bomb, headers={"Content-Encoding": "gzip"})
-    assert status == 413 and "exceeds" in payload["error"]
-    assert env.sink.batches == [] and env.failed("too_large") == 1
+    assert status == 413
+    assert "exceeds" in payload["error"]
+    assert env.sink.batches == []
+    assert env.failed("too_large") == 1
 
 
 async def test_body_too_large_is_413(start: Starter) -> None:
     env = await start(max_request_body_size=1000)
     status, _, payload = await env.post(b"x" * 5000, TEXT)
-    assert status == 413 and "1000" in payload["error"]
+    assert status == 413
+    assert "1000" in payload["error"]
     status, _, payload = await env.post(b"x" * 999, TEXT)
     assert status == 200
 
 
 async def test_bad_encodings(env: Env) -> None:
     status, _, payload = await env.post(b"not gzip", headers={"Content-Encoding": "gzip"})
-    assert status == 400 and "gzip" in payload["error"]
+    assert status == 400
+    assert "gzip" in payload["error"]
     status, _, payload = await env.post(b"x", headers={"Content-Encoding": "br"})
-    assert status == 415 and "Content-Encoding" in payload["error"]
+    assert status == 415
+    assert "Content-Encoding" in payload["error"]
     assert env.sink.batches == []
 
 
@@ -671,15 +708,19 @@ async def test_bad_encodings(env: Env) -> None:
 async def test_retryable_refusal_is_503_with_retry_after(env: Env) -> None:
     env.sink.refuse = RetryableError("memory limit reached", retry_after=7)
     status, headers, payload = await env.post(ndjson({"msg": "a"}, {"msg": "b"}))
-    assert status == 503 and headers["Retry-After"] == "7"
+    assert status == 503
+    assert headers["Retry-After"] == "7"
     assert payload == {"error": "memory limit reached"}
-    assert env.counter("accepted") == 0 and env.counter("refused") == 2
+    assert env.counter("accepted") == 0
+    assert env.counter("refused") == 2
     assert env.sink.batches == []
 
     env.sink.refuse = RetryableError("slow down", throttle=True)
     status, headers, payload = await env.post(ndjson({"msg": "a"}))
-    assert status == 429 and headers["Retry-After"] == "1"
-    assert env.counter("accepted") == 0 and env.counter("refused") == 3
+    assert status == 429
+    assert headers["Retry-After"] == "1"
+    assert env.counter("accepted") == 0
+    assert env.counter("refused") == 3
 
     env.sink.refuse = None
     status, _, payload = await env.post(ndjson({"msg": "a"}, {"msg": "b"}))
@@ -690,15 +731,20 @@ async def test_retryable_refusal_is_503_with_retry_after(env: Env) -> None:
 async def test_permanent_error_is_400(env: Env) -> None:
     env.sink.refuse = PermanentError("bad data")
     status, _, payload = await env.post(ndjson({"msg": "a"}))
-    assert status == 400 and payload == {"error": "bad data"}
-    assert env.counter("rejected") == 1 and env.counter("accepted") == 0
+    assert status == 400
+    assert payload == {"error": "bad data"}
+    assert env.counter("rejected") == 1
+    assert env.counter("accepted") == 0
 
 
 async def test_unexpected_pipeline_error_is_503(env: Env) -> None:
     env.sink.refuse = RuntimeError("bug")
     status, headers, payload = await env.post(ndjson({"msg": "a"}))
-    assert status == 503 and "Retry-After" in headers and "error" in payload
-    assert env.counter("refused") == 1 and env.counter("accepted") == 0
+    assert status == 503
+    assert "Retry-After" in headers
+    assert "error" in payload
+    assert env.counter("refused") == 1
+    assert env.counter("accepted") == 0
 
 
 async def test_one_batch_per_request_with_item_count(env: Env) -> None:
@@ -706,5 +752,6 @@ async def test_one_batch_per_request_with_item_count(env: Env) -> None:
     status, _, payload = await env.post(ndjson(*({"msg": str(i)} for i in range(n))))
     assert (status, payload) == (200, {"accepted": n})
     [batch] = env.sink.batches
-    assert batch.items == n and batch.signal is Signal.LOGS
+    assert batch.items == n
+    assert batch.signal is Signal.LOGS
     assert [r.body.string_value for r in env.logs()] == [str(i) for i in range(n)]

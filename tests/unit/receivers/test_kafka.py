@@ -63,7 +63,8 @@ def test_only_the_signals_of_its_pipelines_are_subscribed() -> None:
 def test_patterns_and_names_combine_into_one_subscription() -> None:
     r = receiver((Signal.TRACES, Signal.LOGS), logs={"topic_pattern": "logs-.*"})
     pattern = r.route.subscription()["pattern"]
-    assert re.match(pattern, "otlp_spans") and re.match(pattern, "logs-team-a")
+    assert re.match(pattern, "otlp_spans")
+    assert re.match(pattern, "logs-team-a")
     assert not re.match(pattern, "otlp_spans2")
     assert r.route.lookup("logs-team-a") == (Signal.LOGS, "otlp_proto")
     assert r.route.lookup("otlp_spans") == (Signal.TRACES, "otlp_proto")
@@ -73,8 +74,10 @@ def test_patterns_and_names_combine_into_one_subscription() -> None:
 def test_decode_proto_keeps_bytes_and_headers_become_metadata() -> None:
     raw = traces().SerializeToString()
     batch, reason = receiver().decode(record("otlp_spans", raw, [("tenant", b"acme")]))
-    assert batch is not None and reason == ""
-    assert batch.to_bytes() is raw and not batch.decoded
+    assert batch is not None
+    assert reason == ""
+    assert batch.to_bytes() is raw
+    assert not batch.decoded
     assert batch.items == 6
     assert batch.metadata == {"tenant": "acme"}
 
@@ -82,13 +85,15 @@ def test_decode_proto_keeps_bytes_and_headers_become_metadata() -> None:
 def test_decode_json_per_signal_encoding() -> None:
     r = receiver((Signal.LOGS,), logs={"encoding": "otlp_json"})
     batch, _ = r.decode(record("otlp_logs", encode_request(logs(records=4))))
-    assert batch is not None and batch.items == 4
+    assert batch is not None
+    assert batch.items == 4
 
 
 def test_decode_metrics() -> None:
     batch, _ = receiver((Signal.METRICS,)).decode(
         record("otlp_metrics", metrics(points=3).SerializeToString()))
-    assert batch is not None and batch.items == 3
+    assert batch is not None
+    assert batch.items == 3
 
 
 @pytest.mark.parametrize(("value", "reason"), [
@@ -121,7 +126,8 @@ def test_spans_with_malformed_ids_are_dropped_the_rest_kept() -> None:
     req.resource_spans[0].scope_spans[0].spans[0].trace_id = b"short"
     r = receiver()
     batch, _ = r.decode(record("otlp_spans", req.SerializeToString()))
-    assert batch is not None and batch.items == 3
+    assert batch is not None
+    assert batch.items == 3
 
 
 def test_unused_receiver_starts_nothing() -> None:

@@ -208,7 +208,8 @@ async def env(telemetry: Telemetry) -> AsyncIterator[Env]:
 
 def test_config_defaults_and_null_protocols() -> None:
     cfg = OTLPReceiverConfig.model_validate({"protocols": {"grpc": None}})
-    assert cfg.protocols.grpc is not None and cfg.protocols.http is None
+    assert cfg.protocols.grpc is not None
+    assert cfg.protocols.http is None
     assert cfg.protocols.grpc.endpoint == "0.0.0.0:4317"
     assert cfg.protocols.grpc.max_recv_msg_size_mib == 4
     cfg = OTLPReceiverConfig.model_validate({"protocols": {"grpc": None, "http": {}}})
@@ -218,7 +219,7 @@ def test_config_defaults_and_null_protocols() -> None:
     assert cfg.protocols.http.max_request_body_size == 20 * 1024 * 1024
 
 
-@pytest.mark.parametrize("raw, error", [
+@pytest.mark.parametrize(("raw", "error"), [
     ({}, "protocols\n  Field required"),
     ({"protocols": None}, "at least one protocol"),
     ({"protocols": {}}, "at least one protocol"),
@@ -335,7 +336,8 @@ async def test_empty_request_is_ok_and_delivers_nothing(env: Env) -> None:
     assert await env.grpc_export(Signal.TRACES, b"") == b""
     status, _, _ = await env.post(Signal.LOGS, b"")
     assert status == 200
-    assert not env.sinks[Signal.TRACES].batches and not env.sinks[Signal.LOGS].batches
+    assert not env.sinks[Signal.TRACES].batches
+    assert not env.sinks[Signal.LOGS].batches
 
 
 # Partial success -------------------------------------------------------------------------
@@ -479,7 +481,8 @@ async def test_oversized_http_body(env_with_data: Env) -> None:
                 f"request body exceeds the limit of {HTTP_LIMIT} bytes")
     # With Content-Length: refused before reading.
     status, hdrs, resp = await env.post(Signal.TRACES, raw)
-    assert status == 413 and hdrs["Content-Type"] == PB
+    assert status == 413
+    assert hdrs["Content-Type"] == PB
     assert status_of(resp) == expected
     # Chunked, no Content-Length: refused while reading.
 
@@ -492,7 +495,8 @@ async def test_oversized_http_body(env_with_data: Env) -> None:
     assert status_of(resp) == expected
     # JSON clients get the Status as JSON.
     status, hdrs, resp = await env.post(Signal.TRACES, b"[" * (HTTP_LIMIT + 1), content_type=JSON)
-    assert status == 413 and hdrs["Content-Type"].startswith(JSON)
+    assert status == 413
+    assert hdrs["Content-Type"].startswith(JSON)
     assert status_of(resp, JSON) == expected
     assert_kept(env)
     assert env.failed("http", "too_large") == 3
@@ -534,7 +538,7 @@ async def test_method_not_allowed(env: Env) -> None:
         assert r.status == 405
 
 
-@pytest.mark.parametrize("body, message", [
+@pytest.mark.parametrize(("body", "message"), [
     (b"{not json", "invalid JSON: "),
     (b'{"resourceSpans": [{"scopeSpans": [{"spans": [{"name": "\xff\xfe"}]}]}]}',
      "invalid JSON: "),
@@ -562,7 +566,7 @@ def nested_kvlist(depth: int) -> dict[str, Any]:
     return value
 
 
-@pytest.mark.parametrize("body, message", [
+@pytest.mark.parametrize(("body", "message"), [
     (orjson.dumps({"resourceSpans": [{"scopeSpans": [{"spans": [{
         "traceId": "5b8efff798038103d269b633813fc60c", "spanId": "eee19b7ec3c1b174",
         "attributes": [{"key": "deep", "value": nested_kvlist(40)}]}]}]}]}),
@@ -639,7 +643,8 @@ async def test_pipeline_bug_is_retryable(env_with_data: Env) -> None:
         await env.grpc_export(Signal.TRACES, traces(1).SerializeToString())
     assert info.value.code() == grpc.StatusCode.UNAVAILABLE
     status, hdrs, _ = await env.post(Signal.TRACES, traces(1).SerializeToString())
-    assert status == 503 and hdrs["Retry-After"] == "1"
+    assert status == 503
+    assert hdrs["Retry-After"] == "1"
     assert_kept(env)
 
 

@@ -119,10 +119,12 @@ async def test_grpc_bearer(start_otlp: Starter, metadata: Any, expected: grpc.St
     code, details = await grpc_call(env.grpc_port, metadata)
     assert code == expected
     if reason is None:
-        assert env.sink.items == 2 and env.failed("grpc") == 0
+        assert env.sink.items == 2
+        assert env.failed("grpc") == 0
     else:
         assert details == reason
-        assert env.sink.items == 0 and env.failed("grpc") == 1
+        assert env.sink.items == 0
+        assert env.failed("grpc") == 1
 
 
 async def test_grpc_without_auth_config_accepts_anyone(start_otlp: Starter) -> None:
@@ -183,7 +185,8 @@ async def test_http_bearer(start_otlp: Starter, headers: dict[str, str], status:
     if reason is None:
         assert env.sink.items == 2
         return
-    assert env.sink.items == 0 and env.failed("http") == 1
+    assert env.sink.items == 0
+    assert env.failed("http") == 1
     assert resp_headers["WWW-Authenticate"].startswith('Bearer realm="otelpipe"')
     assert ('error="invalid_token"' in resp_headers["WWW-Authenticate"]) == (reason == INVALID)
     st = status_pb2.Status.FromString(body)
@@ -194,7 +197,8 @@ async def test_http_401_json_and_unknown_paths(start_otlp: Starter) -> None:
     env = await start_otlp(http_extra=AUTH)
     base = f"http://127.0.0.1:{env.http_port}"
     code, headers, body = await http_post(f"{base}/v1/logs", body=b"{}", ctype="application/json")
-    assert code == 401 and headers["Content-Type"].startswith("application/json")
+    assert code == 401
+    assert headers["Content-Type"].startswith("application/json")
     assert orjson.loads(body) == {"code": code_pb2.UNAUTHENTICATED, "message": MISSING}
     # Nothing about the server is revealed before authentication: not even a 404.
     assert (await http_post(f"{base}/nope"))[0] == 401
@@ -266,9 +270,12 @@ async def test_rejections_logged_rate_limited_without_secrets(
         assert r.__dict__["reason"] == INVALID
         assert "127.0.0.1" in r.__dict__["remote"]
     text = caplog.text + " ".join(str(r.__dict__) for r in caplog.records)
-    assert wrong not in text and TOKEN not in text
-    assert env.failed("grpc") == 3 and env.failed("http") == 3
-    assert wrong.encode() not in env.telemetry.render() and TOKEN.encode() not in \
+    assert wrong not in text
+    assert TOKEN not in text
+    assert env.failed("grpc") == 3
+    assert env.failed("http") == 3
+    assert wrong.encode() not in env.telemetry.render()
+    assert TOKEN.encode() not in \
         env.telemetry.render()
 
 
@@ -299,7 +306,8 @@ def test_authenticator_checks(tmp_path: Path) -> None:
     assert auth.check("Basic dTpwdw==") == INVALID
     assert auth.check("Bearer # rotated weekly") == INVALID
     assert auth.check("Bearer ünïcode") == INVALID
-    assert auth.check("") == MISSING and auth.check(None) == MISSING
+    assert auth.check("") == MISSING
+    assert auth.check(None) == MISSING
     # The file is re-read when it changes; the old tokens stop working.
     f.write_text("file-token-3\n")
     os.utime(f, (1, 1))
@@ -321,4 +329,5 @@ def test_auth_config_errors_do_not_leak(tmp_path: Path) -> None:
             "auth": {"bearer_token": TOKEN, "extra": 1}}}})
     assert TOKEN not in str(info.value)
     cfg = otlp.OTLPReceiverConfig.model_validate({"protocols": {"grpc": AUTH}})
-    assert TOKEN not in repr(cfg) and TOKEN not in cfg.model_dump_json()
+    assert TOKEN not in repr(cfg)
+    assert TOKEN not in cfg.model_dump_json()

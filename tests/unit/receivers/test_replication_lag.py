@@ -223,9 +223,11 @@ async def test_unreachable_databases_up_0_no_crash_backoff_and_refusals_dropped(
         refused_from = len(sink.batches)
         await asyncio.sleep(0.1)
         assert len(sink.batches) == refused_from
-        assert rcv._loop_task is not None and not rcv._loop_task.done()
+        assert rcv._loop_task is not None
+        assert not rcv._loop_task.done()
         health = rcv.health()
-        assert not health.healthy and "password" not in (health.last_error or "")
+        assert not health.healthy
+        assert "password" not in (health.last_error or "")
     finally:
         await rcv.shutdown()
     last = gauges(sink.batches[-1])

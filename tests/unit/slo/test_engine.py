@@ -65,7 +65,8 @@ def test_page_threshold_scaled_for_a_7_day_period() -> None:
             break
     # 4x over 1h passes 3.36 once 50.4 of its 60 minutes are bad: the 51st.
     assert minute == 60 + 50
-    assert fired[0].severity == "page" and fired[0].state == "firing"
+    assert fired[0].severity == "page"
+    assert fired[0].state == "firing"
     assert fired[0].threshold == pytest.approx(3.36)
 
 
@@ -80,9 +81,11 @@ def test_for_delays_firing() -> None:
         clock.advance(MINUTE)
         eng.record("s", total=100, bad=100)
         states.append([t.state for t in eng.evaluate()])
-    assert states[:3] == [[], [], []] and states[3] == ["firing"]
+    assert states[:3] == [[], [], []]
+    assert states[3] == ["firing"]
     st = eng.get("s")
-    assert st.alerts[0].firing and st.alerts[0].since == T0_S + 4 * MINUTE
+    assert st.alerts[0].firing
+    assert st.alerts[0].since == T0_S + 4 * MINUTE
 
 
 def test_state_round_trip(tmp_path: Path) -> None:
@@ -115,7 +118,8 @@ def test_state_round_trip(tmp_path: Path) -> None:
 def test_no_events_means_no_sli_and_a_full_budget() -> None:
     eng = Engine([slo()], AlertingConfig(), Clock())
     st = eng.get("s")
-    assert st.sli is None and st.error_budget_remaining == 1.0
+    assert st.sli is None
+    assert st.error_budget_remaining == 1.0
     assert all(w.burn_rate is None for w in st.windows)
     assert st.to_dict()["windows"]["5m"] == {"sli": None, "burn_rate": None, "good": 0.0,
                                              "bad": 0.0, "total": 0.0}

@@ -59,7 +59,8 @@ def test_openslo_and_native_forms_parse_to_the_same_model() -> None:
     b = parse_yaml_text(NATIVE_AVAILABILITY)
     assert a == b
     [slo] = a
-    assert slo.objective == 0.999 and slo.error_budget == 0.001
+    assert slo.objective == 0.999
+    assert slo.error_budget == 0.001
     assert slo.period == 28 * 86400
     assert slo.indicator == Indicator(
         total=Selector(metric="traces.span.metrics.calls", match={"service.name": "api"}),
@@ -106,7 +107,8 @@ spec:
 """
     a, b = parse_yaml_text(text)
     assert (a.name, b.name) == ("latency-p95-under-200-ms", "latency-p99")
-    assert a.indicator.good is not None and a.indicator.good.value == 0.2
+    assert a.indicator.good is not None
+    assert a.indicator.good.value == 0.2
     assert b.objective == 0.99
 
 

@@ -33,7 +33,8 @@ def _groups(lines: list[str], extras: list[dict[str, Any] | None] | None
     lazy = LogGroup.from_lines(raw, BASE, 7, extras=extras, resource={"service.name": "s"})
     built = LogGroup.from_lines(raw, BASE, 7, extras=extras, resource={"service.name": "s"})
     built.records  # noqa: B018 - builds the records: the general path
-    assert not lazy.materialized and built.materialized
+    assert not lazy.materialized
+    assert built.materialized
     return lazy, built
 
 

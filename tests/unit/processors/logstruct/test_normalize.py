@@ -101,7 +101,8 @@ def test_semconv_roles_and_rename() -> None:
         norm.field(rec, k, v)
     assert rec.time == ns(2024, 3, 1, 12)
     assert rec.body == "m"
-    assert rec.span_id.hex() == "b7ad6b7169203331" and rec.flags == 1
+    assert rec.span_id.hex() == "b7ad6b7169203331"
+    assert rec.flags == 1
     assert rec.attrs == {"enduser.id": "u1", "http.response.status_code": 404,
                          "url.path": "/a/b", "url.query": "c=d", "client.address": "10.0.0.1",
                          "message": "second message stays"}

@@ -37,7 +37,8 @@ def parsed(tel: Telemetry, fmt: str) -> float:
 
 def test_registered_for_logs_only() -> None:
     f = default_registry().get(Kind.PROCESSOR, "logstruct")
-    assert f is not None and f.signals == frozenset({Signal.LOGS})
+    assert f is not None
+    assert f.signals == frozenset({Signal.LOGS})
 
 
 @pytest.mark.parametrize(("cfg", "message"), [
@@ -92,7 +93,8 @@ def test_parsers_in_order_first_match_wins_then_auto() -> None:
            "auto": True}
     # (an access line with `?b=1` would be taken by logfmt: first match wins)
     got = run(cfg, ["only this one", "a=1 b=2", ACCESS.replace("?b=1", ""), "plain words"])
-    assert got[0]["body"] == "only this" and got[0]["attributes"] == {"x": "one"}
+    assert got[0]["body"] == "only this"
+    assert got[0]["attributes"] == {"x": "one"}
     assert got[1]["attributes"] == {"a": "1", "b": "2"}
     assert got[2]["attributes"]["client.address"] == "10.0.0.1"  # auto after the list
     assert got[3]["attributes"] == {"log.parse_error": "unrecognised format"}
@@ -112,7 +114,8 @@ def test_when_conditions() -> None:
                  resource={"service.name": "r"})
     proc.process(b)
     got = records(b)
-    assert got[0]["body"] == "A: one" and got[0]["attributes"] == {}
+    assert got[0]["body"] == "A: one"
+    assert got[0]["attributes"] == {}
     assert got[1]["attributes"] == {"svc": "pay", "a": "1"}
     assert got[2]["attributes"] == {"kind": "y", "res": "svc=other a=1"}
     assert got[3]["attributes"] == {"kind": "x", "whole": "attr-gated"}
@@ -138,7 +141,8 @@ def test_parse_errors_are_counted_and_formats_too() -> None:
     proc = make({"auto": True}, telemetry=tel)
     proc.process(batch_of(["nothing to see", '{"broken', ACCESS, "a=1 b=2"]))
     assert errors(tel, "no_match") == 2
-    assert parsed(tel, "access_log") == 1 and parsed(tel, "logfmt") == 1
+    assert parsed(tel, "access_log") == 1
+    assert parsed(tel, "logfmt") == 1
 
 
 def test_a_raising_parser_is_contained_per_record(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -168,7 +172,8 @@ def test_templates_on_every_text_record(tmp_path: Path) -> None:
     got = run(cfg, ["level=info msg=\"user 17 logged in\"", "level=info msg=\"user 18 logged in\"",
                     "unparseable 42 line"])
     t = [(r["attributes"]["log.template"], r["attributes"]["log.template_id"]) for r in got]
-    assert t[0][0] == "user <*> logged in" and t[0][1] == t[1][1]
+    assert t[0][0] == "user <*> logged in"
+    assert t[0][1] == t[1][1]
     assert t[2][0] == "unparseable <*> line"
     assert got[2]["attributes"]["log.parse_error"] == "unrecognised format"
 
@@ -226,7 +231,8 @@ def test_flat_json_output_of_parsed_records() -> None:
                       "severity_number": 17, "body": "failed",
                       "trace_id": "0af7651916cd43dd8448eb211c80319c", "order": {"id": 7}}
     assert out[1]["time"] == "2024-03-01T12:00:00.000000000Z"
-    assert out[1]["http.response.status_code"] == 200 and out[1]["body"] == ACCESS
+    assert out[1]["http.response.status_code"] == 200
+    assert out[1]["body"] == ACCESS
 
 
 def test_example_config_validates() -> None:

@@ -51,13 +51,16 @@ def test_settings_defaults_and_validation() -> None:
     s = TemplateSettings()
     assert s.enabled is False
     assert s.masks == list(DEFAULT_MASKS)
-    assert s.max_templates > 0 and s.persist_path is None
-    assert 0 < s.similarity_threshold <= 1 and s.depth >= 3
+    assert s.max_templates > 0
+    assert s.persist_path is None
+    assert 0 < s.similarity_threshold <= 1
+    assert s.depth >= 3
     s = TemplateSettings.model_validate({
         "enabled": True, "persist_interval": "1m30s", "masks": [
             "ipv4", {"name": "ticket", "regex": r"TCK-\d+", "replacement": "<ticket>"}]})
     assert s.persist_interval == 90.0
-    assert s.masks[0] == "ipv4" and isinstance(s.masks[1], CustomMask)
+    assert s.masks[0] == "ipv4"
+    assert isinstance(s.masks[1], CustomMask)
     with pytest.raises(ValidationError, match="extra"):
         TemplateSettings.model_validate({"enabled": True, "bogus": 1})
     with pytest.raises(ValidationError):
@@ -165,7 +168,8 @@ def test_generalises_differing_tokens_to_param() -> None:
     assert t3 == (t1[0], "user <*> logged in from <*>")
     # a different shape is a different template
     t4 = m.match("disk full on web")
-    assert t4[0] != t1[0] and len(m) == 2
+    assert t4[0] != t1[0]
+    assert len(m) == 2
 
 
 def test_id_stable_while_template_generalises() -> None:
@@ -201,7 +205,8 @@ def test_tokens_with_digits_do_not_split_the_tree() -> None:
     m = miner()
     a = m.match("attempt_01 transitioned from NEW to RUNNING")
     b = m.match("attempt_02 transitioned from NEW to RUNNING")
-    assert a[0] == b[0] and b[1] == "<*> transitioned from NEW to RUNNING"
+    assert a[0] == b[0]
+    assert b[1] == "<*> transitioned from NEW to RUNNING"
 
 
 def test_similarity_threshold() -> None:
@@ -229,12 +234,14 @@ def test_cache_does_not_change_results_and_is_bounded() -> None:
     m = miner(cache_size=8)
     for i in range(100):
         m.match(f"request {i} served in {i % 7} ms")
-    assert len(m._cache) <= 8 and len(m._cache_old) <= 8
+    assert len(m._cache) <= 8
+    assert len(m._cache_old) <= 8
     assert len(m) == 1
     # huge lines are matched but not cached
     big = "payload " + "x" * 100_000
     assert m.match(big) == m.match(big)
-    assert big not in m._cache and big not in m._cache_old
+    assert big not in m._cache
+    assert big not in m._cache_old
 
 
 # -- bounded memory --------------------------------------------------------------------
@@ -338,14 +345,16 @@ def test_corrupt_store_starts_empty_with_warning(tmp_path: Path, content: bytes,
 def test_missing_store_is_silent(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING):
         m = miner(persist_path=str(tmp_path / "none" / "t.json"))
-    assert len(m) == 0 and not caplog.records
+    assert len(m) == 0
+    assert not caplog.records
 
 
 def test_unreadable_store_path_is_a_warning(tmp_path: Path,
                                             caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING):
         m = miner(persist_path=str(tmp_path))  # a directory
-    assert len(m) == 0 and caplog.records
+    assert len(m) == 0
+    assert caplog.records
 
 
 def test_periodic_save_uses_interval(tmp_path: Path) -> None:
@@ -354,9 +363,11 @@ def test_periodic_save_uses_interval(tmp_path: Path) -> None:
     m = TemplateMiner(TemplateSettings(persist_path=str(path), persist_interval="10s"),
                       clock=lambda: now[0])
     m.match("hello world")
-    assert not m.maybe_save() and not path.exists()
+    assert not m.maybe_save()
+    assert not path.exists()
     now[0] += 11
-    assert m.maybe_save() and path.exists()
+    assert m.maybe_save()
+    assert path.exists()
     assert not m.maybe_save()  # nothing changed
     m.match("hello there")  # generalises: dirty again
     now[0] += 11
