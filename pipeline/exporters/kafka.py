@@ -57,6 +57,21 @@ from pipeline.pdata.batch import Batch, split_request
 from pipeline.pdata.logrecords import flat_group_records
 from pipeline.pdata.otlp import REQUEST_TYPES
 from pipeline.pdata.otlpjson import encode_request, flat_records
+from pipeline.telemetry.metrics import CounterSpec, HistogramSpec
+
+PRODUCED_RECORDS = CounterSpec(
+    "otelpipe_kafka_exporter_produced_records",
+    "Kafka records the broker acknowledged, per topic.", ("exporter", "topic"))
+
+PRODUCED_BYTES = CounterSpec(
+    "otelpipe_kafka_exporter_produced_bytes",
+    "Payload bytes of Kafka records the broker acknowledged.", ("exporter", "topic"))
+
+PRODUCE_LATENCY = HistogramSpec(
+    "otelpipe_kafka_exporter_produce_latency_seconds",
+    "Time from handing a request's records to the producer until the broker "
+    "acknowledged all of them.", ("exporter",),
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10))
 
 Compression = Literal["none", "gzip", "snappy", "lz4", "zstd"]
 
@@ -182,7 +197,7 @@ class KafkaExporter(Exporter):
         self._producer_lock = asyncio.Lock()
         t = settings.telemetry
         self._t = t
-        self._latency = t.kafka_produce_latency.labels(self.id)
+        self._latency = t.histogram(PRODUCE_LATENCY).labels(self.id)
         self._per_topic: dict[str, tuple[Any, Any]] = {}
         self._encode_json = config.encoding in ("otlp_json", "json")
         self._flat = config.encoding == "json"
@@ -371,8 +386,8 @@ class KafkaExporter(Exporter):
         m = self._per_topic.get(topic)
         if m is None:
             m = self._per_topic[topic] = (
-                self._t.kafka_produced_records.labels(self.id, topic),
-                self._t.kafka_produced_bytes.labels(self.id, topic))
+                self._t.counter(PRODUCED_RECORDS).labels(self.id, topic),
+                self._t.counter(PRODUCED_BYTES).labels(self.id, topic))
         return m
 
     async def send(self, batch: Batch) -> int | None:

@@ -61,6 +61,21 @@ from pipeline.pdata.prometheus import (
     flat_samples,
 )
 from pipeline.receivers.common import HTTPServer
+from pipeline.telemetry.metrics import CounterSpec, GaugeSpec
+
+SERIES = GaugeSpec(
+    "otelpipe_prometheus_exporter_series",
+    "Series a prometheus exporter currently serves.", ("exporter",))
+
+EXPIRED_SERIES = CounterSpec(
+    "otelpipe_prometheus_exporter_expired_series",
+    "Series dropped because they were not updated for metric_expiration.",
+    ("exporter",))
+
+DROPPED_POINTS = CounterSpec(
+    "otelpipe_prometheus_exporter_dropped_points",
+    "Data points ignored: older than the point held for their series, or of another "
+    "type than the metric family's first series.", ("exporter",))
 
 # OpenMetrics: an exemplar's label set is at most 128 UTF-8 characters.
 MAX_EXEMPLAR_LABEL_CHARS = 128
@@ -157,9 +172,9 @@ class PrometheusExporter(Exporter):
         self._next_expiry = 0.0
         self._server: HTTPServer | None = None
         t = settings.telemetry
-        self._series_gauge = t.prometheus_exporter_series.labels(self.id)
-        self._expired = t.prometheus_exporter_expired_series.labels(self.id)
-        self._dropped = t.prometheus_exporter_dropped_points.labels(self.id)
+        self._series_gauge = t.gauge(SERIES).labels(self.id)
+        self._expired = t.counter(EXPIRED_SERIES).labels(self.id)
+        self._dropped = t.counter(DROPPED_POINTS).labels(self.id)
 
     async def start_exporter(self, host: Host) -> None:
         app = web.Application()

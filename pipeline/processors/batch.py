@@ -35,6 +35,17 @@ from pipeline.component import (
 )
 from pipeline.config.types import Duration
 from pipeline.pdata.batch import Batch
+from pipeline.telemetry.metrics import BATCH_SIZE_BUCKETS, CounterSpec, HistogramSpec
+
+SEND_SIZE = HistogramSpec(
+    "otelpipe_processor_batch_send_size",
+    "Items per batch sent by the batch processor.",
+    ("processor", "pipeline"), buckets=BATCH_SIZE_BUCKETS)
+
+SENDS = CounterSpec(
+    "otelpipe_processor_batch_sends",
+    "Batches sent by the batch processor, by what triggered the send.",
+    ("processor", "pipeline", "trigger"))
 
 
 class BatchConfig(ComponentConfig):
@@ -70,8 +81,8 @@ class BatchProcessor(Component, Consumer):
         self.next = settings.next_consumer
         self.config = config
         pid = settings.pipeline_id or str(settings.signal)
-        self._sizes = settings.telemetry.batch_send_size.labels(str(settings.id), pid)
-        self._triggers = {t: settings.telemetry.batch_trigger.labels(str(settings.id), pid, t)
+        self._sizes = settings.telemetry.histogram(SEND_SIZE).labels(str(settings.id), pid)
+        self._triggers = {t: settings.telemetry.counter(SENDS).labels(str(settings.id), pid, t)
                           for t in ("size", "timeout", "idle", "shutdown")}
         self._buckets: dict[tuple[str, ...], _Bucket] = {}
         self._sending: set[asyncio.Task[None]] = set()

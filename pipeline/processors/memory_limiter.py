@@ -31,6 +31,15 @@ from pipeline.component import (
 from pipeline.config.types import Duration
 from pipeline.errors import RetryableError
 from pipeline.pdata.batch import Batch
+from pipeline.telemetry.metrics import CounterSpec, GaugeSpec
+
+REFUSING = GaugeSpec(
+    "otelpipe_memory_limiter_refusing",
+    "1 while the memory limiter refuses data, else 0.", ("processor",))
+
+REFUSED_ITEMS = CounterSpec(
+    "otelpipe_processor_refused_items",
+    "Items a processor refused with a retryable error.", ("processor", "pipeline", "signal"))
 
 MIB = 1024 * 1024
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -127,8 +136,8 @@ class MemoryLimiter(Component, Consumer):
         self.soft, self.hard = config.limits_bytes()
         self.refusing = False
         self._task: asyncio.Task[None] | None = None
-        self._gauge = settings.telemetry.memory_limiter_refusing.labels(str(settings.id))
-        self._refused = settings.telemetry.processor_refused.labels(
+        self._gauge = settings.telemetry.gauge(REFUSING).labels(str(settings.id))
+        self._refused = settings.telemetry.counter(REFUSED_ITEMS).labels(
             str(settings.id), settings.pipeline_id or str(settings.signal), str(settings.signal))
 
     async def start(self, host: Host) -> None:

@@ -78,6 +78,12 @@ from pipeline.config.types import Duration
 from pipeline.errors import PermanentError, RetryableError
 from pipeline.pdata.batch import Batch
 from pipeline.receivers.common import ReceiverObs
+from pipeline.telemetry.metrics import CounterSpec
+
+FAILED_CHECKS = CounterSpec(
+    "otelpipe_httpcheck_failed_checks",
+    "httpcheck probes that did not get the expected status, by error.type.",
+    ("receiver", "reason"))
 
 SCOPE = "otelpipe/receiver/httpcheck"
 STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
@@ -186,7 +192,7 @@ class HttpCheckReceiver(Component):
         self.log = settings.logger
         self.consumer = settings.consumers[Signal.METRICS]
         self.obs = ReceiverObs(settings, "http")
-        self._failed = settings.telemetry.httpcheck_failed_checks
+        self._failed = settings.telemetry.counter(FAILED_CHECKS)
         self._rid = str(settings.id)
         self._session: aiohttp.ClientSession | None = None
         self._task: asyncio.Task[None] | None = None

@@ -71,6 +71,34 @@ from pipeline.pdata.batch import Batch
 from pipeline.pdata.otlp import DecodeError, count_items, drop_invalid_id_items, invalid_id_items
 from pipeline.pdata.otlpjson import OTLPJSONError, decode_request
 from pipeline.receivers.common import ReceiverObs
+from pipeline.telemetry.metrics import CounterSpec, GaugeSpec
+
+CONSUMED_RECORDS = CounterSpec(
+    "otelpipe_kafka_receiver_consumed_records",
+    "Kafka records fetched by a receiver.", ("receiver", "topic"))
+
+CONSUMED_BYTES = CounterSpec(
+    "otelpipe_kafka_receiver_consumed_bytes",
+    "Payload bytes of Kafka records fetched by a receiver.", ("receiver", "topic"))
+
+CONSUMER_LAG = GaugeSpec(
+    "otelpipe_kafka_receiver_consumer_lag",
+    "Records on the partition not yet delivered (high watermark minus the next offset "
+    "to commit).", ("receiver", "topic", "partition"))
+
+UNDECODABLE_RECORDS = CounterSpec(
+    "otelpipe_kafka_receiver_undecodable_records",
+    "Records skipped because they cannot be decoded (or the pipeline rejected them "
+    "permanently), by reason.", ("receiver", "topic", "reason"))
+
+DEAD_LETTERED_RECORDS = CounterSpec(
+    "otelpipe_kafka_receiver_dead_lettered_records",
+    "Skipped records copied to the dead-letter topic.", ("receiver", "topic"))
+
+COMMITTED_OFFSET = GaugeSpec(
+    "otelpipe_kafka_receiver_committed_offset",
+    "Last offset committed by a receiver (the next record to read).",
+    ("receiver", "topic", "partition"))
 
 
 class SignalTopics(ComponentConfig):
@@ -382,7 +410,7 @@ class KafkaReceiver(Component):
         for p in parts:
             if p.tp in offsets:
                 p.committed = offsets[p.tp]
-                self._t.kafka_committed_offset.labels(
+                self._t.gauge(COMMITTED_OFFSET).labels(
                     self.id, p.tp.topic, str(p.tp.partition)).set(offsets[p.tp])
 
     async def _update_lag(self, consumer: AIOKafkaConsumer) -> None:
@@ -403,7 +431,7 @@ class KafkaReceiver(Component):
                     nxt = await asyncio.wait_for(consumer.position(tp), 0.5)
                 except (TimeoutError, AssertionError, kerrors.KafkaError):
                     continue
-            self._t.kafka_consumer_lag.labels(self.id, tp.topic, str(tp.partition)).set(
+            self._t.gauge(CONSUMER_LAG).labels(self.id, tp.topic, str(tp.partition)).set(
                 max(0, high - nxt))
 
     # Rebalance --------------------------------------------------------------------------
@@ -418,7 +446,7 @@ class KafkaReceiver(Component):
         await self._finish(revoked, commit=True)
         for tp in revoked:
             with contextlib.suppress(KeyError):
-                self._t.kafka_consumer_lag.remove(self.id, tp.topic, str(tp.partition))
+                self._t.gauge(CONSUMER_LAG).remove(self.id, tp.topic, str(tp.partition))
 
     async def _finish(self, tps: set[TopicPartition], *, commit: bool) -> None:
         parts = [self._parts.pop(tp) for tp in list(tps) if tp in self._parts]
@@ -433,8 +461,8 @@ class KafkaReceiver(Component):
         m = self._topic_metrics.get(topic)
         if m is None:
             m = self._topic_metrics[topic] = (
-                self._t.kafka_consumed_records.labels(self.id, topic),
-                self._t.kafka_consumed_bytes.labels(self.id, topic))
+                self._t.counter(CONSUMED_RECORDS).labels(self.id, topic),
+                self._t.counter(CONSUMED_BYTES).labels(self.id, topic))
         return m
 
     def decode(self, rec: ConsumerRecord[bytes, bytes]) -> tuple[Batch | None, str]:
@@ -505,7 +533,7 @@ class KafkaReceiver(Component):
 
     async def _skip(self, rec: ConsumerRecord[bytes, bytes], reason: str,
                     detail: str = "") -> None:
-        self._t.kafka_undecodable_records.labels(self.id, rec.topic, reason).inc()
+        self._t.counter(UNDECODABLE_RECORDS).labels(self.id, rec.topic, reason).inc()
         self.log.warning("skipped a kafka record", extra={
             "topic": rec.topic, "partition": rec.partition, "offset": rec.offset,
             "reason": reason, **({"detail": detail} if detail else {})})
@@ -526,7 +554,7 @@ class KafkaReceiver(Component):
             self.log.error("cannot copy a record to the dead-letter topic",
                            extra={"topic": topic, "error": describe(exc)})
             return
-        self._t.kafka_dead_lettered_records.labels(self.id, rec.topic).inc()
+        self._t.counter(DEAD_LETTERED_RECORDS).labels(self.id, rec.topic).inc()
 
     async def _dead_letter_producer(self) -> AIOKafkaProducer:
         if self._dlq is None:

@@ -113,6 +113,13 @@ from pipeline.config.types import Duration
 from pipeline.errors import PermanentError, RetryableError
 from pipeline.pdata.batch import Batch
 from pipeline.receivers.common import ReceiverObs
+from pipeline.telemetry.metrics import CounterSpec
+
+PROBE_ERRORS = CounterSpec(
+    "otelpipe_replication_lag_probe_errors",
+    "Failed connections and queries of the replication_lag receiver, per database "
+    "(primary or replica name) and reason (connection, timeout, auth, query).",
+    ("receiver", "target", "reason"))
 
 SCOPE = "otelpipe/receiver/replication_lag"
 METHODS = ("write", "flush", "replay")
@@ -331,7 +338,7 @@ class ReplicationLagReceiver(Component):
         self.obs = ReceiverObs(settings, "postgresql")
         self._clock = clock
         self._wall = wall_clock
-        self._errors = settings.telemetry.replication_lag_probe_errors
+        self._errors = settings.telemetry.counter(PROBE_ERRORS)
         self._rid = str(settings.id)
         self.heartbeat_id = config.heartbeat_id or f"{socket.gethostname()}/{settings.id}"
         table = ".".join(f'"{part}"' for part in config.heartbeat_table.split("."))
