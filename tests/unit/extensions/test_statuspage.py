@@ -312,7 +312,7 @@ def test_render_html_without_slos_or_refresh() -> None:
 def test_slo_view_of_the_real_engine_status() -> None:
     """The slo engine's SLOStatus (the connector's read API) maps field by field."""
     from pipeline.slo.engine import Engine
-    from pipeline.slo.model import parse_native
+    from pipeline.slo.native import parse_native
 
     slos = parse_native([{"name": "api-availability", "service": "api", "objective": 99.9,
                           "sli": {"type": "availability"}}])
