@@ -6,7 +6,7 @@ import abc
 import builtins
 import enum
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -99,11 +99,33 @@ class ComponentHealth:
     queue_capacity: int | None = None
 
 
+@dataclass
+class ComponentEntry:
+    """One component of a running service; processors exist once per pipeline."""
+
+    kind: Kind
+    id: ComponentID
+    component: Component
+    pipeline: str | None = None  # set for processors only
+
+    @property
+    def name(self) -> str:  # "processor batch in traces"
+        suffix = f" in {self.pipeline}" if self.pipeline else ""
+        return f"{self.kind.value} {self.id}{suffix}"
+
+
 class Host(abc.ABC):
     """What a running component may ask of the service."""
 
     @abc.abstractmethod
-    def components(self) -> Mapping[tuple[Kind, ComponentID], Component]: ...
+    def components(self) -> Mapping[tuple[Kind, ComponentID], Component]:
+        """Receivers, connectors, exporters and extensions by (kind, id)."""
+
+    def component_entries(self) -> Sequence[ComponentEntry]:
+        """Every component, processors included (one entry per pipeline they are in),
+        in start order. By default the entries of `components()`."""
+        return [ComponentEntry(kind, cid, component)
+                for (kind, cid), component in self.components().items()]
 
     @abc.abstractmethod
     def pipelines(self) -> Mapping[str, PipelineInfo]: ...

@@ -20,12 +20,14 @@ Endpoints (all JSON via orjson, `Cache-Control: no-store`):
   stop routing traffic to a pod whose exporters cannot deliver).
 - `GET /health/detailed`: always 200: version, uptime, status (`healthy`,
   `degraded` when some component is unhealthy, `unhealthy` when not running),
-  pipelines, and each component's kind, id, pipeline, health and queue.
+  pipelines, and each component's kind, id, pipeline, health and queue; with
+  the status page enabled, `status_page`: how many throughput samples failed
+  and the last failure (scrubbed) with its time.
 - `GET /metrics`, `GET /health/metrics`: the pipeline's own metrics in the
   Prometheus text format (process RSS/CPU as `otelpipe_process_*`).
 - `GET /status` (HTML) and `GET /status.json`: pipelines and components with
   health, throughput and queue depth, and every SLO of the `slo` connectors
-  with a burn-down chart (see `pipeline/extensions/statuspage.py`).
+  with a burn-down chart (see `pipeline/extensions/_statuspage/`).
 
 Only component ids and `ComponentHealth` fields are ever shown, never configs;
 error texts are scrubbed of URL credentials and `password=…`-style pairs, as
@@ -57,8 +59,8 @@ from pipeline.component import (
     Kind,
 )
 from pipeline.config.types import Endpoint
-from pipeline.extensions.statuspage import PATHS as STATUS_PATHS
-from pipeline.extensions.statuspage import StatusPage, StatusPageSettings
+from pipeline.extensions._statuspage.page import PATHS as STATUS_PATHS
+from pipeline.extensions._statuspage.page import StatusPage, StatusPageSettings
 from pipeline.receivers.common import HTTPServer
 
 DEFAULT_ENDPOINT = "0.0.0.0:13133"
@@ -127,7 +129,7 @@ class HealthExtension(Component):
         self.status_page = StatusPage(
             config.status_page, self.telemetry, host=lambda: self.host, rows=self._rows,
             running=self._running, scrub=scrub, started_at=lambda: self.started_at,
-            clock=self.clock)
+            clock=self.clock, logger=self.log)
 
     # Lifecycle ----------------------------------------------------------------
     async def start(self, host: Host) -> None:
@@ -159,21 +161,14 @@ class HealthExtension(Component):
         host = self.host
         if host is None:
             return []
-        # Service.component_entries() also lists processors (one per pipeline);
-        # any other Host gives its components() mapping.
-        entries = getattr(host, "component_entries", None)
-        if callable(entries):
-            items = [(e.kind, e.id, e.pipeline, e.component) for e in entries()]
-        else:
-            items = [(k, cid, None, c) for (k, cid), c in host.components().items()]
         rows = []
-        for kind, cid, pipeline, component in items:
+        for e in host.component_entries():  # processors once per pipeline
             try:
-                h = component.health()
+                h = e.component.health()
             except Exception as exc:  # a bug in health() must not break the probe
                 h = ComponentHealth(healthy=False,
                                     last_error=f"health check failed: {type(exc).__name__}")
-            rows.append(_Row(kind, cid, pipeline, h))
+            rows.append(_Row(e.kind, e.id, e.pipeline, h))
         return rows
 
     @staticmethod
@@ -226,6 +221,8 @@ class HealthExtension(Component):
                 "timestamp": rfc3339(now), "start_time": rfc3339(self.started_at),
                 "uptime_seconds": round(max(0.0, now - self.started_at), 3),
                 "pipelines": pipelines, "components": components}
+        if self.config.status_page.enabled:
+            body["status_page"] = self.status_page.sampler_state()
         if not running:
             body["reason"] = _NOT_RUNNING
         return _json(body)

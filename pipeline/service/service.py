@@ -13,10 +13,10 @@ import logging
 import signal as os_signal
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 
 from pipeline.component import (
     Component,
+    ComponentEntry,
     ComponentID,
     Consumer,
     CreateSettings,
@@ -33,19 +33,6 @@ from pipeline.telemetry.metrics import Telemetry
 log = logging.getLogger("otelpipe.service")
 
 
-@dataclass
-class ComponentEntry:
-    kind: Kind
-    id: ComponentID
-    component: Component
-    pipeline: str | None = None  # processors exist once per pipeline
-
-    @property
-    def name(self) -> str:
-        suffix = f" in {self.pipeline}" if self.pipeline else ""
-        return f"{self.kind.value} {self.id}{suffix}"
-
-
 class Service(Host):
     def __init__(self, config: Config, telemetry: Telemetry | None = None):
         self.config = config
@@ -53,7 +40,6 @@ class Service(Host):
         self.entries: list[ComponentEntry] = []  # in start order
         self._started_entries: list[ComponentEntry] = []
         self._started = False
-        self.start_time = time.time()
         self._build()
 
     # Host -----------------------------------------------------------------
@@ -61,7 +47,7 @@ class Service(Host):
         return {(e.kind, e.id): e.component for e in self.entries if e.pipeline is None}
 
     def component_entries(self) -> list[ComponentEntry]:
-        return list(self.entries)
+        return list(self.entries)  # processors once per pipeline
 
     def pipelines(self) -> Mapping[str, PipelineInfo]:
         return {p.id: PipelineInfo(p.id, p.signal, p.receivers, p.processors, p.exporters)
@@ -84,9 +70,8 @@ class Service(Host):
 
     def _build(self) -> None:
         cfg = self.config
-        extensions = [self._create(Kind.EXTENSION, e, self._settings(Kind.EXTENSION, e))
-                      for e in cfg.extensions]
-        del extensions
+        for ext_id in cfg.extensions:
+            self._create(Kind.EXTENSION, ext_id, self._settings(Kind.EXTENSION, ext_id))
         consumers: dict[tuple[Kind, ComponentID], Consumer] = {}
         used_exporters = {e for p in cfg.pipelines.values() for e in p.exporters
                           if e in cfg.components[Kind.EXPORTER]}

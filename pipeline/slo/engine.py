@@ -39,6 +39,7 @@ budget consumption (see `BurnRateRule.threshold`).
 
 from __future__ import annotations
 
+import abc
 import collections
 import hashlib
 import math
@@ -222,6 +223,15 @@ class SLOStatus:
             "budget_history": [list(p) for p in self.budget_history],
             "updated_at": self.updated_at,
         }
+
+
+class SLOStatusSource(abc.ABC):
+    """What has SLOs to show (the `slo` connector): the health extension's status page
+    finds them among the host's components by this type."""
+
+    @abc.abstractmethod
+    def status(self) -> list[SLOStatus]:
+        """One status per SLO, as of now."""
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,8 @@
-"""SLO definitions: OpenSLO v1 documents and a compact native form, one typed model.
+"""SLO definitions: one typed model, whatever form they are written in.
+
+The forms parse into it: `pipeline.slo.native` (the connector's compact `slos:`
+list) and `pipeline.slo.openslo` (OpenSLO v1 documents); `pipeline.slo.loader`
+reads YAML files of either.
 
 The typed model
 ---------------
@@ -21,61 +25,15 @@ count (see `pipeline.connectors.slo` for how each metric type is counted):
 - thresholds on time-unit metrics (`s`, `ms`, ...) are in **seconds** (a number,
   or a duration such as `200ms`); the connector converts them to the metric's
   unit.
-
-Native form (the connector's `slos:` key, or a YAML file with a `slos:` key)::
-
-    slos:
-      - name: api-availability
-        service: api
-        objective: 99.9            # percent of good events
-        window: 30d                # rolling period (default 30d)
-        sli:
-          type: availability       # red (default): non-error calls / calls
-          source: httpcheck        #  httpcheck: httpcheck.success == 1 / probes
-          match: {http.url: "http://api:8000/health"}
-      - name: api-latency-p95
-        service: api
-        objective: 95
-        sli: {type: latency, threshold: 200ms, match: {service.name: api}}
-      - name: db-consistency
-        service: postgres
-        objective: 99.99
-        sli: {type: threshold, metric: db.replication.lag, op: lt, threshold: 100ms,
-              match: {method: heartbeat}}
-      - name: custom
-        service: api
-        objective: 99
-        sli: {type: ratio, bad: {metric: ..., match: {...}}, total: {metric: ...}}
-
-OpenSLO v1 (`apiVersion: openslo/v1`, `kind: SLO`) with `budgetingMethod:
-Occurrences`, one rolling `timeWindow`, `indicator` (inline) or
-`indicatorRef` (a `kind: SLI` document in the same file), `ratioMetric`
-(`good` or `bad`, and `total`) or `thresholdMetric` (good = `op value` of the
-objective). Metric sources are `type: otelpipe` with the selector as `spec`::
-
-    ratioMetric:
-      counter: true
-      bad:   {metricSource: {type: otelpipe, spec: {metric: traces.span.metrics.calls,
-                             match: {service.name: api, status.code: STATUS_CODE_ERROR}}}}
-      total: {metricSource: {type: otelpipe, spec: {metric: traces.span.metrics.calls,
-                             match: {service.name: api}}}}
-
-Several objectives in one OpenSLO SLO become several SLOs, named
-`<metadata.name>-<objective name>` (the objective's `name`, else its
-`displayName` made into a slug, else its position). `kind: Service`,
-`DataSource`, `AlertPolicy`, `AlertCondition` and `AlertNotificationTarget`
-documents are accepted and ignored (alerting is configured on the connector).
 """
 
 from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -180,14 +138,14 @@ Period = Annotated[float, BeforeValidator(parse_period), WithJsonSchema(
 AttrValue = Annotated[str, BeforeValidator(_as_text)]
 
 
-class _Model(BaseModel):
+class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
 # --- the typed model --------------------------------------------------------------
 
 
-class Selector(_Model):
+class Selector(StrictModel):
     """Which events of the incoming metrics count."""
 
     metric: str = Field(min_length=1, description="OTLP metric name")
@@ -239,7 +197,7 @@ class Selector(_Model):
         return known[1] if known else ""
 
 
-class Indicator(_Model):
+class Indicator(StrictModel):
     """good / total (or 1 - bad / total) over the events the selectors pick."""
 
     total: Selector
@@ -273,7 +231,7 @@ def _check_name(value: str) -> str:
 SLOName = Annotated[str, BeforeValidator(lambda v: _check_name(str(v)))]
 
 
-class SLO(_Model):
+class SLO(StrictModel):
     """One objective over one indicator and one rolling period."""
 
     name: SLOName
@@ -307,7 +265,7 @@ def _fraction(value: object) -> float:
     return float(value)
 
 
-class BurnRateRule(_Model):
+class BurnRateRule(StrictModel):
     """One multi-window condition: burn rate >= threshold over BOTH windows."""
 
     severity: str = Field(pattern=r"^[a-z][a-z0-9_-]*$", description="page, ticket, ...")
@@ -355,7 +313,7 @@ DEFAULT_RULES: tuple[dict[str, Any], ...] = (
 )
 
 
-class AlertingConfig(_Model):
+class AlertingConfig(StrictModel):
     """Multi-window multi-burn-rate alerting (the SRE workbook's, by default)."""
 
     reference_period: Period = Field(DEFAULT_PERIOD, description="the period burn_rate "
@@ -398,277 +356,11 @@ class AlertingConfig(_Model):
         return out
 
 
-# --- native form ------------------------------------------------------------------
+
+# --- validation problems ---------------------------------------------------------
 
 
-class _NativeSLI(_Model):
-    match: dict[str, AttrValue] = Field(default_factory=dict,
-                                        description="attribute values the data points must have")
-
-
-class AvailabilitySLI(_NativeSLI):
-    type: Literal["availability"]
-    source: Literal["red", "httpcheck"] = Field(
-        "red", description="red: non-error calls / calls (traces.span.metrics.calls, "
-                           "status.code); httpcheck: successful probes / probes "
-                           "(httpcheck.success == 1)")
-    metric: str | None = Field(None, description="override the metric name")
-
-    def indicator(self) -> Indicator:
-        if self.source == "httpcheck":
-            metric = self.metric or DEFAULT_HTTPCHECK
-            return Indicator(total=Selector(metric=metric, match=self.match),
-                             good=Selector(metric=metric, match=self.match, op="eq", value=1))
-        metric = self.metric or DEFAULT_RED_CALLS
-        if STATUS_ATTRIBUTE in self.match:
-            raise ValueError(f"{STATUS_ATTRIBUTE} cannot be matched in an availability SLI "
-                             "(it tells errors from the rest)")
-        return Indicator(total=Selector(metric=metric, match=self.match),
-                         bad=Selector(metric=metric,
-                                      match={**self.match, STATUS_ATTRIBUTE: STATUS_ERROR}))
-
-
-class LatencySLI(_NativeSLI):
-    type: Literal["latency"]
-    threshold: Threshold = Field(gt=0, description="e.g. 200ms: good requests take at most "
-                                 "this long; must be a bucket bound of the histogram")
-    metric: str = Field(DEFAULT_RED_DURATION, description="a duration histogram")
-
-    def indicator(self) -> Indicator:
-        return Indicator(total=Selector(metric=self.metric, match=self.match),
-                         good=Selector(metric=self.metric, match=self.match, op="lte",
-                                       value=self.threshold))
-
-
-class ThresholdSLI(_NativeSLI):
-    type: Literal["threshold"]
-    metric: str = Field(min_length=1, description="a gauge, e.g. db.replication.lag")
-    op: Op = Field(description="a sample is good when `sample op threshold`")
-    threshold: Threshold
-    unit: str | None = None
-
-    def indicator(self) -> Indicator:
-        return Indicator(total=Selector(metric=self.metric, match=self.match, unit=self.unit),
-                         good=Selector(metric=self.metric, match=self.match, op=self.op,
-                                       value=self.threshold, unit=self.unit))
-
-
-class RatioSLI(_Model):
-    type: Literal["ratio"]
-    total: Selector
-    good: Selector | None = None
-    bad: Selector | None = None
-
-    def indicator(self) -> Indicator:
-        return Indicator(total=self.total, good=self.good, bad=self.bad)
-
-
-NativeSLI = Annotated[AvailabilitySLI | LatencySLI | ThresholdSLI | RatioSLI,
-                      Field(discriminator="type")]
-
-
-class NativeSLO(_Model):
-    """The compact form."""
-
-    name: SLOName
-    service: str = Field(min_length=1)
-    display_name: str = ""
-    description: str = ""
-    objective: float = Field(gt=0, lt=100, description="percent of good events, e.g. 99.9")
-    window: Period = Field(DEFAULT_PERIOD, description="rolling period, e.g. 30d")
-    sli: NativeSLI
-
-    def to_slo(self) -> SLO:
-        return SLO(name=self.name, service=self.service, display_name=self.display_name,
-                   description=self.description, objective=self.objective / 100,
-                   period=self.window, indicator=self.sli.indicator())
-
-
-# --- OpenSLO v1 -------------------------------------------------------------------
-
-OPENSLO_API = "openslo/v1"
-IGNORED_KINDS = {"Service", "DataSource", "AlertPolicy", "AlertCondition",
-                 "AlertNotificationTarget"}
-
-
-class _OSMetadata(BaseModel):
-    model_config = ConfigDict(extra="allow")
-    name: SLOName
-    displayName: str = ""
-
-
-class _OSMetricSource(_Model):
-    type: str
-    spec: dict[str, Any]
-    metricSourceRef: str | None = None
-
-
-class _OSMetricRef(_Model):
-    metricSource: _OSMetricSource
-
-    def selector(self) -> Selector:
-        src = self.metricSource
-        if src.type.lower() != "otelpipe":
-            raise ValueError(f"metricSource.type must be otelpipe (the slo connector counts "
-                             f"metrics flowing through the pipeline), not {src.type!r}")
-        return Selector.model_validate(src.spec)
-
-
-class _OSRatio(_Model):
-    counter: bool = True
-    rawType: str | None = None
-    good: _OSMetricRef | None = None
-    bad: _OSMetricRef | None = None
-    total: _OSMetricRef
-
-
-class _OSThreshold(_Model):
-    metricSource: _OSMetricSource
-
-
-class _OSIndicatorSpec(_Model):
-    description: str = ""
-    ratioMetric: _OSRatio | None = None
-    thresholdMetric: _OSThreshold | None = None
-
-    @model_validator(mode="after")
-    def _one(self) -> _OSIndicatorSpec:
-        if (self.ratioMetric is None) == (self.thresholdMetric is None):
-            raise ValueError("an indicator has exactly one of ratioMetric and thresholdMetric")
-        return self
-
-
-class _OSIndicator(_Model):
-    metadata: _OSMetadata | None = None
-    spec: _OSIndicatorSpec
-
-
-class _OSTimeWindow(_Model):
-    duration: Period
-    isRolling: bool = True
-    calendar: dict[str, Any] | None = None
-
-    @model_validator(mode="after")
-    def _rolling(self) -> _OSTimeWindow:
-        if not self.isRolling or self.calendar is not None:
-            raise ValueError("only rolling time windows (isRolling: true) are supported")
-        return self
-
-
-class _OSObjective(_Model):
-    name: str | None = None
-    displayName: str = ""
-    target: float | None = Field(None, gt=0, lt=1)
-    targetPercent: float | None = Field(None, gt=0, lt=100)
-    op: Op | None = None
-    value: Threshold | None = None
-    timeSliceTarget: float | None = None
-    timeSliceWindow: str | None = None
-    indicator: Any = None
-    indicatorRef: str | None = None
-    compositeWeight: float | None = None
-
-    @model_validator(mode="after")
-    def _target(self) -> _OSObjective:
-        if (self.target is None) == (self.targetPercent is None):
-            raise ValueError("an objective has exactly one of target and targetPercent")
-        if self.timeSliceTarget is not None or self.timeSliceWindow is not None:
-            raise ValueError("timeslice objectives are not supported (budgetingMethod: "
-                             "Occurrences)")
-        if self.indicator is not None or self.indicatorRef is not None:
-            raise ValueError("per-objective indicators (composite SLOs) are not supported")
-        return self
-
-    @property
-    def fraction(self) -> float:
-        if self.target is not None:
-            return self.target
-        assert self.targetPercent is not None
-        return self.targetPercent / 100
-
-
-class _OSSLOSpec(_Model):
-    description: str = ""
-    service: str = Field(min_length=1)
-    indicator: _OSIndicator | None = None
-    indicatorRef: str | None = None
-    timeWindow: list[_OSTimeWindow] = Field(min_length=1, max_length=1)
-    budgetingMethod: Literal["Occurrences"] = Field(
-        description="only Occurrences (Timeslices and RatioTimeslices are not supported)")
-    objectives: list[_OSObjective] = Field(min_length=1)
-    alertPolicies: list[Any] = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _one(self) -> _OSSLOSpec:
-        if (self.indicator is None) == (self.indicatorRef is None):
-            raise ValueError("a spec has exactly one of indicator and indicatorRef")
-        return self
-
-
-class _OSDoc(_Model):
-    apiVersion: str
-    kind: str
-    metadata: _OSMetadata
-    spec: dict[str, Any]
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
-
-
-def _openslo_slos(doc: _OSDoc, indicators: Mapping[str, _OSIndicatorSpec]) -> list[SLO]:
-    spec = _OSSLOSpec.model_validate(doc.spec)
-    if spec.indicator is not None:
-        ind = spec.indicator.spec
-    else:
-        assert spec.indicatorRef is not None
-        found = indicators.get(spec.indicatorRef)
-        if found is None:
-            raise ValueError(f"spec.indicatorRef: no kind: SLI document named "
-                             f"{spec.indicatorRef!r} in this file"
-                             + (f" (have: {', '.join(sorted(indicators))})" if indicators else ""))
-        ind = found
-    period = spec.timeWindow[0].duration
-    out = []
-    multi = len(spec.objectives) > 1
-    for i, obj in enumerate(spec.objectives):
-        where = f"spec.objectives[{i}]"
-        if ind.ratioMetric is not None:
-            if obj.op is not None or obj.value is not None:
-                raise ValueError(f"{where}: op/value belong to thresholdMetric indicators")
-            r = ind.ratioMetric
-            if (r.good is None) == (r.bad is None):
-                raise ValueError("ratioMetric: give exactly one of good and bad (with total)")
-            indicator = Indicator(total=r.total.selector(),
-                                  good=r.good.selector() if r.good else None,
-                                  bad=r.bad.selector() if r.bad else None)
-        else:
-            assert ind.thresholdMetric is not None
-            if obj.op is None or obj.value is None:
-                raise ValueError(f"{where}: a thresholdMetric objective needs op and value "
-                                 "(a sample is good when `sample op value`)")
-            base = _OSMetricRef(metricSource=ind.thresholdMetric.metricSource).selector()
-            if base.op is not None:
-                raise ValueError("thresholdMetric: the threshold goes in the objective "
-                                 "(op/value), not in the metric source")
-            good = base.model_copy(update={"op": obj.op, "value": obj.value})
-            indicator = Indicator(total=base, good=Selector.model_validate(good.model_dump()))
-        name = doc.metadata.name
-        if multi:
-            suffix = obj.name or _slug(obj.displayName) or str(i + 1)
-            name = f"{name}-{suffix}"
-        out.append(SLO(name=name, service=spec.service,
-                       display_name=(obj.displayName if multi and obj.displayName
-                                     else doc.metadata.displayName),
-                       description=spec.description, objective=obj.fraction, period=period,
-                       indicator=indicator))
-    return out
-
-
-# --- entry points -----------------------------------------------------------------
-
-
-def _problems(prefix: str, exc: ValidationError) -> list[str]:
+def validation_problems(prefix: str, exc: ValidationError) -> list[str]:
     out = []
     for err in exc.errors(include_input=False, include_url=False):
         loc = ".".join(str(p) for p in err["loc"])
@@ -685,86 +377,7 @@ def _problems(prefix: str, exc: ValidationError) -> list[str]:
     return out
 
 
-def parse_native(items: Iterable[Any], where: str = "slos") -> list[SLO]:
-    """Native definitions (the items of a `slos:` list)."""
-    out: list[SLO] = []
-    problems: list[str] = []
-    for i, item in enumerate(items):
-        try:
-            out.append(NativeSLO.model_validate(item).to_slo())
-        except ValidationError as exc:
-            problems.extend(_problems(f"{where}[{i}].", exc))
-        except ValueError as exc:
-            problems.append(f"{where}[{i}]: {exc}")
-    if problems:
-        raise SLODefinitionError(problems)
-    _check_unique(out, problems)
-    return out
-
-
-def parse_documents(docs: Iterable[Any], source: str = "<input>") -> list[SLO]:
-    """SLOs from YAML documents: OpenSLO v1 documents and/or native `slos:` documents."""
-    problems: list[str] = []
-    out: list[SLO] = []
-    docs = [d for d in docs if d is not None]
-    indicators: dict[str, _OSIndicatorSpec] = {}
-    slo_docs: list[tuple[int, _OSDoc]] = []
-    for n, raw in enumerate(docs, 1):
-        where = f"{source}: document {n}"
-        if not isinstance(raw, Mapping):
-            problems.append(f"{where}: expected a mapping, got {type(raw).__name__}")
-            continue
-        if "slos" in raw and "apiVersion" not in raw:
-            extra = sorted(set(raw) - {"slos"})
-            if extra:
-                problems.append(f"{where}: unknown key(s) {', '.join(extra)} next to slos")
-            items = raw["slos"]
-            if not isinstance(items, list):
-                problems.append(f"{where}: slos must be a list")
-                continue
-            try:
-                out.extend(parse_native(items, f"{where}: slos"))
-            except SLODefinitionError as exc:
-                problems.extend(exc.problems)
-            continue
-        api = raw.get("apiVersion")
-        if api != OPENSLO_API:
-            hint = (" (v1alpha documents: convert to openslo/v1)" if isinstance(api, str)
-                    and api.startswith("openslo/") else "")
-            problems.append(f"{where}: apiVersion must be {OPENSLO_API}, got {api!r}{hint} "
-                            "(or use the native form: a document with a slos: list)")
-            continue
-        try:
-            doc = _OSDoc.model_validate(raw)
-        except ValidationError as exc:
-            problems.extend(_problems(f"{where}: ", exc))
-            continue
-        where = f"{where} ({doc.kind} {doc.metadata.name})"
-        if doc.kind == "SLI":
-            try:
-                indicators[doc.metadata.name] = _OSIndicatorSpec.model_validate(doc.spec)
-            except ValidationError as exc:
-                problems.extend(_problems(f"{where}: spec.", exc))
-        elif doc.kind == "SLO":
-            slo_docs.append((n, doc))
-        elif doc.kind not in IGNORED_KINDS:
-            problems.append(f"{where}: unsupported kind {doc.kind!r} (expected SLO or SLI)")
-    for n, doc in slo_docs:
-        where = f"{source}: document {n} (SLO {doc.metadata.name})"
-        try:
-            out.extend(_openslo_slos(doc, indicators))
-        except ValidationError as exc:
-            problems.extend(_problems(f"{where}: spec.", exc))
-        except ValueError as exc:
-            problems.append(f"{where}: {exc}")
-    if not problems:
-        _check_unique(out, problems)
-    if problems:
-        raise SLODefinitionError(problems)
-    return out
-
-
-def _check_unique(slos: Sequence[SLO], problems: list[str]) -> None:
+def check_unique(slos: Sequence[SLO], problems: list[str]) -> None:
     seen: set[str] = set()
     for s in slos:
         if s.name in seen:
@@ -773,25 +386,3 @@ def _check_unique(slos: Sequence[SLO], problems: list[str]) -> None:
     if problems:
         raise SLODefinitionError(problems)
 
-
-def parse_yaml_text(text: str, source: str = "<input>") -> list[SLO]:
-    try:
-        docs = list(yaml.safe_load_all(text))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise SLODefinitionError([f"{source}: invalid YAML{at}: "
-                                  f"{getattr(exc, 'problem', None) or exc}"]) from None
-    if not docs:
-        raise SLODefinitionError([f"{source}: no SLO definitions"])
-    return parse_documents(docs, source)
-
-
-def load_slo_file(path: str | Path) -> list[SLO]:
-    """SLOs from a YAML file (OpenSLO multi-doc, or a native `slos:` document)."""
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SLODefinitionError([f"{p}: cannot read: {exc.strerror or exc}"]) from None
-    return parse_yaml_text(text, str(p))

@@ -23,7 +23,7 @@ from typing import Any
 import orjson
 import pytest
 
-from pipeline.connectors.slo import SLOConnectorConfig
+from pipeline.connectors.slo.config import SLOConnectorConfig
 from pipeline.slo.engine import Engine
 from tests.support import REPO, OtelpipeProcess, free_port, http_get
 

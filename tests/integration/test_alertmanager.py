@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 
 from pipeline.component import Signal
-from pipeline.connectors.slo import SLOConnectorConfig
 from pipeline.connectors.slo import factory as slo_factory
+from pipeline.connectors.slo.config import SLOConnectorConfig
 from pipeline.exporters.alertmanager import AlertmanagerExporter, AlertmanagerExporterConfig
 from pipeline.pdata.batch import Batch
 from pipeline.slo.engine import AlertTransition
@@ -42,14 +42,14 @@ def am_alerts(url: str, slo: str, active_only: bool = True) -> list[dict[str, An
         return list(json.load(resp))
 
 
-async def wait_for(pred: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
+async def wait_for(pred: Any, seconds: float, what: str) -> Any:
+    deadline = time.monotonic() + seconds
     while True:
         value = await asyncio.to_thread(pred)
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+            raise AssertionError(f"timed out after {seconds}s waiting for {what}")
         await asyncio.sleep(0.25)
 
 

@@ -21,7 +21,8 @@ import pytest
 import yaml
 
 from pipeline.config.loader import load_config
-from pipeline.connectors.slo import SLOConnector, SLOConnectorConfig
+from pipeline.connectors.slo.config import SLOConnectorConfig
+from pipeline.connectors.slo.connector import SLOConnector
 from pipeline.slo.rules import ALERT_NAME, rules_document
 from tests.support import REPO, create_settings
 from tests.unit.slo.sim import Clock, RedTraffic, gauge_batch

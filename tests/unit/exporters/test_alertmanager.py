@@ -380,8 +380,8 @@ async def test_event_runbook_url_used_when_none_configured(am: FakeAM) -> None:
 
 async def test_records_of_the_real_slo_connector(am: FakeAM) -> None:
     """The exact log records `pipeline.connectors.slo` emits for a transition."""
-    from pipeline.connectors.slo import SLOConnectorConfig
     from pipeline.connectors.slo import factory as slo_factory
+    from pipeline.connectors.slo.config import SLOConnectorConfig
     from pipeline.slo.engine import AlertTransition
 
     conn = slo_factory.create(create_settings("connector", "slo"), SLOConnectorConfig(

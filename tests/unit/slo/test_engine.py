@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.slo.engine import Engine, SLOTracker, Tier, resolution_for, window_name
-from pipeline.slo.model import AlertingConfig, parse_native
+from pipeline.slo.model import AlertingConfig
+from pipeline.slo.native import parse_native
 from pipeline.slo.persistence import StateFile
 from tests.unit.slo.sim import DAY, HOUR, MINUTE, T0_S, Clock
 

@@ -6,7 +6,8 @@ import pytest
 import yaml
 
 from pipeline.cli import main
-from pipeline.slo.model import Selector, parse_native
+from pipeline.slo.model import Selector
+from pipeline.slo.native import parse_native
 from pipeline.slo.rules import events_expr, prometheus_name, rules_document
 from tests.support import REPO
 

@@ -1,93 +1,33 @@
-"""The `slo` connector driven by a simulated clock through 30 days of traffic.
+"""The `slo` connector driven by a simulated clock through 30 days of traffic:
+alert timing, the budget, restarts with a state file, alert events refused downstream.
 
-Real OTLP metrics batches (cumulative counters and histograms as `redmetrics`
-emits them, gauges as `httpcheck` / `replication_lag` emit them) go in through
-`consume`; `flush` is called once per simulated minute (the flush interval);
-the injected clock is advanced in between. 30 days run in well under a second.
+Real OTLP metrics batches go in through `consume`; `flush` is called once per
+simulated minute (the flush interval); the injected clock is advanced in between.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import pytest
 from opentelemetry.proto.logs.v1.logs_pb2 import SeverityNumber
 
-from pipeline.component import Signal
 from pipeline.config.loader import load_config
 from pipeline.config.model import validate_config
-from pipeline.connectors.aggregation import any_value_to_python
-from pipeline.connectors.slo import SLOConnector, SLOConnectorConfig, factory
+from pipeline.connectors.slo.config import SLOConnectorConfig
+from pipeline.connectors.slo.connector import SLOConnector
 from pipeline.errors import ConfigError, RetryableError
 from pipeline.registry import default_registry
 from tests.support import REPO, Sink, create_settings
-from tests.unit.slo.sim import DAY, HOUR, MINUTE, T0_S, Clock, RedTraffic, gauge_batch
-
-RPM = 1000  # requests per minute
-
-AVAILABILITY = {"name": "api-availability", "service": "api", "objective": 99.9,
-                "window": "30d",
-                "sli": {"type": "availability", "match": {"service.name": "api"}}}
-LATENCY = {"name": "api-latency-p95", "service": "api", "objective": 95, "window": "30d",
-           "sli": {"type": "latency", "threshold": "200ms",
-                   "match": {"service.name": "api", "span.kind": "SPAN_KIND_SERVER"}}}
-
-
-def make(clock: Clock, *, slos: list[dict[str, Any]] | None = None,
-         logs: Sink | None = None, metrics: Sink | None = None, **cfg: Any) -> SLOConnector:
-    consumers: dict[Signal, Any] = {}
-    if logs is not None:
-        consumers[Signal.LOGS] = logs
-    if metrics is not None:
-        consumers[Signal.METRICS] = metrics
-    config = SLOConnectorConfig.model_validate(
-        {"slos": slos or [AVAILABILITY], "flush_interval": "1m", **cfg})
-    return SLOConnector(create_settings("connector", "slo", consumers=consumers), config,
-                        clock=clock)
-
-
-class Sim:
-    """Traffic, clock and connector; records alert transitions by minute."""
-
-    def __init__(self, conn: SLOConnector, clock: Clock, traffic: RedTraffic):
-        self.conn, self.clock, self.traffic = conn, clock, traffic
-        self.events: list[tuple[float, str, str]] = []  # (minute since T0, severity, state)
-
-    @property
-    def minute(self) -> float:
-        return (self.clock.s - T0_S) / MINUTE
-
-    async def run(self, minutes: int, *, step: int = 1, error_ratio: float = 0.0,
-                  rpm: int = RPM, slow_ratio: float = 0.0,
-                  per_step: int | None = None) -> None:
-        """`minutes` of traffic in steps of `step` minutes (one batch and one flush per
-        step)."""
-        for _ in range(minutes // step):
-            n = rpm * step if per_step is None else per_step
-            self.traffic.requests(n, errors=round(n * error_ratio), slow=round(n * slow_ratio))
-            self.clock.advance(step * MINUTE)
-            await self.conn.consume(self.traffic.batch())
-            for tr in await self.conn.flush():
-                self.events.append((self.minute, tr.severity, tr.state))
-
-    def first(self, severity: str, state: str, after: float = 0) -> float | None:
-        return next((m for m, sev, st in self.events if sev == severity and st == state
-                     and m >= after), None)
-
-
-def new_sim(**kw: Any) -> Sim:
-    clock = Clock()
-    return Sim(make(clock, **kw), clock, RedTraffic(clock))
-
-
-def remaining(conn: SLOConnector, name: str = "api-availability") -> float:
-    return conn.slo_status(name).error_budget_remaining
-
-
-def attrs(record: Any) -> dict[str, Any]:
-    return {kv.key: any_value_to_python(kv.value) for kv in record.attributes}
-
+from tests.unit.connectors.slo.support import (
+    Sim,
+    StaticHost,
+    attrs,
+    make,
+    new_sim,
+    remaining,
+)
+from tests.unit.slo.sim import DAY, HOUR, MINUTE, T0_S, Clock, RedTraffic
 
 # --- alert timing --------------------------------------------------------------------
 
@@ -291,7 +231,7 @@ async def test_firing_alert_survives_a_restart_and_is_announced_again(tmp_path: 
     logs2 = Sink()
     conn2 = make(clock, state_file=str(state), logs=logs2)
     assert conn2.slo_status("api-availability").firing == ("page", "ticket")
-    await conn2.start(None)
+    await conn2.start(StaticHost())
     try:
         await conn2.flush()
     finally:
@@ -302,45 +242,12 @@ async def test_firing_alert_survives_a_restart_and_is_announced_again(tmp_path: 
             for a in replayed} == {("page", "firing", True), ("ticket", "firing", True)}
 
 
-async def test_corrupt_state_file_is_moved_aside(tmp_path: Path) -> None:
+def test_corrupt_state_file_is_moved_aside(tmp_path: Path) -> None:
     state = tmp_path / "state.json"
     state.write_text("{not json")
     conn = make(Clock(), state_file=str(state))
     assert conn.slo_status("api-availability").window("30d").total == 0
     assert list(tmp_path.glob("state.json.corrupt-*"))
-
-
-# --- inputs ---------------------------------------------------------------------------
-
-
-async def test_latency_from_histogram_bucket_at_the_threshold() -> None:
-    clock = Clock()
-    conn = make(clock, slos=[LATENCY])
-    traffic = RedTraffic(clock)
-    traffic.requests(1000, slow=30)
-    clock.advance(60)
-    await conn.consume(traffic.batch())
-    traffic.requests(1000, errors=10, slow=70)  # errors are fast: good for latency
-    clock.advance(60)
-    await conn.consume(traffic.batch())
-    w = conn.slo_status("api-latency-p95").window("5m")
-    assert (w.total, w.bad) == (2000, 100)
-    assert w.sli == pytest.approx(0.95)
-    assert w.burn_rate == pytest.approx(1.0)  # 5% slow = exactly the 5% budget
-
-
-async def test_latency_threshold_not_a_bucket_bound_is_reported() -> None:
-    clock = Clock()
-    slo = {**LATENCY, "sli": {**LATENCY["sli"], "threshold": "250ms"}}
-    conn = make(clock, slos=[slo])
-    traffic = RedTraffic(clock)
-    traffic.requests(100)
-    await conn.consume(traffic.batch())
-    assert conn.slo_status("api-latency-p95").window("5m").total == 0
-    [problem] = conn.problems["api-latency-p95"]
-    assert "0.25 s" in problem
-    assert "not a bucket bound" in problem
-    assert "0.05, 0.1, 0.2, 0.5, 1" in problem
 
 
 async def test_latency_threshold_checked_against_redmetrics_at_start() -> None:
@@ -349,132 +256,21 @@ async def test_latency_threshold_checked_against_redmetrics_at_start() -> None:
     raw["connectors"]["slo"].pop("state_file")
     config = validate_config(raw, default_registry())
     from pipeline.component import ComponentID, Kind
-    from pipeline.connectors.redmetrics import RedMetricsConnector
+    from pipeline.connectors.redmetrics import RedMetricsConfig, RedMetricsConnector
 
-    red = RedMetricsConnector(create_settings("connector", "redmetrics"),
-                              config.components[Kind.CONNECTOR][ComponentID("redmetrics")])
-    conn = SLOConnector(create_settings("connector", "slo"),
-                        config.components[Kind.CONNECTOR][ComponentID("slo")])
+    red_config = config.components[Kind.CONNECTOR][ComponentID("redmetrics")]
+    slo_config = config.components[Kind.CONNECTOR][ComponentID("slo")]
+    assert isinstance(red_config, RedMetricsConfig)
+    assert isinstance(slo_config, SLOConnectorConfig)
+    red = RedMetricsConnector(create_settings("connector", "redmetrics"), red_config)
+    conn = SLOConnector(create_settings("connector", "slo"), slo_config)
 
-    class Host:
-        def components(self) -> dict[Any, Any]:
-            return {(Kind.CONNECTOR, ComponentID("redmetrics")): red,
-                    (Kind.CONNECTOR, ComponentID("slo")): conn}
-
+    host = StaticHost({(Kind.CONNECTOR, ComponentID("redmetrics")): red,
+                       (Kind.CONNECTOR, ComponentID("slo")): conn})
     with pytest.raises(ConfigError) as err:
-        await conn.start(Host())
+        await conn.start(host)
     assert "latency threshold 0.25 s is not a bucket bound" in str(err.value.problems[0])
     assert "connectors.redmetrics.histogram.explicit.buckets" in err.value.problems[0]
-
-
-async def test_counter_resets_and_new_series() -> None:
-    clock = Clock()
-    conn = make(clock)
-    traffic = RedTraffic(clock)
-    traffic.requests(100)
-    await conn.consume(traffic.batch())  # born after the connector: counted in full
-    traffic.requests(50, errors=5)  # the error series appears with the first error
-    clock.advance(30)
-    await conn.consume(traffic.batch())
-    await conn.consume(traffic.batch())  # the same values again: no increase
-    traffic.restart()  # the source restarts: counters from 0, new start times
-    clock.advance(30)
-    traffic.requests(20, errors=2)
-    await conn.consume(traffic.batch())
-    w = conn.slo_status("api-availability").window("5m")
-    assert (w.total, w.bad) == (170, 7)
-
-
-async def test_series_older_than_the_connector_start_are_a_baseline() -> None:
-    clock = Clock()
-    traffic = RedTraffic(clock)
-    traffic.requests(5000, errors=500)  # counted before otelpipe watched
-    clock.advance(60)
-    conn = make(clock)
-    await conn.consume(traffic.batch())
-    traffic.requests(100, errors=1)
-    clock.advance(60)
-    await conn.consume(traffic.batch())
-    w = conn.slo_status("api-availability").window("5m")
-    assert (w.total, w.bad) == (100, 1)
-
-
-async def test_httpcheck_availability_and_replication_lag_consistency() -> None:
-    clock = Clock()
-    url = "http://127.0.0.1:8000/health"
-    conn = make(clock, slos=[
-        {"name": "api-availability", "service": "api", "objective": 99.9,
-         "sli": {"type": "availability", "source": "httpcheck", "match": {"http.url": url}}},
-        {"name": "data-consistency", "service": "postgresql", "objective": 99.99,
-         "sli": {"type": "threshold", "metric": "db.replication.lag", "op": "lt",
-                 "threshold": "100ms", "match": {"method": "heartbeat"}}},
-    ])
-    probe = {"http.url": url, "http.method": "GET"}
-    other = {"http.url": "http://other/health", "http.method": "GET"}
-    for i in range(10):
-        clock.advance(10)
-        ok = 0 if i in (3, 4) else 1
-        await conn.consume(gauge_batch(clock, "httpcheck.success",
-                                       [(probe, ok), (other, 0)], unit="1"))
-        lag = 0.25 if i == 7 else 0.004
-        batch = gauge_batch(clock, "db.replication.lag", [
-            ({"db.system": "postgresql", "db.replica": "r1", "method": "heartbeat"}, lag),
-            ({"db.system": "postgresql", "db.replica": "r1", "method": "replay"}, 9.0)],
-            unit="s")
-        await conn.consume(batch)
-        if i == 5:
-            await conn.consume(batch)  # delivered twice (at-least-once): counted once
-    avail = conn.slo_status("api-availability").window("5m")
-    assert (avail.total, avail.bad) == (10, 2)
-    lag_w = conn.slo_status("data-consistency").window("5m")
-    assert (lag_w.total, lag_w.bad) == (10, 1)
-
-
-async def test_threshold_in_seconds_is_converted_to_the_metric_unit() -> None:
-    clock = Clock()
-    conn = make(clock, slos=[
-        {"name": "probe-latency", "service": "api", "objective": 99,
-         "sli": {"type": "threshold", "metric": "httpcheck.duration", "op": "lte",
-                 "threshold": "200ms"}}])
-    for ms in (50, 150, 200, 350):
-        clock.advance(10)
-        await conn.consume(gauge_batch(clock, "httpcheck.duration", [({}, ms)], unit="ms"))
-    w = conn.slo_status("probe-latency").window("5m")
-    assert (w.total, w.bad) == (4, 1)
-
-
-# --- output ---------------------------------------------------------------------------
-
-
-async def test_emitted_metrics() -> None:
-    metrics = Sink()
-    sim = new_sim(slos=[AVAILABILITY, LATENCY], metrics=metrics)
-    await sim.run(60, step=10)
-    await sim.run(10, error_ratio=1.0)
-    last = metrics.batches[-1].message
-    points: dict[tuple[str, tuple[tuple[str, Any], ...]], float] = {}
-    for rm in last.resource_metrics:
-        assert [(kv.key, kv.value.string_value) for kv in rm.resource.attributes] == [
-            ("service.name", "api")]
-        for m in rm.scope_metrics[0].metrics:
-            for dp in m.gauge.data_points:
-                points[(m.name, tuple(sorted(attrs(dp).items())))] = dp.as_double
-    base = (("service.name", "api"), ("slo.name", "api-availability"))
-
-    def get(name: str, *extra: tuple[str, str]) -> float:
-        return points[(name, tuple(sorted((*base, *extra))))]
-
-    assert get("slo.sli", ("slo.window", "5m")) == 0.0
-    assert get("slo.burn_rate", ("slo.window", "5m")) == pytest.approx(1000.0)
-    # 1h window at minute 70: the quiet batches of minutes 20..60 (50,000) + the outage
-    assert get("slo.sli", ("slo.window", "1h")) == pytest.approx(50 / 60)
-    assert get("slo.alert.firing", ("alert.severity", "page")) == 1.0
-    assert get("slo.alert.firing", ("alert.severity", "ticket")) == 0.0
-    assert get("slo.objective") == 0.999
-    assert get("slo.error_budget.remaining") == pytest.approx(1 - (10 / 70) / 0.001)
-    windows = {dict(k[1])["slo.window"] for k in points if k[0] == "slo.sli"
-               and dict(k[1])["slo.name"] == "api-availability"}
-    assert windows == {"5m", "30m", "1h", "2h", "6h", "1d", "3d", "30d"}
 
 
 async def test_refused_alert_events_are_sent_again() -> None:
@@ -492,47 +288,6 @@ async def test_refused_alert_events_are_sent_again() -> None:
               for sl in rl.scope_logs for r in sl.log_records]
     assert states == ["firing"]
     assert not sim.conn.pending_events
-
-
-def test_factory_pairs_and_registry() -> None:
-    assert factory.connector_pairs == {(Signal.METRICS, Signal.METRICS),
-                                       (Signal.METRICS, Signal.LOGS)}
-    from pipeline.component import Kind
-
-    assert default_registry().get(Kind.CONNECTOR, "slo") is factory
-
-
-def test_configs_slo_yaml_is_valid_and_matches_the_openslo_file(
-        monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.chdir(REPO)
-    config = validate_config(load_config([REPO / "configs" / "slo.yaml"]), default_registry())
-    from pipeline.component import ComponentID, Kind
-    from pipeline.slo.model import load_slo_file
-
-    slo_cfg = config.components[Kind.CONNECTOR][ComponentID("slo")]
-    assert isinstance(slo_cfg, SLOConnectorConfig)
-    assert slo_cfg.definitions == load_slo_file(REPO / "configs" / "slo-definitions.yaml")
-    via_files = SLOConnectorConfig.model_validate(
-        {"slo_files": [str(REPO / "configs" / "slo-definitions.yaml")]})
-    assert via_files.definitions == slo_cfg.definitions
-
-
-def test_config_errors_point_at_the_slo() -> None:
-    raw = load_config([REPO / "configs" / "slo.yaml"])
-    raw["connectors"]["slo"]["slos"][2]["objective"] = 100
-    raw["connectors"]["slo"]["slos"][3]["sli"]["op"] = "below"
-    with pytest.raises(ConfigError) as err:
-        validate_config(raw, default_registry())
-    text = "\n".join(err.value.problems)
-    assert "connectors.slo.slos.2.objective: input should be less than 100" in text
-    assert "connectors.slo.slos.3.sli.threshold.op" in text
-
-
-def test_missing_slo_file_is_a_config_error(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="cannot read"):
-        SLOConnectorConfig.model_validate({"slo_files": [str(tmp_path / "none.yaml")]})
-    with pytest.raises(ValueError, match="no SLOs"):
-        SLOConnectorConfig.model_validate({})
 
 
 async def test_state_is_saved_at_the_interval(tmp_path: Path) -> None:

@@ -6,14 +6,14 @@ import argparse
 import asyncio
 import gc
 import os
-import re
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 
 import orjson
 
 from pipeline import __version__
+from pipeline.cli import slo
+from pipeline.cli.slo import EXIT_INVALID_CONFIG
 from pipeline.component import Kind
 from pipeline.config.loader import load_config
 from pipeline.config.model import Config, build_json_schema, validate_config
@@ -21,43 +21,14 @@ from pipeline.errors import ConfigError
 from pipeline.registry import default_registry
 from pipeline.telemetry.logs import setup_logging
 
-EXIT_INVALID_CONFIG = 2
-
 
 def _load(paths: Sequence[str]) -> Config:
     return validate_config(load_config(paths), default_registry())
 
 
-def _is_slo_definitions(paths: Sequence[str]) -> bool:
-    """One file of OpenSLO documents (not a pipeline config)."""
-    if len(paths) != 1:
-        return False
-    try:
-        text = Path(paths[0]).read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        return False
-    return re.search(r"^apiVersion:\s*openslo/", text, re.MULTILINE) is not None
-
-
-def _validate_slo_definitions(path: str) -> int:
-    from pipeline.slo.model import SLODefinitionError, load_slo_file
-
-    try:
-        slos = load_slo_file(path)
-    except SLODefinitionError as exc:
-        print(f"invalid SLO definitions ({len(exc.problems)} problem"
-              f"{'s' if len(exc.problems) != 1 else ''}):", file=sys.stderr)
-        for p in exc.problems:
-            print(f"  error: {p}", file=sys.stderr)
-        return EXIT_INVALID_CONFIG
-    print(f"SLO definitions are valid: {len(slos)} SLO{'s' if len(slos) != 1 else ''} "
-          f"({', '.join(s.name for s in slos)})")
-    return 0
-
-
 def cmd_validate(args: argparse.Namespace) -> int:
-    if _is_slo_definitions(args.config):
-        return _validate_slo_definitions(args.config[0])
+    if slo.is_slo_definitions(args.config):
+        return slo.validate_slo_definitions(args.config[0])
     try:
         config = _load(args.config)
     except ConfigError as exc:
@@ -146,26 +117,6 @@ def cmd_schema(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_slo_rules(args: argparse.Namespace) -> int:
-    """Prometheus rules for the SLOs of a config (its `slo` connectors) or of an SLO
-    definitions file (OpenSLO v1 or native)."""
-    from pipeline.slo.commands import slo_rules_text
-
-    try:
-        text = slo_rules_text(args.file, runbook_url=args.runbook_url)
-    except ConfigError as exc:
-        print(f"cannot build SLO rules from {args.file}:", file=sys.stderr)
-        for p in exc.problems:
-            print(f"  error: {p}", file=sys.stderr)
-        return EXIT_INVALID_CONFIG
-    if args.output:
-        with open(args.output, "w", encoding="utf-8") as f:
-            f.write(text)
-    else:
-        sys.stdout.write(text)
-    return 0
-
-
 def cmd_version(args: argparse.Namespace) -> int:
     print(f"otelpipe {__version__}")
     return 0
@@ -194,18 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_components)
     p = sub.add_parser("schema", help="print the JSON Schema of the config")
     p.set_defaults(func=cmd_schema)
-    p = sub.add_parser("slo", help="SLO tools")
-    slo_sub = p.add_subparsers(dest="slo_command", required=True)
-    p = slo_sub.add_parser("rules", help="print Prometheus recording and alerting rules "
-                                         "equivalent to the slo connector")
-    p.add_argument("-f", "--file", required=True, metavar="FILE",
-                   help="an otelpipe config (its slo connectors) or an SLO definitions file "
-                        "(OpenSLO v1 documents or a native slos: list)")
-    p.add_argument("--runbook-url", default=None, metavar="URL",
-                   help="base of the alerts' runbook_url (default: the connector's "
-                        "runbook_url, else docs/runbook.md)")
-    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
-    p.set_defaults(func=cmd_slo_rules)
+    slo.add_parser(sub)
     p = sub.add_parser("version", help="print the version")
     p.set_defaults(func=cmd_version)
     return parser
