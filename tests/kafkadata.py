@@ -1,4 +1,10 @@
-"""OTLP requests for the kafka tests: spans and logs with known ids."""
+"""Reading a Kafka topic back (`read_topic`) for the kafka tests.
+
+The request builders below are the old ones of tests/unit/{receivers,exporters}/test_kafka.py
+only (owned elsewhere while the tests move): they become tests/builders.py's
+`tagged_traces_request` / `tagged_logs_request` / `span_names` / `log_bodies`, and this
+module keeps `read_topic` alone. New tests use tests/builders.py.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +17,8 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+from tests.support import aeventually
 
 
 def kv(key: str, value: str) -> KeyValue:
@@ -84,10 +92,8 @@ def log_bodies(request: Any) -> list[str]:
             for lr in sl.log_records]
 
 
-async def read_topic(bootstrap: str, topic: str, *, timeout: float = 30.0) -> list[Any]:
+async def read_topic(bootstrap: str, topic: str) -> list[Any]:
     """Every record on the topic right now (all partitions, from the beginning)."""
-    import asyncio
-
     from aiokafka import AIOKafkaConsumer
     from aiokafka.structs import TopicPartition
 
@@ -104,17 +110,17 @@ async def read_topic(bootstrap: str, topic: str, *, timeout: float = 30.0) -> li
         await consumer.seek_to_beginning(*tps)
         end = await consumer.end_offsets(tps)
         out: list[Any] = []
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        while True:
+
+        async def at_end() -> bool:
             positions = [await consumer.position(tp) for tp in tps]
             if all(pos >= end[tp] for pos, tp in zip(positions, tps, strict=True)):
-                break
-            if loop.time() > deadline:
-                raise TimeoutError(f"could not read {topic} to its end in {timeout}s")
+                return True
             data = await consumer.getmany(timeout_ms=500)
             for recs in data.values():
                 out.extend(recs)
+            return False
+
+        await aeventually(at_end, what=f"{topic} read to its end", interval=0)
         return out
     finally:
         await consumer.stop()

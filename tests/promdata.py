@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable, Mapping
@@ -22,6 +21,8 @@ from opentelemetry.proto.metrics.v1.metrics_pb2 import (
     Metric,
     NumberDataPoint,
 )
+
+from tests.support import TIMEOUT, eventually
 
 DELTA = AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA
 CUMULATIVE = AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
@@ -157,17 +158,18 @@ class PrometheusServer:
         return {r["metric"].get(by, ""): float(r["value"][1]) for r in self.query(promql)}
 
     def wait_for(self, promql: str, check: Callable[[list[dict[str, Any]]], bool],
-                 timeout: float = 20.0) -> list[dict[str, Any]]:
-        """Polls an instant query until `check(result)` holds; fails with the last result."""
-        deadline = time.monotonic() + timeout
-        while True:
+                 timeout: float = TIMEOUT) -> list[dict[str, Any]]:
+        """Polls an instant query until `check(result)` holds and returns the result; fails
+        naming the query and the last result (an empty result can satisfy `check`)."""
+
+        def checked() -> tuple[list[dict[str, Any]]]:
             result = self.query(promql)
-            if check(result):
-                return result
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{promql} did not satisfy the check within {timeout}s; "
-                                     f"last result: {result}")
-            time.sleep(0.2)
+            assert check(result), f"result {result}"
+            return (result,)  # truthy even when the result is []
+
+        (result,) = eventually(checked, timeout=timeout, interval=0.2,
+                               what=f"{promql} to satisfy the check")
+        return result
 
     def add_target(self, name: str, port: int, labels: Mapping[str, str] | None = None) -> Path:
         """Scrape 127.0.0.1:port from now on (Prometheus notices within ~1 s)."""

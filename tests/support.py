@@ -1,7 +1,11 @@
-"""Helpers shared by tests: free ports and a real `otelpipe run` process."""
+"""Helpers shared by tests: waiting for a condition, free ports and a real `otelpipe run`
+process."""
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import inspect
 import os
 import signal
 import socket
@@ -9,14 +13,99 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, overload
 
 import yaml
 
 from pipeline.component import Consumer
 
 REPO = Path(__file__).resolve().parent.parent
+
+T = TypeVar("T")
+
+# Generous: tests run on busy 2-core machines next to Kafka, PostgreSQL and friends.
+# A test that asserts a deadline (detected within 1 s, …) passes its own `timeout`.
+TIMEOUT = 30.0
+INTERVAL = 0.05
+
+Described = str | Callable[[], str]
+
+
+def _timed_out(what: Described, timeout: float, last: object,
+               error: Exception | None) -> AssertionError:
+    text = what() if callable(what) else what
+    got = f"last error: {error!r}" if error is not None else f"last value: {last!r}"
+    return AssertionError(f"timed out after {timeout:g}s waiting for {text}; {got}")
+
+
+def eventually(cond: Callable[[], T], *, timeout: float = TIMEOUT, what: Described = "condition",
+               interval: float = INTERVAL) -> T:
+    """Calls `cond` every `interval` seconds until it returns something truthy, and returns
+    that. An exception from `cond` counts as "not yet". After `timeout` seconds (at least
+    one call) it fails with an AssertionError naming `what` (a string, or a callable
+    evaluated then, e.g. to add a process's logs) and the last value or exception."""
+    deadline = time.monotonic() + timeout
+    while True:
+        error: Exception | None = None
+        last: object = None
+        try:
+            value = cond()
+        except Exception as exc:
+            error = exc
+        else:
+            if value:
+                return value
+            last = value
+        if time.monotonic() >= deadline:
+            raise _timed_out(what, timeout, last, error) from error
+        time.sleep(interval)
+
+
+@overload
+def aeventually(cond: Callable[[], Awaitable[T]], *, timeout: float = ...,
+                what: Described = ..., interval: float = ...) -> Coroutine[Any, Any, T]: ...
+
+
+@overload
+def aeventually(cond: Callable[[], T], *, timeout: float = ...,
+                what: Described = ..., interval: float = ...) -> Coroutine[Any, Any, T]: ...
+
+
+def aeventually(cond: Callable[[], Any], *, timeout: float = TIMEOUT,
+                what: Described = "condition",
+                interval: float = INTERVAL) -> Coroutine[Any, Any, Any]:
+    """`await aeventually(...)`: `eventually` in a coroutine. It sleeps on the event loop
+    between calls, so the code under test runs meanwhile; `cond` may be a plain function
+    or return an awaitable. A `cond` that blocks (HTTP with urllib, reading big files)
+    belongs in `await asyncio.to_thread(eventually, cond, ...)` instead.
+
+    (A plain function returning the coroutine: the deadline is computed here, and the
+    poll loop takes it as a point in time.)"""
+    return _poll(cond, time.monotonic() + timeout, functools.partial(_timed_out, what, timeout),
+                 interval)
+
+
+async def _poll(cond: Callable[[], Any], deadline: float,
+                timed_out: Callable[[object, Exception | None], AssertionError],
+                interval: float) -> Any:
+    while True:
+        error: Exception | None = None
+        last: object = None
+        try:
+            value = cond()
+            if inspect.isawaitable(value):
+                value = await value
+        except Exception as exc:
+            error = exc
+        else:
+            if value:
+                return value
+            last = value
+        if time.monotonic() >= deadline:
+            raise timed_out(last, error) from error
+        await asyncio.sleep(interval)
 
 
 def free_port() -> int:
@@ -25,14 +114,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_port(port: int, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as s:
-            if s.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def wait_port(port: int, timeout: float = TIMEOUT) -> None:
+    eventually(lambda: port_open(port), timeout=timeout,
+               what=f"something to listen on 127.0.0.1:{port}")
 
 
 class OtelpipeProcess:
@@ -59,13 +148,23 @@ class OtelpipeProcess:
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pipeline", "run", "-c", str(self.config_path)],
             stdout=self._log, stderr=subprocess.STDOUT, env=self.env, cwd=self.tmp_path)
-        try:
-            for port in self.wait_ports:
-                wait_port(port)
-        except TimeoutError:
-            self.stop()
-            raise AssertionError(f"otelpipe did not start:\n{self.logs()}") from None
+        for port in self.wait_ports:
+            try:
+                state = eventually(functools.partial(self._listening_or_exited, port),
+                                   what=f"otelpipe to listen on 127.0.0.1:{port}")
+            except AssertionError:
+                state = "not listening"
+            if state != "listening":
+                self.stop()
+                raise AssertionError(f"otelpipe did not start ({state}):\n{self.logs()}")
         return self
+
+    def _listening_or_exited(self, port: int) -> str | None:
+        if port_open(port):
+            return "listening"
+        assert self.proc is not None
+        code = self.proc.poll()
+        return None if code is None else f"exited with {code}"
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 30.0) -> int:
         assert self.proc is not None

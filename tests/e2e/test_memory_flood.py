@@ -20,6 +20,7 @@ Asserted:
 from __future__ import annotations
 
 import http.client
+import itertools
 import json
 import os
 import struct
@@ -33,10 +34,10 @@ from typing import Any
 
 import grpc
 import orjson
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from pipeline.processors.batch import BatchConfig
-from tests.support import REPO, OtelpipeProcess, free_port, http_get
+from tests.builders import spans_request
+from tests.support import REPO, OtelpipeProcess, eventually, free_port, http_get
 
 MIB = 1024 * 1024
 METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
@@ -53,95 +54,100 @@ FLOOD_SECONDS = 8.0
 # Clients (run as separate processes: `python -c "…client_main(…)"`) ---------------------
 
 def template(n_spans: int) -> bytes:
-    req = ExportTraceServiceRequest()
-    rs = req.resource_spans.add()
-    kv = rs.resource.attributes.add()
-    kv.key, kv.value.string_value = "service.name", "flood"
-    ss = rs.scope_spans.add()
-    ss.scope.name = "flood"
-    blob = "x" * ATTR_LEN
-    for i in range(n_spans):
-        sp = ss.spans.add()
-        sp.trace_id, sp.span_id, sp.name = MARK, (i + 1).to_bytes(8, "big"), "op"
-        sp.start_time_unix_nano = 1_700_000_000_000_000_000
-        sp.end_time_unix_nano = sp.start_time_unix_nano + 1000
-        a = sp.attributes.add()
-        a.key, a.value.string_value = "blob", blob
-    return req.SerializeToString()
+    raw: bytes = spans_request(MARK, n_spans, service="flood", scope="flood",
+                               attributes={"blob": "x" * ATTR_LEN}).SerializeToString()
+    return raw
 
 
 def trace_id(transport: int, client: int, thread: int, seq: int) -> bytes:
     return struct.pack(">BBHI", transport, client, thread, seq) + b"\x00" * 8
 
 
+class Tally:
+    """What one client process's threads were told: OK (by trace id), refused, other."""
+
+    def __init__(self) -> None:
+        self.ok: dict[str, int] = {}
+        self.refused = {"requests": 0, "items": 0, "without_retry_hint": 0}
+        self.other: Counter[str] = Counter()
+        self.lock = threading.Lock()
+
+    def record(self, tid: bytes, n: int, outcome: str, hint: bool = True) -> None:
+        with self.lock:
+            if outcome == "ok":
+                self.ok[tid.hex()] = n
+            elif outcome == "refused":
+                self.refused["requests"] += 1
+                self.refused["items"] += n
+                self.refused["without_retry_hint"] += not hint
+            else:
+                self.other[outcome] += 1
+
+
+Templates = list[tuple[int, bytes]]  # (spans, serialized request with MARK as trace id)
+
+
+def grpc_loop(tally: Tally, templates: Templates, call: Any, client: int, t: int,
+              until: float) -> None:
+    seq = 0
+    while time.time() < until:
+        n, tpl = templates[seq % len(templates)]
+        tid = trace_id(1, client, t, seq)
+        seq += 1
+        try:
+            call(tpl.replace(MARK, tid), timeout=30)
+            tally.record(tid, n, "ok")
+        except grpc.RpcError as exc:
+            if exc.code() is grpc.StatusCode.UNAVAILABLE:
+                md = dict(exc.trailing_metadata() or ())
+                tally.record(tid, n, "refused", "grpc-status-details-bin" in md)
+            else:
+                tally.record(tid, n, f"grpc {exc.code().name}: {exc.details()}")
+
+
+def http_loop(tally: Tally, templates: Templates, port: int, client: int, t: int,
+              until: float) -> None:
+    seq = 0
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    while time.time() < until:
+        n, tpl = templates[seq % len(templates)]
+        tid = trace_id(2, client, t, seq)
+        seq += 1
+        conn.request("POST", "/v1/traces", tpl.replace(MARK, tid),
+                     {"Content-Type": "application/x-protobuf"})
+        resp = conn.getresponse()
+        resp.read()
+        if resp.status == 200:
+            tally.record(tid, n, "ok")
+        elif resp.status == 503:
+            tally.record(tid, n, "refused", resp.getheader("Retry-After") is not None)
+        else:
+            tally.record(tid, n, f"http {resp.status}")
+        if resp.will_close:
+            conn.close()
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+
+
 def client_main(transport: str, port: int, client: int, threads: int, until: float) -> None:
     """Send until the wall-clock time `until`; print a JSON summary on stdout."""
     templates = [(n, template(n)) for n in SPANS_PER_REQUEST]
-    ok: dict[str, int] = {}
-    refused = {"requests": 0, "items": 0, "without_retry_hint": 0}
-    other: Counter[str] = Counter()
-    lock = threading.Lock()
-
-    def record(tid: bytes, n: int, outcome: str, hint: bool = True) -> None:
-        with lock:
-            if outcome == "ok":
-                ok[tid.hex()] = n
-            elif outcome == "refused":
-                refused["requests"] += 1
-                refused["items"] += n
-                refused["without_retry_hint"] += not hint
-            else:
-                other[outcome] += 1
-
-    def grpc_loop(t: int, call: Any) -> None:
-        seq = 0
-        while time.time() < until:
-            n, tpl = templates[seq % len(templates)]
-            tid = trace_id(1, client, t, seq)
-            seq += 1
-            try:
-                call(tpl.replace(MARK, tid), timeout=30)
-                record(tid, n, "ok")
-            except grpc.RpcError as exc:
-                if exc.code() is grpc.StatusCode.UNAVAILABLE:
-                    md = dict(exc.trailing_metadata() or ())
-                    record(tid, n, "refused", "grpc-status-details-bin" in md)
-                else:
-                    record(tid, n, f"grpc {exc.code().name}: {exc.details()}")
-
-    def http_loop(t: int) -> None:
-        seq = 0
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-        while time.time() < until:
-            n, tpl = templates[seq % len(templates)]
-            tid = trace_id(2, client, t, seq)
-            seq += 1
-            conn.request("POST", "/v1/traces", tpl.replace(MARK, tid),
-                         {"Content-Type": "application/x-protobuf"})
-            resp = conn.getresponse()
-            resp.read()
-            if resp.status == 200:
-                record(tid, n, "ok")
-            elif resp.status == 503:
-                record(tid, n, "refused", resp.getheader("Retry-After") is not None)
-            else:
-                record(tid, n, f"http {resp.status}")
-            if resp.will_close:
-                conn.close()
-                conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
-
+    tally = Tally()
     if transport == "grpc":
         channel = grpc.insecure_channel(f"127.0.0.1:{port}",
                                         options=[("grpc.max_send_message_length", 64 * MIB)])
         call = channel.unary_unary(METHOD, request_serializer=None, response_deserializer=None)
-        workers = [threading.Thread(target=grpc_loop, args=(t, call)) for t in range(threads)]
+        workers = [threading.Thread(target=grpc_loop, args=(tally, templates, call, client, t,
+                                                             until))
+                   for t in range(threads)]
     else:
-        workers = [threading.Thread(target=http_loop, args=(t,)) for t in range(threads)]
+        workers = [threading.Thread(target=http_loop, args=(tally, templates, port, client, t,
+                                                             until))
+                   for t in range(threads)]
     for w in workers:
         w.start()
     for w in workers:
         w.join()
-    print(json.dumps({"ok": ok, "refused": refused, "other": other}))
+    print(json.dumps({"ok": tally.ok, "refused": tally.refused, "other": tally.other}))
 
 
 def start_client(transport: str, port: int, client: int, threads: int,
@@ -191,16 +197,17 @@ def flood_config(tmp_path: Path, grpc_port: int, http_port: int, health_port: in
     }
 
 
-def wait_started(proc: OtelpipeProcess, timeout: float = 15.0) -> bool:
+def wait_started(proc: OtelpipeProcess) -> bool:
     """True once the process logged that it started; False if it exited first."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+
+    def state() -> str | None:
         if '"otelpipe started"' in proc.logs():
-            return True
+            return "started"
         if proc.proc is not None and proc.proc.poll() is not None:
-            return False
-        time.sleep(0.05)
-    raise AssertionError(f"otelpipe did not start:\n{proc.logs()}")
+            return "exited"
+        return None
+
+    return eventually(state, what=lambda: f"otelpipe to start:\n{proc.logs()}") == "started"
 
 
 def start_pipeline(tmp_path: Path, limit_mib: int) -> tuple[OtelpipeProcess, int, int, int]:
@@ -272,41 +279,50 @@ def metric(health_port: int, name: str, labels: dict[str, str]) -> float:
     return 0.0
 
 
-def send_until_accepted(grpc_port: int, http_port: int, deadline: float) -> dict[str, int]:
-    """Small requests over both transports until each is accepted; {trace id: spans}."""
+def send_until_accepted(grpc_port: int, http_port: int, timeout: float) -> dict[str, int]:
+    """Small requests over both transports until each is accepted; {trace id: spans}.
+    Until then the answer must be 503 / UNAVAILABLE."""
     small = template(10)
     accepted: dict[str, int] = {}
-    channel = grpc.insecure_channel(f"127.0.0.1:{grpc_port}")
-    call = channel.unary_unary(METHOD, request_serializer=None, response_deserializer=None)
-    seq = 0
-    try:
-        for transport in (1, 2):
-            while True:
-                tid = trace_id(transport, 255, 0, seq)
-                seq += 1
-                body = small.replace(MARK, tid)
-                if transport == 1:
-                    try:
-                        call(body, timeout=10)
-                        accepted[tid.hex()] = 10
-                        break
-                    except grpc.RpcError as exc:
-                        assert exc.code() is grpc.StatusCode.UNAVAILABLE, exc
-                else:
-                    conn = http.client.HTTPConnection("127.0.0.1", http_port, timeout=10)
-                    conn.request("POST", "/v1/traces", body,
-                                 {"Content-Type": "application/x-protobuf"})
-                    resp = conn.getresponse()
-                    resp.read()
-                    conn.close()
-                    if resp.status == 200:
-                        accepted[tid.hex()] = 10
-                        break
-                    assert resp.status == 503, resp.status
-                assert time.monotonic() < deadline, "the pipeline did not accept data again"
-                time.sleep(0.1)
-    finally:
-        channel.close()
+    unexpected: list[str] = []
+    seq = itertools.count()
+
+    def grpc_accepted(call: Any) -> bool:
+        tid = trace_id(1, 255, 0, next(seq))
+        try:
+            call(small.replace(MARK, tid), timeout=10)
+        except grpc.RpcError as exc:
+            if exc.code() is not grpc.StatusCode.UNAVAILABLE:
+                unexpected.append(f"grpc {exc.code().name}")
+            return False
+        accepted[tid.hex()] = 10
+        return True
+
+    def http_accepted() -> bool:
+        tid = trace_id(2, 255, 0, next(seq))
+        conn = http.client.HTTPConnection("127.0.0.1", http_port, timeout=10)
+        try:
+            conn.request("POST", "/v1/traces", small.replace(MARK, tid),
+                         {"Content-Type": "application/x-protobuf"})
+            resp = conn.getresponse()
+            resp.read()
+        finally:
+            conn.close()
+        if resp.status == 200:
+            accepted[tid.hex()] = 10
+            return True
+        if resp.status != 503:
+            unexpected.append(f"http {resp.status}")
+        return False
+
+    with grpc.insecure_channel(f"127.0.0.1:{grpc_port}") as channel:
+        call = channel.unary_unary(METHOD, request_serializer=None, response_deserializer=None)
+        started = time.monotonic()
+        eventually(lambda: grpc_accepted(call), timeout=timeout, interval=0.1,
+                   what="the pipeline to accept data again (gRPC)")
+    eventually(http_accepted, timeout=max(0.0, started + timeout - time.monotonic()),
+               interval=0.1, what="the pipeline to accept data again (HTTP)")
+    assert not unexpected, f"answers other than OK and 503/UNAVAILABLE: {unexpected}"
     return accepted
 
 
@@ -329,8 +345,8 @@ def test_flood_stays_under_memory_limit(tmp_path: Path) -> None:
             out, err = c.communicate(timeout=FLOOD_SECONDS + 40)
             assert c.returncode == 0, err.decode()
             results.append(json.loads(out))
-        assert proc.proc is not None and proc.proc.poll() is None, (
-            f"otelpipe died during the flood:\n{proc.logs()}")
+        assert proc.proc is not None
+        assert proc.proc.poll() is None, f"otelpipe died during the flood:\n{proc.logs()}"
 
         acked: dict[str, int] = {}
         refused_requests = refused_items = no_hint = 0
@@ -359,7 +375,7 @@ def test_flood_stays_under_memory_limit(tmp_path: Path) -> None:
         # which on a loaded 2-core CI machine has taken over 20 s: allow 60 s.
         sampler = RSSSampler(proc.pid)
         sampler.start()
-        acked.update(send_until_accepted(gport, hport, time.monotonic() + 60))
+        acked.update(send_until_accepted(gport, hport, 60))
         assert sampler.stop() <= limit + tolerance
 
         labels = {"receiver": "otlp", "signal": "traces"}
@@ -383,6 +399,6 @@ def test_flood_stays_under_memory_limit(tmp_path: Path) -> None:
     assert not missing, f"{len(missing)} acknowledged requests not (fully) written"
     assert not unexpected, f"{len(unexpected)} refused requests were written"
     assert sum(written.values()) == sum(acked.values())
-    for line in proc.logs().splitlines():
-        json.loads(line)
+    for log_line in proc.logs().splitlines():
+        json.loads(log_line)
     assert os.path.getsize(tmp_path / "spans.jsonl") > 0

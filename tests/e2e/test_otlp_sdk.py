@@ -103,9 +103,10 @@ def assert_delivered_exactly_once(tmp_path: Path, sent: dict[Signal, list[Any]])
         got = item_keys(signal, written(tmp_path, signal))
         assert sum(expected.values()) > 0
         missing, extra = expected - got, got - expected
-        assert not missing and not extra, (
-            f"{signal}: {sum(missing.values())} items missing, {sum(extra.values())} unexpected "
-            f"(of {sum(expected.values())} sent)")
+        counts = (f"{signal}: {sum(missing.values())} items missing, "
+                  f"{sum(extra.values())} unexpected (of {sum(expected.values())} sent)")
+        assert not missing, counts
+        assert not extra, counts
 
 
 def spans_written(tmp_path: Path) -> list[Any]:

@@ -14,32 +14,22 @@ from __future__ import annotations
 
 import http.client
 import os
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import grpc
 import orjson
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from tests.support import OtelpipeProcess, free_port, http_get
+from tests.builders import spans_request
+from tests.support import OtelpipeProcess, eventually, free_port, http_get
 
 METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 
 
-def spans_request(trace_id: bytes, n: int) -> bytes:
-    req = ExportTraceServiceRequest()
-    rs = req.resource_spans.add()
-    kv = rs.resource.attributes.add()
-    kv.key, kv.value.string_value = "service.name", "readiness"
-    ss = rs.scope_spans.add()
-    for i in range(n):
-        sp = ss.spans.add()
-        sp.trace_id, sp.span_id, sp.name = trace_id, (i + 1).to_bytes(8, "big"), f"op{i}"
-        sp.start_time_unix_nano = 1_700_000_000_000_000_000 + i
-        sp.end_time_unix_nano = sp.start_time_unix_nano + 1000
-    return req.SerializeToString()
+def spans(trace_id: bytes, n: int) -> bytes:
+    raw: bytes = spans_request(trace_id, n, service="readiness").SerializeToString()
+    return raw
 
 
 def post(port: int, body: bytes) -> tuple[int, dict[str, str]]:
@@ -105,10 +95,10 @@ def test_readiness_follows_a_full_disk(tmp_path: Path) -> None:
         assert (status, body["status"]) == (200, "ready"), body  # opening /dev/full works
 
         # Disk full: both transports are refused, readiness names the exporter.
-        status, headers = post(hport, spans_request(b"\x01" * 16, 3))
+        status, headers = post(hport, spans(b"\x01" * 16, 3))
         assert status == 503
         assert "Retry-After" in headers
-        assert grpc_export(gport, spans_request(b"\x02" * 16, 4)) is grpc.StatusCode.UNAVAILABLE
+        assert grpc_export(gport, spans(b"\x02" * 16, 4)) is grpc.StatusCode.UNAVAILABLE
         status, body = readiness(health)
         assert status == 503, body
         assert body["status"] == "not_ready"
@@ -122,21 +112,20 @@ def test_readiness_follows_a_full_disk(tmp_path: Path) -> None:
         real = tmp_path / "real.jsonl"
         real.touch()
         relink(out, real)
-        assert post(hport, spans_request(b"\x03" * 16, 5))[0] == 200
-        assert grpc_export(gport, spans_request(b"\x04" * 16, 6)) is grpc.StatusCode.OK
+        assert post(hport, spans(b"\x03" * 16, 5))[0] == 200
+        assert grpc_export(gport, spans(b"\x04" * 16, 6)) is grpc.StatusCode.OK
         status, body = readiness(health)
         assert (status, body["status"]) == (200, "ready"), body
         assert counter(health, "otelpipe_receiver_accepted_items_total") == 11
         assert counter(health, "otelpipe_receiver_refused_items_total") == 7
 
-        deadline = time.monotonic() + 10
-        written: Counter[str] = Counter()
-        while time.monotonic() < deadline:  # flushed per batch already; poll defensively
-            written = Counter(orjson.loads(line)["trace_id"]
-                              for line in real.read_bytes().splitlines() if line)
-            if sum(written.values()) >= 11:
-                break
-            time.sleep(0.05)
+        def trace_ids() -> Counter[str]:
+            return Counter(orjson.loads(line)["trace_id"]
+                           for line in real.read_bytes().splitlines() if line)
+
+        # Flushed per batch already; poll defensively.
+        eventually(lambda: sum(trace_ids().values()) >= 11, timeout=10, what="11 spans written")
+        written = trace_ids()
         assert written == {"03" * 16: 5, "04" * 16: 6}
         assert proc.stop() == 0, proc.logs()
     assert Counter(orjson.loads(line)["trace_id"]

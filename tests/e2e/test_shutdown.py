@@ -25,10 +25,10 @@ from typing import Any
 import grpc
 import orjson
 import pytest
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from pipeline.processors.batch import BatchConfig
-from tests.support import REPO, OtelpipeProcess, free_port
+from tests.builders import spans_request
+from tests.support import REPO, OtelpipeProcess, eventually, free_port
 
 METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 # 16 senders x 7 spans: every 15 requests fill a batch of 100 (sent at once), the
@@ -37,18 +37,9 @@ SPANS_PER_REQUEST = 7
 SHUTDOWN_TIMEOUT = 10.0
 
 
-def spans_request(trace_id: bytes, n: int) -> bytes:
-    req = ExportTraceServiceRequest()
-    rs = req.resource_spans.add()
-    kv = rs.resource.attributes.add()
-    kv.key, kv.value.string_value = "service.name", "shutdown"
-    ss = rs.scope_spans.add()
-    for i in range(n):
-        sp = ss.spans.add()
-        sp.trace_id, sp.span_id, sp.name = trace_id, (i + 1).to_bytes(8, "big"), f"op{i}"
-        sp.start_time_unix_nano = 1_700_000_000_000_000_000 + i
-        sp.end_time_unix_nano = sp.start_time_unix_nano + 1000
-    return req.SerializeToString()
+def spans(trace_id: bytes, n: int) -> bytes:
+    raw: bytes = spans_request(trace_id, n, service="shutdown").SerializeToString()
+    return raw
 
 
 class Stream:
@@ -107,7 +98,7 @@ class Stream:
 
     def _send_grpc(self, call: Any, tid: bytes) -> str:
         try:
-            call(spans_request(tid, SPANS_PER_REQUEST), timeout=SHUTDOWN_TIMEOUT * 3)
+            call(spans(tid, SPANS_PER_REQUEST), timeout=SHUTDOWN_TIMEOUT * 3)
         except grpc.RpcError as exc:
             return f"grpc {exc.code().name}"
         return "ok"
@@ -116,7 +107,7 @@ class Stream:
         conn = http.client.HTTPConnection("127.0.0.1", self.http_port,
                                           timeout=SHUTDOWN_TIMEOUT * 3)
         try:
-            conn.request("POST", "/v1/traces", spans_request(tid, SPANS_PER_REQUEST),
+            conn.request("POST", "/v1/traces", spans(tid, SPANS_PER_REQUEST),
                          {"Content-Type": "application/x-protobuf"})
             resp = conn.getresponse()
             resp.read()
@@ -154,13 +145,6 @@ def json_logs(proc: OtelpipeProcess) -> list[dict[str, Any]]:
     return [orjson.loads(line) for line in lines]
 
 
-def wait_for(condition: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.02)
-
-
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_signal_drains_in_flight_spans(tmp_path: Path, sig: signal.Signals) -> None:
     gport, hport = free_port(), free_port()
@@ -171,7 +155,8 @@ def test_signal_drains_in_flight_spans(tmp_path: Path, sig: signal.Signals) -> N
     stream = Stream(gport, hport).start()
     try:
         # Spans flow: several full batches were written and acknowledged.
-        wait_for(lambda: stream.acked_spans() >= 300, 20, "300 acknowledged spans")
+        eventually(lambda: stream.acked_spans() >= 300, timeout=20, interval=0.02,
+                   what="300 acknowledged spans")
         assert proc.proc is not None
         started = time.monotonic()
         proc.proc.send_signal(sig)
@@ -197,7 +182,8 @@ def test_signal_drains_in_flight_spans(tmp_path: Path, sig: signal.Signals) -> N
 
     logs = json_logs(proc)
     stopped = [r for r in logs if r["msg"] == "stopped"]
-    assert stopped and stopped[-1]["drained"] is True, logs[-5:]
+    assert stopped, logs[-5:]
+    assert stopped[-1]["drained"] is True, logs[-5:]
     assert not [r for r in logs if r["level"] == "error"], logs
 
 
@@ -253,8 +239,8 @@ def test_shutdown_timeout_shorter_than_a_stuck_exporter(tmp_path: Path) -> None:
     stream = Stream(gport, hport, threads=2).start()
     sends = tmp_path / "sends"
     try:
-        wait_for(lambda: sends.exists() and len(sends.read_text().split()) >= 2, 10,
-                 "both clients' requests stuck in the exporter")
+        eventually(lambda: len(sends.read_text().split()) >= 2, timeout=10, interval=0.02,
+                   what="both clients' requests stuck in the exporter")
         assert proc.proc is not None
         started = time.monotonic()
         proc.proc.send_signal(signal.SIGTERM)
@@ -270,4 +256,5 @@ def test_shutdown_timeout_shorter_than_a_stuck_exporter(tmp_path: Path) -> None:
     logs = json_logs(proc)
     assert [r for r in logs if r["msg"] == "component did not drain in time"], logs
     stopped = [r for r in logs if r["msg"] == "stopped"]
-    assert stopped and stopped[-1]["drained"] is False, logs
+    assert stopped, logs
+    assert stopped[-1]["drained"] is False, logs

@@ -1,4 +1,5 @@
-"""Real services for integration tests, started on first use.
+"""Real services for integration tests, started on first use; every test here is marked
+`integration`.
 
 `kafka_bootstrap` starts the broker with `scripts/kafka.sh start` when
 nothing answers on 127.0.0.1:${KAFKA_PORT:-9092}; if it cannot be started the
@@ -13,12 +14,24 @@ import subprocess
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
 
 from tests.promdata import PrometheusServer
 from tests.support import REPO
+
+HERE = Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test in tests/integration needs real services: marked `integration`. (A
+    conftest's collection hook sees every collected item, not only this folder's.)"""
+    for item in items:
+        if item.path.is_relative_to(HERE):
+            item.add_marker(pytest.mark.integration)
+
 
 KAFKA_PORT = int(os.environ.get("KAFKA_PORT", "9092"))
 KAFKA_PARTITIONS = 4
@@ -149,7 +162,7 @@ class Jaeger:
     def query_url(self) -> str:
         return f"http://127.0.0.1:{self.query_port}"
 
-    def trace(self, trace_id_hex: str) -> list[dict]:
+    def trace(self, trace_id_hex: str) -> list[dict[str, Any]]:
         """The spans of a trace from the v3 API (OTLP JSON), [] if not (yet) there."""
         import json
         import urllib.error

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import pytest
@@ -16,10 +15,9 @@ from pipeline.pdata.batch import Batch
 from pipeline.pdata.otlpjson import encode_request
 from pipeline.receivers.kafka import KafkaReceiver, KafkaReceiverConfig
 from pipeline.telemetry.metrics import Telemetry
-from tests.kafkadata import logs, read_topic, span_names, traces
-from tests.support import Sink, create_settings
-
-pytestmark = pytest.mark.integration
+from tests.builders import log_bodies, span_names, tagged_logs_request, tagged_traces_request
+from tests.kafkadata import read_topic
+from tests.support import Sink, aeventually, create_settings
 
 
 class NullHost(Host):
@@ -34,14 +32,6 @@ class NullHost(Host):
 
 
 HOST = NullHost()
-
-
-async def wait_until(cond: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.05)
 
 
 def make_exporter(bootstrap: str, telemetry: Telemetry | None = None, **cfg: Any) -> KafkaExporter:
@@ -82,7 +72,8 @@ async def test_round_trip_exact_counts(kafka_bootstrap: str, kafka_topic: Any,
     sent: list[str] = []
     n_batches = 40
     for i in range(n_batches):
-        req = traces(resources=2, traces_per_resource=3, spans_per_trace=4, tag=f"b{i}-")
+        req = tagged_traces_request(resources=2, traces_per_resource=3, spans_per_trace=4,
+                                    tag=f"b{i}-")
         sent.extend(span_names(req))
         await exp.consume(Batch(Signal.TRACES, raw=req.SerializeToString()))
     await exp.shutdown()
@@ -96,7 +87,7 @@ async def test_round_trip_exact_counts(kafka_bootstrap: str, kafka_topic: Any,
                         traces={"topics": [topic]}, encoding=encoding)
     await rec.start(HOST)
     try:
-        await wait_until(lambda: sink.items >= len(sent), 60, "every span")
+        await aeventually(lambda: sink.items >= len(sent), timeout=60, what="every span")
         await asyncio.sleep(0.5)  # anything extra would be a duplicate
     finally:
         await rec.shutdown()
@@ -121,7 +112,8 @@ async def test_proto_pass_through_puts_the_received_bytes_on_the_topic(
     topic = await kafka_topic("raw")
     exp = make_exporter(kafka_bootstrap, topic=topic, producer={"compression": "zstd"})
     await exp.start(HOST)
-    raws = [traces(resources=i % 3 + 1, tag=f"{i}-").SerializeToString() for i in range(10)]
+    raws = [tagged_traces_request(resources=i % 3 + 1, tag=f"{i}-").SerializeToString()
+            for i in range(10)]
     for raw in raws:
         batch = Batch(Signal.TRACES, raw=raw, metadata={"tenant": "acme"})
         await exp.consume(batch)
@@ -137,10 +129,11 @@ async def test_partition_traces_by_id_one_partition_per_trace(
     topic = await kafka_topic("bytrace")
     exp = make_exporter(kafka_bootstrap, topic=topic, partition_traces_by_id=True)
     await exp.start(HOST)
-    reqs = [traces(resources=2, traces_per_resource=10, spans_per_trace=3) for _ in range(4)]
+    reqs = [tagged_traces_request(resources=2, traces_per_resource=10, spans_per_trace=3)
+            for _ in range(4)]
     # the same traces again in later requests (spans of a trace arrive in pieces)
     for i in range(1, 4):
-        extra = traces(resources=1, traces_per_resource=5, spans_per_trace=2)
+        extra = tagged_traces_request(resources=1, traces_per_resource=5, spans_per_trace=2)
         for j, sp in enumerate(extra.resource_spans[0].scope_spans[0].spans):
             sp.trace_id = reqs[0].resource_spans[j % 2].scope_spans[0].spans[3 * j].trace_id
         reqs.append(extra)
@@ -175,7 +168,8 @@ async def test_refused_records_are_retried_in_order_and_not_committed(
     exp = make_exporter(kafka_bootstrap, topic=topic)
     await exp.start(HOST)
     for i in range(30):
-        await exp.consume(Batch(Signal.LOGS, message=logs(records=2, tag=f"{i:03d}-")))
+        req = tagged_logs_request(records=2, tag=f"{i:03d}-")
+        await exp.consume(Batch(Signal.LOGS, message=req))
     await exp.shutdown()
 
     sink = Sink()
@@ -186,19 +180,19 @@ async def test_refused_records_are_retried_in_order_and_not_committed(
                                                            "max_interval": "100ms"})
     await rec.start(HOST)
     try:
-        await wait_until(lambda: sample(t, "otelpipe_receiver_refused_items_total",
-                                        receiver="kafka", transport="kafka",
-                                        signal="logs") >= 20, 30, "refusals")
+        await aeventually(lambda: sample(t, "otelpipe_receiver_refused_items_total",
+                                         receiver="kafka", transport="kafka",
+                                         signal="logs") >= 20, timeout=30, what="refusals")
         await asyncio.sleep(0.5)
         assert await committed(kafka_bootstrap, topic, topic) == dict.fromkeys(range(4))
         sink.refuse = None
-        await wait_until(lambda: sink.items >= 60, 30, "all records after the refusals")
+        await aeventually(lambda: sink.items >= 60, timeout=30,
+                          what="all records after the refusals")
         await asyncio.sleep(0.5)
     finally:
         await rec.shutdown()
     assert sink.items == 60
     # order within a partition is the produce order (sequence numbers increase)
-    from tests.kafkadata import log_bodies
     by_partition: dict[int, list[str]] = {}
     records = await read_topic(kafka_bootstrap, topic)
     where = {log_bodies(_parse_logs(r.value))[0][:3]: r.partition for r in records}
@@ -221,8 +215,6 @@ class RejectSome(Sink):
     """Rejects (permanently) batches whose first log body starts with `bad`."""
 
     async def consume(self, batch: Any) -> None:
-        from tests.kafkadata import log_bodies
-
         if log_bodies(batch.message)[0].startswith("bad"):
             raise PermanentError("rejected by the backend")
         await super().consume(batch)
@@ -234,13 +226,14 @@ async def test_garbage_and_wrong_encoding_are_counted_skipped_and_dead_lettered(
 
     topic = await kafka_topic("mixed")
     dlq = await kafka_topic("dlq")
-    good = [logs(records=3, tag=f"good{i}-").SerializeToString() for i in range(20)]
+    good = [tagged_logs_request(records=3, tag=f"good{i}-").SerializeToString() for i in range(20)]
     bad: list[tuple[bytes, str]] = [
         (b"\x00\xff garbage \xfe" * 10, "decode_error"),
-        (encode_request(logs(records=2)), "decode_error"),  # JSON on a protobuf topic
-        (traces().SerializeToString(), "invalid_ids"),  # spans on a logs topic
+        # JSON on a protobuf topic
+        (encode_request(tagged_logs_request(records=2)), "decode_error"),
+        (tagged_traces_request().SerializeToString(), "invalid_ids"),  # spans on a logs topic
         (b"", "empty"),
-        (logs(records=1, tag="bad").SerializeToString(), "rejected"),
+        (tagged_logs_request(records=1, tag="bad").SerializeToString(), "rejected"),
     ]
     producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
     await producer.start()
@@ -259,11 +252,12 @@ async def test_garbage_and_wrong_encoding_are_counted_skipped_and_dead_lettered(
                         logs={"topics": [topic]}, dead_letter_topic=dlq)
     await rec.start(HOST)
     try:
-        await wait_until(lambda: sink.items >= 60, 30, "the good records")
-        await wait_until(lambda: sum(
+        await aeventually(lambda: sink.items >= 60, timeout=30, what="the good records")
+        await aeventually(lambda: sum(
             (committed_ or 0) for committed_ in [sample(
                 t, "otelpipe_kafka_receiver_committed_offset", receiver="kafka", topic=topic,
-                partition=str(p)) for p in range(2)]) >= 25, 10, "commits past the bad records")
+                partition=str(p)) for p in range(2)]) >= 25, timeout=10,
+            what="commits past the bad records")
     finally:
         await rec.shutdown()
     assert sink.items == 60

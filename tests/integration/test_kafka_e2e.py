@@ -3,16 +3,15 @@ receiver -> file exporter): every span arrives exactly once when nothing fails."
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.integration.test_kafka_gateway import _assignments, read_names, wait_for
-from tests.support import OtelpipeProcess, free_port
-
-pytestmark = pytest.mark.integration
+from tests.integration.test_kafka_gateway import _assignments, read_names, with_logs
+from tests.support import OtelpipeProcess, aeventually, free_port
 
 SPANS = 2000
 
@@ -60,10 +59,11 @@ async def test_sdk_agent_kafka_gateway_file(kafka_bootstrap: str, kafka_topic: A
                         pass
         assert provider.force_flush(30_000)
         provider.shutdown()
-        wait_for(lambda: bool(_assignments(gateway)), 60, "the gateway's partitions", [gateway])
-        wait_for(lambda: len(read_names(out)[0]) >= SPANS, 60, "every span at the gateway",
-                 [agent, gateway])
-        time.sleep(1.0)  # anything more would be a duplicate
+        await aeventually(lambda: _assignments(gateway), timeout=60,
+                          what=with_logs("the gateway's partitions", gateway))
+        await aeventually(lambda: len(read_names(out)[0]) >= SPANS, timeout=60,
+                          what=with_logs("every span at the gateway", agent, gateway))
+        await asyncio.sleep(1.0)  # anything more would be a duplicate
     names, broken = read_names(out)
     print(f"\ne2e {encoding}: {len(names)} spans at the gateway of {SPANS} sent, "
           f"{time.monotonic() - started:.1f}s")

@@ -6,22 +6,21 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-import pytest
 
 from pipeline.component import Signal
 from pipeline.pdata.batch import Batch
 from pipeline.pdata.logrecords import LogGroup
+from tests.builders import tagged_logs_request, tagged_traces_request
 from tests.integration.test_kafka import HOST, make_exporter
-from tests.kafkadata import logs, read_topic, traces
-
-pytestmark = pytest.mark.integration
+from tests.kafkadata import read_topic
 
 
 async def test_flat_json_logs_one_record_each(kafka_bootstrap: str, kafka_topic: Any) -> None:
     topic = await kafka_topic("flatlogs")
     exp = make_exporter(kafka_bootstrap, topic=topic, encoding="json")
     await exp.start(HOST)
-    await exp.consume(Batch(Signal.LOGS, raw=logs(resources=2, records=5).SerializeToString()))
+    req = tagged_logs_request(resources=2, records=5)
+    await exp.consume(Batch(Signal.LOGS, raw=req.SerializeToString()))
     # Native records (what filelog and jsonlogs produce) take the same path.
     group = LogGroup.from_lines([b"line one", b"line two"], {"log.file.name": "app.log"},
                                 1_700_000_000_000_000_000, resource={"service.name": "files"})
@@ -44,7 +43,7 @@ async def test_flat_json_spans_keyed_by_trace_id(kafka_bootstrap: str, kafka_top
     exp = make_exporter(kafka_bootstrap, topic=topic, encoding="json",
                         partition_traces_by_id=True)
     await exp.start(HOST)
-    req = traces(resources=2, traces_per_resource=4, spans_per_trace=3)
+    req = tagged_traces_request(resources=2, traces_per_resource=4, spans_per_trace=3)
     await exp.consume(Batch(Signal.TRACES, raw=req.SerializeToString()))
     await exp.shutdown()
     records = await read_topic(kafka_bootstrap, topic)
@@ -66,7 +65,7 @@ async def test_flat_json_oversized_record_rejected_rest_sent(
     exp = make_exporter(kafka_bootstrap, topic=topic, encoding="json",
                         producer={"max_message_bytes": 2048})
     await exp.start(HOST)
-    req = logs(records=3)
+    req = tagged_logs_request(records=3)
     req.resource_logs[0].scope_logs[0].log_records[1].body.string_value = "x" * 5000
     await exp.consume(Batch(Signal.LOGS, raw=req.SerializeToString()))
     await exp.shutdown()

@@ -7,16 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
-import pytest
 
-from tests.kafkadata import span_names, traces
-from tests.support import OtelpipeProcess
-
-pytestmark = pytest.mark.integration
+from tests.builders import span_names, tagged_traces_request
+from tests.support import OtelpipeProcess, aeventually, eventually
 
 RECORDS = 4000
 SPANS_PER_RECORD = 10
@@ -48,8 +46,9 @@ async def produce(bootstrap: str, topic: str, records: int = RECORDS,
     try:
         futures = []
         for i in range(records):
-            req = traces(traces_per_resource=2, spans_per_trace=SPANS_PER_RECORD // 2,
-                         tag=f"{i}-", attrs=1)
+            req = tagged_traces_request(traces_per_resource=2,
+                                        spans_per_trace=SPANS_PER_RECORD // 2, tag=f"{i}-",
+                                        attrs=1)
             names.update(span_names(req))
             futures.append(await producer.send(topic, req.SerializeToString()))
             if per_second and i % chunk == chunk - 1:
@@ -84,13 +83,9 @@ def lines(path: Path) -> int:
     return path.read_bytes().count(b"\n") if path.exists() else 0
 
 
-def wait_for(cond: Any, timeout: float, what: str, procs: list[OtelpipeProcess]) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            logs = "\n".join(p.logs()[-3000:] for p in procs)
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{logs}")
-        time.sleep(0.05)
+def with_logs(what: str, *procs: OtelpipeProcess) -> Callable[[], str]:
+    """`what` for `eventually`, followed by the tail of the processes' logs."""
+    return lambda: what + "\n" + "\n".join(p.logs()[-3000:] for p in procs)
 
 
 async def test_gateway_killed_mid_stream_redelivers_everything(
@@ -101,12 +96,13 @@ async def test_gateway_killed_mid_stream_redelivers_everything(
     first = OtelpipeProcess(gateway_config(kafka_bootstrap, topic, topic, out), tmp_path)
     first.start()
     try:
-        wait_for(lambda: bool(_assignments(first)), 60, "the partitions", [first])
+        await aeventually(lambda: _assignments(first), timeout=60,
+                          what=with_logs("the partitions", first))
         # Clients keep writing (~1000 records/s) while the gateway dies and comes back.
         producing = asyncio.create_task(produce(kafka_bootstrap, topic, RECORDS, 1000))
-        while lines(out) < RECORDS // 4:
-            assert not producing.done(), "production ended before the kill"
-            await asyncio.sleep(0.02)
+        await aeventually(lambda: lines(out) >= RECORDS // 4 or producing.done(),
+                          interval=0.02, what="a quarter of the records written")
+        assert not producing.done(), "production ended before the kill"
     finally:
         first.kill()
     at_kill = lines(out)
@@ -114,9 +110,9 @@ async def test_gateway_killed_mid_stream_redelivers_everything(
     second.start()
     try:
         expected = await producing
-        await asyncio.to_thread(wait_for, lambda: set(read_names(out)[0]) >= expected, 120,
-                                "every span", [second])
-        time.sleep(1.0)
+        await asyncio.to_thread(eventually, lambda: set(read_names(out)[0]) >= expected,
+                                timeout=120, what=with_logs("every span", second))
+        await asyncio.sleep(1.0)
     finally:
         assert second.stop() == 0, second.logs()[-3000:]
     names, broken = read_names(out)
@@ -143,20 +139,21 @@ async def test_two_gateways_one_killed_the_other_takes_over(
     records = 2 * RECORDS
     try:
         # The group is stable once each member holds two of the four partitions.
-        wait_for(lambda: _holds_two(a) and _holds_two(b), 60, "the group to settle", [a, b])
+        await aeventually(lambda: _holds_two(a) and _holds_two(b), timeout=60,
+                          what=with_logs("the group to settle", a, b))
         # Clients keep writing (~2000 records/s) while A dies and B takes over.
         producing = asyncio.create_task(produce(kafka_bootstrap, topic, records, 2000))
-        while not (lines(out_a) >= 300 and lines(out_b) >= 300):
-            assert not producing.done(), "production ended before both gateways consumed"
-            await asyncio.sleep(0.05)
+        await aeventually(lambda: (lines(out_a) >= 300 and lines(out_b) >= 300)
+                          or producing.done(), what="both gateways to write")
+        assert not producing.done(), "production ended before both gateways consumed"
         a.kill()
         at_kill = lines(out_a)
         expected = await producing
         await asyncio.to_thread(
-            wait_for, lambda: set(read_names(out_a, out_b)[0]) >= expected, 120,
-            "the survivor to deliver every span", [b])
+            eventually, lambda: set(read_names(out_a, out_b)[0]) >= expected, timeout=120,
+            what=with_logs("the survivor to deliver every span", b))
         took_over = time.monotonic()
-        time.sleep(1.0)
+        await asyncio.sleep(1.0)
     finally:
         if a.proc is not None and a.proc.poll() is None:
             a.kill()

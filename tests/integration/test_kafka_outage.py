@@ -12,17 +12,13 @@ import os
 import time
 from typing import Any
 
-import pytest
-
 from pipeline.component import Signal
 from pipeline.errors import RetryableError
 from pipeline.pdata.batch import Batch
+from tests.builders import span_names, tagged_traces_request
 from tests.integration.conftest import kafka_script
-from tests.integration.test_kafka import HOST, make_exporter, make_receiver, wait_until
-from tests.kafkadata import span_names, traces
-from tests.support import Sink
-
-pytestmark = pytest.mark.integration
+from tests.integration.test_kafka import HOST, make_exporter, make_receiver
+from tests.support import Sink, aeventually
 
 OUTAGE_SECONDS = float(os.environ.get("KAFKA_OUTAGE_SECONDS", "30"))
 
@@ -44,7 +40,7 @@ async def test_broker_outage_refuses_then_resumes_without_loss(
     async def client() -> None:
         i = 0
         while not stop_sending.is_set():
-            req = traces(traces_per_resource=1, spans_per_trace=5, tag=f"{i}-")
+            req = tagged_traces_request(traces_per_resource=1, spans_per_trace=5, tag=f"{i}-")
             i += 1
             try:
                 await exp.consume(Batch(Signal.TRACES, raw=req.SerializeToString()))
@@ -57,20 +53,21 @@ async def test_broker_outage_refuses_then_resumes_without_loss(
 
     sender = asyncio.create_task(client())
     try:
-        await wait_until(lambda: len(acked) >= 10, 30, "acknowledged batches before the outage")
+        await aeventually(lambda: len(acked) >= 10, timeout=30,
+                          what="acknowledged batches before the outage")
         await asyncio.to_thread(kafka_script, "stop")
         down_at = time.monotonic()
         await asyncio.sleep(OUTAGE_SECONDS)
         up_at = time.monotonic()
         await asyncio.to_thread(kafka_script, "start")
         n_before_restart = len(acked)
-        await wait_until(lambda: len(acked) >= n_before_restart + 10, 60,
-                         "delivery to resume after the broker returned")
+        await aeventually(lambda: len(acked) >= n_before_restart + 10, timeout=60,
+                          what="delivery to resume after the broker returned")
         stop_sending.set()
         await sender
         expected = sorted(n for _, names in acked for n in names)
-        await wait_until(lambda: sink.items >= len(expected), 60,
-                         "the receiver to deliver every acknowledged span")
+        await aeventually(lambda: sink.items >= len(expected), timeout=60,
+                          what="the receiver to deliver every acknowledged span")
         await asyncio.sleep(1.0)
     finally:
         stop_sending.set()

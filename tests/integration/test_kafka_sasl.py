@@ -18,12 +18,10 @@ from pipeline.component import Signal
 from pipeline.errors import RetryableError
 from pipeline.pdata.batch import Batch
 from pipeline.telemetry.metrics import Telemetry
+from tests.builders import span_names, tagged_traces_request
 from tests.integration.conftest import _port_open, kafka_script
-from tests.integration.test_kafka import HOST, make_exporter, make_receiver, sample, wait_until
-from tests.kafkadata import span_names, traces
-from tests.support import Sink
-
-pytestmark = pytest.mark.integration
+from tests.integration.test_kafka import HOST, make_exporter, make_receiver, sample
+from tests.support import Sink, aeventually
 
 SASL_PORT = int(os.environ.get("KAFKA_SASL_PORT", "9094"))
 USERNAME = os.environ.get("KAFKA_SASL_USERNAME", "otelpipe")
@@ -61,7 +59,8 @@ async def test_round_trip_through_sasl(kafka_sasl_bootstrap: str, kafka_topic: A
     n_batches = 10
     try:
         for i in range(n_batches):
-            req = traces(resources=2, traces_per_resource=2, spans_per_trace=3, tag=f"s{i}-")
+            req = tagged_traces_request(resources=2, traces_per_resource=2, spans_per_trace=3,
+                                        tag=f"s{i}-")
             sent.extend(span_names(req))
             await exp.consume(Batch(Signal.TRACES, raw=req.SerializeToString()))
     finally:
@@ -74,7 +73,7 @@ async def test_round_trip_through_sasl(kafka_sasl_bootstrap: str, kafka_topic: A
                         traces={"topics": [topic]}, sasl=sasl)
     await rec.start(HOST)
     try:
-        await wait_until(lambda: sink.items >= len(sent), 60, "every span")
+        await aeventually(lambda: sink.items >= len(sent), timeout=60, what="every span")
         await asyncio.sleep(0.5)  # anything extra would be a duplicate
     finally:
         await rec.shutdown()
@@ -96,9 +95,10 @@ async def test_wrong_password_is_a_clear_error_without_the_password(
 
     exp = make_exporter(kafka_sasl_bootstrap, topic=topic, sasl=sasl)
     await exp.start(HOST)  # not fatal: batches are refused until the broker lets us in
+    raw = tagged_traces_request().SerializeToString()
     try:
         with pytest.raises(RetryableError) as err:
-            await exp.consume(Batch(Signal.TRACES, raw=traces().SerializeToString()))
+            await exp.consume(Batch(Signal.TRACES, raw=raw))
     finally:
         await exp.shutdown()
     text = str(err.value)
@@ -112,10 +112,11 @@ async def test_wrong_password_is_a_clear_error_without_the_password(
                         traces={"topics": [topic]}, sasl=sasl)
     await rec.start(HOST)
     try:
-        await wait_until(
+        await aeventually(
             lambda: any(r.name.startswith("otelpipe.receiver")
                         and "authentication failed" in str(r.__dict__.get("error", ""))
-                        for r in caplog.records), 30, "the receiver's authentication error")
+                        for r in caplog.records),
+            timeout=30, what="the receiver's authentication error")
         assert not rec.health().healthy
         assert "authentication failed" in (rec.health().last_error or "")
     finally:

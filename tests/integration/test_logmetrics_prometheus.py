@@ -17,8 +17,6 @@ import pytest
 from tests.promdata import PrometheusServer
 from tests.support import OtelpipeProcess, free_port
 
-pytestmark = pytest.mark.integration
-
 # (cache.name, event) -> count, 429s per route, and records that match nothing.
 CACHE = {("sessions", "cache.hit"): 17, ("sessions", "cache.miss"): 3,
          ("catalog", "cache.hit"): 5, ("catalog", "cache.miss"): 9}
@@ -27,7 +25,7 @@ NOISE = 11
 
 
 def stream(service: str) -> bytes:
-    lines = []
+    lines: list[dict[str, str | int]] = []
     for (cache, event), n in CACHE.items():
         lines += [{"msg": "lookup", "service": service, "event": event, "cache.name": cache}] * n
     for route, n in THROTTLED.items():

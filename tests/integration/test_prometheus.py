@@ -32,9 +32,7 @@ from tests.promdata import (
     sample,
     sum_metric,
 )
-from tests.support import OtelpipeProcess, free_port, http_get
-
-pytestmark = pytest.mark.integration
+from tests.support import OtelpipeProcess, eventually, free_port, http_get
 
 MS = 1_000_000
 # (duration ms, spans, of which errors). Default redmetrics buckets: … 0.1, 0.2, 0.4, 0.5, 0.8 …
@@ -201,14 +199,16 @@ def test_red_metrics_from_spans(prometheus: PrometheusServer, run: Run, via: str
 def test_scrape_endpoint_serves_openmetrics_with_exemplars(run: Run) -> None:
     req = urllib.request.Request(run.scrape_url, headers={
         "Accept": "application/openmetrics-text;version=1.0.0"})
-    deadline = time.monotonic() + 10
-    while True:
+
+    def scraped() -> tuple[str, str]:
         with urllib.request.urlopen(req, timeout=5) as resp:
             text = resp.read().decode()
             content_type = resp.headers["Content-Type"]
-        if run.red_service in text or time.monotonic() > deadline:
-            break
-        time.sleep(0.1)
+        assert run.red_service in text, "not scraped yet"
+        return text, content_type
+
+    text, content_type = eventually(scraped, timeout=10, interval=0.1,
+                                    what=f"{run.red_service} on the scrape endpoint")
     assert content_type.startswith("application/openmetrics-text")
     assert "# TYPE traces_span_metrics_duration_seconds histogram" in text
     bucket_lines = [ln for ln in text.splitlines()
@@ -242,24 +242,23 @@ def test_expired_series_disappear(prometheus: PrometheusServer, tmp_path: Path) 
 
             # New targets take Prometheus up to ~5 s (its scrape manager's reload tick);
             # the series must not expire before the first scrape.
-            deadline = time.monotonic() + 20
-            while not prometheus.scraping(scrape):
-                assert time.monotonic() < deadline, "prometheus never scraped the target"
-                time.sleep(0.2)
+            eventually(lambda: prometheus.scraping(scrape), timeout=20, interval=0.2,
+                       what="prometheus to scrape the target")
             send("test.expiring")
             sent = time.monotonic()
             prometheus.wait_for(sel, lambda r: len(r) == 1, timeout=10)
             # Gone from the scrape once 2 s passed without an update, while a series
             # that keeps being updated stays.
-            while True:
+            def expired() -> dict[Any, float]:
                 send("test.kept")
                 status, body = http_get(f"http://127.0.0.1:{scrape}/metrics")
                 assert status == 200
                 samples = parse_text(body.decode())
-                if sample(samples, "test_expiring", job=service) is None:
-                    break
-                assert time.monotonic() - sent < 10, "series did not expire within 10s"
-                time.sleep(0.2)
+                assert sample(samples, "test_expiring", job=service) is None, "still there"
+                return samples
+
+            samples = eventually(expired, timeout=max(0.0, sent + 10 - time.monotonic()),
+                                 interval=0.2, what="the series to expire within 10s")
             assert time.monotonic() - sent >= 1.9
             assert sample(samples, "test_kept", job=service) == 5
             # Prometheus marks it stale on its next scrape: the instant query is empty.
@@ -308,10 +307,8 @@ def test_rejected_remote_write_is_dropped_and_counted_not_retried(
         prometheus.wait_for(sel, lambda r: len(r) == 1 and r[0]["value"][1] == "1")
         # Same series, same timestamp, another value: Prometheus answers 400.
         send(2.0, ts)
-        deadline = time.monotonic() + 10
-        while requests_with("400") < 1:
-            assert time.monotonic() < deadline, f"no 400 seen:\n{proc.logs()}"
-            time.sleep(0.1)
+        eventually(lambda: requests_with("400") >= 1, timeout=10, interval=0.1,
+                   what=lambda: f"a 400 answer:\n{proc.logs()}")
         # The next batch flows; the rejected one was not retried (retries would come
         # every 50-100 ms and show up as more 400s).
         send(3.0, ts + 1000 * MS)

@@ -11,20 +11,17 @@ import asyncio
 import itertools
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
-import pytest
 import pytest_asyncio
 
 from pipeline.component import Signal
 from pipeline.receivers.replication_lag import ReplicationLagConfig, ReplicationLagReceiver
 from tests.integration.conftest import postgres_script
-from tests.support import Sink, create_settings
-
-pytestmark = pytest.mark.integration
+from tests.support import Sink, aeventually, create_settings
 
 SLO = 0.100  # the ops seed's replication-lag objective
 
@@ -70,21 +67,25 @@ def up(sample: Sample, who: str) -> float | None:
     return sample.points.get(("db.replication.up", who, role))
 
 
-async def wait_for(sink: TimedSink, pred: Callable[[Sample], bool], timeout: float,
-                   since: float | None = None, what: str = "condition") -> Sample:
-    """The first sample (received at or after `since`) satisfying `pred`, polled."""
-    deadline = time.monotonic() + timeout
-    seen = 0
-    while True:
-        samples = sink.samples if since is None else sink.after(since)
-        for s in samples[seen:]:
-            if pred(s):
-                return s
-        seen = len(samples)
-        if time.monotonic() > deadline:
-            last = samples[-1].points if samples else None
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last}")
-        await asyncio.sleep(0.01)
+def first_sample(sink: TimedSink, pred: Callable[[Sample], bool], timeout: float,
+                 since: float | None = None, what: str = "condition",
+                 ) -> Coroutine[Any, Any, Sample]:
+    """`await first_sample(...)`: the first sample (received at or after `since`) satisfying
+    `pred`, polled every 10 ms; fails after `timeout` s naming `what` and the last sample."""
+
+    def samples() -> list[Sample]:
+        return sink.samples if since is None else sink.after(since)
+
+    def described() -> str:
+        got = samples()
+        return f"{what}; last sample: {got[-1].points if got else None}"
+
+    def found() -> Sample:
+        match = next((s for s in samples() if pred(s)), None)
+        assert match is not None, "no such sample yet"
+        return match
+
+    return aeventually(found, timeout=timeout, what=described, interval=0.01)
 
 
 async def sql(dsn: str, query: str) -> Any:
@@ -125,9 +126,9 @@ async def receiver(postgres_pair: dict[str, str]) -> AsyncIterator[Callable[...,
 async def test_healthy_pair_lag_under_100ms_and_stat_replication(receiver: Any) -> None:
     rcv, sink = await receiver()
     # Let it connect and create the table, then judge 2 s of samples.
-    first = await wait_for(sink, lambda s: hb(s) is not None and up(s, "replica1") == 1, 10,
-                           what="a heartbeat lag from replica1")
-    await wait_for(sink, lambda s: s.received > first.received + 2.5, 10, what="2 s of samples")
+    first = await first_sample(sink, lambda s: hb(s) is not None and up(s, "replica1") == 1, 10,
+                               what="a heartbeat lag from replica1")
+    await first_sample(sink, lambda s: s.received > first.received + 2.5, 10, what="2 s of samples")
     window = [s for s in sink.after(first.received + 0.5) if s.received <= first.received + 2.5]
     assert len(window) >= 15, f"expected ~20 samples at 100 ms, got {len(window)}"
     lags = [hb(s) for s in window]
@@ -155,60 +156,62 @@ async def test_healthy_pair_lag_under_100ms_and_stat_replication(receiver: Any) 
 async def test_replay_pause_detected_within_a_second_and_recovers(
         receiver: Any, postgres_pair: dict[str, str]) -> None:
     _rcv, sink = await receiver()
-    await wait_for(sink, lambda s: (v := hb(s)) is not None and v < SLO, 10,
-                   what="a healthy heartbeat lag")
+    await first_sample(sink, lambda s: (v := hb(s)) is not None and v < SLO, 10,
+                       what="a healthy heartbeat lag")
     replica = postgres_pair["replica"]
     try:
         paused_at = time.monotonic()
         await sql(replica, "SELECT pg_wal_replay_pause()")
-        over = await wait_for(sink, lambda s: (v := hb(s)) is not None and v > SLO, 1.0,
-                              since=paused_at, what="heartbeat lag > 100 ms after the pause")
+        over = await first_sample(sink, lambda s: (v := hb(s)) is not None and v > SLO, 1.0,
+                                  since=paused_at, what="heartbeat lag > 100 ms after the pause")
         detect = over.received - paused_at
         assert detect < 1.0
         # It keeps growing while replay stays paused (writes continue on the primary).
-        later = await wait_for(sink, lambda s: (v := hb(s)) is not None and v > 0.6, 3.0,
-                               since=over.received, what="heartbeat lag > 600 ms")
+        later = await first_sample(sink, lambda s: (v := hb(s)) is not None and v > 0.6, 3.0,
+                                   since=over.received, what="heartbeat lag > 600 ms")
         grown = [v for s in sink.after(over.received) if s.received <= later.received
                  and (v := hb(s)) is not None]
         assert grown == sorted(grown), f"lag did not grow monotonically: {grown}"
         assert up(later, "replica1") == 1  # paused, not down
         # WAL piles up on the replica unapplied: replay bytes behind > 0.
-        await wait_for(sink, lambda s: s.points.get(
+        await first_sample(sink, lambda s: s.points.get(
             ("db.replication.lag_bytes", "replica1", "replay"), 0) > 0, 2.0,
             since=over.received, what="replay lag_bytes > 0 while paused")
     finally:
         resumed_at = time.monotonic()
         await sql(replica, "SELECT pg_wal_replay_resume()")
-    back = await wait_for(sink, lambda s: (v := hb(s)) is not None and v < SLO, 2.0,
-                          since=resumed_at, what="heartbeat lag < 100 ms after resume")
+    back = await first_sample(sink, lambda s: (v := hb(s)) is not None and v < SLO, 2.0,
+                              since=resumed_at, what="heartbeat lag < 100 ms after resume")
     print(f"\npause detected (lag > 100 ms) after {detect * 1000:.0f} ms; "
           f"lag at 100 ms intervals: {[round(v * 1000) for v in grown]} ms; "
           f"back under 100 ms {(back.received - resumed_at) * 1000:.0f} ms after resume")
     # Stays healthy afterwards.
-    settle = await wait_for(sink, lambda s: s.received > back.received + 1.0, 5,
-                            what="1 s after recovery")
+    settle = await first_sample(sink, lambda s: s.received > back.received + 1.0, 5,
+                                what="1 s after recovery")
     tail = [hb(s) for s in sink.after(back.received + 0.3) if s.received <= settle.received]
-    assert tail and all(v is not None and v < SLO for v in tail), tail
+    assert tail
+    assert all(v is not None and v < SLO for v in tail), tail
 
 
 async def test_stopped_replica_up_0_lag_grows_then_recovers(
         receiver: Any, postgres_pair: dict[str, str]) -> None:
     rcv, sink = await receiver()
-    await wait_for(sink, lambda s: up(s, "replica1") == 1 and (hb(s) or 1) < SLO, 10,
-                   what="a healthy replica")
+    await first_sample(sink, lambda s: up(s, "replica1") == 1 and (hb(s) or 1) < SLO, 10,
+                       what="a healthy replica")
     try:
         stopped_at = time.monotonic()
         await asyncio.to_thread(postgres_script, "stop-replica")
-        down = await wait_for(sink, lambda s: up(s, "replica1") == 0, 5, since=stopped_at,
-                              what="up = 0 for the stopped replica")
+        down = await first_sample(sink, lambda s: up(s, "replica1") == 0, 5, since=stopped_at,
+                                  what="up = 0 for the stopped replica")
         # Lag keeps being reported and keeps growing; the primary stays up; no crash.
-        grown_until = await wait_for(sink, lambda s: s.received > down.received + 1.0, 5,
-                                     what="1 s of samples with the replica down")
+        grown_until = await first_sample(sink, lambda s: s.received > down.received + 1.0, 5,
+                                         what="1 s of samples with the replica down")
         window = [s for s in sink.after(down.received) if s.received <= grown_until.received]
         lags = [hb(s) for s in window]
         assert all(v is not None for v in lags), lags
         values = [v for v in lags if v is not None]
-        assert values == sorted(values) and values[-1] > values[0] + 0.8, values
+        assert values == sorted(values), values
+        assert values[-1] > values[0] + 0.8, values
         assert all(up(s, "replica1") == 0 and up(s, "primary") == 1 for s in window)
         assert rcv._loop_task is not None
         assert not rcv._loop_task.done()
@@ -217,9 +220,9 @@ async def test_stopped_replica_up_0_lag_grows_then_recovers(
     finally:
         restart_at = time.monotonic()
         await asyncio.to_thread(postgres_script, "start")
-    back = await wait_for(sink, lambda s: up(s, "replica1") == 1 and (v := hb(s)) is not None
-                          and v < SLO, 15, since=restart_at,
-                          what="the replica back up with lag < 100 ms")
+    back = await first_sample(sink, lambda s: up(s, "replica1") == 1 and (v := hb(s)) is not None
+                              and v < SLO, 15, since=restart_at,
+                              what="the replica back up with lag < 100 ms")
     print(f"\nreplica stopped: up=0 after {(down.received - stopped_at) * 1000:.0f} ms, "
           f"lag grew {values[0]:.2f} s -> {values[-1]:.2f} s; back healthy "
           f"{back.received - restart_at:.1f} s after `postgres.sh start`")
@@ -228,8 +231,8 @@ async def test_stopped_replica_up_0_lag_grows_then_recovers(
 async def test_lost_primary_connection_is_reopened(
         receiver: Any, postgres_pair: dict[str, str]) -> None:
     rcv, sink = await receiver()
-    await wait_for(sink, lambda s: up(s, "primary") == 1 and hb(s) is not None, 10,
-                   what="the primary up")
+    await first_sample(sink, lambda s: up(s, "primary") == 1 and hb(s) is not None, 10,
+                       what="the primary up")
     killed_at = time.monotonic()
     n = await sql(postgres_pair["primary"],
                   "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
@@ -238,8 +241,8 @@ async def test_lost_primary_connection_is_reopened(
     assert n >= 1
     # Whether or not a tick saw the broken connection (up = 0 for a sample), heartbeats
     # resume on a new connection: the lag is healthy again and the primary up.
-    await wait_for(sink, lambda s: up(s, "primary") == 1 and (v := hb(s)) is not None
-                   and v < SLO, 5, since=killed_at + 0.3, what="heartbeats after reconnect")
+    await first_sample(sink, lambda s: up(s, "primary") == 1 and (v := hb(s)) is not None
+                       and v < SLO, 5, since=killed_at + 0.3, what="heartbeats after reconnect")
     assert rcv._loop_task is not None
     assert not rcv._loop_task.done()
 
@@ -256,10 +259,10 @@ async def test_unresponsive_replica_does_not_stall_the_others(
             {"name": "replica1", "dsn": postgres_pair["replica"]},
             {"name": "hung", "dsn": f"postgresql://postgres@127.0.0.1:{port}/postgres"},
         ])
-        first = await wait_for(sink, lambda s: up(s, "replica1") == 1 and hb(s) is not None,
-                               10, what="replica1 up")
-        end = await wait_for(sink, lambda s: s.received > first.received + 2.0, 10,
-                             what="2 s of samples")
+        first = await first_sample(sink, lambda s: up(s, "replica1") == 1 and hb(s) is not None,
+                                   10, what="replica1 up")
+        end = await first_sample(sink, lambda s: s.received > first.received + 2.0, 10,
+                                 what="2 s of samples")
         window = [s for s in sink.after(first.received) if s.received <= end.received]
         # One batch per interval despite the hung server (timeout 500 ms > interval).
         assert len(window) >= 18, len(window)
@@ -274,7 +277,7 @@ async def test_unresponsive_replica_does_not_stall_the_others(
 
 async def test_heartbeat_row_and_table(receiver: Any, postgres_pair: dict[str, str]) -> None:
     _rcv, sink = await receiver(heartbeat_table="public.otelpipe_hb_it", heartbeat_id="it-1")
-    await wait_for(sink, lambda s: hb(s) is not None, 10, what="a heartbeat lag")
+    await first_sample(sink, lambda s: hb(s) is not None, 10, what="a heartbeat lag")
     row_age = await sql(postgres_pair["replica"],
                         "SELECT extract(epoch FROM clock_timestamp() - ts) "
                         "FROM public.otelpipe_hb_it WHERE id = 'it-1'")
