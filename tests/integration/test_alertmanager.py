@@ -28,7 +28,7 @@ from pipeline.connectors.slo.config import SLOConnectorConfig
 from pipeline.exporters.alertmanager import AlertmanagerExporter, AlertmanagerExporterConfig
 from pipeline.pdata.batch import Batch
 from pipeline.slo.engine import AlertTransition
-from tests.support import OtelpipeProcess, create_settings, free_port, http_get
+from tests.support import OtelpipeProcess, create_settings, eventually, free_port, http_get
 
 pytestmark = pytest.mark.integration
 
@@ -40,17 +40,6 @@ def am_alerts(url: str, slo: str, active_only: bool = True) -> list[dict[str, An
                                 ("active", "true" if active_only else "false")])
     with urllib.request.urlopen(f"{url}/api/v2/alerts?{q}", timeout=5) as resp:
         return list(json.load(resp))
-
-
-async def wait_for(pred: Any, seconds: float, what: str) -> Any:
-    deadline = time.monotonic() + seconds
-    while True:
-        value = await asyncio.to_thread(pred)
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {seconds}s waiting for {what}")
-        await asyncio.sleep(0.25)
 
 
 def connector() -> Any:
@@ -86,7 +75,9 @@ async def test_connector_alert_records_fire_and_resolve(alertmanager: str) -> No
     try:
         await exp.consume(Batch(Signal.LOGS, message=conn.logs_request(
             [transition(slo, "firing", t0, t0)], time.time_ns())))
-        [alert] = await wait_for(lambda: am_alerts(alertmanager, slo), 10, "the firing alert")
+        [alert] = await asyncio.to_thread(
+            eventually, lambda: am_alerts(alertmanager, slo), timeout=10,
+            what="the firing alert")
         assert alert["labels"] == {"alertname": "SLOBurnRatePage", "slo": slo,
                                    "service": "api", "severity": "page", "window": "1h/5m"}
         ann = alert["annotations"]
@@ -100,8 +91,9 @@ async def test_connector_alert_records_fire_and_resolve(alertmanager: str) -> No
         now = time.time()
         await exp.consume(Batch(Signal.LOGS, message=conn.logs_request(
             [transition(slo, "resolved", now, t0)], time.time_ns())))
-        await wait_for(lambda: not am_alerts(alertmanager, slo), 10,
-                       "the alert to leave the active alerts")
+        await asyncio.to_thread(
+            eventually, lambda: not am_alerts(alertmanager, slo), timeout=10,
+            what="the alert to leave the active alerts")
         # Alertmanager does not list resolved alerts at all (active or not)
         assert am_alerts(alertmanager, slo, active_only=False) == []
     finally:
@@ -116,15 +108,18 @@ async def test_resend_keeps_the_alert_alive_and_silence_resolves_it(alertmanager
     try:
         await exp.consume(Batch(Signal.LOGS, message=conn.logs_request(
             [transition(slo, "firing", t0, t0)], time.time_ns())))
-        [alert] = await wait_for(lambda: am_alerts(alertmanager, slo), 10, "the alert")
+        [alert] = await asyncio.to_thread(
+            eventually, lambda: am_alerts(alertmanager, slo), timeout=10,
+            what="the alert")
         assert alert["annotations"]["runbook_url"].endswith("#slo-latency-page")
         await asyncio.sleep(4.5)  # past the first endsAt: re-sends moved it on
         assert len(am_alerts(alertmanager, slo)) == 1
     finally:
         await exp.shutdown()
     # otelpipe gone: no more re-sends, Alertmanager resolves it once endsAt passes
-    await wait_for(lambda: not am_alerts(alertmanager, slo), 10,
-                   "Alertmanager to time the alert out")
+    await asyncio.to_thread(
+        eventually, lambda: not am_alerts(alertmanager, slo), timeout=10,
+        what="Alertmanager to time the alert out")
 
 
 # --- end to end through `otelpipe run` ----------------------------------------------
@@ -191,8 +186,9 @@ async def test_otelpipe_run_slo_burn_reaches_alertmanager_and_resolves(
         # an outage: half the requests fail (burn rate 500x)
         post(traces_url, spans_json(40, errors=20, service=service))
         try:
-            [alert] = await wait_for(lambda: am_alerts(alertmanager, slo), 30,
-                                     "the page alert in Alertmanager")
+            [alert] = await asyncio.to_thread(
+                eventually, lambda: am_alerts(alertmanager, slo), timeout=30,
+                what="the page alert in Alertmanager")
         except AssertionError:
             raise AssertionError(f"no alert; otelpipe logs:\n{proc.logs()}") from None
         assert alert["labels"] == {"alertname": "SLOBurnRatePage", "slo": slo,
@@ -217,8 +213,9 @@ async def test_otelpipe_run_slo_burn_reaches_alertmanager_and_resolves(
 
         feeder = asyncio.create_task(good_traffic())
         try:
-            await wait_for(lambda: not am_alerts(alertmanager, slo), 100,
-                           "the alert to resolve in Alertmanager")
+            await asyncio.to_thread(
+                eventually, lambda: not am_alerts(alertmanager, slo), timeout=100,
+                what="the alert to resolve in Alertmanager")
         except AssertionError:
             raise AssertionError(f"not resolved; otelpipe logs:\n{proc.logs()}") from None
         finally:

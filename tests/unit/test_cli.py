@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import orjson
@@ -184,16 +182,6 @@ def test_run_with_invalid_config_exits_2(capsys: pytest.CaptureFixture[str],
     path = write(tmp_path, "service: {}\n")
     assert run_cli(capsys, "run", "-c", str(path)) == (
         2, "", "error: service.pipelines: field required\n")
-
-
-def test_subprocess_validate(tmp_path: Path) -> None:
-    path = write(tmp_path, "exporters: {nop: {}}\n")
-    proc = subprocess.run([sys.executable, "-m", "pipeline", "validate", "-c", str(path)],
-                          capture_output=True, text=True, timeout=60, check=False)
-    assert proc.returncode == 2
-    assert proc.stdout == ""
-    assert proc.stderr == ("invalid configuration (1 problem):\n"
-                           "  error: service: field required (it lists the pipelines to run)\n")
 
 
 def test_components_lists_types_and_signals(capsys: pytest.CaptureFixture[str],

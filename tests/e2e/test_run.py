@@ -10,8 +10,8 @@ from pathlib import Path
 
 from pipeline.component import Signal
 from pipeline.pdata.otlpjson import decode_request
-from tests.support import OtelpipeProcess, free_port
-from tests.unit.builders import traces_request
+from tests.builders import traces_request
+from tests.support import OtelpipeProcess, eventually, free_port
 
 
 def config(tmp_path: Path, port: int, batch_timeout: str) -> dict:
@@ -52,11 +52,9 @@ def test_sigterm_drains_a_batch_held_by_the_batch_processor(tmp_path: Path) -> N
             concurrent.futures.ThreadPoolExecutor(1) as pool:
         pending = pool.submit(post_traces, port, 3)
         out = tmp_path / "out" / "traces.jsonl"
-        deadline = time.monotonic() + 10
         # the request is held in the batch (acknowledged only after delivery)
-        while "otelpipe started" not in proc.logs() and time.monotonic() < deadline:
-            time.sleep(0.02)
-        time.sleep(0.3)
+        eventually(lambda: "otelpipe started" in proc.logs(), timeout=30, what="start-up")
+        time.sleep(0.3)  # give the held request time to reach the batch, if it were sent on
         assert not pending.done()
         assert not out.exists() or out.read_bytes() == b""
         code = proc.stop(signal.SIGTERM, timeout=10)
