@@ -60,7 +60,7 @@ from pipeline.pdata.prometheus import (
     Translator,
     flat_samples,
 )
-from pipeline.receivers.common import HTTPServer
+from pipeline.receiverhelper.http import HTTPServer
 
 # OpenMetrics: an exemplar's label set is at most 128 UTF-8 characters.
 MAX_EXEMPLAR_LABEL_CHARS = 128

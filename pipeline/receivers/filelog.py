@@ -87,7 +87,7 @@ from pipeline.config.types import ByteSize, Duration
 from pipeline.errors import PermanentError, RetryableError
 from pipeline.pdata.batch import Batch
 from pipeline.pdata.logrecords import LogGroup, encode_lines, varint
-from pipeline.receivers.common import ReceiverObs
+from pipeline.receiverhelper.obs import ReceiverObs
 
 # ---------------------------------------------------------------------------------------
 # Config

@@ -99,16 +99,10 @@ from pipeline.errors import PermanentError, RetryableError
 from pipeline.pdata.batch import Batch
 from pipeline.pdata.logfields import dumps, hex_id, parse_severity, parse_timestamp
 from pipeline.pdata.logrecords import MAX_DEPTH, LogGroup, LogRecord, encode_groups
-from pipeline.receivers.common import (
-    Authenticator,
-    BodyError,
-    HTTPServer,
-    HTTPServerSettings,
-    ReceiverObs,
-    auth_middleware,
-    decompress,
-    retry_after_header,
-)
+from pipeline.receiverhelper.auth import Authenticator, auth_middleware
+from pipeline.receiverhelper.body import BodyError, decompress
+from pipeline.receiverhelper.http import HTTPServer, HTTPServerSettings, retry_after_header
+from pipeline.receiverhelper.obs import ReceiverObs
 
 # Each JSON container level costs 3 protobuf message levels (AnyValue, KeyValueList,
 # KeyValue) below the 6 of request/resource/scope/record/attribute; protobuf's

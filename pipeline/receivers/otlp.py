@@ -73,17 +73,10 @@ from pipeline.pdata.otlp import (
     drop_invalid_id_items,
 )
 from pipeline.pdata.otlpjson import OTLPJSONError, decode_request, encode_request
-from pipeline.receivers.common import (
-    Authenticator,
-    BodyError,
-    HTTPServer,
-    HTTPServerSettings,
-    ReceiverObs,
-    auth_middleware,
-    decompress,
-    grpc_server_credentials,
-    retry_after_header,
-)
+from pipeline.receiverhelper.auth import Authenticator, auth_middleware, grpc_server_credentials
+from pipeline.receiverhelper.body import BodyError, decompress
+from pipeline.receiverhelper.http import HTTPServer, HTTPServerSettings, retry_after_header
+from pipeline.receiverhelper.obs import ReceiverObs
 
 # Config ------------------------------------------------------------------------------
 
