@@ -38,7 +38,8 @@ def spans(n: int = 2) -> bytes:
     for i in range(n):
         sp = ss.spans.add(trace_id=os.urandom(16), span_id=os.urandom(8), name=f"s{i}")
         sp.start_time_unix_nano = 1
-    return req.SerializeToString()
+    raw: bytes = req.SerializeToString()
+    return raw
 
 
 @pytest.fixture(scope="module")
