@@ -42,17 +42,10 @@ from aiokafka import errors as kerrors
 from pydantic import Field, field_validator
 
 from pipeline.component import ComponentConfig, CreateSettings, Factory, Host, Kind, Signal
+from pipeline.config.kafka import DEFAULT_TOPICS, ClientSettings, Encoding
 from pipeline.errors import PermanentError, RetryableError
 from pipeline.exporterhelper import Exporter, ExporterSettings, QueueSettings, RetrySettings
-from pipeline.kafkacommon import (
-    DEFAULT_TOPICS,
-    ClientSettings,
-    Encoding,
-    client_kwargs,
-    connect_error,
-    describe,
-    is_permanent,
-)
+from pipeline.kafkahelper import client_kwargs, connect_error, describe, is_permanent
 from pipeline.pdata.batch import Batch, split_request
 from pipeline.pdata.logrecords import flat_group_records
 from pipeline.pdata.otlp import REQUEST_TYPES

@@ -60,7 +60,7 @@ from pipeline.pdata.prometheus import (
     Translator,
     flat_samples,
 )
-from pipeline.receivers.common import HTTPServer
+from pipeline.receiverhelper.http import HTTPServer
 from pipeline.telemetry.metrics import CounterSpec, GaugeSpec
 
 SERIES = GaugeSpec(

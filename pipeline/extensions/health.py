@@ -61,7 +61,7 @@ from pipeline.component import (
 from pipeline.config.types import Endpoint
 from pipeline.extensions._statuspage.page import PATHS as STATUS_PATHS
 from pipeline.extensions._statuspage.page import StatusPage, StatusPageSettings
-from pipeline.receivers.common import HTTPServer
+from pipeline.receiverhelper.http import HTTPServer
 
 DEFAULT_ENDPOINT = "0.0.0.0:13133"
 PATHS = ("/health", "/health/liveness", "/health/readiness", "/health/detailed",

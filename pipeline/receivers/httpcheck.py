@@ -77,7 +77,7 @@ from pipeline.component import (
 from pipeline.config.types import Duration
 from pipeline.errors import PermanentError, RetryableError
 from pipeline.pdata.batch import Batch
-from pipeline.receivers.common import ReceiverObs
+from pipeline.receiverhelper.obs import ReceiverObs
 from pipeline.telemetry.metrics import CounterSpec
 
 FAILED_CHECKS = CounterSpec(

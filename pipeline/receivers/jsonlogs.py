@@ -78,7 +78,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -99,16 +99,10 @@ from pipeline.errors import PermanentError, RetryableError
 from pipeline.pdata.batch import Batch
 from pipeline.pdata.logfields import dumps, hex_id, parse_severity, parse_timestamp
 from pipeline.pdata.logrecords import MAX_DEPTH, LogGroup, LogRecord, encode_groups
-from pipeline.receivers.common import (
-    Authenticator,
-    BodyError,
-    HTTPServer,
-    HTTPServerSettings,
-    ReceiverObs,
-    auth_middleware,
-    decompress,
-    retry_after_header,
-)
+from pipeline.receiverhelper.auth import Authenticator, auth_middleware
+from pipeline.receiverhelper.body import BodyError, decompress
+from pipeline.receiverhelper.http import HTTPServer, HTTPServerSettings, retry_after_header
+from pipeline.receiverhelper.obs import ReceiverObs
 
 # Each JSON container level costs 3 protobuf message levels (AnyValue, KeyValueList,
 # KeyValue) below the 6 of request/resource/scope/record/attribute; protobuf's
@@ -177,7 +171,6 @@ class JsonLogsConfig(HTTPServerSettings):
 # Role index = position here.
 _ROLE_FIELDS = ("timestamp_keys", "severity_keys", "message_keys", "trace_id_keys",
                 "span_id_keys", "service_keys")
-_TIME, _SEVERITY, _BODY, _TRACE, _SPAN, _SERVICE = range(6)
 
 def _limit_depth(v: Any, depth: int, max_depth: int) -> Any:
     """`v` with containers deeper than `max_depth` replaced by their JSON text (what
@@ -221,6 +214,9 @@ class LogsBuilder:
                 roles[key] = (len(roles), role)
         self.roles = roles
         self._deep = self.max_depth < MAX_DEPTH  # a lower limit than the encoder's
+        # Per role (in _ROLE_FIELDS order): the value a key gives it, None if unusable.
+        self._parsers: tuple[Callable[[Any], Any], ...] = (
+            parse_timestamp, parse_severity, self._value, _trace_id, _span_id, _service)
         self._groups: dict[str | None, list[LogRecord]] = {}
 
     @property
@@ -342,63 +338,59 @@ class LogsBuilder:
                 continue
             # Python values as they are (pdata.logrecords encodes them as `any_value_dict` does)
             attrs[k] = v if not deep or type(v) in _SCALAR_TYPES else self._value(v)
-
-        ts = sev_num = 0
-        sev_text = ""
-        body: Any = None
-        trace_id = span_id = b""
-        service: str | None = None
-        if special is not None:
-            if len(special) > 1:
-                special.sort()  # by key precedence (unique), never compares further
-            done = 0  # bit set of filled roles
-            for (_, role), k, v in special:
-                if v is None:
-                    continue
-                bit = 1 << role
-                if not done & bit:
-                    if role == _TIME:
-                        parsed = parse_timestamp(v)
-                        if parsed is not None:
-                            ts, done = parsed, done | bit
-                            continue
-                    elif role == _SEVERITY:
-                        sev = parse_severity(v)
-                        if sev is not None:
-                            (sev_num, sev_text), done = sev, done | bit
-                            continue
-                    elif role == _BODY:
-                        body = self._value(v)
-                        done |= bit
-                        continue
-                    elif role == _TRACE:
-                        tid = hex_id(v, 16)
-                        if tid is not None:
-                            trace_id, done = tid, done | bit
-                            continue
-                    elif role == _SPAN:
-                        sid = hex_id(v, 8)
-                        if sid is not None:
-                            span_id, done = sid, done | bit
-                            continue
-                    elif type(v) is str and v:  # _SERVICE
-                        service, done = v, done | bit
-                        continue
-                attrs[k] = self._value(v)
+        if special is None:
+            if extra:
+                attrs.update(extra)
+            self._records(None).append(LogRecord(None, attrs, self.observed))
+            self.count += 1
+            return
+        ts, sev, body, trace_id, span_id, service = self._roles(special, attrs)
         if extra:
             attrs.update(extra)
         lr = LogRecord(body, attrs, self.observed)
         if ts:
             lr.time_unix_nano = ts
-        if sev_text or sev_num:
-            lr.severity_number = sev_num
-            lr.severity_text = sev_text
+        if sev is not None and (sev[0] or sev[1]):
+            lr.severity_number, lr.severity_text = sev
         if trace_id:
             lr.trace_id = trace_id
         if span_id:
             lr.span_id = span_id
         self._records(service).append(lr)
         self.count += 1
+
+    def _roles(self, special: list[tuple[tuple[int, int], str, Any]],
+               attrs: dict[str, Any]) -> list[Any]:
+        """The value of each role (time, severity, body, trace id, span id, service; None
+        where none was found) from the keys configured for it, the first usable key by
+        precedence winning; a key whose value is not usable for its role, or that comes
+        after the winner, stays an attribute (`attrs`)."""
+        if len(special) > 1:
+            special.sort()  # by key precedence (unique), never compares further
+        found: list[Any] = [None] * len(_ROLE_FIELDS)
+        parsers = self._parsers
+        for (_, role), k, v in special:
+            if v is None:
+                continue
+            if found[role] is None:
+                parsed = parsers[role](v)
+                if parsed is not None:
+                    found[role] = parsed
+                    continue
+            attrs[k] = self._value(v)
+        return found
+
+
+def _trace_id(v: Any) -> bytes | None:
+    return hex_id(v, 16)
+
+
+def _span_id(v: Any) -> bytes | None:
+    return hex_id(v, 8)
+
+
+def _service(v: Any) -> str | None:
+    return v if type(v) is str and v else None
 
 
 def _strip_cr(line: bytes) -> bytes:

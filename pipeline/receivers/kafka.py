@@ -56,21 +56,15 @@ from pipeline.component import (
     Kind,
     Signal,
 )
+from pipeline.config.kafka import DEFAULT_TOPICS, ClientSettings, Encoding
 from pipeline.config.types import Duration
 from pipeline.errors import PermanentError, RetryableError
 from pipeline.exporterhelper import Backoff, RetrySettings
-from pipeline.kafkacommon import (
-    DEFAULT_TOPICS,
-    ClientSettings,
-    Encoding,
-    client_kwargs,
-    connect_error,
-    describe,
-)
+from pipeline.kafkahelper import client_kwargs, connect_error, describe
 from pipeline.pdata.batch import Batch
 from pipeline.pdata.otlp import DecodeError, count_items, drop_invalid_id_items, invalid_id_items
 from pipeline.pdata.otlpjson import OTLPJSONError, decode_request
-from pipeline.receivers.common import ReceiverObs
+from pipeline.receiverhelper.obs import ReceiverObs
 from pipeline.telemetry.metrics import CounterSpec, GaugeSpec
 
 CONSUMED_RECORDS = CounterSpec(

@@ -40,6 +40,7 @@ batches hold one copy of the data), unless ids had to be dropped.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -73,17 +74,10 @@ from pipeline.pdata.otlp import (
     drop_invalid_id_items,
 )
 from pipeline.pdata.otlpjson import OTLPJSONError, decode_request, encode_request
-from pipeline.receivers.common import (
-    Authenticator,
-    BodyError,
-    HTTPServer,
-    HTTPServerSettings,
-    ReceiverObs,
-    auth_middleware,
-    decompress,
-    grpc_server_credentials,
-    retry_after_header,
-)
+from pipeline.receiverhelper.auth import Authenticator, auth_middleware, grpc_server_credentials
+from pipeline.receiverhelper.body import BodyError, decompress
+from pipeline.receiverhelper.http import HTTPServer, HTTPServerSettings, retry_after_header
+from pipeline.receiverhelper.obs import ReceiverObs
 
 # Config ------------------------------------------------------------------------------
 
@@ -235,7 +229,8 @@ def grpc_status_details(code: int, message: str, retry_after: float | None) -> b
         info.retry_delay.seconds = int(secs)
         info.retry_delay.nanos = int((secs - int(secs)) * 1e9)
         status.details.add().Pack(info)
-    return status.SerializeToString()
+    serialized: bytes = status.SerializeToString()
+    return serialized
 
 
 class OTLPReceiver(Component):
@@ -332,7 +327,8 @@ class OTLPReceiver(Component):
                 if code is not None:
                     await context.abort(code, details, trailing_metadata=metadata)
             if rejected:
-                return partial_success(signal, rejected)[0].SerializeToString()
+                partial: bytes = partial_success(signal, rejected)[0].SerializeToString()
+                return partial
             return ok
 
         return export
@@ -399,62 +395,26 @@ class OTLPReceiver(Component):
             if target is None:
                 obs.failed_request("no_pipeline")
                 return _status_response(is_json, ctype, 404, code_pb2.UNIMPLEMENTED, no_pipeline)
-            length = request.content_length
-            if length is not None and length > limit:
-                obs.failed_request("too_large")
-                return _too_large(is_json, ctype, limit)
-            try:
-                body = await request.read()
-            except web.HTTPRequestEntityTooLarge:
-                obs.failed_request("too_large")
-                return _too_large(is_json, ctype, limit)
-            encoding = request.headers.get("Content-Encoding")
-            if encoding:
-                try:
-                    body = decompress(body, encoding, limit)
-                except BodyError as exc:
-                    obs.failed_request("too_large" if exc.status == 413 else "bad_encoding")
-                    code = code_pb2.RESOURCE_EXHAUSTED if exc.status == 413 else \
-                        code_pb2.INVALID_ARGUMENT
-                    return _status_response(is_json, ctype, exc.status, code, str(exc))
-            try:
-                if is_json:
-                    message = decode_request(signal, body)
-                    raw = None
-                else:
-                    try:
-                        message = parse(body)
-                    except DecodeError as exc:
-                        raise _Malformed(_malformed_message(exc)) from None
-                    raw = body
-            except (_Malformed, OTLPJSONError) as exc:
-                obs.failed_request("malformed")
-                return _status_response(is_json, ctype, 400, code_pb2.INVALID_ARGUMENT, str(exc))
+            body = await _read_body(request, obs, is_json, ctype, limit)
+            if isinstance(body, web.Response):
+                return body
+            decoded = _decode_body(signal, parse, body, obs, is_json, ctype)
+            if isinstance(decoded, web.Response):
+                return decoded
+            message, raw = decoded
             batch, rejected = prepare(signal, message, raw, obs)
-            del message, raw, body  # as in gRPC: the batch alone holds the data while it waits
+            # As in gRPC: the batch alone holds the data while it waits.
+            del message, raw, body, decoded
             if batch is not None:
-                try:
-                    await deliver(target, batch)
-                except RetryableError as exc:
-                    status = 429 if exc.throttle else 503
-                    code = code_pb2.RESOURCE_EXHAUSTED if exc.throttle else code_pb2.UNAVAILABLE
-                    return _status_response(
-                        is_json, ctype, status, code, str(exc) or "retry later",
-                        retry_after=exc.retry_after, headers=retry_after_header(exc))
-                except PermanentError as exc:
-                    return _status_response(is_json, ctype, 400, code_pb2.INVALID_ARGUMENT,
-                                            str(exc) or "rejected")
-                except Exception:
-                    log.debug("refusing a request after a pipeline failure")
-                    return _status_response(is_json, ctype, 503, code_pb2.UNAVAILABLE,
-                                            "internal error in the pipeline",
-                                            headers={"Retry-After": "1"})
+                refused = await _deliver_http(deliver, target, batch, is_json, ctype, log)
+                if refused is not None:
+                    return refused
             if rejected:
                 resp = partial_success(signal, rejected)[0]
-                body = encode_request(resp) if is_json else resp.SerializeToString()
+                answer = encode_request(resp) if is_json else resp.SerializeToString()
             else:
-                body = b"{}" if is_json else b""
-            return web.Response(body=body, content_type=ctype)
+                answer = b"{}" if is_json else b""
+            return web.Response(body=answer, content_type=ctype)
 
         return export
 
@@ -507,6 +467,70 @@ class OTLPReceiver(Component):
 def _malformed_message(exc: DecodeError) -> str:
     return (f"malformed protobuf: {exc} (invalid wire format, or a string field that is "
             "not valid UTF-8)")
+
+
+async def _read_body(request: web.Request, obs: ReceiverObs, is_json: bool, ctype: str,
+                     limit: int) -> bytes | web.Response:
+    """The request body, inflated per Content-Encoding, or the error answer (413 above
+    `limit` before or after decompression, 400/415 for a bad encoding)."""
+    length = request.content_length
+    if length is not None and length > limit:
+        obs.failed_request("too_large")
+        return _too_large(is_json, ctype, limit)
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        obs.failed_request("too_large")
+        return _too_large(is_json, ctype, limit)
+    encoding = request.headers.get("Content-Encoding")
+    if encoding:
+        try:
+            body = decompress(body, encoding, limit)
+        except BodyError as exc:
+            obs.failed_request("too_large" if exc.status == 413 else "bad_encoding")
+            code = code_pb2.RESOURCE_EXHAUSTED if exc.status == 413 else \
+                code_pb2.INVALID_ARGUMENT
+            return _status_response(is_json, ctype, exc.status, code, str(exc))
+    return body
+
+
+def _decode_body(signal: Signal, parse: Callable[[bytes], Message], body: bytes,
+                 obs: ReceiverObs, is_json: bool, ctype: str
+                 ) -> tuple[Message, bytes | None] | web.Response:
+    """(the decoded request, the protobuf bytes to forward or None), or a 400 answer."""
+    try:
+        if is_json:
+            return decode_request(signal, body), None
+        try:
+            return parse(body), body
+        except DecodeError as exc:
+            raise _Malformed(_malformed_message(exc)) from None
+    except (_Malformed, OTLPJSONError) as exc:
+        obs.failed_request("malformed")
+        return _status_response(is_json, ctype, 400, code_pb2.INVALID_ARGUMENT, str(exc))
+
+
+async def _deliver_http(deliver: Callable[[Consumer, Batch], Awaitable[None]],
+                        target: Consumer, batch: Batch, is_json: bool, ctype: str,
+                        log: logging.Logger) -> web.Response | None:
+    """Deliver; None once accepted, else the answer to a refusal or rejection."""
+    try:
+        await deliver(target, batch)
+    except RetryableError as exc:
+        status = 429 if exc.throttle else 503
+        code = code_pb2.RESOURCE_EXHAUSTED if exc.throttle else code_pb2.UNAVAILABLE
+        return _status_response(
+            is_json, ctype, status, code, str(exc) or "retry later",
+            retry_after=exc.retry_after, headers=retry_after_header(exc))
+    except PermanentError as exc:
+        return _status_response(is_json, ctype, 400, code_pb2.INVALID_ARGUMENT,
+                                str(exc) or "rejected")
+    except Exception:
+        log.debug("refusing a request after a pipeline failure")
+        return _status_response(is_json, ctype, 503, code_pb2.UNAVAILABLE,
+                                "internal error in the pipeline",
+                                headers={"Retry-After": "1"})
+    return None
 
 
 def _status_response(is_json: bool, ctype: str, status: int, code: int, message: str, *,

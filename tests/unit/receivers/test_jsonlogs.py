@@ -19,13 +19,8 @@ from pydantic import ValidationError
 
 from pipeline.component import Kind, Signal
 from pipeline.errors import PermanentError, RetryableError
-from pipeline.receivers.jsonlogs import (
-    JsonLogsConfig,
-    JsonLogsReceiver,
-    factory,
-    parse_severity,
-    parse_timestamp,
-)
+from pipeline.pdata.logfields import parse_severity, parse_timestamp
+from pipeline.receivers.jsonlogs import JsonLogsConfig, JsonLogsReceiver, factory
 from pipeline.telemetry.metrics import Telemetry
 from tests.support import Sink, create_settings, free_port
 

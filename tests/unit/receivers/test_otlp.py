@@ -153,7 +153,8 @@ class Env:
     async def grpc_export(self, signal: Signal, raw: bytes, **kw: Any) -> bytes:
         call = self.channel.unary_unary(GRPC_METHODS[signal], request_serializer=None,
                                         response_deserializer=None)
-        return await call(raw, timeout=10, **kw)
+        answer: bytes = await call(raw, timeout=10, **kw)
+        return answer
 
     async def post(self, signal: Signal, body: Any, content_type: str | None = PB,
                    **headers: str) -> tuple[int, CIMultiDictProxy[str], bytes]:
@@ -416,7 +417,7 @@ MALFORMED_MSG = ("malformed protobuf: Error parsing message with type "
 def invalid_utf8_request() -> bytes:
     req = traces(1)
     req.resource_spans[0].scope_spans[0].spans[0].name = "ABCD"
-    raw = req.SerializeToString()
+    raw: bytes = req.SerializeToString()
     assert raw.count(b"ABCD") == 1
     return raw.replace(b"ABCD", b"AB\xff\xfe")
 
@@ -712,7 +713,7 @@ async def test_shutdown_drains_in_flight_requests(telemetry: Telemetry) -> None:
     assert slow.items == 5
     # Nothing listens any more.
     for port in (gport, hport):
-        with pytest.raises(OSError):
+        with pytest.raises(ConnectionRefusedError):
             await asyncio.open_connection("127.0.0.1", port)
 
 

@@ -20,8 +20,8 @@ from pydantic import ValidationError
 
 from pipeline.component import Component, Signal
 from pipeline.config.tls import ServerAuthSettings
+from pipeline.receiverhelper.auth import INVALID, MISSING
 from pipeline.receivers import jsonlogs, otlp
-from pipeline.receivers.common import INVALID, MISSING, Authenticator
 from pipeline.telemetry.metrics import Telemetry
 from tests.certs import Certs, make_certs
 from tests.support import Sink, create_settings, free_port
@@ -38,7 +38,8 @@ def spans(n: int = 2) -> bytes:
     for i in range(n):
         sp = ss.spans.add(trace_id=os.urandom(16), span_id=os.urandom(8), name=f"s{i}")
         sp.start_time_unix_nano = 1
-    return req.SerializeToString()
+    raw: bytes = req.SerializeToString()
+    return raw
 
 
 @pytest.fixture(scope="module")
@@ -251,7 +252,7 @@ async def test_jsonlogs_auth_and_tls(certs: Certs) -> None:
         await rcv.shutdown()
 
 
-# Logging, the Authenticator, config --------------------------------------------------------
+# Logging, config --------------------------------------------------------
 
 async def test_rejections_logged_rate_limited_without_secrets(
         start_otlp: Starter, caplog: pytest.LogCaptureFixture) -> None:
@@ -277,44 +278,6 @@ async def test_rejections_logged_rate_limited_without_secrets(
     assert wrong.encode() not in env.telemetry.render()
     assert TOKEN.encode() not in \
         env.telemetry.render()
-
-
-def test_authenticator_rate_limit_and_counts(caplog: pytest.LogCaptureFixture) -> None:
-    now = [100.0]
-    settings = create_settings("receiver", "otlp")
-    auth = Authenticator(ServerAuthSettings(bearer_token=TOKEN), settings, "http",
-                         clock=lambda: now[0])
-    caplog.set_level(logging.INFO, logger="otelpipe")
-    for t in (100.0, 101.0, 109.9, 110.0, 110.5):
-        now[0] = t
-        auth.rejected(MISSING, "10.0.0.1")
-    logged = [r.__dict__["suppressed"] for r in caplog.records]
-    assert logged == [0, 2]
-
-
-def test_authenticator_checks(tmp_path: Path) -> None:
-    settings = create_settings("receiver", "otlp")
-    f = tmp_path / "tokens"
-    f.write_text("# rotated weekly\nfile-token-1\n\n  file-token-2  \n")
-    auth = Authenticator(ServerAuthSettings.model_validate(
-        {"bearer_token_file": str(f), "basic": {"username": "u", "password": "p w"}}),
-        settings, "http")
-    assert auth.check("Bearer file-token-1") is None
-    assert auth.check("Bearer file-token-2") is None
-    assert auth.check("Basic dTpwIHc=") is None  # u:p w
-    assert auth.check("basic dTpwIHc=") is None
-    assert auth.check("Basic dTpwdw==") == INVALID
-    assert auth.check("Bearer # rotated weekly") == INVALID
-    assert auth.check("Bearer ünïcode") == INVALID
-    assert auth.check("") == MISSING
-    assert auth.check(None) == MISSING
-    # The file is re-read when it changes; the old tokens stop working.
-    f.write_text("file-token-3\n")
-    os.utime(f, (1, 1))
-    assert auth.reload_if_changed()
-    assert auth.check("Bearer file-token-3") is None
-    assert auth.check("Bearer file-token-1") == INVALID
-    assert not auth.reload_if_changed()
 
 
 def test_auth_config_errors_do_not_leak(tmp_path: Path) -> None:

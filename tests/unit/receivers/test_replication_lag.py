@@ -183,6 +183,7 @@ def test_memory_is_bounded_while_a_replica_is_far_behind(monkeypatch: Any) -> No
         rcv._confirm(a, seq, clock.mono)       # a keeps up, b is stuck at 1
     assert len(rcv._seqs) <= 50
     assert rcv._missing_since(b) == pytest.approx(first_missing)
+    assert first_missing is not None
     assert rcv._confirm(b, 1, clock.mono) == pytest.approx(clock.mono - first_missing)
     assert rcv._confirm(b, 499, clock.mono + 0.001) == pytest.approx(0.001)
     assert b.floor is None
@@ -237,6 +238,7 @@ async def test_unreachable_databases_up_0_no_crash_backoff_and_refusals_dropped(
     # Backoff: far fewer connection attempts than ticks (~25 ticks, attempts 10,20,40,80 ms).
     attempts = [float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
                 if line.startswith("otelpipe_replication_lag_probe_errors_total{")]
-    assert attempts and all(n < 15 for n in attempts), attempts
+    assert attempts, attempts
+    assert all(n < 15 for n in attempts), attempts
     assert 'otelpipe_receiver_refused_items_total{receiver="replication_lag",' \
            'signal="metrics",transport="postgresql"}' in text

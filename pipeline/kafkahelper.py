@@ -1,8 +1,11 @@
-"""Settings and helpers shared by the `kafka` exporter and receiver.
+"""Runtime helpers shared by the `kafka` exporter and receiver.
 
-Both talk to brokers through aiokafka; this module turns the config's
-`brokers`, `sasl` and `tls` blocks into aiokafka keyword arguments, and maps
-aiokafka's errors onto the pipeline's retryable / permanent errors.
+Both talk to brokers through aiokafka; this module turns the config's `brokers`,
+`sasl` and `tls` blocks (`pipeline.config.kafka`) into aiokafka keyword arguments,
+and maps aiokafka's errors onto the pipeline's retryable / permanent errors.
+
+aiokafka is imported inside the functions that need it, so that importing this
+module (or the settings) to list or validate components loads no Kafka client.
 """
 
 from __future__ import annotations
@@ -10,57 +13,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from typing import Any, Literal
+from functools import cache
+from typing import Any
 
-from aiokafka import errors as kerrors
-from aiokafka.conn import create_conn
-from pydantic import Field, SecretStr, field_validator
-
-from pipeline.component import ComponentConfig, Signal
-
-# The Collector's default topic per signal (exporter and receiver agree).
-DEFAULT_TOPICS: dict[Signal, str] = {
-    Signal.TRACES: "otlp_spans",
-    Signal.LOGS: "otlp_logs",
-    Signal.METRICS: "otlp_metrics",
-}
-
-Encoding = Literal["otlp_proto", "otlp_json"]
-
-
-class SASLSettings(ComponentConfig):
-    mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
-    username: str
-    password: SecretStr
-
-
-class TLSSettings(ComponentConfig):
-    """Present = connect with TLS. Files are PEM."""
-
-    ca_file: str | None = Field(None, description="CA bundle; the system's when unset")
-    cert_file: str | None = Field(None, description="client certificate (mutual TLS)")
-    key_file: str | None = Field(None, description="client key (mutual TLS)")
-    insecure_skip_verify: bool = Field(
-        False, description="do not verify the broker's certificate (tests only)")
-
-
-class ClientSettings(ComponentConfig):
-    """Connection keys every kafka component has."""
-
-    brokers: list[str] = Field(["localhost:9092"], min_length=1,
-                               description="bootstrap brokers, host:port")
-    client_id: str = "otelpipe"
-    sasl: SASLSettings | None = None
-    tls: TLSSettings | None = None
-
-    @field_validator("brokers")
-    @classmethod
-    def _check_brokers(cls, v: list[str]) -> list[str]:
-        for b in v:
-            host, sep, port = b.rpartition(":")
-            if not sep or not host or not port.isdigit():
-                raise ValueError(f"invalid broker {b!r}: expected host:port")
-        return v
+from pipeline.config.kafka import ClientSettings, TLSSettings
 
 
 def ssl_context(tls: TLSSettings) -> ssl.SSLContext:
@@ -88,18 +44,22 @@ def client_kwargs(s: ClientSettings) -> dict[str, Any]:
     return kw
 
 
-# Errors no retry can fix: the record itself is refused.
-PERMANENT_ERRORS: tuple[type[BaseException], ...] = (
-    kerrors.MessageSizeTooLargeError,
-    kerrors.RecordListTooLargeError,
-    kerrors.InvalidMessageError,
-    kerrors.RecordTooLargeError,
-    kerrors.InvalidTopicError,
-)
+@cache
+def permanent_errors() -> tuple[type[BaseException], ...]:
+    """Errors no retry can fix: the record itself is refused."""
+    from aiokafka import errors as kerrors
+
+    return (
+        kerrors.MessageSizeTooLargeError,
+        kerrors.RecordListTooLargeError,
+        kerrors.InvalidMessageError,
+        kerrors.RecordTooLargeError,
+        kerrors.InvalidTopicError,
+    )
 
 
 def is_permanent(exc: BaseException) -> bool:
-    return isinstance(exc, PERMANENT_ERRORS)
+    return isinstance(exc, permanent_errors())
 
 
 def describe(exc: BaseException) -> str:
@@ -108,11 +68,16 @@ def describe(exc: BaseException) -> str:
     return f"{name}: {text}" if text and text != name else name
 
 
-AUTH_ERRORS: tuple[type[BaseException], ...] = (
-    kerrors.SaslAuthenticationFailed,
-    kerrors.UnsupportedSaslMechanismError,
-    kerrors.IllegalSaslStateError,
-)
+@cache
+def auth_errors() -> tuple[type[BaseException], ...]:
+    """Errors that mean the broker refused the SASL credentials."""
+    from aiokafka import errors as kerrors
+
+    return (
+        kerrors.SaslAuthenticationFailed,
+        kerrors.UnsupportedSaslMechanismError,
+        kerrors.IllegalSaslStateError,
+    )
 
 
 async def connect_error(s: ClientSettings, exc: BaseException) -> str:
@@ -121,6 +86,9 @@ async def connect_error(s: ClientSettings, exc: BaseException) -> str:
     aiokafka's bootstrap hides each broker's reason behind "Unable to bootstrap",
     so a wrong password reads like an unreachable broker. With SASL configured,
     one direct connection to the first broker asks it why."""
+    from aiokafka import errors as kerrors
+    from aiokafka.conn import create_conn
+
     text = describe(exc)
     if s.sasl is None or not isinstance(exc, kerrors.KafkaConnectionError):
         return text
@@ -132,7 +100,7 @@ async def connect_error(s: ClientSettings, exc: BaseException) -> str:
             ssl_context=kw.get("ssl_context"), security_protocol=kw["security_protocol"],
             sasl_mechanism=kw["sasl_mechanism"], sasl_plain_username=kw["sasl_plain_username"],
             sasl_plain_password=kw["sasl_plain_password"]), 10)
-    except AUTH_ERRORS as auth:
+    except auth_errors() as auth:
         return (f"authentication failed (SASL {s.sasl.mechanism}, user {s.sasl.username!r}): "
                 f"{describe(auth)}")
     except Exception:  # unreachable after all: the bootstrap error says so
@@ -156,4 +124,5 @@ class _HideSaslBytes(logging.Filter):
         return True
 
 
+# Installed on the logger by name: it works before and after aiokafka is imported.
 logging.getLogger("aiokafka.conn").addFilter(_HideSaslBytes())

@@ -1,0 +1,71 @@
+"""Counting what a receiver accepted, refused and rejected, per signal."""
+
+from __future__ import annotations
+
+from pipeline.component import Consumer, CreateSettings, Signal
+from pipeline.errors import PermanentError, RetryableError
+from pipeline.pdata.batch import Batch
+from pipeline.telemetry.metrics import CounterSpec
+
+_LABELS = ("receiver", "transport", "signal")
+ACCEPTED = CounterSpec(
+    "otelpipe_receiver_accepted_items",
+    "Items accepted by a receiver and acknowledged to the sender.", _LABELS)
+REFUSED = CounterSpec(
+    "otelpipe_receiver_refused_items",
+    "Items a receiver refused with a retryable error (503/429/UNAVAILABLE).", _LABELS)
+REJECTED = CounterSpec(
+    "otelpipe_receiver_rejected_items",
+    "Items rejected as malformed or invalid (400/INVALID_ARGUMENT, partial success).",
+    _LABELS)
+FAILED_REQUESTS = CounterSpec(
+    "otelpipe_receiver_failed_requests",
+    "Requests that failed before their items could be counted, by reason.",
+    ("receiver", "transport", "reason"))
+
+
+class ReceiverObs:
+    """Counts what a receiver accepted, refused and rejected, per signal."""
+
+    def __init__(self, settings: CreateSettings, transport: str):
+        t = settings.telemetry
+        rid = str(settings.id)
+        accepted, refused = t.counter(ACCEPTED), t.counter(REFUSED)
+        rejected = t.counter(REJECTED)
+        self._accepted = {s: accepted.labels(rid, transport, s.value) for s in Signal}
+        self._refused = {s: refused.labels(rid, transport, s.value) for s in Signal}
+        self._rejected = {s: rejected.labels(rid, transport, s.value) for s in Signal}
+        self._failed = t.counter(FAILED_REQUESTS)
+        self._rid = rid
+        self._transport = transport
+        self.log = settings.logger
+
+    def accepted(self, signal: Signal, n: int) -> None:
+        self._accepted[signal].inc(n)
+
+    def refused(self, signal: Signal, n: int) -> None:
+        self._refused[signal].inc(n)
+
+    def rejected(self, signal: Signal, n: int) -> None:
+        self._rejected[signal].inc(n)
+
+    def failed_request(self, reason: str) -> None:
+        self._failed.labels(self._rid, self._transport, reason).inc()
+
+    async def deliver(self, consumer: Consumer, batch: Batch) -> None:
+        """Hand a batch to the pipeline and count the outcome; errors propagate."""
+        n = batch.items
+        try:
+            await consumer.consume(batch)
+        except RetryableError:
+            self.refused(batch.signal, n)
+            raise
+        except PermanentError as exc:
+            self.rejected(batch.signal, exc.rejected or n)
+            raise
+        except Exception:
+            # A bug downstream: refuse (retryable) rather than lose acknowledged data.
+            self.refused(batch.signal, n)
+            self.log.exception("pipeline failed while consuming a batch")
+            raise
+        self.accepted(batch.signal, n)
