@@ -77,6 +77,7 @@ from opentelemetry.proto.logs.v1.logs_pb2 import SeverityNumber
 from pydantic import Field, PrivateAttr, model_validator
 
 from pipeline import __version__
+from pipeline.aggregation.series import to_key_values
 from pipeline.component import (
     Component,
     ComponentConfig,
@@ -87,8 +88,8 @@ from pipeline.component import (
     Signal,
 )
 from pipeline.config.types import Duration
-from pipeline.connectors.aggregation import any_value_to_python, label_text, to_key_values
 from pipeline.errors import ConfigError, PermanentError, RetryableError
+from pipeline.pdata.anyvalue import any_value_to_python, label_text
 from pipeline.pdata.batch import Batch
 from pipeline.slo.engine import AlertTransition, Engine, SLOStatus
 from pipeline.slo.model import (

@@ -93,8 +93,8 @@ from pipeline.config.types import Duration
 from pipeline.errors import PermanentError
 from pipeline.exporterhelper import Exporter, ExporterSettings
 from pipeline.exporterhelper.http import client_session, error_for_status, post
+from pipeline.pdata.anyvalue import any_value
 from pipeline.pdata.batch import Batch
-from pipeline.pdata.otlpjson import any_value
 
 PUSH_PATH = "/loki/api/v1/push"
 UNKNOWN_SERVICE = ("service_name", "unknown_service")

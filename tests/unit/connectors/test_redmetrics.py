@@ -9,8 +9,8 @@ import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from pydantic import ValidationError
 
+from pipeline.aggregation.store import OVERFLOW_ATTRIBUTE
 from pipeline.component import Kind, Signal
-from pipeline.connectors.aggregation import OVERFLOW_ATTRIBUTE
 from pipeline.connectors.redmetrics import (
     DEFAULT_BUCKETS_S,
     RedMetricsConfig,

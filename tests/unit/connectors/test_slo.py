@@ -17,9 +17,9 @@ from opentelemetry.proto.logs.v1.logs_pb2 import SeverityNumber
 from pipeline.component import Signal
 from pipeline.config.loader import load_config
 from pipeline.config.model import validate_config
-from pipeline.connectors.aggregation import any_value_to_python
 from pipeline.connectors.slo import SLOConnector, SLOConnectorConfig, factory
 from pipeline.errors import ConfigError, RetryableError
+from pipeline.pdata.anyvalue import any_value_to_python
 from pipeline.registry import default_registry
 from tests.support import REPO, Sink, create_settings
 from tests.unit.slo.sim import DAY, HOUR, MINUTE, T0_S, Clock, RedTraffic, gauge_batch
