@@ -80,7 +80,7 @@ def decode_request(signal: Signal, body: bytes) -> Any:
 
 
 def message_to_otlp_dict(message: Any) -> dict[str, Any]:
-    d = json_format.MessageToDict(message, use_integers_for_enums=True)
+    d: dict[str, Any] = json_format.MessageToDict(message, use_integers_for_enums=True)
     _ids_b64_to_hex(d)
     return d
 
