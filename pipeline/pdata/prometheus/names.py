@@ -137,5 +137,5 @@ def format_le(bound: float) -> str:
 
     Both exporters use this form, so a series has the same `le` whether it was
     scraped or remote-written."""
-    return str(floatToGoString(bound))  # type: ignore[no-untyped-call]
+    return str(floatToGoString(bound))  # type: ignore[no-untyped-call,unused-ignore]
 
