@@ -30,7 +30,7 @@ auth:
 ```
 
 `TLSServerSettings` and `ServerAuthSettings` (bearer tokens or basic
-credentials, compared in constant time; see `pipeline.receivers.common.Authenticator`).
+credentials, compared in constant time; see `pipeline.receiverhelper.auth.Authenticator`).
 
 Secrets (`bearer_token`, `password`, header values) are `SecretStr`: they
 print as `**********` in errors, logs and `otelpipe validate` output.
@@ -202,7 +202,7 @@ class ServerAuthSettings(ComponentConfig):
         """True if the Authorization header value carries a configured credential.
 
         Convenience for one-off checks; receivers use a precomputed
-        `pipeline.receivers.common.Authenticator` on the hot path.
+        `pipeline.receiverhelper.auth.Authenticator` on the hot path.
         """
         if not authorization:
             return False

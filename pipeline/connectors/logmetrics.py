@@ -34,12 +34,13 @@ Conditions (`when`) are YAML mappings; every part present must hold:
 `equals`/`in` compare numbers as numbers and everything else as text
 (`429` matches the int 429 and the string "429"; booleans as true/false).
 
-The same condition model is used by the `filter` processor, which adds span
-fields (`name`, `kind`, `status_code`, `status_message`, `duration_ms`) and
-metric fields (`name`, `type`, `unit`) through `ConditionCompiler(fields=...)`;
-here only the log fields above are accepted (`LOG_FIELDS`).
+The condition model lives in `pipeline.pdata.conditions`, shared with the
+`filter` processor, which adds span fields (`name`, `kind`, `status_code`,
+`status_message`, `duration_ms`) and metric fields (`name`, `type`, `unit`)
+through `ConditionCompiler(fields=...)`; here only the log fields above are
+accepted (`LOG_FIELDS`).
 
-Every metric shares the engine of `redmetrics` (`aggregation.py`): the
+Every metric shares the engine of `redmetrics` (`pipeline.aggregation`): the
 cardinality limit applies per metric, series expire after `series_expiry`,
 temporality and `metrics_flush_interval` as there. Each distinct `service.name`
 of the logs' resources becomes one ResourceMetrics (resource = {service.name});
@@ -50,8 +51,6 @@ from __future__ import annotations
 
 import functools
 import itertools
-import operator
-import re
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -59,12 +58,17 @@ from google.protobuf.message import DecodeError
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from pydantic import (
     AliasChoices,
-    ConfigDict,
     Field,
     field_validator,
     model_validator,
 )
 
+from pipeline.aggregation.connector import AggregatingConnector, AggregationSettings
+from pipeline.aggregation.emit import MetricSpec
+from pipeline.aggregation.histograms import HistogramSeries
+from pipeline.aggregation.keys import KeyTable, ValueCache
+from pipeline.aggregation.series import Attrs, GaugeSeries, Series, SumSeries
+from pipeline.aggregation.store import Clock, SeriesSet
 from pipeline.component import (
     ComponentConfig,
     CreateSettings,
@@ -72,32 +76,22 @@ from pipeline.component import (
     Kind,
     Signal,
 )
-from pipeline.config.types import Regex
-from pipeline.connectors.aggregation import (
-    AggregatingConnector,
-    AggregationSettings,
-    Attrs,
-    Clock,
-    GaugeSeries,
-    HistogramSeries,
-    KeyTable,
-    MetricSpec,
-    Series,
-    SeriesSet,
-    SumSeries,
-    ValueCache,
-    any_value_to_python,
-    build_projection,
-    label_text,
-)
 from pipeline.errors import PermanentError
+from pipeline.pdata.anyvalue import any_value_to_python, label_text
 from pipeline.pdata.batch import Batch
+from pipeline.pdata.conditions import (
+    LOG_FIELDS,
+    Condition,
+    ConditionCompiler,
+    Predicate,
+    as_number,
+)
+from pipeline.pdata.projection import build_projection
+from pipeline.telemetry.metrics import CounterSpec
 
 # The OpenTelemetry SDKs' default explicit bounds (suit millisecond values).
 DEFAULT_BUCKETS = (0.0, 5.0, 10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0, 750.0, 1000.0,
                    2500.0, 5000.0, 7500.0, 10000.0)
-SEVERITIES = {"TRACE": 1, "DEBUG": 5, "INFO": 9, "NOTICE": 10, "WARN": 13, "WARNING": 13,
-              "ERROR": 17, "ERR": 17, "CRITICAL": 21, "FATAL": 21}
 
 _P = build_projection("otelpipe_logmetrics.proto", {
     "LogRecord": [("time", 1, "fixed64"), ("severity_number", 2, "int32"),
@@ -112,90 +106,10 @@ _P = build_projection("otelpipe_logmetrics.proto", {
 })
 LogsProjection = _P["LogsRequest"]
 
-Scalar = str | int | float | bool
-
-LOG_FIELDS = frozenset({"body", "severity_text", "event_name"})
-# Every field a Condition may name; which ones apply depends on the signal (the
-# compiler's `fields`). logmetrics accepts LOG_FIELDS only.
-FieldName = Literal["body", "severity_text", "event_name", "name", "kind", "status_code",
-                    "status_message", "duration_ms", "type", "unit"]
-
-
-def severity_number(value: str | int) -> int:
-    if isinstance(value, int):
-        return value
-    text = value.strip().upper()
-    if text.isdigit():
-        return int(text)
-    base = text.rstrip("0123456789")
-    if base not in SEVERITIES:
-        raise ValueError(f"unknown severity {value!r}: use TRACE, DEBUG, INFO, WARN, ERROR, "
-                         "FATAL or a number 1-24")
-    return SEVERITIES[base] + (int(text[len(base):]) - 1 if text[len(base):] else 0)
-
-
-class Condition(ComponentConfig):
-    """When a log record counts; every part present must hold."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
-
-    attribute: str | None = Field(None, description="record attribute, else resource "
-                                                    "attribute")
-    resource_attribute: str | None = None
-    field: FieldName | None = None
-    equals: Scalar | None = None
-    not_equals: Scalar | None = None
-    in_: list[Scalar] | None = Field(None, alias="in")
-    matches: Regex | None = Field(None, description="regular expression, searched")
-    exists: bool | None = None
-    gt: float | None = None
-    gte: float | None = None
-    lt: float | None = None
-    lte: float | None = None
-    severity_at_least: str | int | None = None
-    all: list[Condition] | None = None
-    any: list[Condition] | None = None
-    not_: Condition | None = Field(None, alias="not")
-
-    @field_validator("severity_at_least")
-    @classmethod
-    def _severity(cls, v: str | int | None) -> str | int | None:
-        if v is not None:
-            severity_number(v)
-        return v
-
-    @model_validator(mode="after")
-    def _shape(self) -> Condition:
-        selectors = [s for s in ("attribute", "resource_attribute", "field")
-                     if getattr(self, s) is not None]
-        if len(selectors) > 1:
-            raise ValueError(f"one selector per condition, got {', '.join(selectors)} "
-                             "(combine with all:)")
-        operators = [o for o in ("equals", "not_equals", "in_", "matches", "exists", "gt",
-                                 "gte", "lt", "lte") if getattr(self, o) is not None]
-        if operators and not selectors:
-            raise ValueError("an operator needs attribute:, resource_attribute: or field:")
-        if not selectors and self.severity_at_least is None and self.all is None \
-                and self.any is None and self.not_ is None:
-            raise ValueError("empty condition")
-        return self
-
-    def walk(self) -> list[Condition]:
-        """This condition and every nested one."""
-        out = [self]
-        for sub in [*(self.all or ()), *(self.any or ()),
-                    *([self.not_] if self.not_ is not None else [])]:
-            out += sub.walk()
-        return out
-
-    def fields_used(self) -> set[str]:
-        return {c.field for c in self.walk() if c.field is not None}
-
-    def uses_severity(self) -> bool:
-        return any(c.severity_at_least is not None for c in self.walk())
-
-
-Condition.model_rebuild()
+SKIPPED_RECORDS = CounterSpec(
+    "otelpipe_connector_skipped_records",
+    "Records that matched a logmetrics metric but could not be used (value missing or "
+    "not a number).", ("connector", "metric", "reason"))
 
 
 class DimensionConfig(ComponentConfig):
@@ -252,155 +166,6 @@ class LogMetricsConfig(AggregationSettings):
         return v
 
 
-# --------------------------------------------------------------------------------------
-# Conditions, compiled to closures over (values by slot, record)
-
-Predicate = Callable[[list[Any], Any], bool]
-_MISSING = object()
-
-
-def _number(v: Any) -> float | None:
-    if isinstance(v, bool) or v is None:
-        return None
-    if isinstance(v, int | float):
-        return v
-    try:
-        return float(v)
-    except (TypeError, ValueError):
-        return None
-
-
-def _same(actual: Any, expected: Any) -> bool:
-    """Numbers compare as numbers (429 == "429"), everything else as text."""
-    if isinstance(actual, bool) or isinstance(expected, bool):
-        return label_text(actual) == label_text(expected)
-    if isinstance(expected, int | float):
-        n = _number(actual)
-        return n is not None and n == expected
-    if isinstance(actual, int | float):
-        n = _number(expected)
-        return n is not None and n == actual
-    return label_text(actual) == expected
-
-
-def _compare(op: Callable[[float, float], bool], bound: float, v: Any) -> bool:
-    n = _number(v)
-    return n is not None and op(n, bound)
-
-
-class ConditionCompiler:
-    """Turns conditions into predicates; collects the attribute keys they read.
-
-    A predicate is called as `predicate(vals, rec)`: `vals[slot]` holds the value
-    of the attribute keyed `slot` (the record's, else the resource's; None if
-    absent) and `vals[-1][rslot]` the `resource_attribute` values; `rec` is the
-    item (a log record with `body` as bytes here; whatever `fields` expects).
-
-    `fields`, when given, replaces the built-in log fields: field name -> getter
-    of the item; naming a field not in it is a ValueError.
-    """
-
-    def __init__(self, slots: dict[str, int], resource_slots: dict[str, int],
-                 decode_body: Callable[[bytes], Any] | None = None,
-                 fields: dict[str, Callable[[Any], Any]] | None = None):
-        self.slots = slots
-        self.resource_slots = resource_slots
-        self.decode_body = decode_body
-        self.fields = fields
-
-    def slot(self, key: str) -> int:
-        return self.slots.setdefault(key, len(self.slots))
-
-    def compile(self, c: Condition) -> Predicate:
-        parts: list[Predicate] = []
-        getter = self._getter(c)
-        if getter is not None:
-            parts.append(self._operators(c, getter))
-        if c.severity_at_least is not None:
-            floor = severity_number(c.severity_at_least)
-
-            def severity(vals: list[Any], rec: Any) -> bool:
-                n = rec.severity_number
-                if not n and rec.severity_text:
-                    try:
-                        n = severity_number(rec.severity_text)
-                    except ValueError:
-                        return False
-                return bool(n >= floor)
-            parts.append(severity)
-        if c.all is not None:
-            subs = [self.compile(x) for x in c.all]
-            parts.append(lambda v, r: all(p(v, r) for p in subs))
-        if c.any is not None:
-            alts = [self.compile(x) for x in c.any]
-            parts.append(lambda v, r: any(p(v, r) for p in alts))
-        if c.not_ is not None:
-            neg = self.compile(c.not_)
-            parts.append(lambda v, r: not neg(v, r))
-        if len(parts) == 1:
-            return parts[0]
-        return lambda v, r: all(p(v, r) for p in parts)
-
-    def _getter(self, c: Condition) -> Callable[[list[Any], Any], Any] | None:
-        if c.attribute is not None:
-            slot = self.slot(c.attribute)
-            return lambda vals, rec: vals[slot]
-        if c.resource_attribute is not None:
-            rslot = self.resource_slots.setdefault(c.resource_attribute,
-                                                   len(self.resource_slots))
-            return lambda vals, rec: vals[-1][rslot]
-        if c.field is not None and self.fields is not None:
-            get = self.fields.get(c.field)
-            if get is None:
-                raise ValueError(f"field {c.field!r} is not available here; use one of "
-                                 f"{', '.join(sorted(self.fields))}")
-            return lambda vals, rec: get(rec)
-        if c.field == "body":
-            decode = self.decode_body
-            assert decode is not None
-            return lambda vals, rec: decode(rec.body) if rec.body else None
-        if c.field == "severity_text":
-            return lambda vals, rec: rec.severity_text or None
-        if c.field == "event_name":
-            return lambda vals, rec: rec.event_name or None
-        return None
-
-    @staticmethod
-    def _operators(c: Condition, get: Callable[[list[Any], Any], Any]) -> Predicate:
-        tests: list[Callable[[Any], bool]] = []
-        if c.exists is not None:
-            want = c.exists
-            tests.append(lambda v: (v is not None) == want)
-        if c.equals is not None:
-            eq = c.equals
-            tests.append(lambda v: v is not None and _same(v, eq))
-        if c.not_equals is not None:
-            ne = c.not_equals
-            tests.append(lambda v: v is None or not _same(v, ne))
-        if c.in_ is not None:
-            choices = list(c.in_)
-            texts = frozenset(x for x in choices if isinstance(x, str))
-            tests.append(lambda v: v is not None and (
-                (isinstance(v, str) and v in texts) or any(_same(v, x) for x in choices)))
-        if c.matches is not None:
-            search = re.compile(c.matches).search
-            tests.append(lambda v: v is not None and search(label_text(v)) is not None)
-        for compare, bound in ((operator.gt, c.gt), (operator.ge, c.gte),
-                               (operator.lt, c.lt), (operator.le, c.lte)):
-            if bound is not None:
-                tests.append(functools.partial(_compare, compare, bound))
-        if not tests:
-            tests.append(lambda v: v is not None)
-        if len(tests) == 1:
-            t = tests[0]
-            return lambda vals, rec: t(get(vals, rec))
-
-        def check(vals: list[Any], rec: Any) -> bool:
-            v = get(vals, rec)
-            return all(t(v) for t in tests)
-        return check
-
-
 class _Metric:
     """One configured metric: its predicate, dimension slots and series set."""
 
@@ -440,7 +205,7 @@ class LogMetricsConnector(AggregatingConnector):
         self.config = config
         self.decode = ValueCache()
         self._body_cache: dict[bytes, Any] = {}
-        tel = settings.telemetry
+        skipped = settings.telemetry.counter(SKIPPED_RECORDS)
         self._skipped_missing: dict[str, Any] = {}
         self._skipped_nan: dict[str, Any] = {}
         slots: dict[str, int] = {}
@@ -467,9 +232,9 @@ class LogMetricsConnector(AggregatingConnector):
                                          unit=m.unit, monotonic=m.monotonic or m.type == "counter",
                                          integer=m.type == "counter", bounds=bounds))
             self.metrics.append(_Metric(m, predicate, dim_slots, value_slot, sset, bounds))
-            self._skipped_missing[m.name] = tel.connector_skipped_records.labels(
+            self._skipped_missing[m.name] = skipped.labels(
                 self.id, m.name, "value_missing")
-            self._skipped_nan[m.name] = tel.connector_skipped_records.labels(
+            self._skipped_nan[m.name] = skipped.labels(
                 self.id, m.name, "not_a_number")
         self.n_slots = len(slots)
         keys = sorted(slots, key=slots.__getitem__)
@@ -537,7 +302,7 @@ class LogMetricsConnector(AggregatingConnector):
                 self._skipped_missing[m.name].inc()
                 return
             value = raw if isinstance(raw, int | float) and not isinstance(raw, bool) \
-                else _number(raw)
+                else as_number(raw)
             if value is None or value != value:  # NaN
                 self._skipped_nan[m.name].inc()
                 return
@@ -567,5 +332,3 @@ factory = Factory(type="logmetrics", kind=Kind.CONNECTOR, config_model=LogMetric
                   create=_create, connector_pairs=frozenset({(Signal.LOGS, Signal.METRICS)}),
                   description="counters, sums, histograms and gauges from matching log records")
 
-
-_Compiler = ConditionCompiler  # the former private name

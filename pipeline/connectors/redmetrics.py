@@ -21,7 +21,7 @@ wire form), so the wanted ones are looked up by key in C, and their serialized
 `AnyValue` bytes form the series lookup key. Values are decoded only when a new
 key is seen.
 Aggregation, the cardinality limit, expiry and flushing live in
-`pipeline.connectors.aggregation`, shared with `logmetrics`.
+`pipeline.aggregation`, shared with `logmetrics`.
 """
 
 from __future__ import annotations
@@ -34,6 +34,12 @@ from google.protobuf.message import DecodeError
 from opentelemetry.proto.trace.v1.trace_pb2 import Status
 from pydantic import Field, field_validator, model_validator
 
+from pipeline.aggregation.connector import AggregatingConnector, AggregationSettings
+from pipeline.aggregation.emit import MetricSpec
+from pipeline.aggregation.histograms import ExpHistogramSeries, HistogramSeries
+from pipeline.aggregation.keys import ValueCache
+from pipeline.aggregation.series import Attrs
+from pipeline.aggregation.store import Clock
 from pipeline.component import (
     ComponentConfig,
     CreateSettings,
@@ -42,20 +48,10 @@ from pipeline.component import (
     Signal,
 )
 from pipeline.config.types import Duration
-from pipeline.connectors.aggregation import (
-    AggregatingConnector,
-    AggregationSettings,
-    Attrs,
-    Clock,
-    ExpHistogramSeries,
-    HistogramSeries,
-    MetricSpec,
-    ValueCache,
-    build_projection,
-    label_text,
-)
 from pipeline.errors import PermanentError
+from pipeline.pdata.anyvalue import label_text
 from pipeline.pdata.batch import Batch
+from pipeline.pdata.projection import build_projection
 
 DEFAULT_BUCKETS_S = (0.002, 0.004, 0.006, 0.008, 0.01, 0.05, 0.1, 0.2, 0.4, 0.5, 0.8, 1.0,
                      1.4, 2.0, 5.0, 10.0, 15.0)
@@ -207,6 +203,13 @@ class RedMetricsConnector(AggregatingConnector):
         except DecodeError as exc:
             raise PermanentError(f"undecodable traces request: {exc}") from exc
         self.aggregate(req)
+
+    def duration_bounds(self) -> dict[str, list[float]]:
+        hist = self.config.histogram
+        if hist.disable or hist.exponential is not None:
+            return {}
+        bounds = hist.explicit.buckets if hist.explicit is not None else DEFAULT_BUCKETS_S
+        return {f"{self.config.namespace}.duration": list(bounds)}
 
     def _resource_id(self, resource: tuple[Any, ...]) -> int:
         """A small int naming (service.name, dimension values) of one resource.

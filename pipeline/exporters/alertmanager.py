@@ -72,8 +72,8 @@ from pipeline.config.types import Duration
 from pipeline.errors import PermanentError, RetryableError
 from pipeline.exporterhelper import Exporter, ExporterSettings
 from pipeline.exporterhelper.http import client_session, error_for_status, post, retryable_status
+from pipeline.pdata.anyvalue import any_value
 from pipeline.pdata.batch import Batch
-from pipeline.pdata.otlpjson import any_value
 
 API_PATH = "/api/v2/alerts"
 MAX_ERROR_BODY = 300

@@ -101,8 +101,8 @@ from pipeline.config.tls import ClientSettings
 from pipeline.errors import PermanentError, RetryableError
 from pipeline.exporterhelper import Exporter, ExporterSettings
 from pipeline.exporterhelper.http import client_session, error_for_status, post
+from pipeline.pdata.anyvalue import any_value
 from pipeline.pdata.batch import Batch
-from pipeline.pdata.otlpjson import any_value
 
 BULK_PATH = "/_bulk"
 

@@ -82,7 +82,6 @@ from urllib.parse import urlsplit
 import aiohttp
 import cramjam
 import orjson
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from pydantic import Field, field_validator, model_validator
 
@@ -93,8 +92,9 @@ from pipeline.config.types import Duration
 from pipeline.errors import PermanentError
 from pipeline.exporterhelper import Exporter, ExporterSettings
 from pipeline.exporterhelper.http import client_session, error_for_status, post
+from pipeline.pdata.anyvalue import any_value
 from pipeline.pdata.batch import Batch
-from pipeline.pdata.otlpjson import any_value
+from pipeline.pdata.projection import build_projection
 
 PUSH_PATH = "/loki/api/v1/push"
 UNKNOWN_SERVICE = ("service_name", "unknown_service")
@@ -102,72 +102,37 @@ UNKNOWN_SERVICE = ("service_name", "unknown_service")
 # --- Loki's push protobuf (package logproto), built at import: no generated code -------
 
 
-def _build_types() -> dict[str, Any]:
-    T = descriptor_pb2.FieldDescriptorProto
-    pool = descriptor_pool.DescriptorPool()
-
-    def proto_file(name: str, package: str,
-                   messages: dict[str, list[tuple[str, int, int, str | None, bool]]]) -> None:
-        fdp = descriptor_pb2.FileDescriptorProto(name=name, package=package, syntax="proto3")
-        for mname, fields in messages.items():
-            m = fdp.message_type.add(name=mname)
-            for fname, number, ftype, type_name, repeated in fields:
-                f = m.field.add(name=fname, number=number, type=ftype)
-                f.label = T.LABEL_REPEATED if repeated else T.LABEL_OPTIONAL
-                f.json_name = fname
-                if type_name is not None:
-                    f.type_name = f".{package}.{type_name}"
-        pool.Add(fdp)
-
-    S, B, MSG = T.TYPE_STRING, T.TYPE_BYTES, T.TYPE_MESSAGE
-    # Loki's push request (pkg/push/push.proto, package logproto). Timestamp is
-    # wire-compatible with google.protobuf.Timestamp, which Loki uses.
-    proto_file("otelpipe_loki_push.proto", "logproto", {
-        "Timestamp": [("seconds", 1, T.TYPE_INT64, None, False),
-                      ("nanos", 2, T.TYPE_INT32, None, False)],
-        "LabelPairAdapter": [("name", 1, S, None, False), ("value", 2, S, None, False)],
-        "EntryAdapter": [("timestamp", 1, MSG, "Timestamp", False),
-                         ("line", 2, S, None, False),
-                         ("structuredMetadata", 3, MSG, "LabelPairAdapter", True)],
-        "StreamAdapter": [("labels", 1, S, None, False),
-                          ("entries", 2, MSG, "EntryAdapter", True),
-                          ("hash", 3, T.TYPE_UINT64, None, False)],
-        "PushRequest": [("streams", 1, MSG, "StreamAdapter", True)],
-    })
-    # A projection of ExportLogsServiceRequest: only the fields read, AnyValues kept
-    # as bytes so that each distinct value is decoded once (see pipeline/pdata/otlp.py).
-    proto_file("otelpipe_loki_projection.proto", "otelpipe.loki", {
-        "KeyValue": [("key", 1, S, None, False), ("value", 2, B, None, False)],
-        "LogRecord": [("time_unix_nano", 1, T.TYPE_FIXED64, None, False),
-                      ("severity_number", 2, T.TYPE_INT32, None, False),
-                      ("severity_text", 3, S, None, False),
-                      ("body", 5, B, None, False),
-                      ("attributes", 6, MSG, "KeyValue", True),
-                      ("trace_id", 9, B, None, False),
-                      ("span_id", 10, B, None, False),
-                      ("observed_time_unix_nano", 11, T.TYPE_FIXED64, None, False)],
-        "Scope": [("name", 1, S, None, False)],
-        "ScopeLogs": [("scope", 1, MSG, "Scope", False),
-                      ("log_records", 2, MSG, "LogRecord", True)],
-        "Resource": [("attributes", 1, MSG, "KeyValue", True)],
-        "ResourceLogs": [("resource", 1, MSG, "Resource", False),
-                         ("scope_logs", 2, MSG, "ScopeLogs", True)],
-        "LogsRequest": [("resource_logs", 1, MSG, "ResourceLogs", True)],
-    })
-    names = [f"logproto.{n}" for n in ("PushRequest", "StreamAdapter", "EntryAdapter",
-                                       "LabelPairAdapter", "Timestamp")]
-    names.append("otelpipe.loki.LogsRequest")
-    return {n.rsplit(".", 1)[1]: message_factory.GetMessageClass(pool.FindMessageTypeByName(n))
-            for n in names}
-
-
-_TYPES = _build_types()
-PushRequest = _TYPES["PushRequest"]
-StreamAdapter = _TYPES["StreamAdapter"]
-EntryAdapter = _TYPES["EntryAdapter"]
-LabelPairAdapter = _TYPES["LabelPairAdapter"]
-Timestamp = _TYPES["Timestamp"]
-LogsProjection = _TYPES["LogsRequest"]
+# Loki's push request (pkg/push/push.proto, package logproto). Timestamp is
+# wire-compatible with google.protobuf.Timestamp, which Loki uses.
+_PUSH = build_projection("otelpipe_loki_push.proto", {
+    "Timestamp": [("seconds", 1, "int64"), ("nanos", 2, "int32")],
+    "LabelPairAdapter": [("name", 1, "string"), ("value", 2, "string")],
+    "EntryAdapter": [("timestamp", 1, "Timestamp"), ("line", 2, "string"),
+                     ("structuredMetadata", 3, "repeated LabelPairAdapter")],
+    "StreamAdapter": [("labels", 1, "string"), ("entries", 2, "repeated EntryAdapter"),
+                      ("hash", 3, "uint64")],
+    "PushRequest": [("streams", 1, "repeated StreamAdapter")],
+}, package="logproto")
+# A projection of ExportLogsServiceRequest: only the fields read, AnyValues kept
+# as bytes so that each distinct value is decoded once (see pipeline/pdata/projection.py).
+_PROJECTION = build_projection("otelpipe_loki_projection.proto", {
+    "KeyValue": [("key", 1, "string"), ("value", 2, "bytes")],
+    "LogRecord": [("time_unix_nano", 1, "fixed64"), ("severity_number", 2, "int32"),
+                  ("severity_text", 3, "string"), ("body", 5, "bytes"),
+                  ("attributes", 6, "repeated KeyValue"), ("trace_id", 9, "bytes"),
+                  ("span_id", 10, "bytes"), ("observed_time_unix_nano", 11, "fixed64")],
+    "Scope": [("name", 1, "string")],
+    "ScopeLogs": [("scope", 1, "Scope"), ("log_records", 2, "repeated LogRecord")],
+    "Resource": [("attributes", 1, "repeated KeyValue")],
+    "ResourceLogs": [("resource", 1, "Resource"), ("scope_logs", 2, "repeated ScopeLogs")],
+    "LogsRequest": [("resource_logs", 1, "repeated ResourceLogs")],
+}, package="otelpipe.loki")
+PushRequest = _PUSH["PushRequest"]
+StreamAdapter = _PUSH["StreamAdapter"]
+EntryAdapter = _PUSH["EntryAdapter"]
+LabelPairAdapter = _PUSH["LabelPairAdapter"]
+Timestamp = _PUSH["Timestamp"]
+LogsProjection = _PROJECTION["LogsRequest"]
 _CACHE_LIMIT = 20_000  # entries per decode/encode cache before it is cleared (memory bound)
 
 

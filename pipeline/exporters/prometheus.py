@@ -51,15 +51,10 @@ from pipeline.component import ComponentConfig, CreateSettings, Factory, Host, K
 from pipeline.config.types import Duration, Endpoint
 from pipeline.exporterhelper import Exporter
 from pipeline.pdata.batch import Batch
-from pipeline.pdata.prometheus import (
-    COUNTER,
-    HISTOGRAM,
-    Accumulator,
-    Exemplar,
-    Series,
-    Translator,
-    flat_samples,
-)
+from pipeline.pdata.prometheus.accumulator import Accumulator
+from pipeline.pdata.prometheus.names import COUNTER, HISTOGRAM
+from pipeline.pdata.prometheus.series import Exemplar, Series, flat_samples
+from pipeline.pdata.prometheus.translate import Translator
 from pipeline.receiverhelper.http import HTTPServer
 from pipeline.telemetry.metrics import CounterSpec, GaugeSpec
 

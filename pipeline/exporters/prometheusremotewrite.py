@@ -67,15 +67,9 @@ from pipeline.exporterhelper import Exporter, ExporterSettings, QueueSettings, R
 from pipeline.exporterhelper.http import client_session, error_for_status, post
 from pipeline.exporters.prometheus import Enabled, TargetInfo, translator_for
 from pipeline.pdata.batch import Batch
-from pipeline.pdata.prometheus import (
-    HISTOGRAM,
-    STALE_NAN,
-    SUMMARY,
-    Accumulator,
-    Exemplar,
-    label_name,
-    sample_parts,
-)
+from pipeline.pdata.prometheus.accumulator import Accumulator
+from pipeline.pdata.prometheus.names import HISTOGRAM, SUMMARY, label_name
+from pipeline.pdata.prometheus.series import STALE_NAN, Exemplar, sample_parts
 
 RESERVED_HEADERS = frozenset({"content-encoding", "content-type",
                               "x-prometheus-remote-write-version", "content-length"})

@@ -17,6 +17,7 @@ import orjson
 from google.protobuf import json_format
 
 from pipeline.component import Signal
+from pipeline.pdata.anyvalue import any_value
 from pipeline.pdata.otlp import REQUEST_TYPES
 
 _ID_KEYS = frozenset({"traceId", "spanId", "parentSpanId", "trace_id", "span_id",
@@ -79,7 +80,7 @@ def decode_request(signal: Signal, body: bytes) -> Any:
 
 
 def message_to_otlp_dict(message: Any) -> dict[str, Any]:
-    d = json_format.MessageToDict(message, use_integers_for_enums=True)
+    d: dict[str, Any] = json_format.MessageToDict(message, use_integers_for_enums=True)
     _ids_b64_to_hex(d)
     return d
 
@@ -94,20 +95,6 @@ def encode_request(message: Any) -> bytes:
 SPAN_KINDS = {0: "unspecified", 1: "internal", 2: "server", 3: "client", 4: "producer",
               5: "consumer"}
 STATUS_CODES = {0: "unset", 1: "ok", 2: "error"}
-
-
-def any_value(v: Any) -> Any:
-    """Python value of an OTLP AnyValue."""
-    kind = v.WhichOneof("value")
-    if kind is None:
-        return None
-    if kind == "array_value":
-        return [any_value(x) for x in v.array_value.values]
-    if kind == "kvlist_value":
-        return {kv.key: any_value(kv.value) for kv in v.kvlist_value.values}
-    if kind == "bytes_value":
-        return base64.b64encode(v.bytes_value).decode()
-    return getattr(v, kind)
 
 
 def attributes(kvs: Any) -> dict[str, Any]:

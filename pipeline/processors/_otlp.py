@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from pipeline.component import Signal
+from pipeline.pdata.anyvalue import any_value_to_python, label_text
 
 POINT_KINDS = ("gauge", "sum", "histogram", "exponential_histogram", "summary")
 
@@ -68,18 +69,5 @@ def value_text(value: Any) -> str:
         return str(value.string_value)
     if kind is None:
         return ""
-    from pipeline.connectors.aggregation import any_value_to_python, label_text
-
     return label_text(any_value_to_python(value))
 
-
-def value_python(value: Any) -> Any:
-    """A Python scalar for an AnyValue (containers as text); None for an empty value."""
-    kind = value.WhichOneof("value")
-    if kind is None:
-        return None
-    if kind == "string_value":
-        return value.string_value
-    from pipeline.connectors.aggregation import any_value_to_python
-
-    return any_value_to_python(value)

@@ -156,95 +156,20 @@ def _convert(value: AnyValue, to: str) -> bool:
 
 
 def compile_action(a: ActionConfig) -> Apply:
-    key = a.key
-    act = a.action
     if a.pattern is not None:
-        match = re.compile(a.pattern).search
-        if act == "delete":
-            def delete_matching(attrs: Any) -> bool:
-                doomed = [i for i, kv in enumerate(attrs) if match(kv.key)]
-                for i in reversed(doomed):
-                    del attrs[i]
-                return bool(doomed)
-            return delete_matching
-
-        def hash_matching(attrs: Any) -> bool:
-            hit = False
-            for kv in attrs:
-                if match(kv.key):
-                    kv.value.string_value = _sha256(kv.value)
-                    hit = True
-            return hit
-        return hash_matching
+        return _pattern_action(a.action, a.pattern)
+    key = a.key
     assert key is not None
+    act = a.action
     if act in ("insert", "update", "upsert"):
-        source = a.from_attribute
-        literal = a.value
-        want_present = {"insert": False, "update": True, "upsert": None}[act]
-
-        def write(attrs: Any) -> bool:
-            kv = find(attrs, key)
-            if want_present is not None and (kv is not None) != want_present:
-                return False
-            if source is not None:
-                src = find(attrs, source)
-                if src is None:
-                    return False
-                copy = AnyValue()
-                copy.CopyFrom(src.value)
-                if kv is None:
-                    kv = attrs.add()
-                    kv.key = key
-                kv.value.CopyFrom(copy)
-                return True
-            if kv is None:
-                kv = attrs.add()
-                kv.key = key
-            set_value(kv.value, literal)
-            return True
-        return write
+        return _write_action(a, key)
     if act == "delete":
-        def delete(attrs: Any) -> bool:
-            doomed = [i for i, kv in enumerate(attrs) if kv.key == key]
-            for i in reversed(doomed):
-                del attrs[i]
-            return bool(doomed)
-        return delete
+        return _delete_action(key)
     if act == "hash":
-        def hash_(attrs: Any) -> bool:
-            kv = find(attrs, key)
-            if kv is None:
-                return False
-            kv.value.string_value = _sha256(kv.value)
-            return True
-        return hash_
+        return _hash_action(key)
     if act == "extract":
         assert a.regex is not None
-        compiled = re.compile(a.regex)
-        search = compiled.search
-        # Attribute name per group number (None: unnamed group); "__" stands for ".".
-        by_index = {i: n.replace("__", ".") for n, i in compiled.groupindex.items()}
-        names = [by_index.get(i) for i in range(1, compiled.groups + 1)]
-
-        def extract(attrs: Any) -> bool:
-            kv = find(attrs, key)
-            if kv is None or kv.value.WhichOneof("value") != "string_value":
-                return False
-            m = search(kv.value.string_value)
-            if m is None:
-                return False
-            hit = False
-            for name, text in zip(names, m.groups(), strict=True):
-                if name is None or text is None:
-                    continue
-                out = find(attrs, name)
-                if out is None:
-                    out = attrs.add()
-                    out.key = name
-                out.value.string_value = text
-                hit = True
-            return hit
-        return extract
+        return _extract_action(key, a.regex)
     assert a.converted_type is not None
     to = a.converted_type
 
@@ -252,6 +177,103 @@ def compile_action(a: ActionConfig) -> Apply:
         kv = find(attrs, key)
         return kv is not None and _convert(kv.value, to)
     return convert
+
+
+def _pattern_action(act: str, pattern: str) -> Apply:
+    """delete / hash of every attribute whose key matches `pattern`."""
+    match = re.compile(pattern).search
+    if act == "delete":
+        def delete_matching(attrs: Any) -> bool:
+            doomed = [i for i, kv in enumerate(attrs) if match(kv.key)]
+            for i in reversed(doomed):
+                del attrs[i]
+            return bool(doomed)
+        return delete_matching
+
+    def hash_matching(attrs: Any) -> bool:
+        hit = False
+        for kv in attrs:
+            if match(kv.key):
+                kv.value.string_value = _sha256(kv.value)
+                hit = True
+        return hit
+    return hash_matching
+
+
+def _write_action(a: ActionConfig, key: str) -> Apply:
+    """insert (only if absent), update (only if present), upsert."""
+    source = a.from_attribute
+    literal = a.value
+    want_present = {"insert": False, "update": True, "upsert": None}[a.action]
+
+    def write(attrs: Any) -> bool:
+        kv = find(attrs, key)
+        if want_present is not None and (kv is not None) != want_present:
+            return False
+        if source is not None:
+            src = find(attrs, source)
+            if src is None:
+                return False
+            copy = AnyValue()
+            copy.CopyFrom(src.value)
+            if kv is None:
+                kv = attrs.add()
+                kv.key = key
+            kv.value.CopyFrom(copy)
+            return True
+        if kv is None:
+            kv = attrs.add()
+            kv.key = key
+        set_value(kv.value, literal)
+        return True
+    return write
+
+
+def _delete_action(key: str) -> Apply:
+    def delete(attrs: Any) -> bool:
+        doomed = [i for i, kv in enumerate(attrs) if kv.key == key]
+        for i in reversed(doomed):
+            del attrs[i]
+        return bool(doomed)
+    return delete
+
+
+def _hash_action(key: str) -> Apply:
+    def hash_(attrs: Any) -> bool:
+        kv = find(attrs, key)
+        if kv is None:
+            return False
+        kv.value.string_value = _sha256(kv.value)
+        return True
+    return hash_
+
+
+def _extract_action(key: str, regex: str) -> Apply:
+    compiled = re.compile(regex)
+    search = compiled.search
+    # Attribute name per group number (None: unnamed group); "__" stands for ".".
+    by_index = {i: n.replace("__", ".") for n, i in compiled.groupindex.items()}
+    names = [by_index.get(i) for i in range(1, compiled.groups + 1)]
+
+    def extract(attrs: Any) -> bool:
+        kv = find(attrs, key)
+        if kv is None or kv.value.WhichOneof("value") != "string_value":
+            return False
+        m = search(kv.value.string_value)
+        if m is None:
+            return False
+        hit = False
+        for name, text in zip(names, m.groups(), strict=True):
+            if name is None or text is None:
+                continue
+            out = find(attrs, name)
+            if out is None:
+                out = attrs.add()
+                out.key = name
+            out.value.string_value = text
+            hit = True
+        return hit
+    return extract
 
 
 class AttributesProcessor(Component, Consumer):

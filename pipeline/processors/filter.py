@@ -18,7 +18,7 @@ processors:
         - {attribute: env, equals: test}
 ```
 
-Conditions are the `logmetrics` connector's (`pipeline.connectors.logmetrics.
+Conditions are the `logmetrics` connector's (`pipeline.pdata.conditions.
 Condition`): a selector — `attribute: KEY` (the item's attribute, else its
 resource's), `resource_attribute: KEY` or `field: NAME` — with `equals`,
 `not_equals`, `in`, `matches` (regex, searched), `exists`, `gt`/`gte`/`lt`/`lte`;
@@ -62,10 +62,15 @@ from pipeline.component import (
     Kind,
     Signal,
 )
-from pipeline.connectors.aggregation import any_value_to_python
-from pipeline.connectors.logmetrics import Condition, ConditionCompiler, Predicate
+from pipeline.pdata.anyvalue import any_value_to_python
 from pipeline.pdata.batch import Batch
+from pipeline.pdata.conditions import Condition, ConditionCompiler, Predicate
 from pipeline.processors._otlp import data_points, resources
+from pipeline.telemetry.metrics import CounterSpec
+
+DROPPED = CounterSpec(
+    "otelpipe_processor_dropped_items",
+    "Items a processor dropped on purpose (filter).", ("processor", "pipeline", "signal"))
 
 _KINDS = ("unspecified", "internal", "server", "client", "producer", "consumer")
 _STATUS = ("unset", "ok", "error")
@@ -203,7 +208,7 @@ class FilterProcessor(Component, Consumer):
         section: SignalFilter | None = getattr(config, self.signal.value)
         self.filter = CompiledFilter(self.signal, section) if section is not None and (
             section.include is not None or section.exclude) else None
-        self._dropped = settings.telemetry.processor_dropped.labels(
+        self._dropped = settings.telemetry.counter(DROPPED).labels(
             str(settings.id), settings.pipeline_id or self.signal.value, self.signal.value)
 
     async def consume(self, batch: Batch) -> None:

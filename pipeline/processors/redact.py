@@ -78,7 +78,7 @@ from pipeline.component import (
 )
 from pipeline.config.types import Regex
 from pipeline.pdata.batch import Batch
-from pipeline.processors._otlp import data_points, resources
+from pipeline.processors._otlp import data_points, find, resources
 
 _KEYWORDS = (r"passw(?:or)?d|passphrase|pwd|secret|token|api[_-]?key|apikey|access[_-]?key"
              r"|private[_-]?key|auth[_-]?key|credentials?|[a-z0-9]_key")
@@ -320,6 +320,10 @@ class Redactor:
                     spans.append((*found, m.start(), m.end(), name))
         if not spans:
             return None
+        return self._mask(s, spans)
+
+    def _mask(self, s: str, spans: list[tuple[int, int, int, int, str]]) -> str | None:
+        """`s` with the secret spans replaced (overlapping matches masked once)."""
         spans.sort()
         out: list[str] = []
         pos = 0
@@ -526,34 +530,9 @@ class RedactProcessor(Component, Consumer):
             if may(res.resource.SerializeToString()):
                 r.redact_attributes(res.resource.attributes)
             if signal is Signal.LOGS:
-                for sl in res.scope_logs:
-                    for lr in sl.log_records:
-                        if not may(lr.SerializeToString()):
-                            continue
-                        n = r.count
-                        keys = r.redact_attributes(lr.attributes)
-                        if lr.HasField("body") and r.redact_value(lr.body):
-                            keys = [*(keys or ()), "(body)"]
-                        if summary and r.count > n:
-                            _summarize(lr.attributes, r.count - n, keys)
+                self._logs(res, summary)
             elif signal is Signal.TRACES:
-                for ss in res.scope_spans:
-                    for sp in ss.spans:
-                        if not may(sp.SerializeToString()):
-                            continue
-                        n = r.count
-                        keys = r.redact_attributes(sp.attributes)
-                        for ev in sp.events:
-                            r.redact_attributes(ev.attributes)
-                        for ln in sp.links:
-                            r.redact_attributes(ln.attributes)
-                        msg = sp.status.message
-                        if msg:
-                            new = r.redact_str(msg)
-                            if new is not None:
-                                sp.status.message = new
-                        if summary and r.count > n:
-                            _summarize(sp.attributes, r.count - n, keys)
+                self._spans(res, summary)
             else:
                 for sm in res.scope_metrics:
                     for m in sm.metrics:
@@ -563,10 +542,43 @@ class RedactProcessor(Component, Consumer):
         r.activate(None)
         return r.count
 
+    def _logs(self, res: Any, summary: bool) -> None:
+        r = self.redactor
+        may = r.activate
+        for sl in res.scope_logs:
+            for lr in sl.log_records:
+                if not may(lr.SerializeToString()):
+                    continue
+                n = r.count
+                keys = r.redact_attributes(lr.attributes)
+                if lr.HasField("body") and r.redact_value(lr.body):
+                    keys = [*(keys or ()), "(body)"]
+                if summary and r.count > n:
+                    _summarize(lr.attributes, r.count - n, keys)
+
+    def _spans(self, res: Any, summary: bool) -> None:
+        r = self.redactor
+        may = r.activate
+        for ss in res.scope_spans:
+            for sp in ss.spans:
+                if not may(sp.SerializeToString()):
+                    continue
+                n = r.count
+                keys = r.redact_attributes(sp.attributes)
+                for ev in sp.events:
+                    r.redact_attributes(ev.attributes)
+                for ln in sp.links:
+                    r.redact_attributes(ln.attributes)
+                msg = sp.status.message
+                if msg:
+                    new = r.redact_str(msg)
+                    if new is not None:
+                        sp.status.message = new
+                if summary and r.count > n:
+                    _summarize(sp.attributes, r.count - n, keys)
+
 
 def _summarize(attributes: Any, count: int, keys: list[str] | None) -> None:
-    from pipeline.processors._otlp import find
-
     kv = find(attributes, SUMMARY_COUNT)
     if kv is None:
         kv = attributes.add()

@@ -39,7 +39,7 @@ from typing import Any
 
 import yaml
 
-from pipeline.pdata.prometheus import (
+from pipeline.pdata.prometheus.names import (
     COUNTER,
     GAUGE,
     HISTOGRAM,

@@ -15,6 +15,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
 
+from pipeline.aggregation.connector import AggregatingConnector
 from pipeline.component import Component, Consumer, CreateSettings, Host, Kind, Signal
 from pipeline.connectors.slo.config import SLOConnectorConfig
 from pipeline.connectors.slo.counting import EventCounter
@@ -97,34 +98,26 @@ class SLOConnector(Component, Consumer, SLOStatusSource):
         components = host.components()
         problems: list[str] = []
         for (kind, cid), comp in components.items():
-            cfg = getattr(comp, "config", None)
-            hist = getattr(cfg, "histogram", None)
-            namespace = getattr(cfg, "namespace", None)
-            if kind is not Kind.CONNECTOR or hist is None or namespace is None:
+            if kind is not Kind.CONNECTOR or not isinstance(comp, AggregatingConnector):
                 continue
-            if getattr(hist, "disable", False) or getattr(hist, "exponential", None) is not None:
-                continue
-            explicit = getattr(hist, "explicit", None)
-            if explicit is None:
-                from pipeline.connectors.redmetrics import DEFAULT_BUCKETS_S
-                bounds = list(DEFAULT_BUCKETS_S)
-            else:
-                bounds = list(explicit.buckets)
-            metric = f"{namespace}.duration"
-            for e in self.counter.index.get(metric, []):
-                if e.selector.op is None:
-                    continue
-                v = e.selector.value
-                assert v is not None
-                if not any(math.isclose(b, v, rel_tol=1e-9) for b in bounds):
-                    problems.append(
-                        f"connectors.{self.id}: SLO {e.slo}: latency threshold {v:g} s is "
-                        f"not a bucket bound of {metric} (connectors.{cid} buckets: "
-                        f"{', '.join(f'{b:g}' for b in bounds)}); add {v:g} to "
-                        f"connectors.{cid}.histogram.explicit.buckets")
+            for metric, bounds in comp.duration_bounds().items():
+                self._check_thresholds(cid, metric, bounds, problems)
         if problems:
             raise ConfigError(problems)
 
+    def _check_thresholds(self, cid: object, metric: str, bounds: list[float],
+                          problems: list[str]) -> None:
+        for e in self.counter.index.get(metric, []):
+            if e.selector.op is None:
+                continue
+            v = e.selector.value
+            assert v is not None
+            if not any(math.isclose(b, v, rel_tol=1e-9) for b in bounds):
+                problems.append(
+                    f"connectors.{self.id}: SLO {e.slo}: latency threshold {v:g} s is "
+                    f"not a bucket bound of {metric} (connectors.{cid} buckets: "
+                    f"{', '.join(f'{b:g}' for b in bounds)}); add {v:g} to "
+                    f"connectors.{cid}.histogram.explicit.buckets")
 
     async def _loop(self) -> None:
         loop = asyncio.get_running_loop()

@@ -18,7 +18,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
 
-from pipeline.connectors.aggregation import any_value_to_python, label_text
+from pipeline.pdata.anyvalue import any_value_to_python, label_text
 from pipeline.slo.engine import Engine
 from pipeline.slo.model import SLO, TIME_UNITS, Selector
 

@@ -14,7 +14,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from opentelemetry.proto.logs.v1.logs_pb2 import SeverityNumber
 
 from pipeline import __version__
-from pipeline.connectors.aggregation import to_key_values
+from pipeline.aggregation.series import to_key_values
 from pipeline.slo.engine import AlertTransition, SLOStatus
 
 SCOPE = "otelpipe/slo"

@@ -32,9 +32,9 @@ from pipeline.component import (
     Kind,
     Signal,
 )
+from pipeline.pdata.anyvalue import any_value
 from pipeline.pdata.batch import Batch
 from pipeline.pdata.logrecords import LogGroup, LogRecord, flat_value
-from pipeline.pdata.otlpjson import any_value
 from pipeline.processors.logstruct.grok import GrokError, compile_grok
 from pipeline.processors.logstruct.normalize import (
     Normalizer,

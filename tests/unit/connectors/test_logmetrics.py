@@ -5,8 +5,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from pipeline.aggregation.store import OVERFLOW_ATTRIBUTE
 from pipeline.component import Kind, Signal
-from pipeline.connectors.aggregation import OVERFLOW_ATTRIBUTE
 from pipeline.connectors.logmetrics import LogMetricsConfig, LogMetricsConnector, factory
 from pipeline.errors import PermanentError, RetryableError
 from pipeline.pdata.batch import Batch

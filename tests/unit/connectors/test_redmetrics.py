@@ -1,8 +1,6 @@
 from __future__ import annotations
 
-import asyncio
 import math
-import tracemalloc
 from typing import Any
 
 import pytest
@@ -10,42 +8,24 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from pydantic import ValidationError
 
 from pipeline.component import Kind, Signal
-from pipeline.connectors.aggregation import OVERFLOW_ATTRIBUTE
 from pipeline.connectors.redmetrics import (
     DEFAULT_BUCKETS_S,
     RedMetricsConfig,
     RedMetricsConnector,
     factory,
 )
-from pipeline.errors import PermanentError, RetryableError
+from pipeline.errors import PermanentError
 from pipeline.pdata.batch import Batch
 from pipeline.registry import default_registry
-from pipeline.telemetry.metrics import Telemetry
-from tests.support import Sink, create_settings
+from tests.support import Sink
+from tests.unit.aggregation.support import CALLS, DURATION, by_name, make
 from tests.unit.connectors.spans import (
     T0,
-    FakeClock,
     attrs_of,
     metric_defs,
     metrics,
-    named_spans_batch,
     span_batch,
 )
-
-CALLS = "traces.span.metrics.calls"
-DURATION = "traces.span.metrics.duration"
-
-
-def make(sink: Sink, clock: FakeClock | None = None, telemetry: Telemetry | None = None,
-         **cfg: Any) -> RedMetricsConnector:
-    settings = create_settings("connector", "redmetrics", telemetry=telemetry,
-                               consumers={Signal.METRICS: sink})
-    return RedMetricsConnector(settings, RedMetricsConfig.model_validate(cfg),
-                               clock=clock or FakeClock())
-
-
-def by_name(points: list[tuple[dict, dict, Any]], key: str = "span.name") -> dict:
-    return {p[1].get(key): p for p in points}
 
 
 async def test_exact_calls_errors_and_buckets() -> None:
@@ -168,211 +148,6 @@ async def test_exemplars_can_be_disabled() -> None:
     await conn.flush()
     assert len(metrics(sink.batches)[DURATION][0][2].exemplars) == 0
 
-
-async def test_cumulative_start_is_series_creation_time() -> None:
-    sink = Sink()
-    clock = FakeClock()
-    conn = make(sink, clock)
-    clock.advance(5)
-    created = clock.now
-    await conn.consume(span_batch([{"name": "a"}]))
-    clock.advance(10)
-    await conn.flush()
-    clock.advance(2)
-    await conn.consume(span_batch([{"name": "b"}]))
-    clock.advance(13)
-    second = clock.now
-    await conn.consume(span_batch([{"name": "a"}]))
-    await conn.flush()
-    pts = by_name(metrics(sink.batches[1:])[CALLS])
-    assert pts["a"][2].start_time_unix_nano == created
-    assert pts["a"][2].time_unix_nano == second
-    assert pts["a"][2].as_int == 2
-    assert pts["b"][2].start_time_unix_nano == created + 12 * 10**9
-    assert pts["b"][2].as_int == 1
-
-
-async def test_delta_reports_since_previous_flush() -> None:
-    sink = Sink()
-    clock = FakeClock()
-    conn = make(sink, clock, aggregation_temporality="AGGREGATION_TEMPORALITY_DELTA")
-    t_start = clock.now
-    await conn.consume(span_batch([{"name": "a"}, {"name": "a"}, {"name": "b"}]))
-    clock.advance(15)
-    t1 = clock.now
-    await conn.flush()
-    await conn.consume(span_batch([{"name": "a", "ms": 300}]))
-    clock.advance(15)
-    t2 = clock.now
-    await conn.flush()
-    first = by_name(metrics(sink.batches[:1])[CALLS])
-    assert {n: p[2].as_int for n, p in first.items()} == {"a": 2, "b": 1}
-    assert {p[2].start_time_unix_nano for p in first.values()} == {t_start}
-    assert {p[2].time_unix_nano for p in first.values()} == {t1}
-    second = metrics(sink.batches[1:2])
-    assert [(p[1]["span.name"], p[2].as_int) for p in second[CALLS]] == [("a", 1)]  # b: no data
-    dp = second[DURATION][0][2]
-    assert (dp.start_time_unix_nano, dp.time_unix_nano) == (t1, t2)
-    assert dp.count == 1
-    assert dp.sum == pytest.approx(0.3)
-    assert metric_defs(sink.batches[1])[CALLS].sum.aggregation_temporality == 1  # delta
-
-
-async def test_flush_interval_emits_on_its_own() -> None:
-    sink = Sink()
-    conn = make(sink, metrics_flush_interval="50ms")
-    conn.clock = __import__("time").time_ns
-    await conn.start(None)
-    try:
-        await conn.consume(span_batch([{"name": "a"}]))
-        loop = asyncio.get_running_loop()
-        t0 = loop.time()
-        while len(sink.batches) < 2 and loop.time() - t0 < 5:
-            await asyncio.sleep(0.01)
-        elapsed = loop.time() - t0
-    finally:
-        await conn.shutdown()
-    assert len(sink.batches) >= 2
-    assert 0.05 <= elapsed < 2
-    assert metrics(sink.batches[:1])[CALLS][0][2].as_int == 1
-
-
-async def test_shutdown_flushes_what_is_left() -> None:
-    sink = Sink()
-    conn = make(sink, metrics_flush_interval="1h")
-    await conn.start(None)
-    await conn.consume(span_batch([{"name": "a"}]))
-    await conn.shutdown()
-    assert metrics(sink.batches)[CALLS][0][2].as_int == 1
-
-
-async def test_cardinality_limit_one_overflow_series_and_bounded_memory() -> None:
-    sink = Sink()
-    conn = make(sink, aggregation_cardinality_limit=1000, dimensions=[{"name": "http.route"}])
-    batches = [span_batch([{"name": f"span-{i}", "attrs": {"http.route": "/x"}}
-                           for i in range(start, start + 1000)]) for start in range(0, 20_000,
-                                                                                      1000)]
-    for b in batches[:5]:  # warm up: caches fill
-        await conn.consume(b)
-    # 80 more batches of 1000 fresh names → 100,000 distinct names in all.
-    fresh = [named_spans_batch([f"n{n}-{i}" for i in range(1000)]) for n in range(80)]
-    for b in batches[5:]:
-        await conn.consume(b)
-    tracemalloc.start()
-    before = tracemalloc.take_snapshot()
-    for b in fresh:
-        await conn.consume(b)
-    after = tracemalloc.take_snapshot()
-    tracemalloc.stop()
-    grown = sum(s.size_diff for s in after.compare_to(before, "filename"))
-    assert grown < 8 * 1024 * 1024, f"state grew by {grown} bytes"
-    assert len(conn.series.series) == 1000
-    assert conn.series.overflow is not None
-    assert len(conn.series.cache) <= conn.series.cache_limit
-    await conn.flush()
-    got = metrics(sink.batches)
-    calls = got[CALLS]
-    assert len(calls) == 1001
-    overflow = [p for p in calls if OVERFLOW_ATTRIBUTE in p[1]]
-    assert len(overflow) == 1
-    assert overflow[0][1] == {OVERFLOW_ATTRIBUTE: "true"}  # no other dimension
-    assert overflow[0][0] == {}  # and no service resource
-    assert overflow[0][2].as_int == 99_000
-    assert sum(p[2].as_int for p in calls) == 100_000
-    assert len(got[DURATION]) == 1001
-
-
-async def test_expiry_drops_stale_series() -> None:
-    sink = Sink()
-    clock = FakeClock()
-    conn = make(sink, clock, series_expiry="5m")
-    await conn.consume(span_batch([{"name": "old"}, {"name": "live"}]))
-    for _ in range(10):  # 10 flushes, 1 minute apart; only "live" keeps getting spans
-        clock.advance(60)
-        await conn.consume(span_batch([{"name": "live"}]))
-        await conn.flush()
-    last = by_name(metrics(sink.batches[-1:])[CALLS])
-    assert set(last) == {"live"}
-    assert last["live"][2].as_int == 11
-    # Expiry counts from the flush that last saw new data for a series ("old": the
-    # first, at +1 min), so it is reported through +5 min and gone from +6 min on.
-    seen_old = [i for i, b in enumerate(sink.batches) if "old" in by_name(metrics([b])[CALLS])]
-    assert seen_old == [0, 1, 2, 3, 4]
-    assert len(conn.series) == 1
-    # It comes back as a new series, with a new start time.
-    await conn.consume(span_batch([{"name": "old"}]))
-    clock.advance(1)
-    await conn.flush()
-    old = by_name(metrics(sink.batches[-1:])[CALLS])["old"][2]
-    assert old.as_int == 1
-    assert old.start_time_unix_nano == clock.now - 10**9
-
-
-async def test_retryable_error_at_flush_keeps_cumulative_state() -> None:
-    sink = Sink()
-    tel = Telemetry()
-    conn = make(sink, telemetry=tel)
-    await conn.consume(span_batch([{"name": "a"}] * 3))
-    sink.refuse = RetryableError("queue full")
-    assert not await conn.flush()
-    await conn.consume(span_batch([{"name": "a"}] * 2))
-    sink.refuse = None
-    assert await conn.flush()
-    assert metrics(sink.batches)[CALLS][0][2].as_int == 5
-    assert tel.registry.get_sample_value("otelpipe_connector_flushes_total",
-                                         {"connector": "redmetrics", "outcome": "retry"}) == 1
-
-
-async def test_retryable_error_at_flush_keeps_delta_state() -> None:
-    sink = Sink()
-    clock = FakeClock()
-    conn = make(sink, clock, aggregation_temporality="delta")
-    start = clock.now
-    await conn.consume(span_batch([{"name": "a", "ms": 3}] * 3))
-    clock.advance(15)
-    sink.refuse = RetryableError("down")
-    assert not await conn.flush()
-    await conn.consume(span_batch([{"name": "a", "ms": 3}] * 2))
-    clock.advance(15)
-    sink.refuse = None
-    assert await conn.flush()
-    dp = metrics(sink.batches)[DURATION][0][2]
-    assert dp.count == 5
-    assert dp.start_time_unix_nano == start
-    clock.advance(15)
-    await conn.flush()
-    assert len(sink.batches) == 1  # nothing new, nothing sent
-
-
-async def test_concurrent_spans_during_a_delta_flush_are_not_lost() -> None:
-    release = asyncio.Event()
-
-    class Slow(Sink):
-        async def consume(self, batch: Any) -> None:
-            await release.wait()
-            await super().consume(batch)
-
-    sink = Slow()
-    conn = make(sink, aggregation_temporality="delta")
-    await conn.consume(span_batch([{"name": "a"}] * 2))
-    flush = asyncio.create_task(conn.flush())
-    await asyncio.sleep(0)
-    await conn.consume(span_batch([{"name": "a"}] * 3))  # arrives while the flush waits
-    release.set()
-    await flush
-    await conn.flush()
-    assert [metrics([b])[CALLS][0][2].as_int for b in sink.batches] == [2, 3]
-
-
-async def test_permanent_error_at_flush_drops_and_moves_on() -> None:
-    sink = Sink()
-    conn = make(sink, aggregation_temporality="delta")
-    await conn.consume(span_batch([{"name": "a"}]))
-    sink.refuse = PermanentError("bad")
-    assert not await conn.flush()
-    sink.refuse = None
-    await conn.flush()
-    assert sink.batches == []
 
 
 async def test_http_5xx_counts_as_error_when_enabled() -> None:

@@ -14,11 +14,8 @@ from pydantic import ValidationError
 from pipeline.component import Signal
 from pipeline.exporters.prometheus import PrometheusConfig, PrometheusExporter, factory
 from pipeline.pdata.batch import Batch
-from pipeline.pdata.prometheus import (
-    exponential_to_explicit,
-    label_name,
-    metric_name,
-)
+from pipeline.pdata.prometheus.names import label_name, metric_name
+from pipeline.pdata.prometheus.translate import exponential_to_explicit
 from pipeline.registry import default_registry
 from pipeline.telemetry.metrics import Telemetry
 from tests.promdata import (

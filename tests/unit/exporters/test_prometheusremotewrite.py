@@ -24,7 +24,7 @@ from pipeline.exporters.prometheusremotewrite import (
     factory,
 )
 from pipeline.pdata.batch import Batch
-from pipeline.pdata.prometheus import WriteRequest
+from pipeline.pdata.prometheus.remotewrite import WriteRequest
 from pipeline.telemetry.metrics import Telemetry
 from tests.promdata import DELTA, gauge_metric, histogram_metric, request, sum_metric
 from tests.support import create_settings, free_port
@@ -307,7 +307,7 @@ def test_hand_encoding_matches_protobuf() -> None:
         _SeriesBuf,
         encode_write_requests,
     )
-    from pipeline.pdata.prometheus import Exemplar as Ex
+    from pipeline.pdata.prometheus.series import Exemplar as Ex
 
     wire = WireEncoder()
     buf = _SeriesBuf()

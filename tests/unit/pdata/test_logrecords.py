@@ -12,6 +12,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord as PbLogRecord
 
 from pipeline.component import Signal
+from pipeline.pdata.anyvalue import any_value as pb_any_value
 from pipeline.pdata.batch import Batch
 from pipeline.pdata.logfields import any_value_dict
 from pipeline.pdata.logrecords import (
@@ -23,7 +24,6 @@ from pipeline.pdata.logrecords import (
     encode_record,
     flat_group_records,
 )
-from pipeline.pdata.otlpjson import any_value as pb_any_value
 from pipeline.pdata.otlpjson import flat_log_records
 
 VALUES: list[Any] = [

@@ -12,9 +12,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from pipeline.component import Component, ComponentID, Host, Kind, PipelineInfo, Signal
-from pipeline.connectors.aggregation import any_value_to_python
 from pipeline.connectors.slo.config import SLOConnectorConfig
 from pipeline.connectors.slo.connector import SLOConnector
+from pipeline.pdata.anyvalue import any_value_to_python
 from tests.support import Sink, create_settings
 from tests.unit.slo.sim import MINUTE, T0_S, Clock, RedTraffic
 

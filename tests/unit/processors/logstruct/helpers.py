@@ -8,9 +8,9 @@ from typing import Any
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
 from pipeline.component import Signal
+from pipeline.pdata.anyvalue import any_value
 from pipeline.pdata.batch import Batch
 from pipeline.pdata.logrecords import LogGroup, LogRecord
-from pipeline.pdata.otlpjson import any_value
 from pipeline.processors.logstruct import LogStructConfig, LogStructProcessor
 from pipeline.telemetry.metrics import Telemetry
 from tests.support import Sink, create_settings
