@@ -86,7 +86,8 @@ from pipeline.component import (
 from pipeline.config.types import ByteSize, Duration
 from pipeline.errors import PermanentError, RetryableError
 from pipeline.pdata.batch import Batch
-from pipeline.pdata.logrecords import LogGroup, encode_lines, varint
+from pipeline.pdata.logrecords import LogGroup, encode_lines
+from pipeline.pdata.wire import varint
 from pipeline.receivers.common import ReceiverObs
 
 # ---------------------------------------------------------------------------------------
