@@ -42,8 +42,9 @@ from aiokafka import errors as kerrors
 from pydantic import Field, field_validator
 
 from pipeline.component import ComponentConfig, CreateSettings, Factory, Host, Kind, Signal
+from pipeline.config.retry import ExporterSettings, QueueSettings, RetrySettings
 from pipeline.errors import PermanentError, RetryableError
-from pipeline.exporterhelper import Exporter, ExporterSettings, QueueSettings, RetrySettings
+from pipeline.exporterhelper import Exporter
 from pipeline.kafkacommon import (
     DEFAULT_TOPICS,
     ClientSettings,

@@ -56,9 +56,10 @@ from pipeline.component import (
     Kind,
     Signal,
 )
+from pipeline.config.retry import RetrySettings
 from pipeline.config.types import Duration
 from pipeline.errors import PermanentError, RetryableError
-from pipeline.exporterhelper import Backoff, RetrySettings
+from pipeline.exporterhelper.retry import Backoff
 from pipeline.kafkacommon import (
     DEFAULT_TOPICS,
     ClientSettings,

@@ -25,8 +25,9 @@ from pipeline.component import (
     Signal,
 )
 from pipeline.config.model import validate_config
+from pipeline.config.retry import ExporterSettings
 from pipeline.errors import RetryableError
-from pipeline.exporterhelper import Exporter, ExporterSettings
+from pipeline.exporterhelper import Exporter
 from pipeline.extensions import health
 from pipeline.extensions.statuspage import (
     ThroughputSampler,
