@@ -6,17 +6,16 @@
   aiohttp becomes a `RetryableError` (the backend may come back);
 - `error_for_status`: a non-2xx answer as the error to raise, retryable by the
   usual rule (429 and every 5xx; an exporter whose protocol says otherwise
-  passes its own rule) with `Retry-After` honoured, else permanent;
-- `parse_retry_after`, `status_message`: header and error-body parsing.
+  passes its own rule) with `Retry-After` honoured (`retry.parse_retry_after`),
+  else permanent;
+- `status_message`: the message of an error body.
 
-Retry, backoff and queueing stay in `pipeline.exporterhelper`: these helpers
-only classify one attempt.
+Retry, backoff and queueing stay in `pipeline.exporterhelper` (`exporter`,
+`retry`, `queue`): these helpers only classify one attempt.
 """
 
 from __future__ import annotations
 
-import email.utils
-import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -28,25 +27,10 @@ from google.rpc import status_pb2
 
 from pipeline.config.tls import ClientSettings
 from pipeline.errors import PermanentError, RetryableError
+from pipeline.exporterhelper.retry import parse_retry_after
 
 # Longest server message quoted in an error or a log line.
 MAX_MESSAGE_CHARS = 300
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds or an HTTP date)."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 def status_message(body: bytes, content_type: str) -> str:
@@ -65,7 +49,7 @@ def status_message(body: bytes, content_type: str) -> str:
         try:
             st.ParseFromString(body)
             if st.message:
-                return st.message[:MAX_MESSAGE_CHARS]
+                return str(st.message)[:MAX_MESSAGE_CHARS]
         except DecodeError:
             pass
     return body[:MAX_MESSAGE_CHARS].decode("utf-8", "replace")

@@ -67,10 +67,11 @@ from pydantic import Field, field_validator
 
 from pipeline import __version__
 from pipeline.component import CreateSettings, Factory, Host, Kind, Signal
+from pipeline.config.retry import ExporterSettings
 from pipeline.config.tls import ClientSettings
 from pipeline.config.types import Duration
 from pipeline.errors import PermanentError, RetryableError
-from pipeline.exporterhelper import Exporter, ExporterSettings
+from pipeline.exporterhelper import Exporter
 from pipeline.exporterhelper.http import client_session, error_for_status, post, retryable_status
 from pipeline.pdata.anyvalue import any_value
 from pipeline.pdata.batch import Batch

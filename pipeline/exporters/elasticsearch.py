@@ -97,12 +97,24 @@ from pydantic import Field, field_validator, model_validator
 
 from pipeline import __version__
 from pipeline.component import ComponentConfig, CreateSettings, Factory, Host, Kind, Signal
+from pipeline.config.retry import ExporterSettings
 from pipeline.config.tls import ClientSettings
 from pipeline.errors import PermanentError, RetryableError
-from pipeline.exporterhelper import Exporter, ExporterSettings
+from pipeline.exporterhelper import Exporter
 from pipeline.exporterhelper.http import client_session, error_for_status, post
 from pipeline.pdata.anyvalue import any_value
 from pipeline.pdata.batch import Batch
+from pipeline.telemetry.metrics import CounterSpec
+
+BULK_ITEMS = CounterSpec(
+    "otelpipe_elasticsearch_exporter_bulk_items",
+    "Per-document results of bulk requests: ok (indexed or already there), retry "
+    "(429/5xx, sent again alone), rejected (other 4xx such as mapping errors; dropped).",
+    ("exporter", "outcome"))
+REJECTED_DOCUMENTS = CounterSpec(
+    "otelpipe_elasticsearch_exporter_rejected_documents",
+    "Documents the backend rejected permanently, by error type "
+    "(mapper_parsing_exception …).", ("exporter", "reason"))
 
 BULK_PATH = "/_bulk"
 
@@ -245,6 +257,17 @@ class _Timestamps:
         return f"{self._prefix}.{frac:09d}Z"
 
 
+def _body_text(body: Any) -> str | None:
+    """A message text for a body: a string as is, any other value as JSON, None if empty."""
+    kind = body.WhichOneof("value")
+    if kind == "string_value":
+        return str(body.string_value)
+    if kind is None:
+        return None
+    v = any_value(body)
+    return v if isinstance(v, str) else orjson.dumps(v).decode()
+
+
 class ElasticsearchExporter(Exporter):
     def __init__(self, settings: CreateSettings, config: ElasticsearchExporterConfig):
         super().__init__(settings, config)
@@ -269,9 +292,9 @@ class ElasticsearchExporter(Exporter):
         # without a queue. Evicting one costs duplicates (it is sent whole), never loss.
         self._max_progress = config.sending_queue.num_consumers + 64
         t = settings.telemetry
-        self._items = {o: t.elasticsearch_bulk_items.labels(self.id, o)
-                       for o in ("ok", "retry", "rejected")}
-        self._rejected_docs = t.elasticsearch_rejected_documents
+        bulk_items = t.counter(BULK_ITEMS)
+        self._items = {o: bulk_items.labels(self.id, o) for o in ("ok", "retry", "rejected")}
+        self._rejected_docs = t.counter(REJECTED_DOCUMENTS)
 
     async def start_exporter(self, host: Host) -> None:
         self._session = client_session(self.config, [self.url],
@@ -318,93 +341,98 @@ class ElasticsearchExporter(Exporter):
     def documents(self, request: Any) -> list[bytes]:
         """One `action\\ndocument\\n` pair per log record, in request order."""
         mapping = self.config.mapping
-        ecs = mapping == "ecs"
-        raw = mapping == "raw"
-        ts_text = self._ts
+        build = {"raw": self._raw_document, "ecs": self._ecs_document}.get(
+            mapping, self._otel_document)
         now_ns = time.time_ns()
         dumps = orjson.dumps
+        action = self._action
+        target = self._target
         out: list[bytes] = []
         append = out.append
         for rl in request.resource_logs:
             res = {kv.key: any_value(kv.value) for kv in rl.resource.attributes}
-            res_ecs = {ECS_RESOURCE.get(k, k): v for k, v in res.items()} if ecs else None
+            # The resource as the document shows it: ECS renames some attributes.
+            res_doc = {ECS_RESOURCE.get(k, k): v for k, v in res.items()} \
+                if mapping == "ecs" else res
             for sl in rl.scope_logs:
                 scope_name = sl.scope.name
                 for lr in sl.log_records:
                     ts = lr.time_unix_nano or lr.observed_time_unix_nano or now_ns
                     attrs = {kv.key: any_value(kv.value) for kv in lr.attributes}
-                    body = lr.body
-                    kind = body.WhichOneof("value")
-                    if raw:
-                        index, _ = self._target(ts, res, attrs)
-                        doc: dict[str, Any] = {"@timestamp": ts_text(ts)}
-                        if lr.severity_text:
-                            doc["severity_text"] = lr.severity_text
-                        if lr.severity_number:
-                            doc["severity_number"] = lr.severity_number
-                        if kind is not None:
-                            doc["body"] = any_value(body)
-                        if lr.trace_id:
-                            doc["trace_id"] = lr.trace_id.hex()
-                        if lr.span_id:
-                            doc["span_id"] = lr.span_id.hex()
-                        if scope_name:
-                            doc["scope.name"] = scope_name
-                        doc.update(res)
-                        doc.update(attrs)
-                        append(self._action(index) + dumps(doc) + b"\n")
-                        continue
-                    if kind == "string_value":
-                        text: str | None = body.string_value
-                    elif kind is None:
-                        text = None
-                    else:
-                        v = any_value(body)
-                        text = v if isinstance(v, str) else dumps(v).decode()
-                    index, data_stream = self._target(ts, res, attrs)
-                    if ecs:
-                        assert res_ecs is not None
-                        doc = {"@timestamp": ts_text(ts)}
-                        if text is not None:
-                            doc["message"] = text
-                        if lr.severity_text:
-                            doc["log.level"] = lr.severity_text
-                        if lr.severity_number:
-                            doc["event.severity"] = lr.severity_number
-                        if lr.trace_id:
-                            doc["trace.id"] = lr.trace_id.hex()
-                        if lr.span_id:
-                            doc["span.id"] = lr.span_id.hex()
-                        if scope_name:
-                            doc["log.logger"] = scope_name
-                        doc.update(res_ecs)
-                        doc.update(attrs)
-                        if data_stream is not None:
-                            doc["data_stream.type"] = "logs"
-                            doc["data_stream.dataset"] = data_stream["dataset"]
-                            doc["data_stream.namespace"] = data_stream["namespace"]
-                    else:
-                        doc = {"@timestamp": ts_text(ts)}
-                        if text is not None:
-                            doc["body"] = text
-                        if lr.severity_text:
-                            doc["severity_text"] = lr.severity_text
-                        if lr.severity_number:
-                            doc["severity_number"] = lr.severity_number
-                        if lr.trace_id:
-                            doc["trace_id"] = lr.trace_id.hex()
-                        if lr.span_id:
-                            doc["span_id"] = lr.span_id.hex()
-                        if scope_name:
-                            doc["scope"] = {"name": scope_name}
-                        if attrs:
-                            doc["attributes"] = attrs
-                        if res:
-                            doc["resource"] = {"attributes": res}
-                        if data_stream is not None:
-                            doc["data_stream"] = data_stream
-                    append(self._action(index) + dumps(doc) + b"\n")
+                    index, data_stream = target(ts, res, attrs)
+                    doc = build(lr, ts, scope_name, res_doc, attrs, data_stream)
+                    append(action(index) + dumps(doc) + b"\n")
         return out
+
+    def _raw_document(self, lr: Any, ts: int, scope_name: str, res: dict[str, Any],
+                      attrs: dict[str, Any], data_stream: Any) -> dict[str, Any]:
+        """`mapping: raw`: the record's fields, then resource and record attributes, flat."""
+        doc: dict[str, Any] = {"@timestamp": self._ts(ts)}
+        if lr.severity_text:
+            doc["severity_text"] = lr.severity_text
+        if lr.severity_number:
+            doc["severity_number"] = lr.severity_number
+        if lr.body.WhichOneof("value") is not None:
+            doc["body"] = any_value(lr.body)
+        if lr.trace_id:
+            doc["trace_id"] = lr.trace_id.hex()
+        if lr.span_id:
+            doc["span_id"] = lr.span_id.hex()
+        if scope_name:
+            doc["scope.name"] = scope_name
+        doc.update(res)
+        doc.update(attrs)
+        return doc
+
+    def _ecs_document(self, lr: Any, ts: int, scope_name: str, res: dict[str, Any],
+                      attrs: dict[str, Any], data_stream: Any) -> dict[str, Any]:
+        """`mapping: ecs`: ECS field names; `res` is the resource with ECS names."""
+        doc: dict[str, Any] = {"@timestamp": self._ts(ts)}
+        text = _body_text(lr.body)
+        if text is not None:
+            doc["message"] = text
+        if lr.severity_text:
+            doc["log.level"] = lr.severity_text
+        if lr.severity_number:
+            doc["event.severity"] = lr.severity_number
+        if lr.trace_id:
+            doc["trace.id"] = lr.trace_id.hex()
+        if lr.span_id:
+            doc["span.id"] = lr.span_id.hex()
+        if scope_name:
+            doc["log.logger"] = scope_name
+        doc.update(res)
+        doc.update(attrs)
+        if data_stream is not None:
+            doc["data_stream.type"] = "logs"
+            doc["data_stream.dataset"] = data_stream["dataset"]
+            doc["data_stream.namespace"] = data_stream["namespace"]
+        return doc
+
+    def _otel_document(self, lr: Any, ts: int, scope_name: str, res: dict[str, Any],
+                       attrs: dict[str, Any], data_stream: Any) -> dict[str, Any]:
+        """`mapping: otel`: OTel field names, attributes nested as Elastic's OTel mapping."""
+        doc: dict[str, Any] = {"@timestamp": self._ts(ts)}
+        text = _body_text(lr.body)
+        if text is not None:
+            doc["body"] = text
+        if lr.severity_text:
+            doc["severity_text"] = lr.severity_text
+        if lr.severity_number:
+            doc["severity_number"] = lr.severity_number
+        if lr.trace_id:
+            doc["trace_id"] = lr.trace_id.hex()
+        if lr.span_id:
+            doc["span_id"] = lr.span_id.hex()
+        if scope_name:
+            doc["scope"] = {"name": scope_name}
+        if attrs:
+            doc["attributes"] = attrs
+        if res:
+            doc["resource"] = {"attributes": res}
+        if data_stream is not None:
+            doc["data_stream"] = data_stream
+        return doc
 
     # Sending --------------------------------------------------------------------------
 

@@ -43,8 +43,9 @@ from pydantic import Field, field_validator
 
 from pipeline.component import ComponentConfig, CreateSettings, Factory, Host, Kind, Signal
 from pipeline.config.kafka import DEFAULT_TOPICS, ClientSettings, Encoding
+from pipeline.config.retry import ExporterSettings, QueueSettings, RetrySettings
 from pipeline.errors import PermanentError, RetryableError
-from pipeline.exporterhelper import Exporter, ExporterSettings, QueueSettings, RetrySettings
+from pipeline.exporterhelper import Exporter
 from pipeline.kafkahelper import client_kwargs, connect_error, describe, is_permanent
 from pipeline.pdata.batch import Batch, split_request
 from pipeline.pdata.logrecords import flat_group_records

@@ -87,14 +87,23 @@ from pydantic import Field, field_validator, model_validator
 
 from pipeline import __version__
 from pipeline.component import ComponentConfig, CreateSettings, Factory, Host, Kind, Signal
+from pipeline.config.retry import ExporterSettings
 from pipeline.config.tls import ClientSettings
 from pipeline.config.types import Duration
 from pipeline.errors import PermanentError
-from pipeline.exporterhelper import Exporter, ExporterSettings
+from pipeline.exporterhelper import Exporter
 from pipeline.exporterhelper.http import client_session, error_for_status, post
 from pipeline.pdata.anyvalue import any_value
 from pipeline.pdata.batch import Batch
 from pipeline.pdata.projection import build_projection
+from pipeline.pdata.wire import ld, varint
+from pipeline.telemetry.metrics import CounterSpec
+
+LABEL_OVERFLOW = CounterSpec(
+    "otelpipe_loki_exporter_label_overflow_records",
+    "Records whose label value was kept as structured metadata instead of a stream "
+    "label because the label reached max_label_values distinct values.",
+    ("exporter", "label"))
 
 PUSH_PATH = "/loki/api/v1/push"
 UNKNOWN_SERVICE = ("service_name", "unknown_service")
@@ -136,26 +145,10 @@ LogsProjection = _PROJECTION["LogsRequest"]
 _CACHE_LIMIT = 20_000  # entries per decode/encode cache before it is cleared (memory bound)
 
 
-def _varint(n: int) -> bytes:
-    if n < 0x80:
-        return bytes((n,))
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def _field(number: int, data: bytes) -> bytes:
-    """A length-delimited protobuf field (number < 16)."""
-    return bytes(((number << 3) | 2,)) + _varint(len(data)) + data
-
-
-# A structuredMetadata field holding trace_id (32 hex digits) / span_id (16), up to the
-# value's bytes.
-_TRACE_ID_PREFIX = _field(3, _field(1, b"trace_id") + _field(2, b"0" * 32))[:-32]
-_SPAN_ID_PREFIX = _field(3, _field(1, b"span_id") + _field(2, b"0" * 16))[:-16]
+# A structuredMetadata field (EntryAdapter field 3) holding trace_id (32 hex digits) /
+# span_id (16), up to the value's bytes.
+_TRACE_ID_PREFIX = ld(b"\x1a", ld(b"\x0a", b"trace_id") + ld(b"\x12", b"0" * 32))[:-32]
+_SPAN_ID_PREFIX = ld(b"\x1a", ld(b"\x0a", b"span_id") + ld(b"\x12", b"0" * 16))[:-16]
 
 
 def _string_of(v: bytes) -> str | None:
@@ -187,6 +180,31 @@ def _body_value(v: bytes) -> Any:
     return text if text is not None else any_value(AnyValue.FromString(v))
 
 
+def _line_text(body: bytes) -> str:
+    """The line of a text-line entry: a string body as is, else its JSON rendering."""
+    text = _string_of(body)
+    if text is None:
+        return "" if not body else orjson.dumps(_body_value(body)).decode()
+    return text
+
+
+def _listed_metadata(lr: Any, extra: list[tuple[str, str]], scope_rest: list[tuple[str, Any]],
+                     rec_rest: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """The structured metadata of a text-line entry as (name, value) pairs (JSON)."""
+    meta: list[tuple[str, Any]] = list(extra)
+    if lr.severity_text:
+        meta.append(("severity_text", lr.severity_text))
+    if lr.severity_number:
+        meta.append(("severity_number", str(lr.severity_number)))
+    if lr.trace_id:
+        meta.append(("trace_id", lr.trace_id.hex()))
+    if lr.span_id:
+        meta.append(("span_id", lr.span_id.hex()))
+    meta += scope_rest
+    meta += rec_rest
+    return meta
+
+
 # --- names and values -----------------------------------------------------------------
 
 _INVALID_LABEL_CHARS = re.compile(r"[^a-zA-Z0-9_]")
@@ -213,16 +231,6 @@ def value_text(v: Any) -> str | None:
     if kind in ("int_value", "double_value"):
         return str(getattr(v, kind))
     return orjson.dumps(any_value(v)).decode()
-
-
-def _python_text(v: Any) -> str:
-    if isinstance(v, str):
-        return v
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, int | float):
-        return str(v)
-    return orjson.dumps(v).decode()
 
 
 def render_labels(labels: tuple[tuple[str, str], ...]) -> str:
@@ -355,7 +363,7 @@ class LokiExporter(Exporter):
         self._static = tuple((sanitize_label_name(k), v) for k, v in lab.static.items())
         self.guard = LabelGuard(config.max_label_values, config.label_values_ttl, clock)
         self._clock = clock
-        self._overflow = settings.telemetry.loki_label_overflow
+        self._overflow = settings.telemetry.counter(LABEL_OVERFLOW)
         self._texts: dict[bytes, str] = {}    # serialized AnyValue -> label/metadata text
         self._values: dict[bytes, Any] = {}   # serialized AnyValue -> Python value
         self._pairs: dict[tuple[str, str], bytes] = {}  # metadata pair -> protobuf bytes
@@ -393,160 +401,170 @@ class LokiExporter(Exporter):
         An entry is `(time_ns, line, metadata)`: metadata is a list of (name, value)
         pairs, or with `encoded_metadata` (the protobuf path) the serialized
         `structuredMetadata` fields, built from cached per-pair encodings.
+
+        Per record this is one pass over the attributes (`_split_attributes`) and one
+        metadata builder; everything per resource and scope is computed once.
         """
         request = LogsProjection.FromString(raw)
         now = self._clock()
         now_ns = time.time_ns()
-        enc = encoded_metadata and not self._json_lines
         json_lines = self._json_lines
-        res_labels = self._res_labels
-        res_label_keys = self._res_label_keys
-        attr_labels = self._attr_labels
+        enc = encoded_metadata and not json_lines
         severity_label = self._severity_label
-        static = self._static
-        texts = self._texts
-        pairs = self._pairs
-        attr_pairs = self._attr_pairs
         keys = self._keys
-        san = sanitize_label_name
-        admit = self.guard.admit
-        overflow = self._overflow
-        if len(texts) > _CACHE_LIMIT or len(pairs) > _CACHE_LIMIT \
-                or len(attr_pairs) > _CACHE_LIMIT or len(keys) > _CACHE_LIMIT:
-            texts.clear()
-            self._values.clear()
-            pairs.clear()
-            attr_pairs.clear()
-            keys.clear()
+        pair_bytes = self._pair_bytes
+        split = self._split_attributes
+        admit = self._admit
+        self._trim_caches()
         # Guard decisions are the same for a (name, value) all through one call (one
         # `now`), so each distinct pair is asked once per call.
         admitted: dict[tuple[str, str], bool] = {}
         out: dict[tuple[tuple[str, str], ...], list[Entry]] = {}
-
-        def pair_bytes(pair: tuple[str, str]) -> bytes:
-            b = pairs.get(pair)
-            if b is None:
-                b = pairs[pair] = _field(3, _field(1, pair[0].encode())
-                                         + _field(2, pair[1].encode()))
-            return b
-
         for rl in request.resource_logs:
-            # Per resource: its label candidates and the rest (metadata or JSON fields).
-            by_key: dict[str, str] = {}
-            res_rest: list[tuple[str, Any]] = []
-            for kv in rl.resource.attributes:
-                key, v = kv.key, kv.value
-                if key in res_label_keys:
-                    text = texts.get(v) or self._text(v)
-                    if text is not None:
-                        by_key[key] = text
-                elif json_lines:
-                    res_rest.append((key, self._value(v)))
-                else:
-                    text = texts.get(v) or self._text(v)
-                    if text is not None:
-                        res_rest.append((san(key), text))
-            res_ordered = [(name, by_key[key]) for key, name in res_labels if key in by_key]
+            res_ordered, res_rest = self._resource_parts(rl.resource.attributes)
             for sl in rl.scope_logs:
                 scope_name = sl.scope.name
                 scope_rest = ([("scope_name", scope_name)] if scope_name else []) + res_rest
-                scope_blob = b"".join(pair_bytes(p) for p in scope_rest) if enc else b""
+                scope_blob = b"".join([pair_bytes(p) for p in scope_rest]) if enc else b""
                 for lr in sl.log_records:
-                    labels: list[tuple[str, str]] = list(static)
-                    extra: list[tuple[str, str]] = []  # labels the guard turned away
                     sev = lr.severity_text
                     candidates = res_ordered
                     if severity_label is not None and sev:
                         candidates = [*res_ordered, (severity_label, sev)]
-                    rec_rest: list[tuple[str, Any]] = []
-                    parts: list[bytes] = []
-                    for kv in lr.attributes:
-                        key, v = kv.key, kv.value
-                        lname = attr_labels.get(key)
-                        if lname is not None:
-                            text = texts.get(v) or self._text(v)
-                            if text is not None:
-                                if candidates is res_ordered:
-                                    candidates = list(res_ordered)
-                                candidates.append((lname, text))
-                                continue
-                        if enc:
-                            b = attr_pairs.get((key, v))
-                            if b is None:
-                                text = texts.get(v) or self._text(v)
-                                b = attr_pairs[(key, v)] = b"" if text is None else \
-                                    pair_bytes((san(key), text))
-                            parts.append(b)
-                        elif json_lines:
-                            rec_rest.append((key, self._value(v)))
-                        else:
-                            text = texts.get(v) or self._text(v)
-                            if text is not None:
-                                rec_rest.append((san(key), text))
-                    for pair in candidates:
-                        ok = admitted.get(pair)
-                        if ok is None:
-                            ok = admitted[pair] = admit(pair[0], pair[1], now)
-                        if ok:
-                            labels.append(pair)
-                        else:
-                            extra.append(pair)
-                            overflow.labels(self.id, pair[0]).inc()
+                    candidates, rec_rest, parts = split(lr.attributes, candidates, enc)
+                    labels, extra = admit(candidates, admitted, now)
                     meta: Any
                     if json_lines:
                         line = self._json_line(lr, scope_name, res_rest, rec_rest, extra)
                         meta = []
                     else:
-                        text = _string_of(lr.body)
-                        if text is None:
-                            text = "" if not lr.body else orjson.dumps(
-                                _body_value(lr.body)).decode()
-                        line = text
+                        line = _line_text(lr.body)
                         if enc:
-                            head = [pair_bytes(p) for p in extra]
-                            if sev:
-                                head.append(pair_bytes(("severity_text", sev)))
-                            if lr.severity_number:
-                                head.append(pair_bytes(("severity_number",
-                                                        str(lr.severity_number))))
-                            if lr.trace_id:
-                                head.append(_TRACE_ID_PREFIX + lr.trace_id.hex().encode()
-                                            if len(lr.trace_id) == 16 else
-                                            pair_bytes(("trace_id", lr.trace_id.hex())))
-                            if lr.span_id:
-                                head.append(_SPAN_ID_PREFIX + lr.span_id.hex().encode()
-                                            if len(lr.span_id) == 8 else
-                                            pair_bytes(("span_id", lr.span_id.hex())))
-                            head.append(scope_blob)
-                            meta = b"".join(head) + b"".join(parts)
+                            meta = self._encoded_metadata(lr, extra, scope_blob, parts)
                         else:
-                            meta = extra
-                            if sev:
-                                meta.append(("severity_text", sev))
-                            if lr.severity_number:
-                                meta.append(("severity_number", str(lr.severity_number)))
-                            if lr.trace_id:
-                                meta.append(("trace_id", lr.trace_id.hex()))
-                            if lr.span_id:
-                                meta.append(("span_id", lr.span_id.hex()))
-                            meta += scope_rest
-                            meta += rec_rest
-                    ts = lr.time_unix_nano or lr.observed_time_unix_nano or now_ns
+                            meta = _listed_metadata(lr, extra, scope_rest, rec_rest)
+                    key: tuple[tuple[str, str], ...] = (UNKNOWN_SERVICE,)
                     if labels:
                         unsorted = tuple(labels)
-                        key = keys.get(unsorted)
-                        if key is None:
-                            key = keys[unsorted] = tuple(sorted(unsorted))
-                    else:
-                        key = (UNKNOWN_SERVICE,)
+                        key = keys.get(unsorted) or keys.setdefault(unsorted,
+                                                                    tuple(sorted(unsorted)))
                     entries = out.get(key)
                     if entries is None:
                         entries = out[key] = []
-                    entries.append((ts, line, meta))
+                    entries.append(
+                        (lr.time_unix_nano or lr.observed_time_unix_nano or now_ns, line, meta))
         by_time = itemgetter(0)
         for entries in out.values():
             entries.sort(key=by_time)
         return out
+
+    def _trim_caches(self) -> None:
+        """Bound the decode/encode caches: cleared when one grows past `_CACHE_LIMIT`."""
+        caches: list[dict[Any, Any]] = [self._texts, self._values, self._pairs,
+                                        self._attr_pairs, self._keys]
+        if any(len(c) > _CACHE_LIMIT for c in caches):
+            for c in caches:
+                c.clear()
+
+    def _pair_bytes(self, pair: tuple[str, str]) -> bytes:
+        """A structuredMetadata field (EntryAdapter field 3) of one pair, cached."""
+        b = self._pairs.get(pair)
+        if b is None:
+            b = self._pairs[pair] = ld(b"\x1a", ld(b"\x0a", pair[0].encode())
+                                       + ld(b"\x12", pair[1].encode()))
+        return b
+
+    def _resource_parts(self, attributes: Any
+                        ) -> tuple[list[tuple[str, str]], list[tuple[str, Any]]]:
+        """A resource's label candidates (in configured order) and the rest of its
+        attributes (structured metadata, or fields of a JSON line)."""
+        texts = self._texts
+        by_key: dict[str, str] = {}
+        rest: list[tuple[str, Any]] = []
+        for kv in attributes:
+            key, v = kv.key, kv.value
+            if key in self._res_label_keys:
+                text = texts.get(v) or self._text(v)
+                if text is not None:
+                    by_key[key] = text
+            elif self._json_lines:
+                rest.append((key, self._value(v)))
+            else:
+                text = texts.get(v) or self._text(v)
+                if text is not None:
+                    rest.append((sanitize_label_name(key), text))
+        return [(name, by_key[key]) for key, name in self._res_labels if key in by_key], rest
+
+    def _split_attributes(self, attributes: Any, candidates: list[tuple[str, str]], enc: bool
+                          ) -> tuple[list[tuple[str, str]], list[tuple[str, Any]], list[bytes]]:
+        """A record's attributes: label candidates added to `candidates` (copied first),
+        the rest as (name, value) pairs, or with `enc` as encoded metadata fields."""
+        texts = self._texts
+        attr_labels = self._attr_labels
+        rest: list[tuple[str, Any]] = []
+        parts: list[bytes] = []
+        copied = False
+        for kv in attributes:
+            key, v = kv.key, kv.value
+            lname = attr_labels.get(key)
+            if lname is not None:
+                text = texts.get(v) or self._text(v)
+                if text is not None:
+                    if not copied:
+                        candidates, copied = list(candidates), True
+                    candidates.append((lname, text))
+                    continue
+            if enc:
+                b = self._attr_pairs.get((key, v))
+                if b is None:
+                    text = texts.get(v) or self._text(v)
+                    b = self._attr_pairs[(key, v)] = b"" if text is None else \
+                        self._pair_bytes((sanitize_label_name(key), text))
+                parts.append(b)
+            elif self._json_lines:
+                rest.append((key, self._value(v)))
+            else:
+                text = texts.get(v) or self._text(v)
+                if text is not None:
+                    rest.append((sanitize_label_name(key), text))
+        return candidates, rest, parts
+
+    def _admit(self, candidates: list[tuple[str, str]], admitted: dict[tuple[str, str], bool],
+               now: float) -> tuple[list[tuple[str, str]], list[tuple[str, str]]]:
+        """The stream labels (static ones first) and the candidates the guard turned away
+        (counted; they become structured metadata)."""
+        labels = list(self._static)
+        extra: list[tuple[str, str]] = []
+        for pair in candidates:
+            ok = admitted.get(pair)
+            if ok is None:
+                ok = admitted[pair] = self.guard.admit(pair[0], pair[1], now)
+            if ok:
+                labels.append(pair)
+            else:
+                extra.append(pair)
+                self._overflow.labels(self.id, pair[0]).inc()
+        return labels, extra
+
+    def _encoded_metadata(self, lr: Any, extra: list[tuple[str, str]], scope_blob: bytes,
+                          parts: list[bytes]) -> bytes:
+        """The serialized structuredMetadata fields of a text-line entry."""
+        pair_bytes = self._pair_bytes
+        head = [pair_bytes(p) for p in extra]
+        if lr.severity_text:
+            head.append(pair_bytes(("severity_text", lr.severity_text)))
+        if lr.severity_number:
+            head.append(pair_bytes(("severity_number", str(lr.severity_number))))
+        trace_id, span_id = lr.trace_id, lr.span_id
+        if trace_id:
+            head.append(_TRACE_ID_PREFIX + trace_id.hex().encode() if len(trace_id) == 16
+                        else pair_bytes(("trace_id", trace_id.hex())))
+        if span_id:
+            head.append(_SPAN_ID_PREFIX + span_id.hex().encode() if len(span_id) == 8
+                        else pair_bytes(("span_id", span_id.hex())))
+        head.append(scope_blob)
+        head += parts
+        return b"".join(head)
 
     def _text(self, v: bytes) -> str | None:
         """Text of a serialized AnyValue (cached: attribute values repeat)."""
@@ -603,16 +621,15 @@ class LokiExporter(Exporter):
         each distinct pair is encoded once and cached)."""
         parts: list[bytes] = []
         for labels, entries in streams.items():
-            stream = [_field(1, render_labels(labels).encode())]
+            stream = [ld(b"\x0a", render_labels(labels).encode())]
             for ts, line, meta in entries:
                 secs, nanos = divmod(ts, 1_000_000_000)
-                tsb = b"\x08" + _varint(secs) + (b"\x10" + _varint(nanos) if nanos else b"")
+                tsb = b"\x08" + varint(secs) + (b"\x10" + varint(nanos) if nanos else b"")
                 lb = line.encode()
-                eb = b"".join((b"\x0a", _varint(len(tsb)), tsb, b"\x12", _varint(len(lb)), lb,
+                eb = b"".join((b"\x0a", varint(len(tsb)), tsb, b"\x12", varint(len(lb)), lb,
                                meta))
-                stream.append(b"\x12" + _varint(len(eb)) + eb)
-            sb = b"".join(stream)
-            parts.append(b"\x0a" + _varint(len(sb)) + sb)
+                stream.append(ld(b"\x12", eb))
+            parts.append(ld(b"\x0a", b"".join(stream)))
         return b"".join(parts)
 
     @staticmethod

@@ -31,15 +31,16 @@ from typing import Any, Literal
 import grpc
 import grpc.aio
 from google.protobuf.message import DecodeError
-from google.rpc import error_details_pb2, status_pb2
 from pydantic import Field, model_validator
 
 from pipeline import __version__
 from pipeline.component import CreateSettings, Factory, Host, Kind, Signal
+from pipeline.config.retry import ExporterSettings
 from pipeline.config.tls import ClientSettings
 from pipeline.errors import PermanentError, RetryableError
-from pipeline.exporterhelper import Exporter, ExporterSettings
+from pipeline.exporterhelper import Exporter
 from pipeline.exporterhelper.http import MAX_MESSAGE_CHARS
+from pipeline.exporterhelper.retry import retry_delay
 from pipeline.pdata.batch import Batch
 from pipeline.pdata.otlp import ITEM_NAME, REJECTED_FIELD, RESPONSE_TYPES
 
@@ -90,24 +91,6 @@ def split_endpoint(endpoint: str) -> tuple[str, str | None]:
         if endpoint.startswith(prefix):
             return endpoint[len(prefix):].rstrip("/"), scheme
     return endpoint, None
-
-
-def retry_delay(metadata: Any) -> float | None:
-    """The RetryInfo delay of a `grpc-status-details-bin` trailer, if any."""
-    for key, value in metadata or ():
-        if key != "grpc-status-details-bin":
-            continue
-        status = status_pb2.Status()
-        try:
-            status.ParseFromString(value)
-        except DecodeError:
-            return None
-        for detail in status.details:
-            if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
-                info = error_details_pb2.RetryInfo()
-                detail.Unpack(info)
-                return info.retry_delay.seconds + info.retry_delay.nanos / 1e9
-    return None
 
 
 def map_rpc_error(exc: grpc.aio.AioRpcError, endpoint: str) -> Exception:

@@ -33,9 +33,10 @@ from pydantic import Field, field_validator, model_validator
 
 from pipeline import __version__
 from pipeline.component import CreateSettings, Factory, Host, Kind, Signal
+from pipeline.config.retry import ExporterSettings
 from pipeline.config.tls import ClientSettings
 from pipeline.errors import PermanentError
-from pipeline.exporterhelper import Exporter, ExporterSettings
+from pipeline.exporterhelper import Exporter
 from pipeline.exporterhelper.http import (
     MAX_MESSAGE_CHARS,
     client_session,

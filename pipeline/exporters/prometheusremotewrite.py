@@ -60,16 +60,32 @@ from pydantic import Field, SecretStr, field_validator
 
 from pipeline import __version__
 from pipeline.component import CreateSettings, Factory, Host, Kind, Signal
+from pipeline.config.retry import ExporterSettings, QueueSettings, RetrySettings
 from pipeline.config.tls import ClientSettings
 from pipeline.config.types import Duration
 from pipeline.errors import PermanentError, RetryableError
-from pipeline.exporterhelper import Exporter, ExporterSettings, QueueSettings, RetrySettings
+from pipeline.exporterhelper import Exporter
 from pipeline.exporterhelper.http import client_session, error_for_status, post
 from pipeline.exporters.prometheus import Enabled, TargetInfo, translator_for
 from pipeline.pdata.batch import Batch
 from pipeline.pdata.prometheus.accumulator import Accumulator
 from pipeline.pdata.prometheus.names import HISTOGRAM, SUMMARY, label_name
 from pipeline.pdata.prometheus.series import STALE_NAN, Exemplar, sample_parts
+from pipeline.pdata.wire import int64_varint, ld
+from pipeline.telemetry.metrics import CounterSpec
+
+REQUESTS = CounterSpec(
+    "otelpipe_prometheusremotewrite_requests",
+    "Remote-write requests sent, by HTTP status code (`error` when no response).",
+    ("exporter", "status_code"))
+SAMPLES = CounterSpec(
+    "otelpipe_prometheusremotewrite_samples",
+    "Samples in remote-write requests the endpoint accepted (2xx).",
+    ("exporter",))
+REJECTED_SAMPLES = CounterSpec(
+    "otelpipe_prometheusremotewrite_rejected_samples",
+    "Samples in remote-write requests the endpoint rejected permanently (4xx but 429); "
+    "they are dropped, not retried.", ("exporter",))
 
 RESERVED_HEADERS = frozenset({"content-encoding", "content-type",
                               "x-prometheus-remote-write-version", "content-length"})
@@ -124,25 +140,7 @@ class RemoteWriteConfig(ClientSettings, ExporterSettings):
         return v
 
 
-_MASK64 = (1 << 64) - 1
 _DOUBLE = struct.Struct("<d")
-
-
-def _varint(n: int) -> bytes:
-    n &= _MASK64  # int64: negative numbers are ten-byte two's complement
-    if n < 0x80:
-        return bytes((n,))
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def _field(tag: bytes, payload: bytes) -> bytes:
-    """A length-delimited field: tag, length, payload."""
-    return tag + _varint(len(payload)) + payload
 
 
 class WireEncoder:
@@ -164,15 +162,15 @@ class WireEncoder:
         if out is None:
             if len(self._labels) >= self._cache_size:
                 self._labels.clear()
-            out = self._labels[key] = _field(
-                b"\x0a", _field(b"\x0a", name.encode()) + _field(b"\x12", value.encode()))
+            out = self._labels[key] = ld(
+                b"\x0a", ld(b"\x0a", name.encode()) + ld(b"\x12", value.encode()))
         return out
 
     def exemplar(self, e: Exemplar) -> bytes:
         """An `Exemplar` framed as TimeSeries field 3."""
         labels = b"".join(self.label(k, v) for k, v in e.labels)
-        return _field(b"\x1a", labels + b"\x11" + _DOUBLE.pack(e.value) + b"\x18"
-                      + _varint(e.timestamp_ns // 1_000_000))
+        return ld(b"\x1a", labels + b"\x11" + _DOUBLE.pack(e.value) + b"\x18"
+                  + int64_varint(e.timestamp_ns // 1_000_000))
 
 
 @dataclass
@@ -222,7 +220,7 @@ def encode_write_requests(series: dict[bytes, _SeriesBuf], max_bytes: int) -> li
         for t in sorted(points):
             pre = prefixes.get(t)
             if pre is None:
-                tv = b"\x10" + _varint(t)
+                tv = b"\x10" + int64_varint(t)
                 # A Sample is 9 bytes of value plus the timestamp: always < 128 bytes.
                 pre = prefixes[t] = (bytes((0x12, 9 + len(tv), 0x09)), tv)
             pieces += (pre[0], pack(points[t]), pre[1])
@@ -231,7 +229,7 @@ def encode_write_requests(series: dict[bytes, _SeriesBuf], max_bytes: int) -> li
             body += b"".join(buf.exemplars)
         # WriteRequest.timeseries is field 1: a repeated field is the concatenation
         # of its framed elements, so requests split anywhere between series.
-        chunk = _field(b"\x0a", body)
+        chunk = ld(b"\x0a", body)
         if chunks and size + len(chunk) > max_bytes:
             flush()
         chunks.append(chunk)
@@ -259,9 +257,9 @@ class RemoteWriteExporter(Exporter):
                          "Content-Type": "application/x-protobuf",
                          "X-Prometheus-Remote-Write-Version": "0.1.0"}
         t = settings.telemetry
-        self._requests = t.prometheusremotewrite_requests
-        self._samples_ok = t.prometheusremotewrite_samples.labels(self.id)
-        self._samples_rejected = t.prometheusremotewrite_rejected_samples.labels(self.id)
+        self._requests = t.counter(REQUESTS)
+        self._samples_ok = t.counter(SAMPLES).labels(self.id)
+        self._samples_rejected = t.counter(REJECTED_SAMPLES).labels(self.id)
 
     async def start_exporter(self, host: Host) -> None:
         self._session = client_session(self.config, [str(self.url)], limit=16,

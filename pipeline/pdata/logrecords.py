@@ -5,9 +5,9 @@ protobuf messages until something asks for OTLP: a processor such as
 `logstruct` sets fields and attributes with attribute and dict assignments
 (~20x cheaper than writing into upb messages), a `json` exporter writes them
 with orjson, and only an exporter that sends OTLP encodes them — with the
-hand-written encoder below (tags, varints, length prefixes), whose output the
-tests parse back with the `opentelemetry-proto` classes and compare with what
-upb serializes.
+hand-written encoder below (varints and length prefixes from `pdata.wire`),
+whose output the tests parse back with the `opentelemetry-proto` classes and
+compare with what upb serializes.
 
 Model:
 
@@ -30,13 +30,14 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from itertools import chain, repeat
 from typing import Any
 
 import orjson
 
 from pipeline.pdata.logfields import dumps as json_text
+from pipeline.pdata.wire import SMALL_VARINTS, ld, varint
 
 __all__ = [
     "LogGroup",
@@ -45,7 +46,6 @@ __all__ = [
     "encode_record",
     "flat_group_records",
     "flat_value",
-    "varint",
 ]
 
 MAX_DEPTH = 31
@@ -247,27 +247,6 @@ class LogGroup:
 # ---------------------------------------------------------------------------------------
 # Encoding (opentelemetry/proto/logs/v1/logs.proto, common/v1/common.proto)
 
-_V1 = [bytes((i,)) for i in range(128)]
-
-
-def varint(n: int) -> bytes:
-    """Protobuf base-128 varint of a non-negative integer (< 2**64)."""
-    if n < 0x80:
-        return _V1[n]
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def _ld(tag: bytes, payload: bytes) -> bytes:
-    """A length-delimited field."""
-    n = len(payload)
-    return tag + (_V1[n] if n < 0x80 else varint(n)) + payload
-
-
 _pack_fixed64 = struct.Struct("<BQ").pack
 _pack_double = struct.Struct("<Bd").pack
 _pack_fixed32 = struct.Struct("<BI").pack
@@ -279,7 +258,7 @@ def _key(k: str) -> bytes:
     """`KeyValue.key` field, cached (attribute names repeat)."""
     b = _KEYS.get(k)
     if b is None:
-        b = _ld(b"\x0a", _utf8(k if type(k) is str else str(k)))
+        b = ld(b"\x0a", _utf8(k if type(k) is str else str(k)))
         if len(_KEYS) < 20_000:
             _KEYS[k] = b
     return b
@@ -298,40 +277,41 @@ def any_value(v: Any, depth: int = 1) -> bytes:
     if t is str:
         b = _utf8(v)
         n = len(b)
-        return b"\x0a" + (_V1[n] if n < 0x80 else varint(n)) + b
+        return b"\x0a" + (SMALL_VARINTS[n] if n < 0x80 else varint(n)) + b
     if t is int:
-        if 0 <= v < 0x80:
-            return b"\x18" + _V1[v]
-        if _INT64_MIN <= v <= _INT64_MAX:
-            return b"\x18" + varint(v if v >= 0 else v + _UINT64)
-        return _ld(b"\x0a", str(v).encode())
+        i: int = v
+        if 0 <= i < 0x80:
+            return b"\x18" + SMALL_VARINTS[i]
+        if _INT64_MIN <= i <= _INT64_MAX:
+            return b"\x18" + varint(i if i >= 0 else i + _UINT64)
+        return ld(b"\x0a", str(i).encode())
     if t is bool:
         return _TRUE if v else _FALSE
     if t is float:
         return _pack_double(0x21, v)
     if t is dict:
         if depth > MAX_DEPTH:
-            return _ld(b"\x0a", json_text(v).encode())
+            return ld(b"\x0a", json_text(v).encode())
         d = depth + 1
-        return _ld(b"\x32", b"".join([_ld(b"\x0a", _kv(k, x, d))
+        return ld(b"\x32", b"".join([ld(b"\x0a", _kv(k, x, d))
                                       for k, x in v.items() if x is not None]))
     if t is list or t is tuple:
         if depth > MAX_DEPTH:
-            return _ld(b"\x0a", json_text(v).encode())
+            return ld(b"\x0a", json_text(v).encode())
         d = depth + 1
-        return _ld(b"\x2a", b"".join([_ld(b"\x0a", any_value(x, d)) for x in v]))
+        return ld(b"\x2a", b"".join([ld(b"\x0a", any_value(x, d)) for x in v]))
     if v is None:
         return b""
     if t is bytes or t is bytearray or t is memoryview:
-        return _ld(b"\x3a", bytes(v))
-    return _ld(b"\x0a", _utf8(str(v)))
+        return ld(b"\x3a", bytes(v))
+    return ld(b"\x0a", _utf8(str(v)))
 
 
 def _kv(k: str, v: Any, depth: int = 1) -> bytes:
     """Serialized `KeyValue`."""
     a = any_value(v, depth)
     n = len(a)
-    return _key(k) + b"\x12" + (_V1[n] if n < 0x80 else varint(n)) + a
+    return _key(k) + b"\x12" + (SMALL_VARINTS[n] if n < 0x80 else varint(n)) + a
 
 
 def encode_attributes(attrs: dict[str, Any], tag: bytes = b"\x32") -> bytes:
@@ -340,7 +320,7 @@ def encode_attributes(attrs: dict[str, Any], tag: bytes = b"\x32") -> bytes:
     for k, v in attrs.items():
         kv = _kv(k, v)
         n = len(kv)
-        out.append(tag + (_V1[n] if n < 0x80 else varint(n)) + kv)
+        out.append(tag + (SMALL_VARINTS[n] if n < 0x80 else varint(n)) + kv)
     return b"".join(out)
 
 
@@ -403,7 +383,7 @@ def encode_record(r: LogRecord) -> bytes:
     if r.severity_number:
         append(b"\x10" + varint(r.severity_number & 0xFFFFFFFFFFFFFFFF))
     if r.severity_text:
-        append(_ld(b"\x1a", _utf8(r.severity_text)))
+        append(ld(b"\x1a", _utf8(r.severity_text)))
     body = r.body
     if body is not None:
         if type(body) is str:
@@ -411,9 +391,29 @@ def encode_record(r: LogRecord) -> bytes:
             append(_body_header(len(b)))
             append(b)
         else:
-            append(_ld(b"\x2a", any_value(body)))
+            append(ld(b"\x2a", any_value(body)))
+    if r.attributes:
+        _append_attributes(append, r.attributes)
+    if r.dropped_attributes_count:
+        append(b"\x38" + varint(r.dropped_attributes_count))
+    if r.flags:
+        append(_pack_fixed32(0x45, r.flags))
+    if r.trace_id:
+        append(ld(b"\x4a", r.trace_id))
+    if r.span_id:
+        append(ld(b"\x52", r.span_id))
+    o = r.observed_time_unix_nano
+    if o:
+        append(_pack_fixed64(0x59, o))
+    if r.event_name:
+        append(ld(b"\x62", _utf8(r.event_name)))
+    return b"".join(parts)
+
+
+def _append_attributes(append: Callable[[bytes], None], attrs: dict[str, Any]) -> None:
+    """`LogRecord.attributes` entries; strings and small ints from cached headers."""
     headers = _HEADERS
-    for k, v in r.attributes.items():
+    for k, v in attrs.items():
         tv = type(v)
         if tv is str:
             try:
@@ -426,7 +426,7 @@ def encode_record(r: LogRecord) -> bytes:
             append(h[len(vb)])
             append(vb)
         elif tv is int and 0 <= v <= _INT64_MAX:
-            vb = _V1[v] if v < 0x80 else varint(v)
+            vb = SMALL_VARINTS[v] if v < 0x80 else varint(v)
             h = headers.get(k)
             if h is None:
                 h = _headers(k)
@@ -435,21 +435,7 @@ def encode_record(r: LogRecord) -> bytes:
         else:
             kv = _kv(k, v)
             n = len(kv)
-            append(b"\x32" + (_V1[n] if n < 0x80 else varint(n)) + kv)
-    if r.dropped_attributes_count:
-        append(b"\x38" + varint(r.dropped_attributes_count))
-    if r.flags:
-        append(_pack_fixed32(0x45, r.flags))
-    if r.trace_id:
-        append(_ld(b"\x4a", r.trace_id))
-    if r.span_id:
-        append(_ld(b"\x52", r.span_id))
-    o = r.observed_time_unix_nano
-    if o:
-        append(_pack_fixed64(0x59, o))
-    if r.event_name:
-        append(_ld(b"\x62", _utf8(r.event_name)))
-    return b"".join(parts)
+            append(b"\x32" + (SMALL_VARINTS[n] if n < 0x80 else varint(n)) + kv)
 
 
 class _Prefixes(dict[int, bytes]):
@@ -516,7 +502,7 @@ def _scope_logs_records(g: LogGroup) -> bytes:
     for r in g._records:
         rb = encode_record(r)
         n = len(rb)
-        out.append(b"\x12" + (_V1[n] if n < 0x80 else varint(n)) + rb)
+        out.append(b"\x12" + (SMALL_VARINTS[n] if n < 0x80 else varint(n)) + rb)
     return b"".join(out)
 
 
@@ -524,26 +510,26 @@ def encode_group(g: LogGroup) -> bytes:
     """Serialized `ResourceLogs` (one ScopeLogs) of a group."""
     scope = b""
     if g.scope_name:
-        scope += _ld(b"\x0a", _utf8(g.scope_name))
+        scope += ld(b"\x0a", _utf8(g.scope_name))
     if g.scope_version:
-        scope += _ld(b"\x12", _utf8(g.scope_version))
+        scope += ld(b"\x12", _utf8(g.scope_version))
     if g.scope_attributes:
         scope += encode_attributes(g.scope_attributes, b"\x1a")
-    sl = (_ld(b"\x0a", scope) if scope else b"") + _scope_logs_records(g)
+    sl = (ld(b"\x0a", scope) if scope else b"") + _scope_logs_records(g)
     if g.scope_schema_url:
-        sl += _ld(b"\x1a", _utf8(g.scope_schema_url))
+        sl += ld(b"\x1a", _utf8(g.scope_schema_url))
     rl = b""
     if g.resource:
-        rl = _ld(b"\x0a", encode_attributes(g.resource, b"\x0a"))
-    rl += _ld(b"\x12", sl)
+        rl = ld(b"\x0a", encode_attributes(g.resource, b"\x0a"))
+    rl += ld(b"\x12", sl)
     if g.resource_schema_url:
-        rl += _ld(b"\x1a", _utf8(g.resource_schema_url))
+        rl += ld(b"\x1a", _utf8(g.resource_schema_url))
     return rl
 
 
 def encode_groups(groups: list[LogGroup]) -> bytes:
     """A serialized `ExportLogsServiceRequest` (one ResourceLogs per group)."""
-    return b"".join([_ld(b"\x0a", encode_group(g)) for g in groups])
+    return b"".join([ld(b"\x0a", encode_group(g)) for g in groups])
 
 
 # ---------------------------------------------------------------------------------------

@@ -57,9 +57,10 @@ from pipeline.component import (
     Signal,
 )
 from pipeline.config.kafka import DEFAULT_TOPICS, ClientSettings, Encoding
+from pipeline.config.retry import RetrySettings
 from pipeline.config.types import Duration
 from pipeline.errors import PermanentError, RetryableError
-from pipeline.exporterhelper import Backoff, RetrySettings
+from pipeline.exporterhelper.retry import Backoff
 from pipeline.kafkahelper import client_kwargs, connect_error, describe
 from pipeline.pdata.batch import Batch
 from pipeline.pdata.otlp import DecodeError, count_items, drop_invalid_id_items, invalid_id_items

@@ -12,7 +12,7 @@ from typing import Any
 import grpc
 import grpc.aio
 import pytest
-from google.rpc import code_pb2, status_pb2
+from google.rpc import code_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 from pydantic import ValidationError
 
@@ -259,12 +259,3 @@ async def test_tls_with_a_custom_ca(tmp_path: Path) -> None:
         assert len(s.requests) == 1
     finally:
         await server.stop(0)
-
-
-def test_status_details_are_parsed() -> None:
-    from pipeline.exporters.otlp import retry_delay
-
-    st = status_pb2.Status(code=14)
-    assert retry_delay((("grpc-status-details-bin", st.SerializeToString()),)) is None
-    assert retry_delay((("grpc-status-details-bin", b"\xff\xff"),)) is None
-    assert retry_delay(None) is None

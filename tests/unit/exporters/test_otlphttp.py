@@ -18,7 +18,6 @@ from pydantic import ValidationError
 
 from pipeline.component import Signal
 from pipeline.errors import PermanentError, RetryableError
-from pipeline.exporterhelper.http import parse_retry_after
 from pipeline.exporters.otlphttp import (
     OTLPHTTPExporter,
     OTLPHTTPExporterConfig,
@@ -235,14 +234,6 @@ async def test_tls_custom_ca_and_skip_verify(tmp_path: Path) -> None:
         assert len(s.requests) == 3
     finally:
         await runner.cleanup()
-
-
-def test_parse_retry_after() -> None:
-    assert parse_retry_after("7") == 7.0
-    assert parse_retry_after(None) is None
-    assert parse_retry_after("soon") is None
-    assert parse_retry_after("Wed, 21 Oct 2015 07:28:10 GMT", now=1445412480.0) == 10.0
-    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412490.0) == 0.0
 
 
 def test_config() -> None:

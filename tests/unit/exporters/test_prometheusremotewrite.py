@@ -17,7 +17,6 @@ from pydantic import ValidationError
 
 from pipeline.component import Signal
 from pipeline.errors import PermanentError, RetryableError
-from pipeline.exporterhelper.http import parse_retry_after
 from pipeline.exporters.prometheusremotewrite import (
     RemoteWriteConfig,
     RemoteWriteExporter,
@@ -290,13 +289,6 @@ def test_config() -> None:
         RemoteWriteConfig(endpoint="http://h/w", external_labels={"a.b": "x"})
     with pytest.raises(ValidationError, match="endpoint"):
         RemoteWriteConfig.model_validate({})
-
-
-def test_parse_retry_after() -> None:
-    assert parse_retry_after("3") == 3.0
-    assert parse_retry_after(None) is None
-    assert parse_retry_after("soon") is None
-    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0
 
 
 def test_hand_encoding_matches_protobuf() -> None:

@@ -33,8 +33,9 @@ from pipeline.component import (
     Signal,
 )
 from pipeline.config.model import validate_config
+from pipeline.config.retry import ExporterSettings
 from pipeline.errors import ConfigError, RetryableError
-from pipeline.exporterhelper import Exporter, ExporterSettings
+from pipeline.exporterhelper import Exporter
 from pipeline.extensions import health
 from pipeline.extensions.health import HealthConfig, HealthExtension, scrub
 from pipeline.pdata.batch import Batch

@@ -287,5 +287,5 @@ def test_record_api() -> None:
         LogRecord(nope=1)
     assert r == r.copy()
     assert "severity_number=5" in repr(r)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="log records make a logs batch"):
         Batch(Signal.TRACES, logs=[])

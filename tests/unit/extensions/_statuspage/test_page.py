@@ -26,10 +26,11 @@ from pipeline.component import (
     Signal,
 )
 from pipeline.config.model import validate_config
+from pipeline.config.retry import ExporterSettings
 from pipeline.connectors.slo.config import SLOConnectorConfig
 from pipeline.connectors.slo.connector import SLOConnector
 from pipeline.errors import RetryableError
-from pipeline.exporterhelper import Exporter, ExporterSettings
+from pipeline.exporterhelper import Exporter
 from pipeline.extensions import health
 from pipeline.extensions._statuspage import sampler
 from pipeline.pdata.batch import Batch

@@ -1,18 +1,23 @@
+"""The exporter base class: the send loop, retries, the memory queue and their metrics
+(disk-queue specifics: tests/unit/exporterhelper/diskqueue)."""
+
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
 from pipeline.component import ComponentHealth, Signal
+from pipeline.config.retry import ExporterSettings
 from pipeline.errors import PermanentError, RetryableError
-from pipeline.exporterhelper import Backoff, Exporter, ExporterSettings, RetrySettings
+from pipeline.exporterhelper import Exporter
 from pipeline.pdata.batch import Batch
 from pipeline.telemetry.metrics import Telemetry
 from tests.support import create_settings
 from tests.unit.builders import logs, traces
+from tests.unit.exporterhelper.diskqueue.helpers import ENGINES, span_names
 
 
 class Scripted(Exporter):
@@ -115,34 +120,6 @@ async def test_permanent_error_is_not_retried_and_counted() -> None:
     assert exp.health().healthy is True
 
 
-def test_backoff_grows_caps_and_respects_deadline() -> None:
-    now = [0.0]
-    clock: Callable[[], float] = lambda: now[0]  # noqa: E731
-    b = Backoff(RetrySettings(initial_interval=1, max_interval=3, multiplier=2,
-                              randomization_factor=0, max_elapsed_time=10), clock)
-    assert [b.next_delay(None) for _ in range(4)] == [1.0, 2.0, 3.0, 3.0]
-    assert b.next_delay(5.0) == 5.0  # retry_after above the interval wins
-    now[0] = 8.0
-    assert b.next_delay(5.0) == 2.0  # never past max_elapsed_time
-    now[0] = 10.0
-    assert b.next_delay(None) is None
-
-
-def test_backoff_zero_max_elapsed_retries_forever() -> None:
-    now = [0.0]
-    b = Backoff(RetrySettings(initial_interval=1, max_interval=1, randomization_factor=0,
-                              max_elapsed_time=0), lambda: now[0])
-    now[0] = 1e9
-    assert b.next_delay(None) == 1.0
-
-
-def test_backoff_jitter_within_factor() -> None:
-    b = Backoff(RetrySettings(initial_interval=1, max_interval=1, randomization_factor=0.5))
-    delays = [b.next_delay(None) for _ in range(200)]
-    assert all(d is not None and 0.5 <= d <= 1.5 for d in delays)
-    assert len(set(delays)) > 1
-
-
 async def test_queue_acknowledges_then_delivers_in_background() -> None:
     tel = Telemetry()
     gate = asyncio.Event()
@@ -243,3 +220,53 @@ def test_signal_labels_exist_for_every_signal() -> None:
     Scripted(tel, helper())
     for s in Signal:
         assert metric(tel, "otelpipe_exporter_sent_items_total", s.value) == 0.0
+
+
+class Flaky(Exporter):
+    def __init__(self, tel: Telemetry, helper: ExporterSettings, up: bool):
+        super().__init__(create_settings("exporter", "otlp/flaky", telemetry=tel), helper)
+        self.up = up
+        self.delivered: list[Batch] = []
+
+    async def send(self, batch: Batch) -> int | None:
+        if not self.up:
+            raise RetryableError("backend down")
+        self.delivered.append(batch)
+        return None
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_exporter_with_disk_queue_delivers_after_restart(tmp_path: Path,
+                                                               engine: str) -> None:
+    helper = ExporterSettings.model_validate({
+        "retry_on_failure": {"initial_interval": "5ms", "max_interval": "10ms",
+                             "max_elapsed_time": 0},
+        "sending_queue": {"storage": "disk", "directory": str(tmp_path), "engine": engine,
+                          "num_consumers": 2, "sizer": "items", "queue_size": 100}})
+    tel = Telemetry()
+    down = Flaky(tel, helper, up=False)
+    await down.start(None)  # type: ignore[arg-type]
+    for i in range(10):
+        await down.consume(traces(3, start=i * 3))
+    await asyncio.sleep(0.05)
+    h = down.health()
+    assert h.healthy is False
+    assert h.last_error == "backend down"
+    assert h.queue_size == 30
+    assert h.queue_capacity == 100
+    await asyncio.wait_for(down.shutdown(), 5)
+    assert (tmp_path / "otlp%2Fflaky").is_dir()
+
+    tel2 = Telemetry()
+    up = Flaky(tel2, helper, up=True)
+    await up.start(None)  # type: ignore[arg-type]
+    assert tel2.registry.get_sample_value("otelpipe_exporter_queue_recovered_items_total",
+                                          {"exporter": "otlp/flaky"}) == 30.0
+    for _ in range(100):
+        if up.health().queue_size == 0:
+            break
+        await asyncio.sleep(0.02)
+    await asyncio.wait_for(up.shutdown(), 5)
+    names = sorted(n for b in up.delivered for n in span_names(b))
+    assert names == sorted(f"span-{i}" for i in range(30))
+    assert up.health().healthy
