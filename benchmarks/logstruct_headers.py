@@ -47,7 +47,8 @@ if str(REPO) not in sys.path:
 from pipeline.component import Signal  # noqa: E402
 from pipeline.pdata.batch import Batch  # noqa: E402
 from pipeline.pdata.otlpjson import any_value  # noqa: E402
-from pipeline.processors.logstruct import LogStructConfig, LogStructProcessor  # noqa: E402
+from pipeline.processors.logstruct.config import LogStructConfig  # noqa: E402
+from pipeline.processors.logstruct.processor import LogStructProcessor  # noqa: E402
 from tests.support import Sink, create_settings  # noqa: E402
 
 LOGHUB = Path(__file__).resolve().parents[2] / "shared" / "data" / "loghub"

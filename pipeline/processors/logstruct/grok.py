@@ -188,18 +188,36 @@ def compile_grok(expr: str, definitions: Mapping[str, str] | None = None) -> Gro
     library = dict(PATTERNS)
     if definitions:
         library.update(definitions)
-    fields: list[tuple[str, str]] = []
+    compiler = _Compiler(library)
+    try:
+        source = compiler.expand(expr, 0, ())
+        regex = re.compile(source)
+    except (re.error, ValueError) as exc:
+        raise GrokError(f"invalid grok expression {expr!r}: {exc}") from None
+    fields = compiler.fields
+    if regex.groups != len(fields):  # pragma: no cover - a bug in the expansion above
+        raise GrokError(f"internal error compiling {expr!r}: group count mismatch")
+    return GrokPattern(regex, tuple(fields))
 
-    def expand(text: str, depth: int, stack: tuple[str, ...]) -> str:
+
+class _Compiler:
+    """Expands one grok expression into a Python regex; `fields` names its groups."""
+
+    def __init__(self, library: Mapping[str, str]):
+        self.library = library
+        self.fields: list[tuple[str, str]] = []
+
+    def expand(self, text: str, depth: int, stack: tuple[str, ...]) -> str:
+        """`text` with every `%{NAME[:field[:conv]]}` replaced by its pattern."""
         if depth > _MAX_DEPTH:
             raise GrokError(f"patterns nested deeper than {_MAX_DEPTH} levels")
         out: list[str] = []
         pos = 0
         for m in _REF.finditer(text):
-            out.append(_inline(text[pos:m.start()]))
+            out.append(self.inline(text[pos:m.start()]))
             pos = m.end()
             name, field, conv = m.group(1), m.group(2), m.group(3)
-            body = library.get(name)
+            body = self.library.get(name)
             if body is None:
                 raise GrokError(f"unknown grok pattern %{{{name}}}")
             if name in stack:
@@ -207,20 +225,18 @@ def compile_grok(expr: str, definitions: Mapping[str, str] | None = None) -> Gro
             if field:
                 if not conv and name in _QUOTED:
                     conv = "unquote"
-                fields.append((field, conv or ""))
+                self.fields.append((field, conv or ""))
                 out.append("(")
-                out.append(expand(body, depth + 1, (*stack, name)))
-                out.append(")")
             else:
                 out.append("(?:")
-                out.append(expand(body, depth + 1, (*stack, name)))
-                out.append(")")
-        out.append(_inline(text[pos:]))
+            out.append(self.expand(body, depth + 1, (*stack, name)))
+            out.append(")")
+        out.append(self.inline(text[pos:]))
         return "".join(out)
 
-    def _inline(text: str) -> str:
-        # Turn every remaining capturing group into a non-capturing one, except the
-        # inline named captures `(?<name>...)`, which become fields (in order).
+    def inline(self, text: str) -> str:
+        """Turn every capturing group of plain regex text into a non-capturing one,
+        except the inline named captures `(?<name>...)`, which become fields (in order)."""
         res: list[str] = []
         i, n = 0, len(text)
         while i < n:
@@ -228,47 +244,47 @@ def compile_grok(expr: str, definitions: Mapping[str, str] | None = None) -> Gro
             if c == "\\":
                 res.append(text[i:i + 2])
                 i += 2
-                continue
-            if c == "[":  # a character class: copy verbatim
-                j = i + 1
-                if j < n and text[j] == "^":
-                    j += 1
-                if j < n and text[j] == "]":
-                    j += 1
-                while j < n and text[j] != "]":
-                    j += 2 if text[j] == "\\" else 1
+            elif c == "[":  # a character class: copy verbatim
+                j = _class_end(text, i)
                 res.append(text[i:j + 1])
                 i = j + 1
-                continue
-            if c == "(":
-                m = _INLINE.match(text, i)
-                if m:
-                    fields.append((m.group(1), ""))
-                    res.append("(")
-                    i = m.end()
-                    continue
-                if text.startswith("(?P<", i):
-                    j = text.index(">", i)
-                    fields.append((text[i + 4:j], ""))
-                    res.append("(")
-                    i = j + 1
-                    continue
-                if not text.startswith("(?", i):
-                    res.append("(?:")
-                    i += 1
-                    continue
-            res.append(c)
-            i += 1
+            elif c == "(":
+                i = self._group(text, i, res)
+            else:
+                res.append(c)
+                i += 1
         return "".join(res)
 
-    try:
-        source = expand(expr, 0, ())
-        regex = re.compile(source)
-    except (re.error, ValueError) as exc:
-        raise GrokError(f"invalid grok expression {expr!r}: {exc}") from None
-    if regex.groups != len(fields):  # pragma: no cover - a bug in the expansion above
-        raise GrokError(f"internal error compiling {expr!r}: group count mismatch")
-    return GrokPattern(regex, tuple(fields))
+    def _group(self, text: str, i: int, res: list[str]) -> int:
+        """The group opening at `text[i] == "("` into `res`; the index after its opener."""
+        m = _INLINE.match(text, i)
+        if m:
+            self.fields.append((m.group(1), ""))
+            res.append("(")
+            return m.end()
+        if text.startswith("(?P<", i):
+            j = text.index(">", i)
+            self.fields.append((text[i + 4:j], ""))
+            res.append("(")
+            return j + 1
+        if not text.startswith("(?", i):
+            res.append("(?:")
+        else:
+            res.append("(")
+        return i + 1
+
+
+def _class_end(text: str, i: int) -> int:
+    """Index of the `]` closing the character class that opens at `text[i] == "["`."""
+    n = len(text)
+    j = i + 1
+    if j < n and text[j] == "^":
+        j += 1
+    if j < n and text[j] == "]":
+        j += 1
+    while j < n and text[j] != "]":
+        j += 2 if text[j] == "\\" else 1
+    return j
 
 
 def unquote(v: str) -> str:

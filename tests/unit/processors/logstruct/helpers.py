@@ -11,7 +11,8 @@ from pipeline.component import Signal
 from pipeline.pdata.anyvalue import any_value
 from pipeline.pdata.batch import Batch
 from pipeline.pdata.logrecords import LogGroup, LogRecord
-from pipeline.processors.logstruct import LogStructConfig, LogStructProcessor
+from pipeline.processors.logstruct.config import LogStructConfig
+from pipeline.processors.logstruct.processor import LogStructProcessor
 from pipeline.telemetry.metrics import Telemetry
 from tests.support import Sink, create_settings
 

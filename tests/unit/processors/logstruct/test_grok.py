@@ -33,7 +33,7 @@ def test_patterns_match(pattern: str, text: str, fields: dict[str, object]) -> N
     gp = compile_grok(pattern)
     m = gp.regex.search(text)
     assert m is not None
-    got = {}
+    got: dict[str, object] = {}
     for (name, conv), v in zip(gp.fields, m.groups(), strict=True):
         if v is None:
             continue
@@ -59,7 +59,9 @@ def test_syslogline_and_combined_fields() -> None:
 
 def test_user_definitions_and_errors() -> None:
     gp = compile_grok("%{ORDER:o}", {"ORDER": "ORD-%{INT}"})
-    assert gp.regex.search("x ORD-12 y").group(1) == "ORD-12"
+    m = gp.regex.search("x ORD-12 y")
+    assert m is not None
+    assert m.group(1) == "ORD-12"
     with pytest.raises(GrokError, match=r"unknown grok pattern %\{NOPE\}"):
         compile_grok("%{NOPE}")
     with pytest.raises(GrokError, match="refers to itself"):

@@ -1,7 +1,6 @@
 """Groups that still hold lines (`LogGroup.from_lines`, what `filelog` emits) are built and
 parsed in one pass (`LogStructProcessor._process_lines`): the result must be byte for
-byte what building the records first and parsing them gives. Also the hand-written
-fast paths (logfmt pairs, per-second timestamp caches) against their general forms."""
+byte what building the records first and parsing them gives."""
 
 from __future__ import annotations
 
@@ -10,7 +9,10 @@ from typing import Any
 
 import pytest
 
-from benchmarks.logstruct_throughput import (
+from pipeline.pdata.logrecords import LogGroup, encode_groups
+from pipeline.processors.logstruct.parsers.json import JsonParser
+from tests.unit.processors.logstruct.helpers import corpus_lines, make
+from tests.unit.processors.logstruct.linegen import (
     GROK_PATTERNS,
     line_grok,
     line_json,
@@ -19,10 +21,6 @@ from benchmarks.logstruct_throughput import (
     line_nginx,
     line_syslog,
 )
-from pipeline.pdata.logrecords import LogGroup, encode_groups
-from pipeline.processors.logstruct.normalize import TimeParser
-from pipeline.processors.logstruct.parsers import _LOGFMT, JsonParser, _unquote, logfmt_pairs
-from tests.unit.processors.logstruct.helpers import NOW, corpus_lines, make
 
 BASE = {"log.file.name": "app.log"}
 
@@ -111,41 +109,3 @@ def test_a_parser_that_raises_leaves_the_record_as_built_from_the_line(
     assert first.observed_time_unix_nano == 7
     assert second.attributes == {"log.file.name": "app.log",
                                  "log.parse_error": "not a JSON object"}
-
-
-TRICKY_LOGFMT = [
-    "", "a", "a=", "=a", "==", "a==b", "a=b=c", 'a="x y" b', 'a="unterminated', 'a="',
-    'a=""', 'a="x"b=1', 'x"y" z=1', 'a=b"c d"', '"q"=1', 'k="a\\"b" c=d', 'k="a\\\\" z=1',
-    'k="x\\', "a=1\tb=2\u2003c", 'a="1" ="2"', ' a="x"  b="y"  ', 'é="ü" ß', "a= b",
-    'k= "v"', 'msg="line\nbreak" x=1',
-]
-
-
-@pytest.mark.parametrize("text", TRICKY_LOGFMT)
-def test_logfmt_pairs_are_what_the_regex_finds(text: str) -> None:
-    assert logfmt_pairs(text) == [(k, _unquote(v) if eq else True)
-                                  for k, eq, v in _LOGFMT.findall(text)]
-
-
-def test_logfmt_pairs_random_texts() -> None:
-    r = random.Random(11)
-    alphabet = ["a", "b", "=", '"', " ", "\t", "x=", 'k="', '" ', "\u2003", "\\", "\n", "é",
-                "==", "\\\""]
-    for _ in range(20_000):
-        text = "".join(r.choice(alphabet) for _ in range(r.randint(0, 14)))
-        assert logfmt_pairs(text) == [(k, _unquote(v) if eq else True)
-                                      for k, eq, v in _LOGFMT.findall(text)], text
-
-
-@pytest.mark.parametrize("tz", [None, "Europe/Berlin"])
-def test_per_second_time_caches_agree_with_a_fresh_parser(tz: str | None) -> None:
-    cached = TimeParser(None, tz, lambda: NOW)
-    stamps = []
-    for sec in ("2024-03-31 01:59:59", "2024-03-31T02:30:00", "2024-10-27 02:30:00",
-                "2024-01-15T10:20:30", "1970-01-01 00:00:00"):
-        for frac in (".000", ".001", ",500", ".999"):
-            stamps += [sec + frac, sec.replace(" ", "T") + frac + "Z"]
-    stamps += ["2024-01-15T10:20:30.12x", "2024-01-15 10:20:30.1234", "2024-13-15 10:20:30.123"]
-    for _ in range(2):  # the second round is served from the caches
-        for s in stamps:
-            assert cached.parse(s) == TimeParser(None, tz, lambda: NOW).parse(s), s

@@ -1,21 +1,17 @@
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from pydantic import ValidationError
 
 from pipeline.component import Kind, Signal
 from pipeline.pdata.otlpjson import flat_records
-from pipeline.processors.logstruct import LogStructConfig
-from pipeline.processors.logstruct.parsers import JsonParser
+from pipeline.processors.logstruct.parsers.json import JsonParser
 from pipeline.registry import default_registry
 from pipeline.telemetry.metrics import Telemetry
-from tests.support import REPO, Sink
+from tests.support import Sink
 from tests.unit.builders import traces
 from tests.unit.processors.logstruct.helpers import batch_of, make, records, run
 
@@ -39,52 +35,6 @@ def test_registered_for_logs_only() -> None:
     f = default_registry().get(Kind.PROCESSOR, "logstruct")
     assert f is not None
     assert f.signals == frozenset({Signal.LOGS})
-
-
-@pytest.mark.parametrize(("cfg", "message"), [
-    ({}, "set auto: true, list parsers, or enable templates"),
-    ({"auto": True, "bogus": 1}, "Extra inputs are not permitted"),
-    ({"parsers": [{"type": "nope"}]}, "does not match any of the expected tags"),
-    ({"parsers": [{"type": "regex", "pattern": "(unclosed"}]}, "invalid regex"),
-    ({"parsers": [{"type": "regex", "pattern": "no groups"}]}, "no named groups"),
-    ({"parsers": [{"type": "grok", "pattern": "%{NOPE:x}"}]}, "unknown grok pattern"),
-    ({"auto": True, "timezone": "Mars/Olympus"}, "unknown time zone"),
-    ({"auto": True, "source": "attributes[x]"}, "source must be"),
-    ({"parsers": [{"type": "json", "when": {"matches": "("}}]}, "invalid regex"),
-])
-def test_config_errors(cfg: dict[str, Any], message: str) -> None:
-    with pytest.raises(ValidationError, match=message):
-        LogStructConfig.model_validate(cfg)
-
-
-def test_regex_parser_named_groups() -> None:
-    cfg = {"parsers": [{"type": "regex", "pattern":
-                        r"^(?P<timestamp>\S+) (?P<level>\w+) \[(?P<thread>[^\]]+)\] "
-                        r"(?P<logger>\S+): (?P<message>.*)$"}]}
-    (rec,) = run(cfg, ["2024-03-01T12:00:00Z WARN [main] com.example.App: started in 3 s"])
-    assert rec == {"time_unix_nano": 1709294400000000000, "severity_number": 13,
-                   "severity_text": "WARN", "body": "started in 3 s",
-                   "attributes": {"thread.name": "main", "log.logger": "com.example.App"}}
-
-
-def test_grok_parser_with_definitions_types_and_fallback_patterns() -> None:
-    cfg = {"parsers": [{"type": "grok",
-                        "pattern": ["^%{ORDERLINE}$", "^%{HTTPD_COMBINEDLOG}$"],
-                        "pattern_definitions": {
-                            "ORDERLINE": r"%{TIMESTAMP_ISO8601:timestamp} order "
-                                         r"%{ORDERID:order.id} qty=%{INT:order.qty:int} "
-                                         r"price=%{NUMBER:order.price:float}",
-                            "ORDERID": r"ORD-\d+"}}]}
-    got = run(cfg, ["2024-03-01T12:00:00Z order ORD-17 qty=3 price=9.5", ACCESS, "junk"])
-    assert got[0] == {"time_unix_nano": 1709294400000000000, "severity_number": 0,
-                      "severity_text": "", "body": got[0]["body"],
-                      "attributes": {"order.id": "ORD-17", "order.qty": 3, "order.price": 9.5}}
-    assert got[1]["attributes"] == {
-        "client.address": "10.0.0.1", "http.request.method": "GET", "url.path": "/a",
-        "url.query": "b=1", "network.protocol.version": "1.1",
-        "http.response.status_code": 200, "http.response.body.size": 5,
-        "user_agent.original": "curl/8"}
-    assert got[2]["attributes"] == {"log.parse_error": "no grok pattern matched"}
 
 
 def test_parsers_in_order_first_match_wins_then_auto() -> None:
@@ -233,10 +183,3 @@ def test_flat_json_output_of_parsed_records() -> None:
     assert out[1]["time"] == "2024-03-01T12:00:00.000000000Z"
     assert out[1]["http.response.status_code"] == 200
     assert out[1]["body"] == ACCESS
-
-
-def test_example_config_validates() -> None:
-    proc = subprocess.run([sys.executable, "-m", "pipeline", "validate", "-c",
-                           str(REPO / "configs" / "logstruct.yaml")],
-                          capture_output=True, text=True, cwd=REPO)
-    assert proc.returncode == 0, proc.stderr

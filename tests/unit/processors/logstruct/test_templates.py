@@ -7,6 +7,7 @@ import logging
 import os
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -268,8 +269,8 @@ def test_memory_bounded_under_template_churn() -> None:
         n = 2 + i % 6
         m.match(" ".join([w, *(["x"] * n), w]))
 
-    def count(node: object) -> int:
-        return 1 + sum(count(c) for c in node.children.values())  # type: ignore[attr-defined]
+    def count(node: Any) -> int:
+        return 1 + sum(count(c) for c in node.children.values())
     nodes = sum(count(n) for n in m._root.values())
     clusters = sum(1 for _ in m.templates())
     assert len(m) == clusters == 50
@@ -386,7 +387,7 @@ def test_save_failure_keeps_previous_file(tmp_path: Path, monkeypatch: pytest.Mo
     def boom(*a: object, **k: object) -> None:
         raise OSError("disk full")
     monkeypatch.setattr(os, "fsync", boom)
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="disk full"):
         m.save()
     assert path.read_bytes() == good
     assert [p.name for p in tmp_path.iterdir()] == ["t.json"]

@@ -1,0 +1,90 @@
+"""User format: grok expressions (see `logstruct/grok.py` for the pattern library)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from pipeline.processors.logstruct.grok import GrokError, GrokPattern, compile_grok, unquote
+from pipeline.processors.logstruct.normalize import Normalizer
+from pipeline.processors.logstruct.parsers.base import Parser, ParserConfigBase
+from pipeline.processors.logstruct.record import Record
+from pipeline.processors.logstruct.semconv import Plan
+
+__all__ = ["GrokParser", "GrokParserConfig"]
+
+_INT = re.compile(r"[+-]?\d+")
+_FLOAT = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
+
+#: Per capturing group: (group index, plan, conversion, plain: stored as it is).
+_GroupPlan = tuple[int, Plan, str, bool]
+
+
+class GrokParser(Parser):
+    """One or more grok expressions; the first that matches wins."""
+
+    format = "grok"
+    reason = "no grok pattern matched"
+
+    def __init__(self, norm: Normalizer, patterns: Sequence[GrokPattern]):
+        super().__init__(norm)
+        self.compiled: list[tuple[Callable[[str], re.Match[str] | None], list[_GroupPlan]]] = []
+        for gp in patterns:
+            plans: list[_GroupPlan] = []
+            for i, (name, conv) in enumerate(gp.fields):
+                p = norm.plan(name)
+                plans.append((i, p, conv, not conv and p[4]))
+            self.compiled.append((gp.regex.search, plans))
+
+    def parse(self, text: str, rec: Record) -> bool:
+        for search, plans in self.compiled:  # noqa: B007 - used after the loop
+            m = search(text)
+            if m is not None:
+                break
+        else:
+            return False
+        groups = m.groups()
+        put = self.norm.put
+        attrs = rec.attrs
+        for i, plan, conv, plain in plans:
+            v: Any = groups[i]
+            if v is None:
+                continue
+            if plain:
+                attrs[plan[1]] = v
+                continue
+            if conv:
+                if conv == "int":
+                    v = int(v) if _INT.fullmatch(v) else v
+                elif conv == "float":
+                    v = float(v) if _FLOAT.fullmatch(v) else v
+                else:
+                    v = unquote(v)
+            put(rec, plan, v)
+        return True
+
+
+class GrokParserConfig(ParserConfigBase):
+    type: Literal["grok"]
+    pattern: str | list[str] = Field(description="grok expression(s); the first match wins")
+    pattern_definitions: dict[str, str] = Field(
+        default_factory=dict, description="extra named patterns, usable as %{NAME}")
+
+    @model_validator(mode="after")
+    def _compiles(self) -> GrokParserConfig:
+        for p in self.patterns():
+            try:
+                compile_grok(p, self.pattern_definitions)
+            except GrokError as exc:
+                raise ValueError(str(exc)) from None
+        return self
+
+    def patterns(self) -> list[str]:
+        return [self.pattern] if isinstance(self.pattern, str) else list(self.pattern)
+
+    def build(self, norm: Normalizer) -> GrokParser:
+        return GrokParser(norm, [compile_grok(p, self.pattern_definitions)
+                                 for p in self.patterns()])

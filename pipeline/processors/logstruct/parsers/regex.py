@@ -1,0 +1,63 @@
+"""User format: a Python regex with named groups."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal
+
+from pydantic import Field, field_validator
+
+from pipeline.processors.logstruct.normalize import Normalizer
+from pipeline.processors.logstruct.parsers.base import Parser, ParserConfigBase
+from pipeline.processors.logstruct.record import Record
+
+__all__ = ["RegexParser", "RegexParserConfig"]
+
+
+class RegexParser(Parser):
+    """A Python regex with named groups, searched in the line (anchor it with `^`)."""
+
+    format = "regex"
+    reason = "regex did not match"
+
+    def __init__(self, norm: Normalizer, pattern: str | re.Pattern[str]):
+        super().__init__(norm)
+        self.regex = re.compile(pattern, re.DOTALL) if isinstance(pattern, str) else pattern
+        names = {i: n for n, i in self.regex.groupindex.items()}
+        self.plans = [(i - 1, p, p[4])
+                      for i in sorted(names) for p in [norm.plan(names[i])]]
+
+    def parse(self, text: str, rec: Record) -> bool:
+        m = self.regex.search(text)
+        if m is None:
+            return False
+        groups = m.groups()
+        put = self.norm.put
+        attrs = rec.attrs
+        for i, plan, plain in self.plans:
+            v = groups[i]
+            if v is not None:
+                if plain:
+                    attrs[plan[1]] = v
+                else:
+                    put(rec, plan, v)
+        return True
+
+
+class RegexParserConfig(ParserConfigBase):
+    type: Literal["regex"]
+    pattern: str = Field(description="Python regex with named groups, searched in the text")
+
+    @field_validator("pattern")
+    @classmethod
+    def _compiles(cls, v: str) -> str:
+        try:
+            rx = re.compile(v)
+        except re.error as exc:
+            raise ValueError(f"invalid regex: {exc}") from None
+        if not rx.groupindex:
+            raise ValueError("the regex has no named groups (?P<name>...)")
+        return v
+
+    def build(self, norm: Normalizer) -> RegexParser:
+        return RegexParser(norm, self.pattern)

@@ -1,0 +1,471 @@
+"""The `logstruct` processor: turn unstructured log lines into structured records.
+
+Logs only. Each record's text (its string body by default, or `source:
+attributes["key"]`) goes through an ordered list of `parsers` (the first that
+applies and matches wins) and/or automatic detection (`auto: true`, tried
+after the list). What a parser finds is normalised (see `normalize.py`):
+time, severity, body, trace context, semantic-convention attribute names.
+A record no parser understands passes through unchanged with attribute
+`log.parse_error` and is counted; a parser that raises is contained per
+record. With `templates.enabled`, every record with a text message gets
+`log.template` and `log.template_id` from the Drain-style miner.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable
+from typing import Any
+
+from pipeline.component import Component, Consumer, CreateSettings, Signal
+from pipeline.pdata.anyvalue import any_value
+from pipeline.pdata.batch import Batch
+from pipeline.pdata.logrecords import LogGroup, LogRecord, flat_value
+from pipeline.processors.logstruct.config import LogStructConfig
+from pipeline.processors.logstruct.normalize import Normalizer
+from pipeline.processors.logstruct.parsers.auto import AutoParser, AutoParserConfig
+from pipeline.processors.logstruct.parsers.base import (
+    SOURCE,
+    Parser,
+    ParserConfigBase,
+    WhenConfig,
+)
+from pipeline.processors.logstruct.record import Record, apply_record, write_record
+from pipeline.processors.logstruct.templates import TemplateMiner
+from pipeline.processors.logstruct.timestamps import TimeParser
+from pipeline.telemetry.metrics import CounterSpec
+
+__all__ = ["PARSED", "PARSE_ERRORS", "LogStructProcessor"]
+
+PARSED = CounterSpec(
+    "otelpipe_processor_logstruct_parsed_records",
+    "Log records the logstruct processor parsed, by detected or configured format.",
+    ("processor", "pipeline", "format"))
+PARSE_ERRORS = CounterSpec(
+    "otelpipe_processor_logstruct_parse_errors",
+    "Log records no logstruct parser understood (no_match) or whose parser raised "
+    "(exception); they pass through unchanged with log.parse_error.",
+    ("processor", "pipeline", "reason"))
+
+
+class _Condition:
+    """A parser's `when:`, compiled."""
+
+    __slots__ = ("attrs", "needs_resource", "prefixes", "resource", "search")
+
+    def __init__(self, cfg: WhenConfig):
+        self.search = re.compile(cfg.matches).search if cfg.matches is not None else None
+        sw = cfg.starts_with
+        self.prefixes: tuple[str, ...] | None = None if sw is None else \
+            ((sw,) if isinstance(sw, str) else tuple(sw))
+        self.attrs = list((cfg.attributes or {}).items())
+        self.resource = list((cfg.resource or {}).items())
+        self.needs_resource = bool(self.resource)
+
+    def __call__(self, text: str, lr: Any, res: dict[str, Any] | None,
+                 native: bool = False) -> bool:
+        if self.prefixes is not None and not text.startswith(self.prefixes):
+            return False
+        if self.search is not None and self.search(text) is None:
+            return False
+        if self.attrs:
+            if lr is None:
+                return False
+            if native:  # a pdata.logrecords.LogRecord
+                attrs = lr.attributes
+                for k, v in self.attrs:
+                    if k not in attrs or flat_value(attrs[k]) != v:
+                        return False
+            else:
+                have = {kv.key: kv for kv in lr.attributes}
+                for k, v in self.attrs:
+                    kv = have.get(k)
+                    if kv is None or any_value(kv.value) != v:
+                        return False
+        if self.resource:
+            if res is None:
+                return False
+            for k, v in self.resource:
+                if res.get(k) != v:
+                    return False
+        return True
+
+
+class _Step:
+    """One parser of the list: where its text comes from and when it applies."""
+
+    __slots__ = ("auto", "parser", "source", "when")
+
+    def __init__(self, parser: Parser, when: _Condition | None, source: str | None):
+        self.parser = parser
+        self.when = when
+        self.source = source  # attribute key, or None for the body
+        self.auto = parser if isinstance(parser, AutoParser) else None
+
+
+def _source_key(source: str) -> str | None:
+    m = SOURCE.match(source)
+    assert m is not None
+    return m.group("key")
+
+
+def _attr_text(lr: Any, key: str, native: bool = False) -> str | None:
+    if native:
+        v = lr.attributes.get(key)
+        return v if type(v) is str else None
+    for kv in lr.attributes:
+        if kv.key == key:
+            v = kv.value
+            if v.WhichOneof("value") == "string_value":
+                return str(v.string_value)
+            return None
+    return None
+
+
+def _failure(exc: Exception, log: logging.Logger) -> str:
+    """The `log.parse_error` of a parser that raised."""
+    log.debug("logstruct parser raised", exc_info=True)
+    return f"parser failed: {type(exc).__name__}: {exc}"[:200]
+
+
+class LogStructProcessor(Component, Consumer):
+    def __init__(self, settings: CreateSettings, config: LogStructConfig, *,
+                 clock: Callable[[], float] = time.time):
+        assert settings.next_consumer is not None
+        self.next = settings.next_consumer
+        self.config = config
+        self.log = settings.logger
+        self.clock = clock
+        self._norms: dict[tuple[str | None, str | None], Normalizer] = {}
+        steps: list[_Step] = []
+        for pc in config.parsers:
+            steps.append(_Step(self._build(pc), _Condition(pc.when) if pc.when else None,
+                               _source_key(pc.source or config.source)))
+        if config.auto:
+            steps.append(_Step(self._build(AutoParserConfig(type="auto")), None,
+                               _source_key(config.source)))
+        for st in steps:
+            st.parser.set_reparse(self._reparse)
+        self.steps = steps
+        # One parser for every record's body: called directly, without the step loop.
+        st0 = steps[0] if len(steps) == 1 else None
+        self._single: Parser | None = (
+            st0.parser if st0 is not None and st0.source is None and st0.when is None
+            and st0.auto is None else None)
+        self._all_body = all(st.source is None for st in steps)
+        self._needs_resource = any(st.when is not None and st.when.needs_resource
+                                   for st in steps)
+        self.miner: TemplateMiner | None = (
+            TemplateMiner(config.templates) if config.templates.enabled else None)
+        pid = settings.pipeline_id or "logs"
+        tel = settings.telemetry
+        self._labels = (str(settings.id), pid)
+        self._errors_metric = tel.counter(PARSE_ERRORS)
+        self._parsed_metric = tel.counter(PARSED)
+        self._depth = 0
+
+    def _norm(self, time_format: str | None, timezone: str | None) -> Normalizer:
+        tf = time_format or self.config.time_format
+        tz = timezone or self.config.timezone
+        n = self._norms.get((tf, tz))
+        if n is None:
+            n = self._norms[(tf, tz)] = Normalizer(
+                TimeParser(tf, tz, self.clock), semconv=self.config.semconv,
+                rename=self.config.rename)
+        return n
+
+    def _build(self, pc: ParserConfigBase) -> Parser:
+        return pc.build(self._norm(pc.time_format, pc.timezone))
+
+    # -- parsing ---------------------------------------------------------------------
+
+    def _reparse(self, text: str, rec: Record) -> bool:
+        """The inner line of a container wrapper, through the parsers again."""
+        if self._depth:
+            return False
+        self._depth = 1
+        try:
+            for st in self.steps:
+                p = st.parser
+                if p.wrapper or (st.when is not None and not st.when(text, None, None)):
+                    continue
+                if st.auto is not None:
+                    fmt = st.auto.detect(text, rec)
+                    if fmt is not None:
+                        return True
+                elif p.parse(text, rec):
+                    return True
+            return False
+        finally:
+            self._depth = 0
+
+    def _parse(self, body: str, lr: Any, res: dict[str, Any] | None,
+               rec: Record, native: bool = False) -> tuple[str | None, str]:
+        """(format, text parsed) or (None, reason). `lr` is an OTLP LogRecord, or with
+        `native` a pdata.logrecords.LogRecord."""
+        reason = "no parser matched"
+        for st in self.steps:
+            if st.source is None:
+                text = body
+            else:
+                src = _attr_text(lr, st.source, native)
+                if src is None:
+                    continue
+                text = src
+            if not text:
+                continue
+            when = st.when
+            if when is not None and not when(text, lr, res, native):
+                continue
+            auto = st.auto
+            if auto is not None:
+                fmt = auto.detect(text, rec)
+                if fmt is not None:
+                    return fmt, text
+                reason = auto.last
+                continue
+            p = st.parser
+            if p.parse(text, rec):
+                return p.format, text
+            reason = p.reason
+        return None, reason
+
+    async def consume(self, batch: Batch) -> None:
+        if batch.signal is Signal.LOGS:
+            self.process(batch)
+        await self.next.consume(batch)
+
+    def process(self, batch: Batch) -> None:
+        """Parse every record of a logs batch in place."""
+        groups = batch.mutable_logs()
+        if groups is not None:
+            self.process_records(groups)
+        else:
+            self.process_otlp(batch.mutable())
+
+    def _count(self, formats: dict[str, int], errors: dict[str, int]) -> None:
+        for fmt, n in formats.items():
+            self._parsed_metric.labels(*self._labels, fmt).inc(n)
+        for reason, n in errors.items():
+            self._errors_metric.labels(*self._labels, reason).inc(n)
+        if self.miner is not None:
+            self.miner.maybe_save()
+
+    def _parse_one(self, text: str, lr: Any, res: dict[str, Any] | None, invalid_utf8: bool,
+                   native: bool, formats: dict[str, int], errors: dict[str, int]) -> str:
+        """Parse one record's text and apply the result to `lr` (a pdata.logrecords
+        LogRecord when `native`, else an OTLP LogRecord); on failure mark it with
+        `log.parse_error`. Returns the message to mine templates from."""
+        rec = Record()
+        message = text
+        try:
+            fmt, parsed = self._parse(text, lr, res, rec, native)
+            if fmt is not None:
+                if invalid_utf8:
+                    rec.attrs["log.invalid_utf8"] = True
+                    if rec.body is None:
+                        rec.body = text
+                if self.config.keep_original:
+                    rec.attrs["log.record.original"] = parsed
+                (apply_record if native else write_record)(rec, lr)
+        except Exception as exc:  # a parser bug must not lose the batch
+            fmt, parsed = None, _failure(exc, self.log)
+        if fmt is not None:
+            formats[fmt] = formats.get(fmt, 0) + 1
+            if type(rec.body) is str:
+                message = rec.body
+        else:
+            reason = "exception" if parsed.startswith("parser failed") else "no_match"
+            errors[reason] = errors.get(reason, 0) + 1
+            if native:
+                lr.attributes["log.parse_error"] = parsed
+            else:
+                lr.attributes.add(key="log.parse_error").value.string_value = parsed
+        return message
+
+    def _tag_template(self, attrs: dict[str, Any], message: str) -> None:
+        """`log.template` and `log.template_id` of a Python record's message."""
+        assert self.miner is not None
+        tid, template = self.miner.match(message)
+        attrs["log.template"] = template
+        attrs["log.template_id"] = tid
+
+    def process_records(self, groups: list[LogGroup]) -> None:
+        """Parse Python log records (pdata.logrecords) in place: the same parsing as
+        `process_otlp`, applied with attribute and dict assignments."""
+        steps = bool(self.steps)
+        miner = self.miner
+        skip_structured = self.config.skip_structured
+        needs_resource = self._needs_resource
+        all_body = self._all_body
+        formats: dict[str, int] = {}
+        errors: dict[str, int] = {}
+        for g in groups:
+            res = ({k: flat_value(v) for k, v in g.resource.items()}
+                   if needs_resource else None)
+            if not g.materialized and steps:
+                self._process_lines(g, res, formats, errors)
+                continue
+            for lr in g.records:
+                text = lr.body
+                invalid_utf8 = False
+                tb = type(text)
+                if tb is not str:
+                    if tb is not bytes:
+                        continue  # no text to parse (structured or no body)
+                    text, invalid_utf8 = _decode(text)
+                elif not text and all_body:
+                    continue
+                message = text
+                if steps and not (skip_structured and (lr.time_unix_nano
+                                                       or lr.severity_number)):
+                    message = self._parse_one(text, lr, res, invalid_utf8, True, formats,
+                                              errors)
+                if miner is not None and message:
+                    self._tag_template(lr.attributes, message)
+        self._count(formats, errors)
+
+    def _line_record(self, g: LogGroup, i: int, text: str) -> LogRecord:
+        """Record `i` of a group that holds lines, as `LogGroup.records` builds it."""
+        lr: LogRecord = object.__new__(LogRecord)
+        lr.body = text
+        lr.attributes = g.line_attributes.copy()
+        extras = g.extras
+        if extras is not None and extras[i]:
+            lr.attributes.update(extras[i])  # type: ignore[arg-type]
+        if g.observed:
+            lr.observed_time_unix_nano = g.observed
+        return lr
+
+    def _process_lines(self, g: LogGroup, res: dict[str, Any] | None,  # noqa: C901, RUF100 - hot path, inlined on purpose
+                       formats: dict[str, int], errors: dict[str, int]) -> None:
+        """`process_records` for a group that still holds lines (`LogGroup.from_lines`):
+        each record is built and parsed in one pass, the parsers writing straight into
+        its attribute dict (a parser touches nothing unless the line is its format; if
+        one raises, the record is built again from the line). Same result as building
+        the records first and applying each parse result to them."""
+        lines = g.lines
+        assert lines is not None
+        extras = g.extras
+        base = g.line_attributes
+        obs = g.observed
+        miner = self.miner
+        keep_original = self.config.keep_original
+        all_body = self._all_body
+        parse = self._parse
+        single = self._single
+        make = object.__new__
+        cls = LogRecord
+        out: list[LogRecord] = []
+        append = out.append
+        for i, line in enumerate(lines):
+            lr = make(cls)
+            text = line.decode()  # from_lines holds valid UTF-8
+            lr.body = text
+            a = lr.attributes = base.copy()
+            if extras is not None:
+                e = extras[i]
+                if e:
+                    a.update(e)
+            if obs:
+                lr.observed_time_unix_nano = obs
+            append(lr)
+            if not text and all_body:
+                continue
+            message = text
+            rec = Record(a)  # parsers write the record's attributes directly
+            try:
+                if single is not None:
+                    if single.parse(text, rec):
+                        fmt: str | None = single.format
+                        parsed = text
+                    else:
+                        fmt, parsed = None, single.reason
+                else:
+                    fmt, parsed = parse(text, lr, res, rec, True)
+                if fmt is not None:
+                    if keep_original:
+                        a["log.record.original"] = parsed
+                    t = rec.time or rec.fallback_time
+                    if t:
+                        lr.time_unix_nano = t
+                    if rec.sev_text is not None:
+                        lr.severity_number = rec.sev_num
+                        lr.severity_text = rec.sev_text
+                    body = rec.body
+                    if body is not None:
+                        lr.body = body
+                        if type(body) is str:
+                            message = body
+                    if rec.trace_id:
+                        lr.trace_id = rec.trace_id
+                        if rec.span_id:
+                            lr.span_id = rec.span_id
+                        if rec.flags >= 0:
+                            lr.flags = rec.flags
+                    elif rec.span_id:
+                        lr.span_id = rec.span_id
+            except Exception as exc:  # a parser bug must not lose the batch
+                fmt, parsed = None, _failure(exc, self.log)
+                lr = out[-1] = self._line_record(g, i, text)  # as it was before parsing
+                message = text
+            if fmt is not None:
+                formats[fmt] = formats.get(fmt, 0) + 1
+            else:
+                reason = "exception" if parsed.startswith("parser failed") else "no_match"
+                errors[reason] = errors.get(reason, 0) + 1
+                lr.attributes["log.parse_error"] = parsed
+            if miner is not None and message:
+                self._tag_template(lr.attributes, message)
+        g.set_records(out)
+
+    def process_otlp(self, msg: Any) -> None:
+        """Parse every record of an OTLP ExportLogsServiceRequest in place."""
+        steps = bool(self.steps)
+        miner = self.miner
+        skip_structured = self.config.skip_structured
+        needs_resource = self._needs_resource
+        formats: dict[str, int] = {}
+        errors: dict[str, int] = {}
+        for rl in msg.resource_logs:
+            res = ({kv.key: any_value(kv.value) for kv in rl.resource.attributes}
+                   if needs_resource else None)
+            for sl in rl.scope_logs:
+                for lr in sl.log_records:
+                    body = lr.body
+                    text = body.string_value
+                    invalid_utf8 = False
+                    if not text:
+                        kind = body.WhichOneof("value")
+                        if kind == "bytes_value":
+                            text, invalid_utf8 = _decode(body.bytes_value)
+                        elif kind != "string_value" or self._all_body:
+                            continue  # no text to parse (structured or empty body)
+                    message = text
+                    if steps and not (skip_structured and (lr.time_unix_nano
+                                                           or lr.severity_number)):
+                        message = self._parse_one(text, lr, res, invalid_utf8, False,
+                                                  formats, errors)
+                    if miner is not None and message:
+                        tid, template = miner.match(message)
+                        add = lr.attributes.add
+                        add(key="log.template").value.string_value = template
+                        add(key="log.template_id").value.string_value = tid
+        self._count(formats, errors)
+
+    async def shutdown(self) -> None:
+        if self.miner is not None:
+            try:
+                self.miner.close()
+            except OSError as exc:
+                self.log.warning("cannot save log templates: %s", exc)
+
+
+def _decode(raw: bytes) -> tuple[str, bool]:
+    """(text, invalid UTF-8) of a bytes body: invalid sequences replaced."""
+    try:
+        return raw.decode(), False
+    except UnicodeDecodeError:
+        return raw.decode(errors="replace"), True
