@@ -45,8 +45,8 @@ if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
 from pipeline.component import Signal  # noqa: E402
+from pipeline.pdata.anyvalue import any_value  # noqa: E402
 from pipeline.pdata.batch import Batch  # noqa: E402
-from pipeline.pdata.otlpjson import any_value  # noqa: E402
 from pipeline.processors.logstruct.config import LogStructConfig  # noqa: E402
 from pipeline.processors.logstruct.processor import LogStructProcessor  # noqa: E402
 from tests.support import Sink, create_settings  # noqa: E402

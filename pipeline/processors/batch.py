@@ -35,7 +35,9 @@ from pipeline.component import (
 )
 from pipeline.config.types import Duration
 from pipeline.pdata.batch import Batch
-from pipeline.telemetry.metrics import BATCH_SIZE_BUCKETS, CounterSpec, HistogramSpec
+from pipeline.telemetry.metrics import CounterSpec, HistogramSpec
+
+BATCH_SIZE_BUCKETS = (10, 25, 50, 100, 250, 500, 1000, 2000, 5000, 10000, 20000, 50000)
 
 SEND_SIZE = HistogramSpec(
     "otelpipe_processor_batch_send_size",

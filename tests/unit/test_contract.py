@@ -75,8 +75,8 @@ from pipeline.registry import (
 )
 from pipeline.telemetry.logs import component_logger
 from pipeline.telemetry.metrics import Telemetry
+from tests.builders import logs_request, metrics_request, traces_request
 from tests.support import free_port
-from tests.unit.builders import logs_request, metrics_request, traces_request
 
 T = TypeVar("T")
 Key = tuple[Kind, str]

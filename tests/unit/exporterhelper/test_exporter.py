@@ -15,8 +15,8 @@ from pipeline.errors import PermanentError, RetryableError
 from pipeline.exporterhelper import Exporter
 from pipeline.pdata.batch import Batch
 from pipeline.telemetry.metrics import Telemetry
+from tests.builders import logs, traces
 from tests.support import create_settings
-from tests.unit.builders import logs, traces
 from tests.unit.exporterhelper.diskqueue.helpers import ENGINES, span_names
 
 

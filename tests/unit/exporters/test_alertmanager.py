@@ -476,7 +476,7 @@ def test_config_validation() -> None:
 
 
 async def test_metrics_batches_are_refused_permanently(am: FakeAM) -> None:
-    from tests.unit.builders import metrics_request
+    from tests.builders import metrics_request
 
     exp = await make({"endpoint": am.url})
     try:

@@ -12,8 +12,8 @@ from pipeline.exporters.file import FileConfig, FileExporter, factory
 from pipeline.pdata.batch import Batch
 from pipeline.pdata.otlpjson import decode_request
 from pipeline.telemetry.metrics import Telemetry
+from tests.builders import logs_request, metrics_request, traces_request
 from tests.support import create_settings
-from tests.unit.builders import logs_request, metrics_request, traces_request
 
 
 async def started(tmp_path: Path, telemetry: Telemetry | None = None, **cfg: object

@@ -461,7 +461,7 @@ async def test_connection_refused_is_retryable() -> None:
 
 
 async def test_other_signals_are_refused() -> None:
-    from tests.unit.builders import traces
+    from tests.builders import traces
 
     exp = exporter()
     with pytest.raises(PermanentError, match="takes logs"):

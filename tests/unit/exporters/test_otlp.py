@@ -22,9 +22,9 @@ from pipeline.exporters.otlp import OTLPExporter, OTLPExporterConfig, factory
 from pipeline.receivers.otlp import OTLPReceiverConfig, grpc_status_details
 from pipeline.receivers.otlp import factory as receiver_factory
 from pipeline.telemetry.metrics import Telemetry
+from tests.builders import logs, traces
 from tests.certs import make_certs
 from tests.support import Sink, create_settings, free_port
-from tests.unit.builders import logs, traces
 
 METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 

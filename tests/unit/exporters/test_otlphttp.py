@@ -26,8 +26,8 @@ from pipeline.exporters.otlphttp import (
 from pipeline.receivers.otlp import OTLPReceiverConfig
 from pipeline.receivers.otlp import factory as receiver_factory
 from pipeline.telemetry.metrics import Telemetry
+from tests.builders import logs, traces
 from tests.support import Sink, create_settings, free_port
-from tests.unit.builders import logs, traces
 from tests.unit.exporters.test_otlp import make_ca_and_server_cert
 
 

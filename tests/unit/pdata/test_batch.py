@@ -6,7 +6,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from pipeline.component import Signal
 from pipeline.pdata.batch import Batch, split_request
 from pipeline.pdata.otlp import DecodeError, count_items, drop_invalid_id_items, invalid_id_items
-from tests.unit.builders import logs_request, metrics_request, span_names, traces, traces_request
+from tests.builders import logs_request, metrics_request, span_names, traces, traces_request
 
 
 def test_count_items_traces_across_resources() -> None:

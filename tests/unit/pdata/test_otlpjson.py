@@ -15,7 +15,7 @@ from pipeline.pdata.otlpjson import (
     message_to_otlp_dict,
     rfc3339_nanos,
 )
-from tests.unit.builders import T0, logs_request, traces_request
+from tests.builders import T0, logs_request, traces_request
 
 TRACE_ID = "5b8efff798038103d269b633813fc60c"
 SPAN_ID = "eee19b7ec3c1b174"

@@ -10,8 +10,8 @@ from pydantic import ValidationError
 from pipeline.component import Signal
 from pipeline.pdata.batch import Batch
 from pipeline.processors.attributes import AttributesConfig, AttributesProcessor, factory
+from tests.builders import kv, metrics_request, traces_request
 from tests.support import Sink, create_settings
-from tests.unit.builders import kv, metrics_request, traces_request
 
 
 def make(sink: Sink, signal: Signal, actions: list[dict[str, Any]]) -> AttributesProcessor:

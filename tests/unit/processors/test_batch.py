@@ -10,8 +10,8 @@ from pipeline.errors import PermanentError, RetryableError
 from pipeline.pdata.batch import Batch
 from pipeline.processors.batch import BatchConfig, BatchProcessor, factory
 from pipeline.telemetry.metrics import Telemetry
+from tests.builders import span_names, traces, traces_request
 from tests.support import Sink, create_settings
-from tests.unit.builders import span_names, traces, traces_request
 
 
 def make(sink: Sink, telemetry: Telemetry | None = None, **cfg: object) -> BatchProcessor:

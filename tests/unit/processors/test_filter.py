@@ -11,8 +11,8 @@ from pipeline.connectors.logmetrics import LogMetricsConfig
 from pipeline.pdata.batch import Batch
 from pipeline.processors.filter import FilterConfig, FilterProcessor, factory
 from pipeline.telemetry.metrics import Telemetry
+from tests.builders import kv, metrics_request, traces_request
 from tests.support import Sink, create_settings
-from tests.unit.builders import kv, metrics_request, traces_request
 
 
 def make(sink: Sink, signal: Signal, cfg: dict[str, Any],

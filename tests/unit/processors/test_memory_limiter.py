@@ -17,8 +17,8 @@ from pipeline.processors.memory_limiter import (
     factory,
 )
 from pipeline.telemetry.metrics import Telemetry
+from tests.builders import traces
 from tests.support import Sink, create_settings
-from tests.unit.builders import traces
 
 HEADROOM_MIB = 150  # the soft limit sits this far above the RSS at the start of a test
 BALLAST = 300 * MIB  # enough to cross it

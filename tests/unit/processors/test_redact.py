@@ -13,8 +13,8 @@ from pydantic import ValidationError
 from pipeline.component import Signal
 from pipeline.pdata.batch import Batch
 from pipeline.processors.redact import RedactConfig, Redactor, RedactProcessor, factory, luhn
+from tests.builders import metrics_request, traces_request
 from tests.support import Sink, create_settings
-from tests.unit.builders import metrics_request, traces_request
 
 JWT = ("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4ifQ."
        "SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c")

@@ -24,7 +24,7 @@ from pipeline.processors.batch import factory as batch_factory
 from pipeline.registry import Registry
 from pipeline.service import Service
 from pipeline.service.fanout import FanOut
-from tests.unit.builders import span_names, traces
+from tests.builders import span_names, traces
 
 EVENTS: list[str] = []
 

@@ -15,8 +15,8 @@ import pytest
 from pipeline.component import Signal
 from pipeline.errors import RetryableError
 from pipeline.exporterhelper.queue import QueueFullError
+from tests.builders import logs, traces
 from tests.support import REPO
-from tests.unit.builders import logs, traces
 from tests.unit.exporterhelper.diskqueue.helpers import ENGINES, drain, make_queue, span_names
 
 
@@ -153,7 +153,7 @@ CHILD = textwrap.dedent("""
     import asyncio, sys
     from pathlib import Path
     from pipeline.exporterhelper.diskqueue import PersistentQueue, make_store
-    from tests.unit.builders import traces
+    from tests.builders import traces
 
     async def main():
         q = PersistentQueue(make_store(sys.argv[2], Path(sys.argv[1]), True, 1 << 16),

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.builders import traces
+from tests.builders import traces
 from tests.unit.exporterhelper.diskqueue.helpers import (
     drain,
     files,

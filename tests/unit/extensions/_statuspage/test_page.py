@@ -37,8 +37,8 @@ from pipeline.pdata.batch import Batch
 from pipeline.registry import Registry
 from pipeline.service import Service
 from pipeline.telemetry.metrics import Telemetry
+from tests.builders import logs_request
 from tests.support import free_port
-from tests.unit.builders import logs_request
 from tests.unit.slo.sim import MINUTE, Clock, RedTraffic
 
 SECRET = "hunter2"

@@ -11,8 +11,8 @@ from pipeline.pdata.otlpjson import flat_records
 from pipeline.processors.logstruct.parsers.json import JsonParser
 from pipeline.registry import default_registry
 from pipeline.telemetry.metrics import Telemetry
+from tests.builders import traces
 from tests.support import Sink
-from tests.unit.builders import traces
 from tests.unit.processors.logstruct.helpers import batch_of, make, records, run
 
 ACCESS = ('10.0.0.1 - - [01/Mar/2024:12:00:00 +0000] "GET /a?b=1 HTTP/1.1" 200 5 "-" '
