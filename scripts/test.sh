@@ -49,5 +49,6 @@ done
 ((failed == 0)) || exit 1
 
 python3 -m ruff check pipeline tests benchmarks
-python3 -m mypy pipeline
+python3 -m mypy pipeline tests
+lint-imports
 python3 -m pytest -q -p no:cacheprovider "$@"

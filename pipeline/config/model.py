@@ -125,7 +125,31 @@ def validate_config(raw: dict[str, Any], registry: Registry) -> Config:
         if key not in SECTIONS and key != "service":
             problems.append(f"{key}: unknown top-level key"
                             + did_you_mean(str(key), [*SECTIONS, "service"]))
+    components, factories = _check_components(raw, registry, problems)
+    service = _check_service(raw.get("service"), problems)
+    pipelines: dict[str, PipelineConfig] = {}
+    extensions: list[ComponentID] = []
+    if service is not None:
+        defined_sections = {k: {str(c) for c in raw.get(s) or {}} if isinstance(
+            raw.get(s), dict) else set() for s, k in SECTIONS.items()}
+        pipelines = _check_pipelines(service, factories, defined_sections, problems)
+        extensions = _check_extensions(service, factories, defined_sections[Kind.EXTENSION],
+                                       problems)
+        connectors = {cid for (kind, cid) in factories if kind is Kind.CONNECTOR}
+        _check_connectors(pipelines, connectors, factories, problems)
+        _check_cycles(pipelines, connectors, problems)
+        warnings.extend(_unused(pipelines, factories, extensions))
 
+    if problems:
+        raise ConfigError(problems)
+    assert service is not None
+    return Config(components, factories, pipelines, tuple(extensions), service, warnings)
+
+
+def _check_components(
+    raw: dict[str, Any], registry: Registry, problems: list[str],
+) -> tuple[dict[Kind, dict[ComponentID, ComponentConfig]],
+           dict[tuple[Kind, ComponentID], Factory]]:
     components: dict[Kind, dict[ComponentID, ComponentConfig]] = {k: {} for k in SECTIONS.values()}
     factories: dict[tuple[Kind, ComponentID], Factory] = {}
     for section, kind in SECTIONS.items():
@@ -146,7 +170,7 @@ def validate_config(raw: dict[str, Any], registry: Registry) -> Config:
                                 + did_you_mean(cid.type, registry.types(kind)))
                 continue
             # Known even when its settings are invalid, so that the pipeline checks
-            # below (signals, connectors, cycles) still report their problems too.
+            # (signals, connectors, cycles) still report their problems too.
             factories[(kind, cid)] = factory
             if settings is None:
                 settings = {}
@@ -158,53 +182,51 @@ def validate_config(raw: dict[str, Any], registry: Registry) -> Config:
                 components[kind][cid] = factory.config_model.model_validate(settings)
             except ValidationError as exc:
                 problems.extend(pydantic_problems(path, exc, factory.config_model))
+    return components, factories
 
-    service_raw = raw.get("service")
-    service: ServiceModel | None = None
+
+def _check_service(service_raw: Any, problems: list[str]) -> ServiceModel | None:
     if service_raw is None:
         problems.append("service: field required (it lists the pipelines to run)")
     elif not isinstance(service_raw, dict):
         problems.append("service: expected a mapping")
     else:
         try:
-            service = ServiceModel.model_validate(service_raw)
+            return ServiceModel.model_validate(service_raw)
         except ValidationError as exc:
             problems.extend(pydantic_problems("service", exc, ServiceModel))
+    return None
 
-    pipelines: dict[str, PipelineConfig] = {}
+
+def _check_extensions(service: ServiceModel,
+                      factories: dict[tuple[Kind, ComponentID], Factory],
+                      defined: set[str], problems: list[str]) -> list[ComponentID]:
     extensions: list[ComponentID] = []
-    if service is not None:
-        defined_sections = {k: {str(c) for c in raw.get(s) or {}} if isinstance(
-            raw.get(s), dict) else set() for s, k in SECTIONS.items()}
-        pipelines = _check_pipelines(service, factories, defined_sections, problems)
-        for i, ext in enumerate(service.extensions):
-            path = f"service.extensions[{i}]"
-            try:
-                eid = ComponentID.parse(ext)
-            except ValueError as exc:
-                problems.append(f"{path}: {exc}")
-                continue
-            if (Kind.EXTENSION, eid) not in factories:
-                if ext not in defined_sections[Kind.EXTENSION]:
-                    problems.append(f'{path}: extension "{ext}" is not defined under extensions'
-                                    + did_you_mean(ext, sorted(defined_sections[Kind.EXTENSION])))
-                continue
-            extensions.append(eid)
-        connectors = {cid for (kind, cid) in factories if kind is Kind.CONNECTOR}
-        _check_connectors(pipelines, connectors, factories, problems)
-        _check_cycles(pipelines, connectors, problems)
-        used = {c for p in pipelines.values() for c in (*p.receivers, *p.processors, *p.exporters)}
-        for kind, cid in factories:
-            if kind is not Kind.EXTENSION and cid not in used:
-                    warnings.append(f"{kind.section}.{cid}: defined but not used by any pipeline")
-        for kind, cid in factories:
-            if kind is Kind.EXTENSION and cid not in extensions:
-                warnings.append(f"extensions.{cid}: defined but not listed in service.extensions")
+    for i, ext in enumerate(service.extensions):
+        path = f"service.extensions[{i}]"
+        try:
+            eid = ComponentID.parse(ext)
+        except ValueError as exc:
+            problems.append(f"{path}: {exc}")
+            continue
+        if (Kind.EXTENSION, eid) not in factories:
+            if ext not in defined:
+                problems.append(f'{path}: extension "{ext}" is not defined under extensions'
+                                + did_you_mean(ext, sorted(defined)))
+            continue
+        extensions.append(eid)
+    return extensions
 
-    if problems:
-        raise ConfigError(problems)
-    assert service is not None
-    return Config(components, factories, pipelines, tuple(extensions), service, warnings)
+
+def _unused(pipelines: dict[str, PipelineConfig],
+            factories: dict[tuple[Kind, ComponentID], Factory],
+            extensions: list[ComponentID]) -> list[str]:
+    used = {c for p in pipelines.values() for c in (*p.receivers, *p.processors, *p.exporters)}
+    warnings = [f"{kind.section}.{cid}: defined but not used by any pipeline"
+                for kind, cid in factories if kind is not Kind.EXTENSION and cid not in used]
+    warnings += [f"extensions.{cid}: defined but not listed in service.extensions"
+                 for kind, cid in factories if kind is Kind.EXTENSION and cid not in extensions]
+    return warnings
 
 
 def _check_pipelines(service: ServiceModel,

@@ -238,12 +238,12 @@ class _Partition:
             if self.paused and len(self.queue) <= r.config.max_buffered_records // 2:
                 r._resume(self)
 
-    async def stop(self, timeout: float) -> None:
+    async def stop(self, grace: float) -> None:
         """Finish the record in flight (no new attempt after a refusal), drop the rest."""
         self.stopping = True
         self.wake.set()
         try:
-            await asyncio.wait_for(asyncio.shield(self.task), timeout)
+            await asyncio.wait_for(asyncio.shield(self.task), grace)
         except TimeoutError:
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):

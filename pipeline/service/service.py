@@ -133,17 +133,18 @@ class Service(Host):
             except Exception as exc:
                 log.error("component failed to start", extra={"component": entry.name,
                                                                "error": str(exc)})
-                await self.shutdown(timeout=10)
+                await self.shutdown(drain_seconds=10)
                 raise
             self._started_entries.append(entry)
         self._started = True
         log.info("otelpipe started", extra={"pipelines": sorted(self.config.pipelines)})
 
-    async def shutdown(self, timeout: float | None = None) -> bool:
+    async def shutdown(self, drain_seconds: float | None = None) -> bool:
         """Stop in reverse start order; returns False if the drain timed out."""
         self._started = False
-        timeout = self.config.service.shutdown_timeout if timeout is None else timeout
-        deadline = time.monotonic() + timeout
+        if drain_seconds is None:
+            drain_seconds = self.config.service.shutdown_timeout
+        deadline = time.monotonic() + drain_seconds
         clean = True
         # Receivers stop first and wait for their in-flight requests, which may wait in
         # turn for data a processor holds (the batch processor acknowledges after

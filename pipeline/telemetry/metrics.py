@@ -29,6 +29,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from pipeline import __version__
 
+
 @dataclass(frozen=True)
 class MetricSpec:
     """What a metric is: its name (without `_total`), help text and label names."""

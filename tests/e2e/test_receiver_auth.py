@@ -94,7 +94,7 @@ def test_wrong_credentials_are_refused_and_never_logged(tmp_path: Path) -> None:
             http_exp = HTTPSpanExporter(endpoint=f"http://127.0.0.1:{hport}/v1/traces",
                                         headers=headers, timeout=5)
             assert http_exp.export(spans) is SpanExportResult.FAILURE
-            http_exp.shutdown()  # type: ignore[no-untyped-call]
+            http_exp.shutdown()
 
         samples = metric_samples(health)
         for transport in ("grpc", "http"):
@@ -113,7 +113,7 @@ def test_wrong_credentials_are_refused_and_never_logged(tmp_path: Path) -> None:
         http_exp = HTTPSpanExporter(endpoint=f"http://127.0.0.1:{hport}/v1/traces",
                                     headers=auth, timeout=5)
         assert http_exp.export(spans) is SpanExportResult.SUCCESS
-        http_exp.shutdown()  # type: ignore[no-untyped-call]
+        http_exp.shutdown()
 
         samples = metric_samples(health)
         assert sample(samples, "otelpipe_receiver_accepted_items_total", receiver="otlp",

@@ -22,7 +22,7 @@ from aiohttp import web
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from tests.integration.test_jaeger import wait_for
-from tests.support import OtelpipeProcess, free_port, http_get
+from tests.support import OtelpipeProcess, aeventually, free_port, http_get
 
 pytestmark = pytest.mark.integration
 
@@ -193,10 +193,8 @@ async def test_backend_400_dropped_counted_rest_delivered_no_retry_loop(tmp_path
     proc = OtelpipeProcess(cfg, tmp_path, wait_ports=(port, health)).start()
     try:
         await send_all(port, good[:5] + bad + good[5:])
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + 30
-        while len(backend.accepted) < 150 and loop.time() < deadline:
-            await asyncio.sleep(0.1)
+        await aeventually(lambda: len(backend.accepted) >= 150, timeout=30,
+                          what="150 accepted items", interval=0.1)
         await asyncio.sleep(1.5)  # 30 backoff intervals: a retry loop would show by now
         failed = metric(health, "otelpipe_exporter_send_failed_items_total", exporter)
         sent = metric(health, "otelpipe_exporter_sent_items_total", exporter)
@@ -271,10 +269,8 @@ async def test_sigkill_during_delivery_duplicates_counted_nothing_lost(tmp_path:
         proc = OtelpipeProcess(cfg, tmp_path, wait_ports=(port, health)).start()
         try:
             await send_all(port, requests)
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + 20
-            while len(backend.counts) < ITEMS // 4 and loop.time() < deadline:
-                await asyncio.sleep(0.02)
+            await aeventually(lambda: len(backend.counts) >= ITEMS // 4, timeout=20,
+                              what="a quarter of the items delivered", interval=0.02)
             proc.kill()  # in the middle of delivery: 4 requests in flight
         finally:
             if proc.proc is not None and proc.proc.poll() is None:
@@ -283,11 +279,9 @@ async def test_sigkill_during_delivery_duplicates_counted_nothing_lost(tmp_path:
         at_kill = len(backend.counts)
         backend.delay = 0.0
         with OtelpipeProcess(cfg, tmp_path, wait_ports=(port, health)):
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + 60
-            while (len(backend.counts) < ITEMS or queue_size(health, exporter)) \
-                    and loop.time() < deadline:
-                await asyncio.sleep(0.1)
+            await aeventually(
+                lambda: len(backend.counts) >= ITEMS and not queue_size(health, exporter),
+                timeout=60, what="every item delivered and the queue empty", interval=0.1)
             recovered = metric(health, "otelpipe_exporter_queue_recovered_items_total",
                                exporter, None)
     finally:

@@ -208,9 +208,10 @@ def test_components_json(capsys: pytest.CaptureFixture[str], registry: Registry)
     code, out, _ = run_cli(capsys, "components", "--json")
     rows = orjson.loads(out)
     assert code == 0
+    jsonlogs = registry.get(*_kind_type("receiver", "jsonlogs"))
+    assert jsonlogs is not None
     assert {"kind": "receiver", "type": "jsonlogs", "signals": "logs",
-            "description": registry.get(*_kind_type("receiver", "jsonlogs")).description
-            } in rows  # type: ignore[union-attr]
+            "description": jsonlogs.description} in rows
     assert {(r["kind"], r["type"]) for r in rows} >= {
         ("processor", "batch"), ("processor", "memory_limiter"), ("exporter", "file"),
         ("exporter", "nop"), ("exporter", "debug"), ("connector", "forward"),

@@ -86,7 +86,7 @@ class Normalizer:
                 self.plans[key] = p
         return p
 
-    def fill(self, rec: Record, items: Iterable[tuple[str, Any]]) -> None:  # noqa: C901, RUF100 - hot path, inlined on purpose
+    def fill(self, rec: Record, items: Iterable[tuple[str, Any]]) -> None:  # noqa: C901 - hot path, inlined on purpose
         """`put` for every (field name, value), with the common cases inlined (this loop
         is most of the cost of a JSON or logfmt line): plain attributes, time, level,
         message, trace and span ids, numbers. `None` values are left out."""

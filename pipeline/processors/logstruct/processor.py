@@ -339,7 +339,7 @@ class LogStructProcessor(Component, Consumer):
             lr.observed_time_unix_nano = g.observed
         return lr
 
-    def _process_lines(self, g: LogGroup, res: dict[str, Any] | None,  # noqa: C901, RUF100 - hot path, inlined on purpose
+    def _process_lines(self, g: LogGroup, res: dict[str, Any] | None,  # noqa: C901 - hot path, inlined on purpose
                        formats: dict[str, int], errors: dict[str, int]) -> None:
         """`process_records` for a group that still holds lines (`LogGroup.from_lines`):
         each record is built and parsed in one pass, the parsers writing straight into

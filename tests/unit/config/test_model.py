@@ -302,7 +302,7 @@ def test_parse_duration(text: Any, seconds: float) -> None:
 
 @pytest.mark.parametrize("text", ["5", "5 s", "s", "-1", -1, True, "1m 30s", "", None])
 def test_parse_duration_rejects(text: Any) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="duration"):
         parse_duration(text)
 
 

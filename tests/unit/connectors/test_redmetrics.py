@@ -151,7 +151,8 @@ async def test_exemplars_can_be_disabled() -> None:
 
 
 async def test_http_5xx_counts_as_error_when_enabled() -> None:
-    spans = [{"name": "a", "attrs": {"http.response.status_code": 503}},
+    spans: list[dict[str, Any]] = [
+             {"name": "a", "attrs": {"http.response.status_code": 503}},
              {"name": "a", "attrs": {"http.status_code": "500"}},
              {"name": "a", "attrs": {"http.response.status_code": 503}, "status": 1},
              {"name": "a", "attrs": {"http.response.status_code": 404}}]
@@ -287,7 +288,7 @@ async def test_in_a_service_from_config(tmp_path: Any) -> None:
     try:
         await conn.consume(span_batch([{"name": "a", "attrs": {"http.route": "/r"}}]))
     finally:
-        await service.shutdown(timeout=10)  # the connector's last flush reaches the file
+        await service.shutdown(drain_seconds=10)  # the connector's last flush reaches the file
     text = out.read_text()
     doc = json.loads(text.splitlines()[0])
     names = {m["name"] for rm in doc["resourceMetrics"] for sm in rm["scopeMetrics"]

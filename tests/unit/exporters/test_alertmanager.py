@@ -384,7 +384,7 @@ async def test_records_of_the_real_slo_connector(am: FakeAM) -> None:
     from pipeline.connectors.slo.config import SLOConnectorConfig
     from pipeline.slo.engine import AlertTransition
 
-    conn = slo_factory.create(create_settings("connector", "slo"), SLOConnectorConfig(
+    conn: Any = slo_factory.create(create_settings("connector", "slo"), SLOConnectorConfig(
         slos=[{"name": "api-availability", "service": "api", "objective": 99.9,
                "sli": {"type": "availability"}}]))
     fire = AlertTransition(

@@ -287,7 +287,7 @@ def test_both_encodings_carry_the_same_entries() -> None:
         if i == 5:
             lr.trace_id, lr.span_id = b"\x01\x02", b"\x03"
     raw = req.SerializeToString()
-    config = {"labels": {"resource": ["service.name"], "attributes": ["user"],
+    config: dict[str, Any] = {"labels": {"resource": ["service.name"], "attributes": ["user"],
                          "severity": "level"}, "max_label_values": 3}
     proto = decode_protobuf(exporter(**config).encode(raw))
     body = orjson.loads(exporter(encoding="json", compression="none", **config).encode(raw))

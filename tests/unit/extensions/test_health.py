@@ -210,7 +210,7 @@ async def running(raw: dict[str, Any] | None = None, *, start: bool = True
                     gate = r.exporter(cid).gate
                     if gate is not None:
                         gate.set()
-            await service.shutdown(timeout=5)
+            await service.shutdown(drain_seconds=5)
 
 
 # Tests ------------------------------------------------------------------------------
@@ -388,7 +388,7 @@ async def test_not_ready_while_starting_and_shutting_down() -> None:
         await starting
         assert (await get("/health/readiness"))[0] == 200
 
-        stopping = asyncio.create_task(service.shutdown(timeout=5))
+        stopping = asyncio.create_task(service.shutdown(drain_seconds=5))
         await receiver.in_shutdown.wait()  # receivers stop first; the extension last
         status, body = await get("/health/readiness")
         assert status == 503

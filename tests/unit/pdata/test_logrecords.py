@@ -79,7 +79,8 @@ def test_any_value_bytes_equal_upb(v: Any) -> None:
 def pb_record(r: LogRecord) -> PbLogRecord:
     lr = PbLogRecord(time_unix_nano=r.time_unix_nano,
                      observed_time_unix_nano=r.observed_time_unix_nano,
-                     severity_number=r.severity_number, severity_text=r.severity_text,
+                     severity_number=r.severity_number,  # type: ignore[arg-type]
+                     severity_text=r.severity_text,
                      flags=r.flags, trace_id=r.trace_id, span_id=r.span_id,
                      dropped_attributes_count=r.dropped_attributes_count,
                      event_name=r.event_name)

@@ -1,8 +1,5 @@
 from __future__ import annotations
 
-import asyncio
-import time
-
 import psutil
 import pytest
 from pydantic import ValidationError
@@ -18,7 +15,7 @@ from pipeline.processors.memory_limiter import (
 )
 from pipeline.telemetry.metrics import Telemetry
 from tests.builders import traces
-from tests.support import Sink, create_settings
+from tests.support import Sink, aeventually, create_settings
 
 HEADROOM_MIB = 150  # the soft limit sits this far above the RSS at the start of a test
 BALLAST = 300 * MIB  # enough to cross it
@@ -101,15 +98,10 @@ async def test_background_check_notices_memory() -> None:
     try:
         assert not proc.refusing
         ballast = b"x" * BALLAST
-        deadline = time.monotonic() + 5
-        while not proc.refusing and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
-        assert proc.refusing
+        await aeventually(lambda: proc.refusing, timeout=5, what="refusing", interval=0.01)
         del ballast
-        deadline = time.monotonic() + 5
-        while proc.refusing and time.monotonic() < deadline:
-            await asyncio.sleep(0.01)
-        assert not proc.refusing
+        await aeventually(lambda: not proc.refusing, timeout=5, what="accepting again",
+                          interval=0.01)
     finally:
         await proc.shutdown()
     assert proc._task is not None

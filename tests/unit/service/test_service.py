@@ -89,7 +89,7 @@ class Exporter(Processor):
 def _factory(type_: str, kind: Kind, cls: type, signals: frozenset[Signal] = frozenset(Signal)
              ) -> Factory:
     def create(settings: CreateSettings, config: Any) -> Component:
-        return cls(settings, config)  # type: ignore[no-any-return]
+        return cls(settings, config)
     return Factory(type=type_, kind=kind, config_model=Cfg, create=create, signals=signals)
 
 
@@ -117,7 +117,7 @@ def comp(svc: Service, kind: Kind, cid: str) -> Any:
 
 
 def receiver_consumer(svc: Service, cid: str, signal: Signal = Signal.TRACES) -> Consumer:
-    return comp(svc, Kind.RECEIVER, cid).consumers[signal]  # type: ignore[no-any-return]
+    return comp(svc, Kind.RECEIVER, cid).consumers[signal]
 
 
 async def test_fan_out_gives_each_exporter_its_own_copy() -> None:
@@ -229,7 +229,7 @@ service: {pipelines: {traces: {receivers: [rx], processors: [batch], exporters: 
     assert comp(svc, Kind.EXPORTER, "tx").batches == []
     assert not any(t.done() for t in pending)
     EVENTS.clear()
-    assert await svc.shutdown(timeout=5) is True
+    assert await svc.shutdown(drain_seconds=5) is True
     assert EVENTS == ["stop receiver:rx", "deliver exporter:tx 5", "stop exporter:tx"]
     await asyncio.wait_for(asyncio.gather(*pending), 1)
 
@@ -274,7 +274,7 @@ service: {pipelines: {traces: {receivers: [rx], exporters: [stuck, tx]}}}
 """), reg))
     await svc.start()
     EVENTS.clear()
-    assert await svc.shutdown(timeout=0.2) is False
+    assert await svc.shutdown(drain_seconds=0.2) is False
     assert EVENTS == ["stop receiver:rx", "stop exporter:tx"]
 
 

@@ -6,13 +6,13 @@ from pathlib import Path
 import pytest
 
 from pipeline.slo.engine import Engine, SLOTracker, Tier, resolution_for, window_name
-from pipeline.slo.model import AlertingConfig
+from pipeline.slo.model import SLO, AlertingConfig
 from pipeline.slo.native import parse_native
 from pipeline.slo.persistence import StateFile
 from tests.unit.slo.sim import DAY, HOUR, MINUTE, T0_S, Clock
 
 
-def slo(window: str = "30d", objective: float = 99.9, name: str = "s"):  # type: ignore[no-untyped-def]
+def slo(window: str = "30d", objective: float = 99.9, name: str = "s") -> SLO:
     [s] = parse_native([{"name": name, "service": "api", "objective": objective,
                          "window": window, "sli": {"type": "availability"}}])
     return s

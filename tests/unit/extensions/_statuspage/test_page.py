@@ -120,7 +120,7 @@ async def running(**status: Any) -> AsyncIterator[tuple[Service, str, aiohttp.Cl
         async with aiohttp.ClientSession() as http:
             yield service, f"http://127.0.0.1:{port}", http
     finally:
-        await service.shutdown(timeout=5)
+        await service.shutdown(drain_seconds=5)
 
 
 def slo_connector(service: Service) -> SLOConnector:
