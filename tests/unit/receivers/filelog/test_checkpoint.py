@@ -20,6 +20,14 @@ from tests.unit.receivers.filelog.helpers import (
 )
 
 
+def offsets(path: Path) -> list[int] | None:
+    """The offsets in a checkpoint file; None while there is none."""
+    try:
+        return [e["offset"] for e in orjson.loads(path.read_bytes())["files"]]
+    except FileNotFoundError:
+        return None
+
+
 async def test_checkpoint_is_valid_json_and_atomic(tmp_path: Path) -> None:
     log = tmp_path / "app.log"
     ckpt = tmp_path / "ck" / "offsets.json"
@@ -28,6 +36,9 @@ async def test_checkpoint_is_valid_json_and_atomic(tmp_path: Path) -> None:
     async with running(sink, include=[str(log)], start_at="beginning",
                        checkpoint_path=str(ckpt)):
         await wait_until(lambda: sink.items == 2)
+        # Written in the checkpoint thread once the batch was accepted: read it when the
+        # write landed (before, it holds the offsets written at start).
+        await wait_until(lambda: offsets(ckpt) == [4])
         doc = orjson.loads(ckpt.read_bytes())
     st = log.stat()
     assert doc["version"] == 1
