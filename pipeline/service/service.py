@@ -180,13 +180,11 @@ class Service(Host):
 
 def _begin_shutdown_of(entries: list[ComponentEntry]) -> None:
     for entry in entries:
-        begin = getattr(entry.component, "begin_shutdown", None)
-        if begin is not None:
-            try:
-                begin()
-            except Exception as exc:
-                log.error("component failed to begin shutdown",
-                          extra={"component": entry.name, "error": str(exc)})
+        try:
+            entry.component.begin_shutdown()
+        except Exception as exc:
+            log.error("component failed to begin shutdown",
+                      extra={"component": entry.name, "error": str(exc)})
 
 
 def _as_consumer(component: Component, cid: ComponentID) -> Consumer:
