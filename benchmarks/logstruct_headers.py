@@ -49,7 +49,7 @@ from pipeline.pdata.anyvalue import any_value  # noqa: E402
 from pipeline.pdata.batch import Batch  # noqa: E402
 from pipeline.processors.logstruct.config import LogStructConfig  # noqa: E402
 from pipeline.processors.logstruct.processor import LogStructProcessor  # noqa: E402
-from tests.support import Sink, create_settings  # noqa: E402
+from tests.support import Sink, processor_settings  # noqa: E402
 
 LOGHUB = Path(__file__).resolve().parents[2] / "shared" / "data" / "loghub"
 
@@ -134,8 +134,8 @@ def make_batch(lines: list[str]) -> Batch:
 
 def make_processor(system: System) -> LogStructProcessor:
     cfg = LogStructConfig.model_validate({"parsers": [system.parser]})
-    settings = create_settings("processor", f"logstruct/{system.name.lower()}",
-                               next_consumer=Sink(), signal=Signal.LOGS, pipeline_id="logs")
+    settings = processor_settings(f"logstruct/{system.name.lower()}",
+                                  next_consumer=Sink(), signal=Signal.LOGS)
     return LogStructProcessor(settings, cfg)
 
 

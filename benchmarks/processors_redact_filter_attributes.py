@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from pipeline.component import Consumer, Signal
 from pipeline.pdata.batch import Batch
 from pipeline.processors import attributes, filter, redact
-from tests.support import create_settings
+from tests.support import processor_settings
 
 N = 100
 BODIES = {
@@ -78,8 +78,7 @@ class Drain(Consumer):
 
 def measure(label: str, signal: Signal, module: Any, cfg: dict[str, Any], raw: bytes,
             rounds: int = 300) -> float:
-    settings = create_settings("processor", module.factory.type, next_consumer=Drain(),
-                               signal=signal, pipeline_id=signal.value)
+    settings = processor_settings(module.factory.type, next_consumer=Drain(), signal=signal)
     proc = module.factory.create(settings, module.factory.config_model.model_validate(cfg))
     loop = asyncio.new_event_loop()
 

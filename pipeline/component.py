@@ -7,10 +7,11 @@ import builtins
 import enum
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Generic
 
 from pydantic import BaseModel, ConfigDict
+from typing_extensions import TypeVar
 
 if TYPE_CHECKING:
     from pipeline.pdata.batch import Batch
@@ -143,33 +144,75 @@ class PipelineInfo:
     exporters: tuple[ComponentID, ...]
 
 
-@dataclass
+@dataclass(frozen=True, kw_only=True)
 class CreateSettings:
-    """Everything a factory gets besides its config."""
+    """What every factory gets besides its config; each kind has its own subclass.
 
+    Helpers that need only the id, logger and telemetry (receiver counters, the
+    authenticator, the exporter base) take this base type.
+    """
+
+    kind: ClassVar[Kind]
     id: ComponentID
-    kind: Kind
     logger: logging.Logger
     telemetry: Telemetry
-    # Receivers and connectors: where each output signal goes.
-    consumers: Mapping[Signal, Consumer] = field(default_factory=dict)
-    # Processors: the signal of the pipeline they are in and the next consumer.
-    signal: Signal | None = None
-    pipeline_id: str | None = None
-    next_consumer: Consumer | None = None
 
 
-CreateFunc = Callable[[CreateSettings, Any], Component]
+@dataclass(frozen=True, kw_only=True)
+class ReceiverCreateSettings(CreateSettings):
+    """A receiver's settings: where each signal it produces goes."""
+
+    kind: ClassVar[Kind] = Kind.RECEIVER
+    consumers: Mapping[Signal, Consumer]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProcessorCreateSettings(CreateSettings):
+    """A processor exists once per pipeline: its signal, that pipeline and what follows."""
+
+    kind: ClassVar[Kind] = Kind.PROCESSOR
+    signal: Signal
+    pipeline_id: str
+    next_consumer: Consumer
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExporterCreateSettings(CreateSettings):
+    """An exporter's settings (its queue and retry config are in its config model)."""
+
+    kind: ClassVar[Kind] = Kind.EXPORTER
+
+
+@dataclass(frozen=True, kw_only=True)
+class ConnectorCreateSettings(CreateSettings):
+    """A connector's settings: where each signal it produces goes (the pipelines it feeds)."""
+
+    kind: ClassVar[Kind] = Kind.CONNECTOR
+    consumers: Mapping[Signal, Consumer]
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExtensionCreateSettings(CreateSettings):
+    kind: ClassVar[Kind] = Kind.EXTENSION
+
+
+# A bare `Factory` (a registry holds every kind) is `Factory[Any, Any]`.
+SettingsT = TypeVar("SettingsT", bound=CreateSettings, default=Any)
+ConfigT = TypeVar("ConfigT", bound=ComponentConfig, default=Any)
 
 
 @dataclass(frozen=True)
-class Factory:
-    """Registers a component type. Connectors list (input, output) signal pairs."""
+class Factory(Generic[SettingsT, ConfigT]):
+    """Registers a component type. Connectors list (input, output) signal pairs.
+
+    `create` gets the settings of the factory's kind (`ReceiverCreateSettings` for a
+    receiver, ...) and an instance of `config_model`.
+    """
 
     type: str
     kind: Kind
-    config_model: builtins.type[ComponentConfig]
-    create: CreateFunc
+    config_model: builtins.type[ConfigT]
+    create: Callable[[SettingsT, ConfigT], Component]
     signals: frozenset[Signal] = frozenset()
     connector_pairs: frozenset[tuple[Signal, Signal]] = frozenset()
     description: str = ""

@@ -13,13 +13,28 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from pathlib import Path
-from typing import Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, overload
 
 import yaml
 
-from pipeline.component import Consumer
+from pipeline.component import (
+    ComponentID,
+    ConnectorCreateSettings,
+    Consumer,
+    ExporterCreateSettings,
+    ExtensionCreateSettings,
+    Kind,
+    ProcessorCreateSettings,
+    ReceiverCreateSettings,
+    Signal,
+)
+
+if TYPE_CHECKING:
+    import logging
+
+    from pipeline.telemetry.metrics import Telemetry
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -224,12 +239,53 @@ class Sink(Consumer):
         return sum(b.items for b in self.batches)
 
 
-def create_settings(kind: str, component_id: str, telemetry: Any = None, **kw: Any) -> Any:
-    """CreateSettings for building one component in a unit test."""
-    from pipeline.component import ComponentID, CreateSettings, Kind
+class _Common(TypedDict):
+    id: ComponentID
+    logger: logging.Logger
+    telemetry: Telemetry
+
+
+def _common(kind: Kind, component_id: str, telemetry: Telemetry | None) -> _Common:
     from pipeline.telemetry.logs import component_logger
     from pipeline.telemetry.metrics import Telemetry
 
-    return CreateSettings(id=ComponentID.parse(component_id), kind=Kind(kind),
-                          logger=component_logger(kind, component_id),
-                          telemetry=telemetry or Telemetry(), **kw)
+    return {"id": ComponentID.parse(component_id),
+            "logger": component_logger(kind.value, component_id),
+            "telemetry": telemetry or Telemetry()}
+
+
+def receiver_settings(component_id: str, telemetry: Telemetry | None = None, *,
+                      consumers: Mapping[Signal, Consumer] | None = None,
+                      ) -> ReceiverCreateSettings:
+    """Settings for building one receiver in a unit test."""
+    return ReceiverCreateSettings(**_common(Kind.RECEIVER, component_id, telemetry),
+                                  consumers=consumers or {})
+
+
+def processor_settings(component_id: str, telemetry: Telemetry | None = None, *,
+                       next_consumer: Consumer, signal: Signal,
+                       pipeline_id: str | None = None) -> ProcessorCreateSettings:
+    """Settings for one processor in a unit test; its pipeline is named after the signal."""
+    return ProcessorCreateSettings(**_common(Kind.PROCESSOR, component_id, telemetry),
+                                   signal=signal, pipeline_id=pipeline_id or signal.value,
+                                   next_consumer=next_consumer)
+
+
+def exporter_settings(component_id: str,
+                      telemetry: Telemetry | None = None) -> ExporterCreateSettings:
+    """Settings for building one exporter in a unit test."""
+    return ExporterCreateSettings(**_common(Kind.EXPORTER, component_id, telemetry))
+
+
+def connector_settings(component_id: str, telemetry: Telemetry | None = None, *,
+                       consumers: Mapping[Signal, Consumer] | None = None,
+                       ) -> ConnectorCreateSettings:
+    """Settings for building one connector in a unit test."""
+    return ConnectorCreateSettings(**_common(Kind.CONNECTOR, component_id, telemetry),
+                                   consumers=consumers or {})
+
+
+def extension_settings(component_id: str,
+                       telemetry: Telemetry | None = None) -> ExtensionCreateSettings:
+    """Settings for building one extension in a unit test."""
+    return ExtensionCreateSettings(**_common(Kind.EXTENSION, component_id, telemetry))

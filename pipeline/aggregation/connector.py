@@ -33,7 +33,7 @@ from pipeline.aggregation.store import (
     Snapshot,
     Temporality,
 )
-from pipeline.component import Component, ComponentConfig, Consumer, CreateSettings, Signal
+from pipeline.component import Component, ComponentConfig, ConnectorCreateSettings, Consumer, Signal
 from pipeline.config.types import Duration
 from pipeline.errors import PermanentError, RetryableError
 from pipeline.pdata.batch import Batch
@@ -86,7 +86,7 @@ class AggregatingConnector(Component, Consumer):
 
     scope_name = "otelpipe"
 
-    def __init__(self, settings: CreateSettings, *, flush_interval: float,
+    def __init__(self, settings: ConnectorCreateSettings, *, flush_interval: float,
                  clock: Clock | None = None):
         self.id = str(settings.id)
         self.logger = settings.logger

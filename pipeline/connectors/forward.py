@@ -3,13 +3,11 @@ same signal (e.g. one receiver pipeline feeding two differently processed ones).
 
 from __future__ import annotations
 
-from typing import Any
-
 from pipeline.component import (
     Component,
     ComponentConfig,
+    ConnectorCreateSettings,
     Consumer,
-    CreateSettings,
     Factory,
     Kind,
     Signal,
@@ -22,14 +20,14 @@ class ForwardConfig(ComponentConfig):
 
 
 class ForwardConnector(Component, Consumer):
-    def __init__(self, settings: CreateSettings):
+    def __init__(self, settings: ConnectorCreateSettings):
         self.consumers = settings.consumers
 
     async def consume(self, batch: Batch) -> None:
         await self.consumers[batch.signal].consume(batch)
 
 
-def _create(settings: CreateSettings, config: Any) -> ForwardConnector:
+def _create(settings: ConnectorCreateSettings, config: ForwardConfig) -> ForwardConnector:
     return ForwardConnector(settings)
 
 

@@ -71,7 +71,7 @@ from pipeline.aggregation.series import Attrs, GaugeSeries, Series, SumSeries
 from pipeline.aggregation.store import Clock, SeriesSet
 from pipeline.component import (
     ComponentConfig,
-    CreateSettings,
+    ConnectorCreateSettings,
     Factory,
     Kind,
     Signal,
@@ -199,7 +199,7 @@ class _Metric:
 class LogMetricsConnector(AggregatingConnector):
     scope_name = "otelpipe/logmetrics"
 
-    def __init__(self, settings: CreateSettings, config: LogMetricsConfig,
+    def __init__(self, settings: ConnectorCreateSettings, config: LogMetricsConfig,
                  clock: Clock | None = None):
         super().__init__(settings, flush_interval=config.metrics_flush_interval, clock=clock)
         self.config = config
@@ -324,7 +324,7 @@ class LogMetricsConnector(AggregatingConnector):
             s.observe(value, m.bounds, ex)  # type: ignore[attr-defined]
 
 
-def _create(settings: CreateSettings, config: Any) -> LogMetricsConnector:
+def _create(settings: ConnectorCreateSettings, config: LogMetricsConfig) -> LogMetricsConnector:
     return LogMetricsConnector(settings, config)
 
 

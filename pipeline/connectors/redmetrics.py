@@ -42,7 +42,7 @@ from pipeline.aggregation.series import Attrs
 from pipeline.aggregation.store import Clock
 from pipeline.component import (
     ComponentConfig,
-    CreateSettings,
+    ConnectorCreateSettings,
     Factory,
     Kind,
     Signal,
@@ -147,7 +147,7 @@ class RedMetricsConfig(AggregationSettings):
 class RedMetricsConnector(AggregatingConnector):
     scope_name = "otelpipe/redmetrics"
 
-    def __init__(self, settings: CreateSettings, config: RedMetricsConfig,
+    def __init__(self, settings: ConnectorCreateSettings, config: RedMetricsConfig,
                  clock: Clock | None = None):
         super().__init__(settings, flush_interval=config.metrics_flush_interval, clock=clock)
         self.config = config
@@ -323,7 +323,7 @@ class RedMetricsConnector(AggregatingConnector):
         return tuple(attrs), resource
 
 
-def _create(settings: CreateSettings, config: Any) -> RedMetricsConnector:
+def _create(settings: ConnectorCreateSettings, config: RedMetricsConfig) -> RedMetricsConnector:
     return RedMetricsConnector(settings, config)
 
 

@@ -66,7 +66,7 @@ import orjson
 from pydantic import Field, field_validator
 
 from pipeline import __version__
-from pipeline.component import CreateSettings, Factory, Host, Kind, Signal
+from pipeline.component import ExporterCreateSettings, Factory, Host, Kind, Signal
 from pipeline.config.retry import ExporterSettings
 from pipeline.config.tls import ClientSettings
 from pipeline.config.types import Duration
@@ -362,7 +362,7 @@ def _retryable(status: int) -> bool:
 
 
 class AlertmanagerExporter(Exporter):
-    def __init__(self, settings: CreateSettings, config: AlertmanagerExporterConfig,
+    def __init__(self, settings: ExporterCreateSettings, config: AlertmanagerExporterConfig,
                  clock: Callable[[], float] = time.time):
         super().__init__(settings, config)
         self.config = config
@@ -581,7 +581,8 @@ def _same_slo(a: Mapping[str, str], b: Mapping[str, str]) -> bool:
     return all(a.get(k) == b.get(k) for k in ("alertname", "slo", "service", "severity"))
 
 
-def _create(settings: CreateSettings, config: Any) -> AlertmanagerExporter:
+def _create(settings: ExporterCreateSettings,
+            config: AlertmanagerExporterConfig) -> AlertmanagerExporter:
     return AlertmanagerExporter(settings, config)
 
 

@@ -7,11 +7,11 @@ per span / log record / metric; `detailed` the whole request as OTLP JSON.
 from __future__ import annotations
 
 import sys
-from typing import Any, Literal
+from typing import Literal
 
 import orjson
 
-from pipeline.component import ComponentConfig, CreateSettings, Factory, Kind, Signal
+from pipeline.component import ComponentConfig, ExporterCreateSettings, Factory, Kind, Signal
 from pipeline.exporterhelper import Exporter
 from pipeline.pdata.batch import Batch
 from pipeline.pdata.otlpjson import flat_records, message_to_otlp_dict
@@ -22,7 +22,7 @@ class DebugConfig(ComponentConfig):
 
 
 class DebugExporter(Exporter):
-    def __init__(self, settings: CreateSettings, config: DebugConfig):
+    def __init__(self, settings: ExporterCreateSettings, config: DebugConfig):
         super().__init__(settings)
         self.verbosity = config.verbosity
 
@@ -44,7 +44,7 @@ class DebugExporter(Exporter):
         out.flush()
 
 
-def _create(settings: CreateSettings, config: Any) -> DebugExporter:
+def _create(settings: ExporterCreateSettings, config: DebugConfig) -> DebugExporter:
     return DebugExporter(settings, config)
 
 

@@ -96,7 +96,7 @@ import orjson
 from pydantic import Field, field_validator, model_validator
 
 from pipeline import __version__
-from pipeline.component import ComponentConfig, CreateSettings, Factory, Host, Kind, Signal
+from pipeline.component import ComponentConfig, ExporterCreateSettings, Factory, Host, Kind, Signal
 from pipeline.config.retry import ExporterSettings
 from pipeline.config.tls import ClientSettings
 from pipeline.errors import PermanentError, RetryableError
@@ -269,7 +269,7 @@ def _body_text(body: Any) -> str | None:
 
 
 class ElasticsearchExporter(Exporter):
-    def __init__(self, settings: CreateSettings, config: ElasticsearchExporterConfig):
+    def __init__(self, settings: ExporterCreateSettings, config: ElasticsearchExporterConfig):
         super().__init__(settings, config)
         self.config = config
         self.url = config.url()
@@ -595,7 +595,8 @@ class ElasticsearchExporter(Exporter):
         return result
 
 
-def _create(settings: CreateSettings, config: Any) -> ElasticsearchExporter:
+def _create(settings: ExporterCreateSettings,
+            config: ElasticsearchExporterConfig) -> ElasticsearchExporter:
     return ElasticsearchExporter(settings, config)
 
 

@@ -19,14 +19,14 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import BinaryIO, Literal
 
 import orjson
 from pydantic import Field
 
 from pipeline.component import (
     ComponentConfig,
-    CreateSettings,
+    ExporterCreateSettings,
     Factory,
     Host,
     Kind,
@@ -52,7 +52,7 @@ class FileConfig(ComponentConfig):
 
 
 class FileExporter(Exporter):
-    def __init__(self, settings: CreateSettings, config: FileConfig):
+    def __init__(self, settings: ExporterCreateSettings, config: FileConfig):
         super().__init__(settings)
         self.config = config
         self.path = Path(config.path)
@@ -121,7 +121,7 @@ class FileExporter(Exporter):
         self.path.rename(self.path.with_name(f"{self.path.name}.1"))
 
 
-def _create(settings: CreateSettings, config: Any) -> FileExporter:
+def _create(settings: ExporterCreateSettings, config: FileConfig) -> FileExporter:
     return FileExporter(settings, config)
 
 

@@ -41,7 +41,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka import errors as kerrors
 from pydantic import Field, field_validator
 
-from pipeline.component import ComponentConfig, CreateSettings, Factory, Host, Kind, Signal
+from pipeline.component import ComponentConfig, ExporterCreateSettings, Factory, Host, Kind, Signal
 from pipeline.config.kafka import DEFAULT_TOPICS, ClientSettings, Encoding
 from pipeline.config.retry import ExporterSettings, QueueSettings, RetrySettings
 from pipeline.errors import PermanentError, RetryableError
@@ -184,7 +184,7 @@ def split_by_trace(request: Any) -> dict[bytes, Any]:
 
 
 class KafkaExporter(Exporter):
-    def __init__(self, settings: CreateSettings, config: KafkaExporterConfig):
+    def __init__(self, settings: ExporterCreateSettings, config: KafkaExporterConfig):
         super().__init__(settings, config)
         self.config = config
         self._producer: AIOKafkaProducer | None = None
@@ -438,7 +438,7 @@ async def _close_quietly(producer: AIOKafkaProducer) -> None:
         await asyncio.wait_for(producer.stop(), 10)
 
 
-def _create(settings: CreateSettings, config: Any) -> KafkaExporter:
+def _create(settings: ExporterCreateSettings, config: KafkaExporterConfig) -> KafkaExporter:
     return KafkaExporter(settings, config)
 
 

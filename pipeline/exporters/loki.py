@@ -86,7 +86,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from pydantic import Field, field_validator, model_validator
 
 from pipeline import __version__
-from pipeline.component import ComponentConfig, CreateSettings, Factory, Host, Kind, Signal
+from pipeline.component import ComponentConfig, ExporterCreateSettings, Factory, Host, Kind, Signal
 from pipeline.config.retry import ExporterSettings
 from pipeline.config.tls import ClientSettings
 from pipeline.config.types import Duration
@@ -346,7 +346,7 @@ Entry = tuple[int, str, Any]  # (time_ns, line, metadata pairs or encoded metada
 
 
 class LokiExporter(Exporter):
-    def __init__(self, settings: CreateSettings, config: LokiExporterConfig,
+    def __init__(self, settings: ExporterCreateSettings, config: LokiExporterConfig,
                  clock: Callable[[], float] = time.monotonic):
         super().__init__(settings, config)
         self.config = config
@@ -655,7 +655,7 @@ class LokiExporter(Exporter):
         raise error_for_status(resp.status, text, resp.retry_after)
 
 
-def _create(settings: CreateSettings, config: Any) -> LokiExporter:
+def _create(settings: ExporterCreateSettings, config: LokiExporterConfig) -> LokiExporter:
     return LokiExporter(settings, config)
 
 

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import Field
 
-from pipeline.component import ComponentConfig, CreateSettings, Factory, Kind, Signal
+from pipeline.component import ComponentConfig, ExporterCreateSettings, Factory, Kind, Signal
 from pipeline.exporterhelper import Exporter
 from pipeline.pdata.batch import Batch
 
@@ -18,7 +16,7 @@ class NopConfig(ComponentConfig):
 
 
 class NopExporter(Exporter):
-    def __init__(self, settings: CreateSettings, serialize: bool = False):
+    def __init__(self, settings: ExporterCreateSettings, serialize: bool = False):
         super().__init__(settings)
         self.serialize = serialize
 
@@ -28,8 +26,8 @@ class NopExporter(Exporter):
         return None
 
 
-def _create(settings: CreateSettings, config: Any) -> NopExporter:
-    return NopExporter(settings, bool(config and config.serialize))
+def _create(settings: ExporterCreateSettings, config: NopConfig) -> NopExporter:
+    return NopExporter(settings, config.serialize)
 
 
 factory = Factory(type="nop", kind=Kind.EXPORTER, config_model=NopConfig, create=_create,

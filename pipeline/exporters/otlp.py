@@ -34,7 +34,7 @@ from google.protobuf.message import DecodeError
 from pydantic import Field, model_validator
 
 from pipeline import __version__
-from pipeline.component import CreateSettings, Factory, Host, Kind, Signal
+from pipeline.component import ExporterCreateSettings, Factory, Host, Kind, Signal
 from pipeline.config.retry import ExporterSettings
 from pipeline.config.tls import ClientSettings
 from pipeline.errors import PermanentError, RetryableError
@@ -127,7 +127,7 @@ def rejected_items(signal: Signal, response: bytes, log: Any) -> int | None:
 
 
 class OTLPExporter(Exporter):
-    def __init__(self, settings: CreateSettings, config: OTLPExporterConfig):
+    def __init__(self, settings: ExporterCreateSettings, config: OTLPExporterConfig):
         super().__init__(settings, config)
         self.config = config
         self.target, _ = split_endpoint(config.endpoint)
@@ -181,7 +181,7 @@ class OTLPExporter(Exporter):
         return rejected_items(batch.signal, response, self.log)
 
 
-def _create(settings: CreateSettings, config: Any) -> OTLPExporter:
+def _create(settings: ExporterCreateSettings, config: OTLPExporterConfig) -> OTLPExporter:
     return OTLPExporter(settings, config)
 
 

@@ -24,7 +24,7 @@ retried. Connection failures and timeouts are retried.
 from __future__ import annotations
 
 import zlib
-from typing import Any, Literal
+from typing import Literal
 
 import aiohttp
 import orjson
@@ -32,7 +32,7 @@ from google.protobuf.message import DecodeError
 from pydantic import Field, field_validator, model_validator
 
 from pipeline import __version__
-from pipeline.component import CreateSettings, Factory, Host, Kind, Signal
+from pipeline.component import ExporterCreateSettings, Factory, Host, Kind, Signal
 from pipeline.config.retry import ExporterSettings
 from pipeline.config.tls import ClientSettings
 from pipeline.errors import PermanentError
@@ -122,7 +122,7 @@ def rejected_from_body(signal: Signal, body: bytes, content_type: str) -> tuple[
 
 
 class OTLPHTTPExporter(Exporter):
-    def __init__(self, settings: CreateSettings, config: OTLPHTTPExporterConfig):
+    def __init__(self, settings: ExporterCreateSettings, config: OTLPHTTPExporterConfig):
         super().__init__(settings, config)
         self.config = config
         self._session: aiohttp.ClientSession | None = None
@@ -172,7 +172,7 @@ class OTLPHTTPExporter(Exporter):
                                retryable=RETRYABLE_STATUS.__contains__)
 
 
-def _create(settings: CreateSettings, config: Any) -> OTLPHTTPExporter:
+def _create(settings: ExporterCreateSettings, config: OTLPHTTPExporterConfig) -> OTLPHTTPExporter:
     return OTLPHTTPExporter(settings, config)
 
 

@@ -47,7 +47,7 @@ from prometheus_client.samples import Exemplar as PromExemplar
 from prometheus_client.samples import Timestamp
 from pydantic import Field, field_validator
 
-from pipeline.component import ComponentConfig, CreateSettings, Factory, Host, Kind, Signal
+from pipeline.component import ComponentConfig, ExporterCreateSettings, Factory, Host, Kind, Signal
 from pipeline.config.types import Duration, Endpoint
 from pipeline.exporterhelper import Exporter
 from pipeline.pdata.batch import Batch
@@ -157,7 +157,7 @@ class SeriesCollector:
 
 
 class PrometheusExporter(Exporter):
-    def __init__(self, settings: CreateSettings, config: PrometheusConfig,
+    def __init__(self, settings: ExporterCreateSettings, config: PrometheusConfig,
                  clock: Callable[[], float] = time.monotonic):
         super().__init__(settings)
         self.config = config
@@ -248,7 +248,7 @@ class PrometheusExporter(Exporter):
         return resp
 
 
-def _create(settings: CreateSettings, config: Any) -> PrometheusExporter:
+def _create(settings: ExporterCreateSettings, config: PrometheusConfig) -> PrometheusExporter:
     return PrometheusExporter(settings, config)
 
 

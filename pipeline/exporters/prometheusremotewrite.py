@@ -59,7 +59,7 @@ import yarl
 from pydantic import Field, SecretStr, field_validator
 
 from pipeline import __version__
-from pipeline.component import CreateSettings, Factory, Host, Kind, Signal
+from pipeline.component import ExporterCreateSettings, Factory, Host, Kind, Signal
 from pipeline.config.retry import ExporterSettings, QueueSettings, RetrySettings
 from pipeline.config.tls import ClientSettings
 from pipeline.config.types import Duration
@@ -240,7 +240,7 @@ def encode_write_requests(series: dict[bytes, _SeriesBuf], max_bytes: int) -> li
 
 
 class RemoteWriteExporter(Exporter):
-    def __init__(self, settings: CreateSettings, config: RemoteWriteConfig):
+    def __init__(self, settings: ExporterCreateSettings, config: RemoteWriteConfig):
         super().__init__(settings, config)
         self.config = config
         self.url = yarl.URL(config.endpoint)
@@ -381,7 +381,7 @@ class RemoteWriteExporter(Exporter):
                          extra={"status": status, "samples": part.samples, "error": detail})
 
 
-def _create(settings: CreateSettings, config: Any) -> RemoteWriteExporter:
+def _create(settings: ExporterCreateSettings, config: RemoteWriteConfig) -> RemoteWriteExporter:
     return RemoteWriteExporter(settings, config)
 
 

@@ -53,7 +53,7 @@ from pipeline.component import (
     ComponentConfig,
     ComponentHealth,
     ComponentID,
-    CreateSettings,
+    ExtensionCreateSettings,
     Factory,
     Host,
     Kind,
@@ -116,7 +116,7 @@ class _Row:
 
 
 class HealthExtension(Component):
-    def __init__(self, settings: CreateSettings, config: HealthConfig,
+    def __init__(self, settings: ExtensionCreateSettings, config: HealthConfig,
                  clock: Callable[[], float] = time.time):
         self.settings = settings
         self.config = config
@@ -256,7 +256,7 @@ def _json(body: dict[str, Any], status: int = 200,
                         headers={"Cache-Control": "no-store", **(headers or {})})
 
 
-def _create(settings: CreateSettings, config: HealthConfig) -> HealthExtension:
+def _create(settings: ExtensionCreateSettings, config: HealthConfig) -> HealthExtension:
     return HealthExtension(settings, config)
 
 

@@ -46,9 +46,9 @@ from pipeline.component import (
     Component,
     ComponentConfig,
     Consumer,
-    CreateSettings,
     Factory,
     Kind,
+    ProcessorCreateSettings,
     Signal,
 )
 from pipeline.config.types import Regex
@@ -277,9 +277,7 @@ def _extract_action(key: str, regex: str) -> Apply:
 
 
 class AttributesProcessor(Component, Consumer):
-    def __init__(self, settings: CreateSettings, config: AttributesConfig):
-        assert settings.next_consumer is not None
-        assert settings.signal is not None
+    def __init__(self, settings: ProcessorCreateSettings, config: AttributesConfig):
         self.next = settings.next_consumer
         self.signal = settings.signal
         self.item_actions = [compile_action(a) for a in config.actions if a.context == "item"]
@@ -307,7 +305,7 @@ class AttributesProcessor(Component, Consumer):
                         act(attrs)
 
 
-def _create(settings: CreateSettings, config: Any) -> AttributesProcessor:
+def _create(settings: ProcessorCreateSettings, config: AttributesConfig) -> AttributesProcessor:
     return AttributesProcessor(settings, config)
 
 

@@ -20,7 +20,6 @@ set it to false for the Collector's size-or-timeout behaviour.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from pydantic import Field, model_validator
 
@@ -28,9 +27,9 @@ from pipeline.component import (
     Component,
     ComponentConfig,
     Consumer,
-    CreateSettings,
     Factory,
     Kind,
+    ProcessorCreateSettings,
     Signal,
 )
 from pipeline.config.types import Duration
@@ -78,11 +77,10 @@ class _Bucket:
 
 
 class BatchProcessor(Component, Consumer):
-    def __init__(self, settings: CreateSettings, config: BatchConfig):
-        assert settings.next_consumer is not None
+    def __init__(self, settings: ProcessorCreateSettings, config: BatchConfig):
         self.next = settings.next_consumer
         self.config = config
-        pid = settings.pipeline_id or str(settings.signal)
+        pid = settings.pipeline_id
         self._sizes = settings.telemetry.histogram(SEND_SIZE).labels(str(settings.id), pid)
         self._triggers = {t: settings.telemetry.counter(SENDS).labels(str(settings.id), pid, t)
                           for t in ("size", "timeout", "idle", "shutdown")}
@@ -166,7 +164,7 @@ class BatchProcessor(Component, Consumer):
             await asyncio.gather(*self._sending, return_exceptions=True)
 
 
-def _create(settings: CreateSettings, config: Any) -> BatchProcessor:
+def _create(settings: ProcessorCreateSettings, config: BatchConfig) -> BatchProcessor:
     return BatchProcessor(settings, config)
 
 

@@ -57,9 +57,9 @@ from pipeline.component import (
     Component,
     ComponentConfig,
     Consumer,
-    CreateSettings,
     Factory,
     Kind,
+    ProcessorCreateSettings,
     Signal,
 )
 from pipeline.pdata.anyvalue import any_value_to_python
@@ -200,16 +200,14 @@ class CompiledFilter:
 
 
 class FilterProcessor(Component, Consumer):
-    def __init__(self, settings: CreateSettings, config: FilterConfig):
-        assert settings.next_consumer is not None
-        assert settings.signal is not None
+    def __init__(self, settings: ProcessorCreateSettings, config: FilterConfig):
         self.next = settings.next_consumer
         self.signal = settings.signal
         section: SignalFilter | None = getattr(config, self.signal.value)
         self.filter = CompiledFilter(self.signal, section) if section is not None and (
             section.include is not None or section.exclude) else None
         self._dropped = settings.telemetry.counter(DROPPED).labels(
-            str(settings.id), settings.pipeline_id or self.signal.value, self.signal.value)
+            str(settings.id), settings.pipeline_id, self.signal.value)
 
     async def consume(self, batch: Batch) -> None:
         if self.filter is not None:
@@ -303,7 +301,7 @@ class FilterProcessor(Component, Consumer):
         return out
 
 
-def _create(settings: CreateSettings, config: Any) -> FilterProcessor:
+def _create(settings: ProcessorCreateSettings, config: FilterConfig) -> FilterProcessor:
     return FilterProcessor(settings, config)
 
 

@@ -22,10 +22,10 @@ from pipeline.component import (
     Component,
     ComponentConfig,
     Consumer,
-    CreateSettings,
     Factory,
     Host,
     Kind,
+    ProcessorCreateSettings,
     Signal,
 )
 from pipeline.config.types import Duration
@@ -127,9 +127,7 @@ def current_rss() -> int:
 
 
 class MemoryLimiter(Component, Consumer):
-    def __init__(self, settings: CreateSettings, config: MemoryLimiterConfig):
-        assert settings.next_consumer is not None
-        assert settings.signal is not None
+    def __init__(self, settings: ProcessorCreateSettings, config: MemoryLimiterConfig):
         self.next = settings.next_consumer
         self.config = config
         self.log = settings.logger
@@ -138,7 +136,7 @@ class MemoryLimiter(Component, Consumer):
         self._task: asyncio.Task[None] | None = None
         self._gauge = settings.telemetry.gauge(REFUSING).labels(str(settings.id))
         self._refused = settings.telemetry.counter(REFUSED_ITEMS).labels(
-            str(settings.id), settings.pipeline_id or str(settings.signal), str(settings.signal))
+            str(settings.id), settings.pipeline_id, str(settings.signal))
 
     async def start(self, host: Host) -> None:
         tune_malloc()
@@ -182,7 +180,7 @@ class MemoryLimiter(Component, Consumer):
         await self.next.consume(batch)
 
 
-def _create(settings: CreateSettings, config: Any) -> MemoryLimiter:
+def _create(settings: ProcessorCreateSettings, config: MemoryLimiterConfig) -> MemoryLimiter:
     return MemoryLimiter(settings, config)
 
 

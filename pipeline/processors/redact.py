@@ -71,9 +71,9 @@ from pipeline.component import (
     Component,
     ComponentConfig,
     Consumer,
-    CreateSettings,
     Factory,
     Kind,
+    ProcessorCreateSettings,
     Signal,
 )
 from pipeline.config.types import Regex
@@ -500,9 +500,7 @@ SUMMARY_KEYS = "redaction.masked.keys"
 
 
 class RedactProcessor(Component, Consumer):
-    def __init__(self, settings: CreateSettings, config: RedactConfig):
-        assert settings.next_consumer is not None
-        assert settings.signal is not None
+    def __init__(self, settings: ProcessorCreateSettings, config: RedactConfig):
         self.next = settings.next_consumer
         self.signal = settings.signal
         self.config = config
@@ -594,7 +592,7 @@ def _summarize(attributes: Any, count: int, keys: list[str] | None) -> None:
         kv.value.string_value = ",".join(sorted(set(keys)))
 
 
-def _create(settings: CreateSettings, config: Any) -> RedactProcessor:
+def _create(settings: ProcessorCreateSettings, config: RedactConfig) -> RedactProcessor:
     return RedactProcessor(settings, config)
 
 

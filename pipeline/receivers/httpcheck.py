@@ -68,10 +68,10 @@ from pipeline import __version__
 from pipeline.component import (
     Component,
     ComponentConfig,
-    CreateSettings,
     Factory,
     Host,
     Kind,
+    ReceiverCreateSettings,
     Signal,
 )
 from pipeline.config.types import Duration
@@ -187,7 +187,7 @@ def _classify(exc: BaseException, timeout: float) -> tuple[str, str]:
 
 
 class HttpCheckReceiver(Component):
-    def __init__(self, settings: CreateSettings, config: HttpCheckConfig):
+    def __init__(self, settings: ReceiverCreateSettings, config: HttpCheckConfig):
         self.config = config
         self.log = settings.logger
         self.consumer = settings.consumers[Signal.METRICS]
@@ -345,7 +345,7 @@ class HttpCheckReceiver(Component):
         return Batch(Signal.METRICS, message=req, items=points)
 
 
-def _create(settings: CreateSettings, config: HttpCheckConfig) -> HttpCheckReceiver:
+def _create(settings: ReceiverCreateSettings, config: HttpCheckConfig) -> HttpCheckReceiver:
     return HttpCheckReceiver(settings, config)
 
 

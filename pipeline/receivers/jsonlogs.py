@@ -88,10 +88,10 @@ from pydantic import Field, field_validator, model_validator
 
 from pipeline.component import (
     Component,
-    CreateSettings,
     Factory,
     Host,
     Kind,
+    ReceiverCreateSettings,
     Signal,
 )
 from pipeline.config.types import Endpoint
@@ -433,7 +433,7 @@ def _to_utf8(body: bytes, charset: str | None) -> bytes:
 
 
 class JsonLogsReceiver(Component):
-    def __init__(self, settings: CreateSettings, config: JsonLogsConfig):
+    def __init__(self, settings: ReceiverCreateSettings, config: JsonLogsConfig):
         self.config = config
         self.log = settings.logger
         self.consumer = settings.consumers[Signal.LOGS]
@@ -524,7 +524,7 @@ class JsonLogsReceiver(Component):
             add(lines[i:i + CHUNK])
 
 
-def _create(settings: CreateSettings, config: JsonLogsConfig) -> JsonLogsReceiver:
+def _create(settings: ReceiverCreateSettings, config: JsonLogsConfig) -> JsonLogsReceiver:
     return JsonLogsReceiver(settings, config)
 
 

@@ -50,10 +50,10 @@ from pipeline.component import (
     ComponentConfig,
     ComponentHealth,
     Consumer,
-    CreateSettings,
     Factory,
     Host,
     Kind,
+    ReceiverCreateSettings,
     Signal,
 )
 from pipeline.config.kafka import DEFAULT_TOPICS, ClientSettings, Encoding
@@ -265,7 +265,7 @@ class _Listener(ConsumerRebalanceListener):
 
 
 class KafkaReceiver(Component):
-    def __init__(self, settings: CreateSettings, config: KafkaReceiverConfig):
+    def __init__(self, settings: ReceiverCreateSettings, config: KafkaReceiverConfig):
         self.settings = settings
         self.config = config
         self.id = str(settings.id)
@@ -585,7 +585,7 @@ def _metadata(headers: Any) -> dict[str, str]:
     return out
 
 
-def _create(settings: CreateSettings, config: Any) -> KafkaReceiver:
+def _create(settings: ReceiverCreateSettings, config: KafkaReceiverConfig) -> KafkaReceiver:
     return KafkaReceiver(settings, config)
 
 

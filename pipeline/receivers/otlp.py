@@ -56,10 +56,10 @@ from pipeline.component import (
     Component,
     ComponentConfig,
     Consumer,
-    CreateSettings,
     Factory,
     Host,
     Kind,
+    ReceiverCreateSettings,
     Signal,
 )
 from pipeline.config.tls import ServerAuthSettings, TLSServerSettings
@@ -234,7 +234,7 @@ def grpc_status_details(code: int, message: str, retry_after: float | None) -> b
 
 
 class OTLPReceiver(Component):
-    def __init__(self, settings: CreateSettings, config: OTLPReceiverConfig):
+    def __init__(self, settings: ReceiverCreateSettings, config: OTLPReceiverConfig):
         self.settings = settings
         self.config = config
         self.log = settings.logger
@@ -561,7 +561,7 @@ def _too_large(is_json: bool, ctype: str, limit: int) -> web.Response:
                             f"request body exceeds the limit of {limit} bytes")
 
 
-def _create(settings: CreateSettings, config: Any) -> OTLPReceiver:
+def _create(settings: ReceiverCreateSettings, config: OTLPReceiverConfig) -> OTLPReceiver:
     return OTLPReceiver(settings, config)
 
 

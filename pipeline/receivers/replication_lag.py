@@ -103,10 +103,10 @@ from pipeline.component import (
     Component,
     ComponentConfig,
     ComponentHealth,
-    CreateSettings,
     Factory,
     Host,
     Kind,
+    ReceiverCreateSettings,
     Signal,
 )
 from pipeline.config.types import Duration
@@ -328,7 +328,7 @@ class _StatRow:
 
 
 class ReplicationLagReceiver(Component):
-    def __init__(self, settings: CreateSettings, config: ReplicationLagConfig,
+    def __init__(self, settings: ReceiverCreateSettings, config: ReplicationLagConfig,
                  *, clock: Callable[[], float] = time.monotonic,
                  wall_clock: Callable[[], float] = time.time):
         self.config = config
@@ -680,7 +680,8 @@ class _GaugeBuilder:
         self._point(gauge, attrs).as_int = value
 
 
-def _create(settings: CreateSettings, config: ReplicationLagConfig) -> ReplicationLagReceiver:
+def _create(settings: ReceiverCreateSettings,
+            config: ReplicationLagConfig) -> ReplicationLagReceiver:
     return ReplicationLagReceiver(settings, config)
 
 

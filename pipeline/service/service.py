@@ -18,14 +18,19 @@ from pipeline.component import (
     Component,
     ComponentEntry,
     ComponentID,
+    ConnectorCreateSettings,
     Consumer,
     CreateSettings,
+    ExporterCreateSettings,
+    ExtensionCreateSettings,
     Host,
     Kind,
     PipelineInfo,
+    ProcessorCreateSettings,
+    ReceiverCreateSettings,
     Signal,
 )
-from pipeline.config.model import Config
+from pipeline.config.model import Config, PipelineConfig
 from pipeline.service.fanout import fan_out
 from pipeline.telemetry.logs import component_logger
 from pipeline.telemetry.metrics import Telemetry
@@ -57,12 +62,13 @@ class Service(Host):
         return self._started
 
     # Build ----------------------------------------------------------------
-    def _settings(self, kind: Kind, cid: ComponentID, **kw: object) -> CreateSettings:
-        return CreateSettings(id=cid, kind=kind, logger=component_logger(kind.value, str(cid)),
-                              telemetry=self.telemetry, **kw)  # type: ignore[arg-type]
+    @staticmethod
+    def _logger(kind: Kind, cid: ComponentID) -> logging.Logger:
+        return component_logger(kind.value, str(cid))
 
-    def _create(self, kind: Kind, cid: ComponentID, settings: CreateSettings,
-                pipeline: str | None = None) -> Component:
+    def _create(self, settings: CreateSettings, pipeline: str | None = None) -> Component:
+        """Create a component with the settings of its kind; the factory is that kind's."""
+        kind, cid = settings.kind, settings.id
         factory = self.config.factories[(kind, cid)]
         component = factory.create(settings, self.config.components[kind][cid])
         self.entries.append(ComponentEntry(kind, cid, component, pipeline))
@@ -70,13 +76,16 @@ class Service(Host):
 
     def _build(self) -> None:
         cfg = self.config
+        tel = self.telemetry
         for ext_id in cfg.extensions:
-            self._create(Kind.EXTENSION, ext_id, self._settings(Kind.EXTENSION, ext_id))
+            self._create(ExtensionCreateSettings(
+                id=ext_id, logger=self._logger(Kind.EXTENSION, ext_id), telemetry=tel))
         consumers: dict[tuple[Kind, ComponentID], Consumer] = {}
         used_exporters = {e for p in cfg.pipelines.values() for e in p.exporters
                           if e in cfg.components[Kind.EXPORTER]}
         for eid in sorted(used_exporters):
-            comp = self._create(Kind.EXPORTER, eid, self._settings(Kind.EXPORTER, eid))
+            comp = self._create(ExporterCreateSettings(
+                id=eid, logger=self._logger(Kind.EXPORTER, eid), telemetry=tel))
             consumers[(Kind.EXPORTER, eid)] = _as_consumer(comp, eid)
 
         heads: dict[str, Consumer] = {}
@@ -91,9 +100,9 @@ class Service(Host):
                     continue
                 nxt = fan_out([c for c in outs if c is not None])
                 for proc_id in reversed(p.processors):
-                    comp = self._create(Kind.PROCESSOR, proc_id, self._settings(
-                        Kind.PROCESSOR, proc_id, signal=p.signal, pipeline_id=pid,
-                        next_consumer=nxt), pid)
+                    comp = self._create(ProcessorCreateSettings(
+                        id=proc_id, logger=self._logger(Kind.PROCESSOR, proc_id), telemetry=tel,
+                        signal=p.signal, pipeline_id=pid, next_consumer=nxt), pid)
                     nxt = _as_consumer(comp, proc_id)
                 heads[pid] = nxt
                 del pending[pid]
@@ -104,8 +113,9 @@ class Service(Host):
                 fed = [p for p in cfg.pipelines.values() if cid in p.receivers]
                 if not fed or any(p.id not in heads for p in fed):
                     continue
-                comp = self._create(Kind.CONNECTOR, cid, self._settings(
-                    Kind.CONNECTOR, cid, consumers=self._signal_consumers(fed, heads)))
+                comp = self._create(ConnectorCreateSettings(
+                    id=cid, logger=self._logger(Kind.CONNECTOR, cid), telemetry=tel,
+                    consumers=self._signal_consumers(fed, heads)))
                 consumers[(Kind.CONNECTOR, cid)] = _as_consumer(comp, cid)
                 progressed = True
             if not progressed:  # validation rejects cycles; this guards against bugs
@@ -115,11 +125,13 @@ class Service(Host):
                                if r in cfg.components[Kind.RECEIVER]})
         for rid in receiver_ids:
             fed = [p for p in cfg.pipelines.values() if rid in p.receivers]
-            self._create(Kind.RECEIVER, rid, self._settings(
-                Kind.RECEIVER, rid, consumers=self._signal_consumers(fed, heads)))
+            self._create(ReceiverCreateSettings(
+                id=rid, logger=self._logger(Kind.RECEIVER, rid), telemetry=tel,
+                consumers=self._signal_consumers(fed, heads)))
 
     @staticmethod
-    def _signal_consumers(fed: list, heads: dict[str, Consumer]) -> dict[Signal, Consumer]:
+    def _signal_consumers(fed: list[PipelineConfig],
+                          heads: dict[str, Consumer]) -> dict[Signal, Consumer]:
         by_signal: dict[Signal, list[Consumer]] = {}
         for p in fed:
             by_signal.setdefault(p.signal, []).append(heads[p.id])
@@ -168,13 +180,11 @@ class Service(Host):
 
 def _begin_shutdown_of(entries: list[ComponentEntry]) -> None:
     for entry in entries:
-        begin = getattr(entry.component, "begin_shutdown", None)
-        if begin is not None:
-            try:
-                begin()
-            except Exception as exc:
-                log.error("component failed to begin shutdown",
-                          extra={"component": entry.name, "error": str(exc)})
+        try:
+            entry.component.begin_shutdown()
+        except Exception as exc:
+            log.error("component failed to begin shutdown",
+                      extra={"component": entry.name, "error": str(exc)})
 
 
 def _as_consumer(component: Component, cid: ComponentID) -> Consumer:

@@ -28,7 +28,14 @@ from pipeline.connectors.slo.config import SLOConnectorConfig
 from pipeline.exporters.alertmanager import AlertmanagerExporter, AlertmanagerExporterConfig
 from pipeline.pdata.batch import Batch
 from pipeline.slo.engine import AlertTransition
-from tests.support import OtelpipeProcess, create_settings, eventually, free_port, http_get
+from tests.support import (
+    OtelpipeProcess,
+    connector_settings,
+    eventually,
+    exporter_settings,
+    free_port,
+    http_get,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -43,7 +50,7 @@ def am_alerts(url: str, slo: str, active_only: bool = True) -> list[dict[str, An
 
 
 def connector() -> Any:
-    return slo_factory.create(create_settings("connector", "slo"), SLOConnectorConfig(
+    return slo_factory.create(connector_settings("slo"), SLOConnectorConfig(
         slos=[{"name": "x", "service": "api", "objective": 99.9,
                "sli": {"type": "availability"}}]))
 
@@ -58,7 +65,7 @@ def transition(slo: str, state: str, at: float, started_at: float) -> AlertTrans
 
 async def exporter(url: str, **cfg: Any) -> AlertmanagerExporter:
     exp = AlertmanagerExporter(
-        create_settings("exporter", "alertmanager"),
+        exporter_settings("alertmanager"),
         AlertmanagerExporterConfig.model_validate({
             "endpoint": url, "runbook_url": RUNBOOK, "sending_queue": {"enabled": False},
             "retry_on_failure": {"initial_interval": "100ms", "max_elapsed_time": "10s"},

@@ -17,7 +17,7 @@ from pipeline.receivers.kafka import KafkaReceiver, KafkaReceiverConfig
 from pipeline.telemetry.metrics import Telemetry
 from tests.builders import log_bodies, span_names, tagged_logs_request, tagged_traces_request
 from tests.kafkadata import read_topic
-from tests.support import Sink, aeventually, create_settings
+from tests.support import Sink, aeventually, exporter_settings, receiver_settings
 
 
 class NullHost(Host):
@@ -36,14 +36,14 @@ HOST = NullHost()
 
 def make_exporter(bootstrap: str, telemetry: Telemetry | None = None, **cfg: Any) -> KafkaExporter:
     config = KafkaExporterConfig.model_validate({"brokers": [bootstrap], **cfg})
-    return KafkaExporter(create_settings("exporter", "kafka", telemetry), config)
+    return KafkaExporter(exporter_settings("kafka", telemetry), config)
 
 
 def make_receiver(bootstrap: str, sinks: dict[Signal, Any], telemetry: Telemetry | None = None,
                   **cfg: Any) -> KafkaReceiver:
     config = KafkaReceiverConfig.model_validate(
         {"brokers": [bootstrap], "commit_interval": "100ms", **cfg})
-    return KafkaReceiver(create_settings("receiver", "kafka", telemetry, consumers=sinks), config)
+    return KafkaReceiver(receiver_settings("kafka", telemetry, consumers=sinks), config)
 
 
 def sample(t: Telemetry, name: str, **labels: str) -> float:

@@ -21,7 +21,7 @@ import pytest_asyncio
 from pipeline.component import Signal
 from pipeline.receivers.replication_lag import ReplicationLagConfig, ReplicationLagReceiver
 from tests.integration.conftest import postgres_script
-from tests.support import Sink, aeventually, create_settings
+from tests.support import Sink, aeventually, receiver_settings
 
 SLO = 0.100  # the ops seed's replication-lag objective
 
@@ -112,7 +112,7 @@ async def receiver(postgres_pair: dict[str, str]) -> AsyncIterator[Callable[...,
             **overrides,
         })
         rcv = ReplicationLagReceiver(
-            create_settings("receiver", "replication_lag/it", consumers={Signal.METRICS: sink}),
+            receiver_settings("replication_lag/it", consumers={Signal.METRICS: sink}),
             cfg)
         await rcv.start(None)  # type: ignore[arg-type]
         started.append(rcv)

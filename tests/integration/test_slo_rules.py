@@ -24,7 +24,7 @@ from pipeline.config.loader import load_config
 from pipeline.connectors.slo.config import SLOConnectorConfig
 from pipeline.connectors.slo.connector import SLOConnector
 from pipeline.slo.rules import ALERT_NAME, rules_document
-from tests.support import REPO, create_settings
+from tests.support import REPO, connector_settings
 from tests.unit.slo.sim import Clock, RedTraffic, gauge_batch
 
 pytestmark = pytest.mark.integration
@@ -64,7 +64,7 @@ def test_promtool_check_rules_accepts_the_generated_rules(promtool: str, tmp_pat
 def _engine_timeline(config: SLOConnectorConfig) -> dict[int, set[tuple[str, str, str]]]:
     """Firing alerts (slo, service, severity) per minute, from the connector."""
     clock = Clock()
-    conn = SLOConnector(create_settings("connector", "slo", consumers={}), config, clock=clock)
+    conn = SLOConnector(connector_settings("slo", consumers={}), config, clock=clock)
     traffic = RedTraffic(clock)
     out: dict[int, set[tuple[str, str, str]]] = {}
     for minute in range(1, MINUTES + 1):

@@ -73,10 +73,15 @@ from pipeline.registry import (
     default_registry,
     module_factories,
 )
-from pipeline.telemetry.logs import component_logger
-from pipeline.telemetry.metrics import Telemetry
 from tests.builders import logs_request, metrics_request, traces_request
-from tests.support import free_port
+from tests.support import (
+    connector_settings,
+    exporter_settings,
+    extension_settings,
+    free_port,
+    processor_settings,
+    receiver_settings,
+)
 
 T = TypeVar("T")
 Key = tuple[Kind, str]
@@ -193,21 +198,30 @@ async def bounded(step: Awaitable[T], what: str, seconds: float = BOUND) -> T:
 
 
 def build_config(factory: Factory, spec: Spec | None) -> ComponentConfig:
+    model: type[ComponentConfig] = factory.config_model
     if spec is not None:
-        return factory.config_model.model_validate(spec.config)
+        return model.model_validate(spec.config)
     try:
-        return factory.config_model.model_validate({})
+        return model.model_validate({})
     except ValidationError as exc:
         pytest.fail(f"{factory.kind.value} {factory.type!r} cannot be built from its config "
                     f"defaults and TEST_CONFIGS has no entry for it: add one.\n{exc}",
                     pytrace=False)
 
 
-def settings_for(factory: Factory, **kw: Any) -> CreateSettings:
-    cid = ComponentID(factory.type, "contract")
-    return CreateSettings(id=cid, kind=factory.kind,
-                          logger=component_logger(factory.kind.value, str(cid)),
-                          telemetry=Telemetry(), **kw)
+def settings_for(factory: Factory, consumers: Mapping[Signal, Consumer]) -> CreateSettings:
+    """The settings of the factory's kind, as the service builds them (not processors)."""
+    cid = f"{factory.type}/contract"
+    match factory.kind:
+        case Kind.RECEIVER:
+            return receiver_settings(cid, consumers=consumers)
+        case Kind.CONNECTOR:
+            return connector_settings(cid, consumers=consumers)
+        case Kind.EXPORTER:
+            return exporter_settings(cid)
+        case Kind.EXTENSION:
+            return extension_settings(cid)
+    raise AssertionError(f"no settings for a {factory.kind.value} here")
 
 
 def input_signals(factory: Factory) -> list[Signal]:
@@ -277,8 +291,8 @@ async def _exercise(factory: Factory, component: Component, spec: Spec | None,
 async def _run_processor(factory: Factory, config: ComponentConfig, signal: Signal) -> None:
     name = f"processor {factory.type} ({signal.value})"
     nxt = Recorder()
-    processor = factory.create(settings_for(factory, signal=signal, pipeline_id=signal.value,
-                                            next_consumer=nxt), config)
+    processor = factory.create(processor_settings(f"{factory.type}/contract", next_consumer=nxt,
+                                                  signal=signal), config)
     assert isinstance(processor, Consumer), f"{name} is no Consumer"
     await bounded(processor.start(NopHost()), f"{name}: start()")
     batch = make_batch(signal)

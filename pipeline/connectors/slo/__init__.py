@@ -64,12 +64,12 @@ from metrics), `emit` (the SLO metrics and alert log records), `connector`
 
 from __future__ import annotations
 
-from pipeline.component import CreateSettings, Factory, Kind, Signal
+from pipeline.component import ConnectorCreateSettings, Factory, Kind, Signal
 from pipeline.connectors.slo.config import SLOConnectorConfig
 from pipeline.connectors.slo.connector import SLOConnector
 
 
-def _create(settings: CreateSettings, config: SLOConnectorConfig) -> SLOConnector:
+def _create(settings: ConnectorCreateSettings, config: SLOConnectorConfig) -> SLOConnector:
     return SLOConnector(settings, config)
 
 

@@ -16,7 +16,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 
 from pipeline.aggregation.connector import AggregatingConnector
-from pipeline.component import Component, Consumer, CreateSettings, Host, Kind, Signal
+from pipeline.component import Component, ConnectorCreateSettings, Consumer, Host, Kind, Signal
 from pipeline.connectors.slo.config import SLOConnectorConfig
 from pipeline.connectors.slo.counting import EventCounter
 from pipeline.connectors.slo.emit import logs_request, metrics_request
@@ -31,7 +31,7 @@ MAX_PENDING_EVENTS = 1000
 
 
 class SLOConnector(Component, Consumer, SLOStatusSource):
-    def __init__(self, settings: CreateSettings, config: SLOConnectorConfig,
+    def __init__(self, settings: ConnectorCreateSettings, config: SLOConnectorConfig,
                  clock: Clock | None = None):
         self.id = str(settings.id)
         self.logger = settings.logger

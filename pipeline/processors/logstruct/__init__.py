@@ -9,15 +9,13 @@ See docs/logstruct.md for the configuration reference.
 
 from __future__ import annotations
 
-from typing import Any
-
-from pipeline.component import Component, CreateSettings, Factory, Kind, Signal
+from pipeline.component import Component, Factory, Kind, ProcessorCreateSettings, Signal
 from pipeline.processors.logstruct.config import LogStructConfig
 
 __all__ = ["factory"]
 
 
-def _create(settings: CreateSettings, config: Any) -> Component:
+def _create(settings: ProcessorCreateSettings, config: LogStructConfig) -> Component:
     from pipeline.processors.logstruct.processor import LogStructProcessor
 
     return LogStructProcessor(settings, config)

@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from pipeline.component import Component, Consumer, CreateSettings, Signal
+from pipeline.component import Component, Consumer, ProcessorCreateSettings, Signal
 from pipeline.pdata.anyvalue import any_value
 from pipeline.pdata.batch import Batch
 from pipeline.pdata.logrecords import LogGroup, LogRecord, flat_value
@@ -131,9 +131,8 @@ def _failure(exc: Exception, log: logging.Logger) -> str:
 
 
 class LogStructProcessor(Component, Consumer):
-    def __init__(self, settings: CreateSettings, config: LogStructConfig, *,
+    def __init__(self, settings: ProcessorCreateSettings, config: LogStructConfig, *,
                  clock: Callable[[], float] = time.time):
-        assert settings.next_consumer is not None
         self.next = settings.next_consumer
         self.config = config
         self.log = settings.logger
@@ -159,7 +158,7 @@ class LogStructProcessor(Component, Consumer):
                                    for st in steps)
         self.miner: TemplateMiner | None = (
             TemplateMiner(config.templates) if config.templates.enabled else None)
-        pid = settings.pipeline_id or "logs"
+        pid = settings.pipeline_id
         tel = settings.telemetry
         self._labels = (str(settings.id), pid)
         self._errors_metric = tel.counter(PARSE_ERRORS)

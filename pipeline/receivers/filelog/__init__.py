@@ -62,14 +62,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from pipeline.component import CreateSettings, Factory, Kind, Signal
+from pipeline.component import Factory, Kind, ReceiverCreateSettings, Signal
 from pipeline.receivers.filelog.config import FileLogConfig
 
 if TYPE_CHECKING:
     from pipeline.receivers.filelog.receiver import FileLogReceiver
 
 
-def _create(settings: CreateSettings, config: FileLogConfig) -> FileLogReceiver:
+def _create(settings: ReceiverCreateSettings, config: FileLogConfig) -> FileLogReceiver:
     from pipeline.receivers.filelog.receiver import FileLogReceiver
 
     return FileLogReceiver(settings, config)

@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import time
 
-from pipeline.component import Component, CreateSettings, Host, Signal
+from pipeline.component import Component, Host, ReceiverCreateSettings, Signal
 from pipeline.errors import PermanentError, RetryableError
 from pipeline.pdata.batch import Batch
 from pipeline.pdata.logrecords import LogGroup
@@ -25,7 +25,7 @@ class _Stopping(Exception):
 
 
 class FileLogReceiver(Component):
-    def __init__(self, settings: CreateSettings, config: FileLogConfig):
+    def __init__(self, settings: ReceiverCreateSettings, config: FileLogConfig):
         self.config = config
         self.log = settings.logger
         self.consumer = settings.consumers[Signal.LOGS]

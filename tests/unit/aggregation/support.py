@@ -7,7 +7,7 @@ from typing import Any
 from pipeline.component import Signal
 from pipeline.connectors.redmetrics import RedMetricsConfig, RedMetricsConnector
 from pipeline.telemetry.metrics import Telemetry
-from tests.support import Sink, create_settings
+from tests.support import Sink, connector_settings
 from tests.unit.connectors.spans import FakeClock
 
 CALLS = "traces.span.metrics.calls"
@@ -16,8 +16,8 @@ DURATION = "traces.span.metrics.duration"
 
 def make(sink: Sink, clock: FakeClock | None = None, telemetry: Telemetry | None = None,
          **cfg: Any) -> RedMetricsConnector:
-    settings = create_settings("connector", "redmetrics", telemetry=telemetry,
-                               consumers={Signal.METRICS: sink})
+    settings = connector_settings("redmetrics", telemetry=telemetry,
+                                  consumers={Signal.METRICS: sink})
     return RedMetricsConnector(settings, RedMetricsConfig.model_validate(cfg),
                                clock=clock or FakeClock())
 

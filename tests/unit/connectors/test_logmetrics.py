@@ -12,7 +12,7 @@ from pipeline.errors import PermanentError, RetryableError
 from pipeline.pdata.batch import Batch
 from pipeline.registry import default_registry
 from pipeline.telemetry.metrics import Telemetry
-from tests.support import Sink, create_settings
+from tests.support import Sink, connector_settings
 from tests.unit.connectors.spans import FakeClock, log_batch, metric_defs, metrics
 
 CACHE = {"name": "cache.requests", "type": "counter",
@@ -34,8 +34,8 @@ QUERY = {"name": "db.query.duration", "type": "histogram", "unit": "ms",
 
 def make(sink: Sink, clock: FakeClock | None = None, telemetry: Telemetry | None = None,
          **cfg: Any) -> LogMetricsConnector:
-    settings = create_settings("connector", "logmetrics", telemetry=telemetry,
-                               consumers={Signal.METRICS: sink})
+    settings = connector_settings("logmetrics", telemetry=telemetry,
+                                  consumers={Signal.METRICS: sink})
     return LogMetricsConnector(settings, LogMetricsConfig.model_validate(cfg),
                                clock=clock or FakeClock())
 

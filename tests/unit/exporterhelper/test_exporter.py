@@ -16,7 +16,7 @@ from pipeline.exporterhelper import Exporter
 from pipeline.pdata.batch import Batch
 from pipeline.telemetry.metrics import Telemetry
 from tests.builders import logs, traces
-from tests.support import create_settings
+from tests.support import exporter_settings
 from tests.unit.exporterhelper.diskqueue.helpers import ENGINES, span_names
 
 
@@ -26,7 +26,7 @@ class Scripted(Exporter):
     def __init__(self, telemetry: Telemetry, helper: ExporterSettings,
                  errors: list[Exception] | None = None,
                  gate: asyncio.Event | None = None):
-        super().__init__(create_settings("exporter", "scripted", telemetry=telemetry), helper)
+        super().__init__(exporter_settings("scripted", telemetry=telemetry), helper)
         self.errors = list(errors or [])
         self.attempts: list[float] = []
         self.delivered: list[Batch] = []
@@ -224,7 +224,7 @@ def test_signal_labels_exist_for_every_signal() -> None:
 
 class Flaky(Exporter):
     def __init__(self, tel: Telemetry, helper: ExporterSettings, up: bool):
-        super().__init__(create_settings("exporter", "otlp/flaky", telemetry=tel), helper)
+        super().__init__(exporter_settings("otlp/flaky", telemetry=tel), helper)
         self.up = up
         self.delivered: list[Batch] = []
 

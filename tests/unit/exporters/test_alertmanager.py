@@ -26,7 +26,7 @@ from pipeline.exporters.alertmanager import (
 )
 from pipeline.pdata.batch import Batch
 from pipeline.telemetry.metrics import Telemetry
-from tests.support import create_settings, free_port
+from tests.support import connector_settings, exporter_settings, free_port
 
 NOW = 1_700_000_000.0  # 2023-11-14T22:13:20Z
 NOW_S = "2023-11-14T22:13:20.000Z"
@@ -77,8 +77,8 @@ async def make(config: dict[str, Any], clock: Clock | None = None,
     cfg = AlertmanagerExporterConfig.model_validate({
         "sending_queue": {"enabled": False}, "retry_on_failure": {"enabled": False},
         "timeout": "2s", **config})
-    exp = AlertmanagerExporter(create_settings("exporter", "alertmanager",
-                                               telemetry=tel or Telemetry()),
+    exp = AlertmanagerExporter(exporter_settings("alertmanager",
+                                                 telemetry=tel or Telemetry()),
                                cfg, clock=clock or Clock())
     await exp.start(None)  # type: ignore[arg-type]
     return exp
@@ -384,7 +384,7 @@ async def test_records_of_the_real_slo_connector(am: FakeAM) -> None:
     from pipeline.connectors.slo.config import SLOConnectorConfig
     from pipeline.slo.engine import AlertTransition
 
-    conn: Any = slo_factory.create(create_settings("connector", "slo"), SLOConnectorConfig(
+    conn: Any = slo_factory.create(connector_settings("slo"), SLOConnectorConfig(
         slos=[{"name": "api-availability", "service": "api", "objective": 99.9,
                "sli": {"type": "availability"}}]))
     fire = AlertTransition(

@@ -25,7 +25,7 @@ from pipeline.exporters.elasticsearch import (
 )
 from pipeline.pdata.batch import Batch
 from pipeline.telemetry.metrics import Telemetry
-from tests.support import create_settings, free_port
+from tests.support import exporter_settings, free_port
 
 T0 = 1_700_000_000_123_456_789          # 2023-11-14T22:13:20.123456789Z
 TS0 = "2023-11-14T22:13:20.123456789Z"
@@ -70,7 +70,7 @@ def exporter(tel: Telemetry | None = None, **config: Any) -> ElasticsearchExport
         "endpoint": "http://127.0.0.1:1", "timeout": "2s",
         "sending_queue": {"enabled": False}, "retry_on_failure": {"enabled": False},
         **config})
-    exp = factory.create(create_settings("exporter", ID, telemetry=tel or Telemetry()), cfg)
+    exp = factory.create(exporter_settings(ID, telemetry=tel or Telemetry()), cfg)
     assert isinstance(exp, ElasticsearchExporter)
     return exp
 

@@ -13,13 +13,13 @@ from pipeline.pdata.batch import Batch
 from pipeline.pdata.otlpjson import decode_request
 from pipeline.telemetry.metrics import Telemetry
 from tests.builders import logs_request, metrics_request, traces_request
-from tests.support import create_settings
+from tests.support import exporter_settings
 
 
 async def started(tmp_path: Path, telemetry: Telemetry | None = None, **cfg: object
                   ) -> FileExporter:
     cfg.setdefault("path", str(tmp_path / "out.jsonl"))
-    exp = factory.create(create_settings("exporter", "file", telemetry=telemetry),
+    exp = factory.create(exporter_settings("file", telemetry=telemetry),
                          FileConfig.model_validate(cfg))
     assert isinstance(exp, FileExporter)
     await exp.start(None)  # type: ignore[arg-type]

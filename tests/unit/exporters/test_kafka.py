@@ -17,12 +17,12 @@ from pipeline.pdata.batch import Batch
 from pipeline.pdata.otlp import REQUEST_TYPES
 from pipeline.pdata.otlpjson import decode_request
 from tests.kafkadata import log_bodies, logs, metrics, span_names, traces
-from tests.support import create_settings
+from tests.support import exporter_settings
 
 
 def exporter(**cfg: Any) -> KafkaExporter:
     config = KafkaExporterConfig.model_validate(cfg)
-    return KafkaExporter(create_settings("exporter", "kafka"), config)
+    return KafkaExporter(exporter_settings("kafka"), config)
 
 
 def parse(signal: Signal, payload: bytes) -> Any:
@@ -69,7 +69,7 @@ def test_sasl_and_tls_kwargs_and_secret_not_in_repr(tmp_path: Any) -> None:
          "tls": {"insecure_skip_verify": True}})
     assert "s3cret" not in repr(c)
     assert "s3cret" not in str(c.model_dump())
-    kw = KafkaExporter(create_settings("exporter", "kafka"), c)._producer_kwargs()
+    kw = KafkaExporter(exporter_settings("kafka"), c)._producer_kwargs()
     assert kw["security_protocol"] == "SASL_SSL"
     assert kw["sasl_mechanism"] == "SCRAM-SHA-512"
     assert kw["sasl_plain_password"] == "s3cret"

@@ -30,7 +30,7 @@ from pipeline.exporters.loki import (
 )
 from pipeline.pdata.batch import Batch
 from pipeline.telemetry.metrics import Telemetry
-from tests.support import create_settings, free_port
+from tests.support import exporter_settings, free_port
 
 T0 = 1_700_000_000_000_000_000
 TRACE = bytes(range(16))
@@ -95,7 +95,7 @@ def exporter(tel: Telemetry | None = None, clock: Any = None, **config: Any) -> 
         "endpoint": "http://127.0.0.1:1", "timeout": "2s",
         "sending_queue": {"enabled": False}, "retry_on_failure": {"enabled": False},
         "labels": {"resource": ["service.name"], "severity": "level"}, **config})
-    settings = create_settings("exporter", "loki/test", telemetry=tel or Telemetry())
+    settings = exporter_settings("loki/test", telemetry=tel or Telemetry())
     if clock is not None:
         return LokiExporter(settings, cfg, clock=clock)
     exp = factory.create(settings, cfg)

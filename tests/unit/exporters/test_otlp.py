@@ -24,7 +24,7 @@ from pipeline.receivers.otlp import factory as receiver_factory
 from pipeline.telemetry.metrics import Telemetry
 from tests.builders import logs, traces
 from tests.certs import make_certs
-from tests.support import Sink, create_settings, free_port
+from tests.support import Sink, exporter_settings, free_port, receiver_settings
 
 METHOD = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
 
@@ -33,7 +33,7 @@ def exporter(config: dict[str, Any], tel: Telemetry | None = None) -> OTLPExport
     cfg = OTLPExporterConfig.model_validate({
         "timeout": "2s", "sending_queue": {"enabled": False},
         "retry_on_failure": {"enabled": False}, **config})
-    exp = factory.create(create_settings("exporter", "otlp/test", telemetry=tel or Telemetry()),
+    exp = factory.create(exporter_settings("otlp/test", telemetry=tel or Telemetry()),
                          cfg)
     assert isinstance(exp, OTLPExporter)
     return exp
@@ -86,8 +86,8 @@ async def test_delivers_raw_bytes_to_an_otelpipe_receiver() -> None:
     port = free_port()
     rcfg = OTLPReceiverConfig.model_validate(
         {"protocols": {"grpc": {"endpoint": f"127.0.0.1:{port}"}}})
-    receiver = receiver_factory.create(create_settings(
-        "receiver", "otlp", consumers={Signal.TRACES: sink, Signal.LOGS: sink}), rcfg)
+    receiver = receiver_factory.create(
+        receiver_settings("otlp", consumers={Signal.TRACES: sink, Signal.LOGS: sink}), rcfg)
     await receiver.start(None)  # type: ignore[arg-type]
     tel = Telemetry()
     exp = exporter({"endpoint": f"127.0.0.1:{port}", "tls": {"insecure": True}}, tel)

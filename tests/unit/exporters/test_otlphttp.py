@@ -27,7 +27,7 @@ from pipeline.receivers.otlp import OTLPReceiverConfig
 from pipeline.receivers.otlp import factory as receiver_factory
 from pipeline.telemetry.metrics import Telemetry
 from tests.builders import logs, traces
-from tests.support import Sink, create_settings, free_port
+from tests.support import Sink, exporter_settings, free_port, receiver_settings
 from tests.unit.exporters.test_otlp import make_ca_and_server_cert
 
 
@@ -35,8 +35,8 @@ def exporter(config: dict[str, Any], tel: Telemetry | None = None) -> OTLPHTTPEx
     cfg = OTLPHTTPExporterConfig.model_validate({
         "timeout": "2s", "sending_queue": {"enabled": False},
         "retry_on_failure": {"enabled": False}, **config})
-    exp = factory.create(create_settings("exporter", "otlphttp/test",
-                                         telemetry=tel or Telemetry()), cfg)
+    exp = factory.create(exporter_settings("otlphttp/test",
+                                           telemetry=tel or Telemetry()), cfg)
     assert isinstance(exp, OTLPHTTPExporter)
     return exp
 
@@ -85,8 +85,8 @@ async def test_delivers_to_an_otelpipe_receiver(encoding: str, compression: str)
     port = free_port()
     rcfg = OTLPReceiverConfig.model_validate(
         {"protocols": {"http": {"endpoint": f"127.0.0.1:{port}"}}})
-    receiver = receiver_factory.create(create_settings(
-        "receiver", "otlp", consumers={Signal.TRACES: sink, Signal.LOGS: sink}), rcfg)
+    receiver = receiver_factory.create(
+        receiver_settings("otlp", consumers={Signal.TRACES: sink, Signal.LOGS: sink}), rcfg)
     await receiver.start(None)  # type: ignore[arg-type]
     tel = Telemetry()
     exp = exporter({"endpoint": f"http://127.0.0.1:{port}/", "encoding": encoding,

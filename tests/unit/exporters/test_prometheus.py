@@ -27,7 +27,7 @@ from tests.promdata import (
     sample,
     sum_metric,
 )
-from tests.support import create_settings, free_port
+from tests.support import exporter_settings, free_port
 
 TS = 1_700_000_000_000_000_000
 SECOND = 1_000_000_000
@@ -49,7 +49,7 @@ class FakeClock:
 def make(telemetry: Telemetry | None = None, clock: FakeClock | None = None,
          **cfg: Any) -> PrometheusExporter:
     config = PrometheusConfig.model_validate(cfg)
-    return PrometheusExporter(create_settings("exporter", "prometheus", telemetry=telemetry),
+    return PrometheusExporter(exporter_settings("prometheus", telemetry=telemetry),
                               config, clock=clock or FakeClock())
 
 

@@ -26,7 +26,7 @@ from pipeline.pdata.batch import Batch
 from pipeline.pdata.prometheus.remotewrite import WriteRequest
 from pipeline.telemetry.metrics import Telemetry
 from tests.promdata import DELTA, gauge_metric, histogram_metric, request, sum_metric
-from tests.support import create_settings, free_port
+from tests.support import exporter_settings, free_port
 
 TS = 1_700_000_000_000_000_000
 MS = 1_000_000
@@ -92,7 +92,7 @@ async def started(endpoint: Endpoint, telemetry: Telemetry | None = None,
     cfg.setdefault("endpoint", endpoint.url)
     cfg.setdefault("sending_queue", {"enabled": False})
     cfg.setdefault("retry_on_failure", {"enabled": False})
-    exp = factory.create(create_settings("exporter", "prometheusremotewrite", telemetry=telemetry),
+    exp = factory.create(exporter_settings("prometheusremotewrite", telemetry=telemetry),
                          RemoteWriteConfig.model_validate(cfg))
     assert isinstance(exp, RemoteWriteExporter)
     await exp.start(None)  # type: ignore[arg-type]
@@ -264,7 +264,7 @@ async def test_no_recorded_value_is_a_staleness_marker(endpoint: Endpoint) -> No
 
 
 async def test_unreachable_endpoint_is_retryable() -> None:
-    exp = factory.create(create_settings("exporter", "prometheusremotewrite"),
+    exp = factory.create(exporter_settings("prometheusremotewrite"),
                          RemoteWriteConfig(endpoint=f"http://127.0.0.1:{free_port()}/w"))
     await exp.start(None)  # type: ignore[arg-type]
     try:
@@ -279,7 +279,7 @@ def test_config() -> None:
     assert c.sending_queue.enabled
     assert c.sending_queue.num_consumers == 1
     assert c.retry_on_failure.enabled
-    exp = RemoteWriteExporter(create_settings("exporter", "prometheusremotewrite"), c)
+    exp = RemoteWriteExporter(exporter_settings("prometheusremotewrite"), c)
     assert "pw" not in exp.safe_url
     with pytest.raises(ValidationError, match="http:// or https://"):
         RemoteWriteConfig(endpoint="127.0.0.1:9090")

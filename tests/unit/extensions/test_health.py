@@ -25,11 +25,13 @@ from pipeline.component import (
     ComponentHealth,
     ComponentID,
     Consumer,
-    CreateSettings,
+    ExporterCreateSettings,
     Factory,
     Host,
     Kind,
     PipelineInfo,
+    ProcessorCreateSettings,
+    ReceiverCreateSettings,
     Signal,
 )
 from pipeline.config.model import validate_config
@@ -41,7 +43,7 @@ from pipeline.extensions.health import HealthConfig, HealthExtension, scrub
 from pipeline.pdata.batch import Batch
 from pipeline.registry import Registry, builtin_modules
 from pipeline.service import Service
-from tests.support import create_settings, free_port
+from tests.support import extension_settings, free_port
 
 SECRET = "s3cr3t"
 SIGNALS = frozenset(Signal)
@@ -51,7 +53,7 @@ SIGNALS = frozenset(Signal)
 class GateReceiver(Component):
     """Does nothing; `start`/`shutdown` can be held open to observe the service mid-way."""
 
-    def __init__(self, settings: CreateSettings):
+    def __init__(self, settings: ReceiverCreateSettings):
         self.consumers = settings.consumers
         self.in_start = asyncio.Event()
         self.in_shutdown = asyncio.Event()
@@ -70,8 +72,7 @@ class GateReceiver(Component):
 
 
 class PassProcessor(Component, Consumer):
-    def __init__(self, settings: CreateSettings):
-        assert settings.next_consumer is not None
+    def __init__(self, settings: ProcessorCreateSettings):
         self.next = settings.next_consumer
 
     async def consume(self, batch: Batch) -> None:
@@ -87,7 +88,7 @@ class FlakyConfig(ComponentConfig):
 class FlakyExporter(Exporter):
     """Fails every send while `fail` is set; `gate` holds sends open."""
 
-    def __init__(self, settings: CreateSettings, config: FlakyConfig):
+    def __init__(self, settings: ExporterCreateSettings, config: FlakyConfig):
         queue = ({"queue_size": config.queue_size, "num_consumers": 1}
                  if config.queue_size else {"enabled": False})
         super().__init__(settings, ExporterSettings.model_validate(
@@ -114,7 +115,7 @@ class Empty(ComponentConfig):
     pass
 
 
-TEST_FACTORIES = [
+TEST_FACTORIES: list[Factory] = [
     health.factory,
     Factory("gate", Kind.RECEIVER, Empty, lambda s, c: GateReceiver(s), SIGNALS),
     Factory("pass", Kind.PROCESSOR, Empty, lambda s, c: PassProcessor(s), SIGNALS),
@@ -432,7 +433,7 @@ class MiniHost(Host):
 
 async def test_works_with_any_host() -> None:
     port = free_port()
-    ext = HealthExtension(create_settings("extension", "health"),
+    ext = HealthExtension(extension_settings("health"),
                           HealthConfig(endpoint=f"127.0.0.1:{port}"))
     host = MiniHost({(Kind.EXPORTER, ComponentID("broken")): BrokenHealth()})
     await ext.start(host)

@@ -11,12 +11,11 @@ from pipeline.component import Signal
 from pipeline.pdata.batch import Batch
 from pipeline.processors.attributes import AttributesConfig, AttributesProcessor, factory
 from tests.builders import kv, metrics_request, traces_request
-from tests.support import Sink, create_settings
+from tests.support import Sink, processor_settings
 
 
 def make(sink: Sink, signal: Signal, actions: list[dict[str, Any]]) -> AttributesProcessor:
-    settings = create_settings("processor", "attributes", next_consumer=sink, signal=signal,
-                               pipeline_id=signal.value)
+    settings = processor_settings("attributes", next_consumer=sink, signal=signal)
     proc = factory.create(settings, AttributesConfig.model_validate({"actions": actions}))
     assert isinstance(proc, AttributesProcessor)
     return proc

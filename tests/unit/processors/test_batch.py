@@ -11,14 +11,14 @@ from pipeline.pdata.batch import Batch
 from pipeline.processors.batch import BatchConfig, BatchProcessor, factory
 from pipeline.telemetry.metrics import Telemetry
 from tests.builders import span_names, traces, traces_request
-from tests.support import Sink, create_settings
+from tests.support import Sink, processor_settings
 
 
 def make(sink: Sink, telemetry: Telemetry | None = None, **cfg: object) -> BatchProcessor:
     """A batch processor; size/timeout semantics unless flush_when_idle is given."""
     cfg.setdefault("flush_when_idle", False)
-    settings = create_settings("processor", "batch", telemetry=telemetry, next_consumer=sink,
-                               signal=Signal.TRACES, pipeline_id="traces")
+    settings = processor_settings("batch", telemetry=telemetry, next_consumer=sink,
+                                  signal=Signal.TRACES)
     proc = factory.create(settings, BatchConfig.model_validate(cfg))
     assert isinstance(proc, BatchProcessor)
     return proc

@@ -12,13 +12,13 @@ from pipeline.pdata.batch import Batch
 from pipeline.processors.filter import FilterConfig, FilterProcessor, factory
 from pipeline.telemetry.metrics import Telemetry
 from tests.builders import kv, metrics_request, traces_request
-from tests.support import Sink, create_settings
+from tests.support import Sink, processor_settings
 
 
 def make(sink: Sink, signal: Signal, cfg: dict[str, Any],
          telemetry: Telemetry | None = None) -> FilterProcessor:
-    settings = create_settings("processor", "filter/x", telemetry=telemetry, next_consumer=sink,
-                               signal=signal, pipeline_id=signal.value)
+    settings = processor_settings("filter/x", telemetry=telemetry, next_consumer=sink,
+                                  signal=signal)
     proc = factory.create(settings, FilterConfig.model_validate(cfg))
     assert isinstance(proc, FilterProcessor)
     return proc

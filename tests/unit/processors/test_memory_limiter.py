@@ -15,15 +15,15 @@ from pipeline.processors.memory_limiter import (
 )
 from pipeline.telemetry.metrics import Telemetry
 from tests.builders import traces
-from tests.support import Sink, aeventually, create_settings
+from tests.support import Sink, aeventually, processor_settings
 
 HEADROOM_MIB = 150  # the soft limit sits this far above the RSS at the start of a test
 BALLAST = 300 * MIB  # enough to cross it
 
 
 def make(sink: Sink, telemetry: Telemetry, **cfg: object) -> MemoryLimiter:
-    settings = create_settings("processor", "memory_limiter", telemetry=telemetry,
-                               next_consumer=sink, signal=Signal.LOGS, pipeline_id="logs")
+    settings = processor_settings("memory_limiter", telemetry=telemetry,
+                                  next_consumer=sink, signal=Signal.LOGS)
     proc = factory.create(settings, MemoryLimiterConfig.model_validate(cfg))
     assert isinstance(proc, MemoryLimiter)
     return proc

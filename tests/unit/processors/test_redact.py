@@ -14,7 +14,7 @@ from pipeline.component import Signal
 from pipeline.pdata.batch import Batch
 from pipeline.processors.redact import RedactConfig, Redactor, RedactProcessor, factory, luhn
 from tests.builders import metrics_request, traces_request
-from tests.support import Sink, create_settings
+from tests.support import Sink, processor_settings
 
 JWT = ("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkpvaG4ifQ."
        "SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c")
@@ -132,8 +132,7 @@ def s(v: str) -> AnyValue:
 
 
 def make(sink: Sink, signal: Signal, **cfg: Any) -> RedactProcessor:
-    settings = create_settings("processor", "redact", next_consumer=sink, signal=signal,
-                               pipeline_id=signal.value)
+    settings = processor_settings("redact", next_consumer=sink, signal=signal)
     proc = factory.create(settings, RedactConfig.model_validate(cfg))
     assert isinstance(proc, RedactProcessor)
     return proc

@@ -12,14 +12,14 @@ import pytest
 
 from pipeline.config.tls import ServerAuthSettings
 from pipeline.receiverhelper.auth import INVALID, MISSING, Authenticator
-from tests.support import create_settings
+from tests.support import receiver_settings
 
 TOKEN = "s3cr3t-t0ken-value"
 
 
 def test_authenticator_rate_limit_and_counts(caplog: pytest.LogCaptureFixture) -> None:
     now = [100.0]
-    settings = create_settings("receiver", "otlp")
+    settings = receiver_settings("otlp")
     auth = Authenticator(ServerAuthSettings(bearer_token=TOKEN), settings, "http",
                          clock=lambda: now[0])
     caplog.set_level(logging.INFO, logger="otelpipe")
@@ -31,7 +31,7 @@ def test_authenticator_rate_limit_and_counts(caplog: pytest.LogCaptureFixture) -
 
 
 def test_authenticator_checks(tmp_path: Path) -> None:
-    settings = create_settings("receiver", "otlp")
+    settings = receiver_settings("otlp")
     f = tmp_path / "tokens"
     f.write_text("# rotated weekly\nfile-token-1\n\n  file-token-2  \n")
     auth = Authenticator(ServerAuthSettings.model_validate(

@@ -16,7 +16,7 @@ from pipeline.errors import RetryableError
 from pipeline.receivers.httpcheck import HttpCheckConfig, HttpCheckReceiver, factory
 from pipeline.registry import default_registry
 from pipeline.telemetry.metrics import Telemetry
-from tests.support import Sink, create_settings, free_port
+from tests.support import Sink, free_port, receiver_settings
 
 SEEN_HEADERS: list[dict[str, str]] = []
 
@@ -78,8 +78,8 @@ async def run_once(config: dict[str, Any], sink: Sink | None = None,
                    telemetry: Telemetry | None = None) -> tuple[list[Any], HttpCheckReceiver]:
     sink = sink or Sink()
     cfg = HttpCheckConfig.model_validate({"collection_interval": "1h", **config})
-    rcv = HttpCheckReceiver(create_settings("receiver", "httpcheck", telemetry=telemetry,
-                                            consumers={Signal.METRICS: sink}), cfg)
+    rcv = HttpCheckReceiver(receiver_settings("httpcheck", telemetry=telemetry,
+                                              consumers={Signal.METRICS: sink}), cfg)
     await rcv.start(None)  # type: ignore[arg-type]
     try:
         deadline = time.monotonic() + 10
@@ -177,8 +177,8 @@ async def test_interval_and_refusal_dropped_and_counted(server: str) -> None:
     telemetry = Telemetry()
     cfg = HttpCheckConfig.model_validate({"collection_interval": "50ms",
                                           "targets": [{"endpoint": f"{server}/health"}]})
-    rcv = HttpCheckReceiver(create_settings("receiver", "httpcheck", telemetry=telemetry,
-                                            consumers={Signal.METRICS: sink}), cfg)
+    rcv = HttpCheckReceiver(receiver_settings("httpcheck", telemetry=telemetry,
+                                              consumers={Signal.METRICS: sink}), cfg)
     await rcv.start(None)  # type: ignore[arg-type]
     try:
         deadline = time.monotonic() + 5

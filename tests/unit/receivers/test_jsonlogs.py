@@ -22,7 +22,7 @@ from pipeline.errors import PermanentError, RetryableError
 from pipeline.pdata.logfields import parse_severity, parse_timestamp
 from pipeline.receivers.jsonlogs import JsonLogsConfig, JsonLogsReceiver, factory
 from pipeline.telemetry.metrics import Telemetry
-from tests.support import Sink, create_settings, free_port
+from tests.support import Sink, free_port, receiver_settings
 
 NDJSON = "application/x-ndjson"
 JSON = "application/json"
@@ -98,8 +98,8 @@ async def start(telemetry: Telemetry) -> AsyncIterator[Starter]:
     async def _start(**config: Any) -> Env:
         port = free_port()
         sink = Sink()
-        settings = create_settings("receiver", Env.receiver_id, telemetry,
-                                   consumers={Signal.LOGS: sink})
+        settings = receiver_settings(Env.receiver_id, telemetry,
+                                     consumers={Signal.LOGS: sink})
         cfg = JsonLogsConfig(endpoint=f"127.0.0.1:{port}", **config)
         receiver = factory.create(settings, cfg)
         assert isinstance(receiver, JsonLogsReceiver)

@@ -17,13 +17,13 @@ from pipeline.component import Signal
 from pipeline.pdata.otlpjson import encode_request
 from pipeline.receivers.kafka import KafkaReceiver, KafkaReceiverConfig, factory
 from tests.kafkadata import logs, metrics, traces
-from tests.support import Sink, create_settings
+from tests.support import Sink, receiver_settings
 
 
 def receiver(signals: tuple[Signal, ...] = (Signal.TRACES,), **cfg: Any) -> KafkaReceiver:
     config = KafkaReceiverConfig.model_validate(cfg)
-    return KafkaReceiver(create_settings("receiver", "kafka",
-                                         consumers={s: Sink() for s in signals}), config)
+    return KafkaReceiver(receiver_settings("kafka",
+                                           consumers={s: Sink() for s in signals}), config)
 
 
 def record(topic: str, value: bytes | None, headers: Any = ()) -> ConsumerRecord[bytes, bytes]:

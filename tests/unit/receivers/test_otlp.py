@@ -38,7 +38,7 @@ from pipeline.errors import PermanentError, RetryableError
 from pipeline.pdata.otlpjson import encode_request
 from pipeline.receivers.otlp import OTLPReceiverConfig, factory
 from pipeline.telemetry.metrics import Telemetry
-from tests.support import Sink, create_settings, free_port
+from tests.support import Sink, free_port, receiver_settings
 
 HTTP_LIMIT = 1024 * 1024
 GRPC_METHODS = {
@@ -186,7 +186,7 @@ async def start_receiver(telemetry: Telemetry, signals: tuple[Signal, ...] = tup
         "grpc": {"endpoint": f"127.0.0.1:{gport}", "max_recv_msg_size_mib": 1},
         "http": {"endpoint": f"127.0.0.1:{hport}", "max_request_body_size": HTTP_LIMIT},
     }})
-    settings = create_settings("receiver", "otlp", telemetry, consumers=dict(sinks))
+    settings = receiver_settings("otlp", telemetry, consumers=dict(sinks))
     receiver = factory.create(settings, cfg)
     await receiver.start(None)  # type: ignore[arg-type]
     return receiver, sinks, gport, hport
@@ -723,7 +723,7 @@ async def test_port_in_use(telemetry: Telemetry) -> None:
         cfg = OTLPReceiverConfig.model_validate(
             {"protocols": {"http": {"endpoint": f"127.0.0.1:{free_port()}"},
                            "grpc": {"endpoint": f"127.0.0.1:{gport}"}}})
-        other = factory.create(create_settings("receiver", "otlp/2", Telemetry()), cfg)
+        other = factory.create(receiver_settings("otlp/2", Telemetry()), cfg)
         with pytest.raises(OSError, match=f"cannot listen on 127.0.0.1:{gport}"):
             await other.start(None)  # type: ignore[arg-type]
     finally:

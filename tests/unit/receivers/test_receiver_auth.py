@@ -24,7 +24,7 @@ from pipeline.receiverhelper.auth import INVALID, MISSING
 from pipeline.receivers import jsonlogs, otlp
 from pipeline.telemetry.metrics import Telemetry
 from tests.certs import Certs, make_certs
-from tests.support import Sink, create_settings, free_port
+from tests.support import Sink, free_port, receiver_settings
 
 TOKEN = "s3cr3t-t0ken-value"
 OTHER = "an0ther-t0ken"
@@ -76,8 +76,8 @@ async def start_otlp() -> AsyncIterator[Starter]:
         cfg = otlp.OTLPReceiverConfig.model_validate({"protocols": {
             "grpc": {"endpoint": f"127.0.0.1:{gport}", **(grpc_extra or {})},
             "http": {"endpoint": f"127.0.0.1:{hport}", **(http_extra or {})}}})
-        settings = create_settings("receiver", "otlp", telemetry=tel,
-                                   consumers={s: sink for s in Signal})
+        settings = receiver_settings("otlp", telemetry=tel,
+                                     consumers={s: sink for s in Signal})
         rcv = otlp.factory.create(settings, cfg)
         await rcv.start(None)  # type: ignore[arg-type]
         started.append(rcv)
@@ -231,7 +231,7 @@ async def test_jsonlogs_auth_and_tls(certs: Certs) -> None:
         "endpoint": f"127.0.0.1:{port}", "auth": {"bearer_token": TOKEN},
         "tls": {"cert_file": str(certs.server_cert), "key_file": str(certs.server_key)}})
     rcv = jsonlogs.factory.create(
-        create_settings("receiver", "jsonlogs", telemetry=tel, consumers={Signal.LOGS: sink}), cfg)
+        receiver_settings("jsonlogs", telemetry=tel, consumers={Signal.LOGS: sink}), cfg)
     await rcv.start(None)  # type: ignore[arg-type]
     try:
         ctx = ssl.create_default_context(cafile=str(certs.ca))

@@ -21,7 +21,7 @@ from pipeline.receivers.replication_lag import (
 )
 from pipeline.registry import default_registry
 from pipeline.telemetry.metrics import Telemetry
-from tests.support import Sink, create_settings, free_port
+from tests.support import Sink, free_port, receiver_settings
 
 
 class Clock:
@@ -40,8 +40,8 @@ def make(config: dict[str, Any], clock: Clock | None = None, sink: Sink | None =
     clock = clock or Clock()
     cfg = ReplicationLagConfig.model_validate(config)
     rcv = ReplicationLagReceiver(
-        create_settings("receiver", "replication_lag", telemetry=telemetry,
-                        consumers={Signal.METRICS: sink}),
+        receiver_settings("replication_lag", telemetry=telemetry,
+                          consumers={Signal.METRICS: sink}),
         cfg, clock=lambda: clock.mono, wall_clock=lambda: clock.wall)
     return rcv, sink
 
@@ -211,9 +211,9 @@ async def test_unreachable_databases_up_0_no_crash_backoff_and_refusals_dropped(
         "primary": f"postgresql://postgres@127.0.0.1:{dead}/postgres",
         "replicas": [{"name": "r1", "dsn": f"postgresql://postgres@127.0.0.1:{dead}/x"}],
         "interval": "20ms", "reconnect_backoff": "10ms", "max_reconnect_backoff": "80ms"})
-    rcv = ReplicationLagReceiver(create_settings("receiver", "replication_lag",
-                                                 telemetry=telemetry,
-                                                 consumers={Signal.METRICS: sink}), cfg)
+    rcv = ReplicationLagReceiver(receiver_settings("replication_lag",
+                                                   telemetry=telemetry,
+                                                   consumers={Signal.METRICS: sink}), cfg)
     await rcv.start(None)  # type: ignore[arg-type]
     try:
         deadline = time.monotonic() + 5

@@ -15,6 +15,8 @@ from pipeline.component import (
     Factory,
     Host,
     Kind,
+    ProcessorCreateSettings,
+    ReceiverCreateSettings,
     Signal,
 )
 from pipeline.config.model import validate_config
@@ -37,7 +39,7 @@ class Cfg(ComponentConfig):
 class Recorded(Component):
     def __init__(self, settings: CreateSettings, config: Cfg):
         self.name = f"{settings.kind.value}:{settings.id}"
-        if settings.pipeline_id:
+        if isinstance(settings, ProcessorCreateSettings):
             self.name += f"@{settings.pipeline_id}"
         self.config = config
 
@@ -52,7 +54,7 @@ class Recorded(Component):
 
 
 class Receiver(Recorded):
-    def __init__(self, settings: CreateSettings, config: Cfg):
+    def __init__(self, settings: ReceiverCreateSettings, config: Cfg):
         super().__init__(settings, config)
         self.consumers = settings.consumers
 
@@ -60,9 +62,8 @@ class Receiver(Recorded):
 class Processor(Recorded, Consumer):
     """Renames every span (if `rename` is set) and passes the batch on."""
 
-    def __init__(self, settings: CreateSettings, config: Cfg):
+    def __init__(self, settings: ProcessorCreateSettings, config: Cfg):
         super().__init__(settings, config)
-        assert settings.next_consumer is not None
         self.next = settings.next_consumer
 
     async def consume(self, batch: Batch) -> None:
@@ -88,7 +89,7 @@ class Exporter(Processor):
 
 def _factory(type_: str, kind: Kind, cls: type, signals: frozenset[Signal] = frozenset(Signal)
              ) -> Factory:
-    def create(settings: CreateSettings, config: Any) -> Component:
+    def create(settings: Any, config: Cfg) -> Component:
         return cls(settings, config)
     return Factory(type=type_, kind=kind, config_model=Cfg, create=create, signals=signals)
 

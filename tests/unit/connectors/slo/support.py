@@ -15,7 +15,7 @@ from pipeline.component import Component, ComponentID, Host, Kind, PipelineInfo,
 from pipeline.connectors.slo.config import SLOConnectorConfig
 from pipeline.connectors.slo.connector import SLOConnector
 from pipeline.pdata.anyvalue import any_value_to_python
-from tests.support import Sink, create_settings
+from tests.support import Sink, connector_settings
 from tests.unit.slo.sim import MINUTE, T0_S, Clock, RedTraffic
 
 RPM = 1000  # requests per minute
@@ -38,7 +38,7 @@ def make(clock: Clock, *, slos: list[dict[str, Any]] | None = None,
         consumers[Signal.METRICS] = metrics
     config = SLOConnectorConfig.model_validate(
         {"slos": slos or [AVAILABILITY], "flush_interval": "1m", **cfg})
-    return SLOConnector(create_settings("connector", "slo", consumers=consumers), config,
+    return SLOConnector(connector_settings("slo", consumers=consumers), config,
                         clock=clock)
 
 

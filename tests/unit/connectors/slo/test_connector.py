@@ -18,7 +18,7 @@ from pipeline.connectors.slo.config import SLOConnectorConfig
 from pipeline.connectors.slo.connector import SLOConnector
 from pipeline.errors import ConfigError, RetryableError
 from pipeline.registry import default_registry
-from tests.support import REPO, Sink, create_settings
+from tests.support import REPO, Sink, connector_settings
 from tests.unit.connectors.slo.support import (
     Sim,
     StaticHost,
@@ -262,8 +262,8 @@ async def test_latency_threshold_checked_against_redmetrics_at_start() -> None:
     slo_config = config.components[Kind.CONNECTOR][ComponentID("slo")]
     assert isinstance(red_config, RedMetricsConfig)
     assert isinstance(slo_config, SLOConnectorConfig)
-    red = RedMetricsConnector(create_settings("connector", "redmetrics"), red_config)
-    conn = SLOConnector(create_settings("connector", "slo"), slo_config)
+    red = RedMetricsConnector(connector_settings("redmetrics"), red_config)
+    conn = SLOConnector(connector_settings("slo"), slo_config)
 
     host = StaticHost({(Kind.CONNECTOR, ComponentID("redmetrics")): red,
                        (Kind.CONNECTOR, ComponentID("slo")): conn})

@@ -20,9 +20,11 @@ from pipeline.component import (
     Component,
     ComponentConfig,
     ComponentID,
-    CreateSettings,
+    ConnectorCreateSettings,
+    ExporterCreateSettings,
     Factory,
     Kind,
+    ReceiverCreateSettings,
     Signal,
 )
 from pipeline.config.model import validate_config
@@ -50,7 +52,7 @@ class Empty(ComponentConfig):
 
 
 class Recv(Component):
-    def __init__(self, settings: CreateSettings):
+    def __init__(self, settings: ReceiverCreateSettings):
         self.consumers = settings.consumers
 
 
@@ -60,7 +62,7 @@ class SinkConfig(ComponentConfig):
 
 
 class SinkExporter(Exporter):
-    def __init__(self, settings: CreateSettings, config: SinkConfig):
+    def __init__(self, settings: ExporterCreateSettings, config: SinkConfig):
         super().__init__(settings, ExporterSettings.model_validate(
             {"retry_on_failure": {"enabled": False}, "sending_queue": {"queue_size": 50}}))
         self.fail = config.fail
@@ -75,13 +77,14 @@ class SinkExporter(Exporter):
 CLOCK = Clock()
 
 
-def real_slo_connector(settings: CreateSettings, config: SLOConnectorConfig) -> SLOConnector:
+def real_slo_connector(settings: ConnectorCreateSettings,
+                       config: SLOConnectorConfig) -> SLOConnector:
     """The real connector, on a simulated clock."""
     return SLOConnector(settings, config, clock=CLOCK)
 
 
 SIGNALS = frozenset(Signal)
-FACTORIES = [
+FACTORIES: list[Factory] = [
     health.factory,
     Factory("recv", Kind.RECEIVER, Empty, lambda s, c: Recv(s), SIGNALS),
     Factory("sink", Kind.EXPORTER, SinkConfig, SinkExporter, SIGNALS),

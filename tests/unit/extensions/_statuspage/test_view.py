@@ -12,7 +12,7 @@ from pipeline.connectors.slo.config import SLOConnectorConfig
 from pipeline.connectors.slo.connector import SLOConnector
 from pipeline.extensions._statuspage.render import render_burndown
 from pipeline.extensions._statuspage.view import read_slos, slo_json, slo_view
-from tests.support import create_settings
+from tests.support import connector_settings
 from tests.unit.slo.sim import DAY, MINUTE, Clock, RedTraffic
 
 
@@ -36,7 +36,7 @@ async def fed_connector(clock: Clock) -> SLOConnector:
         {"name": "api-availability", "service": "api", "objective": 99.9,
          "display_name": "API availability",
          "sli": {"type": "availability", "match": {"service.name": "api"}}}]})
-    conn = SLOConnector(create_settings("connector", "slo/api"), config, clock=clock)
+    conn = SLOConnector(connector_settings("slo/api"), config, clock=clock)
     traffic = RedTraffic(clock)
     for minute in range(120):
         traffic.requests(1000, errors=100 if minute >= 110 else 0)

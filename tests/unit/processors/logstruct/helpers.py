@@ -14,7 +14,7 @@ from pipeline.pdata.logrecords import LogGroup, LogRecord
 from pipeline.processors.logstruct.config import LogStructConfig
 from pipeline.processors.logstruct.processor import LogStructProcessor
 from pipeline.telemetry.metrics import Telemetry
-from tests.support import Sink, create_settings
+from tests.support import Sink, processor_settings
 
 CORPUS = Path(__file__).parent / "corpus"
 # 2024-06-15T00:00:00Z: year-less stamps resolve against this.
@@ -27,9 +27,8 @@ MODE = "otlp"
 
 def make(cfg: dict[str, Any], telemetry: Telemetry | None = None,
          sink: Sink | None = None, now: float = NOW) -> LogStructProcessor:
-    settings = create_settings("processor", "logstruct", telemetry=telemetry,
-                               next_consumer=sink or Sink(), signal=Signal.LOGS,
-                               pipeline_id="logs")
+    settings = processor_settings("logstruct", telemetry=telemetry,
+                                  next_consumer=sink or Sink(), signal=Signal.LOGS)
     return LogStructProcessor(settings, LogStructConfig.model_validate(cfg), clock=lambda: now)
 
 

@@ -18,7 +18,7 @@ from pipeline.pdata.otlpjson import attributes
 from pipeline.receivers.filelog.config import FileLogConfig
 from pipeline.receivers.filelog.receiver import FileLogReceiver
 from pipeline.telemetry.metrics import Telemetry
-from tests.support import Sink, create_settings
+from tests.support import Sink, receiver_settings
 
 FAST = {"poll_interval": 0.02, "force_flush_period": 0.1}
 
@@ -27,8 +27,8 @@ FAST = {"poll_interval": 0.02, "force_flush_period": 0.1}
 async def running(sink: Sink, *, telemetry: Telemetry | None = None,
                   **config: Any) -> AsyncIterator[FileLogReceiver]:
     cfg = FileLogConfig(**{**FAST, **config})
-    settings = create_settings("receiver", "filelog", telemetry=telemetry,
-                               consumers={Signal.LOGS: sink})
+    settings = receiver_settings("filelog", telemetry=telemetry,
+                                 consumers={Signal.LOGS: sink})
     r = FileLogReceiver(settings, cfg)
     await r.start(None)  # type: ignore[arg-type]
     try:
