@@ -70,8 +70,6 @@ Connection failures and timeouts are retried.
 
 from __future__ import annotations
 
-import functools
-import re
 import time
 import zlib
 from collections.abc import Callable
@@ -93,6 +91,12 @@ from pipeline.config.types import Duration
 from pipeline.errors import PermanentError
 from pipeline.exporterhelper import Exporter
 from pipeline.exporterhelper.http import client_session, error_for_status, post
+from pipeline.exporters._lokilabels import (
+    LabelGuard,
+    render_labels,
+    sanitize_label_name,
+    value_text,
+)
 from pipeline.pdata.anyvalue import any_value
 from pipeline.pdata.batch import Batch
 from pipeline.pdata.projection import build_projection
@@ -203,82 +207,6 @@ def _listed_metadata(lr: Any, extra: list[tuple[str, str]], scope_rest: list[tup
     meta += scope_rest
     meta += rec_rest
     return meta
-
-
-# --- names and values -----------------------------------------------------------------
-
-_INVALID_LABEL_CHARS = re.compile(r"[^a-zA-Z0-9_]")
-
-
-@functools.lru_cache(maxsize=4096)
-def sanitize_label_name(name: str) -> str:
-    """Loki/Prometheus label syntax `[a-zA-Z_][a-zA-Z0-9_]*` (`service.name` -> `service_name`)."""
-    out = _INVALID_LABEL_CHARS.sub("_", name)
-    if not out or out[0].isdigit():
-        out = "_" + out
-    return out
-
-
-def value_text(v: Any) -> str | None:
-    """A string for an OTLP AnyValue (labels and structured metadata), None when empty."""
-    kind = v.WhichOneof("value")
-    if kind == "string_value":
-        return str(v.string_value)
-    if kind is None:
-        return None
-    if kind == "bool_value":
-        return "true" if v.bool_value else "false"
-    if kind in ("int_value", "double_value"):
-        return str(getattr(v, kind))
-    return orjson.dumps(any_value(v)).decode()
-
-
-def render_labels(labels: tuple[tuple[str, str], ...]) -> str:
-    """`{a="x", b="y"}`: label values quoted with Go/PromQL string escapes."""
-    return "{" + ", ".join(f"{k}={orjson.dumps(v).decode()}" for k, v in labels) + "}"
-
-
-# --- cardinality guard ----------------------------------------------------------------
-
-
-class LabelGuard:
-    """At most `max_values` distinct values per label name; idle values expire after `ttl`.
-
-    `admit(name, value, now)` is True when the value may be a label. Values already
-    admitted stay admitted while they keep being used.
-    """
-
-    def __init__(self, max_values: int, ttl: float,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self.max_values = max_values
-        self.ttl = ttl
-        self.clock = clock
-        self._seen: dict[str, dict[str, float]] = {}
-        self._pruned: dict[str, float] = {}
-
-    def admit(self, name: str, value: str, now: float) -> bool:
-        if not self.max_values:
-            return True
-        values = self._seen.get(name)
-        if values is None:
-            values = self._seen[name] = {}
-        if value in values:
-            values[value] = now
-            return True
-        if len(values) >= self.max_values:
-            # Full: drop idle values, at most once per second of clock per label.
-            if self.ttl and now - self._pruned.get(name, -1e18) >= min(1.0, self.ttl):
-                self._pruned[name] = now
-                cutoff = now - self.ttl
-                for stale in [k for k, t in values.items() if t < cutoff]:
-                    del values[stale]
-            if len(values) >= self.max_values:
-                return False
-        values[value] = now
-        return True
-
-    def values(self, name: str) -> int:
-        return len(self._seen.get(name, ()))
 
 
 # --- config ---------------------------------------------------------------------------

@@ -19,14 +19,12 @@ from pydantic import ValidationError
 
 from pipeline.component import Signal
 from pipeline.errors import PermanentError, RetryableError
+from pipeline.exporters._lokilabels import render_labels
 from pipeline.exporters.loki import (
-    LabelGuard,
     LokiExporter,
     LokiExporterConfig,
     PushRequest,
     factory,
-    render_labels,
-    sanitize_label_name,
 )
 from pipeline.pdata.batch import Batch
 from pipeline.telemetry.metrics import Telemetry
@@ -110,15 +108,7 @@ def decode_protobuf(body: bytes) -> dict[str, list[tuple[int, str, list[tuple[st
             for s in req.streams}
 
 
-# --- names, config ------------------------------------------------------------------
-
-
-def test_label_names_are_sanitised() -> None:
-    assert sanitize_label_name("service.name") == "service_name"
-    assert sanitize_label_name("k8s.pod-name") == "k8s_pod_name"
-    assert sanitize_label_name("1st") == "_1st"
-    assert sanitize_label_name("ok_name") == "ok_name"
-    assert render_labels((("a", 'say "hi"\n'), ("b", "x"))) == '{a="say \\"hi\\"\\n", b="x"}'
+# --- config ------------------------------------------------------------------
 
 
 def test_url_from_base_or_full_endpoint() -> None:
@@ -299,20 +289,6 @@ def test_both_encodings_carry_the_same_entries() -> None:
     odd = next(e for v in proto.values() for e in v if e[1] == "m5")
     assert ("trace_id", "0102") in odd[2]
     assert ("span_id", "03") in odd[2]
-
-
-def test_label_guard_expires_idle_values() -> None:
-    guard = LabelGuard(max_values=2, ttl=60.0)
-    assert guard.admit("pod", "a", 0.0)
-    assert guard.admit("pod", "b", 10.0)
-    assert not guard.admit("pod", "c", 20.0)
-    assert guard.admit("pod", "b", 50.0)       # still known: kept fresh
-    assert guard.admit("pod", "c", 65.0)       # "a" idle for 65 s: its slot is free
-    assert not guard.admit("pod", "a", 66.0)   # now "a" would be the third
-    assert guard.values("pod") == 2
-    assert guard.admit("other", "a", 66.0)     # per label name
-    unlimited = LabelGuard(max_values=0, ttl=0)
-    assert all(unlimited.admit("x", str(i), 0.0) for i in range(5000))
 
 
 def test_guard_uses_the_exporter_clock() -> None:
