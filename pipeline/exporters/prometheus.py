@@ -48,13 +48,14 @@ from prometheus_client.samples import Timestamp
 from pydantic import Field, field_validator
 
 from pipeline.component import ComponentConfig, ExporterCreateSettings, Factory, Host, Kind, Signal
+from pipeline.config.prometheus import Enabled, TargetInfo
 from pipeline.config.types import Duration, Endpoint
 from pipeline.exporterhelper import Exporter
 from pipeline.pdata.batch import Batch
 from pipeline.pdata.prometheus.accumulator import Accumulator
 from pipeline.pdata.prometheus.names import COUNTER, HISTOGRAM
 from pipeline.pdata.prometheus.series import Exemplar, Series, flat_samples
-from pipeline.pdata.prometheus.translate import Translator
+from pipeline.pdata.prometheus.translate import translator_for
 from pipeline.receiverhelper.http import HTTPServer
 from pipeline.telemetry.metrics import CounterSpec, GaugeSpec
 
@@ -76,14 +77,6 @@ DROPPED_POINTS = CounterSpec(
 MAX_EXEMPLAR_LABEL_CHARS = 128
 # Scrapes of more series than this are rendered in a worker thread.
 RENDER_INLINE_SERIES = 500
-
-
-class Enabled(ComponentConfig):
-    enabled: bool = False
-
-
-class TargetInfo(ComponentConfig):
-    enabled: bool = True
 
 
 class PrometheusConfig(ComponentConfig):
@@ -109,14 +102,6 @@ class PrometheusConfig(ComponentConfig):
         if not v.startswith("/"):
             raise ValueError("path must start with /")
         return v
-
-
-def translator_for(config: Any) -> Translator:
-    return Translator(namespace=config.namespace,
-                      const_labels=getattr(config, "const_labels", None),
-                      resource_to_telemetry=config.resource_to_telemetry_conversion.enabled,
-                      target_info=config.target_info.enabled,
-                      scope_labels=config.add_scope_labels)
 
 
 def _prom_exemplar(e: Exemplar | None) -> PromExemplar | None:

@@ -60,17 +60,18 @@ from pydantic import Field, SecretStr, field_validator
 
 from pipeline import __version__
 from pipeline.component import ExporterCreateSettings, Factory, Host, Kind, Signal
+from pipeline.config.prometheus import Enabled, TargetInfo
 from pipeline.config.retry import ExporterSettings, QueueSettings, RetrySettings
 from pipeline.config.tls import ClientSettings
 from pipeline.config.types import Duration
 from pipeline.errors import PermanentError, RetryableError
 from pipeline.exporterhelper import Exporter
 from pipeline.exporterhelper.http import client_session, error_for_status, post
-from pipeline.exporters.prometheus import Enabled, TargetInfo, translator_for
 from pipeline.pdata.batch import Batch
 from pipeline.pdata.prometheus.accumulator import Accumulator
 from pipeline.pdata.prometheus.names import HISTOGRAM, SUMMARY, label_name
 from pipeline.pdata.prometheus.series import STALE_NAN, Exemplar, sample_parts
+from pipeline.pdata.prometheus.translate import translator_for
 from pipeline.pdata.wire import int64_varint, ld
 from pipeline.telemetry.metrics import CounterSpec
 

@@ -295,3 +295,14 @@ def exponential_to_explicit(dp: Any) -> tuple[tuple[float, ...], list[float]]:
     finite = [(b, c) for b, c in zip(bounds, counts, strict=True) if not math.isinf(b)]
     overflow = sum(c for b, c in zip(bounds, counts, strict=True) if math.isinf(b))
     return tuple(b for b, _ in finite), [c for _, c in finite] + [overflow]
+
+
+def translator_for(config: Any) -> Translator:
+    """The translator of an exporter config with the Collector's keys (`namespace`,
+    `const_labels`, `resource_to_telemetry_conversion`, `target_info`,
+    `add_scope_labels`)."""
+    return Translator(namespace=config.namespace,
+                      const_labels=getattr(config, "const_labels", None),
+                      resource_to_telemetry=config.resource_to_telemetry_conversion.enabled,
+                      target_info=config.target_info.enabled,
+                      scope_labels=config.add_scope_labels)
