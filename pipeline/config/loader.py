@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -94,7 +94,9 @@ def load_config(paths: Sequence[str | Path], env: Mapping[str, str] | None = Non
                 ) -> dict[str, Any]:
     raw = load_yaml_files(paths)
     problems: list[str] = []
-    raw = substitute_env(raw, os.environ if env is None else env, "", problems)
+    # substitute_env maps a dict to a dict with the same keys.
+    substituted = cast(dict[str, Any], substitute_env(raw, os.environ if env is None else env,
+                                                      "", problems))
     if problems:
         raise ConfigError(problems)
-    return raw
+    return substituted

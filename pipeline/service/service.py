@@ -25,7 +25,7 @@ from pipeline.component import (
     PipelineInfo,
     Signal,
 )
-from pipeline.config.model import Config
+from pipeline.config.model import Config, PipelineConfig
 from pipeline.service.fanout import fan_out
 from pipeline.telemetry.logs import component_logger
 from pipeline.telemetry.metrics import Telemetry
@@ -119,7 +119,8 @@ class Service(Host):
                 Kind.RECEIVER, rid, consumers=self._signal_consumers(fed, heads)))
 
     @staticmethod
-    def _signal_consumers(fed: list, heads: dict[str, Consumer]) -> dict[Signal, Consumer]:
+    def _signal_consumers(fed: list[PipelineConfig], heads: dict[str, Consumer]
+                          ) -> dict[Signal, Consumer]:
         by_signal: dict[Signal, list[Consumer]] = {}
         for p in fed:
             by_signal.setdefault(p.signal, []).append(heads[p.id])

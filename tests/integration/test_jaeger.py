@@ -51,7 +51,11 @@ def exporter_config(kind: str, jaeger: Jaeger, queue: dict[str, Any] | None = No
     return cfg
 
 
-def send_sdk_traces(port: int, service: str, traces: int) -> dict[str, dict[str, dict]]:
+# {trace id hex: {span id hex: {"name", "attributes"}}}
+Sent = dict[str, dict[str, dict[str, Any]]]
+
+
+def send_sdk_traces(port: int, service: str, traces: int) -> Sent:
     """Traces of a root and two children through the SDK's gRPC exporter.
 
     Returns {trace id hex: {span id hex: {"name", "attributes"}}}.
@@ -66,7 +70,7 @@ def send_sdk_traces(port: int, service: str, traces: int) -> dict[str, dict[str,
         OTLPSpanExporter(endpoint=f"127.0.0.1:{port}", insecure=True),
         max_export_batch_size=64, schedule_delay_millis=100))
     tracer = provider.get_tracer("otelpipe-it")
-    sent: dict[str, dict[str, dict]] = {}
+    sent: Sent = {}
 
     def note(span: Any, name: str, attrs: dict[str, Any]) -> None:
         ctx = span.get_span_context()
@@ -96,8 +100,7 @@ def otlp_value(v: dict[str, Any]) -> Any:
     return v
 
 
-def missing_in_jaeger(jaeger: Jaeger, sent: dict[str, dict[str, dict]], service: str
-                      ) -> list[str]:
+def missing_in_jaeger(jaeger: Jaeger, sent: Sent, service: str) -> list[str]:
     """What Jaeger does not have (yet), as readable lines; [] when all is there."""
     problems = []
     for tid, spans in sent.items():

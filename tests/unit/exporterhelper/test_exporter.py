@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -41,8 +42,8 @@ class Scripted(Exporter):
         self.delivered.append(batch)
 
 
-def helper(retry: dict | None = None, queue: dict | None = None, timeout: float = 5.0
-           ) -> ExporterSettings:
+def helper(retry: dict[str, Any] | None = None, queue: dict[str, Any] | None = None,
+           timeout: float = 5.0) -> ExporterSettings:
     return ExporterSettings.model_validate({
         "timeout": timeout,
         "retry_on_failure": {"initial_interval": "1ms", "max_interval": "5ms",
