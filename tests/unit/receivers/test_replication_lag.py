@@ -13,8 +13,8 @@ from pydantic import ValidationError
 
 from pipeline.component import Kind, Signal
 from pipeline.errors import RetryableError
-from pipeline.receivers import replication_lag as rl
 from pipeline.receivers.replication_lag import (
+    MAX_REMEMBERED,
     ReplicationLagConfig,
     ReplicationLagReceiver,
     factory,
@@ -35,14 +35,16 @@ class Clock:
 
 
 def make(config: dict[str, Any], clock: Clock | None = None, sink: Sink | None = None,
-         telemetry: Telemetry | None = None) -> tuple[ReplicationLagReceiver, Sink]:
+         telemetry: Telemetry | None = None, max_remembered: int = MAX_REMEMBERED
+         ) -> tuple[ReplicationLagReceiver, Sink]:
     sink = sink or Sink()
     clock = clock or Clock()
     cfg = ReplicationLagConfig.model_validate(config)
     rcv = ReplicationLagReceiver(
         create_settings("receiver", "replication_lag", telemetry=telemetry,
                         consumers={Signal.METRICS: sink}),
-        cfg, clock=lambda: clock.mono, wall_clock=lambda: clock.wall)
+        cfg, clock=lambda: clock.mono, wall_clock=lambda: clock.wall,
+        max_remembered=max_remembered)
     return rcv, sink
 
 
@@ -108,9 +110,10 @@ def test_heartbeat_id_default_and_schema_table() -> None:
 
 # -- heartbeat bookkeeping -----------------------------------------------------------
 
-def two_replicas(clock: Clock) -> ReplicationLagReceiver:
+def two_replicas(clock: Clock, max_remembered: int = MAX_REMEMBERED) -> ReplicationLagReceiver:
     rcv, _ = make({"primary": "host=p", "replicas": [{"name": "a", "dsn": "host=a"},
-                                                      {"name": "b", "dsn": "host=b"}]}, clock)
+                                                      {"name": "b", "dsn": "host=b"}]}, clock,
+                  max_remembered=max_remembered)
     return rcv
 
 
@@ -167,10 +170,9 @@ async def test_unanswered_replica_lag_keeps_growing_in_emissions() -> None:
     assert lags == pytest.approx([0.001, 0.1, 0.2, 0.3, 0.4])
 
 
-def test_memory_is_bounded_while_a_replica_is_far_behind(monkeypatch: Any) -> None:
-    monkeypatch.setattr(rl, "MAX_REMEMBERED", 50)
+def test_memory_is_bounded_while_a_replica_is_far_behind() -> None:
     clock = Clock()
-    rcv = two_replicas(clock)
+    rcv = two_replicas(clock, max_remembered=50)
     a, b = rcv._replicas
     rcv._remember(1, clock.mono)
     rcv._confirm(a, 1, clock.mono)
