@@ -124,6 +124,12 @@ def wait_port(port: int, timeout: float = TIMEOUT) -> None:
                what=f"something to listen on 127.0.0.1:{port}")
 
 
+def with_logs(what: str, *procs: OtelpipeProcess) -> Callable[[], str]:
+    """`what` for `eventually`, followed by the tail of the processes' logs (read when it
+    times out)."""
+    return lambda: what + "\n" + "\n".join(p.logs()[-3000:] for p in procs)
+
+
 class OtelpipeProcess:
     """`python -m pipeline run -c <config>` in a subprocess, with its logs captured.
 

@@ -17,7 +17,7 @@ from pipeline.exporterhelper import Exporter
 from pipeline.pdata.batch import Batch
 from pipeline.telemetry.metrics import Telemetry
 from tests.builders import logs, traces
-from tests.support import create_settings
+from tests.support import aeventually, create_settings
 from tests.unit.exporterhelper.diskqueue.helpers import ENGINES, span_names
 
 
@@ -263,10 +263,7 @@ async def test_exporter_with_disk_queue_delivers_after_restart(tmp_path: Path,
     await up.start(None)  # type: ignore[arg-type]
     assert tel2.registry.get_sample_value("otelpipe_exporter_queue_recovered_items_total",
                                           {"exporter": "otlp/flaky"}) == 30.0
-    for _ in range(100):
-        if up.health().queue_size == 0:
-            break
-        await asyncio.sleep(0.02)
+    await aeventually(lambda: up.health().queue_size == 0, what="an empty queue")
     await asyncio.wait_for(up.shutdown(), 5)
     names = sorted(n for b in up.delivered for n in span_names(b))
     assert names == sorted(f"span-{i}" for i in range(30))

@@ -5,7 +5,6 @@ tests/integration/test_replication_lag.py."""
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import pytest
@@ -21,7 +20,7 @@ from pipeline.receivers.replication_lag import (
 )
 from pipeline.registry import default_registry
 from pipeline.telemetry.metrics import Telemetry
-from tests.support import Sink, create_settings, free_port
+from tests.support import Sink, aeventually, create_settings, free_port
 
 
 class Clock:
@@ -218,10 +217,7 @@ async def test_unreachable_databases_up_0_no_crash_backoff_and_refusals_dropped(
                                                  consumers={Signal.METRICS: sink}), cfg)
     await rcv.start(None)  # type: ignore[arg-type]
     try:
-        deadline = time.monotonic() + 5
-        while len(sink.batches) < 20:
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.01)
+        await aeventually(lambda: len(sink.batches) >= 20, timeout=5, what="20 batches")
         sink.refuse = RetryableError("queue full")
         refused_from = len(sink.batches)
         await asyncio.sleep(0.1)
