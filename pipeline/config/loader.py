@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
 import yaml
 
@@ -94,9 +94,8 @@ def load_config(paths: Sequence[str | Path], env: Mapping[str, str] | None = Non
                 ) -> dict[str, Any]:
     raw = load_yaml_files(paths)
     problems: list[str] = []
-    # substitute_env maps a dict to a dict with the same keys.
-    substituted = cast(dict[str, Any], substitute_env(raw, os.environ if env is None else env,
-                                                      "", problems))
+    out: dict[str, Any] = substitute_env(raw, os.environ if env is None else env, "",
+                                         problems)
     if problems:
         raise ConfigError(problems)
-    return substituted
+    return out

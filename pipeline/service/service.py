@@ -119,8 +119,8 @@ class Service(Host):
                 Kind.RECEIVER, rid, consumers=self._signal_consumers(fed, heads)))
 
     @staticmethod
-    def _signal_consumers(fed: list[PipelineConfig], heads: dict[str, Consumer]
-                          ) -> dict[Signal, Consumer]:
+    def _signal_consumers(fed: list[PipelineConfig],
+                          heads: dict[str, Consumer]) -> dict[Signal, Consumer]:
         by_signal: dict[Signal, list[Consumer]] = {}
         for p in fed:
             by_signal.setdefault(p.signal, []).append(heads[p.id])
