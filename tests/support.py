@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar, overload
 
@@ -40,13 +40,24 @@ def _timed_out(what: Described, timeout: float, last: object,
     return AssertionError(f"timed out after {timeout:g}s waiting for {text}; {got}")
 
 
+def _pauses(interval: float) -> Iterator[float]:
+    """5 ms, 10 ms, 20 ms ... then `interval` seconds: a condition that holds soon is seen
+    soon, and one that takes long (a service, a file) is not polled hard."""
+    pause = min(0.005, interval)
+    while True:
+        yield pause
+        pause = min(2 * pause, interval)
+
+
 def eventually(cond: Callable[[], T], *, timeout: float = TIMEOUT, what: Described = "condition",
                interval: float = INTERVAL) -> T:
-    """Calls `cond` every `interval` seconds until it returns something truthy, and returns
-    that. An exception from `cond` counts as "not yet". After `timeout` seconds (at least
-    one call) it fails with an AssertionError naming `what` (a string, or a callable
-    evaluated then, e.g. to add a process's logs) and the last value or exception."""
+    """Calls `cond` until it returns something truthy, and returns that: at first every
+    few milliseconds, backing off to every `interval` seconds. An exception from `cond`
+    counts as "not yet". After `timeout` seconds (at least one call) it fails with an
+    AssertionError naming `what` (a string, or a callable evaluated then, e.g. to add a
+    process's logs) and the last value or exception."""
     deadline = time.monotonic() + timeout
+    pauses = _pauses(interval)
     while True:
         error: Exception | None = None
         last: object = None
@@ -60,7 +71,7 @@ def eventually(cond: Callable[[], T], *, timeout: float = TIMEOUT, what: Describ
             last = value
         if time.monotonic() >= deadline:
             raise _timed_out(what, timeout, last, error) from error
-        time.sleep(interval)
+        time.sleep(next(pauses))
 
 
 @overload
@@ -90,6 +101,7 @@ def aeventually(cond: Callable[[], Any], *, timeout: float = TIMEOUT,
 async def _poll(cond: Callable[[], Any], deadline: float,
                 timed_out: Callable[[object, Exception | None], AssertionError],
                 interval: float) -> Any:
+    pauses = _pauses(interval)
     while True:
         error: Exception | None = None
         last: object = None
@@ -105,7 +117,7 @@ async def _poll(cond: Callable[[], Any], deadline: float,
             last = value
         if time.monotonic() >= deadline:
             raise timed_out(last, error) from error
-        await asyncio.sleep(interval)
+        await asyncio.sleep(next(pauses))
 
 
 def free_port() -> int:
