@@ -147,8 +147,9 @@ async def test_min_events_guard_suppresses_alerts_on_a_trickle() -> None:
 async def _month(sim: Sim, restart_at_day: int | None = None,
                  state_file: Path | None = None) -> Sim:
     """29 days: 1000 req/min (a batch per 30 minutes, per minute in the outage), one
-    20-minute full outage on day 5 and 0.5% errors for 6 hours on day 20. Optionally a restart (a new connector loading the saved state;
-    the source restarts too, its counters from 0) at the start of `restart_at_day`."""
+    20-minute full outage on day 5 and 0.5% errors for 6 hours on day 20. Optionally a
+    restart (a new connector loading the saved state; the source restarts too, its
+    counters from 0) at the start of `restart_at_day`."""
     for day in range(29):
         if day == restart_at_day:
             assert state_file is not None
