@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Awaitable, Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, overload
 
@@ -55,13 +55,24 @@ def _timed_out(what: Described, timeout: float, last: object,
     return AssertionError(f"timed out after {timeout:g}s waiting for {text}; {got}")
 
 
+def _pauses(interval: float) -> Iterator[float]:
+    """5 ms, 10 ms, 20 ms ... then `interval` seconds: a condition that holds soon is seen
+    soon, and one that takes long (a service, a file) is not polled hard."""
+    pause = min(0.005, interval)
+    while True:
+        yield pause
+        pause = min(2 * pause, interval)
+
+
 def eventually(cond: Callable[[], T], *, timeout: float = TIMEOUT, what: Described = "condition",
                interval: float = INTERVAL) -> T:
-    """Calls `cond` every `interval` seconds until it returns something truthy, and returns
-    that. An exception from `cond` counts as "not yet". After `timeout` seconds (at least
-    one call) it fails with an AssertionError naming `what` (a string, or a callable
-    evaluated then, e.g. to add a process's logs) and the last value or exception."""
+    """Calls `cond` until it returns something truthy, and returns that: at first every
+    few milliseconds, backing off to every `interval` seconds. An exception from `cond`
+    counts as "not yet". After `timeout` seconds (at least one call) it fails with an
+    AssertionError naming `what` (a string, or a callable evaluated then, e.g. to add a
+    process's logs) and the last value or exception."""
     deadline = time.monotonic() + timeout
+    pauses = _pauses(interval)
     while True:
         error: Exception | None = None
         last: object = None
@@ -75,7 +86,7 @@ def eventually(cond: Callable[[], T], *, timeout: float = TIMEOUT, what: Describ
             last = value
         if time.monotonic() >= deadline:
             raise _timed_out(what, timeout, last, error) from error
-        time.sleep(interval)
+        time.sleep(next(pauses))
 
 
 @overload
@@ -105,6 +116,7 @@ def aeventually(cond: Callable[[], Any], *, timeout: float = TIMEOUT,
 async def _poll(cond: Callable[[], Any], deadline: float,
                 timed_out: Callable[[object, Exception | None], AssertionError],
                 interval: float) -> Any:
+    pauses = _pauses(interval)
     while True:
         error: Exception | None = None
         last: object = None
@@ -120,7 +132,7 @@ async def _poll(cond: Callable[[], Any], deadline: float,
             last = value
         if time.monotonic() >= deadline:
             raise timed_out(last, error) from error
-        await asyncio.sleep(interval)
+        await asyncio.sleep(next(pauses))
 
 
 def free_port() -> int:
@@ -137,6 +149,12 @@ def port_open(port: int) -> bool:
 def wait_port(port: int, timeout: float = TIMEOUT) -> None:
     eventually(lambda: port_open(port), timeout=timeout,
                what=f"something to listen on 127.0.0.1:{port}")
+
+
+def with_logs(what: str, *procs: OtelpipeProcess) -> Callable[[], str]:
+    """`what` for `eventually`, followed by the tail of the processes' logs (read when it
+    times out)."""
+    return lambda: what + "\n" + "\n".join(p.logs()[-3000:] for p in procs)
 
 
 class OtelpipeProcess:

@@ -94,7 +94,8 @@ def load_config(paths: Sequence[str | Path], env: Mapping[str, str] | None = Non
                 ) -> dict[str, Any]:
     raw = load_yaml_files(paths)
     problems: list[str] = []
-    raw = substitute_env(raw, os.environ if env is None else env, "", problems)
+    out: dict[str, Any] = substitute_env(raw, os.environ if env is None else env, "",
+                                         problems)
     if problems:
         raise ConfigError(problems)
-    return raw
+    return out

@@ -330,7 +330,8 @@ class _StatRow:
 class ReplicationLagReceiver(Component):
     def __init__(self, settings: ReceiverCreateSettings, config: ReplicationLagConfig,
                  *, clock: Callable[[], float] = time.monotonic,
-                 wall_clock: Callable[[], float] = time.time):
+                 wall_clock: Callable[[], float] = time.time,
+                 max_remembered: int = MAX_REMEMBERED):
         self.config = config
         self.settings = settings
         self.log = settings.logger
@@ -338,6 +339,7 @@ class ReplicationLagReceiver(Component):
         self.obs = ReceiverObs(settings, "postgresql")
         self._clock = clock
         self._wall = wall_clock
+        self._max_remembered = max_remembered
         self._errors = settings.telemetry.counter(PROBE_ERRORS)
         self._rid = str(settings.id)
         self.heartbeat_id = config.heartbeat_id or f"{socket.gethostname()}/{settings.id}"
@@ -544,7 +546,7 @@ class ReplicationLagReceiver(Component):
                 keep_from = 0
                 break
             keep_from = min(keep_from, bisect.bisect_left(self._seqs, r.confirmed_seq))
-        overflow = len(self._seqs) - MAX_REMEMBERED
+        overflow = len(self._seqs) - self._max_remembered
         if overflow > keep_from:
             # A replica far behind: remember only the write time of its oldest missing
             # heartbeat (`floor`), which is all its lag needs.

@@ -1,6 +1,7 @@
-"""tests/e2e: each test starts a real `otelpipe run` process (tests.support.OtelpipeProcess)
-and talks to it over the network; no external services. Marked `e2e` here, so
-`pytest -m "not e2e"` leaves them out."""
+"""tests/e2e: each test starts real processes -- mostly `otelpipe run`
+(tests.support.OtelpipeProcess), talked to over the network; sometimes a Python child
+to SIGKILL -- and needs no external services. Marked `e2e` here, so `pytest -m "not e2e"`
+leaves them out."""
 
 from __future__ import annotations
 

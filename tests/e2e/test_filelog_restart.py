@@ -5,6 +5,7 @@ started again -- gracefully (SIGTERM: every line exactly once) and by SIGKILL
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import threading
@@ -15,7 +16,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.support import OtelpipeProcess, free_port
+from tests.support import OtelpipeProcess, eventually, free_port, with_logs
 
 TOTAL = 60_000
 BATCH = 500
@@ -93,13 +94,8 @@ def count_lines(path: Path) -> int:
     return path.read_bytes().count(b"\n") if path.exists() else 0
 
 
-def wait_for(cond: Any, timeout: float, what: str, proc: OtelpipeProcess | None = None) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            logs = proc.logs()[-3000:] if proc else ""
-            raise AssertionError(f"timed out waiting for {what}\n{logs}")
-        time.sleep(0.05)
+def has_lines(path: Path, n: int) -> bool:
+    return count_lines(path) >= n
 
 
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
@@ -114,7 +110,8 @@ def test_restart_mid_stream(tmp_path: Path, sig: signal.Signals) -> None:
     # Stop the pipeline three times while the writer goes on, each time mid-stream.
     for target in (8_000, 22_000, 40_000):
         proc = OtelpipeProcess(cfg, tmp_path, wait_ports=(health,)).start()
-        wait_for(lambda t=target: count_lines(out) >= t, 60, f"{target} lines", proc)
+        eventually(functools.partial(has_lines, out, target), timeout=60,
+                   what=with_logs(f"{target} lines", proc))
         rc = proc.stop(sig)
         stops += 1
         if sig == signal.SIGTERM:
@@ -124,7 +121,8 @@ def test_restart_mid_stream(tmp_path: Path, sig: signal.Signals) -> None:
     assert not writer.is_alive()
     proc = OtelpipeProcess(cfg, tmp_path, wait_ports=(health,)).start()
     try:
-        wait_for(lambda: len(set(read_output(out)[0])) >= TOTAL, 60, "all lines", proc)
+        eventually(lambda: len(set(read_output(out)[0])) >= TOTAL, timeout=60,
+                   what=with_logs("all lines", proc))
         time.sleep(0.5)  # a few more polls: nothing else may arrive
     finally:
         proc.stop(signal.SIGTERM)

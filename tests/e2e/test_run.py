@@ -7,6 +7,7 @@ import signal
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from pipeline.component import Signal
 from pipeline.pdata.otlpjson import decode_request
@@ -14,7 +15,7 @@ from tests.builders import traces_request
 from tests.support import OtelpipeProcess, eventually, free_port
 
 
-def config(tmp_path: Path, port: int, batch_timeout: str) -> dict:
+def config(tmp_path: Path, port: int, batch_timeout: str) -> dict[str, Any]:
     return {
         "receivers": {"otlp": {"protocols": {"http": {"endpoint": f"127.0.0.1:{port}"}}}},
         "processors": {"batch": {"send_batch_size": 1000, "timeout": batch_timeout,

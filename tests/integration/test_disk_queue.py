@@ -21,8 +21,7 @@ import pytest
 from aiohttp import web
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from tests.integration.test_jaeger import wait_for
-from tests.support import OtelpipeProcess, aeventually, free_port, http_get
+from tests.support import OtelpipeProcess, aeventually, eventually, free_port, http_get, with_logs
 
 pytestmark = pytest.mark.integration
 
@@ -135,10 +134,11 @@ def test_sigkill_with_10000_items_queued_then_all_delivered(tmp_path: Path,
     with backend, restarted:
         assert metric(health, "otelpipe_exporter_queue_recovered_items_total", exporter,
                       None) == ITEMS
-        wait_for(lambda: len(span_ids_in(out)) >= ITEMS, 60, "every span at the backend",
-                 (restarted, backend))
-        wait_for(lambda: queue_size(health, exporter) == 0, 30, "an empty queue",
-                 (restarted,))
+        eventually(lambda: len(span_ids_in(out)) >= ITEMS, timeout=60,
+                   what=with_logs("every span at the backend", restarted, backend),
+                   interval=0.2)
+        eventually(lambda: queue_size(health, exporter) == 0,
+                   what=with_logs("an empty queue", restarted), interval=0.2)
         time.sleep(1.0)  # anything arriving now would be a duplicate; count it too
         sent_metric = metric(health, "otelpipe_exporter_sent_items_total", exporter)
     counts = span_ids_in(out)

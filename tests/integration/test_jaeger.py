@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,22 +18,11 @@ import orjson
 import pytest
 
 from tests.integration.conftest import Jaeger
-from tests.support import OtelpipeProcess, free_port, http_get
+from tests.support import OtelpipeProcess, eventually, free_port, http_get, with_logs
 
 pytestmark = pytest.mark.integration
 
 OUTAGE_SECONDS = float(os.environ.get("JAEGER_OUTAGE_SECONDS", "30"))
-
-
-def wait_for(cond: Callable[[], bool], timeout: float, what: str,
-             procs: tuple[OtelpipeProcess, ...] = ()) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if cond():
-            return
-        time.sleep(0.2)
-    logs = "\n".join(p.logs()[-3000:] for p in procs)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}\n{logs}")
 
 
 def exporter_config(kind: str, jaeger: Jaeger, queue: dict[str, Any] | None = None
@@ -51,7 +39,11 @@ def exporter_config(kind: str, jaeger: Jaeger, queue: dict[str, Any] | None = No
     return cfg
 
 
-def send_sdk_traces(port: int, service: str, traces: int) -> dict[str, dict[str, dict]]:
+# {trace id hex: {span id hex: {"name", "attributes"}}}
+Sent = dict[str, dict[str, dict[str, Any]]]
+
+
+def send_sdk_traces(port: int, service: str, traces: int) -> Sent:
     """Traces of a root and two children through the SDK's gRPC exporter.
 
     Returns {trace id hex: {span id hex: {"name", "attributes"}}}.
@@ -66,7 +58,7 @@ def send_sdk_traces(port: int, service: str, traces: int) -> dict[str, dict[str,
         OTLPSpanExporter(endpoint=f"127.0.0.1:{port}", insecure=True),
         max_export_batch_size=64, schedule_delay_millis=100))
     tracer = provider.get_tracer("otelpipe-it")
-    sent: dict[str, dict[str, dict]] = {}
+    sent: Sent = {}
 
     def note(span: Any, name: str, attrs: dict[str, Any]) -> None:
         ctx = span.get_span_context()
@@ -96,8 +88,7 @@ def otlp_value(v: dict[str, Any]) -> Any:
     return v
 
 
-def missing_in_jaeger(jaeger: Jaeger, sent: dict[str, dict[str, dict]], service: str
-                      ) -> list[str]:
+def missing_in_jaeger(jaeger: Jaeger, sent: Sent, service: str) -> list[str]:
     """What Jaeger does not have (yet), as readable lines; [] when all is there."""
     problems = []
     for tid, spans in sent.items():
@@ -131,8 +122,8 @@ def test_every_sdk_span_is_in_jaeger_with_attributes(jaeger: Jaeger, tmp_path: P
     with OtelpipeProcess(cfg, tmp_path, wait_ports=(port,)) as proc:
         sent = send_sdk_traces(port, service, traces=50)
         assert sum(len(s) for s in sent.values()) == 150
-        wait_for(lambda: not missing_in_jaeger(jaeger, sent, service), 30,
-                 "every span in Jaeger", (proc,))
+        eventually(lambda: not missing_in_jaeger(jaeger, sent, service),
+                   what=with_logs("every span in Jaeger", proc), interval=0.2)
     print(f"\n{kind}: 150 spans in 50 traces found in Jaeger by trace id, with attributes")
 
 
@@ -160,14 +151,15 @@ def test_outage_readiness_503_then_everything_delivered(private_jaeger: Jaeger, 
     service = f"outage-{kind}-{uuid.uuid4().hex[:8]}"
     with OtelpipeProcess(cfg, tmp_path, wait_ports=(port, health)) as proc:
         before = send_sdk_traces(port, service, traces=5)
-        wait_for(lambda: not missing_in_jaeger(jaeger, before, service), 30,
-                 "spans sent before the outage", (proc,))
+        eventually(lambda: not missing_in_jaeger(jaeger, before, service),
+                   what=with_logs("spans sent before the outage", proc), interval=0.2)
         assert readiness(health)[0] == 200
 
         jaeger.stop()
         down_at = time.monotonic()
         during = send_sdk_traces(port, service, traces=100)  # accepted: queued on disk
-        wait_for(lambda: readiness(health)[0] == 503, 15, "readiness 503", (proc,))
+        eventually(lambda: readiness(health)[0] == 503, timeout=15,
+                   what=with_logs("readiness 503", proc), interval=0.2)
         _, body = readiness(health)
         assert body["failing"][0]["component"].startswith(f"exporter {kind}/jaeger")
         # Not ready for the whole outage.
@@ -181,9 +173,10 @@ def test_outage_readiness_503_then_everything_delivered(private_jaeger: Jaeger, 
 
         jaeger.start()  # in-memory storage: empty again, only the queue can fill it
         up_at = time.monotonic()
-        wait_for(lambda: not missing_in_jaeger(jaeger, during, service), 60,
-                 "every span queued during the outage", (proc,))
+        eventually(lambda: not missing_in_jaeger(jaeger, during, service), timeout=60,
+                   what=with_logs("every span queued during the outage", proc), interval=0.2)
         delivered_in = time.monotonic() - up_at
-        wait_for(lambda: readiness(health)[0] == 200, 15, "readiness 200", (proc,))
+        eventually(lambda: readiness(health)[0] == 200, timeout=15,
+                   what=with_logs("readiness 200", proc), interval=0.2)
     print(f"\n{kind}/{engine}: Jaeger down {OUTAGE_SECONDS:.0f}s; {queued} requests queued; "
           f"300 spans delivered {delivered_in:.1f}s after it returned")

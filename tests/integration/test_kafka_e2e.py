@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from tests.integration.test_kafka_gateway import _assignments, read_names, with_logs
-from tests.support import OtelpipeProcess, aeventually, free_port
+from tests.integration.test_kafka_gateway import _assignments, read_names
+from tests.support import OtelpipeProcess, aeventually, free_port, with_logs
 
 SPANS = 2000
 

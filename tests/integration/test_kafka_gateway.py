@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from tests.builders import span_names, tagged_traces_request
-from tests.support import OtelpipeProcess, aeventually, eventually
+from tests.support import OtelpipeProcess, aeventually, eventually, with_logs
 
 RECORDS = 4000
 SPANS_PER_RECORD = 10
@@ -81,11 +80,6 @@ def read_names(*paths: Path) -> tuple[list[str], int]:
 
 def lines(path: Path) -> int:
     return path.read_bytes().count(b"\n") if path.exists() else 0
-
-
-def with_logs(what: str, *procs: OtelpipeProcess) -> Callable[[], str]:
-    """`what` for `eventually`, followed by the tail of the processes' logs."""
-    return lambda: what + "\n" + "\n".join(p.logs()[-3000:] for p in procs)
 
 
 async def test_gateway_killed_mid_stream_redelivers_everything(

@@ -4,6 +4,7 @@ stream fields, structured metadata and document fields as configured."""
 
 from __future__ import annotations
 
+import functools
 import time
 import urllib.parse
 import urllib.request
@@ -14,7 +15,7 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.support import OtelpipeProcess, free_port, http_get
+from tests.support import OtelpipeProcess, eventually, free_port, http_get, with_logs
 
 pytestmark = pytest.mark.integration
 
@@ -37,15 +38,9 @@ class VictoriaLogs:
         rows = self.query(logsql + " | stats count() as n")
         return int(rows[0]["n"]) if rows else 0
 
-    def wait_count(self, logsql: str, expected: int, timeout: float = 30.0) -> int:
-        """Poll until `expected` rows are visible (VictoriaLogs makes new data searchable
-        within about a second), then return the count."""
-        deadline = time.monotonic() + timeout
-        n = self.count(logsql)
-        while n < expected and time.monotonic() < deadline:
-            time.sleep(0.25)
-            n = self.count(logsql)
-        return n
+
+def has_count(vl: VictoriaLogs, logsql: str) -> bool:
+    return vl.count(logsql) >= N
 
 
 def records(run: str) -> list[dict[str, Any]]:
@@ -125,11 +120,9 @@ def test_logs_reach_victorialogs_through_loki_and_elasticsearch(victorialogs: st
     with OtelpipeProcess(config, tmp_path, wait_ports=(port, health)) as proc:
         for start in range(0, N, 50):  # several requests, several batches
             assert post_ndjson(port, lines[start:start + 50]) in (200, 202, 204)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and any(
-                metric(health, "otelpipe_exporter_sent_items_total", exporter=e) < N
-                for e in exporters):
-            time.sleep(0.2)
+        eventually(lambda: all(metric(health, "otelpipe_exporter_sent_items_total",
+                                      exporter=e) >= N for e in exporters),
+                   what=with_logs(f"every exporter to send {N} records", proc), interval=0.2)
         for e in exporters:
             assert metric(health, "otelpipe_exporter_sent_items_total", exporter=e) == N, \
                 (e, proc.logs())
@@ -143,7 +136,11 @@ def test_logs_reach_victorialogs_through_loki_and_elasticsearch(victorialogs: st
 
     base = f"run:={run}"
     for tag in ("loki_protobuf", "loki_json", "loki_guard", "es_otel", "es_ecs"):
-        assert vl.wait_count(f"{base} exp:={tag}", N) == N, tag
+        # VictoriaLogs makes new data searchable within about a second.
+        query = f"{base} exp:={tag}"
+        eventually(functools.partial(has_count, vl, query), what=f"{N} {tag} records",
+                   interval=0.25)
+        assert vl.count(query) == N, tag
     time.sleep(1.0)  # nothing more arrives later (no duplicates)
     for tag in ("loki_protobuf", "loki_json", "loki_guard", "es_otel", "es_ecs"):
         assert vl.count(f"{base} exp:={tag}") == N, tag

@@ -8,6 +8,7 @@ import orjson
 import pytest
 
 from pipeline import __version__, cli
+from pipeline.component import Kind
 from pipeline.registry import Registry, default_registry
 
 
@@ -219,8 +220,7 @@ def test_components_json(capsys: pytest.CaptureFixture[str], registry: Registry)
     assert any(r["kind"] == "extension" and r["type"].startswith("health") for r in rows)
 
 
-def _kind_type(kind: str, type_: str) -> tuple:
-    from pipeline.component import Kind
+def _kind_type(kind: str, type_: str) -> tuple[Kind, str]:
     return Kind(kind), type_
 
 

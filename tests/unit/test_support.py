@@ -7,7 +7,7 @@ import itertools
 
 import pytest
 
-from tests.support import aeventually, eventually
+from tests.support import _pauses, aeventually, eventually
 
 
 def test_eventually_returns_the_first_truthy_value() -> None:
@@ -54,3 +54,8 @@ async def test_aeventually_lets_the_loop_run_and_awaits_async_conditions() -> No
 async def test_aeventually_times_out_with_the_last_value() -> None:
     with pytest.raises(AssertionError, match="waiting for nothing; last value: 0"):
         await aeventually(lambda: 0, timeout=0.03, what="nothing", interval=0.01)
+
+
+def test_polling_starts_fast_and_backs_off_to_the_interval() -> None:
+    assert list(itertools.islice(_pauses(0.05), 6)) == [0.005, 0.01, 0.02, 0.04, 0.05, 0.05]
+    assert list(itertools.islice(_pauses(0), 2)) == [0, 0]

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
-from pipeline.pdata.logrecords import encode_lines, varint
+from pipeline.pdata.logrecords import encode_lines
+from pipeline.pdata.wire import varint
 from pipeline.receivers.filelog.config import AttrValue
 
 # ---------------------------------------------------------------------------------------

@@ -31,13 +31,16 @@ FLAGGED_RECORDS = CounterSpec(
 # they span); returns once they were accepted (or rejected for good).
 Deliver = Callable[[WatchedFile, list[bytes], list[Extra] | None, int], Awaitable[None]]
 
+READ_SIZE = 256 * 1024  # bytes per pread
+
 
 class Reader:
-    READ_SIZE = 256 * 1024
     READ_BUDGET = 4 * 1024 * 1024  # bytes per file per poll before turning to the next file
 
-    def __init__(self, settings: CreateSettings, config: FileLogConfig, deliver: Deliver):
+    def __init__(self, settings: CreateSettings, config: FileLogConfig, deliver: Deliver,
+                 *, read_size: int = READ_SIZE):
         self.config = config
+        self._read_size = read_size
         self.log = settings.logger
         self._deliver = deliver
         rid = str(settings.id)
@@ -57,7 +60,7 @@ class Reader:
         failed = False
         while budget > 0:
             try:
-                data = os.pread(f.fd, self.READ_SIZE, f.read_pos)
+                data = os.pread(f.fd, self._read_size, f.read_pos)
             except OSError as exc:
                 self.log.warning("cannot read file", extra={"path": f.path, "error": str(exc)})
                 failed = True
@@ -75,7 +78,7 @@ class Reader:
                 # A full read: more is probably there, so a short last batch waits for the
                 # next read's lines (one batch, one checkpoint, instead of two).
                 held = await self._emit_lines(f, lines, complete,
-                                              hold=len(data) == self.READ_SIZE and budget > 0)
+                                              hold=len(data) == self._read_size and budget > 0)
             if held:
                 f.rest = held + f.rest  # complete lines again at the next split
             elif len(f.rest) >= self.config.max_log_size:

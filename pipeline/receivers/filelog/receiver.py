@@ -16,7 +16,7 @@ from pipeline.pdata.logrecords import LogGroup
 from pipeline.receiverhelper.obs import ReceiverObs
 from pipeline.receivers.filelog.checkpoint import Checkpoint
 from pipeline.receivers.filelog.config import AttrValue, Extra, FileLogConfig
-from pipeline.receivers.filelog.reader import Reader
+from pipeline.receivers.filelog.reader import READ_SIZE, Reader
 from pipeline.receivers.filelog.tracker import Tracker, WatchedFile
 
 
@@ -25,7 +25,8 @@ class _Stopping(Exception):
 
 
 class FileLogReceiver(Component):
-    def __init__(self, settings: ReceiverCreateSettings, config: FileLogConfig):
+    def __init__(self, settings: ReceiverCreateSettings, config: FileLogConfig,
+                 *, read_size: int = READ_SIZE):
         self.config = config
         self.log = settings.logger
         self.consumer = settings.consumers[Signal.LOGS]
@@ -34,7 +35,7 @@ class FileLogReceiver(Component):
         self._resource: dict[str, AttrValue] = dict(config.resource or {})
         self._checkpoint = Checkpoint(settings, config)
         self._tracker = Tracker(settings, config, self._checkpoint.mark_dirty)
-        self._reader = Reader(settings, config, self._deliver)
+        self._reader = Reader(settings, config, self._deliver, read_size=read_size)
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.polls = 0  # completed polls (tests wait on it)

@@ -22,5 +22,6 @@ def make(sink: Sink, clock: FakeClock | None = None, telemetry: Telemetry | None
                                clock=clock or FakeClock())
 
 
-def by_name(points: list[tuple[dict, dict, Any]], key: str = "span.name") -> dict:
+def by_name(points: list[tuple[dict[str, Any], dict[str, Any], Any]], key: str = "span.name"
+            ) -> dict[Any, tuple[dict[str, Any], dict[str, Any], Any]]:
     return {p[1].get(key): p for p in points}

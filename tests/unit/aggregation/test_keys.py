@@ -8,7 +8,8 @@ from pipeline.aggregation.keys import KeyTable, ValueCache, key_prefix
 
 
 def kv(key: str, **value: Any) -> bytes:
-    return KeyValue(key=key, value=AnyValue(**value)).SerializeToString()
+    serialized: bytes = KeyValue(key=key, value=AnyValue(**value)).SerializeToString()
+    return serialized
 
 
 def test_key_prefix_is_the_serialized_key_field() -> None:

@@ -108,16 +108,18 @@ async def test_cardinality_limit_one_overflow_series_and_bounded_memory() -> Non
         await conn.consume(b)
     # 80 more batches of 1000 fresh names → 100,000 distinct names in all.
     fresh = [named_spans_batch([f"n{n}-{i}" for i in range(1000)]) for n in range(80)]
-    for b in batches[5:]:
+    for b in batches[5:] + fresh[:70]:
         await conn.consume(b)
+    # The state does not grow over the last 10,000 names: under 1 MiB, ~100 bytes a name
+    # (tracemalloc slows the connector ~8x, so it watches the last 10 batches only).
     tracemalloc.start()
     before = tracemalloc.take_snapshot()
-    for b in fresh:
+    for b in fresh[70:]:
         await conn.consume(b)
     after = tracemalloc.take_snapshot()
     tracemalloc.stop()
     grown = sum(s.size_diff for s in after.compare_to(before, "filename"))
-    assert grown < 8 * 1024 * 1024, f"state grew by {grown} bytes"
+    assert grown < 1024 * 1024, f"state grew by {grown} bytes"
     assert len(conn.series.series) == 1000
     assert conn.series.overflow is not None
     assert len(conn.series.cache) <= conn.series.cache_limit

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -92,7 +93,7 @@ def test_env_substitution() -> None:
         "exporters": {"file": {"path": "/data/out-7.jsonl", "list": ["/data", 5, None, True]}}}
 
 
-def load_config_from(raw: dict, env: dict[str, str]) -> object:
+def load_config_from(raw: dict[str, Any], env: dict[str, str]) -> object:
     problems: list[str] = []
     out = substitute_env(raw, env, "", problems)
     if problems:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,7 +17,7 @@ from pipeline.exporterhelper import Exporter
 from pipeline.pdata.batch import Batch
 from pipeline.telemetry.metrics import Telemetry
 from tests.builders import logs, traces
-from tests.support import exporter_settings
+from tests.support import aeventually, exporter_settings
 from tests.unit.exporterhelper.diskqueue.helpers import ENGINES, span_names
 
 
@@ -41,8 +42,8 @@ class Scripted(Exporter):
         self.delivered.append(batch)
 
 
-def helper(retry: dict | None = None, queue: dict | None = None, timeout: float = 5.0
-           ) -> ExporterSettings:
+def helper(retry: dict[str, Any] | None = None, queue: dict[str, Any] | None = None,
+           timeout: float = 5.0) -> ExporterSettings:
     return ExporterSettings.model_validate({
         "timeout": timeout,
         "retry_on_failure": {"initial_interval": "1ms", "max_interval": "5ms",
@@ -262,10 +263,7 @@ async def test_exporter_with_disk_queue_delivers_after_restart(tmp_path: Path,
     await up.start(None)  # type: ignore[arg-type]
     assert tel2.registry.get_sample_value("otelpipe_exporter_queue_recovered_items_total",
                                           {"exporter": "otlp/flaky"}) == 30.0
-    for _ in range(100):
-        if up.health().queue_size == 0:
-            break
-        await asyncio.sleep(0.02)
+    await aeventually(lambda: up.health().queue_size == 0, what="an empty queue")
     await asyncio.wait_for(up.shutdown(), 5)
     names = sorted(n for b in up.delivered for n in span_names(b))
     assert names == sorted(f"span-{i}" for i in range(30))

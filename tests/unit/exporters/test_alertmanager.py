@@ -3,7 +3,6 @@ resolution, re-sending, ordering, retry classification, auth headers."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,7 +25,7 @@ from pipeline.exporters.alertmanager import (
 )
 from pipeline.pdata.batch import Batch
 from pipeline.telemetry.metrics import Telemetry
-from tests.support import connector_settings, exporter_settings, free_port
+from tests.support import aeventually, connector_settings, exporter_settings, free_port
 
 NOW = 1_700_000_000.0  # 2023-11-14T22:13:20Z
 NOW_S = "2023-11-14T22:13:20.000Z"
@@ -245,10 +244,7 @@ async def test_resend_loop_runs_on_its_own(am: FakeAM) -> None:
     exp = await make({"endpoint": am.url, "resend_interval": "50ms"})
     try:
         await exp.send(alert_batch(firing()))
-        for _ in range(100):
-            if len(am.posts) >= 3:
-                break
-            await asyncio.sleep(0.02)
+        await aeventually(lambda: len(am.posts) >= 3, what="3 posts")
     finally:
         await exp.shutdown()
     assert len(am.posts) >= 3

@@ -10,6 +10,7 @@ from pipeline.component import ComponentHealth, Signal
 from pipeline.errors import RetryableError
 from pipeline.exporters.file import FileConfig, FileExporter, factory
 from pipeline.pdata.batch import Batch
+from pipeline.pdata.logrecords import LogGroup, LogRecord
 from pipeline.pdata.otlpjson import decode_request
 from pipeline.telemetry.metrics import Telemetry
 from tests.builders import logs_request, metrics_request, traces_request
@@ -168,8 +169,7 @@ def test_config_requires_path() -> None:
         FileConfig.model_validate({})
 
 
-def record_groups() -> list:
-    from pipeline.pdata.logrecords import LogGroup, LogRecord
+def record_groups() -> list[LogGroup]:
     return [
         LogGroup([LogRecord("parsed", {"http.response.status_code": 200, "ratio": 0.5,
                                        "ok": True, "raw": b"\x00\x01", "tags": ["a", None, 2],

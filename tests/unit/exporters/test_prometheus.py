@@ -8,6 +8,9 @@ from typing import Any
 
 import aiohttp
 import pytest
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
 from opentelemetry.proto.metrics.v1.metrics_pb2 import Metric
 from pydantic import ValidationError
 
@@ -189,8 +192,10 @@ def test_delta_sums_and_histograms_accumulate() -> None:
 
 def test_delta_histogram_with_new_bounds_restarts() -> None:
     exp = make()
-    mk = lambda bounds, counts, ts: request([histogram_metric(  # noqa: E731
-        "lat", [({}, counts, 1.0)], bounds=bounds, ts=ts, temporality=DELTA)])
+
+    def mk(bounds: list[float], counts: list[int], ts: int) -> ExportMetricsServiceRequest:
+        return request([histogram_metric("lat", [({}, counts, 1.0)], bounds=bounds, ts=ts,
+                                         temporality=DELTA)])
     exp.consume_request(mk([1.0], [1, 1], TS))
     exp.consume_request(mk([1.0, 2.0], [1, 0, 0], TS + SECOND))
     s = scrape(exp)

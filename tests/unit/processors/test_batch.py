@@ -105,7 +105,7 @@ async def test_retryable_error_reaches_every_caller_of_the_merged_batch() -> Non
     proc = make(sink, send_batch_size=3, timeout="10s")
     results = await asyncio.gather(proc.consume(traces(1)), proc.consume(traces(1)),
                                    proc.consume(traces(1)), return_exceptions=True)
-    assert results == [err, err, err]
+    assert list(results) == [err, err, err]
     # the next batch is unaffected once downstream accepts again
     sink.refuse = None
     proc2 = make(sink, send_batch_size=1)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -16,7 +15,7 @@ from pipeline.errors import RetryableError
 from pipeline.receivers.httpcheck import HttpCheckConfig, HttpCheckReceiver, factory
 from pipeline.registry import default_registry
 from pipeline.telemetry.metrics import Telemetry
-from tests.support import Sink, free_port, receiver_settings
+from tests.support import Sink, aeventually, free_port, receiver_settings
 
 SEEN_HEADERS: list[dict[str, str]] = []
 
@@ -82,10 +81,7 @@ async def run_once(config: dict[str, Any], sink: Sink | None = None,
                                               consumers={Signal.METRICS: sink}), cfg)
     await rcv.start(None)  # type: ignore[arg-type]
     try:
-        deadline = time.monotonic() + 10
-        while rcv.collections < 1:
-            assert time.monotonic() < deadline, "no collection within 10 s"
-            await asyncio.sleep(0.01)
+        await aeventually(lambda: rcv.collections >= 1, timeout=10, what="a collection")
     finally:
         await rcv.shutdown()
     return sink.batches, rcv
@@ -181,14 +177,9 @@ async def test_interval_and_refusal_dropped_and_counted(server: str) -> None:
                                               consumers={Signal.METRICS: sink}), cfg)
     await rcv.start(None)  # type: ignore[arg-type]
     try:
-        deadline = time.monotonic() + 5
-        while rcv.collections < 3:
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.01)
+        await aeventually(lambda: rcv.collections >= 3, timeout=5, what="3 collections")
         sink.refuse = None
-        while not sink.batches:
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.01)
+        await aeventually(lambda: sink.batches, timeout=5, what="an accepted batch")
     finally:
         await rcv.shutdown()
     text = telemetry.render().decode()

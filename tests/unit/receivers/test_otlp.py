@@ -38,7 +38,7 @@ from pipeline.errors import PermanentError, RetryableError
 from pipeline.pdata.otlpjson import encode_request
 from pipeline.receivers.otlp import OTLPReceiverConfig, factory
 from pipeline.telemetry.metrics import Telemetry
-from tests.support import Sink, free_port, receiver_settings
+from tests.support import Sink, aeventually, free_port, receiver_settings
 
 HTTP_LIMIT = 1024 * 1024
 GRPC_METHODS = {
@@ -696,10 +696,7 @@ async def test_shutdown_drains_in_flight_requests(telemetry: Telemetry) -> None:
         http_req = asyncio.ensure_future(http.post(
             f"http://127.0.0.1:{hport}/v1/traces", data=traces(3).SerializeToString(),
             headers={"Content-Type": PB}))
-        for _ in range(1000):
-            if slow.waiting == 2:
-                break
-            await asyncio.sleep(0.01)
+        await aeventually(lambda: slow.waiting == 2, what="both requests waiting")
         assert slow.waiting == 2
         stopping = asyncio.ensure_future(receiver.shutdown())
         await asyncio.sleep(0.3)

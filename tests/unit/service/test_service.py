@@ -87,8 +87,8 @@ class Exporter(Processor):
         self.batches.append(batch)
 
 
-def _factory(type_: str, kind: Kind, cls: type, signals: frozenset[Signal] = frozenset(Signal)
-             ) -> Factory:
+def _factory(type_: str, kind: Kind, cls: type[Recorded],
+             signals: frozenset[Signal] = frozenset(Signal)) -> Factory:
     def create(settings: Any, config: Cfg) -> Component:
         return cls(settings, config)
     return Factory(type=type_, kind=kind, config_model=Cfg, create=create, signals=signals)
@@ -118,7 +118,9 @@ def comp(svc: Service, kind: Kind, cid: str) -> Any:
 
 
 def receiver_consumer(svc: Service, cid: str, signal: Signal = Signal.TRACES) -> Consumer:
-    return comp(svc, Kind.RECEIVER, cid).consumers[signal]
+    rx = comp(svc, Kind.RECEIVER, cid)
+    assert isinstance(rx, Receiver)
+    return rx.consumers[signal]
 
 
 async def test_fan_out_gives_each_exporter_its_own_copy() -> None:

@@ -35,7 +35,7 @@ from tests.unit.slo.sim import DAY, HOUR, MINUTE, T0_S, Clock, RedTraffic
 async def test_hard_outage_pages_within_the_short_window_and_resolves_after() -> None:
     logs = Sink()
     sim = new_sim(logs=logs)
-    await sim.run(28 * 24 * 60, step=10)  # 28 quiet days, one batch per 10 minutes
+    await sim.run(28 * 24 * 60, step=30)  # 28 quiet days, one batch per 30 minutes
     assert sim.events == []
     start = sim.minute
     await sim.run(10, error_ratio=1.0)  # every request fails for 10 minutes
@@ -146,9 +146,10 @@ async def test_min_events_guard_suppresses_alerts_on_a_trickle() -> None:
 
 async def _month(sim: Sim, restart_at_day: int | None = None,
                  state_file: Path | None = None) -> Sim:
-    """29 days: 1000 req/min, one 20-minute full outage on day 5 and 0.5% errors for
-    6 hours on day 20. Optionally a restart (a new connector loading the saved state;
-    the source restarts too, its counters from 0) at the start of `restart_at_day`."""
+    """29 days: 1000 req/min (a batch per 30 minutes, per minute in the outage), one
+    20-minute full outage on day 5 and 0.5% errors for 6 hours on day 20. Optionally a
+    restart (a new connector loading the saved state; the source restarts too, its
+    counters from 0) at the start of `restart_at_day`."""
     for day in range(29):
         if day == restart_at_day:
             assert state_file is not None
@@ -157,14 +158,14 @@ async def _month(sim: Sim, restart_at_day: int | None = None,
             sim.traffic.restart()
             sim.clock.advance(2 * MINUTE)  # down for two minutes, no traffic lost
         if day == 5:
-            await sim.run(12 * 60, step=10)
+            await sim.run(12 * 60, step=30)
             await sim.run(20, error_ratio=1.0)
-            await sim.run(12 * 60 - 20, step=10)
+            await sim.run(12 * 60 - 20, step=20)
         elif day == 20:
-            await sim.run(6 * 60, step=10, error_ratio=0.005)
-            await sim.run(18 * 60, step=10)
+            await sim.run(6 * 60, step=30, error_ratio=0.005)
+            await sim.run(18 * 60, step=30)
         else:
-            await sim.run(24 * 60, step=10)
+            await sim.run(24 * 60, step=30)
     return sim
 
 

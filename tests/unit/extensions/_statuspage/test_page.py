@@ -5,7 +5,6 @@ sampler's failures on `/health/detailed`."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import re
 from collections.abc import AsyncIterator
@@ -40,7 +39,7 @@ from pipeline.registry import Registry
 from pipeline.service import Service
 from pipeline.telemetry.metrics import Telemetry
 from tests.builders import logs_request
-from tests.support import free_port
+from tests.support import aeventually, free_port
 from tests.unit.slo.sim import MINUTE, Clock, RedTraffic
 
 SECRET = "hunter2"
@@ -218,10 +217,8 @@ async def test_unhealthy_exporter_error_is_scrubbed() -> None:
         assert isinstance(recv, Recv)
         await recv.consumers[Signal.LOGS].consume(Batch(Signal.LOGS, message=logs_request(1)))
         down = service.components()[(Kind.EXPORTER, ComponentID("sink", "down"))]
-        for _ in range(100):  # the queue worker tries once (retry disabled)
-            if not down.health().healthy:
-                break
-            await asyncio.sleep(0.01)
+        # the queue worker tries once (retry disabled)
+        await aeventually(lambda: not down.health().healthy, what="sink/down unhealthy")
         _, page, _ = await get(http, url + "/status")
         _, text, _ = await get(http, url + "/status.json")
     data = orjson.loads(text)
@@ -268,12 +265,13 @@ async def test_sampler_failures_are_logged_once_and_shown_on_detailed(
         assert orjson.loads(text)["status_page"] == {
             "sampler_failures": 0, "sampler_last_error": None, "sampler_last_error_time": None}
         monkeypatch.setattr(sampler, "counter_totals", broken_counters)
-        for _ in range(200):
+
+        async def after_3_failures() -> dict[str, Any]:
             _, text, _ = await get(http, url + "/health/detailed")
-            state = orjson.loads(text)["status_page"]
-            if state["sampler_failures"] >= 3:
-                break
-            await asyncio.sleep(0.01)
+            state: dict[str, Any] = orjson.loads(text)["status_page"]
+            return state if state["sampler_failures"] >= 3 else {}
+
+        state = await aeventually(after_3_failures, what="3 sampler failures")
     assert state["sampler_failures"] >= 3  # sampling goes on
     assert state["sampler_last_error"] == "OSError: cannot read /proc: password=***"
     assert state["sampler_last_error_time"].endswith("Z")

@@ -1,17 +1,15 @@
-"""Every logstruct test runs on OTLP batches and on batches of Python log records: the
-two paths must give the same records."""
+"""Every logstruct test that builds batches runs on OTLP batches and on batches of Python
+log records: the two paths must give the same records."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
-from tests.unit.processors.logstruct import helpers
+from tests.unit.processors.logstruct.helpers import Mode
 
 
-@pytest.fixture(autouse=True, params=["otlp", "records"])
-def batch_mode(request: pytest.FixtureRequest) -> Iterator[str]:
-    helpers.MODE = request.param
-    yield request.param
-    helpers.MODE = "otlp"
+@pytest.fixture(params=["otlp", "records"])
+def mode(request: pytest.FixtureRequest) -> Mode:
+    """What `helpers.batch_of` / `helpers.run` build: take it and pass it on."""
+    mode: Mode = request.param
+    return mode

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
@@ -21,8 +21,9 @@ CORPUS = Path(__file__).parent / "corpus"
 NOW = 1718409600.0
 
 #: What `batch_of` builds: "otlp" (protobuf bytes) or "records" (Python log records, as
-#: the filelog and jsonlogs receivers produce). conftest.py runs every test with both.
-MODE = "otlp"
+#: the filelog and jsonlogs receivers produce). A test that builds batches takes the
+#: `mode` fixture of conftest.py (both, in turn) and passes it on.
+Mode = Literal["otlp", "records"]
 
 
 def make(cfg: dict[str, Any], telemetry: Telemetry | None = None,
@@ -32,9 +33,9 @@ def make(cfg: dict[str, Any], telemetry: Telemetry | None = None,
     return LogStructProcessor(settings, LogStructConfig.model_validate(cfg), clock=lambda: now)
 
 
-def batch_of(bodies: list[Any], attributes: list[dict[str, Any]] | None = None,
+def batch_of(mode: Mode, bodies: list[Any], attributes: list[dict[str, Any]] | None = None,
              resource: dict[str, str] | None = None) -> Batch:
-    if MODE == "records":
+    if mode == "records":
         recs = [LogRecord(b, dict((attributes[i] if attributes else None) or {}), 1)
                 for i, b in enumerate(bodies)]
         return Batch(Signal.LOGS, logs=[LogGroup(recs, resource=dict(resource or {}))])
@@ -77,9 +78,9 @@ def records(batch: Batch) -> list[dict[str, Any]]:
     return out
 
 
-def run(cfg: dict[str, Any], bodies: list[Any], **kw: Any) -> list[dict[str, Any]]:
+def run(mode: Mode, cfg: dict[str, Any], bodies: list[Any], **kw: Any) -> list[dict[str, Any]]:
     proc = make(cfg)
-    b = batch_of(bodies, **kw)
+    b = batch_of(mode, bodies, **kw)
     proc.process(b)
     return records(b)
 

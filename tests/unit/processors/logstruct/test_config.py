@@ -1,12 +1,11 @@
 from __future__ import annotations
 
-import subprocess
-import sys
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
 
+from pipeline import cli
 from pipeline.processors.logstruct.config import LogStructConfig
 from tests.support import REPO
 
@@ -27,8 +26,6 @@ def test_config_errors(cfg: dict[str, Any], message: str) -> None:
         LogStructConfig.model_validate(cfg)
 
 
-def test_example_config_validates() -> None:
-    proc = subprocess.run([sys.executable, "-m", "pipeline", "validate", "-c",
-                           str(REPO / "configs" / "logstruct.yaml")],
-                          capture_output=True, text=True, cwd=REPO)
-    assert proc.returncode == 0, proc.stderr
+def test_example_config_validates(capsys: pytest.CaptureFixture[str]) -> None:
+    code = cli.main(["validate", "-c", str(REPO / "configs" / "logstruct.yaml")])
+    assert code == 0, capsys.readouterr().err

@@ -3,33 +3,33 @@ event loop, no mocks; a writer thread that appends numbered lines and rotates.""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 import shutil
 import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from pipeline.component import Signal
 from pipeline.pdata.otlpjson import attributes
 from pipeline.receivers.filelog.config import FileLogConfig
+from pipeline.receivers.filelog.reader import READ_SIZE
 from pipeline.receivers.filelog.receiver import FileLogReceiver
 from pipeline.telemetry.metrics import Telemetry
-from tests.support import Sink, receiver_settings
+from tests.support import Sink, aeventually, receiver_settings
 
 FAST = {"poll_interval": 0.02, "force_flush_period": 0.1}
 
 
 @contextlib.asynccontextmanager
 async def running(sink: Sink, *, telemetry: Telemetry | None = None,
-                  **config: Any) -> AsyncIterator[FileLogReceiver]:
+                  read_size: int = READ_SIZE, **config: Any) -> AsyncIterator[FileLogReceiver]:
     cfg = FileLogConfig(**{**FAST, **config})
     settings = receiver_settings("filelog", telemetry=telemetry,
                                  consumers={Signal.LOGS: sink})
-    r = FileLogReceiver(settings, cfg)
+    r = FileLogReceiver(settings, cfg, read_size=read_size)
     await r.start(None)  # type: ignore[arg-type]
     try:
         yield r
@@ -51,18 +51,10 @@ def bodies(sink: Sink) -> list[str]:
     return [b for b, _ in records(sink)]
 
 
-async def wait_until(cond: Callable[[], bool], within: float = 15.0) -> None:
-    deadline = time.monotonic() + within
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
-
-
 async def polls(r: FileLogReceiver, n: int = 3) -> None:
     """Let the receiver run `n` more full polls (to see that nothing else arrives)."""
     target = r.polls + n
-    await wait_until(lambda: r.polls >= target)
+    await aeventually(lambda: r.polls >= target, what=f"{n} more polls")
 
 
 def write(path: Path, text: str | bytes, mode: str = "a") -> None:

@@ -8,14 +8,13 @@ from typing import Any
 
 import orjson
 
-from tests.support import Sink
+from tests.support import Sink, aeventually
 from tests.unit.receivers.filelog.helpers import (
     Writer,
     bodies,
     check_exactly_once,
     polls,
     running,
-    wait_until,
     write,
 )
 
@@ -35,10 +34,10 @@ async def test_checkpoint_is_valid_json_and_atomic(tmp_path: Path) -> None:
     sink = Sink()
     async with running(sink, include=[str(log)], start_at="beginning",
                        checkpoint_path=str(ckpt)):
-        await wait_until(lambda: sink.items == 2)
+        await aeventually(lambda: sink.items == 2)
         # Written in the checkpoint thread once the batch was accepted: read it when the
         # write landed (before, it holds the offsets written at start).
-        await wait_until(lambda: offsets(ckpt) == [4])
+        await aeventually(lambda: offsets(ckpt) == [4])
         doc = orjson.loads(ckpt.read_bytes())
     st = log.stat()
     assert doc["version"] == 1
@@ -57,13 +56,13 @@ async def test_start_at_end_does_not_skip_lines_written_while_stopped(tmp_path: 
     sink = Sink()
     async with running(sink, **cfg) as r:
         write(log, "one\n")
-        await wait_until(lambda: sink.items == 1)
+        await aeventually(lambda: sink.items == 1)
         await polls(r)
     write(log, "two\n")
     write(tmp_path / "other.log", "created while down\n")
     sink2 = Sink()
     async with running(sink2, **cfg):
-        await wait_until(lambda: sink2.items == 2)
+        await aeventually(lambda: sink2.items == 2)
     assert sorted(bodies(sink2)) == ["created while down", "two"]
 
 
@@ -76,7 +75,7 @@ async def test_corrupt_checkpoint_is_set_aside(tmp_path: Path) -> None:
     sink = Sink()
     async with running(sink, include=[str(log)], start_at="beginning",
                        storage_dir=str(state)):
-        await wait_until(lambda: sink.items == 1)
+        await aeventually(lambda: sink.items == 1)
     assert (state / "filelog-filelog.json.corrupt").exists()
     assert orjson.loads((state / "filelog-filelog.json").read_bytes())["files"]
 
@@ -98,12 +97,12 @@ async def test_restart_resumes_exactly_while_writing(tmp_path: Path) -> None:
         sinks.append(sink)
         async with running(sink, **cfg):
             # Reading runs while the writer goes on; stop mid-stream.
-            await wait_until(lambda: sink.items >= 1500 or not w.is_alive(), within=30)  # noqa: B023
-    await wait_until(lambda: not w.is_alive(), within=60)
+            await aeventually(lambda: sink.items >= 1500 or not w.is_alive(), timeout=30)  # noqa: B023
+    await aeventually(lambda: not w.is_alive(), timeout=60)
     assert w.error is None
     sink = Sink()
     sinks.append(sink)
     async with running(sink, **cfg) as r:
-        await wait_until(lambda: sum(s.items for s in sinks) >= total, within=30)
+        await aeventually(lambda: sum(s.items for s in sinks) >= total, timeout=30)
         await polls(r, 5)
     check_exactly_once([b for s in sinks for b in bodies(s)], total)

@@ -17,12 +17,11 @@ from pipeline.receivers.filelog.encoding import (
     split_lines,
     wrap_request,
 )
-from tests.support import Sink
+from tests.support import Sink, aeventually
 from tests.unit.receivers.filelog.helpers import (
     bodies,
     records,
     running,
-    wait_until,
     write,
 )
 
@@ -59,7 +58,7 @@ async def test_latin1_file(tmp_path: Path) -> None:
     write(log, "café crème\nGrüße\n".encode("latin-1"))
     sink = Sink()
     async with running(sink, include=[str(log)], start_at="beginning", encoding="latin-1"):
-        await wait_until(lambda: sink.items == 2)
+        await aeventually(lambda: sink.items == 2)
     assert records(sink) == [("café crème", {"log.file.name": "latin1.log"}),
                              ("Grüße", {"log.file.name": "latin1.log"})]
 
@@ -69,7 +68,7 @@ async def test_invalid_utf8_is_replaced_and_flagged(tmp_path: Path) -> None:
     write(log, b"good\ncaf\xe9 latin-1 in utf-8\n\xff\xfe\nalso good\n")
     sink = Sink()
     async with running(sink, include=[str(log)], start_at="beginning"):
-        await wait_until(lambda: sink.items == 4)
+        await aeventually(lambda: sink.items == 4)
     got = records(sink)
     assert got[0] == ("good", {"log.file.name": "app.log"})
     assert got[1] == ("caf\ufffd latin-1 in utf-8",
@@ -84,7 +83,7 @@ async def test_ascii_file_with_invalid_bytes(tmp_path: Path) -> None:
     write(log, b"plain\nna\xefve\n")
     sink = Sink()
     async with running(sink, include=[str(log)], start_at="beginning", encoding="ascii"):
-        await wait_until(lambda: sink.items == 2)
+        await aeventually(lambda: sink.items == 2)
     assert records(sink)[1] == ("na\ufffdve",
                                 {"log.file.name": "app.log", "log.invalid_encoding": True})
 
@@ -100,5 +99,5 @@ async def test_utf16_and_bom(tmp_path: Path, encoding: str, data: bytes) -> None
     write(log, data)
     sink = Sink()
     async with running(sink, include=[str(log)], start_at="beginning", encoding=encoding):
-        await wait_until(lambda: sink.items == 2)
+        await aeventually(lambda: sink.items == 2)
     assert bodies(sink) == ["hello", "wörld 🎉"]

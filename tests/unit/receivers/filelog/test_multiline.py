@@ -6,13 +6,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tests.support import Sink
+from tests.support import Sink, aeventually
 from tests.unit.receivers.filelog.helpers import (
     bodies,
     polls,
     records,
     running,
-    wait_until,
     write,
 )
 
@@ -36,7 +35,7 @@ async def test_multiline_start_pattern_java_stack_trace(tmp_path: Path) -> None:
                        multiline={"line_start_pattern": r"\d{4}-\d{2}-\d{2} ",
                                   "flush_period": "100ms"}) as r:
         # The last record is complete only when the next starts, or after flush_period.
-        await wait_until(lambda: sink.items == 3)
+        await aeventually(lambda: sink.items == 3)
         await polls(r)
     lines = JAVA.splitlines()
     assert bodies(sink) == [lines[0], "\n".join(lines[1:7]), lines[7]]
@@ -53,13 +52,13 @@ async def test_multiline_record_across_reads_and_restart(tmp_path: Path) -> None
         "include": [str(log)], "start_at": "beginning", "storage_dir": str(state),
         "multiline": {"line_start_pattern": r"\d{4}-", "flush_period": "1h"}}
     async with running(sink, **cfg) as r:
-        await wait_until(lambda: sink.items == 1)
+        await aeventually(lambda: sink.items == 1)
         await polls(r)
     assert bodies(sink) == [lines[0].rstrip("\n")]
     write(log, "".join(lines[4:]))
     sink2 = Sink()
     async with running(sink2, **cfg):
-        await wait_until(lambda: sink2.items == 1)
+        await aeventually(lambda: sink2.items == 1)
     assert bodies(sink2) == ["".join(lines[1:7]).rstrip("\n")]
 
 
@@ -78,7 +77,7 @@ async def test_multiline_indented(tmp_path: Path) -> None:
     sink = Sink()
     async with running(sink, include=[str(log)], start_at="beginning",
                        multiline={"indented": True, "flush_period": "50ms"}):
-        await wait_until(lambda: sink.items == 4)
+        await aeventually(lambda: sink.items == 4)
     assert bodies(sink) == [
         "Traceback (most recent call last):\n  File \"x.py\", line 1, in <module>\n"
         "    main()",
@@ -93,7 +92,7 @@ async def test_multiline_end_pattern_and_max_lines(tmp_path: Path) -> None:
     sink = Sink()
     async with running(sink, include=[str(log)], start_at="beginning",
                        multiline={"line_end_pattern": ";$", "max_lines": 3}):
-        await wait_until(lambda: sink.items == 4)
+        await aeventually(lambda: sink.items == 4)
     got = records(sink)
     assert [b for b, _ in got] == ["a\nb;", "c;", "l0\nl1\nl2", "l3\nl4\nend;"]
     assert [a.get("log.split") for _, a in got] == [None, None, True, None]  # max_lines cut

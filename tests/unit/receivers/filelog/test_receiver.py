@@ -10,14 +10,13 @@ import orjson
 
 from pipeline.errors import PermanentError, RetryableError
 from pipeline.telemetry.metrics import Telemetry
-from tests.support import Sink
+from tests.support import Sink, aeventually
 from tests.unit.receivers.filelog.helpers import (
     Writer,
     bodies,
     check_exactly_once,
     polls,
     running,
-    wait_until,
     write,
 )
 
@@ -34,12 +33,12 @@ async def test_retryable_refusal_loses_and_repeats_nothing(tmp_path: Path,
         w = Writer(log, total, every=10**9, mode=None)
         w.start()
         refused = {"receiver": "filelog", "transport": "file", "signal": "logs"}
-        await wait_until(lambda: (telemetry.registry.get_sample_value(
+        await aeventually(lambda: (telemetry.registry.get_sample_value(
             "otelpipe_receiver_refused_items_total", refused) or 0) >= 1000)
         assert sink.items == 0
         sink.refuse = None
-        await wait_until(lambda: not w.is_alive(), within=60)
-        await wait_until(lambda: sink.items >= total, within=30)
+        await aeventually(lambda: not w.is_alive(), timeout=60)
+        await aeventually(lambda: sink.items >= total, timeout=30)
     check_exactly_once(bodies(sink), total)
     assert telemetry.registry.get_sample_value("otelpipe_receiver_accepted_items_total",
                                                refused) == total
@@ -54,11 +53,11 @@ async def test_permanent_error_skips_the_batch(tmp_path: Path, telemetry: Teleme
     async with running(sink, telemetry=telemetry, include=[str(log)], start_at="beginning",
                        storage_dir=str(state)) as r:
         labels = {"receiver": "filelog", "transport": "file", "signal": "logs"}
-        await wait_until(lambda: telemetry.registry.get_sample_value(
+        await aeventually(lambda: telemetry.registry.get_sample_value(
             "otelpipe_receiver_rejected_items_total", labels) == 2)
         sink.refuse = None
         write(log, "good\n")
-        await wait_until(lambda: sink.items == 1)
+        await aeventually(lambda: sink.items == 1)
         await polls(r)
     assert bodies(sink) == ["good"]
     ckpt = orjson.loads((state / "filelog-filelog.json").read_bytes())
@@ -77,11 +76,11 @@ async def test_shutdown_while_refused_keeps_the_offset(tmp_path: Path,
         "retry_on_failure": {"initial_interval": "10ms"}}
     labels = {"receiver": "filelog", "transport": "file", "signal": "logs"}
     async with running(sink, telemetry=telemetry, **cfg):
-        await wait_until(lambda: (telemetry.registry.get_sample_value(
+        await aeventually(lambda: (telemetry.registry.get_sample_value(
             "otelpipe_receiver_refused_items_total", labels) or 0) >= 300)
     ckpt = orjson.loads((state / "filelog-filelog.json").read_bytes())
     assert ckpt["files"][0]["offset"] == 0
     sink2 = Sink()
     async with running(sink2, **cfg):
-        await wait_until(lambda: sink2.items == 100)
+        await aeventually(lambda: sink2.items == 100)
     check_exactly_once(bodies(sink2), 100)

@@ -9,14 +9,13 @@ from pathlib import Path
 import pytest
 
 from pipeline.telemetry.metrics import Telemetry
-from tests.support import Sink
+from tests.support import Sink, aeventually
 from tests.unit.receivers.filelog.helpers import (
     Writer,
     bodies,
     check_exactly_once,
     polls,
     running,
-    wait_until,
     write,
 )
 
@@ -43,7 +42,7 @@ async def test_start_at_end_reads_only_new_lines(tmp_path: Path) -> None:
         await polls(r)
         assert sink.items == 0
         write(log, " line\nnew 1\nnew 2\n")
-        await wait_until(lambda: sink.items == 3)
+        await aeventually(lambda: sink.items == 3)
         await polls(r)
     assert bodies(sink) == ["partial line", "new 1", "new 2"]
 
@@ -56,11 +55,11 @@ async def test_glob_include_exclude_and_new_files(tmp_path: Path) -> None:
     async with running(sink, include=[str(tmp_path / "*.log"), str(tmp_path / "**/*.log")],
                        exclude=[str(tmp_path / "b.log"), "*/skip*"],
                        start_at="beginning") as r:
-        await wait_until(lambda: sink.items == 3)
+        await aeventually(lambda: sink.items == 3)
         # A file created while running is read from its start, although start_at is end.
         write(tmp_path / "sub" / "new.log", "new 1\nnew 2\n")
         write(tmp_path / "new.txt", "not matched\n")
-        await wait_until(lambda: sink.items == 5)
+        await aeventually(lambda: sink.items == 5)
         await polls(r)
     assert sorted(bodies(sink)) == ["a.log", "new 1", "new 2", "sub/d.log", "sub/deep/e.log"]
 
@@ -71,7 +70,7 @@ async def test_new_file_found_later_is_read_from_start_even_with_start_at_end(
     async with running(sink, include=[str(tmp_path / "*.log")]) as r:
         await polls(r)
         write(tmp_path / "late.log", "first\nsecond\n")
-        await wait_until(lambda: sink.items == 2)
+        await aeventually(lambda: sink.items == 2)
     assert bodies(sink) == ["first", "second"]
 
 
@@ -80,16 +79,16 @@ async def test_truncation_rereads_from_start(tmp_path: Path, telemetry: Telemetr
     write(log, "".join(f"before {i}\n" for i in range(10)))
     sink = Sink()
     async with running(sink, telemetry=telemetry, include=[str(log)], start_at="beginning") as r:
-        await wait_until(lambda: sink.items == 10)
+        await aeventually(lambda: sink.items == 10)
         os.truncate(log, 0)
         await polls(r)
         write(log, "after 0\nafter 1\n")
-        await wait_until(lambda: sink.items == 12)
+        await aeventually(lambda: sink.items == 12)
         # Truncated and rewritten past the old size before the next poll: the first bytes
         # changed, so it is still seen as new content.
         truncate_and_write(log, "".join(f"AGAIN {i:04d} and a longer line\n"
                                         for i in range(20)).encode())
-        await wait_until(lambda: sink.items == 32)
+        await aeventually(lambda: sink.items == 32)
         await polls(r)
     got = bodies(sink)
     assert got[:12] == [f"before {i}" for i in range(10)] + ["after 0", "after 1"]
@@ -107,9 +106,9 @@ async def test_rename_rotation_while_writing(tmp_path: Path, pattern: str) -> No
                        max_batch_lines=300) as r:
         w = Writer(log, total, every=2000, mode="rename")
         w.start()
-        await wait_until(lambda: not w.is_alive(), within=60)
+        await aeventually(lambda: not w.is_alive(), timeout=60)
         assert w.error is None, w.error
-        await wait_until(lambda: sink.items >= total, within=30)
+        await aeventually(lambda: sink.items >= total, timeout=30)
         await polls(r, 5)
     assert w.rotations == 5
     check_exactly_once(bodies(sink), total)
@@ -123,9 +122,9 @@ async def test_copytruncate_rotation_while_writing(tmp_path: Path) -> None:
                        max_batch_lines=300) as r:
         w = Writer(log, total, every=2000, mode="copytruncate")
         w.start()
-        await wait_until(lambda: not w.is_alive(), within=60)
+        await aeventually(lambda: not w.is_alive(), timeout=60)
         assert w.error is None, w.error
-        await wait_until(lambda: sink.items >= total, within=30)
+        await aeventually(lambda: sink.items >= total, timeout=30)
         await polls(r, 5)
     assert w.rotations == 5
     check_exactly_once(bodies(sink), total)
@@ -142,9 +141,9 @@ async def test_deleted_file_is_read_to_end_and_closed(tmp_path: Path,
                                                    {"receiver": "filelog"})
 
     async with running(sink, telemetry=telemetry, include=[str(log)], start_at="beginning") as r:
-        await wait_until(lambda: sink.items == 2)
+        await aeventually(lambda: sink.items == 2)
         assert watched() == 1
         unlink_and_append(log, b"written after the unlink\n")
-        await wait_until(lambda: watched() == 0)
+        await aeventually(lambda: watched() == 0)
         await polls(r)
     assert bodies(sink) == ["a", "b", "written after the unlink"]

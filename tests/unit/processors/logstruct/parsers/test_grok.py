@@ -1,12 +1,12 @@
 from __future__ import annotations
 
-from tests.unit.processors.logstruct.helpers import run
+from tests.unit.processors.logstruct.helpers import Mode, run
 
 ACCESS = ('10.0.0.1 - - [01/Mar/2024:12:00:00 +0000] "GET /a?b=1 HTTP/1.1" 200 5 "-" '
           '"curl/8"')
 
 
-def test_grok_parser_with_definitions_types_and_fallback_patterns() -> None:
+def test_grok_parser_with_definitions_types_and_fallback_patterns(mode: Mode) -> None:
     cfg = {"parsers": [{"type": "grok",
                         "pattern": ["^%{ORDERLINE}$", "^%{HTTPD_COMBINEDLOG}$"],
                         "pattern_definitions": {
@@ -14,7 +14,7 @@ def test_grok_parser_with_definitions_types_and_fallback_patterns() -> None:
                                          r"%{ORDERID:order.id} qty=%{INT:order.qty:int} "
                                          r"price=%{NUMBER:order.price:float}",
                             "ORDERID": r"ORD-\d+"}}]}
-    got = run(cfg, ["2024-03-01T12:00:00Z order ORD-17 qty=3 price=9.5", ACCESS, "junk"])
+    got = run(mode, cfg, ["2024-03-01T12:00:00Z order ORD-17 qty=3 price=9.5", ACCESS, "junk"])
     assert got[0] == {"time_unix_nano": 1709294400000000000, "severity_number": 0,
                       "severity_text": "", "body": got[0]["body"],
                       "attributes": {"order.id": "ORD-17", "order.qty": 3, "order.price": 9.5}}
