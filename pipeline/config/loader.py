@@ -1,10 +1,19 @@
-"""Read YAML files, merge them in order and substitute `${env:VAR}` references."""
+"""Read YAML files, merge them in order and substitute `${env:VAR}` references.
+
+Parsing is bounded whatever the file holds: a document whose tree, with every
+alias expanded, has more than `MAX_NODES` nodes (a "billion laughs" alias bomb)
+or is nested deeper than `MAX_DEPTH` levels is refused with a `ConfigError`
+while it is composed, before anything walks it (substitution, merging and
+validation recurse over the expanded tree). Each node's expanded size and
+height are computed once from its children's, so the check is linear in the
+text, and an alias costs nothing to count.
+"""
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -14,6 +23,10 @@ import yaml
 from pipeline.errors import ConfigError
 
 DEFAULT_CONFIG_NAME = "<embedded default>"
+MAX_NODES = 100_000
+"""Nodes a config may have once its aliases are expanded (real ones have hundreds)."""
+MAX_DEPTH = 100
+"""Nesting levels a config may have (aliases and merge keys included)."""
 _ENV_REF = re.compile(r"\$\$|\$\{env:([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{([^}]*)\}")
 
 
@@ -21,9 +34,79 @@ def default_config_text() -> str:
     return resources.files("pipeline.config").joinpath("default.yaml").read_text()
 
 
+class _TooBig(Exception):
+    def __init__(self, message: str, mark: object):
+        super().__init__(message)
+        self.message = message
+        line, column = getattr(mark, "line", None), getattr(mark, "column", None)
+        self.where = (line, column) if isinstance(line, int) and isinstance(column, int) \
+            else None
+
+
+class BoundedLoader(yaml.SafeLoader):
+    """`yaml.SafeLoader` that refuses, while composing, a tree that expands past
+    `max_nodes` nodes or `max_depth` levels, and recursive aliases."""
+
+    def __init__(self, stream: str, max_nodes: int = MAX_NODES, max_depth: int = MAX_DEPTH):
+        super().__init__(stream)
+        self.max_nodes = max_nodes
+        self.max_depth = max_depth
+        self._depth = 0
+        # id(node) -> (expanded size, height); nodes stay alive while loading
+        self._measured: dict[int, tuple[int, int]] = {}
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        peek: Callable[[], yaml.Event] = self.peek_event  # untyped in the stubs
+        event = peek()
+        if isinstance(event, yaml.AliasEvent):
+            node = super().compose_node(parent, index)
+            if id(node) not in self._measured:  # still being composed: `&a [*a]`
+                raise _TooBig(f"recursive alias *{event.anchor} (it refers to a node that "
+                              "contains it)", event.start_mark)
+            return node
+        self._depth += 1
+        if self._depth > self.max_depth:
+            raise _TooBig(self._too_deep(), event.start_mark)
+        node = super().compose_node(parent, index)
+        self._depth -= 1
+        if node is not None:
+            self._measure(node)
+        return node
+
+    def _too_deep(self) -> str:
+        return f"config nested deeper than {self.max_depth} levels"
+
+    def _measure(self, node: yaml.Node) -> None:
+        size, height = 1, 1
+        if isinstance(node, yaml.SequenceNode):
+            children: list[yaml.Node] = node.value
+        elif isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        else:
+            children = []
+        for child in children:
+            csize, cheight = self._measured[id(child)]
+            size += csize
+            height = max(height, cheight + 1)
+        if size > self.max_nodes:
+            raise _TooBig(f"config has more than {self.max_nodes} YAML nodes once its "
+                          "aliases are expanded (an alias bomb?)", node.start_mark)
+        if height > self.max_depth:
+            raise _TooBig(self._too_deep() + " once its aliases are expanded",
+                          node.start_mark)
+        self._measured[id(node)] = (size, height)
+
+
 def parse_yaml(text: str, source: str) -> dict[str, Any]:
     try:
-        data = yaml.safe_load(text)
+        loader = BoundedLoader(text)
+        try:
+            data = loader.get_single_data()
+        finally:
+            loader.dispose()
+    except _TooBig as exc:
+        where = f"{source}:{exc.where[0] + 1}:{exc.where[1] + 1}" if exc.where else source
+        raise ConfigError([f"{where}: {exc.message}"]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
@@ -35,7 +118,8 @@ def parse_yaml(text: str, source: str) -> dict[str, Any]:
         return {}
     if not isinstance(data, dict):
         raise ConfigError([f"{source}: the top level must be a mapping, got {type(data).__name__}"])
-    return data
+    mapping: dict[str, Any] = data
+    return mapping
 
 
 def merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:

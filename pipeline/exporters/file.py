@@ -9,17 +9,34 @@
   `<path>.1` (older backups shift to `.2` …, beyond `max_backups` deleted).
 
 Delivery: a batch counts as delivered once written and flushed to the OS
-(`fsync: true` also waits for the disk). A failed write (disk full, path
-gone) raises a retryable error, so the sender retries; the file is reopened
-on the next batch, which is how the exporter recovers by itself.
+(`fsync: true` also waits for the disk). A failed write (disk full, file too
+large, I/O error, path gone) raises a retryable error, so the sender retries;
+the file is reopened on the next batch, which is how the exporter recovers by
+itself.
+
+Crash safety: the file only ever holds whole lines.
+- A failed or partial write is rolled back before the error is returned: the
+  file is truncated to its size before the batch, so the retry cannot leave
+  half a batch behind or write part of it twice (`rolled_back_bytes`). If
+  even the truncation fails, it is done again when the file is next opened.
+- On open, bytes after the last newline (a line torn by a SIGKILL or power
+  loss mid-write, never acknowledged) are truncated away, counted
+  (`torn_tail_bytes`) and logged at warn, so the next batch does not glue its
+  first line onto them.
+- Rotation happens between batches, after a batch was written whole; a
+  failed rename is logged and retried after the next batch, never returned as
+  the batch's error (it was delivered).
+Writes go through `os.write` on an `O_APPEND` descriptor (no user-space
+buffer that could flush a failed batch's rest later). Repair and rollback
+apply to regular files; a device or FIFO path is written as is.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
+import stat
 from pathlib import Path
-from typing import BinaryIO, Literal
+from typing import Literal
 
 import orjson
 from pydantic import Field
@@ -37,6 +54,19 @@ from pipeline.exporterhelper import Exporter
 from pipeline.pdata.batch import Batch
 from pipeline.pdata.logrecords import dumps_flat
 from pipeline.pdata.otlpjson import encode_request, flat_records
+from pipeline.telemetry.metrics import CounterSpec
+
+TORN_TAIL_BYTES = CounterSpec(
+    "otelpipe_exporter_file_torn_tail_bytes",
+    "Bytes after the last newline (a line torn by a crash) the file exporter truncated "
+    "when opening its file.", ("exporter",))
+ROLLED_BACK_BYTES = CounterSpec(
+    "otelpipe_exporter_file_rolled_back_bytes",
+    "Bytes of failed or partial writes the file exporter truncated away before "
+    "returning a retryable error.", ("exporter",))
+
+_TAIL_CHUNK = 64 * 1024
+_OPEN_FLAGS = os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
 
 
 class RotationConfig(ComponentConfig):
@@ -56,10 +86,15 @@ class FileExporter(Exporter):
         super().__init__(settings)
         self.config = config
         self.path = Path(config.path)
-        self._file: BinaryIO | None = None
-        self._size = 0
+        self._fd: int | None = None
+        self._regular = False  # a regular file: repair and rollback apply
+        # a rollback that failed: (device, inode, size to truncate to) on next open
+        self._pending_rollback: tuple[int, int, int] | None = None
         rot = config.rotation
         self._max_bytes = int(rot.max_megabytes * 1024 * 1024) if rot else 0
+        t = settings.telemetry
+        self._torn_tail_bytes = t.counter(TORN_TAIL_BYTES).labels(self.id)
+        self._rolled_back_bytes = t.counter(ROLLED_BACK_BYTES).labels(self.id)
 
     async def start_exporter(self, host: Host) -> None:
         self._open()
@@ -67,19 +102,69 @@ class FileExporter(Exporter):
     async def shutdown_exporter(self) -> None:
         self._close()
 
-    def _open(self) -> BinaryIO:
-        if self._file is None:
+    # Opening: repair what a crash or a failed rollback left ----------------------
+    def _open(self) -> int:
+        if self._fd is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = open(self.path, "ab")  # noqa: SIM115 - kept open across batches
-            self._size = self._file.tell()
-        return self._file
+            readable = True  # the tail repair reads the end of the file
+            try:
+                fd = os.open(self.path, os.O_RDWR | _OPEN_FLAGS, 0o644)
+            except PermissionError:  # write-only for us: append without repair
+                fd = os.open(self.path, os.O_WRONLY | _OPEN_FLAGS, 0o644)
+                readable = False
+            try:
+                st = os.fstat(fd)
+                self._regular = stat.S_ISREG(st.st_mode)
+                if self._regular:
+                    self._finish_rollback(fd, st)
+                    if readable:
+                        self._repair_tail(fd)
+            except OSError:
+                os.close(fd)
+                raise
+            self._fd = fd
+        return self._fd
+
+    def _finish_rollback(self, fd: int, st: os.stat_result) -> None:
+        if self._pending_rollback is None:
+            return
+        dev, ino, size = self._pending_rollback
+        if (st.st_dev, st.st_ino) == (dev, ino) and st.st_size > size:
+            os.ftruncate(fd, size)  # raises: still pending, this open fails
+            self._rolled_back_bytes.inc(st.st_size - size)
+        self._pending_rollback = None
+
+    def _repair_tail(self, fd: int) -> None:
+        """Truncate bytes after the last newline (a line torn by a crash)."""
+        size = os.lseek(fd, 0, os.SEEK_END)
+        if size == 0 or os.pread(fd, 1, size - 1) == b"\n":
+            return
+        keep, end = 0, size
+        while end > 0:
+            start = max(0, end - _TAIL_CHUNK)
+            i = os.pread(fd, end - start, start).rfind(b"\n")
+            if i >= 0:
+                keep = start + i + 1
+                break
+            end = start
+        os.ftruncate(fd, keep)
+        if self.config.fsync:
+            os.fsync(fd)
+        self._torn_tail_bytes.inc(size - keep)
+        self.log.warning("truncated a torn last line (left by a crash) before appending",
+                         extra={"path": str(self.path), "bytes": size - keep,
+                                "kept_bytes": keep})
 
     def _close(self) -> None:
-        if self._file is not None:
-            with contextlib.suppress(OSError):  # unflushed data of a failed write
-                self._file.close()
-            self._file = None
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            try:
+                os.close(fd)
+            except OSError as exc:  # EIO reported late: the batches were acknowledged
+                self.log.warning("closing the file failed",
+                                 extra={"path": str(self.path), "error": str(exc)})
 
+    # Writing ---------------------------------------------------------------------
     def _encode(self, batch: Batch) -> bytes:
         if self.config.format == "json" and batch.signal is not Signal.METRICS:
             logs = batch.logs
@@ -91,22 +176,52 @@ class FileExporter(Exporter):
 
     async def send(self, batch: Batch) -> None:
         data = self._encode(batch)
+        start: int | None = None
         try:
-            f = self._open()
-            f.write(data)
-            f.flush()
+            fd = self._open()
+            if self._regular:
+                start = os.lseek(fd, 0, os.SEEK_END)  # O_APPEND writes here
+            _write_all(fd, data)
             if self.config.fsync:
-                os.fsync(f.fileno())
+                os.fsync(fd)
         except OSError as exc:
+            if start is not None:
+                self._roll_back(start)
             self._close()
             raise RetryableError(f"cannot write {self.path}: {exc.strerror or exc}",
                                  retry_after=1.0) from None
-        self._size += len(data)
-        if self._max_bytes and self._size >= self._max_bytes:
+        if self._max_bytes and start is not None and start + len(data) >= self._max_bytes:
             self._rotate()
 
+    def _roll_back(self, start: int) -> None:
+        """Truncate what a failed write left after `start`; if that fails too, note it
+        for the next open."""
+        assert self._fd is not None
+        try:
+            st = os.fstat(self._fd)
+            if st.st_size > start:
+                os.ftruncate(self._fd, start)
+                self._rolled_back_bytes.inc(st.st_size - start)
+        except OSError as exc:
+            self.log.warning("cannot roll back a failed write; trying again on reopen",
+                             extra={"path": str(self.path), "error": str(exc)})
+            try:
+                st = os.fstat(self._fd)
+            except OSError:
+                return  # nothing to identify the file by: the tail repair is the fallback
+            self._pending_rollback = (st.st_dev, st.st_ino, start)
+
     def _rotate(self) -> None:
+        """Called between batches only, so every rotated file ends on a whole line. The
+        batch that got here is delivered: a failed rename is logged, not raised."""
         self._close()
+        try:
+            self._shift_backups()
+        except OSError as exc:
+            self.log.warning("cannot rotate the file; trying again after the next batch",
+                             extra={"path": str(self.path), "error": str(exc)})
+
+    def _shift_backups(self) -> None:
         assert self.config.rotation is not None
         backups = self.config.rotation.max_backups
         if backups == 0:
@@ -119,6 +234,15 @@ class FileExporter(Exporter):
             if src.exists():
                 src.rename(self.path.with_name(f"{self.path.name}.{i + 1}"))
         self.path.rename(self.path.with_name(f"{self.path.name}.1"))
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """`os.write` until everything is written; a short write followed by an error
+    (disk full after part of the batch) raises that error."""
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view)
+        view = view[n:]
 
 
 def _create(settings: ExporterCreateSettings, config: FileConfig) -> FileExporter:

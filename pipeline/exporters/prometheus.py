@@ -3,7 +3,7 @@
 ```yaml
 exporters:
   prometheus:
-    endpoint: 0.0.0.0:8889          # GET /metrics
+    endpoint: localhost:8889        # GET /metrics
     namespace: ""                   # prefix of every metric name
     const_labels: {}                # added to every series
     metric_expiration: 5m           # series not updated for this long disappear
@@ -80,7 +80,7 @@ RENDER_INLINE_SERIES = 500
 
 
 class PrometheusConfig(ComponentConfig):
-    endpoint: Endpoint = Field("0.0.0.0:8889", description="address of the scrape endpoint")
+    endpoint: Endpoint = Field("localhost:8889", description="address of the scrape endpoint")
     path: str = Field("/metrics", description="HTTP path of the scrape endpoint")
     namespace: str = Field("", description="prefix of every metric name (`namespace_name`)")
     const_labels: dict[str, str] = Field(default_factory=dict,

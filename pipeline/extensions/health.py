@@ -3,7 +3,7 @@
 ```yaml
 extensions:
   health:
-    endpoint: 0.0.0.0:13133   # the default
+    endpoint: localhost:13133   # the default (0.0.0.0:13133: every interface)
 service:
   extensions: [health]
 ```
@@ -63,7 +63,7 @@ from pipeline.extensions._statuspage.page import PATHS as STATUS_PATHS
 from pipeline.extensions._statuspage.page import StatusPage, StatusPageSettings
 from pipeline.receiverhelper.http import HTTPServer
 
-DEFAULT_ENDPOINT = "0.0.0.0:13133"
+DEFAULT_ENDPOINT = "localhost:13133"
 PATHS = ("/health", "/health/liveness", "/health/readiness", "/health/detailed",
          "/health/metrics", "/metrics", *STATUS_PATHS)
 MAX_ERROR_CHARS = 1000

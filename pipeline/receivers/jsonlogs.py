@@ -1,6 +1,6 @@
 """The `jsonlogs` receiver: JSON and plain-text log lines over HTTP, as OTLP logs.
 
-    POST /logs   (path configurable; default endpoint 0.0.0.0:8081)
+    POST /logs   (path configurable; default endpoint localhost:8081)
 
 Content types (a `charset` parameter is allowed; non-UTF-8 charsets are transcoded):
 
@@ -125,7 +125,7 @@ _UTF8_NAMES = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})
 
 
 class JsonLogsConfig(HTTPServerSettings):
-    endpoint: Endpoint = Field("0.0.0.0:8081", description="host:port to listen on.")
+    endpoint: Endpoint = Field("localhost:8081", description="host:port to listen on.")
     path: str = Field("/logs", description="URL path that accepts POSTed logs.")
     max_line_size: int = Field(
         DEFAULT_MAX_LINE, gt=0,

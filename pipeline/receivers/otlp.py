@@ -5,12 +5,12 @@ receivers:
   otlp:
     protocols:
       grpc:                      # null or {} means "enabled with defaults"
-        endpoint: 0.0.0.0:4317
+        endpoint: localhost:4317   # the default; 0.0.0.0:4317 for every interface
         max_recv_msg_size_mib: 4
         tls: {cert_file: server.pem, key_file: server-key.pem}   # optional
         auth: {bearer_token: ${env:OTLP_TOKEN}}                  # optional
       http:
-        endpoint: 0.0.0.0:4318
+        endpoint: localhost:4318
         max_request_body_size: 20971520
         traces_url_path: /v1/traces
         tls: ...                 # as for grpc; client_ca_file requires client certificates
@@ -83,7 +83,7 @@ from pipeline.receiverhelper.obs import ReceiverObs
 
 
 class GRPCSettings(ComponentConfig):
-    endpoint: Endpoint = Field("0.0.0.0:4317", description="host:port to listen on.")
+    endpoint: Endpoint = Field("localhost:4317", description="host:port to listen on.")
     max_recv_msg_size_mib: int = Field(
         4, gt=0, description="Largest accepted request in MiB (RESOURCE_EXHAUSTED above).")
     max_concurrent_streams: int = Field(
@@ -98,7 +98,7 @@ class GRPCSettings(ComponentConfig):
 
 
 class HTTPSettings(HTTPServerSettings):
-    endpoint: Endpoint = Field("0.0.0.0:4318", description="host:port to listen on.")
+    endpoint: Endpoint = Field("localhost:4318", description="host:port to listen on.")
     traces_url_path: str = "/v1/traces"
     logs_url_path: str = "/v1/logs"
     metrics_url_path: str = "/v1/metrics"

@@ -1,11 +1,14 @@
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from pipeline.config.loader import (
+    MAX_DEPTH,
+    MAX_NODES,
     load_config,
     load_yaml_files,
     merge,
@@ -141,3 +144,111 @@ def test_load_config_reads_os_environ(tmp_path: Path, monkeypatch: pytest.Monkey
     f = tmp_path / "c.yaml"
     f.write_text("receivers:\n  otlp:\n    endpoint: 127.0.0.1:${env:OTELPIPE_TEST_PORT}\n")
     assert load_config([f]) == {"receivers": {"otlp": {"endpoint": "127.0.0.1:4999"}}}
+
+
+# Bounded parsing: alias bombs and deep nesting -----------------------------------
+
+
+def laughs(levels: int = 9, width: int = 9) -> str:
+    """The "billion laughs": each level lists the previous one `width` times."""
+    rows = [f"a0: &a0 [{', '.join(['lol'] * width)}]"]
+    rows += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * width)}]" for i in range(1, levels + 1)]
+    return "\n".join(rows) + "\nservice: {pipelines: {}}\n"
+
+
+def test_alias_bomb_is_refused_fast_naming_the_limit() -> None:
+    started = time.perf_counter()
+    with pytest.raises(ConfigError) as exc:
+        parse_yaml(laughs(), "bomb.yaml")
+    assert time.perf_counter() - started < 0.5
+    # refused at a6 (9**6 = 531,441 nodes), not after expanding 9**9
+    assert _problems(exc) == [
+        f"bomb.yaml:6:5: config has more than {MAX_NODES} YAML nodes once its aliases are "
+        "expanded (an alias bomb?)"]
+
+
+def test_merge_key_bomb_is_refused() -> None:
+    rows = ["m0: &m0 {a: 1, b: 2}"]
+    rows += [f"m{i}: &m{i} {{<<: [*m{i - 1}, *m{i - 1}, *m{i - 1}, *m{i - 1}], k{i}: 1}}"
+             for i in range(1, 30)]
+    with pytest.raises(ConfigError) as exc:
+        parse_yaml("\n".join(rows) + "\n", "merge.yaml")
+    [problem] = _problems(exc)
+    assert problem.startswith("merge.yaml:")
+    assert problem.endswith(f"more than {MAX_NODES} YAML nodes once its aliases are "
+                            "expanded (an alias bomb?)")
+
+
+def test_aliases_and_merge_keys_within_the_limits_load() -> None:
+    text = ("base: &base {timeout: 1s, send_batch_size: 10}\n"
+            "processors:\n  batch/a: *base\n  batch/b: {<<: *base, timeout: 2s}\n"
+            "lists: &l [1, 2]\nagain: [*l, *l]\n")
+    assert parse_yaml(text, "x.yaml") == {
+        "base": {"timeout": "1s", "send_batch_size": 10},
+        "processors": {"batch/a": {"timeout": "1s", "send_batch_size": 10},
+                       "batch/b": {"timeout": "2s", "send_batch_size": 10}},
+        "lists": [1, 2], "again": [[1, 2], [1, 2]]}
+
+
+def test_a_config_of_exactly_the_node_limit_loads() -> None:
+    # root + 2 keys + x (1 + 640 items) + y (1 + 155 aliases of x, 641 nodes each)
+    x = "x: &x [" + ", ".join(["1"] * 640) + "]\n"
+    y = "y: [" + ", ".join(["*x"] * 155) + "]\n"
+    assert MAX_NODES == 1 + 2 + 641 + 1 + 155 * 641
+    data = parse_yaml(x + y, "big.yaml")
+    assert len(data["y"]) == 155
+    with pytest.raises(ConfigError, match=f"more than {MAX_NODES} YAML nodes"):
+        parse_yaml(x + y + "z: 1\n", "big.yaml")
+
+
+def test_recursive_alias_is_refused() -> None:
+    with pytest.raises(ConfigError) as exc:
+        parse_yaml("a: &a [1, *a]\n", "rec.yaml")
+    assert _problems(exc) == [
+        "rec.yaml:1:11: recursive alias *a (it refers to a node that contains it)"]
+
+
+@pytest.mark.parametrize(("text", "column"), [
+    ("a: " + "[" * 20_000 + "]" * 20_000 + "\n", 103),
+    ("a: " + "{a: " * 20_000 + "1" + "}" * 20_000 + "\n", 397),
+], ids=["sequences", "mappings"])
+def test_deep_nesting_is_a_clean_error(text: str, column: int) -> None:
+    started = time.perf_counter()
+    with pytest.raises(ConfigError) as exc:
+        parse_yaml(text, "deep.yaml")
+    assert time.perf_counter() - started < 2  # ~0.35 s: PyYAML's scanner looks ahead
+    assert _problems(exc) == [f"deep.yaml:1:{column}: config nested deeper than "
+                              f"{MAX_DEPTH} levels"]
+
+
+def test_nesting_limit_is_exact_in_block_style() -> None:
+    assert MAX_DEPTH == 100
+
+    def nested(levels: int) -> str:  # the root mapping is level 1, the last scalars the last
+        return ("".join("  " * i + "a:\n" for i in range(levels - 2))
+                + "  " * (levels - 2) + "a: 1\n")
+
+    data = parse_yaml(nested(MAX_DEPTH), "ok.yaml")
+    for _ in range(MAX_DEPTH - 2):
+        data = data["a"]
+    assert data == {"a": 1}
+    with pytest.raises(ConfigError) as exc:
+        parse_yaml(nested(MAX_DEPTH + 1), "deep.yaml")
+    # level 101 is the last line's key
+    assert _problems(exc) == ["deep.yaml:100:199: config nested deeper than 100 levels"]
+
+
+def test_nesting_through_aliases_counts() -> None:
+    rows = ["l0: &l0 [x]"] + [f"l{i}: &l{i} [*l{i - 1}]" for i in range(1, 150)]
+    with pytest.raises(ConfigError) as exc:
+        parse_yaml("\n".join(rows) + "\n", "chain.yaml")
+    # l99 (line 100) is 101 levels high: [[[ … [x] … ]]]
+    assert _problems(exc) == ["chain.yaml:100:6: config nested deeper than 100 levels once its "
+                              "aliases are expanded"]
+
+
+def test_a_chain_of_merge_keys_is_bounded_too() -> None:
+    rows = ["m0: &m0 {a: 1}"] + [f"m{i}: &m{i} {{<<: *m{i - 1}, b{i}: 1}}"
+                                  for i in range(1, 3000)]
+    with pytest.raises(ConfigError, match=f"nested deeper than {MAX_DEPTH} levels once"):
+        parse_yaml("\n".join(rows) + "\n", "chain.yaml")

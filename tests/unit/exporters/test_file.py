@@ -1,6 +1,12 @@
 from __future__ import annotations
 
+import contextlib
+import errno
+import logging
 import os
+import resource
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 
 import orjson
@@ -11,7 +17,7 @@ from pipeline.errors import RetryableError
 from pipeline.exporters.file import FileConfig, FileExporter, factory
 from pipeline.pdata.batch import Batch
 from pipeline.pdata.logrecords import LogGroup, LogRecord
-from pipeline.pdata.otlpjson import decode_request
+from pipeline.pdata.otlpjson import decode_request, flat_records
 from pipeline.telemetry.metrics import Telemetry
 from tests.builders import logs_request, metrics_request, traces_request
 from tests.support import exporter_settings
@@ -206,3 +212,149 @@ async def test_record_batches_write_what_their_otlp_writes(tmp_path: Path, fmt: 
         assert first["big"] == str(2**70)
         assert first["time"] == "2023-11-14T22:13:20.123456789Z"
         assert len(got.splitlines()) == 4
+
+
+# Crash safety: torn tails repaired on open, failed writes rolled back ---------------
+
+
+@contextlib.contextmanager
+def file_size_limit(limit: int) -> Iterator[None]:
+    """RLIMIT_FSIZE for this process: a write past `limit` bytes writes what fits, the
+    next one fails with EFBIG, as a full disk would (ENOSPC). Python ignores SIGXFSZ."""
+    assert signal.getsignal(signal.SIGXFSZ) == signal.SIG_IGN
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+
+
+def metric(tel: Telemetry, name: str) -> float | None:
+    return tel.registry.get_sample_value(f"otelpipe_exporter_file_{name}_total",
+                                         {"exporter": "file"})
+
+
+def bodies_of_json_lines(path: Path) -> list[str]:
+    return [orjson.loads(line)["body"] for line in lines(path)]
+
+
+@pytest.mark.parametrize(("content", "kept"), [
+    (b'{"a":1}\n{"b":2}\n{"c":', b'{"a":1}\n{"b":2}\n'),
+    (b'{"torn', b""),
+    (b"ok\n" + b"x" * 200_000, b"ok\n"),  # longer than one read-back chunk
+], ids=["torn-line", "no-newline-at-all", "long-tail"])
+async def test_torn_tail_is_truncated_on_open_counted_and_logged(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, content: bytes, kept: bytes) -> None:
+    path = tmp_path / "out.jsonl"
+    path.write_bytes(content)
+    tel = Telemetry()
+    with caplog.at_level(logging.WARNING, logger="otelpipe.exporter.file"):
+        exp = await started(tmp_path, telemetry=tel, format="json")
+    assert path.read_bytes() == kept
+    assert metric(tel, "torn_tail_bytes") == len(content) - len(kept)
+    [warning] = [r for r in caplog.records if r.name == "otelpipe.exporter.file"]
+    assert warning.levelno == logging.WARNING
+    assert warning.getMessage() == "truncated a torn last line (left by a crash) before appending"
+    assert warning.__dict__["bytes"] == len(content) - len(kept)
+    await exp.consume(Batch(Signal.LOGS, message=logs_request(1)))
+    await exp.shutdown()
+    assert path.read_bytes() == kept + b"".join(
+        orjson.dumps(r) + b"\n" for r in flat_records(Signal.LOGS, logs_request(1)))
+
+
+async def test_a_whole_file_is_left_alone(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl"
+    path.write_bytes(b'{"a":1}\n')
+    tel = Telemetry()
+    exp = await started(tmp_path, telemetry=tel)
+    await exp.shutdown()
+    assert path.read_bytes() == b'{"a":1}\n'
+    assert metric(tel, "torn_tail_bytes") == 0
+
+
+async def test_partial_write_is_rolled_back_and_the_retry_lands_once(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl"
+    tel = Telemetry()
+    exp = await started(tmp_path, telemetry=tel, format="json")
+    await exp.consume(Batch(Signal.LOGS, message=logs_request(5)))
+    before = path.read_bytes()
+    big = Batch(Signal.LOGS, message=logs_request(200, start=100))
+    with file_size_limit(len(before) + 1000), pytest.raises(RetryableError) as exc:
+        await exp.consume(big)  # ~10 of its 200 lines fit, then EFBIG
+    assert str(exc.value) == (f"exporter file cannot deliver: cannot write {path}: "
+                              "File too large")
+    assert path.read_bytes() == before
+    assert metric(tel, "rolled_back_bytes") == 1000
+    await exp.consume(big)
+    await exp.shutdown()
+    assert bodies_of_json_lines(path) == [f"message {i}" for i in (*range(5), *range(100, 300))]
+
+
+async def test_a_failed_rollback_is_finished_when_the_file_is_reopened(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "out.jsonl"
+    tel = Telemetry()
+    exp = await started(tmp_path, telemetry=tel, format="json")
+    await exp.consume(Batch(Signal.LOGS, message=logs_request(2)))
+    before = path.read_bytes()
+    [record] = flat_records(Signal.LOGS, logs_request(1, start=10))
+    line = len(orjson.dumps(record)) + 1
+
+    def broken_ftruncate(fd: int, length: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    big = Batch(Signal.LOGS, message=logs_request(20, start=10))
+    # room for 2 whole lines and half a third: the torn-tail repair alone would keep
+    # the 2 lines and the retry would write them twice
+    with file_size_limit(len(before) + 2 * line + line // 2):
+        monkeypatch.setattr(os, "ftruncate", broken_ftruncate)
+        with pytest.raises(RetryableError):
+            await exp.consume(big)
+        monkeypatch.undo()
+    assert len(path.read_bytes()) == len(before) + 2 * line + line // 2
+    await exp.consume(big)
+    await exp.shutdown()
+    assert bodies_of_json_lines(path) == [f"message {i}" for i in (0, 1, *range(10, 30))]
+    assert metric(tel, "rolled_back_bytes") == 2 * line + line // 2
+
+
+async def test_rotation_keeps_whole_lines_across_a_failed_write(tmp_path: Path) -> None:
+    path = tmp_path / "out.jsonl"
+    exp = await started(tmp_path, format="json",
+                        rotation={"max_megabytes": 1000 / (1024 * 1024), "max_backups": 1})
+    await exp.consume(Batch(Signal.LOGS, message=logs_request(10)))  # > 1000 bytes: rotates
+    assert not path.exists()
+    rotated = path.with_name("out.jsonl.1").read_bytes()
+    big = Batch(Signal.LOGS, message=logs_request(10, start=10))
+    with file_size_limit(500), pytest.raises(RetryableError):
+        await exp.consume(big)
+    assert path.read_bytes() == b""
+    await exp.consume(big)  # rotates again: .1 now holds exactly this batch
+    await exp.shutdown()
+    assert not path.exists()
+    assert bodies_of_json_lines(path.with_name("out.jsonl.1")) == [
+        f"message {i}" for i in range(10, 20)]
+    assert rotated.count(b"\n") == 10
+
+
+async def test_a_failed_rotation_does_not_fail_the_delivered_batch(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "out.jsonl"
+    blocker = path.with_name("out.jsonl.1")
+    blocker.mkdir()
+    (blocker / "x").touch()  # a directory in the backup's place: unlink/rename fail
+    exp = await started(tmp_path, format="json",
+                        rotation={"max_megabytes": 100 / (1024 * 1024), "max_backups": 1})
+    with caplog.at_level(logging.WARNING, logger="otelpipe.exporter.file"):
+        await exp.consume(Batch(Signal.LOGS, message=logs_request(1)))
+    assert [r.getMessage() for r in caplog.records] == [
+        "cannot rotate the file; trying again after the next batch"]
+    assert exp.health().healthy is True
+    assert bodies_of_json_lines(path) == ["message 0"]
+    (blocker / "x").unlink()
+    blocker.rmdir()
+    await exp.consume(Batch(Signal.LOGS, message=logs_request(1, start=1)))
+    await exp.shutdown()
+    assert bodies_of_json_lines(blocker) == ["message 0", "message 1"]
+    assert not path.exists()

@@ -325,7 +325,7 @@ def test_exponential_histogram_huge_scale_stays_finite() -> None:
 
 def test_config_defaults_and_errors() -> None:
     c = PrometheusConfig()
-    assert c.endpoint == "0.0.0.0:8889"
+    assert c.endpoint == "localhost:8889"
     assert c.path == "/metrics"
     assert c.metric_expiration == 300
     with pytest.raises(ValidationError, match="path must start with /"):

@@ -459,7 +459,7 @@ async def test_port_in_use_fails_start() -> None:
 
 # Config and registration ------------------------------------------------------------
 def test_config_defaults_and_validation() -> None:
-    assert HealthConfig().endpoint == "0.0.0.0:13133"
+    assert HealthConfig().endpoint == "localhost:13133"
     assert "pipeline.extensions.health" in builtin_modules()
     assert registry().get(Kind.EXTENSION, "health_check") is health.factory
     raw = raw_config(13133)

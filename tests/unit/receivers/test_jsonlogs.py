@@ -372,7 +372,7 @@ async def test_configured_keys(start: Starter) -> None:
 
 
 def test_config_validation() -> None:
-    assert JsonLogsConfig().endpoint == "0.0.0.0:8081"
+    assert JsonLogsConfig().endpoint == "localhost:8081"
     assert JsonLogsConfig().path == "/logs"
     with pytest.raises(ValidationError, match="both"):
         JsonLogsConfig(message_keys=["msg", "level"])

@@ -211,11 +211,11 @@ def test_config_defaults_and_null_protocols() -> None:
     cfg = OTLPReceiverConfig.model_validate({"protocols": {"grpc": None}})
     assert cfg.protocols.grpc is not None
     assert cfg.protocols.http is None
-    assert cfg.protocols.grpc.endpoint == "0.0.0.0:4317"
+    assert cfg.protocols.grpc.endpoint == "localhost:4317"
     assert cfg.protocols.grpc.max_recv_msg_size_mib == 4
     cfg = OTLPReceiverConfig.model_validate({"protocols": {"grpc": None, "http": {}}})
     assert cfg.protocols.http is not None
-    assert cfg.protocols.http.endpoint == "0.0.0.0:4318"
+    assert cfg.protocols.http.endpoint == "localhost:4318"
     assert cfg.protocols.http.traces_url_path == "/v1/traces"
     assert cfg.protocols.http.max_request_body_size == 20 * 1024 * 1024
 
