@@ -8,10 +8,9 @@ deep nesting ended in a RecursionError traceback (exit 1)."""
 
 from __future__ import annotations
 
-import os
+import json
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,21 +37,32 @@ class Run:
     max_rss_kb: int
 
 
+# Runs the command as the only child of a small interpreter and reports that child's
+# rusage: a child forked straight from pytest starts with pytest's RSS (hundreds of MB
+# late in the suite), so its ru_maxrss would say nothing about the loader.
+_MEASURE = """
+import json, os, subprocess, sys, time
+with open(sys.argv[1], "wb") as o, open(sys.argv[2], "wb") as e:
+    started = time.monotonic()
+    proc = subprocess.Popen(sys.argv[3:], stdout=o, stderr=e)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.monotonic() - started
+print(json.dumps([os.waitstatus_to_exitcode(status), wall,
+                  usage.ru_utime + usage.ru_stime, usage.ru_maxrss]))
+"""
+
+
 def validate(tmp_path: Path, text: str) -> Run:
-    """`otelpipe validate -c <file>` as a child of its own, waited for with `os.wait4`,
-    so its rusage is its own (RUSAGE_CHILDREN would mix in every earlier child)."""
+    """`otelpipe validate -c <file>`: exit code, output, wall and CPU time, peak RSS."""
     config = tmp_path / "config.yaml"
     config.write_text(text)
     out, err = tmp_path / "stdout", tmp_path / "stderr"
-    with out.open("wb") as o, err.open("wb") as e:
-        started = time.monotonic()
-        proc = subprocess.Popen([sys.executable, "-m", "pipeline", "validate", "-c",
-                                 str(config)], stdout=o, stderr=e)
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.monotonic() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    return Run(proc.returncode, out.read_text(), err.read_text(), wall,
-               usage.ru_utime + usage.ru_stime, usage.ru_maxrss)
+    measured = subprocess.run(
+        [sys.executable, "-c", _MEASURE, str(out), str(err),
+         sys.executable, "-m", "pipeline", "validate", "-c", str(config)],
+        capture_output=True, text=True, check=True, timeout=120)
+    code, wall, cpu, max_rss_kb = json.loads(measured.stdout)
+    return Run(code, out.read_text(), err.read_text(), wall, cpu, max_rss_kb)
 
 
 @pytest.fixture(scope="module")
