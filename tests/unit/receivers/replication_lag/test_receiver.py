@@ -13,12 +13,10 @@ from pydantic import ValidationError
 
 from pipeline.component import Kind, Signal
 from pipeline.errors import RetryableError
-from pipeline.receivers import replication_lag as rl
-from pipeline.receivers.replication_lag import (
-    ReplicationLagConfig,
-    ReplicationLagReceiver,
-    factory,
-)
+from pipeline.receivers.replication_lag import factory
+from pipeline.receivers.replication_lag import receiver as rl
+from pipeline.receivers.replication_lag.config import ReplicationLagConfig
+from pipeline.receivers.replication_lag.receiver import ReplicationLagReceiver
 from pipeline.registry import default_registry
 from pipeline.telemetry.metrics import Telemetry
 from tests.support import Sink, create_settings, free_port
