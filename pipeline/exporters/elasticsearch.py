@@ -88,10 +88,9 @@ import time
 import zlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlencode, urlsplit
 
-import aiohttp
 import orjson
 from pydantic import Field, field_validator, model_validator
 
@@ -105,6 +104,9 @@ from pipeline.exporterhelper.http import client_session, error_for_status, post
 from pipeline.pdata.anyvalue import any_value
 from pipeline.pdata.batch import Batch
 from pipeline.telemetry.metrics import CounterSpec
+
+if TYPE_CHECKING:
+    import aiohttp
 
 BULK_ITEMS = CounterSpec(
     "otelpipe_elasticsearch_exporter_bulk_items",
