@@ -12,7 +12,8 @@ default config, every listener on a free loopback port (the config's
 
 - start-up: from spawning the process to `/health/readiness` answering 200;
 - RSS at readiness, and after `--idle` seconds (default 5) with no traffic
-  (VmRSS: resident pages, shared library pages included, as `ps` shows them);
+  (VmRSS: resident pages, shared library pages included, as `ps` shows them),
+  and the anonymous part of the latter (RssAnon: heap, stacks, Python objects);
 - threads after the idle wait;
 - the top-level packages the process imported by then: one extra run, started
   through a two-line wrapper that writes `sys.modules` to a file on SIGUSR1,
@@ -78,6 +79,7 @@ class Run:
     startup_s: float
     rss_ready_mib: float
     rss_idle_mib: float
+    anon_idle_mib: float  # RssAnon: the process's own memory, without shared library pages
     threads: int
 
 
@@ -140,7 +142,7 @@ def measure(start: Callable[[Path], tuple[list[str], dict[str, str], str]], idle
             ready = status(proc.pid, "VmRSS") / 1024
             time.sleep(idle)
             run = Run(startup, ready, status(proc.pid, "VmRSS") / 1024,
-                      status(proc.pid, "Threads"))
+                      status(proc.pid, "RssAnon") / 1024, status(proc.pid, "Threads"))
             if modules_file is not None:
                 proc.send_signal(signal.SIGUSR1)
                 deadline = time.monotonic() + 10
@@ -231,10 +233,11 @@ def bench_otelcol(runs: int, idle: float) -> Result:
 
 def report(results: list[Result], idle: float) -> str:
     lines = [f"{'':14} {'start-up s':>10} {'RSS ready':>10} {'RSS +' + format(idle, 'g') + 's':>10}"
-             f" {'threads':>8}   (median of runs; MiB)"]
+             f" {'anon':>8} {'threads':>8}   (median of runs; MiB)"]
     for r in results:
         lines.append(f"{r.name:14} {r.median('startup_s'):10.2f} {r.median('rss_ready_mib'):10.1f} "
-                     f"{r.median('rss_idle_mib'):10.1f} {r.median('threads'):8.0f}")
+                     f"{r.median('rss_idle_mib'):10.1f} {r.median('anon_idle_mib'):8.1f} "
+                     f"{r.median('threads'):8.0f}")
         lines.append("    runs: " + "; ".join(
             f"{x.startup_s:.2f}s {x.rss_ready_mib:.1f}/{x.rss_idle_mib:.1f} MiB"
             for x in r.runs))
@@ -259,7 +262,8 @@ def main() -> int:
         print(json.dumps([{"name": r.name, "runs": [asdict(x) for x in r.runs],
                            "packages": r.packages, "unwanted": r.unwanted,
                            "median": {k: r.median(k) for k in
-                                      ("startup_s", "rss_ready_mib", "rss_idle_mib")}}
+                                      ("startup_s", "rss_ready_mib", "rss_idle_mib",
+                                       "anon_idle_mib")}}
                           for r in results], indent=2))
     else:
         print(report(results, args.idle))
