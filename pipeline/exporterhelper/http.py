@@ -18,9 +18,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import orjson
 from google.protobuf.message import DecodeError
 from google.rpc import status_pb2
@@ -28,6 +27,9 @@ from google.rpc import status_pb2
 from pipeline.config.tls import ClientSettings
 from pipeline.errors import PermanentError, RetryableError
 from pipeline.exporterhelper.retry import parse_retry_after
+
+if TYPE_CHECKING:
+    import aiohttp
 
 # Longest server message quoted in an error or a log line.
 MAX_MESSAGE_CHARS = 300
@@ -93,6 +95,8 @@ async def post(session: aiohttp.ClientSession, url: Any, data: bytes, *,
     timeouts raise `RetryableError` "<where>: <error>" (`where` defaults to the
     URL; pass one without credentials if the URL carries some)."""
     try:
+        import aiohttp  # loaded with the session (`client_session`)
+
         async with session.post(url, data=data, **kwargs) as resp:
             return Response(resp.status, await resp.read(),
                             resp.headers.get("Content-Type", ""),
@@ -108,6 +112,8 @@ def client_session(config: ClientSettings, urls: Iterable[str], *, limit: int,
     """A session for an exporter's `urls`: TLS from `config.tls` if any is https://,
     at most `limit` connections, `headers` on every request. `timeout` (total, per
     request) is None where the exporter helper's `timeout` already bounds a send."""
+    import aiohttp
+
     uses_tls = any(str(u).startswith("https://") for u in urls)
     ssl: Any = config.tls.ssl_context() if uses_tls else False
     return aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=ssl, limit=limit),

@@ -59,9 +59,8 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 import orjson
 from pydantic import Field, field_validator
 
@@ -75,6 +74,9 @@ from pipeline.exporterhelper import Exporter
 from pipeline.exporterhelper.http import client_session, error_for_status, post, retryable_status
 from pipeline.pdata.anyvalue import any_value
 from pipeline.pdata.batch import Batch
+
+if TYPE_CHECKING:
+    import aiohttp
 
 API_PATH = "/api/v2/alerts"
 MAX_ERROR_BODY = 300

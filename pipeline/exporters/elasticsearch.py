@@ -79,6 +79,11 @@ of the batch was delivered). Connection failures and timeouts are retried.
 counts the per-document outcomes. If retries run out, the exporterhelper
 counts the whole batch as failed, including documents delivered by earlier
 attempts.
+
+Size: a few lines over the ~600-line guideline, left in one module: the config,
+the document building per mode (otel / ecs / raw, from the field tables at the
+top) and the bulk-response bookkeeping of one exporter, each small; it becomes a
+package (config / documents / exporter) when one of them grows.
 """
 
 from __future__ import annotations
@@ -88,10 +93,9 @@ import time
 import zlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlencode, urlsplit
 
-import aiohttp
 import orjson
 from pydantic import Field, field_validator, model_validator
 
@@ -105,6 +109,9 @@ from pipeline.exporterhelper.http import client_session, error_for_status, post
 from pipeline.pdata.anyvalue import any_value
 from pipeline.pdata.batch import Batch
 from pipeline.telemetry.metrics import CounterSpec
+
+if TYPE_CHECKING:
+    import aiohttp
 
 BULK_ITEMS = CounterSpec(
     "otelpipe_elasticsearch_exporter_bulk_items",

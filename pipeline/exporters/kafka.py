@@ -34,11 +34,9 @@ import asyncio
 import contextlib
 import hashlib
 import time
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import orjson
-from aiokafka import AIOKafkaProducer
-from aiokafka import errors as kerrors
 from pydantic import Field, field_validator
 
 from pipeline.component import ComponentConfig, ExporterCreateSettings, Factory, Host, Kind, Signal
@@ -52,6 +50,9 @@ from pipeline.pdata.logrecords import flat_group_records
 from pipeline.pdata.otlp import REQUEST_TYPES
 from pipeline.pdata.otlpjson import encode_request, flat_records
 from pipeline.telemetry.metrics import CounterSpec, HistogramSpec
+
+if TYPE_CHECKING:
+    from aiokafka import AIOKafkaProducer
 
 PRODUCED_RECORDS = CounterSpec(
     "otelpipe_kafka_exporter_produced_records",
@@ -217,6 +218,8 @@ class KafkaExporter(Exporter):
         return kw
 
     async def _get_producer(self) -> AIOKafkaProducer:
+        from aiokafka import AIOKafkaProducer
+
         if self._producer is not None:
             return self._producer
         async with self._producer_lock:
@@ -385,6 +388,8 @@ class KafkaExporter(Exporter):
         return m
 
     async def send(self, batch: Batch) -> int | None:
+        from aiokafka import errors as kerrors
+
         if self._flat and batch.signal is not Signal.METRICS:
             messages, rejected = self._flat_messages(batch)
         else:
@@ -425,6 +430,8 @@ class KafkaExporter(Exporter):
 
     async def _on_error(self, exc: BaseException) -> None:
         """Replace a producer that can no longer send (closed, fenced, broken sequence)."""
+        from aiokafka import errors as kerrors
+
         if isinstance(exc, kerrors.ProducerClosed | kerrors.IllegalStateError
                       | kerrors.OutOfOrderSequenceNumber | kerrors.ProducerFenced):
             producer, self._producer = self._producer, None

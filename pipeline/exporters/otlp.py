@@ -26,10 +26,8 @@ logs the server's message; the rest counts as sent.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import grpc
-import grpc.aio
 from google.protobuf.message import DecodeError
 from pydantic import Field, model_validator
 
@@ -44,14 +42,18 @@ from pipeline.exporterhelper.retry import retry_delay
 from pipeline.pdata.batch import Batch
 from pipeline.pdata.otlp import ITEM_NAME, REJECTED_FIELD, RESPONSE_TYPES
 
+if TYPE_CHECKING:
+    import grpc
+    import grpc.aio
+
 GRPC_METHODS = {
     Signal.TRACES: "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
     Signal.LOGS: "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
     Signal.METRICS: "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
 }
-C = grpc.StatusCode
-RETRYABLE_CODES = frozenset({C.CANCELLED, C.DEADLINE_EXCEEDED, C.ABORTED, C.OUT_OF_RANGE,
-                             C.UNAVAILABLE, C.DATA_LOSS})
+# grpc.StatusCode names (grpc loads when an exporter is created).
+RETRYABLE_CODES = frozenset({"CANCELLED", "DEADLINE_EXCEEDED", "ABORTED", "OUT_OF_RANGE",
+                             "UNAVAILABLE", "DATA_LOSS"})
 
 
 class OTLPExporterConfig(ClientSettings, ExporterSettings):
@@ -99,9 +101,9 @@ def map_rpc_error(exc: grpc.aio.AioRpcError, endpoint: str) -> Exception:
     details = (exc.details() or "")[:MAX_MESSAGE_CHARS]
     text = f"{endpoint}: {code.name}: {details}" if details else f"{endpoint}: {code.name}"
     delay = retry_delay(exc.trailing_metadata())
-    if code in RETRYABLE_CODES:
+    if code.name in RETRYABLE_CODES:
         return RetryableError(text, retry_after=delay)
-    if code is C.RESOURCE_EXHAUSTED and delay is not None:
+    if code.name == "RESOURCE_EXHAUSTED" and delay is not None:
         return RetryableError(text, retry_after=delay, throttle=True)
     return PermanentError(text)
 
@@ -138,6 +140,9 @@ class OTLPExporter(Exporter):
         self._metadata = tuple((k.lower(), v) for k, v in headers.items())
 
     def _open_channel(self) -> grpc.aio.Channel:
+        import grpc
+        import grpc.aio
+
         c = self.config
         options: list[tuple[str, Any]] = [
             ("grpc.primary_user_agent", f"otelpipe/{__version__}"),
@@ -172,6 +177,8 @@ class OTLPExporter(Exporter):
             self._channel = None
 
     async def send(self, batch: Batch) -> int | None:
+        import grpc.aio
+
         call = self._calls[batch.signal]
         try:
             response = await call(batch.to_bytes(), timeout=self.helper.timeout or None,

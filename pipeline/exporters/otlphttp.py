@@ -24,9 +24,8 @@ retried. Connection failures and timeouts are retried.
 from __future__ import annotations
 
 import zlib
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import aiohttp
 import orjson
 from google.protobuf.message import DecodeError
 from pydantic import Field, field_validator, model_validator
@@ -46,6 +45,9 @@ from pipeline.exporterhelper.http import (
 from pipeline.pdata.batch import Batch
 from pipeline.pdata.otlp import ITEM_NAME, REJECTED_FIELD, RESPONSE_TYPES
 from pipeline.pdata.otlpjson import encode_request
+
+if TYPE_CHECKING:
+    import aiohttp
 
 RETRYABLE_STATUS = frozenset({429, 502, 503, 504})
 SIGNAL_PATHS = {Signal.TRACES: "/v1/traces", Signal.LOGS: "/v1/logs",

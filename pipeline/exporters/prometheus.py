@@ -38,9 +38,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aiohttp import web
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.metrics_core import Metric
 from prometheus_client.samples import Exemplar as PromExemplar
@@ -58,6 +57,9 @@ from pipeline.pdata.prometheus.series import Exemplar, Series, flat_samples
 from pipeline.pdata.prometheus.translate import translator_for
 from pipeline.receiverhelper.http import HTTPServer
 from pipeline.telemetry.metrics import CounterSpec, GaugeSpec
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 SERIES = GaugeSpec(
     "otelpipe_prometheus_exporter_series",
@@ -157,6 +159,8 @@ class PrometheusExporter(Exporter):
         self._dropped = t.counter(DROPPED_POINTS).labels(self.id)
 
     async def start_exporter(self, host: Host) -> None:
+        from aiohttp import web
+
         app = web.Application()
         app.router.add_get(self.config.path, self._handle)
         self._server = HTTPServer(app, self.config.endpoint, self.log)
@@ -226,6 +230,8 @@ class PrometheusExporter(Exporter):
         return body, content_type
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        from aiohttp import web
+
         body, content_type = await self.render_async(request.headers.get("Accept", ""))
         resp = web.Response(body=body, headers={"Content-Type": content_type})
         if "gzip" in request.headers.get("Accept-Encoding", ""):

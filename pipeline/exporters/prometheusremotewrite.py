@@ -51,10 +51,8 @@ import math
 import struct
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
-import cramjam
 import yarl
 from pydantic import Field, SecretStr, field_validator
 
@@ -74,6 +72,9 @@ from pipeline.pdata.prometheus.series import STALE_NAN, Exemplar, sample_parts
 from pipeline.pdata.prometheus.translate import translator_for
 from pipeline.pdata.wire import int64_varint, ld
 from pipeline.telemetry.metrics import CounterSpec
+
+if TYPE_CHECKING:
+    import aiohttp
 
 REQUESTS = CounterSpec(
     "otelpipe_prometheusremotewrite_requests",
@@ -200,6 +201,8 @@ class _SeriesBuf:
 def encode_write_requests(series: dict[bytes, _SeriesBuf], max_bytes: int) -> list[_Part]:
     """Snappy-compressed WriteRequests of at most `max_bytes` uncompressed (unless one
     series alone is bigger), from encoded label sets and their samples."""
+    import cramjam
+
     parts: list[_Part] = []
     chunks: list[bytes] = []
     size = samples = 0

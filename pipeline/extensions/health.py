@@ -36,15 +36,15 @@ an exporter's error may quote the URL it failed to reach.
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from aiohttp import web
 from pydantic import Field
 
 from pipeline import __version__
@@ -62,6 +62,9 @@ from pipeline.config.types import Endpoint
 from pipeline.extensions._statuspage.page import PATHS as STATUS_PATHS
 from pipeline.extensions._statuspage.page import StatusPage, StatusPageSettings
 from pipeline.receiverhelper.http import HTTPServer
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 DEFAULT_ENDPOINT = "localhost:13133"
 PATHS = ("/health", "/health/liveness", "/health/readiness", "/health/detailed",
@@ -135,7 +138,11 @@ class HealthExtension(Component):
     async def start(self, host: Host) -> None:
         self.host = host
         self.started_at = self.clock()
-        app = web.Application(middlewares=[self._errors])
+        from aiohttp import web
+
+        # What @web.middleware does, on the bound method (aiohttp loads at start).
+        errors = web.middleware(functools.partial(HealthExtension._errors, self))
+        app = web.Application(middlewares=[errors])
         app.router.add_get("/health", self._health)
         app.router.add_get("/health/liveness", self._liveness)
         app.router.add_get("/health/readiness", self._readiness)
@@ -228,12 +235,15 @@ class HealthExtension(Component):
         return _json(body)
 
     async def _metrics(self, request: web.Request) -> web.Response:
+        from aiohttp import web
+
         return web.Response(body=self.telemetry.render(),
                             headers={"Content-Type": self.telemetry.content_type,
                                      "Cache-Control": "no-store"})
 
-    @web.middleware
     async def _errors(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        from aiohttp import web
+
         try:
             response: web.StreamResponse = await handler(request)
             return response
@@ -252,6 +262,8 @@ class HealthExtension(Component):
 
 def _json(body: dict[str, Any], status: int = 200,
           headers: dict[str, str] | None = None) -> web.Response:
+    from aiohttp import web
+
     return web.Response(body=orjson.dumps(body), status=status, content_type="application/json",
                         headers={"Cache-Control": "no-store", **(headers or {})})
 

@@ -15,7 +15,6 @@ import gc
 import os
 from typing import Any
 
-import psutil
 from pydantic import Field, model_validator
 
 from pipeline.component import (
@@ -63,18 +62,24 @@ class MemoryLimiterConfig(ComponentConfig):
 
     def limits_bytes(self) -> tuple[int, int]:
         """(soft, hard) in bytes."""
-        total = psutil.virtual_memory().total
         hard = (self.limit_mib * MIB if self.limit_mib is not None
-                else total * (self.limit_percentage or 0) // 100)
+                else total_memory() * (self.limit_percentage or 0) // 100)
         if self.spike_limit_mib is not None:
             spike = self.spike_limit_mib * MIB
         elif self.spike_limit_percentage is not None:
-            spike = total * self.spike_limit_percentage // 100
+            spike = total_memory() * self.spike_limit_percentage // 100
         else:
             spike = hard // 5
         if spike >= hard:
             raise ValueError("spike limit must be below the hard limit")
         return hard - spike, hard
+
+
+def total_memory() -> int:
+    """The machine's memory in bytes (psutil loads only for limits in percent)."""
+    import psutil
+
+    return int(psutil.virtual_memory().total)
 
 
 def _libc(name: str, *argtypes: Any) -> Any:

@@ -9,14 +9,15 @@ import hmac
 import os
 import time
 from collections.abc import Callable
-from typing import Any
-
-from aiohttp import web
-from aiohttp.typedefs import Handler, Middleware
+from typing import TYPE_CHECKING, Any
 
 from pipeline.component import CreateSettings
 from pipeline.config.tls import ServerAuthSettings, TLSServerSettings
 from pipeline.receiverhelper.obs import FAILED_REQUESTS
+
+if TYPE_CHECKING:
+    from aiohttp import web
+    from aiohttp.typedefs import Handler, Middleware
 
 # Server authentication ------------------------------------------------------------------
 
@@ -159,13 +160,15 @@ class Authenticator:
         return True
 
 
-Unauthorized = Callable[[web.Request, str], web.Response]
+Unauthorized = Callable[["web.Request", str], "web.Response"]
 
 
 def auth_middleware(auth: Authenticator, unauthorized: Unauthorized) -> Middleware:
     """An aiohttp middleware answering 401 (`WWW-Authenticate`) before any handler
     runs, and before the body is read. `unauthorized(request, reason)` builds the
     body in the receiver's own error format."""
+    from aiohttp import web
+
     check = auth.check
 
     @web.middleware

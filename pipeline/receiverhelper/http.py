@@ -5,14 +5,17 @@ from __future__ import annotations
 import logging
 import ssl
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from aiohttp import web
 from pydantic import Field
 
 from pipeline.component import ComponentConfig
 from pipeline.config.tls import ServerAuthSettings, TLSServerSettings
 from pipeline.config.types import Endpoint, split_endpoint
 from pipeline.errors import RetryableError
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 DEFAULT_MAX_BODY = 20 * 1024 * 1024  # the Collector's confighttp default
 
@@ -49,6 +52,8 @@ class HTTPServer:
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
+        from aiohttp import web
+
         host, port = split_endpoint(self.endpoint)
         self._runner = web.AppRunner(self.app, access_log=None,
                                      shutdown_timeout=self.shutdown_timeout,

@@ -54,9 +54,8 @@ import contextlib
 import errno
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import aiohttp
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
     ExportMetricsServiceRequest,
 )
@@ -79,6 +78,9 @@ from pipeline.errors import PermanentError, RetryableError
 from pipeline.pdata.batch import Batch
 from pipeline.receiverhelper.obs import ReceiverObs
 from pipeline.telemetry.metrics import CounterSpec
+
+if TYPE_CHECKING:
+    import aiohttp
 
 FAILED_CHECKS = CounterSpec(
     "otelpipe_httpcheck_failed_checks",
@@ -171,6 +173,8 @@ class CheckResult:
 
 
 def _classify(exc: BaseException, timeout: float) -> tuple[str, str]:
+    import aiohttp
+
     if isinstance(exc, TimeoutError):
         return "timeout", f"no response within {timeout:g}s"
     if isinstance(exc, aiohttp.ClientConnectorDNSError):
@@ -201,6 +205,8 @@ class HttpCheckReceiver(Component):
         self.collections = 0
 
     async def start(self, host: Host) -> None:
+        import aiohttp
+
         self._start_ns = time.time_ns()
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(force_close=True, limit=0),

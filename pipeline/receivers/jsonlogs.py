@@ -79,10 +79,9 @@ import asyncio
 import codecs
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from aiohttp import web
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from pydantic import Field, field_validator, model_validator
 
@@ -103,6 +102,9 @@ from pipeline.receiverhelper.auth import Authenticator, auth_middleware
 from pipeline.receiverhelper.body import BodyError, decompress
 from pipeline.receiverhelper.http import HTTPServer, HTTPServerSettings, retry_after_header
 from pipeline.receiverhelper.obs import ReceiverObs
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 # Each JSON container level costs 3 protobuf message levels (AnyValue, KeyValueList,
 # KeyValue) below the 6 of request/resource/scope/record/attribute; protobuf's
@@ -402,6 +404,8 @@ def _strip_cr(line: bytes) -> bytes:
 
 
 def _error(status: int, message: str, headers: Any = None) -> web.Response:
+    from aiohttp import web
+
     return web.Response(status=status, body=orjson.dumps({"error": message}),
                         content_type="application/json", headers=headers)
 
@@ -443,6 +447,8 @@ class JsonLogsReceiver(Component):
             if config.auth is not None else None
 
     async def start(self, host: Host) -> None:
+        from aiohttp import web
+
         cfg = self.config
         middlewares = [auth_middleware(self.auth, _unauthorized)] if self.auth else []
         app = web.Application(client_max_size=cfg.max_request_body_size,
@@ -464,6 +470,8 @@ class JsonLogsReceiver(Component):
             await self.auth.stop()
 
     async def handle(self, request: web.Request) -> web.Response:
+        from aiohttp import web
+
         obs = self.obs
         kind = CONTENT_TYPES.get(request.content_type)
         if kind is None:

@@ -38,11 +38,8 @@ import contextlib
 import re
 import time
 from collections.abc import Iterable
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener
-from aiokafka import errors as kerrors
-from aiokafka.structs import ConsumerRecord, TopicPartition
 from pydantic import Field, model_validator
 
 from pipeline.component import (
@@ -67,6 +64,10 @@ from pipeline.pdata.otlp import DecodeError, count_items, drop_invalid_id_items,
 from pipeline.pdata.otlpjson import OTLPJSONError, decode_request
 from pipeline.receiverhelper.obs import ReceiverObs
 from pipeline.telemetry.metrics import CounterSpec, GaugeSpec
+
+if TYPE_CHECKING:
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+    from aiokafka.structs import ConsumerRecord, TopicPartition
 
 CONSUMED_RECORDS = CounterSpec(
     "otelpipe_kafka_receiver_consumed_records",
@@ -253,7 +254,7 @@ class _Partition:
         self.queue.clear()
 
 
-class _Listener(ConsumerRebalanceListener):
+class _Listener:  # registered as an aiokafka ConsumerRebalanceListener when used
     def __init__(self, receiver: KafkaReceiver):
         self.r = receiver
 
@@ -323,6 +324,9 @@ class KafkaReceiver(Component):
         return kw
 
     async def _run(self) -> None:
+        from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener
+
+        ConsumerRebalanceListener.register(_Listener)
         backoff = Backoff(self._retry)
         while not self._stopping:
             consumer = AIOKafkaConsumer(**self._consumer_kwargs())
@@ -390,6 +394,8 @@ class KafkaReceiver(Component):
 
     # Offsets ----------------------------------------------------------------------------
     async def _commit(self, consumer: AIOKafkaConsumer, parts: Iterable[_Partition]) -> None:
+        from aiokafka import errors as kerrors
+
         offsets = {p.tp: p.delivered for p in parts
                    if p.delivered is not None and p.delivered != p.committed}
         if not offsets:
@@ -409,6 +415,8 @@ class KafkaReceiver(Component):
                     self.id, p.tp.topic, str(p.tp.partition)).set(offsets[p.tp])
 
     async def _update_lag(self, consumer: AIOKafkaConsumer) -> None:
+        from aiokafka import errors as kerrors
+
         for tp in list(self._assignment):
             try:
                 high = consumer.highwater(tp)
@@ -552,6 +560,8 @@ class KafkaReceiver(Component):
         self._t.counter(DEAD_LETTERED_RECORDS).labels(self.id, rec.topic).inc()
 
     async def _dead_letter_producer(self) -> AIOKafkaProducer:
+        from aiokafka import AIOKafkaProducer
+
         if self._dlq is None:
             producer = AIOKafkaProducer(**client_kwargs(self.config), acks="all",
                                         request_timeout_ms=int(self.config.drain_timeout * 1000))

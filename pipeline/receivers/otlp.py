@@ -42,12 +42,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import grpc
-import grpc.aio
 import orjson
-from aiohttp import web
 from google.protobuf.message import DecodeError, Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from pydantic import Field, field_validator, model_validator
@@ -78,6 +75,11 @@ from pipeline.receiverhelper.auth import Authenticator, auth_middleware, grpc_se
 from pipeline.receiverhelper.body import BodyError, decompress
 from pipeline.receiverhelper.http import HTTPServer, HTTPServerSettings, retry_after_header
 from pipeline.receiverhelper.obs import ReceiverObs
+
+if TYPE_CHECKING:
+    import grpc
+    import grpc.aio
+    from aiohttp import web
 
 # Config ------------------------------------------------------------------------------
 
@@ -270,6 +272,8 @@ class OTLPReceiver(Component):
     # gRPC -------------------------------------------------------------------------------
 
     def _grpc_export(self, signal: Signal) -> Callable[[bytes, Any], Awaitable[bytes]]:
+        import grpc
+
         obs = ReceiverObs(self.settings, "grpc")
         StatusCode = grpc.StatusCode
         consumer = self.consumers.get(signal)
@@ -334,6 +338,9 @@ class OTLPReceiver(Component):
         return export
 
     async def _start_grpc(self, cfg: GRPCSettings) -> None:
+        import grpc
+        import grpc.aio
+
         options = [
             ("grpc.max_receive_message_length", cfg.max_recv_msg_size_mib * 1024 * 1024),
             ("grpc.max_concurrent_streams", cfg.max_concurrent_streams),
@@ -367,6 +374,8 @@ class OTLPReceiver(Component):
 
     def _http_export(self, signal: Signal, cfg: HTTPSettings
                      ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+        from aiohttp import web
+
         consumer = self.consumers.get(signal)
         obs = ReceiverObs(self.settings, "http")
         parse = REQUEST_TYPES[signal].FromString
@@ -419,6 +428,8 @@ class OTLPReceiver(Component):
         return export
 
     async def _start_http(self, cfg: HTTPSettings) -> None:
+        from aiohttp import web
+
         # Bodies are read against our own limit; aiohttp's check is the backstop.
         middlewares = [auth_middleware(self._http_auth, _unauthorized)] \
             if self._http_auth is not None else []
@@ -473,6 +484,8 @@ async def _read_body(request: web.Request, obs: ReceiverObs, is_json: bool, ctyp
                      limit: int) -> bytes | web.Response:
     """The request body, inflated per Content-Encoding, or the error answer (413 above
     `limit` before or after decompression, 400/415 for a bad encoding)."""
+    from aiohttp import web
+
     length = request.content_length
     if length is not None and length > limit:
         obs.failed_request("too_large")
@@ -537,6 +550,8 @@ def _status_response(is_json: bool, ctype: str, status: int, code: int, message:
                      retry_after: float | None = None,
                      headers: Any = None) -> web.Response:
     """An error answer: a google.rpc.Status in the request's content type."""
+    from aiohttp import web
+
     if is_json:
         st: dict[str, Any] = {"code": code, "message": message}
         if retry_after is not None:

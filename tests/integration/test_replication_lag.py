@@ -19,7 +19,8 @@ import asyncpg
 import pytest_asyncio
 
 from pipeline.component import Signal
-from pipeline.receivers.replication_lag import ReplicationLagConfig, ReplicationLagReceiver
+from pipeline.receivers.replication_lag.config import ReplicationLagConfig
+from pipeline.receivers.replication_lag.receiver import ReplicationLagReceiver
 from tests.integration.conftest import postgres_script
 from tests.support import Sink, aeventually, receiver_settings
 

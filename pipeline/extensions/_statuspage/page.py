@@ -8,10 +8,9 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
-from aiohttp import web
 from pydantic import Field
 
 from pipeline import __version__
@@ -28,6 +27,9 @@ from pipeline.extensions._statuspage.view import (
     ts,
 )
 from pipeline.telemetry.metrics import Telemetry
+
+if TYPE_CHECKING:
+    from aiohttp import web
 
 PATHS = ("/status", "/status.json")
 
@@ -114,10 +116,14 @@ class StatusPage:
 
     # Handlers -----------------------------------------------------------------------
     async def handle_json(self, request: web.Request) -> web.Response:
+        from aiohttp import web
+
         return web.Response(body=orjson.dumps(self.snapshot()), content_type="application/json",
                             headers={"Cache-Control": "no-store"})
 
     async def handle_html(self, request: web.Request) -> web.Response:
+        from aiohttp import web
+
         return web.Response(text=render_html(self.snapshot(), self.clock()),
                             content_type="text/html", charset="utf-8",
                             headers={"Cache-Control": "no-store",

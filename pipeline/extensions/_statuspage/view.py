@@ -10,11 +10,13 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pipeline.component import ComponentHealth, ComponentID, Host, Kind
 from pipeline.extensions._statuspage.sampler import Key
-from pipeline.slo.engine import SLOStatus, SLOStatusSource
+
+if TYPE_CHECKING:
+    from pipeline.slo.engine import SLOStatus
 
 MAX_CHART_POINTS = 600
 
@@ -84,6 +86,8 @@ def read_slos(host: Host | None) -> list[SLOView]:
     """Every SLO of every `SLOStatusSource` the host runs, by component id."""
     if host is None:
         return []
+    from pipeline.slo.engine import SLOStatusSource  # the SLO model loads on a page view
+
     out: list[SLOView] = []
     for (_, cid), comp in sorted(host.components().items(), key=lambda kv: str(kv[0][1])):
         if isinstance(comp, SLOStatusSource):

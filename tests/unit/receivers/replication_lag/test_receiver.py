@@ -12,12 +12,9 @@ from pydantic import ValidationError
 
 from pipeline.component import Kind, Signal
 from pipeline.errors import RetryableError
-from pipeline.receivers.replication_lag import (
-    MAX_REMEMBERED,
-    ReplicationLagConfig,
-    ReplicationLagReceiver,
-    factory,
-)
+from pipeline.receivers.replication_lag import factory
+from pipeline.receivers.replication_lag.config import ReplicationLagConfig
+from pipeline.receivers.replication_lag.receiver import MAX_REMEMBERED, ReplicationLagReceiver
 from pipeline.registry import default_registry
 from pipeline.telemetry.metrics import Telemetry
 from tests.support import Sink, aeventually, free_port, receiver_settings
