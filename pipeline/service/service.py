@@ -25,8 +25,9 @@ from pipeline.component import (
     PipelineInfo,
     Signal,
 )
-from pipeline.config.model import Config
+from pipeline.config.model import Config, PipelineConfig
 from pipeline.service.fanout import fan_out
+from pipeline.service.looplag import LoopLagMonitor
 from pipeline.telemetry.logs import component_logger
 from pipeline.telemetry.metrics import Telemetry
 
@@ -40,6 +41,7 @@ class Service(Host):
         self.entries: list[ComponentEntry] = []  # in start order
         self._started_entries: list[ComponentEntry] = []
         self._started = False
+        self._loop_lag = LoopLagMonitor(self.telemetry)
         self._build()
 
     # Host -----------------------------------------------------------------
@@ -119,7 +121,8 @@ class Service(Host):
                 Kind.RECEIVER, rid, consumers=self._signal_consumers(fed, heads)))
 
     @staticmethod
-    def _signal_consumers(fed: list, heads: dict[str, Consumer]) -> dict[Signal, Consumer]:
+    def _signal_consumers(fed: list[PipelineConfig],
+                          heads: dict[str, Consumer]) -> dict[Signal, Consumer]:
         by_signal: dict[Signal, list[Consumer]] = {}
         for p in fed:
             by_signal.setdefault(p.signal, []).append(heads[p.id])
@@ -127,6 +130,7 @@ class Service(Host):
 
     # Lifecycle --------------------------------------------------------------
     async def start(self) -> None:
+        self._loop_lag.start()
         for entry in self.entries:
             try:
                 await entry.component.start(self)
@@ -163,6 +167,7 @@ class Service(Host):
                 log.error("component failed to shut down", extra={"component": entry.name,
                                                                    "error": str(exc)})
         self._started_entries.clear()
+        self._loop_lag.stop()
         return clean
 
 
