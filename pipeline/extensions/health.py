@@ -17,17 +17,27 @@ Endpoints (all JSON via orjson, `Cache-Control: no-store`):
 - `GET /health/readiness`: 200 `{"status": "ready"}` when the service runs and
   every component reports healthy; else 503 `{"status": "not_ready", "failing":
   [{"component": "exporter file/traces", "error": "…"}]}` (a readiness probe:
-  stop routing traffic to a pod whose exporters cannot deliver).
+  stop routing traffic to a pod whose exporters cannot deliver); also 503, with
+  `"reason": "memory_limiter refusing data: …"` and `Retry-After`, while a
+  memory_limiter refuses data (see docs/security.md for what that does to a
+  Kubernetes Service).
 - `GET /health/detailed`: always 200: version, uptime, status (`healthy`,
   `degraded` when some component is unhealthy, `unhealthy` when not running),
   pipelines, and each component's kind, id, pipeline, health and queue; with
   the status page enabled, `status_page`: how many throughput samples failed
-  and the last failure (scrubbed) with its time.
+  and the last failure (scrubbed) with its time; `memory_limiter_refusing`
+  (the reason, or null), `event_loop_lag_seconds` (how late the service's
+  100 ms timer fired last) and `event_loop_lag_max_seconds` (the most over the
+  last 10 s).
 - `GET /metrics`, `GET /health/metrics`: the pipeline's own metrics in the
   Prometheus text format (process RSS/CPU as `otelpipe_process_*`).
 - `GET /status` (HTML) and `GET /status.json`: pipelines and components with
   health, throughput and queue depth, and every SLO of the `slo` connectors
   with a burn-down chart (see `pipeline/extensions/_statuspage/`).
+
+Budgets: its own listener, with its own `max_connections` (default 100) and
+timeouts (`read_header_timeout`, `read_timeout`, `idle_timeout`), so liveness
+answers while the data ports are saturated.
 
 Only component ids and `ComponentHealth` fields are ever shown, never configs;
 error texts are scrubbed of URL credentials and `password=…`-style pairs, as
@@ -58,15 +68,25 @@ from pipeline.component import (
     Host,
     Kind,
 )
-from pipeline.config.types import Endpoint
+from pipeline.config.types import Duration, Endpoint
 from pipeline.extensions._statuspage.page import PATHS as STATUS_PATHS
 from pipeline.extensions._statuspage.page import StatusPage, StatusPageSettings
-from pipeline.receiverhelper.http import HTTPServer
+from pipeline.receiverhelper import pressure
+from pipeline.receiverhelper.http import (
+    HTTPServer,
+    ServerLimits,
+    idle_timeout_field,
+    max_connections_field,
+    read_header_timeout_field,
+    read_timeout_field,
+)
 
 if TYPE_CHECKING:
     from aiohttp import web
 
 DEFAULT_ENDPOINT = "localhost:13133"
+# Its own connections, apart from the data ports': probes answer while those are full.
+DEFAULT_MAX_CONNECTIONS = 100
 PATHS = ("/health", "/health/liveness", "/health/readiness", "/health/detailed",
          "/health/metrics", "/metrics", *STATUS_PATHS)
 MAX_ERROR_CHARS = 1000
@@ -103,6 +123,10 @@ class HealthConfig(ComponentConfig):
     status_page: StatusPageSettings = Field(
         default_factory=StatusPageSettings,
         description="the HTML status page at /status (and /status.json)")
+    max_connections: int = max_connections_field(DEFAULT_MAX_CONNECTIONS)
+    read_header_timeout: Duration = read_header_timeout_field()
+    read_timeout: Duration = read_timeout_field()
+    idle_timeout: Duration = idle_timeout_field()
 
 
 @dataclass
@@ -150,7 +174,8 @@ class HealthExtension(Component):
         app.router.add_get("/health/metrics", self._metrics)
         app.router.add_get("/metrics", self._metrics)
         self.status_page.install(app)
-        self._server = HTTPServer(app, self.config.endpoint, self.log, shutdown_timeout=1.0)
+        self._server = HTTPServer(app, self.config.endpoint, self.log, shutdown_timeout=1.0,
+                                  limits=ServerLimits.of(self.config), telemetry=self.telemetry)
         await self._server.start()
         await self.status_page.start()
 
@@ -197,14 +222,18 @@ class HealthExtension(Component):
     async def _readiness(self, request: web.Request) -> web.Response:
         running = self._running()
         failing = self._failing(self._rows())
+        refusal = pressure.MEMORY.refusal()
         now = rfc3339(self.clock())
-        if running and not failing:
+        if running and not failing and refusal is None:
             return _json({"status": "ready", "timestamp": now})
         body: dict[str, Any] = {"status": "not_ready", "timestamp": now}
         if not running:
             body["reason"] = _NOT_RUNNING
+        elif refusal is not None:
+            body["reason"] = f"memory_limiter refusing data: {refusal.reason}"
         body["failing"] = failing
-        return _json(body, 503)
+        return _json(body, 503, {"Retry-After": str(max(1, round(refusal.retry_after)))}
+                     if refusal is not None else None)
 
     async def _detailed(self, request: web.Request) -> web.Response:
         running = self._running()
@@ -228,6 +257,10 @@ class HealthExtension(Component):
                 "timestamp": rfc3339(now), "start_time": rfc3339(self.started_at),
                 "uptime_seconds": round(max(0.0, now - self.started_at), 3),
                 "pipelines": pipelines, "components": components}
+        refusal = pressure.MEMORY.refusal()
+        body["memory_limiter_refusing"] = refusal.reason if refusal is not None else None
+        body["event_loop_lag_seconds"] = pressure.LOOP_LAG.current
+        body["event_loop_lag_max_seconds"] = pressure.LOOP_LAG.recent_max
         if self.config.status_page.enabled:
             body["status_page"] = self.status_page.sampler_state()
         if not running:

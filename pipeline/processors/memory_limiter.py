@@ -5,6 +5,11 @@ Every `check_interval` it reads the process RSS. Above the soft limit
 receivers answer 503 / UNAVAILABLE and clients back off; above the hard limit
 it also forces a garbage collection. It accepts again once usage is back under
 the soft limit. Put it first in every pipeline.
+
+While it refuses, it says so in `receiverhelper.pressure.MEMORY`: the
+receivers' listeners then refuse requests before reading their bodies (HTTP
+503 + Retry-After, gRPC UNAVAILABLE), and `/health/readiness` reports
+not-ready with the reason.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from pipeline.component import (
 from pipeline.config.types import Duration
 from pipeline.errors import RetryableError
 from pipeline.pdata.batch import Batch
+from pipeline.receiverhelper import pressure
 from pipeline.telemetry.metrics import CounterSpec, GaugeSpec
 
 REFUSING = GaugeSpec(
@@ -139,6 +145,7 @@ class MemoryLimiter(Component, Consumer):
         self.soft, self.hard = config.limits_bytes()
         self.refusing = False
         self._task: asyncio.Task[None] | None = None
+        self._owner = f"processor {settings.id} in {settings.pipeline_id or settings.signal}"
         self._gauge = settings.telemetry.gauge(REFUSING).labels(str(settings.id))
         self._refused = settings.telemetry.counter(REFUSED_ITEMS).labels(
             str(settings.id), settings.pipeline_id, str(settings.signal))
@@ -152,6 +159,7 @@ class MemoryLimiter(Component, Consumer):
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
+        pressure.MEMORY.accept(self._owner)
 
     async def _run(self) -> None:
         while True:
@@ -169,6 +177,10 @@ class MemoryLimiter(Component, Consumer):
         self.refusing = rss > self.soft
         if self.refusing != was:
             self._gauge.set(1 if self.refusing else 0)
+            if self.refusing:
+                pressure.MEMORY.refuse(self._owner, self._refusal(), self._retry_after())
+            else:
+                pressure.MEMORY.accept(self._owner)
             (self.log.warning if self.refusing else self.log.info)(
                 "memory above soft limit: refusing data" if self.refusing
                 else "memory back under soft limit: accepting data",
@@ -179,10 +191,15 @@ class MemoryLimiter(Component, Consumer):
     async def consume(self, batch: Batch) -> None:
         if self.refusing:
             self._refused.inc(batch.items)
-            raise RetryableError(
-                f"memory limit: process uses more than the soft limit of {self.soft // MIB} MiB",
-                retry_after=max(1.0, self.config.check_interval))
+            raise RetryableError(f"memory limit: {self._refusal()}",
+                                 retry_after=self._retry_after())
         await self.next.consume(batch)
+
+    def _refusal(self) -> str:
+        return f"process uses more than the soft limit of {self.soft // MIB} MiB"
+
+    def _retry_after(self) -> float:
+        return max(1.0, self.config.check_interval)
 
 
 def _create(settings: ProcessorCreateSettings, config: MemoryLimiterConfig) -> MemoryLimiter:

@@ -66,6 +66,13 @@ HTTPS; `auth` (bearer_token / bearer_tokens / bearer_token_file, or basic)
 answers a request without the credential 401 `{"error": "missing credential"}`
 (or "invalid credential") with `WWW-Authenticate`, before reading its body.
 
+Budgets (as every listener, docs/security.md "Limits"): `read_header_timeout`
+(10 s), `read_timeout` (30 s, 408 after), `idle_timeout` (60 s),
+`max_connections` (1000; 503 beyond) and `max_in_flight_bytes` (64 MiB, shared
+process-wide): a request that does not fit, or arrives while a memory_limiter
+refuses, is answered 503 `{"error": "..."}` with Retry-After before its body is
+read.
+
 Answers: 200 `{"accepted": N}` (an empty body accepts 0 records); a refusal by
 the pipeline (RetryableError) 503, or 429 when it asks to throttle, with
 Retry-After; PermanentError 400; body too large 413, undecodable 400,
@@ -99,8 +106,15 @@ from pipeline.pdata.batch import Batch
 from pipeline.pdata.logfields import dumps, hex_id, parse_severity, parse_timestamp
 from pipeline.pdata.logrecords import MAX_DEPTH, LogGroup, LogRecord, encode_groups
 from pipeline.receiverhelper.auth import Authenticator, auth_middleware
-from pipeline.receiverhelper.body import BodyError, decompress
-from pipeline.receiverhelper.http import HTTPServer, HTTPServerSettings, retry_after_header
+from pipeline.receiverhelper.body import BodyError
+from pipeline.receiverhelper.http import (
+    HTTPServer,
+    HTTPServerSettings,
+    Refused,
+    ServerLimits,
+    read_body,
+    retry_after_header,
+)
 from pipeline.receiverhelper.obs import ReceiverObs
 
 if TYPE_CHECKING:
@@ -418,12 +432,7 @@ async def _read_body(request: web.Request, limit: int) -> bytes:
     length = request.content_length
     if length is not None and length > limit:
         raise BodyError(413, f"request body of {length} bytes exceeds the limit of {limit} bytes")
-    buf = bytearray()
-    async for chunk in request.content.iter_any():
-        buf += chunk
-        if len(buf) > limit:
-            raise BodyError(413, f"request body exceeds the limit of {limit} bytes")
-    return bytes(buf)
+    return await read_body(request, limit)  # inflated, within the listener's budgets
 
 
 def _to_utf8(body: bytes, charset: str | None) -> bytes:
@@ -442,6 +451,7 @@ class JsonLogsReceiver(Component):
         self.log = settings.logger
         self.consumer = settings.consumers[Signal.LOGS]
         self.obs = ReceiverObs(settings, "http")
+        self.telemetry = settings.telemetry
         self._server: HTTPServer | None = None
         self.auth = Authenticator(config.auth, settings, "http") \
             if config.auth is not None else None
@@ -459,7 +469,8 @@ class JsonLogsReceiver(Component):
         # We inflate bodies ourselves, with the size limit (gzip bombs).
         self._server = HTTPServer(
             app, cfg.endpoint, self.log, auto_decompress=False,
-            ssl_context=cfg.tls.ssl_context() if cfg.tls is not None else None)
+            ssl_context=cfg.tls.ssl_context() if cfg.tls is not None else None,
+            limits=ServerLimits.of(cfg), telemetry=self.telemetry)
         await self._server.start()
 
     async def shutdown(self) -> None:
@@ -481,10 +492,13 @@ class JsonLogsReceiver(Component):
         limit = self.config.max_request_body_size
         try:
             body = await _read_body(request, limit)
-            body = decompress(body, request.headers.get("Content-Encoding", ""), limit)
             body = _to_utf8(body, request.charset)
+        except Refused as exc:
+            obs.failed_request(exc.reason)
+            return _error(503, str(exc), exc.headers)
         except BodyError as exc:
-            reason = {413: "too_large", 415: "unsupported_encoding"}.get(exc.status, "bad_body")
+            reason = {413: "too_large", 415: "unsupported_encoding", 408: "timeout"}.get(
+                exc.status, "bad_body")
             obs.failed_request(reason)
             return _error(exc.status, str(exc))
 

@@ -7,15 +7,30 @@ receivers:
       grpc:                      # null or {} means "enabled with defaults"
         endpoint: localhost:4317   # the default; 0.0.0.0:4317 for every interface
         max_recv_msg_size_mib: 4
+        max_concurrent_streams: 100   # per connection
+        max_connections: 1000
+        max_in_flight_bytes: 67108864 # message bytes held at once (see below)
+        keepalive:                    # the Collector's keys; these are the defaults
+          server_parameters: {max_connection_idle: 5m, time: 2h, timeout: 20s}
+          # max_connection_age, max_connection_age_grace: unset (no limit)
+          enforcement_policy: {min_time: 5m, permit_without_stream: false}
         tls: {cert_file: server.pem, key_file: server-key.pem}   # optional
         auth: {bearer_token: ${env:OTLP_TOKEN}}                  # optional
       http:
         endpoint: localhost:4318
         max_request_body_size: 20971520
+        max_in_flight_bytes: 67108864
+        read_header_timeout: 10s
+        read_timeout: 30s
+        idle_timeout: 60s
+        max_connections: 1000
         traces_url_path: /v1/traces
         tls: ...                 # as for grpc; client_ca_file requires client certificates
         auth: ...
 ```
+
+Budgets (timeouts, connection caps, bytes in flight, the memory limiter
+consulted before a body is read): docs/security.md, "Limits".
 
 Auth (per protocol): a request without `authorization: Bearer <token>` (gRPC
 metadata or HTTP header) or with a wrong one is answered UNAUTHENTICATED /
@@ -46,7 +61,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 from google.protobuf.message import DecodeError, Message
-from google.rpc import code_pb2, error_details_pb2, status_pb2
+from google.rpc import code_pb2
 from pydantic import Field, field_validator, model_validator
 
 from pipeline.component import (
@@ -72,8 +87,24 @@ from pipeline.pdata.otlp import (
 )
 from pipeline.pdata.otlpjson import OTLPJSONError, decode_request, encode_request
 from pipeline.receiverhelper.auth import Authenticator, auth_middleware, grpc_server_credentials
-from pipeline.receiverhelper.body import BodyError, decompress
-from pipeline.receiverhelper.http import HTTPServer, HTTPServerSettings, retry_after_header
+from pipeline.receiverhelper.body import BodyError
+from pipeline.receiverhelper.budget import ListenerBudget
+from pipeline.receiverhelper.grpcserver import (
+    KeepaliveSettings,
+    admit,
+    grpc_status_details,
+    server_options,
+)
+from pipeline.receiverhelper.http import (
+    DEFAULT_MAX_CONNECTIONS,
+    HTTPServer,
+    HTTPServerSettings,
+    Refused,
+    ServerLimits,
+    max_in_flight_bytes_field,
+    read_body,
+    retry_after_header,
+)
 from pipeline.receiverhelper.obs import ReceiverObs
 
 if TYPE_CHECKING:
@@ -90,6 +121,15 @@ class GRPCSettings(ComponentConfig):
         4, gt=0, description="Largest accepted request in MiB (RESOURCE_EXHAUSTED above).")
     max_concurrent_streams: int = Field(
         100, gt=0, description="Concurrent requests per client connection (HTTP/2 streams).")
+    max_connections: int = Field(
+        DEFAULT_MAX_CONNECTIONS, gt=0,
+        description="Open connections of this listener; more are closed as they arrive.")
+    max_in_flight_bytes: int = max_in_flight_bytes_field()
+    keepalive: KeepaliveSettings = Field(
+        default_factory=KeepaliveSettings,
+        description="server_parameters (max_connection_idle, max_connection_age, "
+                    "max_connection_age_grace, time, timeout) and enforcement_policy "
+                    "(min_time, permit_without_stream), as in the Collector.")
     so_reuseport: bool = Field(
         False, description="Set SO_REUSEPORT so several worker processes share the port.")
     tls: TLSServerSettings | None = Field(
@@ -222,19 +262,6 @@ def partial_success(signal: Signal, rejected: int) -> tuple[Message, str]:
     return resp, message
 
 
-def grpc_status_details(code: int, message: str, retry_after: float | None) -> bytes:
-    """A serialized google.rpc.Status, with RetryInfo when a delay is known."""
-    status = status_pb2.Status(code=code, message=message)
-    if retry_after is not None:
-        info = error_details_pb2.RetryInfo()
-        secs = max(0.0, retry_after)
-        info.retry_delay.seconds = int(secs)
-        info.retry_delay.nanos = int((secs - int(secs)) * 1e9)
-        status.details.add().Pack(info)
-    serialized: bytes = status.SerializeToString()
-    return serialized
-
-
 class OTLPReceiver(Component):
     def __init__(self, settings: ReceiverCreateSettings, config: OTLPReceiverConfig):
         self.settings = settings
@@ -242,6 +269,9 @@ class OTLPReceiver(Component):
         self.log = settings.logger
         self.consumers: dict[Signal, Consumer] = dict(settings.consumers)
         self._grpc_server: grpc.aio.Server | None = None
+        self._grpc_budget = ListenerBudget(
+            config.protocols.grpc.max_in_flight_bytes if config.protocols.grpc is not None
+            else 0)
         self._http_server: HTTPServer | None = None
         self.grpc_port: int | None = None
         p = config.protocols
@@ -296,6 +326,7 @@ class OTLPReceiver(Component):
         prepare = self._prepare
         deliver = obs.deliver
         ok = b""  # an empty Export*ServiceResponse
+        budget = self._grpc_budget
         log = self.log
 
         async def export(raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
@@ -303,6 +334,7 @@ class OTLPReceiver(Component):
                 reason = auth.grpc_check(context)
                 if reason is not None:
                     await auth.grpc_abort(context, reason)
+            await admit(budget, obs, raw, context)
             try:
                 request = parse(raw)
             except DecodeError as exc:
@@ -338,15 +370,12 @@ class OTLPReceiver(Component):
         return export
 
     async def _start_grpc(self, cfg: GRPCSettings) -> None:
-        import grpc
         import grpc.aio
 
-        options = [
-            ("grpc.max_receive_message_length", cfg.max_recv_msg_size_mib * 1024 * 1024),
-            ("grpc.max_concurrent_streams", cfg.max_concurrent_streams),
-            ("grpc.so_reuseport", 1 if cfg.so_reuseport else 0),
-        ]
-        server = grpc.aio.server(options=options)
+        server = grpc.aio.server(options=server_options(
+            max_recv_msg_size_mib=cfg.max_recv_msg_size_mib,
+            max_concurrent_streams=cfg.max_concurrent_streams, so_reuseport=cfg.so_reuseport,
+            max_connections=cfg.max_connections, keepalive=cfg.keepalive))
         for signal, service in GRPC_SERVICES.items():
             handlers = {"Export": grpc.unary_unary_rpc_method_handler(
                 self._grpc_export(signal), request_deserializer=None,
@@ -364,6 +393,7 @@ class OTLPReceiver(Component):
         if not port:
             raise OSError(f"cannot listen on {cfg.endpoint}")
         await server.start()
+        self._grpc_budget.open()
         self._grpc_server = server
         self.grpc_port = port
         self.log.info("listening", extra={"endpoint": cfg.endpoint, "protocol": "grpc",
@@ -439,7 +469,8 @@ class OTLPReceiver(Component):
             app.router.add_route("*", cfg.url_path(signal), self._http_export(signal, cfg))
         server = HTTPServer(app, cfg.endpoint, self.log, shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT,
                             auto_decompress=False,
-                            ssl_context=cfg.tls.ssl_context() if cfg.tls is not None else None)
+                            ssl_context=cfg.tls.ssl_context() if cfg.tls is not None else None,
+                            limits=ServerLimits.of(cfg), telemetry=self.settings.telemetry)
         await server.start()
         self._http_server = server
 
@@ -465,6 +496,7 @@ class OTLPReceiver(Component):
         if self._grpc_server is not None:
             tasks.append(self._grpc_server.stop(GRPC_SHUTDOWN_GRACE))
             self._grpc_server = None
+            self._grpc_budget.close()
         if self._http_server is not None:
             tasks.append(self._http_server.stop())
             self._http_server = None
@@ -483,28 +515,27 @@ def _malformed_message(exc: DecodeError) -> str:
 async def _read_body(request: web.Request, obs: ReceiverObs, is_json: bool, ctype: str,
                      limit: int) -> bytes | web.Response:
     """The request body, inflated per Content-Encoding, or the error answer (413 above
-    `limit` before or after decompression, 400/415 for a bad encoding)."""
-    from aiohttp import web
+    `limit` before or after decompression, 400/415 for a bad encoding, 408 when it
+    is too slow, 503 + Retry-After before reading while over the listener's budgets)."""
 
     length = request.content_length
     if length is not None and length > limit:
         obs.failed_request("too_large")
         return _too_large(is_json, ctype, limit)
     try:
-        body = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        obs.failed_request("too_large")
-        return _too_large(is_json, ctype, limit)
-    encoding = request.headers.get("Content-Encoding")
-    if encoding:
-        try:
-            body = decompress(body, encoding, limit)
-        except BodyError as exc:
-            obs.failed_request("too_large" if exc.status == 413 else "bad_encoding")
-            code = code_pb2.RESOURCE_EXHAUSTED if exc.status == 413 else \
-                code_pb2.INVALID_ARGUMENT
-            return _status_response(is_json, ctype, exc.status, code, str(exc))
-    return body
+        return await read_body(request, limit)
+    except Refused as exc:
+        obs.failed_request(exc.reason)
+        return _status_response(is_json, ctype, 503, code_pb2.UNAVAILABLE, str(exc),
+                                retry_after=exc.retry_after, headers=exc.headers)
+    except BodyError as exc:
+        reason, code = _BODY_ERRORS.get(exc.status, ("bad_encoding", code_pb2.INVALID_ARGUMENT))
+        obs.failed_request(reason)
+        return _status_response(is_json, ctype, exc.status, code, str(exc))
+
+
+_BODY_ERRORS = {413: ("too_large", code_pb2.RESOURCE_EXHAUSTED),
+                408: ("timeout", code_pb2.DEADLINE_EXCEEDED)}
 
 
 def _decode_body(signal: Signal, parse: Callable[[bytes], Message], body: bytes,

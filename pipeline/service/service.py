@@ -32,6 +32,7 @@ from pipeline.component import (
 )
 from pipeline.config.model import Config, PipelineConfig
 from pipeline.service.fanout import fan_out
+from pipeline.service.looplag import LoopLagMonitor
 from pipeline.telemetry.logs import component_logger
 from pipeline.telemetry.metrics import Telemetry
 
@@ -45,6 +46,7 @@ class Service(Host):
         self.entries: list[ComponentEntry] = []  # in start order
         self._started_entries: list[ComponentEntry] = []
         self._started = False
+        self._loop_lag = LoopLagMonitor(self.telemetry)
         self._build()
 
     # Host -----------------------------------------------------------------
@@ -139,6 +141,7 @@ class Service(Host):
 
     # Lifecycle --------------------------------------------------------------
     async def start(self) -> None:
+        self._loop_lag.start()
         for entry in self.entries:
             try:
                 await entry.component.start(self)
@@ -175,6 +178,7 @@ class Service(Host):
                 log.error("component failed to shut down", extra={"component": entry.name,
                                                                    "error": str(exc)})
         self._started_entries.clear()
+        self._loop_lag.stop()
         return clean
 
 

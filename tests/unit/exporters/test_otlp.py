@@ -19,7 +19,8 @@ from pydantic import ValidationError
 from pipeline.component import Signal
 from pipeline.errors import PermanentError, RetryableError
 from pipeline.exporters.otlp import OTLPExporter, OTLPExporterConfig, factory
-from pipeline.receivers.otlp import OTLPReceiverConfig, grpc_status_details
+from pipeline.receiverhelper.grpcserver import grpc_status_details
+from pipeline.receivers.otlp import OTLPReceiverConfig
 from pipeline.receivers.otlp import factory as receiver_factory
 from pipeline.telemetry.metrics import Telemetry
 from tests.builders import logs, traces

@@ -41,6 +41,7 @@ from pipeline.exporterhelper import Exporter
 from pipeline.extensions import health
 from pipeline.extensions.health import HealthConfig, HealthExtension, scrub
 from pipeline.pdata.batch import Batch
+from pipeline.receiverhelper import pressure
 from pipeline.registry import Registry, builtin_modules
 from pipeline.service import Service
 from tests.support import extension_settings, free_port
@@ -260,6 +261,36 @@ async def test_readiness_follows_exporter_health() -> None:
         await r.send(spans(1))
         status, body, _ = await r.get("/health/readiness")
         assert (status, body["status"]) == (200, "ready")
+
+
+async def test_readiness_says_why_while_the_memory_limiter_refuses() -> None:
+    async with running() as r:
+        pressure.MEMORY.refuse("processor memory_limiter in traces",
+                               "process uses more than the soft limit of 100 MiB", 2.0)
+        try:
+            status, body, resp = await r.get("/health/readiness")
+            detailed = (await r.get("/health/detailed"))[1]
+        finally:
+            pressure.MEMORY.accept("processor memory_limiter in traces")
+        assert status == 503
+        assert resp.headers["Retry-After"] == "2"
+        assert body["status"] == "not_ready"
+        assert body["reason"] == ("memory_limiter refusing data: processor memory_limiter in "
+                                  "traces: process uses more than the soft limit of 100 MiB")
+        assert body["failing"] == []
+        assert detailed["memory_limiter_refusing"].startswith("processor memory_limiter")
+        assert (await r.get("/health/readiness"))[0] == 200
+        assert (await r.get("/health/detailed"))[1]["memory_limiter_refusing"] is None
+
+
+async def test_detailed_shows_the_event_loop_lag() -> None:
+    async with running() as r:
+        await asyncio.sleep(0.25)  # the service's monitor samples every 100 ms
+        body = (await r.get("/health/detailed"))[1]
+        assert 0.0 <= body["event_loop_lag_seconds"] < 1.0
+        assert body["event_loop_lag_max_seconds"] >= body["event_loop_lag_seconds"]
+        metrics = await r.raw("/metrics")
+        assert b"otelpipe_event_loop_lag_seconds_bucket{le=\"0.1\"}" in metrics
 
 
 async def test_detailed_lists_pipelines_components_and_queues() -> None:

@@ -13,6 +13,7 @@ from pipeline.processors.memory_limiter import (
     current_rss,
     factory,
 )
+from pipeline.receiverhelper import pressure
 from pipeline.telemetry.metrics import Telemetry
 from tests.builders import traces
 from tests.support import Sink, aeventually, processor_settings
@@ -79,14 +80,32 @@ async def test_refuses_above_soft_limit_and_accepts_again() -> None:
             {"processor": "memory_limiter", "pipeline": "logs", "signal": "logs"}) == 3.0
         assert tel.registry.get_sample_value(
             "otelpipe_memory_limiter_refusing", {"processor": "memory_limiter"}) == 1.0
+        # Listeners and readiness see it without importing the processor.
+        assert pressure.MEMORY.refusal() == pressure.Refusal(
+            "processor memory_limiter in logs: process uses more than the soft limit of "
+            f"{soft_mib} MiB", 2.0)
         del ballast
         assert proc.check() < soft_mib * MIB
         await proc.consume(traces(1))
         assert sink.items == 3
         assert tel.registry.get_sample_value(
             "otelpipe_memory_limiter_refusing", {"processor": "memory_limiter"}) == 0.0
+        assert pressure.MEMORY.refusal() is None
     finally:
         await proc.shutdown()
+
+
+async def test_shutdown_withdraws_a_refusal() -> None:
+    soft_mib = current_rss() // MIB + HEADROOM_MIB
+    proc = make(Sink(), Telemetry(), limit_mib=soft_mib + 1000, spike_limit_mib=1000,
+                check_interval="2s")
+    await proc.start(None)  # type: ignore[arg-type]
+    ballast = b"x" * BALLAST
+    assert proc.check() > soft_mib * MIB
+    assert pressure.MEMORY.refusal() is not None
+    await proc.shutdown()
+    del ballast
+    assert pressure.MEMORY.refusal() is None
 
 
 async def test_background_check_notices_memory() -> None:
