@@ -69,8 +69,10 @@ answers a request without the credential 401 `{"error": "missing credential"}`
 Answers: 200 `{"accepted": N}` (an empty body accepts 0 records); a refusal by
 the pipeline (RetryableError) 503, or 429 when it asks to throttle, with
 Retry-After; PermanentError 400; body too large 413, undecodable 400,
-unsupported content type or encoding 415 -- errors as `{"error": "..."}`. Each
-request is delivered as one batch, acknowledged only after the pipeline took it.
+unsupported content type or encoding 415 -- errors as `{"error": "..."}`. An
+exporter's error is answered with a generic reason naming the exporter; its
+text, which may quote the backend, goes to the log, masked. Each request is
+delivered as one batch, acknowledged only after the pipeline took it.
 """
 
 from __future__ import annotations
@@ -102,7 +104,7 @@ from pipeline.pdata.logrecords import MAX_DEPTH, LogGroup, LogRecord, encode_gro
 from pipeline.receiverhelper.auth import Authenticator, auth_middleware
 from pipeline.receiverhelper.body import BodyError, decompress
 from pipeline.receiverhelper.http import HTTPServer, HTTPServerSettings, retry_after_header
-from pipeline.receiverhelper.obs import ReceiverObs
+from pipeline.receiverhelper.obs import ReceiverObs, sender_reason
 
 # Each JSON container level costs 3 protobuf message levels (AnyValue, KeyValueList,
 # KeyValue) below the 6 of request/resource/scope/record/attribute; protobuf's
@@ -489,9 +491,10 @@ class JsonLogsReceiver(Component):
         try:
             await obs.deliver(self.consumer, batch)
         except RetryableError as exc:
-            return _error(429 if exc.throttle else 503, str(exc), retry_after_header(exc))
+            return _error(429 if exc.throttle else 503, sender_reason(exc),
+                          retry_after_header(exc))
         except PermanentError as exc:
-            return _error(400, str(exc))
+            return _error(400, sender_reason(exc))
         except Exception:  # counted and logged by deliver(); the sender may retry
             return _error(503, "internal error while delivering the logs", {"Retry-After": "1"})
         return web.Response(body=orjson.dumps({"accepted": n}), content_type="application/json")
