@@ -34,6 +34,13 @@ credentials, compared in constant time; see `pipeline.receiverhelper.auth.Authen
 
 Secrets (`bearer_token`, `password`, header values) are `SecretStr`: they
 print as `**********` in errors, logs and `otelpipe validate` output.
+
+Credentials in an exporter's URL (`endpoint: http://user:pw@host`, also the
+`*_endpoint` keys) become `auth.basic`, and the URL is kept without them, as
+curl and the Collector's confighttp do, so they never show in a message. When
+`auth` (or an `Authorization` header) is also configured, or two URLs carry
+different credentials, the config is invalid: `endpoint: credentials in the
+URL and auth.basic both set; use one`.
 """
 
 from __future__ import annotations
@@ -43,11 +50,12 @@ import hmac
 import ssl
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
 
 from pipeline.component import ComponentConfig
+from pipeline.config.secrets import has_userinfo, split_userinfo
 
 TLSVersion = Literal["1.2", "1.3"]
 _VERSIONS = {"1.2": ssl.TLSVersion.TLSv1_2, "1.3": ssl.TLSVersion.TLSv1_3}
@@ -214,13 +222,71 @@ class ServerAuthSettings(ComponentConfig):
         return ok
 
 
+# The URL keys of exporters whose userinfo becomes `auth.basic`.
+URL_KEYS = ("endpoint", "traces_endpoint", "logs_endpoint", "metrics_endpoint")
+
+
+def _configured_auth(auth: Any, headers: Any) -> str | None:
+    """The key that already sets credentials (auth.basic, auth.bearer_token,
+    headers.Authorization), from raw config data or validated models, else None."""
+    if isinstance(auth, ClientAuthSettings):
+        auth = {"basic": auth.basic, "bearer_token": auth.bearer_token}
+    if isinstance(auth, dict):
+        for key in ("basic", "bearer_token"):
+            if auth.get(key) is not None:
+                return f"auth.{key}"
+    if isinstance(headers, dict):
+        for name in headers:
+            if str(name).lower() == "authorization":
+                return f"headers.{name}"
+    return None
+
+
 class ClientSettings(ComponentConfig):
-    """Mix into a network exporter's config: `tls`, `auth`, `headers`."""
+    """Mix into a network exporter's config: `tls`, `auth`, `headers`.
+
+    Userinfo in the URL keys (`URL_KEYS`) becomes `auth.basic` (see the module's
+    docstring); with other credentials configured too it is a validation error.
+    """
+
+    url_keys: ClassVar[tuple[str, ...]] = URL_KEYS
 
     tls: TLSClientSettings = TLSClientSettings()
     auth: ClientAuthSettings = ClientAuthSettings()
     headers: dict[str, SecretStr] = Field(
         default_factory=dict, description="extra request headers (values are kept secret)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _userinfo_to_basic_auth(cls, data: Any) -> Any:
+        """`http://user:pw@host` -> `http://host` + auth.basic, when nothing else
+        sets credentials and every URL carries the same ones (else the URL
+        keys' validator reports the conflict)."""
+        if not isinstance(data, dict):
+            return data
+        found = {k: split_userinfo(v) for k in cls.url_keys
+                 if isinstance(v := data.get(k), str) and has_userinfo(v)}
+        if not found or _configured_auth(data.get("auth"), data.get("headers")) is not None:
+            return data
+        creds = {(user, password) for _, user, password in found.values()}
+        if len(creds) != 1:
+            return data
+        user, password = creds.pop()
+        auth = data.get("auth")
+        return {**data, **{k: url for k, (url, _, _) in found.items()},
+                "auth": {**(auth if isinstance(auth, dict) else {}),
+                         "basic": {"username": user or "", "password": password or ""}}}
+
+    @field_validator(*URL_KEYS, check_fields=False)
+    @classmethod
+    def _credentials_once(cls, v: Any, info: ValidationInfo) -> Any:
+        if isinstance(v, str) and has_userinfo(v):
+            other = _configured_auth(info.data.get("auth"), info.data.get("headers"))
+            if other is not None:
+                raise ValueError(f"credentials in the URL and {other} both set; use one")
+            raise ValueError("the URLs carry different credentials; give them once, "
+                             "in auth.basic")
+        return v
 
     @field_validator("headers")
     @classmethod

@@ -36,7 +36,7 @@ from pipeline.component import (
     Signal,
 )
 from pipeline.config.retry import ExporterSettings, QueueSettings, RetrySettings
-from pipeline.errors import PermanentError, RetryableError
+from pipeline.errors import PermanentError, PipelineError, RetryableError
 from pipeline.exporterhelper.diskqueue import PersistentQueue, make_store, queue_directory
 from pipeline.exporterhelper.queue import MemoryQueue, QueueClosedError, SendingQueue
 from pipeline.exporterhelper.retry import Backoff
@@ -178,6 +178,15 @@ class Exporter(Component, Consumer):
 
     # Data path ------------------------------------------------------------------
     async def consume(self, batch: Batch) -> None:
+        try:
+            await self._consume(batch)
+        except PipelineError as exc:
+            # Receivers answer the sender a generic reason naming this exporter:
+            # the error's text may quote the backend's URL and answer.
+            exc.from_origin(f"exporter {self.id}")
+            raise
+
+    async def _consume(self, batch: Batch) -> None:
         queue = self._queue
         if queue is None:
             await self._send_with_retry(batch, raise_on_give_up=True)

@@ -10,6 +10,11 @@
   else permanent;
 - `status_message`: the message of an error body.
 
+Secrets: every text these helpers put into an error is masked
+(`pipeline.config.secrets.mask_text`): URLs lose their password and secret
+query values, also inside a backend's answer (some echo the request).
+Exporters build their own messages from `safe_url(url)`.
+
 Retry, backoff and queueing stay in `pipeline.exporterhelper` (`exporter`,
 `retry`, `queue`): these helpers only classify one attempt.
 """
@@ -24,6 +29,7 @@ import orjson
 from google.protobuf.message import DecodeError
 from google.rpc import status_pb2
 
+from pipeline.config.secrets import mask_text, mask_url
 from pipeline.config.tls import ClientSettings
 from pipeline.errors import PermanentError, RetryableError
 from pipeline.exporterhelper.retry import parse_retry_after
@@ -35,8 +41,18 @@ if TYPE_CHECKING:
 MAX_MESSAGE_CHARS = 300
 
 
+def safe_url(url: Any) -> str:
+    """`url` for an error or a log line: password and secret query values masked."""
+    return mask_url(url)
+
+
 def status_message(body: bytes, content_type: str) -> str:
-    """The message of a google.rpc.Status body (proto or JSON), else the body's start."""
+    """The message of a google.rpc.Status body (proto or JSON), else the body's start;
+    URLs and secret `name=value` pairs in it masked."""
+    return mask_text(_status_message(body, content_type))
+
+
+def _status_message(body: bytes, content_type: str) -> str:
     if not body:
         return ""
     if "json" in content_type:
@@ -66,7 +82,8 @@ def error_for_status(status: int, text: str, retry_after: str | None,
                      retryable: Callable[[int], bool] = retryable_status,
                      ) -> RetryableError | PermanentError:
     """The error for a non-2xx answer: retryable (with Retry-After, throttled on
-    429) when `retryable(status)`, else permanent."""
+    429) when `retryable(status)`, else permanent. URLs in `text` are masked."""
+    text = mask_text(text)
     if retryable(status):
         return RetryableError(text, retry_after=parse_retry_after(retry_after),
                               throttle=status == 429)
@@ -93,7 +110,7 @@ async def post(session: aiohttp.ClientSession, url: Any, data: bytes, *,
                where: str | None = None, **kwargs: Any) -> Response:
     """POST `data` and read the whole answer. aiohttp's connection errors and
     timeouts raise `RetryableError` "<where>: <error>" (`where` defaults to the
-    URL; pass one without credentials if the URL carries some)."""
+    URL), masked."""
     try:
         import aiohttp  # loaded with the session (`client_session`)
 
@@ -102,8 +119,8 @@ async def post(session: aiohttp.ClientSession, url: Any, data: bytes, *,
                             resp.headers.get("Content-Type", ""),
                             resp.headers.get("Retry-After"))
     except aiohttp.ClientError as exc:
-        raise RetryableError(
-            f"{where if where is not None else url}: {type(exc).__name__}: {exc}") from None
+        raise RetryableError(mask_text(
+            f"{where if where is not None else url}: {type(exc).__name__}: {exc}")) from None
 
 
 def client_session(config: ClientSettings, urls: Iterable[str], *, limit: int,

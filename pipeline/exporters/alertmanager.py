@@ -67,11 +67,18 @@ from pydantic import Field, field_validator
 from pipeline import __version__
 from pipeline.component import ExporterCreateSettings, Factory, Host, Kind, Signal
 from pipeline.config.retry import ExporterSettings
+from pipeline.config.secrets import mask_text, mask_url
 from pipeline.config.tls import ClientSettings
 from pipeline.config.types import Duration
 from pipeline.errors import PermanentError, RetryableError
 from pipeline.exporterhelper import Exporter
-from pipeline.exporterhelper.http import client_session, error_for_status, post, retryable_status
+from pipeline.exporterhelper.http import (
+    client_session,
+    error_for_status,
+    post,
+    retryable_status,
+    safe_url,
+)
 from pipeline.pdata.anyvalue import any_value
 from pipeline.pdata.batch import Batch
 
@@ -135,7 +142,7 @@ class AlertmanagerExporterConfig(ClientSettings, ExporterSettings):
     @classmethod
     def _url(cls, v: str) -> str:
         if not v.startswith(("http://", "https://")):
-            raise ValueError(f"{v!r}: expected an http:// or https:// URL")
+            raise ValueError(f"{mask_url(v)!r}: expected an http:// or https:// URL")
         return v.rstrip("/")
 
     @field_validator("labels")
@@ -543,8 +550,8 @@ class AlertmanagerExporter(Exporter):
             resp = await post(self._session, self.url, orjson.dumps(self.payload(alerts)))
         if resp.ok:
             return
-        text = resp.body[:MAX_ERROR_BODY].decode("utf-8", "replace").strip()
-        msg = f"{self.url}: HTTP {resp.status}" + (f": {text}" if text else "")
+        text = mask_text(resp.body[:MAX_ERROR_BODY].decode("utf-8", "replace").strip())
+        msg = f"{safe_url(self.url)}: HTTP {resp.status}" + (f": {text}" if text else "")
         raise error_for_status(resp.status, msg, resp.retry_after, retryable=_retryable)
 
     async def resend(self) -> int:
@@ -556,7 +563,7 @@ class AlertmanagerExporter(Exporter):
         try:
             await asyncio.wait_for(self._post(alerts), timeout)
         except (RetryableError, PermanentError, TimeoutError, OSError) as exc:
-            text = str(exc) or "re-send timed out"
+            text = mask_text(exc) or "re-send timed out"
             self._note_error(text, healthy=not isinstance(exc, (RetryableError, TimeoutError,
                                                                 OSError)))
             self.log.warning("re-sending alerts failed; next attempt in resend_interval",

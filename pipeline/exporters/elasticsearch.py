@@ -102,10 +102,11 @@ from pydantic import Field, field_validator, model_validator
 from pipeline import __version__
 from pipeline.component import ComponentConfig, ExporterCreateSettings, Factory, Host, Kind, Signal
 from pipeline.config.retry import ExporterSettings
+from pipeline.config.secrets import mask_url
 from pipeline.config.tls import ClientSettings
 from pipeline.errors import PermanentError, RetryableError
 from pipeline.exporterhelper import Exporter
-from pipeline.exporterhelper.http import client_session, error_for_status, post
+from pipeline.exporterhelper.http import client_session, error_for_status, post, safe_url
 from pipeline.pdata.anyvalue import any_value
 from pipeline.pdata.batch import Batch
 from pipeline.telemetry.metrics import CounterSpec
@@ -190,7 +191,7 @@ class ElasticsearchExporterConfig(ClientSettings, ExporterSettings):
     @classmethod
     def _url(cls, v: str) -> str:
         if not v.startswith(("http://", "https://")):
-            raise ValueError(f"{v!r}: expected an http:// or https:// URL")
+            raise ValueError(f"{mask_url(v)!r}: expected an http:// or https:// URL")
         if urlsplit(v).query:
             raise ValueError("endpoint: give query arguments in `params`, not in the URL")
         return v
@@ -525,8 +526,8 @@ class ElasticsearchExporter(Exporter):
         if prog.pending:
             n = len(prog.pending)
             raise RetryableError(
-                f"{self.url.split('?')[0]}: {n} of {batch.items} documents refused for now, "
-                f"sending those again: {errors[-1] if errors else ''}".rstrip(": "),
+                f"{safe_url(self.url.split('?')[0])}: {n} of {batch.items} documents refused "
+                f"for now, sending those again: {errors[-1] if errors else ''}".rstrip(": "),
                 retry_after=retry_after, throttle=throttled)
         self._progress.pop(id(batch), None)
         if fatal is not None and prog.ok == 0:

@@ -86,11 +86,12 @@ from pydantic import Field, field_validator, model_validator
 from pipeline import __version__
 from pipeline.component import ComponentConfig, ExporterCreateSettings, Factory, Host, Kind, Signal
 from pipeline.config.retry import ExporterSettings
+from pipeline.config.secrets import mask_url
 from pipeline.config.tls import ClientSettings
 from pipeline.config.types import Duration
 from pipeline.errors import PermanentError
 from pipeline.exporterhelper import Exporter
-from pipeline.exporterhelper.http import client_session, error_for_status, post
+from pipeline.exporterhelper.http import client_session, error_for_status, post, safe_url
 from pipeline.exporters._lokilabels import (
     LabelGuard,
     render_labels,
@@ -242,7 +243,7 @@ class LokiExporterConfig(ClientSettings, ExporterSettings):
     @classmethod
     def _url(cls, v: str) -> str:
         if not v.startswith(("http://", "https://")):
-            raise ValueError(f"{v!r}: expected an http:// or https:// URL")
+            raise ValueError(f"{mask_url(v)!r}: expected an http:// or https:// URL")
         return v
 
     @model_validator(mode="after")
@@ -579,7 +580,7 @@ class LokiExporter(Exporter):
         if resp.ok:
             return
         message = resp.message()
-        text = f"{self.url}: HTTP {resp.status}" + (f": {message}" if message else "")
+        text = f"{safe_url(self.url)}: HTTP {resp.status}" + (f": {message}" if message else "")
         raise error_for_status(resp.status, text, resp.retry_after)
 
 

@@ -19,6 +19,10 @@ the server's message); 429, 502, 503 and 504 are retried, honouring
 `Retry-After` (seconds or an HTTP date); every other status (400, 401, 403,
 404, 413, 500 …) is permanent: the batch is dropped and counted, never
 retried. Connection failures and timeouts are retried.
+
+Credentials in an endpoint URL (`http://user:pw@host`) are sent as basic auth
+(see `pipeline.config.tls.ClientSettings`); errors and logs show the URL
+masked (`pipeline.config.secrets`).
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from pydantic import Field, field_validator, model_validator
 from pipeline import __version__
 from pipeline.component import ExporterCreateSettings, Factory, Host, Kind, Signal
 from pipeline.config.retry import ExporterSettings
+from pipeline.config.secrets import mask_url
 from pipeline.config.tls import ClientSettings
 from pipeline.errors import PermanentError
 from pipeline.exporterhelper import Exporter
@@ -41,6 +46,7 @@ from pipeline.exporterhelper.http import (
     client_session,
     error_for_status,
     post,
+    safe_url,
 )
 from pipeline.pdata.batch import Batch
 from pipeline.pdata.otlp import ITEM_NAME, REJECTED_FIELD, RESPONSE_TYPES
@@ -59,7 +65,7 @@ REJECTED_JSON = {Signal.TRACES: "rejectedSpans", Signal.LOGS: "rejectedLogRecord
 
 def _url(v: str | None) -> str | None:
     if v is not None and not v.startswith(("http://", "https://")):
-        raise ValueError(f"{v!r}: expected an http:// or https:// URL")
+        raise ValueError(f"{mask_url(v)!r}: expected an http:// or https:// URL")
     return v
 
 
@@ -168,7 +174,7 @@ class OTLPHTTPExporter(Exporter):
                     "rejected": rejected, "item": ITEM_NAME[signal], "server_message": message})
             return rejected or None
         message = resp.message()
-        text = f"{url}: HTTP {resp.status}" + (f": {message}" if message else "")
+        text = f"{safe_url(url)}: HTTP {resp.status}" + (f": {message}" if message else "")
         # OTLP/HTTP retries only these; any other 5xx is permanent.
         raise error_for_status(resp.status, text, resp.retry_after,
                                retryable=RETRYABLE_STATUS.__contains__)

@@ -60,11 +60,12 @@ from pipeline import __version__
 from pipeline.component import ExporterCreateSettings, Factory, Host, Kind, Signal
 from pipeline.config.prometheus import Enabled, TargetInfo
 from pipeline.config.retry import ExporterSettings, QueueSettings, RetrySettings
+from pipeline.config.secrets import mask_text
 from pipeline.config.tls import ClientSettings
 from pipeline.config.types import Duration
 from pipeline.errors import PermanentError, RetryableError
 from pipeline.exporterhelper import Exporter
-from pipeline.exporterhelper.http import client_session, error_for_status, post
+from pipeline.exporterhelper.http import client_session, error_for_status, post, safe_url
 from pipeline.pdata.batch import Batch
 from pipeline.pdata.prometheus.accumulator import Accumulator
 from pipeline.pdata.prometheus.names import HISTOGRAM, SUMMARY, label_name
@@ -248,8 +249,8 @@ class RemoteWriteExporter(Exporter):
         super().__init__(settings, config)
         self.config = config
         self.url = yarl.URL(config.endpoint)
-        # For messages: never the userinfo (basic-auth credentials) of the URL.
-        self.safe_url = str(self.url.with_user(None))
+        # For messages: never the password or a secret query value of the URL.
+        self.safe_url = safe_url(self.url)
         self.translator = translator_for(config)
         self.deltas = Accumulator(config.metric_expiration)
         self._external = tuple(sorted(config.external_labels.items()))
@@ -373,7 +374,7 @@ class RemoteWriteExporter(Exporter):
         if resp.ok:
             self._samples_ok.inc(part.samples)
             return
-        detail = resp.body[:512].decode("utf-8", "replace").strip()
+        detail = mask_text(resp.body[:512].decode("utf-8", "replace").strip())
         message = f"HTTP {status}" + (f": {detail}" if detail else "")
         err = error_for_status(status, f"{self.safe_url} answered {message}", resp.retry_after)
         if isinstance(err, RetryableError):

@@ -1,9 +1,18 @@
-"""Counting what a receiver accepted, refused and rejected, per signal."""
+"""Counting what a receiver accepted, refused and rejected, per signal.
+
+And what a sender learns when the pipeline refuses: `sender_reason(exc)`
+(generic for an exporter's error, see `pipeline.errors.sender_message`,
+URLs masked), while `ReceiverObs.deliver` logs the exporter's full text,
+masked, at most once per `LOG_EVERY` seconds per exporter.
+"""
 
 from __future__ import annotations
 
+import time
+
 from pipeline.component import Consumer, CreateSettings, Signal
-from pipeline.errors import PermanentError, RetryableError
+from pipeline.config.secrets import mask_text
+from pipeline.errors import PermanentError, PipelineError, RetryableError, sender_message
 from pipeline.pdata.batch import Batch
 from pipeline.telemetry.metrics import CounterSpec
 
@@ -24,6 +33,15 @@ FAILED_REQUESTS = CounterSpec(
     ("receiver", "transport", "reason"))
 
 
+# A refusal by a failing exporter is logged at most this often per exporter (seconds).
+LOG_EVERY = 10.0
+
+
+def sender_reason(exc: PipelineError) -> str:
+    """What a receiver answers a sender about `exc` (never a backend's URL or answer)."""
+    return mask_text(sender_message(exc))
+
+
 class ReceiverObs:
     """Counts what a receiver accepted, refused and rejected, per signal."""
 
@@ -39,6 +57,8 @@ class ReceiverObs:
         self._rid = rid
         self._transport = transport
         self.log = settings.logger
+        self._logged: dict[str, tuple[float, int]] = {}  # origin -> (last log, suppressed)
+        self.clock = time.monotonic
 
     def accepted(self, signal: Signal, n: int) -> None:
         self._accepted[signal].inc(n)
@@ -57,11 +77,13 @@ class ReceiverObs:
         n = batch.items
         try:
             await consumer.consume(batch)
-        except RetryableError:
+        except RetryableError as exc:
             self.refused(batch.signal, n)
+            self._log_downstream(exc)
             raise
         except PermanentError as exc:
             self.rejected(batch.signal, exc.rejected or n)
+            self._log_downstream(exc)
             raise
         except Exception:
             # A bug downstream: refuse (retryable) rather than lose acknowledged data.
@@ -69,3 +91,19 @@ class ReceiverObs:
             self.log.exception("pipeline failed while consuming a batch")
             raise
         self.accepted(batch.signal, n)
+
+    def _log_downstream(self, exc: PipelineError) -> None:
+        """Log an exporter's error the sender only hears about generically (rate-limited)."""
+        origin = exc.origin
+        if origin is None:
+            return
+        now = self.clock()
+        last, suppressed = self._logged.get(origin, (-LOG_EVERY, 0))
+        if now - last < LOG_EVERY:
+            self._logged[origin] = (last, suppressed + 1)
+            return
+        self._logged[origin] = (now, 0)
+        self.log.warning("refused a request: the pipeline failed downstream", extra={
+            "origin": origin, "retryable": isinstance(exc, RetryableError),
+            "error": mask_text(exc), "answered": sender_reason(exc),
+            **({"suppressed": suppressed} if suppressed else {})})

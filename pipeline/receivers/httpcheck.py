@@ -38,6 +38,11 @@ what a target is expected to answer:
   response came, and `error.type` when the check failed (`unexpected_status`,
   or one of the transport errors above).
 
+Secrets: a target's URL appears in attributes (so in Prometheus labels) and
+logs masked: `http://user:***@host/…?api_key=***` (`pipeline.config.secrets`:
+the password and secret-looking query values; credentials in the URL are still
+sent, as basic auth). Error messages are masked the same way.
+
 Each probe opens a new connection (no keep-alive), so a stale pooled socket
 can never fail a check that a fresh client would pass, and the duration always
 includes connecting. Redirects are followed unless `follow_redirects: false`
@@ -73,6 +78,7 @@ from pipeline.component import (
     ReceiverCreateSettings,
     Signal,
 )
+from pipeline.config.secrets import mask_text, mask_url
 from pipeline.config.types import Duration
 from pipeline.errors import PermanentError, RetryableError
 from pipeline.pdata.batch import Batch
@@ -248,7 +254,8 @@ class HttpCheckReceiver(Component):
                 self._failed.labels(self._rid, r.error_type or "unexpected_status").inc()
             if self._last_ok.get(i) != r.success:
                 self.log.info("check passed" if r.success else "check failed",
-                              extra={"http.url": r.target.endpoint, "http.status_code": r.status,
+                              extra={"http.url": mask_url(r.target.endpoint),
+                                     "http.status_code": r.status,
                                      "error.type": r.error_type,
                                      "error.message": r.error_message})
                 self._last_ok[i] = r.success
@@ -281,7 +288,7 @@ class HttpCheckReceiver(Component):
                 return CheckResult(target, started_ns, round(elapsed * 1000), status)
             etype, message = _classify(exc, target.timeout)
             return CheckResult(target, started_ns, round((time.perf_counter() - t0) * 1000),
-                               None, etype, message)
+                               None, etype, mask_text(message))
         return CheckResult(target, started_ns, round(elapsed * 1000), status)
 
     def _batch(self, results: list[CheckResult]) -> Batch:
@@ -330,7 +337,7 @@ class HttpCheckReceiver(Component):
             points += 1
 
         for r in results:
-            url: tuple[str, str | int] = ("http.url", r.target.endpoint)
+            url: tuple[str, str | int] = ("http.url", mask_url(r.target.endpoint))
             method: tuple[str, str | int] = ("http.method", r.target.method)
             code_class = f"{r.status // 100}xx" if r.status is not None else None
             for cls in STATUS_CLASSES:

@@ -76,8 +76,10 @@ read.
 Answers: 200 `{"accepted": N}` (an empty body accepts 0 records); a refusal by
 the pipeline (RetryableError) 503, or 429 when it asks to throttle, with
 Retry-After; PermanentError 400; body too large 413, undecodable 400,
-unsupported content type or encoding 415 -- errors as `{"error": "..."}`. Each
-request is delivered as one batch, acknowledged only after the pipeline took it.
+unsupported content type or encoding 415 -- errors as `{"error": "..."}`. An
+exporter's error is answered with a generic reason naming the exporter; its
+text, which may quote the backend, goes to the log, masked. Each request is
+delivered as one batch, acknowledged only after the pipeline took it.
 """
 
 from __future__ import annotations
@@ -115,7 +117,7 @@ from pipeline.receiverhelper.http import (
     read_body,
     retry_after_header,
 )
-from pipeline.receiverhelper.obs import ReceiverObs
+from pipeline.receiverhelper.obs import ReceiverObs, sender_reason
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -511,9 +513,10 @@ class JsonLogsReceiver(Component):
         try:
             await obs.deliver(self.consumer, batch)
         except RetryableError as exc:
-            return _error(429 if exc.throttle else 503, str(exc), retry_after_header(exc))
+            return _error(429 if exc.throttle else 503, sender_reason(exc),
+                          retry_after_header(exc))
         except PermanentError as exc:
-            return _error(400, str(exc))
+            return _error(400, sender_reason(exc))
         except Exception:  # counted and logged by deliver(); the sender may retry
             return _error(503, "internal error while delivering the logs", {"Retry-After": "1"})
         return web.Response(body=orjson.dumps({"accepted": n}), content_type="application/json")

@@ -55,6 +55,7 @@ from pipeline.component import (
 )
 from pipeline.config.kafka import DEFAULT_TOPICS, ClientSettings, Encoding
 from pipeline.config.retry import RetrySettings
+from pipeline.config.secrets import mask_text
 from pipeline.config.types import Duration
 from pipeline.errors import PermanentError, RetryableError
 from pipeline.exporterhelper.retry import Backoff
@@ -518,7 +519,7 @@ class KafkaReceiver(Component):
                 await self.obs.deliver(consumer, batch)
                 return
             except PermanentError as exc:
-                await self._skip(rec, "rejected", str(exc))
+                await self._skip(rec, "rejected", mask_text(exc))
                 return
             except RetryableError as exc:
                 retry_after = exc.retry_after

@@ -41,7 +41,10 @@ Delivery: a request is acknowledged only after the pipeline accepted its
 batch. Backpressure (`RetryableError`) answers gRPC UNAVAILABLE with a
 `google.rpc.RetryInfo`, HTTP 503 (429 when throttling) with Retry-After; bad
 data (`PermanentError`, malformed protobuf/JSON) answers INVALID_ARGUMENT /
-400. Spans and log records with malformed ids are dropped and reported as a
+400. An exporter's error reaches the sender only as its status and a generic
+reason naming the exporter ("exporter otlphttp/backend unavailable: retry
+later"); its text, which may quote the backend, goes to the log, masked.
+Spans and log records with malformed ids are dropped and reported as a
 partial success; the rest of the request is delivered.
 
 Hot path: a protobuf request is parsed once with the full OTLP classes (C
@@ -105,7 +108,7 @@ from pipeline.receiverhelper.http import (
     read_body,
     retry_after_header,
 )
-from pipeline.receiverhelper.obs import ReceiverObs
+from pipeline.receiverhelper.obs import ReceiverObs, sender_reason
 
 if TYPE_CHECKING:
     import grpc
@@ -351,11 +354,11 @@ class OTLPReceiver(Component):
                 try:
                     await deliver(consumer, batch)
                 except RetryableError as exc:
-                    code, details = StatusCode.UNAVAILABLE, str(exc) or "retry later"
+                    code, details = StatusCode.UNAVAILABLE, sender_reason(exc)
                     metadata = (("grpc-status-details-bin", grpc_status_details(
                         code_pb2.UNAVAILABLE, details, exc.retry_after)),)
                 except PermanentError as exc:
-                    code, details = StatusCode.INVALID_ARGUMENT, str(exc) or "rejected"
+                    code, details = StatusCode.INVALID_ARGUMENT, sender_reason(exc)
                 except Exception:
                     # Counted and logged by ReceiverObs; the sender retries, nothing is lost.
                     log.debug("refusing a request after a pipeline failure")
@@ -564,11 +567,11 @@ async def _deliver_http(deliver: Callable[[Consumer, Batch], Awaitable[None]],
         status = 429 if exc.throttle else 503
         code = code_pb2.RESOURCE_EXHAUSTED if exc.throttle else code_pb2.UNAVAILABLE
         return _status_response(
-            is_json, ctype, status, code, str(exc) or "retry later",
+            is_json, ctype, status, code, sender_reason(exc),
             retry_after=exc.retry_after, headers=retry_after_header(exc))
     except PermanentError as exc:
         return _status_response(is_json, ctype, 400, code_pb2.INVALID_ARGUMENT,
-                                str(exc) or "rejected")
+                                sender_reason(exc))
     except Exception:
         log.debug("refusing a request after a pipeline failure")
         return _status_response(is_json, ctype, 503, code_pb2.UNAVAILABLE,

@@ -12,7 +12,7 @@ import pytest
 
 from pipeline.component import ComponentHealth, Signal
 from pipeline.config.retry import ExporterSettings
-from pipeline.errors import PermanentError, RetryableError
+from pipeline.errors import PermanentError, PipelineError, RetryableError
 from pipeline.exporterhelper import Exporter
 from pipeline.pdata.batch import Batch
 from pipeline.telemetry.metrics import Telemetry
@@ -268,3 +268,30 @@ async def test_exporter_with_disk_queue_delivers_after_restart(tmp_path: Path,
     names = sorted(n for b in up.delivered for n in span_names(b))
     assert names == sorted(f"span-{i}" for i in range(30))
     assert up.health().healthy
+
+
+@pytest.mark.parametrize("error", [RetryableError("http://u:pw@h: down"),
+                                   PermanentError("http://u:pw@h: HTTP 400")])
+async def test_errors_leaving_an_exporter_name_it_as_their_origin(error: PipelineError) -> None:
+    exp = Scripted(Telemetry(), helper({"enabled": False}), [error])
+    with pytest.raises(PipelineError) as exc:
+        await exp.consume(traces(1))
+    assert exc.value.origin == "exporter scripted"
+
+
+async def test_a_full_queue_names_the_exporter_as_origin() -> None:
+    gate = asyncio.Event()
+    exp = Scripted(Telemetry(), helper(queue={"enabled": True, "queue_size": 1,
+                                              "num_consumers": 1}), gate=gate)
+    await exp.start(None)  # type: ignore[arg-type]
+    refused: RetryableError | None = None
+    for _ in range(3):  # the worker waits at the gate: the queue fills up
+        try:
+            await exp.consume(traces(1))
+        except RetryableError as exc:
+            refused = exc
+            break
+    assert refused is not None
+    assert refused.origin == "exporter scripted"
+    gate.set()
+    await exp.shutdown()

@@ -25,6 +25,7 @@ from pipeline.exporters.alertmanager import (
 )
 from pipeline.pdata.batch import Batch
 from pipeline.telemetry.metrics import Telemetry
+from tests.secretsdata import assert_no_secret, basic, leaky_backend
 from tests.support import aeventually, connector_settings, exporter_settings, free_port
 
 NOW = 1_700_000_000.0  # 2023-11-14T22:13:20Z
@@ -491,3 +492,22 @@ def test_every_runbook_anchor_the_exporter_links_exists() -> None:
     for category in ("availability", "latency", "consistency", "burn-rate"):
         for severity in ("page", "ticket"):
             assert f"slo-{category}-{severity}" in ids
+
+
+@pytest.mark.parametrize(("status", "error"), [(400, PermanentError), (503, RetryableError)])
+async def test_credentials_in_the_url_are_basic_auth_and_never_in_errors(
+        status: int, error: type[Exception], caplog: pytest.LogCaptureFixture) -> None:
+    async with leaky_backend(status) as backend:
+        exp = await make({"endpoint": backend.with_credentials()})
+        try:
+            with pytest.raises(error) as exc:
+                await exp.send(alert_batch(firing()))
+            assert await exp.resend() == 0  # the re-send loop's failure is logged, masked
+        finally:
+            await exp.shutdown()
+    assert backend.authorizations[0] == basic()
+    assert str(exc.value).startswith(
+        f"http://127.0.0.1:{backend.port}/api/v2/alerts: HTTP {status}: bad request to "
+        f"http://alice:***@127.0.0.1:{backend.port}/api/v2/alerts (Authorization: Basic ")
+    assert "re-sending alerts failed" in caplog.text
+    assert_no_secret(str(exc.value), caplog.text, str(exp.health().last_error))

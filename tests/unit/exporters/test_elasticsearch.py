@@ -25,6 +25,7 @@ from pipeline.exporters.elasticsearch import (
 )
 from pipeline.pdata.batch import Batch
 from pipeline.telemetry.metrics import Telemetry
+from tests.secretsdata import assert_no_secret, basic, leaky_backend
 from tests.support import exporter_settings, free_port
 
 T0 = 1_700_000_000_123_456_789          # 2023-11-14T22:13:20.123456789Z
@@ -415,3 +416,18 @@ async def test_connection_refused_is_retryable(telemetry: Telemetry) -> None:
             await exp.send(logs(1))
     finally:
         await exp.shutdown()
+
+
+@pytest.mark.parametrize(("status", "error"), [(400, PermanentError), (503, RetryableError)])
+async def test_credentials_in_the_url_are_basic_auth_and_never_in_errors(
+        status: int, error: type[Exception], caplog: pytest.LogCaptureFixture) -> None:
+    async with leaky_backend(status) as backend:
+        exp = exporter(endpoint=backend.with_credentials())
+        await exp.start(None)  # type: ignore[arg-type]
+        try:
+            with pytest.raises(error) as exc:
+                await exp.send(logs(2))
+        finally:
+            await exp.shutdown()
+    assert backend.authorizations == [basic()]
+    assert_no_secret(str(exc.value), caplog.text)

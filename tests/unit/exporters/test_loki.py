@@ -28,6 +28,7 @@ from pipeline.exporters.loki import (
 )
 from pipeline.pdata.batch import Batch
 from pipeline.telemetry.metrics import Telemetry
+from tests.secretsdata import API_KEY, assert_no_secret, basic, leaky_backend
 from tests.support import exporter_settings, free_port
 
 T0 = 1_700_000_000_000_000_000
@@ -443,3 +444,19 @@ async def test_other_signals_are_refused() -> None:
     with pytest.raises(PermanentError, match="takes logs"):
         await exp.send(traces(1))
     assert factory.signals == frozenset({Signal.LOGS})
+
+
+async def test_credentials_in_the_url_are_basic_auth_and_never_in_errors(
+        caplog: pytest.LogCaptureFixture) -> None:
+    async with leaky_backend(400) as backend:
+        exp = exporter(endpoint=backend.with_credentials(f"/loki/api/v1/push?api_key={API_KEY}"))
+        await exp.start(None)  # type: ignore[arg-type]
+        try:
+            with pytest.raises(PermanentError) as exc:
+                await exp.send(two_services())
+        finally:
+            await exp.shutdown()
+    assert backend.authorizations == [basic()]
+    assert str(exc.value).startswith(
+        f"http://127.0.0.1:{backend.port}/loki/api/v1/push?api_key=***: HTTP 400")
+    assert_no_secret(str(exc.value), caplog.text)

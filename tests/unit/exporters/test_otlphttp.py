@@ -27,6 +27,7 @@ from pipeline.receivers.otlp import OTLPReceiverConfig
 from pipeline.receivers.otlp import factory as receiver_factory
 from pipeline.telemetry.metrics import Telemetry
 from tests.builders import logs, traces
+from tests.secretsdata import API_KEY, assert_no_secret, basic, leaky_backend
 from tests.support import Sink, exporter_settings, free_port, receiver_settings
 from tests.unit.exporters.test_otlp import make_ca_and_server_cert
 
@@ -244,3 +245,23 @@ def test_config() -> None:
     c = OTLPHTTPExporterConfig.model_validate({"logs_endpoint": "http://l/push"})
     assert c.url(Signal.LOGS) == "http://l/push"
     assert c.url(Signal.TRACES) is None
+
+
+@pytest.mark.parametrize(("status", "error"), [(400, PermanentError), (503, RetryableError)])
+async def test_credentials_in_the_url_are_basic_auth_and_never_in_errors(
+        status: int, error: type[Exception], caplog: pytest.LogCaptureFixture) -> None:
+    async with leaky_backend(status) as backend:
+        exp = exporter({"traces_endpoint": backend.with_credentials(
+            f"/v1/traces?api_key={API_KEY}")})
+        await exp.start(None)  # type: ignore[arg-type]
+        try:
+            with pytest.raises(error) as exc:
+                await exp.send(traces(1))
+        finally:
+            await exp.shutdown()
+    assert backend.authorizations == [basic()]
+    assert backend.paths == [f"/v1/traces?api_key={API_KEY}"]  # the query is sent as is
+    assert str(exc.value).startswith(
+        f"http://127.0.0.1:{backend.port}/v1/traces?api_key=***: HTTP {status}: bad request "
+        f"to http://alice:***@127.0.0.1:{backend.port}")
+    assert_no_secret(str(exc.value), caplog.text)

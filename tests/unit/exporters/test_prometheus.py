@@ -423,3 +423,33 @@ def test_series_expire_on_the_data_path_without_scrapes(telemetry: Telemetry) ->
     assert len(exp.acc) == 1
     assert telemetry.registry.get_sample_value(
         "otelpipe_prometheus_exporter_expired_series_total", {"exporter": "prometheus"}) == 50
+
+
+def test_max_series_caps_the_scrape_with_one_overflow_series_per_metric(
+        telemetry: Telemetry, caplog: pytest.LogCaptureFixture) -> None:
+    assert PrometheusConfig().max_series == 100_000
+    exp = make(telemetry, max_series=100, target_info={"enabled": False})
+    for start in range(0, 1000, 250):
+        exp.consume_request(request([
+            sum_metric("requests", [({"user": str(i)}, 1) for i in range(start, start + 250)],
+                       ts=TS)]))
+    exp.consume_request(request([gauge_metric("late", [({}, 1.0)], ts=TS)]))  # no room
+    s = scrape(exp)
+    regular = [k for k in s if ("otel_metric_overflow", "true") not in k[1]]
+    assert len(regular) == 100
+    assert sample(s, "requests_total", otel_metric_overflow="true") == 900
+    assert len(s) == 101
+
+    def metric(name: str) -> float | None:
+        return telemetry.registry.get_sample_value(name, {"exporter": "prometheus"})
+    assert metric("otelpipe_prometheus_exporter_overflow_points_total") == 901
+    assert not metric("otelpipe_prometheus_exporter_dropped_points_total")
+    assert metric("otelpipe_prometheus_exporter_series") == 101
+    assert caplog.text.count("max_series reached") == 1
+
+
+def test_max_series_zero_means_no_limit() -> None:
+    exp = make(max_series=0, target_info={"enabled": False})
+    exp.consume_request(request([sum_metric("r", [({"u": str(i)}, 1) for i in range(500)],
+                                            ts=TS)]))
+    assert len(scrape(exp)) == 500

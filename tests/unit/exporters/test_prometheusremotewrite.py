@@ -26,6 +26,7 @@ from pipeline.pdata.batch import Batch
 from pipeline.pdata.prometheus.remotewrite import WriteRequest
 from pipeline.telemetry.metrics import Telemetry
 from tests.promdata import DELTA, gauge_metric, histogram_metric, request, sum_metric
+from tests.secretsdata import API_KEY, assert_no_secret, basic, leaky_backend
 from tests.support import exporter_settings, free_port
 
 TS = 1_700_000_000_000_000_000
@@ -321,3 +322,22 @@ def test_hand_encoding_matches_protobuf() -> None:
     ex.labels.add(name="span_id", value=SPAN.hex())
     assert raw == expected.SerializeToString()
     assert part.samples == 3
+
+
+async def test_credentials_in_the_url_are_basic_auth_and_never_in_errors(
+        caplog: pytest.LogCaptureFixture) -> None:
+    async with leaky_backend(400) as backend:
+        cfg = {"endpoint": backend.with_credentials(f"/api/v1/write?api_key={API_KEY}"),
+               "sending_queue": {"enabled": False}, "retry_on_failure": {"enabled": False}}
+        exp = factory.create(exporter_settings("prometheusremotewrite"),
+                             RemoteWriteConfig.model_validate(cfg))
+        await exp.start(None)  # type: ignore[arg-type]
+        try:
+            with pytest.raises(PermanentError) as exc:
+                await exp.send(batch(red()))  # type: ignore[attr-defined]
+        finally:
+            await exp.shutdown()
+    assert backend.authorizations == [basic()]
+    assert str(exc.value).startswith(
+        f"http://127.0.0.1:{backend.port}/api/v1/write?api_key=*** rejected")
+    assert_no_secret(str(exc.value), caplog.text)

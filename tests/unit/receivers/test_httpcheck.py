@@ -15,6 +15,7 @@ from pipeline.errors import RetryableError
 from pipeline.receivers.httpcheck import HttpCheckConfig, HttpCheckReceiver, factory
 from pipeline.registry import default_registry
 from pipeline.telemetry.metrics import Telemetry
+from tests.secretsdata import API_KEY, PASSWORD, assert_no_secret, basic, leaky_backend
 from tests.support import Sink, aeventually, free_port, receiver_settings
 
 SEEN_HEADERS: list[dict[str, str]] = []
@@ -221,3 +222,19 @@ def test_registered() -> None:
     assert default_registry().get(Kind.RECEIVER, "httpcheck") is factory
     assert factory.supports(Signal.METRICS)
     assert not factory.supports(Signal.LOGS)
+
+
+async def test_urls_are_masked_in_attributes_and_logs(caplog: pytest.LogCaptureFixture) -> None:
+    refused = f"http://alice:{PASSWORD}@127.0.0.1:{free_port()}/x?api_key={API_KEY}"
+    async with leaky_backend(200) as backend:
+        url = backend.with_credentials(f"/health?api_key={API_KEY}&q=1")
+        batches, _ = await run_once({"targets": [{"endpoint": url}, {"endpoint": refused}]})
+    assert backend.authorizations == [basic()]  # the credentials are still used
+    assert backend.paths == [f"/health?api_key={API_KEY}&q=1"]
+    pts = flatten(batches[0])
+    urls = {a["http.url"] for (_n, _u, a, _v, _m) in pts}
+    assert urls == {f"http://alice:***@127.0.0.1:{backend.port}/health?api_key=***&q=1",
+                    refused.replace(PASSWORD, "***").replace(API_KEY, "***")}
+    texts = [str(v) for (_n, _u, a, _v, _m) in pts for v in a.values()]
+    assert_no_secret(batches[0].message.SerializeToString(), caplog.text, *texts,
+                     *(str(r.__dict__) for r in caplog.records))

@@ -732,6 +732,25 @@ async def test_permanent_error_is_400(env: Env) -> None:
     assert env.counter("accepted") == 0
 
 
+async def test_an_exporters_error_never_reaches_the_sender(
+        env: Env, caplog: pytest.LogCaptureFixture) -> None:
+    leaky = "http://alice:pw-S3cr3t@loki:3100/loki/api/v1/push?token=T0k"
+    env.sink.refuse = RetryableError(f"{leaky}: HTTP 503", retry_after=2).from_origin(
+        "exporter loki/main")
+    status, headers, payload = await env.post(ndjson({"msg": "a"}))
+    assert (status, headers["Retry-After"]) == (503, "2")
+    assert payload == {"error": "exporter loki/main unavailable: retry later"}
+    env.sink.refuse = PermanentError(f"{leaky}: HTTP 400").from_origin("exporter loki/main")
+    status, _, payload = await env.post(ndjson({"msg": "a"}))
+    assert (status, payload) == (400, {"error": "exporter loki/main rejected the data: "
+                                                "do not retry"})
+    logged = [r for r in caplog.records if r.getMessage().startswith("refused a request")]
+    assert [r.error for r in logged] == [  # type: ignore[attr-defined]
+        "http://alice:***@loki:3100/loki/api/v1/push?token=***: HTTP 503"]
+    assert "S3cr3t" not in caplog.text
+    assert "T0k" not in caplog.text
+
+
 async def test_unexpected_pipeline_error_is_503(env: Env) -> None:
     env.sink.refuse = RuntimeError("bug")
     status, headers, payload = await env.post(ndjson({"msg": "a"}))

@@ -637,6 +637,53 @@ async def test_permanent_error(env_with_data: Env) -> None:
     assert_kept(env)
 
 
+LEAKY = "http://alice:pw-S3cr3t@backend:4318/v1/traces?api_key=K3y"
+
+
+async def test_an_exporters_error_never_reaches_the_sender(
+        env_with_data: Env, caplog: pytest.LogCaptureFixture) -> None:
+    env = env_with_data
+    env.sinks[Signal.TRACES].refuse = RetryableError(
+        f"{LEAKY}: HTTP 503: busy", retry_after=1).from_origin("exporter otlphttp/backend")
+    generic = "exporter otlphttp/backend unavailable: retry later"
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await env.grpc_export(Signal.TRACES, traces(1).SerializeToString())
+    assert (info.value.code(), info.value.details()) == (grpc.StatusCode.UNAVAILABLE, generic)
+    status, _, resp = await env.post(Signal.TRACES, traces(1).SerializeToString())
+    assert (status, status_of(resp)) == (503, (code_pb2.UNAVAILABLE, generic))
+    status, _, resp = await env.post(Signal.TRACES, encode_request(traces(1)), content_type=JSON)
+    assert (status, status_of(resp, JSON)) == (503, (code_pb2.UNAVAILABLE, generic))
+    assert b"S3cr3t" not in resp
+
+    env.sinks[Signal.TRACES].refuse = PermanentError(
+        f"{LEAKY}: HTTP 400: bad").from_origin("exporter otlphttp/backend")
+    rejected = "exporter otlphttp/backend rejected the data: do not retry"
+    with pytest.raises(grpc.aio.AioRpcError) as info:
+        await env.grpc_export(Signal.TRACES, traces(1).SerializeToString())
+    assert (info.value.code(), info.value.details()) == (grpc.StatusCode.INVALID_ARGUMENT,
+                                                         rejected)
+    status, _, resp = await env.post(Signal.TRACES, traces(1).SerializeToString())
+    assert (status, status_of(resp)) == (400, (code_pb2.INVALID_ARGUMENT, rejected))
+    # The full text is logged (rate-limited per exporter), masked.
+    logged = [r for r in caplog.records if r.getMessage().startswith("refused a request")]
+    assert logged
+    assert logged[0].error == ("http://alice:***@backend:4318/v1/traces?api_key=***: "  # type: ignore[attr-defined]
+                               "HTTP 503: busy")
+    assert "S3cr3t" not in caplog.text
+    assert "K3y" not in caplog.text
+    assert_kept(env)
+
+
+async def test_a_processors_refusal_keeps_its_message_with_urls_masked(
+        env_with_data: Env) -> None:
+    env = env_with_data
+    env.sinks[Signal.TRACES].refuse = RetryableError(f"lookup {LEAKY} failed")
+    status, _, resp = await env.post(Signal.TRACES, traces(1).SerializeToString())
+    assert (status, status_of(resp)) == (503, (
+        code_pb2.UNAVAILABLE,
+        "lookup http://alice:***@backend:4318/v1/traces?api_key=*** failed"))
+
+
 async def test_pipeline_bug_is_retryable(env_with_data: Env) -> None:
     env = env_with_data
     env.sinks[Signal.TRACES].refuse = ZeroDivisionError("oops")
