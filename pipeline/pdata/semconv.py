@@ -32,7 +32,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from opentelemetry.proto.common.v1.common_pb2 import KeyValue
+
 from pipeline.pdata.anyvalue import any_value_to_python
+from pipeline.pdata.wire import ld
 
 __all__ = [
     "ANY",
@@ -314,6 +317,40 @@ def deprecated_names(stable: str) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _key_field(key: bytes) -> bytes:
+    """The serialized key field of a KeyValue (tag 0x0a, length, UTF-8 key)."""
+    return ld(b"\x0a", key)
+
+
+def _key_of(kv: bytes) -> bytes:
+    """The UTF-8 key of a serialized KeyValue that does not start with a short key
+    field (a long key, another field order, an empty KeyValue)."""
+    key: str = KeyValue.FromString(kv).key if kv else ""
+    return key.encode()
+
+
+def _renamed(kv: bytes, key: bytes) -> bytes:
+    """A serialized KeyValue with another key: the new key field, then the old bytes
+    after the key field (encoders write the key first); re-encoded otherwise."""
+    if kv[0] == 0x0A and kv[1] < 0x80:
+        return _key_field(key) + kv[2 + kv[1]:]
+    pb = KeyValue.FromString(kv)
+    pb.key = key.decode()
+    out: bytes = pb.SerializeToString()
+    return out
+
+
+def _text(key: bytes) -> str:
+    return key.decode("utf-8", "replace")
+
+
+def _serialized(key: str, v: Any) -> bytes:
+    pb = KeyValue(key=key)
+    _set_value(pb, v)
+    out: bytes = pb.SerializeToString()
+    return out
+
+
 def _set_value(kv: Any, v: Any) -> None:
     value = kv.value
     if isinstance(v, bool):
@@ -329,6 +366,11 @@ def _set_value(kv: Any, v: Any) -> None:
 Op = tuple[int, str, Any]
 """(index of the old attribute, new key or "", value or _KEEP): one step of a plan."""
 _KEEP = object()  # the new attribute takes the old one's value as it is
+_MISSING: Any = object()
+_CACHE_LIMIT = 10_000
+Shape = tuple[tuple[tuple[int, int, Rule, bytes], ...], frozenset[bytes]]
+"""(rank, attribute index, rule, new name) of the rules that apply, in precedence order;
+the keys (UTF-8)."""
 
 
 class Upgrader:
@@ -358,6 +400,9 @@ class Upgrader:
                     table[r.old] = (rank, r)
             self.by_kind.append(table)
         self.old_names = frozenset(r.old for r in rules)
+        self._shapes: dict[tuple[tuple[bytes, ...], int], Shape | None] = {}
+        self._renamed: dict[tuple[bytes, bytes], bytes] = {}
+        self._conversions: dict[tuple[int, bytes], list[tuple[bytes, bytes]] | None] = {}
 
     def plan(self, keys: list[str], value: Callable[[int], Any], kind: int = ANY
              ) -> list[Op]:
@@ -389,33 +434,91 @@ class Upgrader:
                 ops.append((i, "", None))
         return ops
 
-    def upgrade_kvs(self, attrs: Any, kind: int = ANY) -> bool:
-        """Upgrade a repeated `KeyValue` field in place; True if it changed."""
-        keys = [kv.key for kv in attrs]
-        if self.old_names.isdisjoint(keys):
-            return False
-        ops = self.plan(keys, lambda i: any_value_to_python(attrs[i].value), kind)
-        if not ops:
-            return False
+    def upgrade_serialized(self, kvs: list[bytes], kind: int = ANY) -> list[bytes] | None:
+        """The upgraded attributes of an item, as serialized KeyValues (the form a
+        projection reads them in and a parser takes back); None if nothing changes.
+
+        Works on UTF-8 keys sliced out of the bytes. Renamed attributes keep their
+        serialized value bytes (a new key field in front); only converting rules decode
+        a value. Items of one instrumentation share their key sequence: what to do with
+        it is worked out once per sequence (`_shape`), and renamed or converted
+        KeyValues are remembered by their bytes (bounded caches)."""
+        try:
+            keys = tuple([kv[2:2 + kv[1]] if kv[0] == 0x0A and kv[1] < 0x80 else _key_of(kv)
+                          for kv in kvs])
+        except IndexError:  # an empty KeyValue
+            keys = tuple([_key_of(kv) for kv in kvs])
+        shape = self._shapes.get((keys, kind), _MISSING)
+        if shape is _MISSING:
+            shape = self._shape(keys, kind)
+        if shape is None:
+            return None
+        hits, present0 = shape
+        out: list[bytes | None] = list(kvs)
         dup = self.duplicate
-        drop: set[int] = set()
-        renamed: set[int] = set()
-        for i, new, v in ops:
-            if not new:
-                drop.add(i)
-            elif v is _KEEP and not dup and i not in renamed:
-                attrs[i].key = new  # in place: the value stays where it is
-                renamed.add(i)
-            else:
-                kv = attrs.add()
-                kv.key = new
-                if v is _KEEP:
-                    kv.value.CopyFrom(attrs[i].value)
-                else:
-                    _set_value(kv, v)
-        for i in sorted(drop - renamed, reverse=True):
-            del attrs[i]
-        return True
+        present = set(present0)
+        renamed = self._renamed
+        for rank, i, rule, new in hits:
+            kv = kvs[i]
+            if rule.convert is None:
+                if new not in present:
+                    present.add(new)
+                    renamed_kv = renamed.get((kv, new))
+                    if renamed_kv is None:
+                        renamed_kv = renamed[(kv, new)] = _renamed(kv, new)
+                    if dup:
+                        out.append(renamed_kv)
+                    else:
+                        out[i] = renamed_kv
+                elif not dup:
+                    out[i] = None
+                continue
+            converted = self._converted(rank, rule, kv)
+            if converted is None:
+                continue  # not convertible: left as it is
+            for new_key, new_kv in converted:
+                if new_key not in present:
+                    present.add(new_key)
+                    out.append(new_kv)
+            if not dup:
+                out[i] = None
+        if len(renamed) > _CACHE_LIMIT:
+            renamed.clear()
+        return [kv for kv in out if kv is not None]
+
+    def _shape(self, keys: tuple[bytes, ...], kind: int) -> Shape | None:
+        """The rules that apply to an item with these keys, in precedence order, and the
+        keys as a set; None if nothing would change. Cached."""
+        table = self.by_kind[kind]
+        texts = [_text(k) for k in keys]
+        found = sorted((table[t][0], i, table[t][1])
+                       for i, t in enumerate(texts) if t in table)
+        shape: Shape | None = None
+        if found:
+            hits = tuple((rank, i, rule, rule.new.encode()) for rank, i, rule in found)
+            shape = (hits, frozenset(keys))
+            if all(r.convert is None for _, _, r, _ in hits) and self.duplicate and all(
+                    new in shape[1] for _, _, _, new in hits):
+                shape = None  # duplicate mode, every stable name already there
+        if len(self._shapes) > _CACHE_LIMIT:
+            self._shapes.clear()
+        self._shapes[(keys, kind)] = shape
+        return shape
+
+    def _converted(self, rank: int, rule: Rule, kv: bytes) -> list[tuple[bytes, bytes]] | None:
+        """What a converting rule makes of one serialized KeyValue: (new key, serialized
+        new KeyValue) pairs, or None if the value does not convert. Cached by bytes."""
+        cache = self._conversions
+        got = cache.get((rank, kv), _MISSING)
+        if got is not _MISSING:
+            return got  # type: ignore[no-any-return]
+        assert rule.convert is not None
+        out = rule.convert(any_value_to_python(KeyValue.FromString(kv).value))
+        result = None if out is None else [(new.encode(), _serialized(new, v)) for new, v in out]
+        if len(cache) > _CACHE_LIMIT:
+            cache.clear()
+        cache[(rank, kv)] = result
+        return result
 
     def upgrade_dict(self, attrs: dict[str, Any], kind: int = ANY) -> bool:
         """Upgrade a dict of Python attribute values in place; True if it changed."""

@@ -195,3 +195,28 @@ def test_aliases_are_plain_renames_by_kind() -> None:
     assert deprecated_names("url.path") == ("http.target",)
     assert deprecated_names("server.port") == ("http.host", "net.host.port", "net.peer.port")
 
+
+
+def test_upgrade_serialized_keeps_value_bytes_and_order() -> None:
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+    def ser(key: str, **value: Any) -> bytes:
+        out: bytes = KeyValue(key=key, value=AnyValue(**value)).SerializeToString()
+        return out
+
+    long_key = "app." + "k" * 200  # a two-byte length: parsed, not sliced
+    value_first = (b"\x12" + bytes([len(ser("", int_value=7)) - 2])
+                   + AnyValue(int_value=7).SerializeToString() + b"\x0a\x10http.status_code")
+    kvs = [ser("http.method", string_value="GET"), ser(long_key, bool_value=True),
+           value_first, ser("http.target", string_value="/a?b")]
+    assert KeyValue.FromString(value_first).key == "http.status_code"
+    out = Upgrader().upgrade_serialized(kvs, SERVER)
+    assert out is not None
+    got = [KeyValue.FromString(kv) for kv in out]
+    assert [(kv.key, kv.value.WhichOneof("value")) for kv in got] == [
+        ("http.request.method", "string_value"), (long_key, "bool_value"),
+        ("http.response.status_code", "int_value"), ("url.path", "string_value"),
+        ("url.query", "string_value")]
+    assert out[0].endswith(kvs[0][len("\x0a\x0bhttp.method"):])  # value bytes reused
+    assert got[2].value.int_value == 7
+    assert Upgrader().upgrade_serialized([ser(long_key, int_value=1)]) is None
