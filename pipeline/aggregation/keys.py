@@ -3,10 +3,16 @@
 Front ends build a cheap *raw key* per item from undecoded attribute bytes (a
 `KeyTable` selects the KeyValues whose key is wanted without decoding any)
 and decode values only when a key is new (`ValueCache`).
+
+Dimension matching beyond the name as written: a dimension that names a stable
+semantic-convention attribute also matches its deprecated names
+(`pipeline.pdata.semconv.aliases`), and `DimensionWatch` warns once about a
+dimension that stays absent.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -87,3 +93,96 @@ class ValueCache:
             value = self.values[kv] = any_value_to_python(av)
         return value
 
+
+
+# Dimension matching: deprecated names and absent dimensions ---------------------------
+
+class _Absent:
+    """Marks a dimension that neither its name nor a deprecated one gave (in a key)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "ABSENT"
+
+
+ABSENT: Any = _Absent()
+
+
+class DimensionWatch:
+    """Warns once per dimension that is absent from `after` items in a row.
+
+    Front ends count, per batch (request), the items they saw and, per dimension,
+    the items that lacked it (`end_batch`); a dimension absent from every item of
+    consecutive batches adds them up, one present anywhere in a batch resets its
+    count. So the count is exact for a dimension that never comes (the case that
+    matters: a typo, or data on another semantic-convention version) and errs
+    towards not warning otherwise. `seen_old[i]` is a deprecated name of dimension
+    i seen on an item that lacked it (reported in the warning). A dimension with a
+    `default` is expected to be absent at times: it warns only if a deprecated name
+    was seen instead. `note_matched` says once, at info level, that a deprecated
+    name was matched. `end_batch` returns the dimensions that stopped being watched.
+    """
+
+    def __init__(self, logger: logging.Logger, connector: str, items: str,
+                 names: Sequence[str], defaults: Sequence[str | None], after: int,
+                 fallback: Sequence[bool]):
+        self.logger = logger
+        self.connector = connector
+        self.items = items
+        self.names = list(names)
+        self.defaults = list(defaults)
+        self.after = after
+        self.fallback = list(fallback)
+        n = len(self.names)
+        self.runs = [0] * n
+        self.done = [after <= 0] * n
+        self.absent = [0] * n  # this batch
+        self.seen_old: list[str | None] = [None] * n
+        self.noted = [False] * n
+        self.active = not all(self.done)
+
+    def end_batch(self, items: int) -> list[int]:
+        """Close a batch of `items` items; the dimensions no longer watched from now on
+        (warned about, or quietly done: a default was expected)."""
+        warned: list[int] = []
+        absent = self.absent
+        for i, n_absent in enumerate(absent):
+            if self.done[i]:
+                continue
+            if items and n_absent >= items:
+                self.runs[i] += items
+                if self.runs[i] >= self.after:
+                    self.done[i] = True
+                    warned.append(i)
+                    if self.defaults[i] is None or self.seen_old[i] is not None:
+                        self.logger.warning(self.message(i))
+            elif items:
+                self.runs[i] = 0
+            absent[i] = 0
+        self.active = not all(self.done)
+        return warned
+
+    def message(self, i: int) -> str:
+        name = self.names[i]
+        default = self.defaults[i]
+        items = self.items
+        text = (f"connector {self.connector}: dimension {name!r} was absent from "
+                f"{self.runs[i]} {items} in a row, so their series "
+                + (f"got its default {default!r}" if default is not None else "lack it"))
+        old = self.seen_old[i]
+        if old is None:
+            return text + " (is the attribute name right?)"
+        text += (f"; the {items.split()[0]} carry the deprecated name {old!r} instead: put "
+                 f"the semconv processor before this connector")
+        if not self.fallback[i]:
+            text += ", or set deprecated_names: true on it"
+        return text
+
+    def note_matched(self, i: int, old: str) -> None:
+        """Dimension i was taken from the deprecated name `old` (said once, at info)."""
+        if not self.noted[i]:
+            self.noted[i] = True
+            self.logger.info(
+                f"connector {self.connector}: dimension {self.names[i]!r} is matched by the "
+                f"deprecated name {old!r} on {self.items} that lack it (deprecated_names)")

@@ -66,7 +66,7 @@ from pydantic import (
 from pipeline.aggregation.connector import AggregatingConnector, AggregationSettings
 from pipeline.aggregation.emit import MetricSpec
 from pipeline.aggregation.histograms import HistogramSeries
-from pipeline.aggregation.keys import KeyTable, ValueCache
+from pipeline.aggregation.keys import DimensionWatch, KeyTable, ValueCache
 from pipeline.aggregation.series import Attrs, GaugeSeries, Series, SumSeries
 from pipeline.aggregation.store import Clock, SeriesSet
 from pipeline.component import (
@@ -87,6 +87,7 @@ from pipeline.pdata.conditions import (
     as_number,
 )
 from pipeline.pdata.projection import build_projection
+from pipeline.pdata.semconv import aliases, deprecated_names
 from pipeline.telemetry.metrics import CounterSpec
 
 # The OpenTelemetry SDKs' default explicit bounds (suit millisecond values).
@@ -115,6 +116,9 @@ SKIPPED_RECORDS = CounterSpec(
 class DimensionConfig(ComponentConfig):
     name: str = Field(min_length=1, description="record attribute, else resource attribute")
     default: str | None = None
+    deprecated_names: bool | None = Field(
+        None, description="also match the deprecated semantic-convention names of this "
+        "attribute when it is absent (default: the connector's deprecated_names)")
 
 
 class LogMetricConfig(ComponentConfig):
@@ -155,6 +159,13 @@ class LogMetricConfig(ComponentConfig):
 
 class LogMetricsConfig(AggregationSettings):
     metrics: list[LogMetricConfig] = Field(min_length=1)
+    deprecated_names: bool = Field(
+        True, description="a dimension naming a stable semantic-convention attribute "
+        "(http.response.status_code) also matches its deprecated names (http.status_code) "
+        "on records that lack it")
+    warn_absent_after: int = Field(
+        1000, ge=0, description="warn once about a dimension absent from this many "
+        "records in a row (records the metric counted); 0: never")
 
     @field_validator("metrics")
     @classmethod
@@ -181,6 +192,12 @@ class _Metric:
         self.value_slot = value_slot
         self.series = sset
         self.bounds = bounds
+        # Deprecated-name slots per dimension (empty: none, or not allowed), hint slots
+        # (every deprecated name, for the warning), set by the connector.
+        self.alias_slots: list[tuple[tuple[str, int], ...]] = []
+        self.hint_slots: list[tuple[tuple[str, int], ...]] = []
+        self.watch: DimensionWatch | None = None
+        self.matched = 0  # records counted in the current batch
 
     def canonical(self, key: Any) -> tuple[Any, ...]:
         svc, *vals = key
@@ -231,7 +248,9 @@ class LogMetricsConnector(AggregatingConnector):
             self.specs.append(MetricSpec(m.name, kind, sset, description=m.description,
                                          unit=m.unit, monotonic=m.monotonic or m.type == "counter",
                                          integer=m.type == "counter", bounds=bounds))
-            self.metrics.append(_Metric(m, predicate, dim_slots, value_slot, sset, bounds))
+            metric = _Metric(m, predicate, dim_slots, value_slot, sset, bounds)
+            self._init_dimension_matching(metric, compiler, config)
+            self.metrics.append(metric)
             self._skipped_missing[m.name] = skipped.labels(
                 self.id, m.name, "value_missing")
             self._skipped_nan[m.name] = skipped.labels(
@@ -243,6 +262,46 @@ class LogMetricsConnector(AggregatingConnector):
         rkeys = sorted(resource_slots, key=resource_slots.__getitem__)
         self.n_resource_only = len(rkeys)
         self.resource_keys = KeyTable([*keys, *rkeys, "service.name"])
+
+    def _init_dimension_matching(self, m: _Metric, compiler: ConditionCompiler,
+                                 config: LogMetricsConfig) -> None:
+        """Slots for the deprecated names of m's dimensions, and m's absence watch."""
+        dims = m.cfg.dimensions
+        use = [config.deprecated_names if d.deprecated_names is None else d.deprecated_names
+               for d in dims]
+        m.alias_slots = [tuple((a, compiler.slot(a)) for a in aliases(d.name)) if u else ()
+                         for d, u in zip(dims, use, strict=True)]
+        m.hint_slots = [tuple((a, compiler.slot(a)) for a in deprecated_names(d.name))
+                        if config.warn_absent_after else () for d in dims]
+        watch = DimensionWatch(self.logger, self.id, f"records of metric {m.name!r}",
+                               m.dim_names, m.defaults, config.warn_absent_after, use)
+        m.watch = watch if watch.active else None
+
+    def _absent(self, m: _Metric, dims: list[Any], vals: list[Any]) -> None:
+        """Fill absent dimensions from their deprecated names; count what stays absent."""
+        watch = m.watch
+        for i, v in enumerate(dims):
+            if v is not None:
+                continue
+            for name, slot in m.alias_slots[i]:
+                if vals[slot] is not None:
+                    dims[i] = vals[slot]
+                    if watch is not None:
+                        watch.note_matched(i, name)
+                    break
+            else:
+                if watch is not None and not watch.done[i]:
+                    watch.absent[i] += 1
+                    for name, slot in m.hint_slots[i]:
+                        if vals[slot] is not None:
+                            watch.seen_old[i] = name
+                            break
+
+    def _end_batch(self) -> None:
+        for m in self.metrics:
+            if m.watch is not None and m.watch.active:
+                m.watch.end_batch(m.matched)
+            m.matched = 0
 
     def _decode_body(self, raw: bytes) -> Any:
         cache = self._body_cache
@@ -293,6 +352,7 @@ class LogMetricsConnector(AggregatingConnector):
                     for m in metrics:
                         if m.when is None or m.when(vals, rec):
                             self._record(m, vals, rec, svc)
+        self._end_batch()
 
     def _record(self, m: _Metric, vals: list[Any], rec: Any, svc: Any) -> None:
         value: Any = None
@@ -306,7 +366,11 @@ class LogMetricsConnector(AggregatingConnector):
             if value is None or value != value:  # NaN
                 self._skipped_nan[m.name].inc()
                 return
-        key = (svc, *[vals[s] for s in m.dim_slots])
+        dims = [vals[s] for s in m.dim_slots]
+        m.matched += 1
+        if None in dims:
+            self._absent(m, dims, vals)
+        key = (svc, *dims)
         sset = m.series
         s = sset.cache.get(key)
         if s is None:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+from collections.abc import Hashable
 from typing import Any
 
 from google.protobuf.message import DecodeError
@@ -37,9 +38,9 @@ from pydantic import Field, field_validator, model_validator
 from pipeline.aggregation.connector import AggregatingConnector, AggregationSettings
 from pipeline.aggregation.emit import MetricSpec
 from pipeline.aggregation.histograms import ExpHistogramSeries, HistogramSeries
-from pipeline.aggregation.keys import ValueCache
-from pipeline.aggregation.series import Attrs
-from pipeline.aggregation.store import Clock
+from pipeline.aggregation.keys import ABSENT, DimensionWatch, ValueCache
+from pipeline.aggregation.series import Attrs, Series
+from pipeline.aggregation.store import Canonicalize, Clock, Describe
 from pipeline.component import (
     ComponentConfig,
     ConnectorCreateSettings,
@@ -52,6 +53,7 @@ from pipeline.errors import PermanentError
 from pipeline.pdata.anyvalue import label_text
 from pipeline.pdata.batch import Batch
 from pipeline.pdata.projection import build_projection
+from pipeline.pdata.semconv import KINDS, aliases, deprecated_names, kind_category
 
 DEFAULT_BUCKETS_S = (0.002, 0.004, 0.006, 0.008, 0.01, 0.05, 0.1, 0.2, 0.4, 0.5, 0.8, 1.0,
                      1.4, 2.0, 5.0, 10.0, 15.0)
@@ -80,6 +82,9 @@ class DimensionConfig(ComponentConfig):
     name: str = Field(min_length=1, description="span attribute, else resource attribute")
     default: str | None = Field(None, description="value when neither has it; without a "
                                 "default the dimension is left out of that series")
+    deprecated_names: bool | None = Field(
+        None, description="also match the deprecated semantic-convention names of this "
+        "attribute when it is absent (default: the connector's deprecated_names)")
 
 
 class ExplicitBucketsConfig(ComponentConfig):
@@ -130,6 +135,13 @@ class RedMetricsConfig(AggregationSettings):
     histogram: HistogramConfig = Field(default_factory=HistogramConfig)
     exemplars: ExemplarsConfig = Field(default_factory=ExemplarsConfig)
     errors: ErrorsConfig = Field(default_factory=ErrorsConfig)
+    deprecated_names: bool = Field(
+        True, description="a dimension naming a stable semantic-convention attribute "
+        "(http.response.status_code) also matches its deprecated names (http.status_code) "
+        "on spans that lack it")
+    warn_absent_after: int = Field(
+        1000, ge=0, description="warn once about a dimension absent from this many spans "
+        "in a row; 0: never")
 
     @field_validator("dimensions")
     @classmethod
@@ -168,6 +180,7 @@ class RedMetricsConnector(AggregatingConnector):
                 self.probe_slots.append(keys.index(k))
         self.keys = keys
         self.decode = ValueCache(any_value=True)
+        self._init_dimension_matching(config)
         # (service.name, dimension values) of a resource ↔ a small int in the span keys.
         self.rids: dict[tuple[Any, ...], int] = {}
         self.resources: dict[int, tuple[Any, ...]] = {}
@@ -203,6 +216,72 @@ class RedMetricsConnector(AggregatingConnector):
         except DecodeError as exc:
             raise PermanentError(f"undecodable traces request: {exc}") from exc
         self.aggregate(req)
+
+    def _init_dimension_matching(self, config: RedMetricsConfig) -> None:
+        """Deprecated names per dimension (by span kind category) and the watch for
+        dimensions that do not come. A span whose key lacks a dimension that either
+        concerns takes `_detour` (marked by `DETOUR` in the series cache); the other
+        spans pay one identity test."""
+        self.use_aliases = [config.deprecated_names if d.deprecated_names is None
+                            else d.deprecated_names for d in config.dimensions]
+        self.aliases = [tuple(aliases(name, kind) for kind in KINDS) for name in self.dims]
+        self.hints = [deprecated_names(name) for name in self.dims]
+        self.watch = DimensionWatch(self.logger, self.id, "spans", self.dims, self.defaults,
+                                    config.warn_absent_after, self.use_aliases)
+        self._detour_slots()
+
+    def _detour_slots(self) -> None:
+        """Dimensions whose absence takes the detour: those with deprecated names to
+        match, and those still watched."""
+        self.detour_slots = [i for i in range(len(self.dims))
+                             if (self.use_aliases[i] and any(self.aliases[i]))
+                             or not self.watch.done[i]]
+
+    def _resolve(self, raw_key: Hashable, canonicalize: Canonicalize,
+                 describe: Describe) -> Series:
+        """A cache miss: `DETOUR` for a key that lacks a dimension of `detour_slots`
+        (remembered in the cache like a series), else the series."""
+        key: Any = raw_key
+        for i in self.detour_slots:
+            if key[4 + i] is None:
+                cache = self.series.cache
+                if len(cache) >= self.series.cache_limit:
+                    cache.clear()
+                cache[key] = DETOUR
+                return DETOUR
+        return self.series.resolve(key, canonicalize, describe)
+
+    def _detour(self, key: Any, sp: Any, rs: Any) -> Any:
+        """The series of a span lacking a dimension: its deprecated names (span, then
+        resource) fill in when allowed; what stays absent is counted for the watch."""
+        vals = list(key[4:])
+        kind = kind_category(sp.kind)
+        watch = self.watch
+        for i in self.detour_slots:
+            if vals[i] is not None:
+                continue
+            names = self.aliases[i][kind] if self.use_aliases[i] else ()
+            found = _first(names, sp.attributes.get, rs.resource.attributes.get)
+            if found is not None:
+                vals[i] = found[1]
+                watch.note_matched(i, found[0])
+                continue
+            vals[i] = ABSENT
+            if not watch.done[i]:
+                watch.absent[i] += 1
+                hint = _first(self.hints[i], sp.attributes.get, rs.resource.attributes.get)
+                if hint is not None:
+                    watch.seen_old[i] = hint[0]
+        key = (*key[:4], *vals)
+        s = self.series.cache.get(key)
+        if s is None or s is DETOUR:
+            s = self.series.resolve(key, self._canonical, self._describe)
+        return s
+
+    def _end_batch(self, spans: int) -> None:
+        if self.watch.end_batch(spans):
+            self._detour_slots()
+            self.series.cache.clear()  # forget detours no longer needed
 
     def duration_bounds(self) -> dict[str, list[float]]:
         hist = self.config.histogram
@@ -248,17 +327,26 @@ class RedMetricsConnector(AggregatingConnector):
         exponential = self.exponential
         exemplars = self.exemplars
         resource_id = self._resource_id
+        if self.detour_slots:
+            resolve = self._resolve
+        detour = DETOUR
+        watched = self.watch.active
+        n = 0
         for rs in req.resources:
             rget = rs.resource.attributes.get
             rdefs = [rget(k) for k in keys]
             rid = resource_id((rget("service.name"), *rdefs))
             for scope in rs.scopes:
-                for sp in scope.spans:
+                spans = scope.spans
+                n += len(spans)
+                for sp in spans:
                     key = (rid, sp.name, sp.kind, sp.status,
                            *map(sp.attributes.get, keys, rdefs))
                     s: Any = cache_get(key)
                     if s is None:
                         s = resolve(key, canonical, describe)
+                    if s is detour:
+                        s = self._detour(key, sp, rs)
                     end = sp.end
                     d = end - sp.start
                     if d < 0:
@@ -271,6 +359,8 @@ class RedMetricsConnector(AggregatingConnector):
                     s.sum += d
                     if exemplars and s.exemplars[i] is None:
                         s.exemplars[i] = (sp.trace_id, sp.span_id, d, end)
+        if watched:
+            self._end_batch(n)
 
     def _code(self, status: bytes, vals: tuple[Any, ...]) -> int:
         if not status:
@@ -294,7 +384,8 @@ class RedMetricsConnector(AggregatingConnector):
         return False
 
     def _canonical(self, key: Any) -> tuple[Any, ...]:
-        rid, name, kind, status, *vals = key
+        rid, name, kind, status, *raw = key
+        vals = tuple(None if v is ABSENT else v for v in raw)
         svc_av = self.resources[rid][0]
         decode = self.decode
         return (decode(svc_av) if svc_av is not None else None,
@@ -303,7 +394,8 @@ class RedMetricsConnector(AggregatingConnector):
                   for av, d in zip(vals, self.defaults, strict=False)])
 
     def _describe(self, key: Any) -> tuple[Attrs, Attrs]:
-        rid, name, kind, status, *vals = key
+        rid, name, kind, status, *raw = key
+        vals = tuple(None if v is ABSENT else v for v in raw)
         svc_av = self.resources[rid][0]
         svc = self.decode(svc_av) if svc_av is not None else None
         code = self._code(status, vals)
@@ -321,6 +413,20 @@ class RedMetricsConnector(AggregatingConnector):
                 attrs.append((dim, default))
         resource: Attrs = (("service.name", svc),) if svc is not None else ()
         return tuple(attrs), resource
+
+
+DETOUR = HistogramSeries(1)
+"""Cached for a raw key that lacks a dimension: such spans take `_detour`."""
+
+
+def _first(names: tuple[str, ...], get: Any, rget: Any) -> tuple[str, bytes] | None:
+    """The first of `names` a span has, else the first its resource has: (name, value)."""
+    for lookup in (get, rget):
+        for name in names:
+            av = lookup(name)
+            if av is not None:
+                return name, av
+    return None
 
 
 def _create(settings: ConnectorCreateSettings, config: RedMetricsConfig) -> RedMetricsConnector:

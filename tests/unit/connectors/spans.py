@@ -135,3 +135,51 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += round(seconds * 1e9)
+
+
+# Flask under `opentelemetry-instrument` (opentelemetry-instrumentation-flask 0.66b1, WSGI
+# middleware), served by Werkzeug on 127.0.0.1:5000, called by python-requests: the server
+# span attributes it sets by default (old HTTP conventions) and with
+# OTEL_SEMCONV_STABILITY_OPT_IN=http (stable ones), in the order it sets them.
+FLASK_REQUESTS = [  # (method, route, target, HTTP status, duration ms)
+    ("GET", "/ok", "/ok", 200, 3.0),
+    ("GET", "/boom", "/boom", 500, 5.0),
+    ("GET", "/slow", "/slow", 200, 300.0),
+    ("GET", "/items/<int:item_id>", "/items/42?verbose=1", 200, 4.0),
+    ("POST", "/items/<int:item_id>", "/items/7", 201, 6.0),
+    ("GET", "/missing", "/missing", 404, 1.0),
+]
+
+
+def flask_span(method: str, route: str, target: str, status: int, ms: float, *,
+               stable: bool, client_port: int = 50312) -> dict[str, Any]:
+    """One span dict for `span_batch`, shaped as the Flask instrumentation sends it."""
+    path, _, query = target.partition("?")
+    attrs: dict[str, Any]
+    if stable:
+        attrs = {"http.request.method": method, "url.scheme": "http",
+                 "server.address": "127.0.0.1:5000", "server.port": 5000, "url.path": path}
+        if query:
+            attrs["url.query"] = query
+        attrs |= {"client.address": "127.0.0.1", "client.port": client_port,
+                  "user_agent.original": "python-requests/2.32.3",
+                  "network.protocol.version": "1.1", "http.route": route,
+                  "http.response.status_code": status}
+        if status >= 500:
+            attrs["error.type"] = str(status)
+    else:
+        attrs = {"http.method": method, "http.server_name": "127.0.0.1", "http.scheme": "http",
+                 "net.host.name": "127.0.0.1:5000", "http.host": "127.0.0.1:5000",
+                 "net.host.port": 5000, "http.target": target, "net.peer.ip": "127.0.0.1",
+                 "net.peer.port": client_port, "http.user_agent": "python-requests/2.32.3",
+                 "http.flavor": "1.1", "http.route": route, "http.status_code": status}
+    return {"name": f"{method} {route}", "kind": 2, "ms": ms, "attrs": attrs,
+            "status": 2 if status >= 500 else 0}
+
+
+def flask_batch(*, stable: bool, repeat: int = 1) -> Batch:
+    spans = [flask_span(*r, stable=stable, client_port=50000 + i)
+             for i, r in enumerate(FLASK_REQUESTS * repeat)]
+    return span_batch(spans, service="flask-app",
+                      resource={"telemetry.sdk.language": "python",
+                                "telemetry.sdk.version": "1.45.1"})

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
@@ -246,3 +247,38 @@ def test_config_validation() -> None:
 def test_registered() -> None:
     assert default_registry().get(Kind.CONNECTOR, "logmetrics") is factory
     assert factory.connector_pairs == frozenset({(Signal.LOGS, Signal.METRICS)})
+
+
+async def test_dimensions_match_deprecated_names_and_warn_when_absent(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    sink = Sink()
+    metric = {"name": "http.requests", "type": "counter",
+              "when": {"attribute": "event", "equals": "request"},
+              "dimensions": [{"name": "http.request.method"},
+                             {"name": "http.response.status_code", "deprecated_names": False},
+                             {"name": "db.collection.name", "default": "none"}]}
+    conn = make(sink, metrics=[metric], warn_absent_after=30)
+    old = {"event": "request", "http.method": "GET", "http.status_code": 200}
+    await conn.consume(log_batch([{"attrs": old}] * 20
+                                 + [{"attrs": {**old, "db.sql.table": "orders"}}]))
+    await conn.consume(log_batch([{"attrs": {"event": "other"}}] * 50))  # not counted
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    await conn.consume(log_batch([{"attrs": old}] * 10, resource={"db.name": "shop"}))
+    await conn.flush()
+    got = {tuple(sorted(a.items())): dp.as_int for _, a, dp in metrics(sink.batches)[
+        "http.requests"]}
+    assert got == {(("db.collection.name", "none"), ("http.request.method", "GET")): 30,
+                   (("db.collection.name", "orders"), ("http.request.method", "GET")): 1}
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("INFO", "connector logmetrics: dimension 'http.request.method' is matched by the "
+                 "deprecated name 'http.method' on records of metric 'http.requests' that "
+                 "lack it (deprecated_names)"),
+        ("INFO", "connector logmetrics: dimension 'db.collection.name' is matched by the "
+                 "deprecated name 'db.sql.table' on records of metric 'http.requests' that "
+                 "lack it (deprecated_names)"),
+        ("WARNING", "connector logmetrics: dimension 'http.response.status_code' was absent "
+                    "from 31 records of metric 'http.requests' in a row, so their series lack "
+                    "it; the records carry the deprecated name 'http.status_code' instead: "
+                    "put the semconv processor before this connector, or set "
+                    "deprecated_names: true on it")]

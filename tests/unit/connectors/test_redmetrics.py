@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
@@ -20,8 +21,10 @@ from pipeline.registry import default_registry
 from tests.support import Sink
 from tests.unit.aggregation.support import CALLS, DURATION, by_name, make
 from tests.unit.connectors.spans import (
+    FLASK_REQUESTS,
     T0,
     attrs_of,
+    flask_span,
     metric_defs,
     metrics,
     span_batch,
@@ -294,3 +297,152 @@ async def test_in_a_service_from_config(tmp_path: Any) -> None:
     names = {m["name"] for rm in doc["resourceMetrics"] for sm in rm["scopeMetrics"]
              for m in sm["metrics"]}
     assert names == {CALLS, DURATION}
+
+
+# Deprecated semantic-convention names and absent dimensions -----------------------------
+
+RED_DIMS = [{"name": "http.route"}, {"name": "http.request.method"},
+            {"name": "http.response.status_code"}]
+
+
+def calls_by(sink: Sink, *keys: str) -> dict[tuple[Any, ...], int]:
+    out: dict[tuple[Any, ...], int] = {}
+    for _, a, dp in metrics(sink.batches)[CALLS]:
+        k = tuple(a.get(key) for key in keys)
+        out[k] = out.get(k, 0) + dp.as_int
+    return out
+
+
+async def test_old_names_give_series_with_the_status_code() -> None:
+    sink = Sink()
+    conn = make(sink, dimensions=RED_DIMS)
+    old = {"http.route": "/boom", "http.method": "GET", "http.status_code": 500}
+    new = {"http.route": "/boom", "http.request.method": "GET",
+           "http.response.status_code": 500}
+    await conn.consume(span_batch([{"attrs": old}, {"attrs": new}, {"attrs": old}]))
+    await conn.flush()
+    (_, attrs, dp), = metrics(sink.batches)[CALLS]
+    assert dp.as_int == 3
+    assert attrs == {"service.name": "checkout", "span.name": "GET /a",
+                     "span.kind": "SPAN_KIND_SERVER", "status.code": "STATUS_CODE_UNSET",
+                     "http.route": "/boom", "http.request.method": "GET",
+                     "http.response.status_code": 500}
+
+
+async def test_deprecated_names_off_per_connector_or_per_dimension() -> None:
+    old = {"http.route": "/a", "http.method": "GET", "http.status_code": 404}
+    keys = ("http.request.method", "http.response.status_code")
+    sink = Sink()
+    conn = make(sink, dimensions=RED_DIMS, deprecated_names=False)
+    await conn.consume(span_batch([{"attrs": old}]))
+    await conn.flush()
+    assert calls_by(sink, *keys) == {(None, None): 1}
+    sink = Sink()
+    conn = make(sink, deprecated_names=False, dimensions=[
+        {"name": "http.request.method"},
+        {"name": "http.response.status_code", "deprecated_names": True}])
+    await conn.consume(span_batch([{"attrs": old}]))
+    await conn.flush()
+    assert calls_by(sink, *keys) == {(None, 404): 1}
+    sink = Sink()
+    conn = make(sink, dimensions=[{"name": "http.request.method", "deprecated_names": False},
+                                  {"name": "http.response.status_code"}])
+    await conn.consume(span_batch([{"attrs": old}]))
+    await conn.flush()
+    assert calls_by(sink, *keys) == {(None, 404): 1}
+
+
+async def test_stable_names_win_span_then_resource() -> None:
+    sink = Sink()
+    conn = make(sink, dimensions=[{"name": "deployment.environment.name"},
+                                  {"name": "http.response.status_code", "default": "none"}])
+    await conn.consume(span_batch(
+        [{"name": "a", "attrs": {"http.status_code": 200, "http.response.status_code": 201}},
+         {"name": "b", "attrs": {"deployment.environment": "span-old"}},
+         {"name": "c", "attrs": {}}],
+        resource={"deployment.environment": "res-old"}))
+    await conn.consume(span_batch(
+        [{"name": "d", "attrs": {"deployment.environment": "span-old"}}],
+        resource={"deployment.environment.name": "res-new"}))
+    await conn.flush()
+    got = calls_by(sink, "span.name", "deployment.environment.name",
+                   "http.response.status_code")
+    assert got == {("a", "res-old", 201): 1, ("b", "span-old", "none"): 1,
+                   ("c", "res-old", "none"): 1, ("d", "res-new", "none"): 1}
+
+
+async def test_deprecated_names_follow_the_span_kind() -> None:
+    sink = Sink()
+    conn = make(sink, dimensions=[{"name": "server.address"}])
+    await conn.consume(span_batch([
+        {"name": "client", "kind": 3, "attrs": {"net.peer.name": "db.internal"}},
+        {"name": "server", "kind": 2, "attrs": {"net.peer.name": "laptop.example",
+                                                 "net.host.name": "api.example"}}]))
+    await conn.flush()
+    assert calls_by(sink, "span.name", "server.address") == {
+        ("client", "db.internal"): 1, ("server", "api.example"): 1}
+
+
+async def test_absent_dimension_warns_once(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    sink = Sink()
+    conn = make(sink, dimensions=RED_DIMS, deprecated_names=False)
+    old = [{"attrs": {"http.route": "/a", "http.method": "GET", "http.status_code": 200}}
+           for _ in range(100)]
+    for _ in range(9):
+        await conn.consume(span_batch(old))
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+    for _ in range(3):
+        await conn.consume(span_batch(old))
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings == [
+        f"connector redmetrics: dimension {name!r} was absent from 1000 spans in a row, so "
+        f"their series lack it; the spans carry the deprecated name {old_name!r} instead: "
+        "put the semconv processor before this connector, or set deprecated_names: true "
+        "on it"
+        for name, old_name in (("http.request.method", "http.method"),
+                               ("http.response.status_code", "http.status_code"))]
+    await conn.flush()
+    assert calls_by(sink, "http.route", "http.response.status_code") == {("/a", None): 1200}
+
+
+async def test_absent_count_resets_and_names_the_dimension(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    conn = make(Sink(), dimensions=[{"name": "http.rout"}, {"name": "http.route"}],
+                warn_absent_after=250)
+    spans = [{"attrs": {"http.route": "/a"}}] * 100
+    for i in range(5):
+        await conn.consume(span_batch(spans if i != 2 else [*spans, {"attrs": {"http.rout": 1}}]))
+    assert not caplog.records  # 200, then reset, then 200
+    await conn.consume(span_batch(spans))
+    assert [r.getMessage() for r in caplog.records] == [
+        "connector redmetrics: dimension 'http.rout' was absent from 300 spans in a row, so "
+        "their series lack it (is the attribute name right?)"]
+    await conn.consume(span_batch(spans * 20))
+    assert len(caplog.records) == 1
+
+
+async def test_matched_deprecated_name_is_noted_once_and_zero_disables_warning(
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO)
+    conn = make(Sink(), dimensions=RED_DIMS, warn_absent_after=0)
+    for _ in range(3):
+        await conn.consume(span_batch([{"attrs": {"http.status_code": 200}}] * 500))
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("INFO", "connector redmetrics: dimension 'http.response.status_code' is matched by "
+                 "the deprecated name 'http.status_code' on spans that lack it "
+                 "(deprecated_names)")]
+
+
+async def test_http_5xx_probe_with_old_names_and_flask_shapes() -> None:
+    sink = Sink()
+    conn = make(sink, dimensions=RED_DIMS, errors={"http_5xx": True})
+    spans = [flask_span(*r, stable=False) for r in FLASK_REQUESTS]
+    for s in spans:
+        s["status"] = 0  # UNSET: only the HTTP status code tells an error
+    await conn.consume(span_batch(spans))
+    await conn.flush()
+    got = calls_by(sink, "http.route", "http.response.status_code", "status.code")
+    assert got[("/boom", 500, "STATUS_CODE_ERROR")] == 1
+    assert got[("/missing", 404, "STATUS_CODE_UNSET")] == 1
