@@ -30,12 +30,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from pipeline.processors.logstruct.templates import (
-    DEFAULT_MASKS,
-    TemplateMiner,
-    TemplateSettings,
-    mask_regex,
-)
+from pipeline.processors.logstruct.masks import DEFAULT_MASKS, mask_regex
+from pipeline.processors.logstruct.templates import TemplateMiner, TemplateSettings
 
 SYSTEMS = ("HDFS", "Hadoop", "Spark", "Zookeeper", "Linux", "Apache", "Proxifier", "OpenSSH")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field, field_validator, model_validator
 
 from pipeline.component import ComponentConfig
+from pipeline.config.types import ByteSize
 from pipeline.processors.logstruct.parsers import ParserConfig
 from pipeline.processors.logstruct.parsers.base import check_source, check_timezone
 from pipeline.processors.logstruct.templates import TemplateSettings
@@ -32,6 +33,11 @@ class LogStructConfig(ComponentConfig):
     skip_structured: bool = Field(
         True, description="leave records that already have a time or severity (OTLP, JSON "
                           "objects from jsonlogs) unparsed")
+    max_parse_bytes: ByteSize = Field(
+        16 * 1024, ge=0,
+        description="longest text parsed (UTF-8 bytes): a longer record passes unparsed "
+                    "with log.parse_skipped: too_long and its template is mined from its "
+                    "first max_parse_bytes characters; 0 = no limit")
     templates: TemplateSettings = Field(default_factory=TemplateSettings)
 
     _src = field_validator("source")(lambda v: check_source(v))

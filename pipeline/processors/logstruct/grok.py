@@ -83,7 +83,9 @@ PATTERNS: dict[str, str] = {
     "UNIXPATH": r"(?:/[\w%!$@:.,+~-]*)+",
     "TTY": r"(?:/dev/(?:pts|tty(?:[pq])?)(?:\w+)?/?(?:[0-9]+))",
     "WINPATH": r"(?>[A-Za-z]+:|\\)(?:\\[^\\?*]*)+",
-    "URIPROTO": r"[A-Za-z](?:[A-Za-z0-9+\-.]+)+",
+    # Logstash: `[A-Za-z]([A-Za-z0-9+\-.]+)+`, a nested quantifier (exponential on a
+    # long word not followed by `://`); the same language without it:
+    "URIPROTO": r"[A-Za-z][A-Za-z0-9+\-.]+",
     "URIHOST": r"%{IPORHOST}(?::%{POSINT})?",
     "URIPATH": r"(?:/[A-Za-z0-9$.+!*'(){},~:;=@#%&_\-]*)+",
     "URIQUERY": r"[A-Za-z0-9$.+!*'|(){},~@#%&/=:;_?\-\[\]<>]*",
@@ -137,7 +139,11 @@ PATTERNS: dict[str, str] = {
     "SYSLOGLINE": r"%{SYSLOGBASE2} %{GREEDYDATA:message}",
     "SYSLOG5424PRINTASCII": r"[!-~]+",
     "SYSLOG5424PRI": r"<%{NONNEGINT:syslog5424_pri}>",
-    "SYSLOG5424SD": r"\[%{DATA}\]+",
+    # Logstash: `\[%{DATA}\]+`, whose lazy `.*?` and `\]+` both take `]`: quadratic
+    # on `[` and a long run of `]`. Here: the same text up to the end of a run of `]`,
+    # as few elements (text, then `]`s) as the rest of the pattern allows, each element
+    # taken whole (atomic): linear.
+    "SYSLOG5424SD": r"\[(?>[^\]\n]*+\]++)+?",
     "SYSLOG5424BASE": r"%{SYSLOG5424PRI}%{NONNEGINT:syslog.version:int} +"
                       r"(?:%{TIMESTAMP_ISO8601:timestamp}|-) +(?:%{IPORHOST:hostname}|-) +"
                       r"(?:%{SYSLOG5424PRINTASCII:appname}|-) +(?:%{SYSLOG5424PRINTASCII:procid}"

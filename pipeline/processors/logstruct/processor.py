@@ -9,12 +9,22 @@ A record no parser understands passes through unchanged with attribute
 `log.parse_error` and is counted; a parser that raises is contained per
 record. With `templates.enabled`, every record with a text message gets
 `log.template` and `log.template_id` from the Drain-style miner.
+
+Bounded work per record: a text longer than `max_parse_bytes` (UTF-8) is not
+parsed (the parser that would read it is skipped; a record no parser took for
+that reason gets `log.parse_skipped: too_long` and is counted under reason
+`too_long`), and its template is mined from its first `max_parse_bytes`
+characters, cut after the last whole word, with one `<*>` for the rest. Regexes
+(`regex`, `grok`) match anchored at the start of the text; every built-in parser
+is linear in the text. Together: no record holds the event loop for long,
+whatever it contains (tests/unit/processors/logstruct/test_bounds.py).
 """
 
 from __future__ import annotations
 
 import logging
 import re
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -24,6 +34,7 @@ from pipeline.pdata.anyvalue import any_value
 from pipeline.pdata.batch import Batch
 from pipeline.pdata.logrecords import LogGroup, LogRecord, flat_value
 from pipeline.processors.logstruct.config import LogStructConfig
+from pipeline.processors.logstruct.masks import PARAM
 from pipeline.processors.logstruct.normalize import Normalizer
 from pipeline.processors.logstruct.parsers.auto import AutoParser, AutoParserConfig
 from pipeline.processors.logstruct.parsers.base import (
@@ -37,7 +48,7 @@ from pipeline.processors.logstruct.templates import TemplateMiner
 from pipeline.processors.logstruct.timestamps import TimeParser
 from pipeline.telemetry.metrics import CounterSpec
 
-__all__ = ["PARSED", "PARSE_ERRORS", "LogStructProcessor"]
+__all__ = ["PARSED", "PARSE_ERRORS", "SKIPPED_ATTRIBUTE", "TOO_LONG", "LogStructProcessor"]
 
 PARSED = CounterSpec(
     "otelpipe_processor_logstruct_parsed_records",
@@ -45,9 +56,15 @@ PARSED = CounterSpec(
     ("processor", "pipeline", "format"))
 PARSE_ERRORS = CounterSpec(
     "otelpipe_processor_logstruct_parse_errors",
-    "Log records no logstruct parser understood (no_match) or whose parser raised "
-    "(exception); they pass through unchanged with log.parse_error.",
+    "Log records no logstruct parser understood (no_match), whose parser raised "
+    "(exception) or whose text was longer than max_parse_bytes (too_long); they pass "
+    "through unparsed with log.parse_error or log.parse_skipped.",
     ("processor", "pipeline", "reason"))
+
+#: The attribute of a record left unparsed on purpose, and its value (and the
+#: `reason` label of PARSE_ERRORS) when its text is longer than `max_parse_bytes`.
+SKIPPED_ATTRIBUTE = "log.parse_skipped"
+TOO_LONG = "too_long"
 
 
 class _Condition:
@@ -124,6 +141,22 @@ def _attr_text(lr: Any, key: str, native: bool = False) -> str | None:
     return None
 
 
+def _utf8_len(text: str) -> int:
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def clip_words(text: str, limit: int) -> str:
+    """The first `limit` characters of `text` cut after the last whole word, and one
+    `<*>` standing for the rest (what the template miner sees of a too long message)."""
+    head = text[:limit + 1]
+    if head[-1:].isspace():
+        head = head.rstrip()
+    else:  # the last word may be cut: drop it
+        parts = head.rsplit(None, 1)
+        head = parts[0] if len(parts) == 2 else ""
+    return f"{head} {PARAM}" if head else PARAM
+
+
 def _failure(exc: Exception, log: logging.Logger) -> str:
     """The `log.parse_error` of a parser that raised."""
     log.debug("logstruct parser raised", exc_info=True)
@@ -164,6 +197,16 @@ class LogStructProcessor(Component, Consumer):
         self._errors_metric = tel.counter(PARSE_ERRORS)
         self._parsed_metric = tel.counter(PARSED)
         self._depth = 0
+        # The parse window: texts of up to `_window_chars` characters are within it
+        # whatever they hold (a character is at most 4 UTF-8 bytes); longer ones are
+        # measured, and those over `_window` bytes are not parsed.
+        self._window = config.max_parse_bytes or sys.maxsize
+        self._window_chars = config.max_parse_bytes // 4 if config.max_parse_bytes \
+            else sys.maxsize
+
+    def _too_long(self, text: str) -> bool:
+        """Is `text` longer than `max_parse_bytes`? (Call when over `_window_chars`.)"""
+        return len(text) > self._window or _utf8_len(text) > self._window
 
     def _norm(self, time_format: str | None, timezone: str | None) -> Normalizer:
         tf = time_format or self.config.time_format
@@ -205,12 +248,21 @@ class LogStructProcessor(Component, Consumer):
         """(format, text parsed) or (None, reason). `lr` is an OTLP LogRecord, or with
         `native` a pdata.logrecords.LogRecord."""
         reason = "no parser matched"
+        skipped = False
+        wc = self._window_chars
+        body_long = len(body) > wc and self._too_long(body)
         for st in self.steps:
             if st.source is None:
+                if body_long:
+                    skipped = True
+                    continue
                 text = body
             else:
                 src = _attr_text(lr, st.source, native)
                 if src is None:
+                    continue
+                if len(src) > wc and self._too_long(src):
+                    skipped = True
                     continue
                 text = src
             if not text:
@@ -229,7 +281,7 @@ class LogStructProcessor(Component, Consumer):
             if p.parse(text, rec):
                 return p.format, text
             reason = p.reason
-        return None, reason
+        return None, TOO_LONG if skipped else reason
 
     async def consume(self, batch: Batch) -> None:
         if batch.signal is Signal.LOGS:
@@ -243,6 +295,20 @@ class LogStructProcessor(Component, Consumer):
             self.process_records(groups)
         else:
             self.process_otlp(batch.mutable())
+
+    def _mark(self, lr: Any, parsed: str, native: bool, errors: dict[str, int]) -> None:
+        """A record no parser took: `log.parse_skipped` (too long) or `log.parse_error`
+        (`parsed` holds the reason), counted by reason."""
+        if parsed == TOO_LONG:
+            reason, key = TOO_LONG, SKIPPED_ATTRIBUTE
+        else:
+            reason = "exception" if parsed.startswith("parser failed") else "no_match"
+            key = "log.parse_error"
+        errors[reason] = errors.get(reason, 0) + 1
+        if native:
+            lr.attributes[key] = parsed
+        else:
+            lr.attributes.add(key=key).value.string_value = parsed
 
     def _count(self, formats: dict[str, int], errors: dict[str, int]) -> None:
         for fmt, n in formats.items():
@@ -276,18 +342,20 @@ class LogStructProcessor(Component, Consumer):
             if type(rec.body) is str:
                 message = rec.body
         else:
-            reason = "exception" if parsed.startswith("parser failed") else "no_match"
-            errors[reason] = errors.get(reason, 0) + 1
-            if native:
-                lr.attributes["log.parse_error"] = parsed
-            else:
-                lr.attributes.add(key="log.parse_error").value.string_value = parsed
+            self._mark(lr, parsed, native, errors)
         return message
+
+    def _template(self, message: str) -> tuple[str, str]:
+        """(id, template) of a message; a too long one is mined from its first
+        `max_parse_bytes` characters."""
+        assert self.miner is not None
+        if len(message) > self._window_chars and self._too_long(message):
+            message = clip_words(message, self._window)
+        return self.miner.match(message)
 
     def _tag_template(self, attrs: dict[str, Any], message: str) -> None:
         """`log.template` and `log.template_id` of a Python record's message."""
-        assert self.miner is not None
-        tid, template = self.miner.match(message)
+        tid, template = self._template(message)
         attrs["log.template"] = template
         attrs["log.template_id"] = tid
 
@@ -355,6 +423,7 @@ class LogStructProcessor(Component, Consumer):
         all_body = self._all_body
         parse = self._parse
         single = self._single
+        window = self._window
         make = object.__new__
         cls = LogRecord
         out: list[LogRecord] = []
@@ -375,10 +444,13 @@ class LogStructProcessor(Component, Consumer):
                 continue
             message = text
             rec = Record(a)  # parsers write the record's attributes directly
+            fmt: str | None
             try:
                 if single is not None:
-                    if single.parse(text, rec):
-                        fmt: str | None = single.format
+                    if len(line) > window:
+                        fmt, parsed = None, TOO_LONG
+                    elif single.parse(text, rec):
+                        fmt = single.format
                         parsed = text
                     else:
                         fmt, parsed = None, single.reason
@@ -413,9 +485,7 @@ class LogStructProcessor(Component, Consumer):
             if fmt is not None:
                 formats[fmt] = formats.get(fmt, 0) + 1
             else:
-                reason = "exception" if parsed.startswith("parser failed") else "no_match"
-                errors[reason] = errors.get(reason, 0) + 1
-                lr.attributes["log.parse_error"] = parsed
+                self._mark(lr, parsed, True, errors)
             if miner is not None and message:
                 self._tag_template(lr.attributes, message)
         g.set_records(out)
@@ -448,7 +518,7 @@ class LogStructProcessor(Component, Consumer):
                         message = self._parse_one(text, lr, res, invalid_utf8, False,
                                                   formats, errors)
                     if miner is not None and message:
-                        tid, template = miner.match(message)
+                        tid, template = self._template(message)
                         add = lr.attributes.add
                         add(key="log.template").value.string_value = template
                         add(key="log.template_id").value.string_value = tid

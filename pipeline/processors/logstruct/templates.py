@@ -13,11 +13,21 @@ and their ids are written to a file (atomically: temp file + rename) and read
 back on start, so ids survive restarts. A missing or corrupt file means
 starting empty, with a warning.
 
-Memory is bounded: at most `max_templates` templates are held; the least
-recently used one is evicted to make room. The exact-message cache is bounded
-too (`cache_size`).
+Work and memory are bounded whatever a message holds. Every regex here runs in
+time linear in the message (possessive quantifiers and atomic groups where a
+plain quantifier could backtrack; custom masks are the user's to keep linear).
+A message of more than `max_tokens` words keeps its first `max_tokens - 1` and
+one `<*>` for the rest, so a template has at most `max_tokens` tokens. At most
+`max_templates` templates are held, and at most `max_template_bytes` of them (an
+estimate of what they occupy: text, token list and tree); past either bound the
+least recently used template is evicted to make room. That byte bound also bounds
+the work of matching one message (at most every held token is compared once).
+The exact-message cache is bounded too: two generations of at most `cache_size`
+messages of at most 2,048 characters, each generation at most 1/8 of
+`max_template_bytes`; an evicted template lets go of its text and tokens at once,
+though the cache may still name it.
 
-Hot path: one precompiled regex per run of masks with the same replacement
+Masks are in `masks.py`. Hot path: one precompiled regex per run of masks with the same replacement
 (one regex for the default set), `str.split`, dict lookups down a shallow tree,
 and a cache of recent exact and masked messages that skips all of it for
 repeated lines. The miner is not thread-safe; the pipeline calls it from one
@@ -34,114 +44,25 @@ import re
 import tempfile
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
-from typing import Annotated, Any, Literal
+from collections.abc import Callable
+from operator import eq
+from typing import Any
 
 import orjson
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from pipeline.component import ComponentConfig
-from pipeline.config.types import Duration
+from pipeline.config.types import ByteSize, Duration
+from pipeline.processors.logstruct.masks import PARAM, MaskEntry, compile_masks, default_masks
 
-__all__ = [
-    "BUILTIN_MASKS",
-    "DEFAULT_MASKS",
-    "MASK_GATE",
-    "PARAM",
-    "CustomMask",
-    "TemplateMiner",
-    "TemplateSettings",
-]
+__all__ = ["TemplateMiner", "TemplateSettings"]
 
 log = logging.getLogger(__name__)
 
-PARAM = "<*>"
+_NO_TOKEN = " <*>"  # equals no token: tokens come from str.split, without whitespace
 _FORMAT_VERSION = 1
 _CACHE_MAX_LEN = 2048
-
-# Built-in masks match whole "words": they start only where a token starts
-# (start of text, after whitespace or an opening/separating character such as
-# `(`, `=`, `:`, `/`), never inside an identifier (`blk_123`, `ssh2`, `Log4j`
-# are left to the miner, which generalises them when they vary). That shared
-# left boundary, `MASK_GATE`, is written once in front of all built-ins, which
-# also makes the combined regex cheap: most positions fail on one assertion.
-MASK_GATE = r"(?<![^\s(\[{<\"'=,;:/@|#])"
-_R = r"(?![\w\-]|\.\w)"   # not followed by a word char, a dash, or `.x`
-_UNITS = (r"(?:[kKMGTP]i?[bB](?:ytes?)?|[bB](?:ytes?)?|ns|us|µs|ms|s|sec|secs|seconds?"
-          r"|mins?|minutes?|h|hrs?|hours?|d|days?|%)")
-# after a space only unambiguous units (`5 KB`, `3 ms`, `2 bytes`; not `1 b`, `2 d`)
-_SPACED_UNITS = (r"(?:[kKMGTP]i?[bB](?:ytes?)?|B|bytes?|ns|us|µs|ms|secs?|seconds?"
-                 r"|mins?|minutes?|hrs?|hours?|days?)")
-_HEX = "[0-9a-fA-F]"
-
-#: Built-in masks by name, in the order they are tried at one position (more
-#: specific first). Each replaces what it matches with `<*>`; each is meant to
-#: follow `MASK_GATE`. Possessive quantifiers and leading look-aheads make a
-#: non-matching word fail after a character or two.
-BUILTIN_MASKS: dict[str, str] = {
-    # scheme://anything-up-to-whitespace
-    "url": r"[a-zA-Z][a-zA-Z0-9+.\-]*+://[^\s\"'<>]++",
-    "email": r"[\w.+\-]++@[A-Za-z0-9\-]++(?:\.[A-Za-z0-9\-]++)++",
-    "uuid": rf"{_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}}(?![\w\-])",
-    # date/time stamps inside the message: ISO 8601, syslog/ctime style, hh:mm:ss
-    "datetime": (
-        r"\d{4}-\d\d-\d\d[T ]\d\d:\d\d(?::\d\d(?:[.,]\d+)?)?(?:Z|[+-]\d\d:?\d\d)?(?!\w)"
-        r"|(?=[A-Z][a-z][a-z]\s)(?:(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)\s+)?"
-        r"(?:Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)\s+\d\d?\s+"
-        r"\d\d:\d\d:\d\d(?:\s+\d{4})?(?!\w)"
-        r"|\d\d:\d\d:\d\d(?:[.,]\d+)?(?!\w)"
-    ),
-    # full or compressed IPv6, optional %zone
-    "ipv6": (
-        rf"(?=:|{_HEX}{{1,4}}:[0-9a-fA-F:])"
-        rf"(?:(?:{_HEX}{{1,4}}:){{7}}{_HEX}{{1,4}}"
-        rf"|(?:{_HEX}{{1,4}}:){{1,7}}:(?:{_HEX}{{1,4}}(?::{_HEX}{{1,4}}){{0,6}})?"
-        rf"|::(?:{_HEX}{{1,4}}(?::{_HEX}{{1,4}}){{0,6}})?)(?:%\w+)?(?![\w:])"
-    ),
-    # dotted quad, optional :port
-    "ipv4": r"(?:\d{1,3}\.){3}\d{1,3}(?::\d{1,5})?(?![\w.])",
-    # 0x-prefixed, or a run of 8+ hex digits holding both digits and letters (ids,
-    # hashes; an all-digit run is a number)
-    "hex": (rf"0[xX]{_HEX}++(?!\w)"
-            rf"|(?={_HEX}{{8}})(?=[a-fA-F]*+\d)(?=\d*+[a-fA-F]){_HEX}++(?![\w\-])"),
-    # absolute Unix paths with at least two segments
-    "path": r"/(?:[\w.\-@%+~]++/)++[\w.\-@%+~]*+",
-    # a decimal number or version, alone or with a unit (`12`, `-3.5`, `1.2.3`, `10ms`, `4 KB`)
-    "number": (r"[-+]?\d++(?:\.\d+)*+(?:" + _UNITS + r"|\s" + _SPACED_UNITS + r")?" + _R),
-}
-
-BuiltinMaskName = Literal["url", "email", "uuid", "datetime", "ipv6", "ipv4", "hex", "path",
-                          "number"]
-
-#: Masks applied when `masks` is not configured.
-DEFAULT_MASKS: tuple[BuiltinMaskName, ...] = (
-    "url", "email", "uuid", "datetime", "ipv6", "ipv4", "hex", "path", "number",
-)
-
-
-class CustomMask(ComponentConfig):
-    """A user-defined mask: text matching `regex` is replaced by `replacement`."""
-
-    name: str = Field(min_length=1)
-    regex: str = Field(min_length=1)
-    replacement: str = PARAM
-
-    @field_validator("regex")
-    @classmethod
-    def _compiles(cls, value: str) -> str:
-        try:
-            re.compile(value)
-        except re.error as exc:
-            raise ValueError(f"invalid regex: {exc}") from None
-        return value
-
-
-MaskEntry = Annotated[BuiltinMaskName | CustomMask, Field(union_mode="left_to_right")]
-
-
-def _default_masks() -> list[BuiltinMaskName | CustomMask]:
-    return list(DEFAULT_MASKS)
-
+_CACHE_ENTRY_COST = 100  # a str object and a dict slot, besides the characters
 
 class TemplateSettings(ComponentConfig):
     """`logstruct.templates`: online template mining."""
@@ -149,7 +70,7 @@ class TemplateSettings(ComponentConfig):
     enabled: bool = False
     #: Applied in order before tokenising; a name selects a built-in mask,
     #: `{name, regex, replacement}` adds a custom one.
-    masks: list[MaskEntry] = Field(default_factory=_default_masks)
+    masks: list[MaskEntry] = Field(default_factory=default_masks)
     #: Most templates held; the least recently used is evicted beyond this.
     max_templates: int = Field(default=10_000, ge=1)
     #: Recent exact messages remembered to skip masking and matching.
@@ -165,6 +86,12 @@ class TemplateSettings(ComponentConfig):
     depth: int = Field(default=4, ge=3, le=16)
     #: Most children of one tree node; beyond it tokens share the `<*>` branch.
     max_children: int = Field(default=100, ge=2)
+    #: Most words of a message mined: a longer one keeps its first `max_tokens - 1`
+    #: and one `<*>` for the rest (bounds the work and memory one message costs).
+    max_tokens: int = Field(default=256, ge=2)
+    #: Most bytes the held templates may occupy (an estimate: text, tokens, tree);
+    #: the least recently used are evicted beyond it, as beyond `max_templates`.
+    max_template_bytes: ByteSize = Field(default=16 * 1024 * 1024, ge=4096)
     #: Merge runs of adjacent variables (`<*> (<*>)` → `<*>`) so a variable that
     #: spans several tokens does not split a template by length.
     merge_adjacent_variables: bool = True
@@ -180,49 +107,6 @@ class TemplateSettings(ComponentConfig):
         return self
 
 
-def mask_regex(mask: str | CustomMask) -> tuple[str, str]:
-    """(regex, replacement) of one mask, as applied on its own (built-ins with `MASK_GATE`)."""
-    if isinstance(mask, str):
-        return f"{MASK_GATE}(?:{BUILTIN_MASKS[mask]})", PARAM
-    return mask.regex, mask.replacement
-
-
-def compile_masks(masks: Iterable[str | CustomMask]) -> list[tuple[re.Pattern[str], str]]:
-    """Ordered (regex, replacement) pairs: one alternation per run of equal replacements.
-
-    Adjacent built-ins share one `MASK_GATE` in front of their alternation.
-    """
-    # runs of masks with the same replacement → one regex each
-    groups: list[tuple[list[tuple[bool, str]], str]] = []
-    for m in masks:
-        if isinstance(m, str):
-            builtin, pattern, replacement = True, BUILTIN_MASKS[m], PARAM
-        else:
-            builtin, pattern, replacement = False, m.regex, m.replacement
-        if groups and groups[-1][1] == replacement:
-            groups[-1][0].append((builtin, pattern))
-        else:
-            groups.append(([(builtin, pattern)], replacement))
-    out = []
-    for patterns, replacement in groups:
-        parts: list[str] = []
-        run: list[str] = []
-        for builtin, pattern in patterns:
-            if builtin:
-                run.append(f"(?:{pattern})")
-                continue
-            if run:
-                parts.append(f"{MASK_GATE}(?:{'|'.join(run)})")
-                run = []
-            parts.append(f"(?:{pattern})")
-        if run:
-            parts.append(f"{MASK_GATE}(?:{'|'.join(run)})")
-        rx = re.compile("|".join(parts))
-        # a plain string replacement (no group references) keeps `sub` on its fast path
-        out.append((rx, replacement.replace("\\", "\\\\")))
-    return out
-
-
 class _Node:
     __slots__ = ("children", "clusters")
 
@@ -231,14 +115,28 @@ class _Node:
         self.clusters: list[_Cluster] = []
 
 
+# What one template occupies, estimated (CPython 3.11, 64-bit): the cluster, its id,
+# tree path and leaf entry; per token a str object and a list slot; the template text
+# (counted twice: the joined template and the token strings hold the same characters).
+_COST_BASE = 640
+_COST_PER_TOKEN = 64
+
+
+def _cost(tokens: list[str], template: str) -> int:
+    """Bytes a template is charged against `max_template_bytes`."""
+    return _COST_BASE + _COST_PER_TOKEN * len(tokens) + 2 * len(template)
+
+
 class _Cluster:
-    __slots__ = ("alive", "id", "leaf", "params", "route", "size", "template", "tokens")
+    __slots__ = ("alive", "cost", "id", "leaf", "params", "route", "size", "template",
+                 "tokens")
 
     def __init__(self, cid: str, tokens: list[str], size: int = 1) -> None:
         self.id = cid
         self.tokens = tokens
         self.template = " ".join(tokens)
         self.params = tokens.count(PARAM)
+        self.cost = _cost(tokens, self.template)
         self.size = size
         self.alive = True
         self.leaf: _Node | None = None
@@ -263,8 +161,16 @@ class TemplateMiner:
         self._max_depth = s.depth - 3         # leading tokens used to route
         self._max_children = s.max_children
         self._max_templates = s.max_templates
+        self._max_bytes = s.max_template_bytes
+        self._max_tokens = s.max_tokens
+        # shorter messages cannot have more than `max_tokens` words
+        self._clip_at = 2 * s.max_tokens - 1
+        self._bytes = 0
         self._merge = s.merge_adjacent_variables
         self._cache_size = s.cache_size
+        # each of the cache's two generations holds at most 1/8 of `max_template_bytes`
+        self._cache_max_bytes = s.max_template_bytes // 8
+        self._cache_bytes = 0
         self._clock = clock
         self._root: dict[int, _Node] = {}
         self._lru: OrderedDict[str, _Cluster] = OrderedDict()
@@ -296,7 +202,8 @@ class TemplateMiner:
             c.size += 1
             return c.id, c.template
 
-        masked = self._mask(message)
+        masked = self._mask(message if len(message) < self._clip_at else
+                            _clip_words(message, self._max_tokens))
         if masked is not message:
             c = cache.get(masked) or self._cache_old.get(masked)
             if c is not None and c.alive:
@@ -306,10 +213,11 @@ class TemplateMiner:
                 self._remember(masked, c)
                 return c.id, c.template
 
-        if self._merge and PARAM in masked:
-            tokens = _PARAM_RUN.sub(PARAM, masked).split()
-        else:
-            tokens = masked.split()
+        text = _PARAM_RUN.sub(PARAM, masked) if self._merge and PARAM in masked else masked
+        cap = self._max_tokens
+        tokens = text.split(None, cap)
+        if len(tokens) > cap:  # a custom mask's replacement may add words
+            tokens[cap - 1:] = [PARAM]
         c = self._add(tokens)
         self._remember(message, c)
         if masked is not message:
@@ -318,6 +226,11 @@ class TemplateMiner:
         if self._dirty and self.settings.persist_path and not self._calls & 255:
             self.maybe_save()
         return c.id, c.template
+
+    @property
+    def held_bytes(self) -> int:
+        """What the held templates occupy, as charged against `max_template_bytes`."""
+        return self._bytes
 
     def templates(self) -> list[tuple[str, str, int]]:
         """(id, template, size) of every held template, least recently used first."""
@@ -404,18 +317,23 @@ class TemplateMiner:
         self._lru = OrderedDict()
         self._cache = {}
         self._cache_old = {}
+        self._cache_bytes = 0
         self._dirty = False
+        self._bytes = 0
 
     def _remember(self, key: str, c: _Cluster) -> None:
-        if len(key) > _CACHE_MAX_LEN:  # a few huge lines must not pin megabytes
+        n = len(key)
+        if n > _CACHE_MAX_LEN:  # a few huge lines must not pin megabytes
             return
         cache = self._cache
-        if len(cache) >= self._cache_size:
+        if len(cache) >= self._cache_size or self._cache_bytes >= self._cache_max_bytes:
             if not self._cache_size:
                 return
             self._cache_old = cache
             self._cache = cache = {}
+            self._cache_bytes = 0
         cache[key] = c
+        self._cache_bytes += (n if key.isascii() else 4 * n) + _CACHE_ENTRY_COST
 
     def _mask(self, message: str) -> str:
         single = self._single_mask
@@ -472,11 +390,12 @@ class TemplateMiner:
         best: _Cluster | None = None
         best_same = -1
         best_params = -1
+        # a `<*>` of the message must not count as equal to one of the template: compare
+        # against a token that equals nothing (split never yields one with a space)
+        probe = [_NO_TOKEN if t == PARAM else t for t in tokens] if PARAM in tokens \
+            else tokens
         for c in clusters:
-            same = 0
-            for a, b in zip(c.tokens, tokens):  # noqa: B905 - same length by construction
-                if a == b and a != PARAM:
-                    same += 1
+            same = sum(map(eq, c.tokens, probe))  # same length by construction
             if same > best_same or (same == best_same and c.params > best_params):
                 best, best_same, best_params = c, same, c.params
         if best is not None and (best_same >= self._sim * n or best_same + best_params >= n):
@@ -499,13 +418,18 @@ class TemplateMiner:
                     template = list(template)
                     changed = True
                 template[i] = PARAM
+        c.size += 1
+        self._lru.move_to_end(c.id)
         if changed:
             c.tokens = template
             c.template = " ".join(template)
             c.params = template.count(PARAM)
+            cost = _cost(template, c.template)
+            self._bytes += cost - c.cost
+            c.cost = cost
             self._dirty = True
-        c.size += 1
-        self._lru.move_to_end(c.id)
+            while self._bytes > self._max_bytes and len(self._lru) > 1:
+                self._evict()  # `<*>` is longer than a one- or two-letter word
         return c
 
     def _new_id(self, tokens: list[str]) -> str:
@@ -518,12 +442,11 @@ class TemplateMiner:
 
     def _insert(self, c: _Cluster, route: tuple[str, ...] | None = None) -> None:
         lru = self._lru
-        while len(lru) >= self._max_templates:
-            _, old = lru.popitem(last=False)
-            self._unlink(old)
-            old.alive = False
-            self.evicted += 1
+        while lru and (len(lru) >= self._max_templates
+                       or self._bytes + c.cost > self._max_bytes):
+            self._evict()
         lru[c.id] = c
+        self._bytes += c.cost
         if route is None or len(route) != max(0, min(self._max_depth, len(c.tokens) - 1)):
             route = self._route(c.tokens)
         c.route = route
@@ -537,6 +460,18 @@ class TemplateMiner:
             node = child
         node.clusters.append(c)
         c.leaf = node
+
+    def _evict(self) -> None:
+        """Drop the least recently used template. The cache may still point at it (it
+        checks `alive`): what it held goes now, not when the cache lets go of it."""
+        _, old = self._lru.popitem(last=False)
+        self._unlink(old)
+        old.alive = False
+        old.tokens = []
+        old.template = ""
+        old.route = ()
+        self._bytes -= old.cost
+        self.evicted += 1
 
     def _unlink(self, c: _Cluster) -> None:
         """Take a template out of the tree, dropping nodes left empty (bounded memory)."""
@@ -565,11 +500,26 @@ class TemplateMiner:
             del self._root[n]
 
 
-# A token made only of variables and punctuation: `<*>`, `(<*>)`, `<*>:<*>,` …
-_PARAM_TOKEN = r"[^\w\s]*<\*>[^\w\s]*"
+# A token made only of variables and punctuation: `<*>`, `(<*>)`, `<*>:<*>,` … That is
+# a whole token (`(?!\S)` after it) of non-word characters holding `<*>`: the look-ahead
+# finds the `<*>` without consuming, then the token is taken possessively. (The plain
+# form `[^\w\s]*<\*>[^\w\s]*` backtracks quadratically over a long token such as
+# `<*>:<*>:<*>…`, since `<`, `*` and `>` are themselves non-word characters.)
+_PARAM_TOKEN = r"(?=[^\w\s]*?<\*>)[^\w\s]++(?!\S)"
 # Two or more such tokens in a row: one variable that spans several tokens
-# (`2034 bytes (1.98 KB)` → `<*> (<*>)` → `<*>`).
-_PARAM_RUN = re.compile(rf"(?<!\S){_PARAM_TOKEN}(?:\s+{_PARAM_TOKEN})+(?!\S)")
+# (`2034 bytes (1.98 KB)` → `<*> (<*>)` → `<*>`). Atomic: once a run is found it is
+# not re-tried shorter, so each token is looked at a bounded number of times.
+_PARAM_RUN = re.compile(rf"(?<!\S)(?>{_PARAM_TOKEN}(?:\s++{_PARAM_TOKEN})++)")
+
+
+def _clip_words(message: str, cap: int) -> str:
+    """`message` with its words past the first `cap - 1` replaced by one `<*>` (the
+    words joined by single spaces then); unchanged if it has at most `cap` words."""
+    words = message.split(None, cap)
+    if len(words) <= cap:
+        return message
+    words[cap - 1:] = [PARAM]
+    return " ".join(words)
 
 
 def _parse_store(raw: bytes) -> list[tuple[str, list[str], int, tuple[str, ...] | None]]:

@@ -24,7 +24,14 @@ _GroupPlan = tuple[int, Plan, str, bool]
 
 
 class GrokParser(Parser):
-    """One or more grok expressions; the first that matches wins."""
+    """One or more grok expressions; the first that matches wins.
+
+    Each is matched anchored at the start of the text (`re.match`), as if it began
+    with `^`: a pattern that should skip a prefix says so with `.*?` (or `%{DATA}`).
+    Searching instead would try the whole pattern at every offset, quadratic in the
+    length of a line that does not match (18.9 s for one 40 KB line against
+    `%{COMBINEDAPACHELOG}`); anchored, every built-in pattern is linear.
+    """
 
     format = "grok"
     reason = "no grok pattern matched"
@@ -37,11 +44,11 @@ class GrokParser(Parser):
             for i, (name, conv) in enumerate(gp.fields):
                 p = norm.plan(name)
                 plans.append((i, p, conv, not conv and p[4]))
-            self.compiled.append((gp.regex.search, plans))
+            self.compiled.append((gp.regex.match, plans))
 
     def parse(self, text: str, rec: Record) -> bool:
-        for search, plans in self.compiled:  # noqa: B007 - used after the loop
-            m = search(text)
+        for match, plans in self.compiled:  # noqa: B007 - used after the loop
+            m = match(text)
             if m is not None:
                 break
         else:
@@ -69,7 +76,9 @@ class GrokParser(Parser):
 
 class GrokParserConfig(ParserConfigBase):
     type: Literal["grok"]
-    pattern: str | list[str] = Field(description="grok expression(s); the first match wins")
+    pattern: str | list[str] = Field(
+        description="grok expression(s), matched at the start of the text; the first "
+                    "match wins")
     pattern_definitions: dict[str, str] = Field(
         default_factory=dict, description="extra named patterns, usable as %{NAME}")
 

@@ -15,7 +15,10 @@ __all__ = ["RegexParser", "RegexParserConfig"]
 
 
 class RegexParser(Parser):
-    """A Python regex with named groups, searched in the line (anchor it with `^`)."""
+    """A Python regex with named groups, matched at the start of the line (`re.match`,
+    as if it began with `^`; write `.*?` to skip a prefix). Anchored, a regex is tried
+    at one offset only: searched, a pattern that fails late is tried at every offset,
+    quadratic in the length of the line."""
 
     format = "regex"
     reason = "regex did not match"
@@ -28,7 +31,7 @@ class RegexParser(Parser):
                       for i in sorted(names) for p in [norm.plan(names[i])]]
 
     def parse(self, text: str, rec: Record) -> bool:
-        m = self.regex.search(text)
+        m = self.regex.match(text)
         if m is None:
             return False
         groups = m.groups()
@@ -46,7 +49,8 @@ class RegexParser(Parser):
 
 class RegexParserConfig(ParserConfigBase):
     type: Literal["regex"]
-    pattern: str = Field(description="Python regex with named groups, searched in the text")
+    pattern: str = Field(description="Python regex with named groups, matched at the start "
+                                      "of the text")
 
     @field_validator("pattern")
     @classmethod

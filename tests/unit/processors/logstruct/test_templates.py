@@ -1,4 +1,5 @@
-"""Template miner: masking, Drain-style generalisation, stable ids, LRU bound, persistence."""
+"""Template miner: Drain-style generalisation, stable ids, bounds (count, bytes, tokens,
+linear time), persistence. The masks are tested in test_masks.py."""
 
 from __future__ import annotations
 
@@ -6,31 +7,23 @@ import json
 import logging
 import os
 import random
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from pipeline.processors.logstruct.templates import (
-    BUILTIN_MASKS,
-    DEFAULT_MASKS,
-    PARAM,
-    CustomMask,
-    TemplateMiner,
-    TemplateSettings,
-    compile_masks,
-    mask_regex,
-)
+from pipeline.processors.logstruct.masks import DEFAULT_MASKS, PARAM, CustomMask
+from pipeline.processors.logstruct.templates import _PARAM_RUN, TemplateMiner, TemplateSettings
+from tests.unit.processors.logstruct.bounds import BOUND_S, SHAPES, assert_linear, best_of
 
 
 def miner(**kw: object) -> TemplateMiner:
     return TemplateMiner(TemplateSettings(enabled=True, **kw))
-
-
-def masked(text: str, *masks: str) -> str:
-    m = miner(masks=list(masks) if masks else list(DEFAULT_MASKS))
-    return m._mask(text)
 
 
 LINES = [
@@ -74,87 +67,6 @@ def test_settings_defaults_and_validation() -> None:
         TemplateSettings.model_validate({"max_templates": 0})
     # the JSON schema is printable (otelpipe schema)
     assert "max_templates" in json.dumps(TemplateSettings.model_json_schema())
-
-
-# -- masks -------------------------------------------------------------------------
-
-@pytest.mark.parametrize(("name", "text", "expected"), [
-    ("ipv4", "from 10.250.10.6 ok", "from <*> ok"),
-    ("ipv4", "to /10.251.43.21:50010 done", "to /<*> done"),
-    ("ipv6", "peer fe80::1ff:fe23:4567:890a%eth0 up", "peer <*> up"),
-    ("ipv6", "peer 2001:0db8:85a3:0000:0000:8a2e:0370:7334 up", "peer <*> up"),
-    ("ipv6", "listen [::1]:8080", "listen [<*>]:8080"),
-    ("uuid", "req 123e4567-e89b-12d3-a456-426614174000 ok", "req <*> ok"),
-    ("hex", "addr 0x7fff5fbff8c8 and 0XDEAD", "addr <*> and <*>"),
-    ("hex", "commit 9fceb02d0ae598e95dc970b74767f19372d61af8", "commit <*>"),
-    ("hex", "word deadbeef stays, so does 12345678", "word deadbeef stays, so does 12345678"),
-    ("number", "took 12 ms, 3.5s, size=4096 port:22 v1.2.3",
-     "took <*>, <*>, size=<*> port:<*> v1.2.3"),
-    ("number", "a 1 b and 2 d stay apart", "a <*> b and <*> d stay apart"),
-    ("number", "version 1.2.3 and -7 and 50%", "version <*> and <*> and <*>"),
-    ("number", "ids blk_123 ssh2 x86 10.0.0.1x stay", "ids blk_123 ssh2 x86 10.0.0.1x stay"),
-    ("number", "sent 2034 bytes (1.98 KB)", "sent <*> (<*>)"),
-    ("url", "GET https://example.com/a?b=1 done", "GET <*> done"),
-    ("email", "mail to jane.doe+x@example.co.uk now", "mail to <*> now"),
-    ("path", "open /etc/httpd/conf/workers2.properties ok", "open <*> ok"),
-    ("datetime", "at Sun Jul 24 02:38:22 2005 end", "at <*> end"),
-    ("datetime", "at 2024-05-01T12:30:00.123Z end", "at <*> end"),
-    ("datetime", "lifetime 00:01:02 end", "lifetime <*> end"),
-])
-def test_builtin_masks(name: str, text: str, expected: str) -> None:
-    assert masked(text, name) == expected
-
-
-def test_masks_match_whole_words_only() -> None:
-    # a digit inside an identifier is not a number; the miner generalises those
-    assert (masked("jk2_init() Found child 6725 in slot 7")
-            == "jk2_init() Found child <*> in slot <*>")
-    assert masked("PS/2 mouse") == "PS/<*> mouse"
-    assert masked("") == ""
-
-
-def test_default_masks_combined_equal_one_by_one() -> None:
-    """The combined alternation gives what applying each mask in order gives (on these lines)."""
-    import re
-    lines = [*LINES, "connection from 84.102.20.2 () at Sun Jul 24 02:38:22 2005",
-             "Times: total = 39, boot = -103, init = 142, finish = 0",
-             "r1---sn-i3beln7k.googlevideo.com:443 close, 733 bytes sent, lifetime 00:12"]
-    combined = compile_masks(DEFAULT_MASKS)
-    assert len(combined) == 1
-    for line in lines:
-        one_by_one = line
-        for name in DEFAULT_MASKS:
-            rx, repl = mask_regex(name)
-            one_by_one = re.sub(rx, repl, one_by_one)
-        assert combined[0][0].sub(combined[0][1], line) == one_by_one
-
-
-def test_custom_masks_with_replacement_and_order() -> None:
-    m = miner(masks=[{"name": "ticket", "regex": r"TCK-\d+", "replacement": "<ticket>"},
-                     "number",
-                     {"name": "user", "regex": r"(?<=user )\w+"}])
-    tid, template = m.match("TCK-42 opened by user alice with 3 items")
-    assert template == "<ticket> opened by user <*> with <*> items"
-    assert m.match("TCK-7 opened by user bob with 12 items") == (tid, template)
-    # a replacement with a backslash is taken literally
-    m = miner(masks=[{"name": "w", "regex": "secret", "replacement": r"<\1>"}])
-    assert m.match("the secret word")[1] == r"the <\1> word"
-
-
-def test_no_masks() -> None:
-    m = miner(masks=[])
-    assert m.match("port 22 open")[1] == "port 22 open"
-    assert m.match("port 23 open")[1] == f"port {PARAM} open"
-
-
-def test_every_builtin_mask_compiles_alone() -> None:
-    import re
-    from typing import get_args
-
-    from pipeline.processors.logstruct.templates import BuiltinMaskName
-    assert set(get_args(BuiltinMaskName)) == set(BUILTIN_MASKS)
-    for name in BUILTIN_MASKS:
-        re.compile(mask_regex(name)[0])
 
 
 # -- mining ------------------------------------------------------------------------
@@ -399,3 +311,113 @@ def test_close_without_persistence_is_a_noop() -> None:
     m.close()
     m.save()
     assert m.load() == 0
+
+
+# -- bounded work and memory (issue 11) ---------------------------------------------------
+
+#: The merge regex before it was made linear (the reference for the rewrite).
+_OLD_PARAM_RUN = r"(?<!\S)[^\w\s]*<\*>[^\w\s]*(?:\s+[^\w\s]*<\*>[^\w\s]*)+(?!\S)"
+
+
+@settings(max_examples=500, deadline=None, derandomize=True)
+@given(st.lists(st.sampled_from(["<*>", "(<*>)", "<*>:<*>", "a<*>", "<*>b", "x", "1", ":",
+                                 "<*", "*>", "<<*>>", "<*>,", " ", "\t", "  "]),
+                max_size=12))
+def test_param_run_rewrite_equals_the_previous_regex(parts: list[str]) -> None:
+    import re
+
+    text = " ".join(parts)
+    assert _PARAM_RUN.sub(PARAM, text) == re.sub(_OLD_PARAM_RUN, PARAM, text)
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_mining_is_linear_in_the_message(shape: str) -> None:
+    """No mask and no merge backtracks: a hostile 40 KB message (issue 11: `'1:' * 20000`
+    took 33.7 s) costs time linear in its length, well within the bound."""
+    def timed(n: int, clock: Callable[[], float] = time.process_time) -> float:
+        text = SHAPES[shape](n)
+        miners = iter([miner() for _ in range(5)])  # fresh: no cache, no templates
+        return best_of(lambda: next(miners).match(text), 5, clock)
+
+    assert_linear(timed, what=shape)
+    assert timed(40_000, time.perf_counter) < BOUND_S
+
+
+def test_token_cap_collapses_the_tail() -> None:
+    m = miner(max_tokens=5)
+    assert m.match("a b c d e")[1] == "a b c d e"
+    tid, template = m.match("a b c d e f g")
+    assert template == "a b c d <*>"
+    assert m.match("a b c d x y z w v") == (tid, template)  # what is past the cap is one <*>
+    # a custom mask whose replacement adds words cannot pass the cap either
+    m = miner(max_tokens=3, masks=[{"name": "w", "regex": "X", "replacement": "p q r"}])
+    assert m.match("X X")[1] == "p q <*>"
+    wide = miner().match(" ".join(f"w{i}" for i in range(20_000)))[1].split()
+    assert len(wide) == 256
+    assert wide[-1] == PARAM
+
+
+def test_settings_of_the_bounds() -> None:
+    s = TemplateSettings()
+    assert s.max_tokens == 256
+    assert s.max_template_bytes == 16 * 1024 * 1024
+    assert TemplateSettings.model_validate({"max_template_bytes": "4MiB"}).max_template_bytes \
+        == 4 * 1024 * 1024
+    with pytest.raises(ValidationError):
+        TemplateSettings.model_validate({"max_tokens": 1})
+    with pytest.raises(ValidationError):
+        TemplateSettings.model_validate({"max_template_bytes": 100})
+
+
+def test_store_bounded_in_bytes_and_accounted_exactly() -> None:
+    from pipeline.processors.logstruct.templates import _cost
+
+    limit = 64 * 1024
+    m = miner(max_template_bytes=limit)
+    r = random.Random(1)
+    for i in range(400):
+        words = [f"{r.choice('abcdef')}{r.choice('ghijkl')}{i % 7}x" for _ in range(20)]
+        m.match(" ".join(words))
+        m.match(" ".join(words[:10] + ["other"] * 10))  # generalises some templates
+        assert m.held_bytes <= limit
+    assert m.evicted > 0
+    held = list(m._lru.values())
+    assert m.held_bytes == sum(c.cost for c in held)
+    assert all(c.cost == _cost(c.tokens, c.template) for c in held)
+    # an evicted template lets go of its text at once, though the cache may name it
+    dead = [c for c in m._cache.values() if not c.alive]
+    assert all(c.tokens == [] and c.template == "" for c in dead)
+
+
+def test_cache_bounded_in_bytes() -> None:
+    m = miner(max_template_bytes=64 * 1024, cache_size=100_000)
+    for i in range(2000):
+        m.match(f"request {i} " + "é" * 1000)
+    for cache in (m._cache, m._cache_old):
+        assert sum(4 * len(k) + 100 for k in cache) <= 64 * 1024 // 8 + 4 * 2048 + 100
+
+
+def test_memory_of_wide_messages_is_bounded(batch_mode: str) -> None:
+    """1,000 messages of 20k words each (issue 11: +160 MB per 100) hold at most
+    `max_template_bytes`, plus the cache's quarter."""
+    import gc
+    import tracemalloc
+
+    if batch_mode == "records":
+        pytest.skip("no batches here; measured once (slow)")
+
+    limit = 1024 * 1024
+    m = miner(max_template_bytes=limit)
+    tail = " ".join(f"tok{i}" for i in range(19_700))
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(1000):
+            m.match(" ".join(f"{chr(97 + j % 26)}{i}y{j}" for j in range(300)) + " " + tail)
+        gc.collect()
+        grown = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert m.held_bytes <= limit
+    assert grown < limit * 5 // 4 + 128 * 1024, f"grew {grown / 2**20:.2f} MiB"

@@ -11,3 +11,15 @@ def test_regex_parser_named_groups(mode: Mode) -> None:
     assert rec == {"time_unix_nano": 1709294400000000000, "severity_number": 13,
                    "severity_text": "WARN", "body": "started in 3 s",
                    "attributes": {"thread.name": "main", "log.logger": "com.example.App"}}
+
+
+def test_regex_matches_anchored_at_the_start() -> None:
+    cfg = {"parsers": [{"type": "regex", "pattern": r"(?P<n>\d+) items|(?P<m>\d+) things"}]}
+    got = run(cfg, ["12 items", "got 12 items", "got 3 things", "3 things"])
+    assert got[0]["attributes"] == {"n": "12"}
+    assert got[1]["attributes"] == {"log.parse_error": "regex did not match"}
+    assert got[2]["attributes"] == {"log.parse_error": "regex did not match"}
+    assert got[3]["attributes"] == {"m": "3"}
+    (rec,) = run({"parsers": [{"type": "regex", "pattern": r".*?(?P<n>\d+) items"}]},
+                 ["got 12 items"])
+    assert rec["attributes"] == {"n": "12"}
