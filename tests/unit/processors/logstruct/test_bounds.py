@@ -24,7 +24,7 @@ from tests.unit.processors.logstruct.bounds import (
     SHAPES,
     assert_linear,
 )
-from tests.unit.processors.logstruct.helpers import batch_of, make, records, run
+from tests.unit.processors.logstruct.helpers import Mode, batch_of, make, records, run
 
 ACCESS = ('10.0.0.1 - - [01/Mar/2024:12:00:00 +0000] "GET /a?b=1 HTTP/1.1" 200 5 "-" '
           '"curl/8"')
@@ -32,15 +32,15 @@ JSON = '{"level":"warn","msg":"disk 91% full","ts":"2024-03-01T12:00:00Z"}'
 WINDOW = 16 * 1024
 
 
-def _consume_s(cfg: dict[str, Any], line: str, reps: int = 3,
-               clock: Callable[[], float] = time.perf_counter
+def _consume_s(mode: Mode, cfg: dict[str, Any], line: str, reps: int = 3,
+               clock: Callable[[], float] = time.perf_counter,
                ) -> tuple[float, list[dict[str, Any]]]:
     """Seconds `consume` takes for a batch of one record holding `line` (best of `reps`,
     each with a fresh processor and batch), and the record it delivered."""
     async def once() -> tuple[float, list[dict[str, Any]]]:
         sink = Sink()
         proc = make(cfg, sink=sink)
-        batch = batch_of([line])
+        batch = batch_of(mode, [line])
         t0 = clock()
         await proc.consume(batch)
         took = clock() - t0
@@ -53,10 +53,11 @@ def _consume_s(cfg: dict[str, Any], line: str, reps: int = 3,
 
 @pytest.mark.parametrize("shape", sorted(SHAPES))
 @pytest.mark.parametrize("cfg_name", sorted(CONFIGS))
-def test_hostile_40kb_line_within_bound_and_intact(cfg_name: str, shape: str) -> None:
+def test_hostile_40kb_line_within_bound_and_intact(cfg_name: str, shape: str, mode: Mode,
+                                                   ) -> None:
     cfg = CONFIGS[cfg_name]
     line = SHAPES[shape](40_000)
-    took, (rec,) = _consume_s(cfg, line)
+    took, (rec,) = _consume_s(mode, cfg, line)
     assert took < BOUND_S, f"{cfg_name}/{shape}: {took * 1e3:.1f} ms"
     assert rec["body"] == line  # passed through, not parsed
     attrs = dict(rec["attributes"])
@@ -70,25 +71,23 @@ def test_hostile_40kb_line_within_bound_and_intact(cfg_name: str, shape: str) ->
 
 @pytest.mark.parametrize("shape", ["a.", "1:", "a", "spaces", "words"])
 @pytest.mark.parametrize("cfg_name", ["auto_templates", "grok_top", "regex", "json"])
-def test_one_mib_line_within_bound(cfg_name: str, shape: str) -> None:
+def test_one_mib_line_within_bound(cfg_name: str, shape: str, mode: Mode) -> None:
     line = SHAPES[shape](1 << 20)
-    took, (rec,) = _consume_s(CONFIGS[cfg_name], line)
+    took, (rec,) = _consume_s(mode, CONFIGS[cfg_name], line)
     assert took < BOUND_S, f"{cfg_name}/{shape}: {took * 1e3:.1f} ms"
     assert rec["body"] == line
 
 
 @pytest.mark.parametrize("shape", sorted(SHAPES))
 @pytest.mark.parametrize("cfg_name", sorted(CONFIGS))
-def test_parsers_linear_without_the_window(cfg_name: str, shape: str, batch_mode: str) -> None:
+def test_parsers_linear_without_the_window(cfg_name: str, shape: str) -> None:
     """The algorithmic bound under the window: with no window at all, every parser and the
     miner take time linear in the line (10 KB vs 40 KB), so the window only caps a
     constant factor."""
-    if batch_mode == "records":
-        pytest.skip("the parsers are the same on both paths; timed once")
     cfg = {**CONFIGS[cfg_name], "max_parse_bytes": 0}
 
     def timed(n: int) -> float:
-        return _consume_s(cfg, SHAPES[shape](n), 5, time.process_time)[0]
+        return _consume_s("otlp", cfg, SHAPES[shape](n), 5, time.process_time)[0]
 
     assert_linear(timed, what=f"{cfg_name}/{shape}")
 
@@ -99,18 +98,18 @@ def test_the_issue_lines() -> None:
     for cfg in ({"parsers": [{"type": "grok", "pattern": "%{COMBINEDAPACHELOG}"}]},
                 {"templates": {"enabled": True}, "auto": True}):
         for line in ("a." * 20000 + "!", "1:" * 20000):
-            took, _ = _consume_s({**cfg, "max_parse_bytes": 0}, line)
+            took, _ = _consume_s("otlp", {**cfg, "max_parse_bytes": 0}, line)
             assert took < BOUND_S
 
 
 # -- the parse window -----------------------------------------------------------------
 
-def test_window_edges_in_bytes() -> None:
+def test_window_edges_in_bytes(mode: Mode) -> None:
     cfg = {"parsers": [{"type": "regex", "pattern": r"(?P<message>x.*)"}],
                "max_parse_bytes": 100}
     at, over = "x" * 100, "x" * 101
     wide = "x" + "é" * 50  # 51 characters, 101 UTF-8 bytes
-    got = run(cfg, [at, over, wide, "x" + "é" * 49])
+    got = run(mode, cfg, [at, over, wide, "x" + "é" * 49])
     assert got[0]["attributes"] == {}
     assert got[0]["body"] == at
     for rec, line in ((got[1], over), (got[2], wide)):
@@ -118,7 +117,7 @@ def test_window_edges_in_bytes() -> None:
         assert rec["body"] == line
     assert got[3]["attributes"] == {}
     # 0 = no window
-    (rec,) = run({**cfg, "max_parse_bytes": 0}, ["x" * 100_000])
+    (rec,) = run(mode, {**cfg, "max_parse_bytes": 0}, ["x" * 100_000])
     assert rec["attributes"] == {}
 
 
@@ -132,12 +131,12 @@ def test_window_default_and_config() -> None:
         LogStructConfig.model_validate({"auto": True, "max_parse_bytes": -1})
 
 
-def test_too_long_counted_and_neighbours_intact() -> None:
+def test_too_long_counted_and_neighbours_intact(mode: Mode) -> None:
     tel = Telemetry()
     cfg = {"auto": True}
     hostile = "a." * 20000 + "!"
-    alone = run(cfg, [ACCESS, JSON])
-    b = batch_of([ACCESS, hostile, JSON])
+    alone = run(mode, cfg, [ACCESS, JSON])
+    b = batch_of(mode, [ACCESS, hostile, JSON])
     make(cfg, telemetry=tel).process(b)
     got = records(b)
     assert [got[0], got[2]] == alone
@@ -149,11 +148,11 @@ def test_too_long_counted_and_neighbours_intact() -> None:
     assert value == 1.0
 
 
-def test_source_attribute_over_the_window() -> None:
+def test_source_attribute_over_the_window(mode: Mode) -> None:
     cfg = {"parsers": [{"type": "json", "source": 'attributes["raw"]'}],
            "max_parse_bytes": 1000}
     big = '{"msg": "' + "y" * 2000 + '"}'
-    got = run(cfg, ["a", "b"], attributes=[{"raw": JSON}, {"raw": big}])
+    got = run(mode, cfg, ["a", "b"], attributes=[{"raw": JSON}, {"raw": big}])
     assert got[0]["severity_text"] == "warn"
     assert got[1]["attributes"] == {"raw": big, "log.parse_skipped": "too_long"}
     assert got[1]["body"] == "b"
@@ -177,11 +176,11 @@ def test_lines_path_skips_too_long_lines_like_built_records() -> None:
         assert recs[1].body == lines[1]
 
 
-def test_template_of_a_too_long_line_comes_from_its_head() -> None:
+def test_template_of_a_too_long_line_comes_from_its_head(mode: Mode) -> None:
     cfg = {"auto": True, "templates": {"enabled": True}, "max_parse_bytes": 1000}
     head = " ".join(["request", "from", "host"] * 100)
     a, b = head + " tail one " + "z" * 5000, head + " other tail " + "q" * 5000
-    got = run(cfg, [a, b])
+    got = run(mode, cfg, [a, b])
     assert got[0]["attributes"]["log.template_id"] == got[1]["attributes"]["log.template_id"]
     template = got[0]["attributes"]["log.template"]
     assert template.endswith(" <*>")
@@ -223,18 +222,16 @@ def _growth(feed: Any, lines: Any) -> int:
         tracemalloc.stop()
 
 
-def test_memory_of_1000_lines_of_20k_tokens_is_bounded(batch_mode: str) -> None:
+def test_memory_of_1000_lines_of_20k_tokens_is_bounded() -> None:
     """Issue 11: +160 MB per 100 such lines (`max_templates` bounded the count, not the
     bytes). Now the store holds at most `max_template_bytes`: 1,000 lines stay under it
     plus the miner's cache (at most a quarter more)."""
-    if batch_mode == "records":
-        pytest.skip("the miner is the same on both paths; measured once (slow)")
     limit = 2 * 1024 * 1024
     proc = make({"auto": True, "templates": {"enabled": True, "max_template_bytes": limit}})
 
     def feed(lines: Any) -> None:
         for i, line in enumerate(lines):
-            b = batch_of([line])
+            b = batch_of("otlp", [line])
             t0 = time.perf_counter()
             proc.process(b)
             took = time.perf_counter() - t0

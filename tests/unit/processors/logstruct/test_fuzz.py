@@ -17,7 +17,7 @@ from pipeline.pdata.logrecords import LogGroup, encode_groups
 from pipeline.processors.logstruct.masks import PARAM
 from pipeline.processors.logstruct.templates import TemplateMiner, TemplateSettings
 from tests.unit.processors.logstruct.bounds import BOUND_S, CONFIGS
-from tests.unit.processors.logstruct.helpers import batch_of, make, records
+from tests.unit.processors.logstruct.helpers import Mode, batch_of, make, records
 
 FUZZ = settings(max_examples=200, deadline=None, derandomize=True)
 
@@ -68,14 +68,14 @@ LINES = st.one_of(
 
 
 @pytest.mark.parametrize("cfg_name", sorted(CONFIGS))
-def test_every_parser_type(cfg_name: str) -> None:
+def test_every_parser_type(cfg_name: str, mode: Mode) -> None:
     cfg: dict[str, Any] = CONFIGS[cfg_name]
     proc = make(cfg)
 
     @FUZZ
     @given(LINES)
     def check(line: str) -> None:
-        b = batch_of([line])
+        b = batch_of(mode, [line])
         proc.process(b)
         (rec,) = records(b)
         attrs = rec["attributes"]
@@ -84,17 +84,15 @@ def test_every_parser_type(cfg_name: str) -> None:
         if "log.parse_error" in attrs or "log.parse_skipped" in attrs:
             assert rec["body"] == line
             assert rec["time_unix_nano"] == 0
-        _within_bound(lambda: proc.process(batch_of([line])))
+        _within_bound(lambda: proc.process(batch_of(mode, [line])))
 
     check()
 
 
 @pytest.mark.parametrize("cfg_name", ["auto_templates", "grok_top", "logfmt"])
-def test_lines_path_equals_records_path(cfg_name: str, batch_mode: str) -> None:
+def test_lines_path_equals_records_path(cfg_name: str) -> None:
     """What filelog emits (groups that still hold lines, parsed in one pass) gives what
     the records give, on fuzzed lines too."""
-    if batch_mode == "records":
-        pytest.skip("no batch mode here")
     cfg = CONFIGS[cfg_name]
     lazy_proc, built_proc = make(cfg), make(cfg)
 
@@ -112,9 +110,7 @@ def test_lines_path_equals_records_path(cfg_name: str, batch_mode: str) -> None:
     check()
 
 
-def test_template_miner(batch_mode: str) -> None:
-    if batch_mode == "records":
-        pytest.skip("no batches here")
+def test_template_miner() -> None:
     miner = TemplateMiner(TemplateSettings(enabled=True, max_tokens=64,
                                            max_template_bytes=256 * 1024))
 

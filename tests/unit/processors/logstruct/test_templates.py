@@ -397,14 +397,12 @@ def test_cache_bounded_in_bytes() -> None:
         assert sum(4 * len(k) + 100 for k in cache) <= 64 * 1024 // 8 + 4 * 2048 + 100
 
 
-def test_memory_of_wide_messages_is_bounded(batch_mode: str) -> None:
+def test_memory_of_wide_messages_is_bounded() -> None:
     """1,000 messages of 20k words each (issue 11: +160 MB per 100) hold at most
     `max_template_bytes`, plus the cache's quarter."""
     import gc
     import tracemalloc
 
-    if batch_mode == "records":
-        pytest.skip("no batches here; measured once (slow)")
 
     limit = 1024 * 1024
     m = miner(max_template_bytes=limit)

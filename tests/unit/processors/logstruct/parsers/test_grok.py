@@ -26,18 +26,18 @@ def test_grok_parser_with_definitions_types_and_fallback_patterns(mode: Mode) ->
     assert got[2]["attributes"] == {"log.parse_error": "no grok pattern matched"}
 
 
-def test_grok_matches_anchored_at_the_start() -> None:
+def test_grok_matches_anchored_at_the_start(mode: Mode) -> None:
     """Searched, a pattern was tried at every offset: one 40 KB line `'a.' * 20000 + '!'`
     held %{COMBINEDAPACHELOG} 18.9 s. Anchored, a prefix to skip is written `.*?`."""
-    got = run({"parsers": [{"type": "grok", "pattern": "%{INT:n:int} items"}]},
+    got = run(mode, {"parsers": [{"type": "grok", "pattern": "%{INT:n:int} items"}]},
               ["12 items", "got 12 items"])
     assert got[0]["attributes"] == {"n": 12}
     assert got[1]["attributes"] == {"log.parse_error": "no grok pattern matched"}
-    got = run({"parsers": [{"type": "grok", "pattern": ".*?%{INT:n:int} items"}]},
+    got = run(mode, {"parsers": [{"type": "grok", "pattern": ".*?%{INT:n:int} items"}]},
               ["got 12 items"])
     assert got[0]["attributes"] == {"n": 12}
     # a top-level alternation is anchored as a whole, not only its first branch
-    got = run({"parsers": [{"type": "grok", "pattern": "a%{INT:n:int}|b%{INT:m:int}"}]},
+    got = run(mode, {"parsers": [{"type": "grok", "pattern": "a%{INT:n:int}|b%{INT:m:int}"}]},
               ["xb2", "b3"])
     assert got[0]["attributes"] == {"log.parse_error": "no grok pattern matched"}
     assert got[1]["attributes"] == {"m": 3}

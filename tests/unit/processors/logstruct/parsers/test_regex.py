@@ -13,13 +13,13 @@ def test_regex_parser_named_groups(mode: Mode) -> None:
                    "attributes": {"thread.name": "main", "log.logger": "com.example.App"}}
 
 
-def test_regex_matches_anchored_at_the_start() -> None:
+def test_regex_matches_anchored_at_the_start(mode: Mode) -> None:
     cfg = {"parsers": [{"type": "regex", "pattern": r"(?P<n>\d+) items|(?P<m>\d+) things"}]}
-    got = run(cfg, ["12 items", "got 12 items", "got 3 things", "3 things"])
+    got = run(mode, cfg, ["12 items", "got 12 items", "got 3 things", "3 things"])
     assert got[0]["attributes"] == {"n": "12"}
     assert got[1]["attributes"] == {"log.parse_error": "regex did not match"}
     assert got[2]["attributes"] == {"log.parse_error": "regex did not match"}
     assert got[3]["attributes"] == {"m": "3"}
-    (rec,) = run({"parsers": [{"type": "regex", "pattern": r".*?(?P<n>\d+) items"}]},
+    (rec,) = run(mode, {"parsers": [{"type": "regex", "pattern": r".*?(?P<n>\d+) items"}]},
                  ["got 12 items"])
     assert rec["attributes"] == {"n": "12"}
