@@ -168,23 +168,37 @@ def apply_attribute_limits(signal: Signal, message: Any, raw: bytes,
     bound = min(count_bound, value_bound)
     if len(raw) <= bound:
         return 0, 0
+    # Where something may exceed: (resource, scope or None, what) from the sizes alone;
+    # the parsed message is only touched there.
+    work: list[tuple[int, int | None, Any]] = []
+    for ri, r in enumerate(_SIZES.FromString(raw).resources):
+        if r.resource and sum(map(len, r.resource)) > bound:
+            work.append((ri, None, sum(map(len, r.resource))))
+        for si, sizes in enumerate(r.scopes):
+            if sizes.scope and sum(map(len, sizes.scope)) > bound:
+                work.append((ri, si, sum(map(len, sizes.scope))))
+            items = sizes.items
+            if items and max(map(len, items)) > bound:
+                work.append((ri, si, list(map(len, items))))
+    if not work:
+        return 0, 0
     lim = _Limiter(m, vlen)
     resources, scope_field, item_field = _GROUPS[signal](message)
-    for r, res_sizes in zip(resources, _SIZES.FromString(raw).resources, strict=True):
-        if sum(map(len, res_sizes.resource)) > bound:
-            lim.owner(r.resource, sum(map(len, res_sizes.resource)) > value_bound)
-        for sc, sizes in zip(getattr(r, scope_field), res_sizes.scopes, strict=True):
-            if sum(map(len, sizes.scope)) > bound:
-                lim.owner(sc.scope, sum(map(len, sizes.scope)) > value_bound)
-            items = sizes.items
-            if not items or max(map(len, items)) <= bound:
-                continue
-            limit_item = lim.span if signal is Signal.TRACES else \
-                lim.owner if signal is Signal.LOGS else lim.metric
-            msgs = getattr(sc, item_field)
-            for i, size in enumerate(map(len, items)):
-                if size > bound:
-                    limit_item(msgs[i], size > value_bound)
+    limit_item = lim.span if signal is Signal.TRACES else \
+        lim.owner if signal is Signal.LOGS else lim.metric
+    for ri, scope_index, what in work:
+        res = resources[ri]
+        if scope_index is None:
+            lim.owner(res.resource, what > value_bound)
+            continue
+        scope = getattr(res, scope_field)[scope_index]
+        if isinstance(what, int):
+            lim.owner(scope.scope, what > value_bound)
+            continue
+        msgs = getattr(scope, item_field)
+        for i, size in enumerate(what):
+            if size > bound:
+                limit_item(msgs[i], size > value_bound)
     return lim.dropped, lim.truncated
 
 

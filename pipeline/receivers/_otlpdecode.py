@@ -121,14 +121,14 @@ def prepare(signal: Signal, body: bytes, is_json: bool, limits: AttributeLimits,
         except DecodeError as exc:
             raise MalformedRequest(malformed_protobuf(exc)) from None
         raw = body
-    assert raw is not None
-    dropped, truncated = apply_attribute_limits(signal, message, raw, limits)
-    if dropped or truncated:
-        raw = None
     total, bad = check_ids(signal, message)
     if bad:
         drop_invalid_id_items(signal, message)
         total -= bad
+        raw = message.SerializeToString()  # rare: the limits read the sizes from it
+    assert raw is not None
+    dropped, truncated = apply_attribute_limits(signal, message, raw, limits)
+    if bad or dropped or truncated:
         raw = None
     if serialize:
         if raw is None and total:
