@@ -8,6 +8,7 @@ full ~40 µs parse.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf.message import DecodeError, Message
@@ -126,12 +127,167 @@ def drop_invalid_id_items(signal: Signal, message: Any) -> int:
     return removed
 
 
+# Attribute limits ------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class AttributeLimits:
+    """Per attribute list: at most `max_attributes` entries; string and bytes values
+    of at most `max_value_length` characters (bytes). 0 means no limit (the SDK's
+    OTEL_ATTRIBUTE_COUNT_LIMIT / OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT)."""
+
+    max_attributes: int = 0
+    max_value_length: int = 0
+
+
+# The serialized size of each resource, scope and item (span, log record, metric):
+# the three signals share field numbers down to the item. Resources and scopes are
+# `repeated` here because occurrences of a singular message field merge.
+_SIZES = build_projection("otelpipe_sizes.proto", {
+    "Scope": [("scope", 1, "repeated bytes"), ("items", 2, "repeated bytes")],
+    "Resource": [("resource", 1, "repeated bytes"), ("scopes", 2, "repeated Scope")],
+    "Request": [("resources", 1, "repeated Resource")],
+}, package="otelpipe.sizes")["Request"]
+_INFINITE = 1 << 62
+
+
+def apply_attribute_limits(signal: Signal, message: Any, raw: bytes,
+                           limits: AttributeLimits) -> tuple[int, int]:
+    """Enforce `limits` on `message`, the parse of `raw`: (attributes dropped, values
+    truncated). What is dropped is added to the list owner's `dropped_attributes_count`
+    (resources, scopes, spans, events, links, log records; data points have none);
+    string values keep their first `max_value_length` characters, as the SDKs do.
+
+    Cheap unless something may exceed a limit: a list of more than N attributes
+    takes at least 2N+2 bytes (2 per empty KeyValue) and a value longer than L at
+    least L+1, so only resources, scopes and items serialized larger than that are
+    looked at (their sizes come from a projection that parses no item).
+    """
+    m, vlen = limits.max_attributes, limits.max_value_length
+    count_bound = 2 * m + 1 if m else _INFINITE
+    value_bound = vlen if vlen else _INFINITE
+    bound = min(count_bound, value_bound)
+    if len(raw) <= bound:
+        return 0, 0
+    # Where something may exceed: (resource, scope or None, what) from the sizes alone;
+    # the parsed message is only touched there.
+    work: list[tuple[int, int | None, Any]] = []
+    for ri, r in enumerate(_SIZES.FromString(raw).resources):
+        if r.resource and sum(map(len, r.resource)) > bound:
+            work.append((ri, None, sum(map(len, r.resource))))
+        for si, sizes in enumerate(r.scopes):
+            if sizes.scope and sum(map(len, sizes.scope)) > bound:
+                work.append((ri, si, sum(map(len, sizes.scope))))
+            items = sizes.items
+            if items and max(map(len, items)) > bound:
+                work.append((ri, si, list(map(len, items))))
+    if not work:
+        return 0, 0
+    lim = _Limiter(m, vlen)
+    resources, scope_field, item_field = _GROUPS[signal](message)
+    limit_item = lim.span if signal is Signal.TRACES else \
+        lim.owner if signal is Signal.LOGS else lim.metric
+    for ri, scope_index, what in work:
+        res = resources[ri]
+        if scope_index is None:
+            lim.owner(res.resource, what > value_bound)
+            continue
+        scope = getattr(res, scope_field)[scope_index]
+        if isinstance(what, int):
+            lim.owner(scope.scope, what > value_bound)
+            continue
+        msgs = getattr(scope, item_field)
+        for i, size in enumerate(what):
+            if size > bound:
+                limit_item(msgs[i], size > value_bound)
+    return lim.dropped, lim.truncated
+
+
+def _trace_groups(req: Any) -> tuple[Any, str, str]:
+    return req.resource_spans, "scope_spans", "spans"
+
+
+def _log_groups(req: Any) -> tuple[Any, str, str]:
+    return req.resource_logs, "scope_logs", "log_records"
+
+
+def _metric_groups(req: Any) -> tuple[Any, str, str]:
+    return req.resource_metrics, "scope_metrics", "metrics"
+
+
+_GROUPS = {Signal.TRACES: _trace_groups, Signal.LOGS: _log_groups,
+           Signal.METRICS: _metric_groups}
+
+
+class _Limiter:
+    __slots__ = ("dropped", "max_attributes", "max_value_length", "truncated")
+
+    def __init__(self, max_attributes: int, max_value_length: int):
+        self.max_attributes = max_attributes
+        self.max_value_length = max_value_length
+        self.dropped = 0
+        self.truncated = 0
+
+    def attributes(self, kvs: Any, values: bool) -> int:
+        """Cut one KeyValue list; returns how many entries were dropped."""
+        m = self.max_attributes
+        n = len(kvs)
+        dropped = 0
+        if m and n > m:
+            del kvs[m:]
+            dropped = n - m
+            self.dropped += dropped
+        if values and self.max_value_length:
+            for kv in kvs:
+                self.value(kv.value)
+        return dropped
+
+    def value(self, v: Any) -> None:
+        kind = v.WhichOneof("value")
+        limit = self.max_value_length
+        if kind == "string_value":
+            if len(v.string_value) > limit:
+                v.string_value = v.string_value[:limit]
+                self.truncated += 1
+        elif kind == "bytes_value":
+            if len(v.bytes_value) > limit:
+                v.bytes_value = v.bytes_value[:limit]
+                self.truncated += 1
+        elif kind == "array_value":
+            for x in v.array_value.values:
+                self.value(x)
+        elif kind == "kvlist_value":
+            for kv in v.kvlist_value.values:
+                self.value(kv.value)
+
+    def owner(self, msg: Any, values: bool) -> None:
+        """A resource, scope, log record, span event or link: attributes and
+        dropped_attributes_count."""
+        dropped = self.attributes(msg.attributes, values)
+        if dropped:
+            msg.dropped_attributes_count += dropped
+
+    def span(self, span: Any, values: bool) -> None:
+        self.owner(span, values)
+        for event in span.events:
+            self.owner(event, values)
+        for link in span.links:
+            self.owner(link, values)
+
+    def metric(self, metric: Any, values: bool) -> None:
+        kind = metric.WhichOneof("data")
+        if kind is not None:
+            for point in getattr(metric, kind).data_points:
+                self.attributes(point.attributes, values)
+
+
 __all__ = [
     "ITEM_NAME",
     "REJECTED_FIELD",
     "REQUEST_TYPES",
     "RESPONSE_TYPES",
+    "AttributeLimits",
     "DecodeError",
+    "apply_attribute_limits",
     "count_items",
     "drop_invalid_id_items",
     "invalid_id_items",
