@@ -548,6 +548,8 @@ async def _grpc_decode(signal: Signal, raw: bytes, limits: AttributeLimits,
                        context: grpc.aio.ServicerContext) -> Prepared:
     """The request decoded and checked (large ones in the worker process); aborts the
     call with INVALID_ARGUMENT (malformed) or UNAVAILABLE (the worker died)."""
+    import grpc
+
     try:
         if len(raw) > OFF_LOOP_PROTOBUF_BYTES:
             return await decoder.prepare(signal, raw, False, limits)
