@@ -50,9 +50,13 @@ class HTTPServer:
 
     async def start(self) -> None:
         host, port = split_endpoint(self.endpoint)
+        # handler_cancellation: a client that disconnects cancels its handler, and with it
+        # the export it waits for (and that export's retries) -- aiohttp >= 3.9 no longer
+        # does by default.
         self._runner = web.AppRunner(self.app, access_log=None,
                                      shutdown_timeout=self.shutdown_timeout,
-                                     auto_decompress=self.auto_decompress)
+                                     auto_decompress=self.auto_decompress,
+                                     handler_cancellation=True)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, reuse_address=True,
                            ssl_context=self.ssl_context)
