@@ -175,7 +175,7 @@ def wait_vl_count(run: str, expected: int, timeout: float = 60.0) -> int:
 def exporter_config(case: str, run: str, queue_dir: Path) -> tuple[str, dict[str, Any]]:
     disk = case.endswith("_disk")
     base = case.removesuffix("_disk")
-    queue: dict[str, Any] = {"queue_size": 1000, "num_consumers": 4}
+    queue: dict[str, Any] = {"queue_size": 1000, "sizer": "requests", "num_consumers": 4}
     if disk:
         queue.update(storage="disk", directory=str(queue_dir))
     helper = {"sending_queue": queue, "timeout": "30s"}

@@ -7,9 +7,15 @@ success rejected. `consume` then does the rest:
 
 - no queue: send now, retrying with exponential backoff (`retry.Backoff`)
   while the caller waits; when retries run out the caller gets
-  `RetryableError`, so the client retries and nothing acknowledged is lost;
+  `RetryableError`, so the client retries and nothing acknowledged is lost.
+  The send runs in the caller's task: when the caller is cancelled (its
+  sender disconnected, or a gRPC deadline passed), so is the send and its
+  retries, and the batch is freed. At most `max_in_flight_requests` exports
+  holding `max_in_flight_bytes` wait at once (`inflight.InFlightLimit`); one
+  more is refused at once with `RetryableError`;
 - memory queue (`queue.MemoryQueue`): acknowledge once queued (lost on a
-  crash; documented), refuse with `RetryableError` when full, deliver with
+  crash; documented), bounded in bytes by default, refuse with
+  `RetryableError` when full, deliver with
   `num_consumers` workers, retrying each batch until `max_elapsed_time`
   (0: forever);
 - disk queue (`diskqueue.PersistentQueue` over a segment log or SQLite):
@@ -38,7 +44,13 @@ from pipeline.component import (
 from pipeline.config.retry import ExporterSettings, QueueSettings, RetrySettings
 from pipeline.errors import PermanentError, PipelineError, RetryableError
 from pipeline.exporterhelper.diskqueue import PersistentQueue, make_store, queue_directory
-from pipeline.exporterhelper.queue import MemoryQueue, QueueClosedError, SendingQueue
+from pipeline.exporterhelper.inflight import InFlightLimit
+from pipeline.exporterhelper.queue import (
+    MemoryQueue,
+    QueueClosedError,
+    SendingQueue,
+    batch_bytes,
+)
 from pipeline.exporterhelper.retry import Backoff
 from pipeline.pdata.batch import Batch
 from pipeline.telemetry.metrics import CounterSpec, GaugeSpec
@@ -62,6 +74,22 @@ QUEUE_RECOVERED = CounterSpec(
     "otelpipe_exporter_queue_recovered_items",
     "Items found in an exporter's disk queue at start (not acknowledged before the "
     "last stop or crash; sent again).", ("exporter",))
+IN_FLIGHT_REQUESTS = GaugeSpec(
+    "otelpipe_exporter_in_flight_requests",
+    "Exports in flight without a sending queue (callers waiting for a send or its "
+    "retries).", ("exporter",))
+IN_FLIGHT_BYTES = GaugeSpec(
+    "otelpipe_exporter_in_flight_bytes",
+    "Bytes (OTLP protobuf size) of the exports in flight without a sending queue.",
+    ("exporter",))
+IN_FLIGHT_REFUSED = CounterSpec(
+    "otelpipe_exporter_in_flight_refused_items",
+    "Items refused at once because the exporter had max_in_flight_requests or "
+    "max_in_flight_bytes in flight.", _EXP)
+CANCELLED = CounterSpec(
+    "otelpipe_exporter_cancelled_items",
+    "Items whose export was cancelled because its sender went away (disconnected, or "
+    "its deadline passed); the sender was not acknowledged.", _EXP)
 QUEUE_CORRUPT = CounterSpec(
     "otelpipe_exporter_queue_corrupt_records",
     "Torn or corrupt records skipped while opening an exporter's disk queue.",
@@ -89,6 +117,13 @@ class Exporter(Component, Consumer):
         self._failed = {s: failed.labels(self.id, s.value) for s in Signal}
         self._enqueue_failed = {s: enqueue_failed.labels(self.id, s.value) for s in Signal}
         self._queue_size_gauge = t.gauge(QUEUE_SIZE).labels(self.id)
+        refused, cancelled = t.counter(IN_FLIGHT_REFUSED), t.counter(CANCELLED)
+        self._in_flight_refused = {s: refused.labels(self.id, s.value) for s in Signal}
+        self._cancelled = {s: cancelled.labels(self.id, s.value) for s in Signal}
+        self._in_flight_requests = t.gauge(IN_FLIGHT_REQUESTS).labels(self.id)
+        self._in_flight_bytes = t.gauge(IN_FLIGHT_BYTES).labels(self.id)
+        self._in_flight = InFlightLimit(self.helper.max_in_flight_requests,
+                                        self.helper.max_in_flight_bytes)
         self._last_error: str | None = None
         self._healthy = True
         self._queue: SendingQueue | None = None
@@ -96,7 +131,7 @@ class Exporter(Component, Consumer):
         self._stopping = asyncio.Event()
         q = self.helper.sending_queue
         if q.enabled:
-            t.gauge(QUEUE_CAPACITY).labels(self.id).set(q.queue_size)
+            t.gauge(QUEUE_CAPACITY).labels(self.id).set(q.capacity)
 
     @abc.abstractmethod
     async def send(self, batch: Batch) -> int | None:
@@ -121,8 +156,9 @@ class Exporter(Component, Consumer):
             assert q.directory is not None
             store = make_store(q.engine, queue_directory(q.directory, self.id), q.fsync,
                                int(q.segment_mib * 1024 * 1024))
-            return PersistentQueue(store, q.queue_size, q.sizer, q.block_on_overflow, self.id)
-        return MemoryQueue(q.queue_size, q.sizer, q.block_on_overflow, self.id)
+            return PersistentQueue(store, q.capacity, q.sizer, q.block_on_overflow, self.id,
+                                   max_bytes=q.max_bytes)
+        return MemoryQueue(q.capacity, q.sizer, q.block_on_overflow, self.id, q.max_bytes)
 
     async def start(self, host: Host) -> None:
         await self.start_exporter(host)
@@ -174,7 +210,7 @@ class Exporter(Component, Consumer):
         return ComponentHealth(healthy=self._healthy, last_error=self._last_error,
                                queue_size=queue.size if queue is not None else
                                (0 if q.enabled else None),
-                               queue_capacity=q.queue_size if q.enabled else None)
+                               queue_capacity=q.capacity if q.enabled else None)
 
     # Data path ------------------------------------------------------------------
     async def consume(self, batch: Batch) -> None:
@@ -189,7 +225,7 @@ class Exporter(Component, Consumer):
     async def _consume(self, batch: Batch) -> None:
         queue = self._queue
         if queue is None:
-            await self._send_with_retry(batch, raise_on_give_up=True)
+            await self._send_now(batch)
             return
         try:
             await queue.put(batch)
@@ -197,6 +233,29 @@ class Exporter(Component, Consumer):
             self._enqueue_failed[batch.signal].inc(batch.items)
             raise
         self._queue_size_gauge.set(queue.size)
+
+    async def _send_now(self, batch: Batch) -> None:
+        """Send in the caller's task, within the in-flight caps; a cancelled caller
+        cancels the send and its retries."""
+        limit = self._in_flight
+        nbytes = batch_bytes(batch) if limit.max_bytes else 0
+        if not limit.try_acquire(nbytes):
+            self._in_flight_refused[batch.signal].inc(batch.items)
+            raise RetryableError(f"exporter {self.id} has too many exports in flight",
+                                 retry_after=1.0)
+        self._in_flight_requests.set(limit.requests)
+        self._in_flight_bytes.set(limit.bytes)
+        try:
+            await self._send_with_retry(batch, raise_on_give_up=True)
+        except asyncio.CancelledError:
+            self._cancelled[batch.signal].inc(batch.items)
+            self.log.debug("export cancelled: its sender went away",
+                           extra={"items": batch.items})
+            raise
+        finally:
+            limit.release(nbytes)
+            self._in_flight_requests.set(limit.requests)
+            self._in_flight_bytes.set(limit.bytes)
 
     async def _worker(self, queue: SendingQueue) -> None:
         while True:

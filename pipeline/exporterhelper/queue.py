@@ -6,6 +6,15 @@ A queue holds entries from `put` until `ack`: an entry handed to a worker by
 `size` is "accepted and not yet finished". Entries are handed out in the order
 they were put; with several consumers they may finish (and be acknowledged)
 in any order.
+
+Sizers (`sizer`): `bytes` counts each batch's OTLP protobuf size
+(`batch_bytes`), `requests` counts batches, `items` counts spans, log
+records or data points. A queue may have a second bound in bytes
+(`max_bytes`, a disk queue's `max_size_mib`) whatever its sizer. A batch
+larger than the whole queue is let in when the queue is empty (it would
+never fit otherwise). When there is no room, `put` raises `QueueFullError`
+(retryable: the sender is told to come back), or waits for room with
+`block_on_overflow`.
 """
 
 from __future__ import annotations
@@ -51,6 +60,16 @@ class Entry:
         return f"Entry(key={self.key}, {self.signal}, items={self.items})"
 
 
+def batch_bytes(batch: Batch) -> int:
+    """The OTLP protobuf size of a batch: the bytes it arrived as, the size of its
+    decoded message (computed, not serialized), or its log records encoded (cached:
+    the exporters that ship OTLP need those bytes anyway)."""
+    if batch.has_raw or not batch.decoded:
+        return len(batch.to_bytes())
+    size: int = batch.message.ByteSize()
+    return size
+
+
 def size_of(sizer: Sizer, items: int, nbytes: int) -> int:
     if sizer == "items":
         return items
@@ -66,12 +85,15 @@ class SendingQueue(abc.ABC):
     the order of pending entries, the size, and wakes waiting getters/putters.
     """
 
-    def __init__(self, capacity: int, sizer: Sizer, block_on_overflow: bool, name: str):
+    def __init__(self, capacity: int, sizer: Sizer, block_on_overflow: bool, name: str,
+                 max_bytes: int | None = None):
         self.capacity = capacity
         self.sizer: Sizer = sizer
         self.block_on_overflow = block_on_overflow
         self.name = name
+        self.max_bytes = max_bytes
         self.size = 0
+        self.bytes = 0  # batch_bytes of the entries accepted and not acknowledged
         self._pending: collections.deque[Entry] = collections.deque()
         self._getters: collections.deque[asyncio.Future[None]] = collections.deque()
         self._space = asyncio.Condition()
@@ -83,8 +105,19 @@ class SendingQueue(abc.ABC):
 
     # Storage hooks ---------------------------------------------------------------
     @abc.abstractmethod
-    async def _store(self, batch: Batch, size: int) -> Entry:
+    async def _store(self, batch: Batch, size: int, nbytes: int) -> Entry:
         """Keep the batch (durably, for a disk queue); returns its entry."""
+
+    def _held_bytes(self) -> int:
+        """The bytes `max_bytes` bounds (a disk queue adds records still on disk)."""
+        return self.bytes
+
+    def _fits(self, size: int, nbytes: int) -> bool:
+        if self.size <= 0:
+            return True  # an empty queue takes any batch, however large
+        if self.size + size > self.capacity:
+            return False
+        return self.max_bytes is None or self._held_bytes() + nbytes <= self.max_bytes
 
     async def _load(self, entry: Entry) -> Batch:
         """The batch of an entry whose bytes are not in memory."""
@@ -130,11 +163,9 @@ class SendingQueue(abc.ABC):
 
         Returns once the batch is stored: for a disk queue, durably written.
         """
-        size = size_of(self.sizer, batch.items, len(batch.to_bytes())
-                       if self.sizer == "bytes" else 0)
-        # A single batch larger than the whole queue would never fit: let it in when
-        # the queue is empty rather than refusing it forever.
-        while self.size + size > self.capacity and self.size > 0:
+        nbytes = batch_bytes(batch)
+        size = size_of(self.sizer, batch.items, nbytes)
+        while not self._fits(size, nbytes):
             if self._closed:
                 raise QueueClosedError(f"sending queue of exporter {self.name} is closed",
                                        retry_after=1.0)
@@ -147,11 +178,15 @@ class SendingQueue(abc.ABC):
             raise QueueClosedError(f"sending queue of exporter {self.name} is closed",
                                    retry_after=1.0)
         self.size += size  # reserve before the (possibly slow) write
+        self.bytes += nbytes
         self._drained.clear()
         try:
-            entry = await self._store(batch, size)
+            entry = await self._store(batch, size, nbytes)
         except BaseException:
             self.size -= size
+            self.bytes -= nbytes
+            if self.size <= 0:
+                self._drained.set()
             await self._wake_space()
             raise
         self._push(entry)
@@ -207,6 +242,7 @@ class SendingQueue(abc.ABC):
         """The entry is finished (delivered or dropped): free its room."""
         entry.batch = None
         self.size -= entry.size
+        self.bytes -= entry.nbytes
         try:
             await self._remove(entry)
         finally:
@@ -226,12 +262,12 @@ class SendingQueue(abc.ABC):
 class MemoryQueue(SendingQueue):
     """Entries in memory: acknowledged once queued, lost if the process dies."""
 
-    def __init__(self, capacity: int, sizer: Sizer, block_on_overflow: bool, name: str):
-        super().__init__(capacity, sizer, block_on_overflow, name)
+    def __init__(self, capacity: int, sizer: Sizer, block_on_overflow: bool, name: str,
+                 max_bytes: int | None = None):
+        super().__init__(capacity, sizer, block_on_overflow, name, max_bytes)
         self._next_key = 0
 
-    async def _store(self, batch: Batch, size: int) -> Entry:
+    async def _store(self, batch: Batch, size: int, nbytes: int) -> Entry:
         self._next_key += 1
-        nbytes = len(batch.to_bytes()) if self.sizer == "bytes" else 0
         return Entry(self._next_key, batch.signal, batch.items, nbytes, batch.metadata,
                      batch, size)

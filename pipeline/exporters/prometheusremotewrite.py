@@ -16,7 +16,7 @@ exporters:
     tls: {ca_file: null, insecure_skip_verify: false}   # shared client TLS settings
     auth: {bearer_token: null, basic: null}              # sets Authorization
     retry_on_failure: {enabled: true, initial_interval: 500ms, max_elapsed_time: 5m}
-    sending_queue: {enabled: true, num_consumers: 1, queue_size: 1000}
+    sending_queue: {enabled: true, num_consumers: 1, queue_size: 64MiB}
 ```
 
 Each batch becomes one (or, above `max_batch_size_bytes`, several)

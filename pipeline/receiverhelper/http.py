@@ -353,7 +353,10 @@ class HTTPServer:
                                      auto_decompress=self.auto_decompress,
                                      # aiohttp's own idle timer: a backstop to ours
                                      keepalive_timeout=limits.idle_timeout + 1.0,
-                                     lingering_time=LINGERING_TIME)
+                                     lingering_time=LINGERING_TIME,
+                                     # a client that disconnects cancels its handler, and
+                                     # with it the export it waits for (and its retries)
+                                     handler_cancellation=True)
         await self._runner.setup()
         site = _GuardedSite(self._runner, host, port, listener, self.ssl_context)
         try:

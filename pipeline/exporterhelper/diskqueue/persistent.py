@@ -3,13 +3,21 @@
 Puts that arrive together share one write and one fsync (group commit) on the
 queue's own I/O thread; batches written in this process stay in memory up to
 `cache_bytes`, so a healthy backend is fed without reading back from disk.
+
+Bytes on disk (`max_bytes`, the `max_size_mib` setting) are counted as the
+records not acknowledged plus the acknowledged ones still on disk behind an
+older unacknowledged record (a segment is deleted only once every record in
+it is acknowledged), so a batch stuck in retries cannot let the files grow
+past the bound.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import concurrent.futures
 import contextlib
+import functools
 from collections.abc import Callable
 from typing import NamedTuple, TypeVar
 
@@ -39,8 +47,9 @@ class PersistentQueue(SendingQueue):
     """A `SendingQueue` whose entries live in a `Store` until acknowledged."""
 
     def __init__(self, store: Store, capacity: int, sizer: Sizer, block_on_overflow: bool,
-                 name: str, cache_bytes: int = MEMORY_CACHE_BYTES):
-        super().__init__(capacity, sizer, block_on_overflow, name)
+                 name: str, cache_bytes: int = MEMORY_CACHE_BYTES,
+                 max_bytes: int | None = None):
+        super().__init__(capacity, sizer, block_on_overflow, name, max_bytes)
         self.store = store
         self.cache_bytes = cache_bytes
         self._cached = 0
@@ -53,6 +62,11 @@ class PersistentQueue(SendingQueue):
         self._opened = False
         self._released = False
         self.recovered = RecoveryStats()
+        # Records on disk in the order written (key -> bytes), up to the oldest one
+        # not acknowledged; `_retained`: bytes of the acknowledged ones among them.
+        self._on_disk: collections.OrderedDict[int, int] = collections.OrderedDict()
+        self._acked: set[int] = set()
+        self._retained = 0
 
     @property
     def persistent(self) -> bool:
@@ -67,6 +81,8 @@ class PersistentQueue(SendingQueue):
         for r in records:
             size = size_of(self.sizer, r.items, r.nbytes)
             self.size += size
+            self.bytes += r.nbytes
+            self._on_disk[r.key] = r.nbytes
             self._push(Entry(r.key, r.signal, r.items, r.nbytes, r.metadata, None, size))
         if records:
             self._drained.clear()
@@ -77,13 +93,23 @@ class PersistentQueue(SendingQueue):
                 "items": self.store.stats.items,
                 "corrupt_records": self.store.stats.corrupt_records})
 
-    async def _store(self, batch: Batch, size: int) -> Entry:
+    def _held_bytes(self) -> int:
+        return self.bytes + self._retained
+
+    async def _store(self, batch: Batch, size: int, nbytes: int) -> Entry:
         raw = batch.to_bytes()
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._writes.append(_PendingWrite(NewRecord(batch.signal, raw, batch.items,
                                                     batch.metadata), fut))
         self._kick()
-        key = await fut
+        try:
+            key = await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            # The sender gave up (it was not acknowledged): once written, the record is
+            # acknowledged at once, so it is neither sent nor found again after a restart.
+            fut.add_done_callback(functools.partial(self._orphan_written, len(raw)))
+            raise
+        self._on_disk[key] = len(raw)
         keep = self._cached + len(raw) <= self.cache_bytes
         if keep:
             self._cached += len(raw)
@@ -95,9 +121,31 @@ class PersistentQueue(SendingQueue):
         raw: bytes = await self._io(self.store.read, entry.key)
         return Batch(entry.signal, raw=raw, items=entry.items, metadata=entry.metadata)
 
+    def _orphan_written(self, nbytes: int, fut: asyncio.Future[int]) -> None:
+        if fut.cancelled() or fut.exception() is not None or self._released:
+            return
+        key = fut.result()
+        self._on_disk[key] = nbytes
+        self._forget(key)
+
     async def _remove(self, entry: Entry) -> None:
         self._cached -= self._cached_sizes.pop(entry.key, 0)
-        self._acks.append(entry.key)
+        self._forget(entry.key)
+
+    def _forget(self, key: int) -> None:
+        """Acknowledge a record on disk; trim the acknowledged prefix of `_on_disk`."""
+        self._acks.append(key)
+        nbytes = self._on_disk.get(key)
+        if nbytes is not None:
+            self._acked.add(key)
+            self._retained += nbytes
+            on_disk = self._on_disk
+            while on_disk:
+                first = next(iter(on_disk))
+                if first not in self._acked:
+                    break
+                self._retained -= on_disk.pop(first)
+                self._acked.discard(first)
         self._kick()
 
     def _kick(self) -> None:

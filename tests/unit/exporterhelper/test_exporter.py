@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
+import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -124,7 +126,8 @@ async def test_permanent_error_is_not_retried_and_counted() -> None:
 async def test_queue_acknowledges_then_delivers_in_background() -> None:
     tel = Telemetry()
     gate = asyncio.Event()
-    exp = Scripted(tel, helper(queue={"enabled": True, "queue_size": 2, "num_consumers": 1}),
+    exp = Scripted(tel, helper(queue={"enabled": True, "queue_size": 2, "sizer": "requests",
+                                           "num_consumers": 1}),
                    gate=gate)
     await exp.start(None)  # type: ignore[arg-type]
     await exp.consume(traces(1))
@@ -164,7 +167,7 @@ async def test_queue_sizer_items() -> None:
 
 async def test_queue_block_on_overflow_waits_for_space() -> None:
     gate = asyncio.Event()
-    exp = Scripted(Telemetry(), helper(queue={"enabled": True, "queue_size": 1,
+    exp = Scripted(Telemetry(), helper(queue={"enabled": True, "queue_size": 1, "sizer": "requests",
                                               "num_consumers": 1, "block_on_overflow": True}),
                    gate=gate)
     await exp.start(None)  # type: ignore[arg-type]
@@ -281,8 +284,8 @@ async def test_errors_leaving_an_exporter_name_it_as_their_origin(error: Pipelin
 
 async def test_a_full_queue_names_the_exporter_as_origin() -> None:
     gate = asyncio.Event()
-    exp = Scripted(Telemetry(), helper(queue={"enabled": True, "queue_size": 1,
-                                              "num_consumers": 1}), gate=gate)
+    exp = Scripted(Telemetry(), helper(queue={"enabled": True, "sizer": "requests",
+                                              "queue_size": 1, "num_consumers": 1}), gate=gate)
     await exp.start(None)  # type: ignore[arg-type]
     refused: RetryableError | None = None
     for _ in range(3):  # the worker waits at the gate: the queue fills up
@@ -295,3 +298,112 @@ async def test_a_full_queue_names_the_exporter_as_origin() -> None:
     assert refused.origin == "exporter scripted"
     gate.set()
     await exp.shutdown()
+
+
+# Without a queue: cancellation and the in-flight caps -------------------------------------
+
+class Hanging(Exporter):
+    """A backend that accepts the connection and never answers."""
+
+    def __init__(self, tel: Telemetry, helper: ExporterSettings):
+        super().__init__(exporter_settings("scripted", telemetry=tel), helper)
+        self.attempts = 0
+
+    async def send(self, batch: Batch) -> None:
+        self.attempts += 1
+        await asyncio.Event().wait()
+
+
+def gauge(tel: Telemetry, name: str) -> float | None:
+    return tel.registry.get_sample_value(name, {"exporter": "scripted"})
+
+
+def big_batch(mib: int) -> Batch:
+    return Batch(Signal.TRACES, raw=bytes(mib * 1024 * 1024), items=1)
+
+
+async def test_cancelled_caller_stops_the_retry_loop_and_frees_the_batch() -> None:
+    tel = Telemetry()
+    # Per attempt 20 ms, then retries for 5 minutes: only the caller's cancellation ends it.
+    exp = Hanging(tel, helper({"max_elapsed_time": "5m"}, timeout=0.02))
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        task = asyncio.create_task(exp.consume(big_batch(8)))
+        await aeventually(lambda: exp.attempts >= 3, what="three attempts")
+        assert gauge(tel, "otelpipe_exporter_in_flight_requests") == 1.0
+        assert gauge(tel, "otelpipe_exporter_in_flight_bytes") == 8 * 1024 * 1024
+        held = tracemalloc.get_traced_memory()[0] - before
+        started = time.monotonic()
+        task.cancel()  # the sender disconnected
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert time.monotonic() - started < 0.1
+        del task
+        await asyncio.sleep(0.01)  # the loop lets go of the finished task's last callback
+        gc.collect()
+        freed = held - (tracemalloc.get_traced_memory()[0] - before)
+    finally:
+        tracemalloc.stop()
+    assert held >= 8 * 1024 * 1024
+    assert freed >= 8 * 1024 * 1024
+    attempts = exp.attempts
+    await asyncio.sleep(0.1)
+    assert exp.attempts == attempts  # no retry after the cancellation
+    assert gauge(tel, "otelpipe_exporter_in_flight_requests") == 0.0
+    assert gauge(tel, "otelpipe_exporter_in_flight_bytes") == 0.0
+    assert metric(tel, "otelpipe_exporter_cancelled_items_total") == 1.0
+    assert metric(tel, "otelpipe_exporter_send_failed_items_total") == 0.0
+
+
+async def test_in_flight_request_cap_refuses_at_once() -> None:
+    tel = Telemetry()
+    gate = asyncio.Event()
+    exp = Scripted(tel, helper().model_copy(update={"max_in_flight_requests": 2}), gate=gate)
+    first = asyncio.create_task(exp.consume(traces(1)))
+    second = asyncio.create_task(exp.consume(traces(2)))
+    await aeventually(lambda: len(exp.attempts) == 2, what="two sends waiting")
+    with pytest.raises(RetryableError) as exc:
+        await asyncio.wait_for(exp.consume(traces(4)), 0.1)  # at once, not after a wait
+    assert str(exc.value) == "exporter scripted has too many exports in flight"
+    assert exc.value.retry_after == 1.0
+    assert metric(tel, "otelpipe_exporter_in_flight_refused_items_total") == 4.0
+    assert gauge(tel, "otelpipe_exporter_in_flight_requests") == 2.0
+    gate.set()
+    await asyncio.wait_for(asyncio.gather(first, second), 1)
+    assert sorted(b.items for b in exp.delivered) == [1, 2]
+    assert gauge(tel, "otelpipe_exporter_in_flight_requests") == 0.0
+    await exp.consume(traces(3))
+
+
+async def test_in_flight_byte_cap_refuses_at_once() -> None:
+    tel = Telemetry()
+    gate = asyncio.Event()
+    cap = 3 * 1024 * 1024
+    exp = Scripted(tel, helper().model_copy(update={"max_in_flight_bytes": cap}), gate=gate)
+    first = asyncio.create_task(exp.consume(big_batch(2)))
+    await aeventually(lambda: len(exp.attempts) == 1, what="one send waiting")
+    with pytest.raises(RetryableError):
+        await exp.consume(big_batch(2))
+    small = asyncio.create_task(exp.consume(big_batch(1)))  # 2 + 1 MiB: fits
+    await aeventually(lambda: len(exp.attempts) == 2, what="two sends waiting")
+    assert gauge(tel, "otelpipe_exporter_in_flight_bytes") == cap
+    gate.set()
+    await asyncio.wait_for(asyncio.gather(first, small), 1)
+    # Alone, a batch over the cap is admitted (it could never pass otherwise).
+    await exp.consume(big_batch(4))
+    assert len(exp.delivered) == 3
+    assert gauge(tel, "otelpipe_exporter_in_flight_bytes") == 0.0
+
+
+async def test_queue_workers_are_not_capped_by_in_flight() -> None:
+    """With a queue the in-flight caps do not apply: the queue's bound does."""
+    exp = Scripted(Telemetry(), helper(queue={"enabled": True, "sizer": "requests",
+                                              "num_consumers": 3}).model_copy(
+        update={"max_in_flight_requests": 1}), gate=asyncio.Event())
+    await exp.start(None)  # type: ignore[arg-type]
+    for _ in range(3):
+        await exp.consume(traces(1))
+    await aeventually(lambda: len(exp.attempts) == 3, what="three workers sending")
+    for w in exp._workers:
+        w.cancel()

@@ -90,7 +90,7 @@ class FlakyExporter(Exporter):
     """Fails every send while `fail` is set; `gate` holds sends open."""
 
     def __init__(self, settings: ExporterCreateSettings, config: FlakyConfig):
-        queue = ({"queue_size": config.queue_size, "num_consumers": 1}
+        queue = ({"queue_size": config.queue_size, "sizer": "requests", "num_consumers": 1}
                  if config.queue_size else {"enabled": False})
         super().__init__(settings, ExporterSettings.model_validate(
             {"retry_on_failure": {"enabled": False}, "sending_queue": queue}))

@@ -14,10 +14,10 @@ ENGINES = ["segment", "sqlite"]
 
 def make_queue(path: Path, engine: str, capacity: int = 1000, sizer: str = "requests",
                block: bool = False, segment_bytes: int = 1 << 20,
-               cache_bytes: int = 1 << 20) -> PersistentQueue:
+               cache_bytes: int = 1 << 20, max_bytes: int | None = None) -> PersistentQueue:
     store = make_store(engine, path, True, segment_bytes)
     return PersistentQueue(store, capacity, sizer, block, "test",  # type: ignore[arg-type]
-                           cache_bytes=cache_bytes)
+                           cache_bytes=cache_bytes, max_bytes=max_bytes)
 
 
 def span_names(batch: Batch) -> list[str]:

@@ -63,7 +63,8 @@ class SinkConfig(ComponentConfig):
 class SinkExporter(Exporter):
     def __init__(self, settings: ExporterCreateSettings, config: SinkConfig):
         super().__init__(settings, ExporterSettings.model_validate(
-            {"retry_on_failure": {"enabled": False}, "sending_queue": {"queue_size": 50}}))
+            {"retry_on_failure": {"enabled": False}, "sending_queue": {"queue_size": 50,
+                                                          "sizer": "requests"}}))
         self.fail = config.fail
         self.password = config.password
 
