@@ -36,8 +36,10 @@ from pipeline.component import (
     Signal,
 )
 from pipeline.config.retry import ExporterSettings, QueueSettings, RetrySettings
+from pipeline.config.secrets import mask_text
 from pipeline.errors import PermanentError, PipelineError, RetryableError
 from pipeline.exporterhelper.diskqueue import PersistentQueue, make_store, queue_directory
+from pipeline.exporterhelper.failurelog import DeliveryLog
 from pipeline.exporterhelper.queue import MemoryQueue, QueueClosedError, SendingQueue
 from pipeline.exporterhelper.retry import Backoff
 from pipeline.pdata.batch import Batch
@@ -91,6 +93,7 @@ class Exporter(Component, Consumer):
         self._queue_size_gauge = t.gauge(QUEUE_SIZE).labels(self.id)
         self._last_error: str | None = None
         self._healthy = True
+        self._delivery_log = DeliveryLog(self.id, self.log)
         self._queue: SendingQueue | None = None
         self._workers: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
@@ -238,13 +241,14 @@ class Exporter(Component, Consumer):
                     f"{type(exc).__name__}: {exc}" if str(exc) else "send timed out")
                 self._note_error(str(err), healthy=False)
                 delay = backoff.next_delay(err.retry_after) if backoff else None
+                self._delivery_log.failed(err, retrying=delay is not None)
                 if delay is None:
                     if raise_on_give_up:
                         raise RetryableError(f"exporter {self.id} cannot deliver: {err}",
                                              retry_after=err.retry_after) from None
                     self._failed[batch.signal].inc(batch.items)
                     self.log.error("dropped data after retries were exhausted",
-                                   extra={"items": batch.items, "error": str(err)})
+                                   extra={"items": batch.items, "error": mask_text(err)})
                     return
                 if raise_on_give_up:
                     await asyncio.sleep(delay)
@@ -263,6 +267,7 @@ class Exporter(Component, Consumer):
             else:
                 self._sent[batch.signal].inc(batch.items)
             self._healthy = True
+            self._delivery_log.delivered()
             return
 
     def _note_error(self, message: str, *, healthy: bool) -> None:
