@@ -21,15 +21,24 @@ from pipeline.registry import default_registry
 EXIT_INVALID_CONFIG = 2
 
 
+# Top-level keys of a pipeline config: a file with any of them is not SLO definitions.
+_CONFIG_KEY = re.compile(
+    r"^(receivers|processors|exporters|connectors|extensions|service)\s*:", re.MULTILINE)
+
+
 def is_slo_definitions(paths: Sequence[str]) -> bool:
-    """One file of OpenSLO documents (not a pipeline config)."""
+    """One file of SLO definitions, not a pipeline config: OpenSLO documents, or a
+    native `slos:` list at the top level (docs/slo.md, "Definitions")."""
     if len(paths) != 1:
         return False
     try:
         text = Path(paths[0]).read_text(encoding="utf-8", errors="replace")
     except OSError:
         return False
-    return re.search(r"^apiVersion:\s*openslo/", text, re.MULTILINE) is not None
+    if re.search(r"^apiVersion:\s*openslo/", text, re.MULTILINE) is not None:
+        return True
+    return (re.search(r"^slos\s*:", text, re.MULTILINE) is not None
+            and _CONFIG_KEY.search(text) is None)
 
 
 def validate_slo_definitions(path: str) -> int:

@@ -195,7 +195,44 @@ def _check_service(service_raw: Any, problems: list[str]) -> ServiceModel | None
             return ServiceModel.model_validate(service_raw)
         except ValidationError as exc:
             problems.extend(pydantic_problems("service", exc, ServiceModel))
+            return _valid_part_of_service(service_raw, exc)
     return None
+
+
+def _valid_part_of_service(service_raw: dict[str, Any],
+                           exc: ValidationError) -> ServiceModel | None:
+    """The service without the keys `exc` found invalid, so that the pipeline checks
+    still run and `otelpipe validate` reports their problems in the same run (an
+    invalid `shutdown_timeout` must not hide an undefined exporter). An invalid
+    pipeline keeps those of its lists that are lists of names."""
+    raw = dict(service_raw)
+    for err in exc.errors(include_input=False, include_url=False):
+        loc = err["loc"]
+        if loc and loc[0] != "pipelines":
+            raw.pop(str(loc[0]), None)
+    pipelines_raw = raw.pop("pipelines", None)
+    if not isinstance(pipelines_raw, dict):
+        return None
+    try:
+        service = ServiceModel.model_validate({**raw, "pipelines": _PLACEHOLDER})
+    except ValidationError:
+        return None
+    pipelines: dict[str, PipelineModel] = {}
+    for pid, p in pipelines_raw.items():
+        if not isinstance(p, dict):
+            continue
+        try:
+            pipelines[str(pid)] = PipelineModel.model_validate(p)
+        except ValidationError:
+            lists = [[str(x) for x in p[role]] if isinstance(p.get(role), list) else []
+                     for role in ("receivers", "processors", "exporters")]
+            pipelines[str(pid)] = PipelineModel.model_construct(
+                receivers=lists[0], processors=lists[1], exporters=lists[2])
+    service.pipelines = pipelines
+    return service
+
+
+_PLACEHOLDER = {"traces": {"receivers": ["-"], "exporters": ["-"]}}
 
 
 def _check_extensions(service: ServiceModel,
@@ -238,11 +275,12 @@ def _check_pipelines(service: ServiceModel,
     for pid, pmodel in service.pipelines.items():
         base = f"service.pipelines.{pid}"
         signal_name, _, _ = pid.partition("/")
+        signal: Signal | None = None
         if signal_name not in signals or pid.endswith("/"):
             problems.append(f"{base}: a pipeline id is traces, logs or metrics, optionally "
                             f'followed by /name{did_you_mean(signal_name, signals)}')
-            continue
-        signal = Signal(signal_name)
+        else:
+            signal = Signal(signal_name)
         lists: dict[str, list[ComponentID]] = {}
         for role, allowed in (("receivers", (Kind.RECEIVER, Kind.CONNECTOR)),
                               ("processors", (Kind.PROCESSOR,)),
@@ -267,13 +305,16 @@ def _check_pipelines(service: ServiceModel,
                                         + did_you_mean(text, names))
                     continue
                 factory = factories[(kind, cid)]
-                if kind is not Kind.CONNECTOR and not factory.supports(signal):
+                if kind is not Kind.CONNECTOR and signal is not None \
+                        and not factory.supports(signal):
                     supported = ", ".join(sorted(s.value for s in factory.signals)) or "none"
                     problems.append(f'{path}: {kind.value} "{cid}" does not support {signal} '
                                     f"(it supports {supported})")
                     continue
                 ids.append(cid)
             lists[role] = ids
+        if signal is None:
+            continue  # its components were checked; its signal is unknown
         pipelines[pid] = PipelineConfig(pid, signal, tuple(lists["receivers"]),
                                         tuple(lists["processors"]), tuple(lists["exporters"]))
     return pipelines

@@ -6,6 +6,8 @@ sync, so the reference can never drift from the code.
 
 from __future__ import annotations
 
+import json
+import re
 import types
 import typing
 from typing import Any
@@ -15,11 +17,13 @@ from pydantic.fields import FieldInfo
 from pydantic_core import PydanticUndefined
 
 from pipeline.component import Factory, Kind
-from pipeline.config.types import format_duration, parse_duration
+from pipeline.config.types import parse_duration
 from pipeline.registry import Registry
 
 
 def _type_name(annotation: Any) -> str:
+    if _is_duration_type(annotation):
+        return "duration"
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
     if origin is typing.Annotated:
@@ -42,8 +46,86 @@ def _type_name(annotation: Any) -> str:
     return str(annotation).replace("typing.", "")
 
 
+def _is_duration_marker(meta: Any) -> bool:
+    """`pipeline.config.types.Duration`, or a type that documents itself as one in its
+    JSON schema ("seconds, or a duration such as …", e.g. the SLO `Period`)."""
+    if getattr(meta, "func", None) is parse_duration:
+        return True
+    schema = getattr(meta, "json_schema", None)
+    return isinstance(schema, dict) and str(schema.get("description", "")).startswith(
+        "seconds, or a duration")
+
+
+def _is_duration_type(annotation: Any) -> bool:
+    return typing.get_origin(annotation) is typing.Annotated and any(
+        _is_duration_marker(m) for m in typing.get_args(annotation)[1:])
+
+
 def _is_duration(field: FieldInfo) -> bool:
-    return any(getattr(m, "func", None) is parse_duration for m in field.metadata)
+    return any(_is_duration_marker(m) for m in field.metadata)
+
+
+def _unwrap(annotation: Any) -> Any:
+    """`X` of `X | None` (a duration's Annotated type is kept whole)."""
+    if typing.get_origin(annotation) in (types.UnionType, typing.Union):
+        rest = [a for a in typing.get_args(annotation) if a is not type(None)]
+        if len(rest) == 1:
+            return rest[0]
+    return annotation
+
+
+def _key(name: str, field: FieldInfo) -> str:
+    """The key as written in YAML: the field's alias (`for`), else its name."""
+    alias = field.validation_alias if isinstance(field.validation_alias, str) else field.alias
+    return alias or name
+
+
+def duration_text(seconds: float) -> str:
+    """`5m`, `1h30m`, `30d`, `200ms`: as a user writes a duration."""
+    if seconds and seconds < 1:
+        return f"{seconds * 1000:g}ms"
+    whole = round(seconds)
+    if abs(seconds - whole) > 1e-9:
+        return f"{seconds:g}s"
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if whole >= size:
+            parts.append(f"{whole // size}{unit}")
+            whole %= size
+    return "".join(parts) or "0s"
+
+
+_PLAIN = re.compile(r"^[A-Za-z_/][\w./:-]*(?<!:)$")  # safe unquoted in YAML flow style
+
+
+def _yaml(value: Any, annotation: Any = None, duration: bool = False) -> str:
+    """`value` in YAML flow style, durations as strings, keys as written in YAML."""
+    annotation = _unwrap(annotation)
+    duration = duration or _is_duration_type(annotation)
+    if isinstance(value, BaseModel):
+        fields = type(value).model_fields
+        items = [(_key(n, f), _yaml(getattr(value, n), f.annotation, _is_duration(f)))
+                 for n, f in fields.items() if getattr(value, n) != f.get_default(
+                     call_default_factory=True)]
+        return "{" + ", ".join(f"{k}: {v}" for k, v in items) + "}"
+    args = typing.get_args(annotation)
+    if isinstance(value, list | tuple | set | frozenset):
+        item = args[0] if args else None
+        return "[" + ", ".join(_yaml(v, item, duration) for v in value) + "]"
+    if isinstance(value, dict):
+        key_t, val_t = (args[0], args[1]) if len(args) == 2 else (None, None)
+        return "{" + ", ".join(f"{_yaml(k, key_t)}: {_yaml(v, val_t, duration)}"
+                               for k, v in value.items()) + "}"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if isinstance(value, int | float):
+        return duration_text(float(value)) if duration else repr(value)
+    if isinstance(value, str) and _PLAIN.match(value) and value not in (
+            "true", "false", "null", "yes", "no", "on", "off"):
+        return value
+    return json.dumps(str(value), ensure_ascii=False)
 
 
 def _default(field: FieldInfo) -> str:
@@ -54,9 +136,9 @@ def _default(field: FieldInfo) -> str:
         value = field.default_factory() if field.default_factory else None  # type: ignore[call-arg]
     if isinstance(value, BaseModel):
         return "(object)"
-    if isinstance(value, float) and _is_duration(field):
-        return f"`{format_duration(value)}`"
-    return f"`{value!r}`" if value not in (None, "") else "—"
+    if value in (None, ""):
+        return "—"
+    return f"`{_yaml(value, field.annotation, _is_duration(field))}`"
 
 
 def _nested_models(annotation: Any) -> list[type[BaseModel]]:
@@ -73,7 +155,7 @@ def _nested_models(annotation: Any) -> list[type[BaseModel]]:
 def _rows(model: type[BaseModel], prefix: str, seen: set[type]) -> list[str]:
     rows = []
     for name, field in model.model_fields.items():
-        key = f"{prefix}{name}"
+        key = f"{prefix}{_key(name, field)}"
         desc = (field.description or "").replace("\n", " ").replace("|", "\\|")
         type_name = "duration" if _is_duration(field) else _type_name(field.annotation)
         rows.append(f"| `{key}` | {type_name} | {_default(field)} | {desc} |")

@@ -42,8 +42,10 @@ from pipeline.component import (
     Signal,
 )
 from pipeline.config.retry import ExporterSettings, QueueSettings, RetrySettings
+from pipeline.config.secrets import mask_text
 from pipeline.errors import PermanentError, PipelineError, RetryableError
 from pipeline.exporterhelper.diskqueue import PersistentQueue, make_store, queue_directory
+from pipeline.exporterhelper.failurelog import DeliveryLog
 from pipeline.exporterhelper.inflight import InFlightLimit
 from pipeline.exporterhelper.queue import (
     MemoryQueue,
@@ -126,6 +128,7 @@ class Exporter(Component, Consumer):
                                         self.helper.max_in_flight_bytes)
         self._last_error: str | None = None
         self._healthy = True
+        self._delivery_log = DeliveryLog(self.id, self.log)
         self._queue: SendingQueue | None = None
         self._workers: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
@@ -297,13 +300,14 @@ class Exporter(Component, Consumer):
                     f"{type(exc).__name__}: {exc}" if str(exc) else "send timed out")
                 self._note_error(str(err), healthy=False)
                 delay = backoff.next_delay(err.retry_after) if backoff else None
+                self._delivery_log.failed(err, retrying=delay is not None)
                 if delay is None:
                     if raise_on_give_up:
                         raise RetryableError(f"exporter {self.id} cannot deliver: {err}",
                                              retry_after=err.retry_after) from None
                     self._failed[batch.signal].inc(batch.items)
                     self.log.error("dropped data after retries were exhausted",
-                                   extra={"items": batch.items, "error": str(err)})
+                                   extra={"items": batch.items, "error": mask_text(err)})
                     return
                 if raise_on_give_up:
                     await asyncio.sleep(delay)
@@ -322,6 +326,7 @@ class Exporter(Component, Consumer):
             else:
                 self._sent[batch.signal].inc(batch.items)
             self._healthy = True
+            self._delivery_log.delivered()
             return
 
     def _note_error(self, message: str, *, healthy: bool) -> None:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal as os_signal
 import time
 from collections.abc import Mapping
+from typing import Any
 
 from pipeline.component import (
     Component,
@@ -32,6 +34,7 @@ from pipeline.component import (
 )
 from pipeline.config.model import Config, PipelineConfig
 from pipeline.service.fanout import fan_out
+from pipeline.service.inflight import InFlight, Tracked
 from pipeline.service.looplag import LoopLagMonitor
 from pipeline.telemetry.logs import component_logger
 from pipeline.telemetry.metrics import Telemetry
@@ -47,6 +50,9 @@ class Service(Host):
         self._started_entries: list[ComponentEntry] = []
         self._started = False
         self._loop_lag = LoopLagMonitor(self.telemetry)
+        # What is inside each receiver's pipelines and each exporter right now (the
+        # report of a drain cut short by a second signal).
+        self._in_flight: dict[tuple[Kind, ComponentID], InFlight] = {}
         self._build()
 
     # Host -----------------------------------------------------------------
@@ -88,7 +94,8 @@ class Service(Host):
         for eid in sorted(used_exporters):
             comp = self._create(ExporterCreateSettings(
                 id=eid, logger=self._logger(Kind.EXPORTER, eid), telemetry=tel))
-            consumers[(Kind.EXPORTER, eid)] = _as_consumer(comp, eid)
+            counts = self._in_flight[(Kind.EXPORTER, eid)] = InFlight()
+            consumers[(Kind.EXPORTER, eid)] = Tracked(_as_consumer(comp, eid), counts)
 
         heads: dict[str, Consumer] = {}
         connectors = cfg.components[Kind.CONNECTOR]
@@ -127,9 +134,11 @@ class Service(Host):
                                if r in cfg.components[Kind.RECEIVER]})
         for rid in receiver_ids:
             fed = [p for p in cfg.pipelines.values() if rid in p.receivers]
+            counts = self._in_flight[(Kind.RECEIVER, rid)] = InFlight()
             self._create(ReceiverCreateSettings(
                 id=rid, logger=self._logger(Kind.RECEIVER, rid), telemetry=tel,
-                consumers=self._signal_consumers(fed, heads)))
+                consumers={s: Tracked(c, counts)
+                           for s, c in self._signal_consumers(fed, heads).items()}))
 
     @staticmethod
     def _signal_consumers(fed: list[PipelineConfig],
@@ -181,6 +190,23 @@ class Service(Host):
         self._loop_lag.stop()
         return clean
 
+    def undrained(self) -> list[dict[str, Any]]:
+        """What is still held, per exporter (queue size, items inside `consume`) and
+        per receiver (requests in flight): what a drain cut short leaves behind."""
+        out: list[dict[str, Any]] = []
+        for entry in self.entries:
+            counts = self._in_flight.get((entry.kind, entry.id))
+            if counts is None or entry.pipeline is not None:
+                continue
+            if entry.kind is Kind.EXPORTER:
+                health = entry.component.health()
+                out.append({"component": entry.name, "queue_size": health.queue_size or 0,
+                            "items_in_flight": counts.items})
+            else:
+                out.append({"component": entry.name, "requests_in_flight": counts.requests,
+                            "items_in_flight": counts.items})
+        return out
+
 
 def _begin_shutdown_of(entries: list[ComponentEntry]) -> None:
     for entry in entries:
@@ -197,19 +223,40 @@ def _as_consumer(component: Component, cid: ComponentID) -> Consumer:
     return component
 
 
+def exit_undrained(service: Service, sig: os_signal.Signals) -> None:
+    """A second signal during the drain: say what is left, exit at once (128 + signal,
+    as shells report a process a signal ended: 130 for SIGINT, 143 for SIGTERM)."""
+    try:
+        log.error("second signal: exiting without draining",
+                  extra={"signal": sig.name, "not_drained": service.undrained()})
+    finally:
+        for handler in logging.getLogger("otelpipe").handlers:
+            handler.flush()
+        os._exit(128 + int(sig))
+
+
 async def run(config: Config) -> int:
-    """Run until SIGTERM/SIGINT, then drain within service.shutdown_timeout."""
+    """Run until SIGTERM/SIGINT, then drain within service.shutdown_timeout; a second
+    signal during the drain exits at once (`exit_undrained`)."""
     service = Service(config)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
+
+    def on_signal(sig: os_signal.Signals) -> None:
+        if stop.is_set():
+            exit_undrained(service, sig)
+        stop.set()
+
     for sig in (os_signal.SIGTERM, os_signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, on_signal, sig)
     try:
         await service.start()
     except Exception:
         return 1
     await stop.wait()
-    log.info("shutting down", extra={"timeout_s": config.service.shutdown_timeout})
+    log.info("shutting down", extra={"timeout_s": config.service.shutdown_timeout,
+                                     "hint": "a second SIGINT/SIGTERM exits at once, "
+                                             "without draining"})
     clean = await service.shutdown()
     log.info("stopped", extra={"drained": clean})
     return 0

@@ -31,7 +31,11 @@ A rule (severity, long window, short window, threshold, for) holds when the
 burn rate is >= the threshold over BOTH windows and each window has at least
 `min_events` events; it fires once it has held for `for` (evaluated at each
 `evaluate()`). A severity fires while any of its rules fires and resolves when
-none does. Defaults: page = 14.4x over 1h and 5m, or 6x over 6h and 30m;
+none does. A firing alert keeps the windows of the rule that fired it until it
+resolves, even when another rule of its severity holds meanwhile: the alert
+records, the Alertmanager labels (its identity there) and the status page name
+the same windows for the whole episode.
+Defaults: page = 14.4x over 1h and 5m, or 6x over 6h and 30m;
 ticket = 3x over 1d and 2h, or 1x over 3d and 6h. The thresholds are for a 30d
 period and scale with the SLO's period so that they keep meaning the same
 budget consumption (see `BurnRateRule.threshold`).
@@ -408,11 +412,6 @@ class SLOTracker:
                 st.windows = (rs.long_name, rs.short_name)
                 st.threshold = rs.threshold
                 out.append(self._transition(st, "firing", t, by_name, remaining))
-            elif fired is not None and st.rule != fired:
-                # Still firing, now through another rule: report that one's windows.
-                rs = self.rules[fired]
-                st.rule, st.windows = fired, (rs.long_name, rs.short_name)
-                st.threshold = rs.threshold
             elif fired is None and st.firing:
                 out.append(self._transition(st, "resolved", t, by_name, remaining))
                 st.firing = False

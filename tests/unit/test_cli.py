@@ -271,3 +271,99 @@ def test_validate_reports_pipeline_problems_alongside_invalid_settings(
         "  error: service.pipelines: cycle through connectors: traces/loop -> [forward/a] -> "
         "traces/loop",
     ]
+
+
+SEVEN_MISTAKES = """
+receivers:
+  otlp: {protocols: {http: {endpoint: "127.0.0.1:4318"}}}
+  otlpp: {}
+processors:
+  batch: {timeout: 5 minutes, send_batch_size: lots}
+  logstruct: {auto: true}
+exporters:
+  debug: {verbosty: basic}
+connectors:
+  forward: {}
+service:
+  shutdown_timeout: soon
+  pipelines:
+    traces:
+      receivers: [otlp]
+      processors: [batch, logstruct]
+      exporters: [debug, otlphttp, forward]
+"""
+
+
+def test_validate_reports_every_mistake_in_one_run(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An invalid service setting (here `shutdown_timeout`) used to stop the pipeline
+    checks: the undefined exporter, the processor of the wrong signal and the one-sided
+    connector showed only once it was fixed."""
+    code, _, err = validate(capsys, tmp_path, SEVEN_MISTAKES)
+    assert code == 2
+    assert err.splitlines() == [
+        "invalid configuration (8 problems):",
+        '  error: receivers.otlpp: unknown receiver type "otlpp" (did you mean "otlp"?)',
+        "  error: processors.batch.send_batch_size: input should be a valid integer, "
+        "unable to parse string as an integer",
+        "  error: processors.batch.timeout: invalid duration '5 minutes': expected a number "
+        "of seconds or e.g. 5s, 200ms, 1m30s",
+        '  error: exporters.debug.verbosty: unknown key (did you mean "verbosity"?)',
+        "  error: service.shutdown_timeout: invalid duration 'soon': expected a number of "
+        "seconds or e.g. 5s, 200ms, 1m30s",
+        '  error: service.pipelines.traces.processors[1]: processor "logstruct" does not '
+        "support traces (it supports logs)",
+        '  error: service.pipelines.traces.exporters[1]: "otlphttp" is not defined under '
+        "exporters or connectors",
+        "  error: connectors.forward: a connector must be used as a receiver of some "
+        "pipeline too",
+    ]
+
+
+def test_validate_checks_the_references_of_an_invalid_pipeline_and_pipeline_id(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = validate(capsys, tmp_path, RECEIVERS + """
+exporters: {debug: {}}
+service:
+  pipelines:
+    traces: {receivers: [otlp], exporters: [debug, nope], processor: [batch]}
+    trace/x: {receivers: [otlp], exporters: [nada]}
+""")
+    assert code == 2
+    assert err.splitlines()[1:] == [
+        '  error: service.pipelines.traces.processor: unknown key (did you mean '
+        '"processors"?)',
+        "  error: service.pipelines.traces.exporters[1]: \"nope\" is not defined under "
+        "exporters or connectors",
+        "  error: service.pipelines.trace/x: a pipeline id is traces, logs or metrics, "
+        'optionally followed by /name (did you mean "traces"?)',
+        '  error: service.pipelines.trace/x.exporters[0]: "nada" is not defined under '
+        "exporters or connectors",
+    ]
+
+
+NATIVE_SLOS = """
+slos:
+  - name: api-availability
+    service: api
+    objective: 99.9
+    window: 30d
+    sli: {type: availability, source: httpcheck, match: {http.url: "http://127.0.0.1/"}}
+"""
+
+
+def test_validate_accepts_a_native_slo_file(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """docs/slo.md: a file with a `slos:` list is an SLO definitions file."""
+    assert validate(capsys, tmp_path, NATIVE_SLOS) == (
+        0, "SLO definitions are valid: 1 SLO (api-availability)\n", "")
+    code, _, err = validate(capsys, tmp_path, NATIVE_SLOS.replace("99.9", "120"))
+    assert code == 2
+    assert "slos[0].objective: input should be less than 100" in err
+
+
+def test_a_config_with_slos_under_a_connector_is_still_a_config(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, _, err = validate(capsys, tmp_path, "slos: []\nservice: {}\n")
+    assert code == 2
+    assert "slos: unknown top-level key" in err

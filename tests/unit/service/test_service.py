@@ -312,3 +312,30 @@ async def test_fanout_prefers_retryable_errors() -> None:
         await FanOut([a, b]).consume(traces(1))
     with pytest.raises(ValueError, match="at least two"):
         FanOut([a])
+
+
+async def test_undrained_names_requests_and_items_in_flight() -> None:
+    """What a second signal reports: per receiver the requests (and items) in its
+    pipelines, per exporter its queue and the items inside `consume`."""
+    svc = service("""
+receivers: {rx: {}}
+exporters: {tx: {}}
+service: {pipelines: {traces: {receivers: [rx], exporters: [tx]}}}
+""")
+    await svc.start()
+    gate = asyncio.Event()
+    tx = comp(svc, Kind.EXPORTER, "tx")
+
+    async def stuck(batch: Batch) -> None:
+        await gate.wait()
+
+    tx.consume = stuck
+    sending = asyncio.create_task(receiver_consumer(svc, "rx").consume(traces(3)))
+    await asyncio.sleep(0)
+    assert svc.undrained() == [
+        {"component": "exporter tx", "queue_size": 0, "items_in_flight": 3},
+        {"component": "receiver rx", "requests_in_flight": 1, "items_in_flight": 3}]
+    gate.set()
+    await sending
+    assert [c["items_in_flight"] for c in svc.undrained()] == [0, 0]
+    await svc.shutdown()
