@@ -352,3 +352,75 @@ def test_a_nested_fragment_goes_where_its_marker_says(tmp_path: Path) -> None:
     assert check_fragment(snippet, arg, tmp_path) == []
     wrong = "at processors.logstruct.parsers.0 with {type: regex}"
     assert check_fragment(snippet, wrong, tmp_path) != []
+
+
+# ------------------------------------------------------------- ports and overrides
+
+CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+
+
+def config_env_refs() -> dict[str, dict[str, str | None]]:
+    """variable -> {config file name: its default}, over configs/*.yaml."""
+    found: dict[str, dict[str, str | None]] = {}
+    for path in CONFIGS:
+        for m in ENV_REF.finditer(path.read_text(encoding="utf-8")):
+            found.setdefault(m["name"], {})[path.name] = m["default"]
+    return found
+
+
+def test_the_readme_lists_every_port_and_override() -> None:
+    from pipeline.cli.ports import markdown
+
+    assert markdown() in (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def test_run_help_lists_every_port_and_override(capsys: pytest.CaptureFixture[str]) -> None:
+    from pipeline.cli import main
+    from pipeline.cli.ports import OVERRIDES, PORTS
+
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    out = capsys.readouterr().out
+    for p in PORTS:
+        assert re.search(rf"^  {p.port} +{p.variable} ", out, re.MULTILINE), p
+    for o in OVERRIDES:
+        assert re.search(rf"^  {o.variable} ", out, re.MULTILINE), o
+
+
+def test_the_ports_are_the_components_defaults() -> None:
+    from pipeline.cli.ports import PORTS
+
+    registry = default_registry()
+
+    def endpoint(kind: Kind, type_: str, raw: dict[str, Any], *attrs: str) -> str:
+        factory = registry.get(kind, type_)
+        assert factory is not None
+        value: Any = factory.config_model.model_validate(raw)
+        for attr in (*attrs, "endpoint"):
+            value = getattr(value, attr)
+        return str(value)
+
+    otlp: dict[str, Any] = {"protocols": {"grpc": {}, "http": {}}}
+    actual = {
+        "OTELPIPE_OTLP_GRPC_ENDPOINT": endpoint(Kind.RECEIVER, "otlp", otlp, "protocols",
+                                                "grpc"),
+        "OTELPIPE_OTLP_HTTP_ENDPOINT": endpoint(Kind.RECEIVER, "otlp", otlp, "protocols",
+                                                "http"),
+        "OTELPIPE_JSONLOGS_ENDPOINT": endpoint(Kind.RECEIVER, "jsonlogs", {}),
+        "OTELPIPE_HEALTH_ENDPOINT": endpoint(Kind.EXTENSION, "health", {}),
+        "OTELPIPE_PROMETHEUS_ENDPOINT": endpoint(Kind.EXPORTER, "prometheus", {}),
+    }
+    assert {p.variable: p.default for p in PORTS} == actual
+
+
+def test_the_tables_name_every_variable_of_the_shipped_configs() -> None:
+    from pipeline.cli.ports import OVERRIDES, PORTS
+
+    refs = config_env_refs()
+    assert set(refs) == {p.variable for p in PORTS} | {o.variable for o in OVERRIDES}
+    for o in OVERRIDES:
+        assert refs[o.variable] == dict.fromkeys(o.configs, o.default), o.variable
+    for p in PORTS:
+        for name, default in refs[p.variable].items():
+            host = "localhost" if name == "default.yaml" else "0.0.0.0"
+            assert default == f"{host}:{p.port}", (p.variable, name)
