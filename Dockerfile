@@ -1,5 +1,7 @@
 # otelpipe container image. Not exercised by the test suite: Docker does not run on
-# the machines the tests run on. Build: docker build -t otelpipe .
+# the machines the tests run on. Build (the tag deploy/kubernetes/sidecar.yaml and the
+# README use; the version is pipeline.__version__):
+#   docker build -t otelpipe:0.1.0 .
 FROM python:3.11-slim
 
 RUN useradd --create-home --uid 10001 otelpipe

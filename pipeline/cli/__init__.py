@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import orjson
 
 from pipeline import __version__
-from pipeline.cli import slo
+from pipeline.cli import ports, slo
 from pipeline.cli.slo import EXIT_INVALID_CONFIG
 from pipeline.component import Kind
 from pipeline.config.loader import load_config
@@ -132,7 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="config file; repeat to merge several in order "
                             "(default: the embedded default config)")
 
-    p = sub.add_parser("run", help="run the pipelines")
+    p = sub.add_parser("run", help="run the pipelines", epilog=ports.run_epilog(),
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
     config_arg(p)
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("validate", help="check a config; exit 2 with every problem if invalid")

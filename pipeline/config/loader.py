@@ -7,6 +7,13 @@ while it is composed, before anything walks it (substitution, merging and
 validation recurse over the expanded tree). Each node's expanded size and
 height are computed once from its children's, so the check is linear in the
 text, and an alias costs nothing to count.
+
+`${env:…}` references are substituted after parsing, in the parsed strings (as the
+Collector's confmap does), never in the YAML text: a variable's value cannot add
+keys, anchors or aliases, and the bounds above hold whatever the environment holds.
+The price: inside a flow mapping or sequence (`{…}`, `[…]`) a reference must be
+quoted (`{bearer_token: "${env:TOKEN}"}`), since `{` ends a plain scalar there; the
+YAML error says so.
 """
 
 from __future__ import annotations
@@ -27,6 +34,8 @@ MAX_NODES = 100_000
 """Nodes a config may have once its aliases are expanded (real ones have hundreds)."""
 MAX_DEPTH = 100
 """Nesting levels a config may have (aliases and merge keys included)."""
+_REF = re.compile(r"\$\{[^}\n]*\}")
+_FLOW_STOP = " \t,[]{}"
 _ENV_REF = re.compile(r"\$\$|\$\{env:([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}|\$\{([^}]*)\}")
 
 
@@ -113,6 +122,9 @@ def parse_yaml(text: str, source: str) -> dict[str, Any]:
         problem = getattr(exc, "problem", None) or str(exc)
         context = getattr(exc, "context", None)
         detail = f"{context}, {problem}" if context else problem
+        if mark is not None and (hint := _unquoted_reference(text, mark, context)):
+            where = f"{source}:{mark.line + 1}:{mark.column}"  # at the `$`, not the `{`
+            detail = hint
         raise ConfigError([f"{where}: invalid YAML: {detail}"]) from None
     if data is None:
         return {}
@@ -120,6 +132,30 @@ def parse_yaml(text: str, source: str) -> dict[str, Any]:
         raise ConfigError([f"{source}: the top level must be a mapping, got {type(data).__name__}"])
     mapping: dict[str, Any] = data
     return mapping
+
+
+def _unquoted_reference(text: str, mark: Any, context: str | None) -> str | None:
+    """The hint for `{key: ${env:VAR}}`: YAML stops the plain scalar at the `{` of the
+    reference and then fails there; say which reference to quote, and how."""
+    if mark is None or context not in ("while parsing a flow mapping",
+                                       "while parsing a flow sequence"):
+        return None
+    lines = text.splitlines()
+    if not 0 <= mark.line < len(lines):
+        return None
+    line = lines[mark.line]
+    ref = next((m for m in _REF.finditer(line) if m.start() == mark.column - 1), None)
+    if ref is None:
+        return None
+    start, end = ref.start(), ref.end()
+    while start > 0 and line[start - 1] not in _FLOW_STOP:
+        start -= 1
+    while end < len(line) and line[end] not in _FLOW_STOP:
+        end += 1
+    where = "a flow mapping ({…})" if context.endswith("mapping") else \
+        "a flow sequence ([…])"
+    return (f"{ref.group(0)} inside {where} must be quoted: "
+            f"\"{line[start:end]}\"")
 
 
 def merge(base: dict[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
