@@ -57,12 +57,14 @@ build_node() {
     rm -rf "$NODE_DIR"
     mkdir -p "$NODE_DIR"
     cp "$SRC/node/package.json" "$SRC/node/package-lock.json" "$NODE_DIR/"
+    cp "$SRC/node/app.js" "$NODE_DIR/app.js"
     (cd "$NODE_DIR" && npm ci --no-audit --no-fund --loglevel=error >&2)
     echo "$want" >"$NODE_DIR/.stamp"
 }
 run_node() {
+    cp "$SRC/node/app.js" "$NODE_DIR/app.js"
     cd "$NODE_DIR"
-    exec node --require @opentelemetry/auto-instrumentations-node/register "$SRC/node/app.js" "$1"
+    exec node --require @opentelemetry/auto-instrumentations-node/register ./app.js "$1"
 }
 
 # --- java ----------------------------------------------------------------------
@@ -116,7 +118,12 @@ case "${1:-}" in
         for app in "${apps[@]}"; do
             is_app "$app" || die "unknown app $app"
             t0=$SECONDS
-            if "build_$app"; then log "$app: ready ($((SECONDS - t0))s)"; else failed+=("$app"); fi
+            # A subshell outside any `if`: set -e stays on inside the build function.
+            set +e
+            (set -e; "build_$app")
+            rc=$?
+            set -e
+            if ((rc == 0)); then log "$app: ready ($((SECONDS - t0))s)"; else failed+=("$app"); fi
         done
         ((${#failed[@]} == 0)) || die "could not build: ${failed[*]}"
         ;;
