@@ -36,6 +36,11 @@ for s in "${SERVICES[@]}"; do
   scripts/"$s".sh start >"$STATE/logs/$s.start.log" 2>&1 &
   pids+=($!)
 done
+# The real instrumented apps of tests/integration/test_real_apps.py (Python venv, npm,
+# Java agent, Go build; cached outside the repo), built alongside the services. A failed
+# build is shown here and fails those tests (they build again and report why).
+scripts/apps.sh build >"$STATE/logs/apps.log" 2>&1 &
+apps_pid=$!
 # The JavaScript SDK is the real OTLP/HTTP JSON client of tests/e2e (cached outside the repo).
 scripts/js-sdk.sh >"$STATE/logs/js-sdk.log" 2>&1 || { cat "$STATE/logs/js-sdk.log"; exit 1; }
 failed=0
@@ -47,6 +52,7 @@ for i in "${!SERVICES[@]}"; do
   fi
 done
 ((failed == 0)) || exit 1
+wait "$apps_pid" || { echo "test.sh: scripts/apps.sh build failed:" >&2; tail -n 40 "$STATE/logs/apps.log" >&2; }
 
 python3 -m ruff check pipeline tests benchmarks
 python3 -m mypy pipeline tests
