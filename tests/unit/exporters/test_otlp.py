@@ -20,8 +20,8 @@ from pipeline.component import Signal
 from pipeline.errors import PermanentError, RetryableError
 from pipeline.exporters.otlp import OTLPExporter, OTLPExporterConfig, factory
 from pipeline.receiverhelper.grpcserver import grpc_status_details
-from pipeline.receivers.otlp import OTLPReceiverConfig
 from pipeline.receivers.otlp import factory as receiver_factory
+from pipeline.receivers.otlp.config import OTLPReceiverConfig
 from pipeline.telemetry.metrics import Telemetry
 from tests.builders import logs, traces
 from tests.certs import make_certs

@@ -23,8 +23,8 @@ from pipeline.exporters.otlphttp import (
     OTLPHTTPExporterConfig,
     factory,
 )
-from pipeline.receivers.otlp import OTLPReceiverConfig
 from pipeline.receivers.otlp import factory as receiver_factory
+from pipeline.receivers.otlp.config import OTLPReceiverConfig
 from pipeline.telemetry.metrics import Telemetry
 from tests.builders import logs, traces
 from tests.secretsdata import API_KEY, assert_no_secret, basic, leaky_backend

@@ -36,7 +36,8 @@ from pydantic import ValidationError
 from pipeline.component import Signal
 from pipeline.errors import PermanentError, RetryableError
 from pipeline.pdata.otlpjson import encode_request
-from pipeline.receivers.otlp import OTLPReceiverConfig, factory
+from pipeline.receivers.otlp import factory
+from pipeline.receivers.otlp.config import OTLPReceiverConfig
 from pipeline.telemetry.metrics import Telemetry
 from tests.support import Sink, aeventually, free_port, receiver_settings
 

@@ -27,7 +27,8 @@ from pipeline.receivers._otlpdecode import (
     MalformedRequest,
     prepare,
 )
-from pipeline.receivers.otlp import OTLPReceiverConfig, factory
+from pipeline.receivers.otlp import factory
+from pipeline.receivers.otlp.config import OTLPReceiverConfig
 from pipeline.telemetry.metrics import Telemetry
 from tests.support import Sink, free_port, receiver_settings
 

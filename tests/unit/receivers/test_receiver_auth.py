@@ -22,6 +22,7 @@ from pipeline.component import Component, Signal
 from pipeline.config.tls import ServerAuthSettings
 from pipeline.receiverhelper.auth import INVALID, MISSING
 from pipeline.receivers import jsonlogs, otlp
+from pipeline.receivers.otlp.config import OTLPReceiverConfig
 from pipeline.telemetry.metrics import Telemetry
 from tests.certs import Certs, make_certs
 from tests.support import Sink, free_port, receiver_settings
@@ -73,7 +74,7 @@ async def start_otlp() -> AsyncIterator[Starter]:
                      http_extra: dict[str, Any] | None = None) -> Env:
         tel, sink = Telemetry(), Sink()
         gport, hport = free_port(), free_port()
-        cfg = otlp.OTLPReceiverConfig.model_validate({"protocols": {
+        cfg = OTLPReceiverConfig.model_validate({"protocols": {
             "grpc": {"endpoint": f"127.0.0.1:{gport}", **(grpc_extra or {})},
             "http": {"endpoint": f"127.0.0.1:{hport}", **(http_extra or {})}}})
         settings = receiver_settings("otlp", telemetry=tel,
@@ -288,9 +289,9 @@ def test_auth_config_errors_do_not_leak(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="does not exist"):
         ServerAuthSettings.model_validate({"bearer_token_file": str(tmp_path / "nope")})
     with pytest.raises(ValidationError) as info:
-        otlp.OTLPReceiverConfig.model_validate({"protocols": {"grpc": {
+        OTLPReceiverConfig.model_validate({"protocols": {"grpc": {
             "auth": {"bearer_token": TOKEN, "extra": 1}}}})
     assert TOKEN not in str(info.value)
-    cfg = otlp.OTLPReceiverConfig.model_validate({"protocols": {"grpc": AUTH}})
+    cfg = OTLPReceiverConfig.model_validate({"protocols": {"grpc": AUTH}})
     assert TOKEN not in repr(cfg)
     assert TOKEN not in cfg.model_dump_json()
