@@ -62,12 +62,18 @@ class Entry:
 
 def batch_bytes(batch: Batch) -> int:
     """The OTLP protobuf size of a batch: the bytes it arrived as, the size of its
-    decoded message (computed, not serialized), or its log records encoded (cached:
-    the exporters that ship OTLP need those bytes anyway)."""
-    if batch.has_raw or not batch.decoded:
+    decoded message (computed, not serialized), or for log records not encoded yet an
+    estimate (`LogGroup.estimated_bytes`): weighing must not encode, or a route that
+    never ships OTLP (filelog → logstruct → file/kafka JSON) pays for it twice."""
+    if batch.has_raw:
         return len(batch.to_bytes())
-    size: int = batch.message.ByteSize()
-    return size
+    logs = batch.logs
+    if logs is not None:
+        return sum(g.estimated_bytes() for g in logs)
+    if batch.decoded:
+        size: int = batch.message.ByteSize()
+        return size
+    return len(batch.to_bytes())
 
 
 def size_of(sizer: Sizer, items: int, nbytes: int) -> int:

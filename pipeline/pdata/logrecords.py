@@ -59,6 +59,12 @@ _INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
 _UINT64 = 1 << 64
 
 
+# Field tags, lengths and the fixed fields of a record (timestamps, severity, ids), and
+# the framing of one attribute: what `LogGroup.estimated_bytes` adds to the text.
+_RECORD_OVERHEAD = 48
+_ATTRIBUTE_OVERHEAD = 8
+
+
 class LogRecord:
     """One log record. Fields not given keep the class defaults (OTLP defaults).
 
@@ -189,6 +195,23 @@ class LogGroup:
     def extras(self) -> list[dict[str, Any] | None] | None:
         """Per-line extra attributes while the records are not built yet, else None."""
         return self._extras
+
+    def estimated_bytes(self) -> int:
+        """Roughly the OTLP size of the group, without encoding it: bodies and attribute
+        values by length plus a fixed cost per record and attribute. For memory budgets
+        (in-flight and queue bounds), where encoding just to weigh a batch would double
+        the cost of a route that never ships OTLP."""
+        lines = self._lines
+        if lines is not None:
+            return sum(map(len, lines)) + _RECORD_OVERHEAD * len(lines)
+        total = 0
+        for rec in self.records:
+            body = rec.body
+            total += _RECORD_OVERHEAD + (len(body) if isinstance(body, str | bytes) else 0)
+            for key, value in rec.attributes.items():
+                total += _ATTRIBUTE_OVERHEAD + len(key) + (
+                    len(value) if isinstance(value, str | bytes) else 8)
+        return total
 
     def set_records(self, records: list[LogRecord]) -> None:
         """Replace the lines by records built from them elsewhere (a processor that builds
