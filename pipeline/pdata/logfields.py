@@ -101,7 +101,8 @@ def _scale_float(v: float) -> int | None:
     else:
         return int(v) if v < _UINT64 else None
     whole = int(v)
-    return whole * mult + round((v - whole) * mult)
+    ns = whole * mult + round((v - whole) * mult)
+    return ns if ns < _UINT64 else None
 
 
 def _parse_iso(s: str) -> int | None:

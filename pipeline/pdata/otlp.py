@@ -112,19 +112,30 @@ def invalid_id_items(signal: Signal, raw: bytes) -> tuple[int, int]:
 
 
 def drop_invalid_id_items(signal: Signal, message: Any) -> int:
-    """Remove items with malformed ids from a decoded request; returns how many."""
+    """Remove items with malformed ids from a decoded request; returns how many.
+
+    A list with bad items is rebuilt once from its good ones: deleting them one by one
+    from a repeated field is quadratic (a 3.4 MB request alternating good and bad ids
+    held the loop for seconds)."""
     traces = signal is Signal.TRACES
     removed = 0
     for r in (message.resource_spans if traces else message.resource_logs):
         for s in (r.scope_spans if traces else r.scope_logs):
             items = s.spans if traces else s.log_records
-            for i in range(len(items) - 1, -1, -1):
-                t, sp = len(items[i].trace_id), len(items[i].span_id)
-                ok = (t == 16 and sp == 8) if traces else (t in (0, 16) and sp in (0, 8))
-                if not ok:
-                    del items[i]
-                    removed += 1
+            good = [item for item in items if _ids_ok(traces, item)]
+            if len(good) != len(items):
+                removed += len(items) - len(good)
+                kept = [type(item)() for item in good]
+                for copy, item in zip(kept, good, strict=True):
+                    copy.CopyFrom(item)
+                del items[:]
+                items.extend(kept)
     return removed
+
+
+def _ids_ok(traces: bool, item: Any) -> bool:
+    t, sp = len(item.trace_id), len(item.span_id)
+    return (t == 16 and sp == 8) if traces else (t in (0, 16) and sp in (0, 8))
 
 
 # Attribute limits ------------------------------------------------------------------

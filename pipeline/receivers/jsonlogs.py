@@ -441,9 +441,11 @@ def _to_utf8(body: bytes, charset: str | None) -> bytes:
     if not charset or charset.lower() in _UTF8_NAMES:
         return body
     try:
-        codecs.lookup(charset)
+        info = codecs.lookup(charset)
     except LookupError:
         raise BodyError(415, f"unsupported charset {charset!r}") from None
+    if not info._is_text_encoding:  # rot13, hex, base64: codecs, not charsets
+        raise BodyError(415, f"unsupported charset {charset!r}")
     return body.decode(charset, errors="replace").encode()
 
 

@@ -157,10 +157,10 @@ def laughs(levels: int = 9, width: int = 9) -> str:
 
 
 def test_alias_bomb_is_refused_fast_naming_the_limit() -> None:
-    started = time.perf_counter()
+    started = time.thread_time()  # CPU, not wall: a loaded machine must not fail it
     with pytest.raises(ConfigError) as exc:
         parse_yaml(laughs(), "bomb.yaml")
-    assert time.perf_counter() - started < 0.5
+    assert time.thread_time() - started < 0.5
     # refused at a6 (9**6 = 531,441 nodes), not after expanding 9**9
     assert _problems(exc) == [
         f"bomb.yaml:6:5: config has more than {MAX_NODES} YAML nodes once its aliases are "
@@ -213,10 +213,10 @@ def test_recursive_alias_is_refused() -> None:
     ("a: " + "{a: " * 20_000 + "1" + "}" * 20_000 + "\n", 397),
 ], ids=["sequences", "mappings"])
 def test_deep_nesting_is_a_clean_error(text: str, column: int) -> None:
-    started = time.perf_counter()
+    started = time.thread_time()  # CPU, not wall: a loaded machine must not fail it
     with pytest.raises(ConfigError) as exc:
         parse_yaml(text, "deep.yaml")
-    assert time.perf_counter() - started < 2  # ~0.35 s: PyYAML's scanner looks ahead
+    assert time.thread_time() - started < 2  # ~0.35 s: PyYAML's scanner looks ahead
     assert _problems(exc) == [f"deep.yaml:1:{column}: config nested deeper than "
                               f"{MAX_DEPTH} levels"]
 
