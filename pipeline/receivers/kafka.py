@@ -28,6 +28,15 @@ Delivery is at-least-once:
   permanently invalid) is counted, optionally copied to `dead_letter_topic`
   with headers telling where it came from and why, and skipped: it never
   stalls its partition.
+
+Recovery: aiokafka reconnects by itself after a broker outage, but nothing bounds how
+long its consumer may stay without a group coordinator (or without fetch responses)
+once the brokers answer again. A stall watch (`kafkahelper.StallWatch`) asks a broker
+whenever the consumer looks stuck, and the consumer is replaced once brokers have answered
+for `stall_timeout` while it stayed stuck (delivered offsets are committed first; the new
+consumer resumes from them: at-least-once, as after a crash). Commits are bounded
+(`_COMMIT_TIMEOUT`): a coordinator that cannot be found never blocks the poll loop, a
+rebalance or shutdown.
 """
 
 from __future__ import annotations
@@ -146,6 +155,10 @@ class KafkaReceiverConfig(ClientSettings):
     max_poll_interval: Duration = 300.0
     drain_timeout: Duration = Field(
         10.0, description="how long a revoked or stopping partition may finish its record")
+    stall_timeout: Duration = Field(
+        5.0, gt=0, description="replace the consumer when it has stayed without a group "
+        "coordinator, or without fetch responses for a partition it reads, this long while "
+        "a broker answers")
     backoff: ConsumerBackoff = ConsumerBackoff()
 
     @model_validator(mode="after")
@@ -164,6 +177,16 @@ class KafkaReceiverConfig(ClientSettings):
 
 class _Abandon(Exception):
     """The partition was revoked or the receiver stops: leave the record."""
+
+
+class _Stalled(Exception):
+    """The consumer stayed stuck although a broker answers: replace it."""
+
+
+# A commit waits at most this long (for the coordinator, for its answer); what it did not
+# commit is committed by the next one. Unbounded, aiokafka's commit waits as long as the
+# coordinator cannot be found: the poll loop, a rebalance and shutdown would hang with it.
+_COMMIT_TIMEOUT = 5.0
 
 
 class _Route:
@@ -343,6 +366,12 @@ class KafkaReceiver(Component):
             except asyncio.CancelledError:
                 await self._stop_consumer(consumer)
                 raise
+            except _Stalled as exc:
+                self._connected = False
+                self._last_error = f"consumer stalled: {exc}"
+                self.log.warning("kafka consumer stalled; replacing it",
+                                 extra={"error": str(exc)})
+                await self._stop_consumer(consumer)
             except Exception as exc:  # reconnect on anything
                 self._connected = False
                 self._last_error = await connect_error(self.config, exc)
@@ -357,14 +386,51 @@ class KafkaReceiver(Component):
             await self._finish(set(self._parts), commit=True)
             self._consumer = None
         self._connected = False
-        with contextlib.suppress(Exception):
+        try:
             await asyncio.wait_for(consumer.stop(), 10)
+        except asyncio.CancelledError:
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # we are being cancelled (shutdown)
+            # Not ours: aiokafka's stop() lets the CancelledError of a fetch request it
+            # cancelled (one sleeping in its retry backoff, as during an outage) escape,
+            # before closing its client. Uncaught, it ended this task as "cancelled":
+            # the receiver stopped consuming for good, without a word. Close the rest.
+            client = getattr(consumer, "_client", None)
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                if client is not None:
+                    await asyncio.wait_for(client.close(), 10)
+        except Exception:  # a broken consumer must not fail its replacement
+            pass
         if self._dlq is not None:
             dlq, self._dlq = self._dlq, None
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(dlq.stop(), 10)
 
     async def _poll(self, consumer: AIOKafkaConsumer) -> None:
+        """Fetch and commit until stopping; meanwhile, once a second, ask the stall watch
+        (in this task, so a fetch loop stuck in aiokafka cannot hold it up)."""
+        # Deferred import: this module's import lines are left as they are.
+        from pipeline.kafkahelper import StallWatch
+
+        watch = StallWatch(consumer, lambda: self._assignment, self.config,
+                           self.config.group_id, self.config.stall_timeout, self.id)
+        fetching = asyncio.create_task(self._fetch_loop(consumer), name=f"{self.id}-fetch")
+        try:
+            while not fetching.done():
+                await asyncio.wait({fetching}, timeout=watch.CHECK_INTERVAL)
+                stalled = None if fetching.done() else await watch.check(time.monotonic())
+                if stalled is not None:
+                    raise _Stalled(stalled)
+            fetching.result()
+        finally:
+            watch.close()
+            if not fetching.done():
+                fetching.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await fetching
+
+    async def _fetch_loop(self, consumer: AIOKafkaConsumer) -> None:
         c = self.config
         while not self._stopping:
             data = await consumer.getmany(timeout_ms=200, max_records=c.max_poll_records)
@@ -402,8 +468,8 @@ class KafkaReceiver(Component):
         if not offsets:
             return
         try:
-            await consumer.commit(offsets)
-        except (kerrors.KafkaError, AssertionError) as exc:
+            await asyncio.wait_for(consumer.commit(offsets), _COMMIT_TIMEOUT)
+        except (kerrors.KafkaError, AssertionError, TimeoutError) as exc:
             # A rebalance is under way or the coordinator moved: the records
             # come again to whoever owns the partition (duplicates, no loss).
             self.log.info("offset commit failed; will retry",
