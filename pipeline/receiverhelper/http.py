@@ -48,6 +48,9 @@ from pipeline.receiverhelper.budget import (
 from pipeline.telemetry.metrics import CounterSpec, GaugeSpec, Telemetry
 
 DEFAULT_MAX_BODY = 20 * 1024 * 1024  # the Collector's confighttp default
+# Compressed bodies larger than this are inflated in a worker thread. Deflate inflates at
+# most ~1,032:1, so a body this small yields at most ~4 MB (a few ms); a bomb is larger.
+INLINE_DECOMPRESS_BYTES = 4 * 1024
 DEFAULT_READ_HEADER_TIMEOUT = 10.0
 DEFAULT_READ_TIMEOUT = 30.0
 DEFAULT_IDLE_TIMEOUT = 60.0
@@ -446,7 +449,12 @@ async def read_body(request: web.Request, limit: int) -> bytes:
                              f"{limits.read_timeout:g}s (read_timeout)") from None
     encoding = request.headers.get("Content-Encoding", "")
     if encoding:
-        inflated = decompress(body, encoding, limit)
+        # zlib and zstd release the GIL while they inflate: a big body (a bomb inflating
+        # to the limit takes a few hundred ms) is inflated in a thread, off the loop.
+        if len(body) > INLINE_DECOMPRESS_BYTES:
+            inflated = await asyncio.to_thread(decompress, body, encoding, limit)
+        else:
+            inflated = decompress(body, encoding, limit)
         if inflated is not body:
             del body
             if reservation is not None and not reservation.take(len(inflated)):
