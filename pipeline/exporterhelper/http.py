@@ -21,6 +21,8 @@ Retry, backoff and queueing stay in `pipeline.exporterhelper` (`exporter`,
 
 from __future__ import annotations
 
+import asyncio
+import zlib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -39,6 +41,22 @@ if TYPE_CHECKING:
 
 # Longest server message quoted in an error or a log line.
 MAX_MESSAGE_CHARS = 300
+
+
+# Bodies larger than this are gzipped in a worker thread (zlib releases the GIL): a
+# megabyte costs ~20-200 ms of CPU, which must not hold the event loop.
+INLINE_GZIP_BYTES = 64 * 1024
+
+
+def _gzip(body: bytes) -> bytes:
+    return zlib.compress(body, 6, 31)  # wbits 31: a gzip stream
+
+
+async def gzip_body(body: bytes) -> bytes:
+    """`body` as a gzip stream, compressed off the event loop when it is large."""
+    if len(body) <= INLINE_GZIP_BYTES:
+        return _gzip(body)
+    return await asyncio.to_thread(_gzip, body)
 
 
 def safe_url(url: Any) -> str:

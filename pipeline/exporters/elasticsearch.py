@@ -90,7 +90,6 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-import zlib
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
@@ -106,7 +105,7 @@ from pipeline.config.secrets import mask_url
 from pipeline.config.tls import ClientSettings
 from pipeline.errors import PermanentError, RetryableError
 from pipeline.exporterhelper import Exporter
-from pipeline.exporterhelper.http import client_session, error_for_status, post, safe_url
+from pipeline.exporterhelper.http import client_session, error_for_status, gzip_body, post, safe_url
 from pipeline.pdata.anyvalue import any_value
 from pipeline.pdata.batch import Batch
 from pipeline.telemetry.metrics import CounterSpec
@@ -542,7 +541,7 @@ class ElasticsearchExporter(Exporter):
         assert self._session is not None
         body = b"".join(docs)
         if self._gzip:
-            body = zlib.compress(body, 6, 31)
+            body = await gzip_body(body)
         resp = await post(self._session, self.url, body)
         if resp.ok:
             return self.parse_bulk_response(resp.body, docs)

@@ -27,7 +27,6 @@ masked (`pipeline.config.secrets`).
 
 from __future__ import annotations
 
-import zlib
 from typing import TYPE_CHECKING, Literal
 
 import orjson
@@ -45,6 +44,7 @@ from pipeline.exporterhelper.http import (
     MAX_MESSAGE_CHARS,
     client_session,
     error_for_status,
+    gzip_body,
     post,
     safe_url,
 )
@@ -154,11 +154,9 @@ class OTLPHTTPExporter(Exporter):
             await self._session.close()
             self._session = None
 
-    def _body(self, batch: Batch) -> bytes:
+    async def _body(self, batch: Batch) -> bytes:
         body = encode_request(batch.message) if self._json else batch.to_bytes()
-        if self._gzip:
-            body = zlib.compress(body, 6, 31)  # wbits 31: a gzip stream
-        return body
+        return await gzip_body(body) if self._gzip else body
 
     async def send(self, batch: Batch) -> int | None:
         signal = batch.signal
@@ -166,7 +164,7 @@ class OTLPHTTPExporter(Exporter):
         if url is None:
             raise PermanentError(f"no endpoint configured for {signal.value}")
         assert self._session is not None
-        resp = await post(self._session, url, self._body(batch))
+        resp = await post(self._session, url, await self._body(batch))
         if resp.ok:
             rejected, message = rejected_from_body(signal, resp.body, resp.content_type)
             if rejected or message:
