@@ -44,7 +44,8 @@ def test_backend_down_is_logged_at_once_and_a_second_sigterm_exits(tmp_path: Pat
         "receivers": {"otlp": {"protocols": {"http": {"endpoint": f"127.0.0.1:{port}"}}}},
         "exporters": {"otlphttp/down": {
             "endpoint": f"http://user:hunter2@127.0.0.1:{dead}",
-            "sending_queue": {"enabled": True, "num_consumers": 1}}},
+            "sending_queue": {"enabled": True, "num_consumers": 1,
+                              "sizer": "requests"}}},
         "service": {"shutdown_timeout": "30s", "pipelines": {"traces": {
             "receivers": ["otlp"], "exporters": ["otlphttp/down"]}}},
     }
