@@ -10,9 +10,7 @@ escapes, and no example spends more than 100 ms of CPU.
 
 from __future__ import annotations
 
-import gc
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,6 +25,7 @@ from pipeline.config.model import Config, validate_config
 from pipeline.errors import ConfigError
 from pipeline.receivers import jsonlogs, otlp
 from pipeline.registry import Registry
+from tests.support import cpu_bounded
 from tests.unit.config.registry import core_factories
 
 FUZZ = settings(max_examples=200, deadline=None, derandomize=True,
@@ -45,33 +44,11 @@ def bounded(call: Callable[[], T]) -> T | ConfigError:
         except ConfigError as exc:
             return exc
 
-    result = cpu_bounded(run)
+    result = cpu_bounded(run, CPU_BOUND)
     if isinstance(result, ConfigError):
         assert result.problems, "a ConfigError without problems"
         assert all(isinstance(p, str) and p.strip() for p in result.problems), result.problems
     return result
-
-def cpu_bounded(call: Callable[[], T]) -> T:
-    """`call()`, asserting it spends under CPU_BOUND of this thread's CPU. The garbage
-    collector is off meanwhile (a collection of the test process's heap is not the
-    input's cost), and a first run over the bound is repeated once (a machine under
-    load evicts caches): the faster run counts."""
-    took = float("inf")
-    for _ in range(2):
-        enabled = gc.isenabled()
-        gc.disable()
-        try:
-            started = time.thread_time()
-            result = call()
-            took = min(took, time.thread_time() - started)
-        finally:
-            if enabled:
-                gc.enable()
-        if took < CPU_BOUND:
-            break
-    assert took < CPU_BOUND, f"{took * 1000:.0f} ms of CPU"
-    return result
-
 
 # YAML-ish text ---------------------------------------------------------------------------
 

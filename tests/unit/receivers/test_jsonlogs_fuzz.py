@@ -12,10 +12,8 @@ one per JSON object); no example spends more than 100 ms of CPU.
 from __future__ import annotations
 
 import codecs
-import gc
 import json
-import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from typing import Any, TypeVar
 
 import orjson
@@ -34,6 +32,7 @@ from pipeline.receivers.jsonlogs import (
     LogsBuilder,
     _to_utf8,
 )
+from tests.support import cpu_bounded
 
 FUZZ = settings(max_examples=200, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
@@ -140,35 +139,13 @@ def expected_records(kind: str, body: bytes) -> int:
     return _line_records(body)
 
 
-def cpu_bounded(call: Callable[[], T]) -> T:
-    """`call()`, asserting it spends under CPU_BOUND of this thread's CPU. The garbage
-    collector is off meanwhile (a collection of the test process's heap is not the
-    input's cost), and a first run over the bound is repeated once (a machine under
-    load evicts caches): the faster run counts."""
-    took = float("inf")
-    for _ in range(2):
-        enabled = gc.isenabled()
-        gc.disable()
-        try:
-            started = time.thread_time()
-            result = call()
-            took = min(took, time.thread_time() - started)
-        finally:
-            if enabled:
-                gc.enable()
-        if took < CPU_BOUND:
-            break
-    assert took < CPU_BOUND, f"{took * 1000:.0f} ms of CPU"
-    return result
-
-
 def parse(kind: str, body: bytes, config: JsonLogsConfig = CONFIG) -> LogsBuilder:
     def run() -> tuple[LogsBuilder, ExportLogsServiceRequest]:
         builder = LogsBuilder(config, 1_700_000_000_000_000_000)
         drive(JsonLogsReceiver._parse(builder, kind, body))
         return builder, builder.request  # the OTLP encoding an exporter may ask for
 
-    builder, request = cpu_bounded(run)
+    builder, request = cpu_bounded(run, CPU_BOUND)
     records = [lr for rl in request.resource_logs for sl in rl.scope_logs
                for lr in sl.log_records]
     assert len(records) == builder.count

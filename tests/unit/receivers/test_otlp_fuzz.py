@@ -43,7 +43,7 @@ from pipeline.receivers.otlp.config import OTLPReceiverConfig
 from pipeline.receivers.otlp.httpservice import _decode_body
 from pipeline.receivers.otlp.receiver import OTLPReceiver
 from pipeline.telemetry.metrics import Telemetry
-from tests.support import Sink, free_port, receiver_settings
+from tests.support import Sink, cpu_bounded, free_port, receiver_settings
 from tests.unit.receivers.test_otlp import GRPC_METHODS, PATHS, logs, metrics, traces
 
 FUZZ = settings(max_examples=200, deadline=None, derandomize=True,
@@ -183,30 +183,8 @@ def decoder() -> Decoder:
     return Decoder(receiver, ReceiverObs(settings_, "http"))
 
 
-def cpu_bounded(call: Callable[[], T]) -> T:
-    """`call()`, asserting it spends under CPU_BOUND of this thread's CPU. The garbage
-    collector is off meanwhile (a collection of the test process's heap is not the
-    input's cost), and a first run over the bound is repeated once (a machine under
-    load evicts caches): the faster run counts."""
-    took = float("inf")
-    for _ in range(2):
-        enabled = gc.isenabled()
-        gc.disable()
-        try:
-            started = time.thread_time()
-            result = call()
-            took = min(took, time.thread_time() - started)
-        finally:
-            if enabled:
-                gc.enable()
-        if took < CPU_BOUND:
-            break
-    assert took < CPU_BOUND, f"{took * 1000:.0f} ms of CPU"
-    return result
-
-
 def check_decoded(decoder: Decoder, signal: Signal, body: bytes) -> None:
-    outcome = cpu_bounded(lambda: decoder.decode(signal, body))
+    outcome = cpu_bounded(lambda: decoder.decode(signal, body), CPU_BOUND)
     if isinstance(outcome, web.Response):
         assert outcome.status == 400
         assert isinstance(outcome.body, bytes)
