@@ -14,7 +14,7 @@ from __future__ import annotations
 import codecs
 import json
 from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import Any
 
 import orjson
 import pytest
@@ -37,7 +37,6 @@ from tests.support import cpu_bounded
 FUZZ = settings(max_examples=200, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 CPU_BOUND = 0.1
-T = TypeVar("T")
 MAX_LINE = 200  # small, so that long lines are common
 CONFIG = JsonLogsConfig.model_validate({"max_line_size": MAX_LINE})
 SHALLOW = JsonLogsConfig.model_validate({"max_line_size": MAX_LINE, "max_nesting_depth": 3})

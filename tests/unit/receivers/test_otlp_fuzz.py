@@ -21,7 +21,7 @@ import time
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 import grpc
@@ -50,7 +50,6 @@ FUZZ = settings(max_examples=200, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 CPU_BOUND = 0.1  # seconds of CPU one example may spend in the decode path
 PB = "application/x-protobuf"
-T = TypeVar("T")
 SIGNALS = st.sampled_from(list(Signal))
 
 
