@@ -126,7 +126,7 @@ def parse_yaml(text: str, source: str) -> dict[str, Any]:
             where = f"{source}:{mark.line + 1}:{mark.column}"  # at the `$`, not the `{`
             detail = hint
         raise ConfigError([f"{where}: invalid YAML: {detail}"]) from None
-    except (ValueError, TypeError, IndexError, OverflowError) as exc:
+    except (ValueError, TypeError, IndexError, KeyError, AttributeError, OverflowError) as exc:
         # PyYAML's constructors raise these for values they cannot build (`2024-02-30`
         # as a date, `!!int 0x`), without a position.
         raise ConfigError([f"{source}: invalid YAML value: {exc}"]) from None
