@@ -13,7 +13,8 @@ from pipeline.errors import PermanentError, RetryableError
 from pipeline.exporters.kafka import KafkaExporter, KafkaExporterConfig
 from pipeline.pdata.batch import Batch
 from pipeline.pdata.otlpjson import encode_request
-from pipeline.receivers.kafka import KafkaReceiver, KafkaReceiverConfig
+from pipeline.receivers.kafka.config import KafkaReceiverConfig
+from pipeline.receivers.kafka.receiver import KafkaReceiver
 from pipeline.telemetry.metrics import Telemetry
 from tests.builders import log_bodies, span_names, tagged_logs_request, tagged_traces_request
 from tests.kafkadata import read_topic

@@ -15,7 +15,9 @@ from pydantic import ValidationError
 
 from pipeline.component import Signal
 from pipeline.pdata.otlpjson import encode_request
-from pipeline.receivers.kafka import KafkaReceiver, KafkaReceiverConfig, factory
+from pipeline.receivers.kafka import factory
+from pipeline.receivers.kafka.config import KafkaReceiverConfig
+from pipeline.receivers.kafka.receiver import KafkaReceiver
 from tests.kafkadata import logs, metrics, traces
 from tests.support import Sink, receiver_settings
 

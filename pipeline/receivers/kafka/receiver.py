@@ -1,71 +1,26 @@
-"""`kafka` receiver: reads OTLP requests from Kafka topics as a consumer group.
-
-Topics are configured per signal, as the Collector does, and only the
-signals of the pipelines the receiver is in are read:
-
-    receivers:
-      kafka:
-        brokers: [localhost:9092]
-        group_id: otelpipe                 # all gateways share the partitions
-        initial_offset: earliest           # where a new group starts
-        encoding: otlp_proto               # or otlp_json; per signal too
-        traces:  {topics: [otlp_spans]}    # the defaults
-        logs:    {topic_pattern: "otlp_logs.*"}
-        dead_letter_topic: otlp_dead_letters
-
-Delivery is at-least-once:
-- every record becomes one batch, handed to the pipeline in offset order per
-  partition; partitions are delivered concurrently;
-- when the pipeline refuses (retryable), the partition is paused and the
-  same record is retried with backoff: a record is never skipped;
-- an offset is committed only once every record before it was accepted by
-  the pipeline (every exporter of it); a crash re-delivers from the last
-  commit (duplicates, never loss);
-- on a rebalance the in-flight record of a revoked partition is given a
-  bounded time to finish, what was delivered is committed, and the rest is
-  abandoned to the next owner;
-- a record that cannot be decoded (or that the pipeline rejects as
-  permanently invalid) is counted, optionally copied to `dead_letter_topic`
-  with headers telling where it came from and why, and skipped: it never
-  stalls its partition.
-
-Recovery: aiokafka reconnects by itself after a broker outage, but nothing bounds how
-long its consumer may stay without a group coordinator (or without fetch responses)
-once the brokers answer again. A stall watch (`kafkahelper.StallWatch`) asks a broker
-whenever the consumer looks stuck, and the consumer is replaced once brokers have answered
-for `stall_timeout` while it stayed stuck (delivered offsets are committed first; the new
-consumer resumes from them: at-least-once, as after a crash). Commits are bounded
-(`_COMMIT_TIMEOUT`): a coordinator that cannot be found never blocks the poll loop, a
-rebalance or shutdown.
-"""
+"""The `kafka` receiver component: the consumer, rebalances, commits, decoding and the
+dead-letter topic (see the package docstring for the delivery guarantees)."""
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import re
 import time
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any, Literal
-
-from pydantic import Field, model_validator
+from typing import TYPE_CHECKING, Any
 
 from pipeline.component import (
     Component,
-    ComponentConfig,
     ComponentHealth,
     Consumer,
-    Factory,
     Host,
-    Kind,
     ReceiverCreateSettings,
     Signal,
 )
-from pipeline.config.kafka import DEFAULT_TOPICS, ClientSettings, Encoding
+from pipeline.config.kafka import DEFAULT_TOPICS, Encoding
 from pipeline.config.retry import RetrySettings
 from pipeline.config.secrets import mask_text
-from pipeline.config.types import Duration
 from pipeline.errors import PermanentError, RetryableError
 from pipeline.exporterhelper.retry import Backoff
 from pipeline.kafkahelper import client_kwargs, connect_error, describe
@@ -73,6 +28,8 @@ from pipeline.pdata.batch import Batch
 from pipeline.pdata.otlp import DecodeError, count_items, drop_invalid_id_items, invalid_id_items
 from pipeline.pdata.otlpjson import OTLPJSONError, decode_request
 from pipeline.receiverhelper.obs import ReceiverObs
+from pipeline.receivers.kafka.config import KafkaReceiverConfig, SignalTopics
+from pipeline.receivers.kafka.partition import _Abandon, _Partition, _until
 from pipeline.telemetry.metrics import CounterSpec, GaugeSpec
 
 if TYPE_CHECKING:
@@ -105,78 +62,6 @@ COMMITTED_OFFSET = GaugeSpec(
     "otelpipe_kafka_receiver_committed_offset",
     "Last offset committed by a receiver (the next record to read).",
     ("receiver", "topic", "partition"))
-
-
-class SignalTopics(ComponentConfig):
-    topics: list[str] | None = Field(
-        None, description="topic names (default: otlp_spans, otlp_logs or otlp_metrics)")
-    topic_pattern: str | None = Field(
-        None, description="regular expression matched against whole topic names")
-    encoding: Encoding | None = Field(None, description="default: the receiver's encoding")
-
-    @model_validator(mode="after")
-    def _check(self) -> SignalTopics:
-        if self.topics is not None and self.topic_pattern is not None:
-            raise ValueError("set topics or topic_pattern, not both")
-        if self.topics is not None and not self.topics:
-            raise ValueError("topics must not be empty")
-        if self.topic_pattern is not None:
-            try:
-                re.compile(self.topic_pattern)
-            except re.error as exc:
-                raise ValueError(f"invalid topic_pattern: {exc}") from None
-        return self
-
-
-class ConsumerBackoff(ComponentConfig):
-    """Backoff while the pipeline refuses a record (retried until accepted)."""
-
-    initial_interval: Duration = 0.1
-    max_interval: Duration = 5.0
-
-
-class KafkaReceiverConfig(ClientSettings):
-    group_id: str = "otelpipe"
-    initial_offset: Literal["earliest", "latest"] = Field(
-        "earliest", description="where a group without committed offsets starts")
-    encoding: Encoding = "otlp_proto"
-    traces: SignalTopics = SignalTopics()
-    logs: SignalTopics = SignalTopics()
-    metrics: SignalTopics = SignalTopics()
-    dead_letter_topic: str | None = Field(
-        None, description="copy records that cannot be decoded here (skipped either way)")
-    commit_interval: Duration = Field(1.0, description="how often delivered offsets commit")
-    max_poll_records: int = Field(500, gt=0, description="records per fetch, all partitions")
-    max_buffered_records: int = Field(
-        1000, gt=0, description="records buffered per partition before fetching pauses")
-    max_partition_fetch_bytes: int = Field(1_048_576, gt=0)
-    session_timeout: Duration = 10.0
-    heartbeat_interval: Duration = 3.0
-    max_poll_interval: Duration = 300.0
-    drain_timeout: Duration = Field(
-        10.0, description="how long a revoked or stopping partition may finish its record")
-    stall_timeout: Duration = Field(
-        5.0, gt=0, description="replace the consumer when it has stayed without a group "
-        "coordinator, or without fetch responses for a partition it reads, this long while "
-        "a broker answers")
-    backoff: ConsumerBackoff = ConsumerBackoff()
-
-    @model_validator(mode="after")
-    def _check_overlap(self) -> KafkaReceiverConfig:
-        seen: dict[str, str] = {}
-        for signal in Signal:
-            st: SignalTopics = getattr(self, signal.value)
-            if st.topic_pattern is None:
-                for t in st.topics or [DEFAULT_TOPICS[signal]]:
-                    if t in seen and seen[t] != signal.value:
-                        raise ValueError(f"topic {t!r} is configured for both {seen[t]} and "
-                                         f"{signal.value}")
-                    seen[t] = signal.value
-        return self
-
-
-class _Abandon(Exception):
-    """The partition was revoked or the receiver stops: leave the record."""
 
 
 class _Stalled(Exception):
@@ -225,57 +110,6 @@ class _Route:
                     break
         self._cache[topic] = found
         return found
-
-
-class _Partition:
-    """Delivers one partition's records in order; tracks the next offset to commit."""
-
-    def __init__(self, receiver: KafkaReceiver, tp: TopicPartition):
-        self.r = receiver
-        self.tp = tp
-        self.queue: collections.deque[ConsumerRecord[bytes, bytes]] = collections.deque()
-        self.wake = asyncio.Event()
-        self.delivered: int | None = None  # next offset to commit
-        self.committed: int | None = None
-        self.stopping = False
-        self.paused = False
-        self.task = asyncio.create_task(
-            self._run(), name=f"{receiver.id}-{tp.topic}-{tp.partition}")
-
-    def add(self, records: list[ConsumerRecord[bytes, bytes]]) -> None:
-        self.queue.extend(records)
-        self.wake.set()
-
-    async def _run(self) -> None:
-        r = self.r
-        while not self.stopping:
-            if not self.queue:
-                self.wake.clear()
-                await self.wake.wait()
-                continue
-            rec = self.queue[0]
-            try:
-                await r._process(self, rec)
-            except _Abandon:
-                return
-            self.queue.popleft()
-            self.delivered = rec.offset + 1
-            if self.paused and len(self.queue) <= r.config.max_buffered_records // 2:
-                r._resume(self)
-
-    async def stop(self, grace: float) -> None:
-        """Finish the record in flight (no new attempt after a refusal), drop the rest."""
-        self.stopping = True
-        self.wake.set()
-        try:
-            await asyncio.wait_for(asyncio.shield(self.task), grace)
-        except TimeoutError:
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self.task
-        except Exception:  # the task logged its own failure
-            pass
-        self.queue.clear()
 
 
 class _Listener:  # registered as an aiokafka ConsumerRebalanceListener when used
@@ -642,12 +476,6 @@ class KafkaReceiver(Component):
         return self._dlq
 
 
-async def _until(part: _Partition) -> None:
-    while not part.stopping:
-        part.wake.clear()
-        await part.wake.wait()
-
-
 def _metadata(headers: Any) -> dict[str, str]:
     if not headers:
         return {}
@@ -661,11 +489,3 @@ def _metadata(headers: Any) -> dict[str, str]:
             continue
     return out
 
-
-def _create(settings: ReceiverCreateSettings, config: KafkaReceiverConfig) -> KafkaReceiver:
-    return KafkaReceiver(settings, config)
-
-
-factory = Factory(type="kafka", kind=Kind.RECEIVER, config_model=KafkaReceiverConfig,
-                  create=_create, signals=frozenset(Signal),
-                  description="reads OTLP (protobuf or JSON) from Kafka topics as a consumer group")
