@@ -95,6 +95,14 @@ class TemplateSettings(ComponentConfig):
     #: Merge runs of adjacent variables (`<*> (<*>)` → `<*>`) so a variable that
     #: spans several tokens does not split a template by length.
     merge_adjacent_variables: bool = True
+    #: A message that differs from its closest template in this many words (tokens of
+    #: letters, such as `modify` / `view`) is another event, not the same one with
+    #: variables: it starts a template of its own. 0 turns the rule off.
+    distinct_words: int = Field(default=2, ge=0)
+    #: A word that stayed the same in this many messages of a template is part of the
+    #: event (`HTTPS` in 900 lines, then `SOCKS5`): a message with another word there
+    #: starts a template of its own. 0 turns the rule off.
+    constant_after: int = Field(default=50, ge=0)
 
     @model_validator(mode="after")
     def _unique_mask_names(self) -> TemplateSettings:
@@ -128,19 +136,62 @@ def _cost(tokens: list[str], template: str) -> int:
 
 
 class _Cluster:
-    __slots__ = ("alive", "cost", "id", "leaf", "params", "route", "size", "template",
-                 "tokens")
+    __slots__ = ("alive", "cost", "id", "keyed", "leaf", "params", "route", "size",
+                 "template", "tokens")
 
     def __init__(self, cid: str, tokens: list[str], size: int = 1) -> None:
         self.id = cid
-        self.tokens = tokens
-        self.template = " ".join(tokens)
-        self.params = tokens.count(PARAM)
-        self.cost = _cost(tokens, self.template)
         self.size = size
         self.alive = True
         self.leaf: _Node | None = None
         self.route: tuple[str, ...] = ()
+        self.set_tokens(tokens)
+
+    def set_tokens(self, tokens: list[str]) -> None:
+        self.tokens = tokens
+        self.template = " ".join(tokens)
+        self.params = tokens.count(PARAM)
+        self.cost = _cost(tokens, self.template)
+        #: (position, `key=`) of each keyed variable `key=<*>`: it covers `key=` + any value
+        self.keyed = tuple((i, t[:-3]) for i, t in enumerate(tokens)
+                           if t.endswith(_KEYED_PARAM) and _KEY.fullmatch(t[:-3]))
+
+
+# `key=value` tokens: when the values of a template and a message differ, the key stays
+# (`user=<*>`) and an empty value (`rhost=`) stays apart from a filled one.
+_KEYED_PARAM = "=" + PARAM
+_KEY = re.compile(r"[\w.\-]+=")
+_KEYED = re.compile(r"([\w.\-]+=)(.+)")
+# A word: letters (a dash or underscore inside, up to two trailing digits such as
+# `SOCKS5`, one trailing punctuation mark), optionally as a keyed value (`user=root`).
+_WORD = re.compile(r"(?:[\w.\-]+=)?[A-Za-z][A-Za-z_\-]*+\d{0,2}[:;,.]?")
+
+
+def _covers(token: str, keyed: tuple[tuple[int, str], ...], i: int) -> bool:
+    """Whether the keyed variable at position `i` of a template covers `token`."""
+    for pos, key in keyed:
+        if pos == i:
+            return len(token) > len(key) and token.startswith(key)
+    return False
+
+
+def _apart(a: str, b: str) -> bool:
+    """Tokens that differ in form, not in value: an empty keyed value against a filled
+    one (`rhost=` / `rhost=<*>`), or letters added to the same token (`failure;` /
+    `failures;`, `(uid=<*>)` / `LOGIN(uid=<*>)`)."""
+    if a.endswith("=") != b.endswith("=") and a.partition("=")[0] == b.partition("=")[0] \
+            and "=" in a and "=" in b:
+        return True
+    shorter = min(len(a), len(b))
+    i = 0
+    while i < shorter and a[i] == b[i]:
+        i += 1
+    j = 0
+    while j < shorter - i and a[-1 - j] == b[-1 - j]:
+        j += 1
+    extra = a[i:len(a) - j] or b[i:len(b) - j]
+    # exactly one side has extra characters (the other is a prefix+suffix of it)
+    return bool((i or j) and extra.isalpha() and (len(a) == i + j or len(b) == i + j))
 
 
 def _variable_like(token: str, _search: Callable[[str], re.Match[str] | None]
@@ -167,6 +218,8 @@ class TemplateMiner:
         self._clip_at = 2 * s.max_tokens - 1
         self._bytes = 0
         self._merge = s.merge_adjacent_variables
+        self._distinct_words = s.distinct_words
+        self._constant_after = s.constant_after
         self._cache_size = s.cache_size
         # each of the cache's two generations holds at most 1/8 of `max_template_bytes`
         self._cache_max_bytes = s.max_template_bytes // 8
@@ -396,11 +449,38 @@ class TemplateMiner:
             else tokens
         for c in clusters:
             same = sum(map(eq, c.tokens, probe))  # same length by construction
-            if same > best_same or (same == best_same and c.params > best_params):
-                best, best_same, best_params = c, same, c.params
-        if best is not None and (best_same >= self._sim * n or best_same + best_params >= n):
-            return best
-        return None
+            params = c.params
+            if c.keyed:
+                ct = c.tokens
+                params += sum(1 for i, key in c.keyed
+                              if ct[i] != tokens[i] and len(tokens[i]) > len(key)
+                              and tokens[i].startswith(key))
+            if same > best_same or (same == best_same and params > best_params):
+                best, best_same, best_params = c, same, params
+        if best is None or (best_same < self._sim * n and best_same + best_params < n):
+            return None
+        if best_same + best_params < n and self._another_event(best, tokens):
+            return None
+        return best
+
+    def _another_event(self, c: _Cluster, tokens: list[str]) -> bool:
+        """Whether the constants where `tokens` differs from template `c` say it is
+        another event: a token apart in form (`_apart`), `distinct_words` words, or a
+        word against one that stayed the same in `constant_after` messages."""
+        words = 0
+        keyed = c.keyed
+        for i, (a, b) in enumerate(zip(c.tokens, tokens, strict=True)):
+            if a in (b, PARAM) or (keyed and _covers(b, keyed, i)):
+                continue
+            if _apart(a, b):
+                return True
+            if _WORD.fullmatch(a) and _WORD.fullmatch(b):
+                words += 1
+        if not words:
+            return False
+        need = self._distinct_words
+        return bool((need and words >= need)
+                    or (self._constant_after and c.size >= self._constant_after))
 
     def _add(self, tokens: list[str]) -> _Cluster:
         leaf = self._find_leaf(tokens)
@@ -411,22 +491,22 @@ class TemplateMiner:
             self._dirty = True
             return c
         template = c.tokens
+        keyed = c.keyed
         changed = False
         for i, (a, b) in enumerate(zip(template, tokens, strict=True)):
-            if a != b and a != PARAM:
+            if a != b and a != PARAM and not (keyed and _covers(b, keyed, i)):
                 if not changed:
                     template = list(template)
                     changed = True
-                template[i] = PARAM
+                ka, kb = _KEYED.fullmatch(a), _KEYED.fullmatch(b)
+                template[i] = (ka.group(1) + PARAM if ka and kb and ka.group(1) == kb.group(1)
+                               else PARAM)
         c.size += 1
         self._lru.move_to_end(c.id)
         if changed:
-            c.tokens = template
-            c.template = " ".join(template)
-            c.params = template.count(PARAM)
-            cost = _cost(template, c.template)
-            self._bytes += cost - c.cost
-            c.cost = cost
+            old = c.cost
+            c.set_tokens(template)
+            self._bytes += c.cost - old
             self._dirty = True
             while self._bytes > self._max_bytes and len(self._lru) > 1:
                 self._evict()  # `<*>` is longer than a one- or two-letter word
