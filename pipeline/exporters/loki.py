@@ -100,7 +100,7 @@ from pipeline.exporters._lokilabels import (
 )
 from pipeline.pdata.anyvalue import any_value
 from pipeline.pdata.batch import Batch
-from pipeline.pdata.wire import ld, varint
+from pipeline.pdata.wire import ld, read_varint, varint
 from pipeline.proto.logproto import push_pb2
 from pipeline.proto.otelpipe import loki_pb2
 from pipeline.telemetry.metrics import CounterSpec
@@ -133,19 +133,15 @@ _SPAN_ID_PREFIX = ld(b"\x1a", ld(b"\x0a", b"span_id") + ld(b"\x12", b"0" * 16))[
 
 def _string_of(v: bytes) -> str | None:
     """The string of a serialized AnyValue holding only a string_value, else None."""
-    if not v or v[0] != 0x0A:  # field 1 (string_value), length-delimited
+    if len(v) < 2 or v[0] != 0x0A:  # field 1 (string_value), length-delimited
         return None
-    n = shift = 0
-    pos = 1
-    while pos < len(v):
-        b = v[pos]
-        pos += 1
-        n |= (b & 0x7F) << shift
-        if b < 0x80:
-            break
-        shift += 7
-    else:
-        return None
+    n = v[1]
+    pos = 2
+    if n >= 0x80:
+        try:
+            n, pos = read_varint(v, 1)
+        except (IndexError, ValueError):
+            return None
     if pos + n != len(v):
         return None
     try:
