@@ -336,7 +336,7 @@ class LokiExporter(Exporter):
                     meta: Any
                     if json_lines:
                         line = self._json_line(lr, scope_name, res_rest, rec_rest, extra)
-                        meta = []
+                        meta = b"" if encoded_metadata else []  # all of it is in the line
                     else:
                         line = _line_text(lr.body)
                         if enc:

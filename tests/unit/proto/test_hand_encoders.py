@@ -126,9 +126,10 @@ def otlp_logs(resources: list[tuple[dict[str, Any], str, list[dict[str, Any]]]])
     return bytes(req.SerializeToString())
 
 
-LOKI = LokiExporter(exporter_settings("loki"), LokiExporterConfig(
-    endpoint="http://127.0.0.1:1", max_label_values=3,
+LOKI = [LokiExporter(exporter_settings("loki"), LokiExporterConfig(
+    endpoint="http://127.0.0.1:1", max_label_values=3, line_format=line_format,
     labels={"resource": ["service.name"], "attributes": ["user"], "severity": "level"}))
+    for line_format in ("text", "json")]
 
 
 @SETTINGS
@@ -138,17 +139,18 @@ def test_loki_push_bytes_parse_to_the_same_content(
     """The protobuf body parses to exactly the streams, lines, timestamps and structured
     metadata of the exporter's list form (the JSON encoding's), label guard included."""
     raw = otlp_logs(resources)
-    body = LOKI.encode(raw)  # hand-written PushRequest, snappy
-    listed = LOKI.streams(raw)  # same call state: the guard admits the same values
-    pr = PushRequest.FromString(bytes(cramjam.snappy.decompress_raw(body)))
-    got = [(s.labels, [(e.timestamp.seconds * 1_000_000_000 + e.timestamp.nanos, e.line,
-                        [(m.name, m.value) for m in e.structuredMetadata])
-                       for e in s.entries]) for s in pr.streams]
-    want = [(render_labels(labels), [(ts, line, [(k, str(v)) for k, v in meta])
-                                     for ts, line, meta in entries])
-            for labels, entries in listed.items()]
-    assert got == want
-    assert all(s.hash == 0 for s in pr.streams)
+    for exp in LOKI:  # text lines with metadata; JSON lines (the metadata in the line)
+        body = exp.encode(raw)  # hand-written PushRequest, snappy
+        listed = exp.streams(raw)  # same call state: the guard admits the same values
+        pr = PushRequest.FromString(bytes(cramjam.snappy.decompress_raw(body)))
+        got = [(s.labels, [(e.timestamp.seconds * 1_000_000_000 + e.timestamp.nanos, e.line,
+                            [(m.name, m.value) for m in e.structuredMetadata])
+                           for e in s.entries]) for s in pr.streams]
+        want = [(render_labels(labels), [(ts, line, [(k, str(v)) for k, v in meta])
+                                         for ts, line, meta in entries])
+                for labels, entries in listed.items()]
+        assert got == want
+        assert all(s.hash == 0 for s in pr.streams)
 
 
 # --- OTLP logs from native records --------------------------------------------------------
