@@ -19,6 +19,7 @@ from typing import Any
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from pipeline.pdata.anyvalue import any_value_to_python
+from pipeline.pdata.wire import ld
 
 
 def key_prefix(key: str) -> bytes:
@@ -28,18 +29,7 @@ def key_prefix(key: str) -> bytes:
     fields in field-number order, so testing `kv_bytes.startswith(prefix)`
     selects an attribute without decoding it.
     """
-    raw = key.encode()
-    n = len(raw)
-    varint = bytearray()
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        if n:
-            varint.append(byte | 0x80)
-        else:
-            varint.append(byte)
-            break
-    return b"\x0a" + bytes(varint) + raw
+    return ld(b"\x0a", key.encode())
 
 
 class KeyTable:

@@ -100,8 +100,9 @@ from pipeline.exporters._lokilabels import (
 )
 from pipeline.pdata.anyvalue import any_value
 from pipeline.pdata.batch import Batch
-from pipeline.pdata.projection import build_projection
-from pipeline.pdata.wire import ld, varint
+from pipeline.pdata.wire import ld, read_varint, varint
+from pipeline.proto.logproto import push_pb2
+from pipeline.proto.otelpipe import loki_pb2
 from pipeline.telemetry.metrics import CounterSpec
 
 LABEL_OVERFLOW = CounterSpec(
@@ -113,40 +114,14 @@ LABEL_OVERFLOW = CounterSpec(
 PUSH_PATH = "/loki/api/v1/push"
 UNKNOWN_SERVICE = ("service_name", "unknown_service")
 
-# --- Loki's push protobuf (package logproto), built at import: no generated code -------
-
-
-# Loki's push request (pkg/push/push.proto, package logproto). Timestamp is
-# wire-compatible with google.protobuf.Timestamp, which Loki uses.
-_PUSH = build_projection("otelpipe_loki_push.proto", {
-    "Timestamp": [("seconds", 1, "int64"), ("nanos", 2, "int32")],
-    "LabelPairAdapter": [("name", 1, "string"), ("value", 2, "string")],
-    "EntryAdapter": [("timestamp", 1, "Timestamp"), ("line", 2, "string"),
-                     ("structuredMetadata", 3, "repeated LabelPairAdapter")],
-    "StreamAdapter": [("labels", 1, "string"), ("entries", 2, "repeated EntryAdapter"),
-                      ("hash", 3, "uint64")],
-    "PushRequest": [("streams", 1, "repeated StreamAdapter")],
-}, package="logproto")
-# A projection of ExportLogsServiceRequest: only the fields read, AnyValues kept
-# as bytes so that each distinct value is decoded once (see pipeline/pdata/projection.py).
-_PROJECTION = build_projection("otelpipe_loki_projection.proto", {
-    "KeyValue": [("key", 1, "string"), ("value", 2, "bytes")],
-    "LogRecord": [("time_unix_nano", 1, "fixed64"), ("severity_number", 2, "int32"),
-                  ("severity_text", 3, "string"), ("body", 5, "bytes"),
-                  ("attributes", 6, "repeated KeyValue"), ("trace_id", 9, "bytes"),
-                  ("span_id", 10, "bytes"), ("observed_time_unix_nano", 11, "fixed64")],
-    "Scope": [("name", 1, "string")],
-    "ScopeLogs": [("scope", 1, "Scope"), ("log_records", 2, "repeated LogRecord")],
-    "Resource": [("attributes", 1, "repeated KeyValue")],
-    "ResourceLogs": [("resource", 1, "Resource"), ("scope_logs", 2, "repeated ScopeLogs")],
-    "LogsRequest": [("resource_logs", 1, "repeated ResourceLogs")],
-}, package="otelpipe.loki")
-PushRequest = _PUSH["PushRequest"]
-StreamAdapter = _PUSH["StreamAdapter"]
-EntryAdapter = _PUSH["EntryAdapter"]
-LabelPairAdapter = _PUSH["LabelPairAdapter"]
-Timestamp = _PUSH["Timestamp"]
-LogsProjection = _PROJECTION["LogsRequest"]
+# --- schemas: Loki's push request (proto/logproto/push.proto) and the projection of an
+# OTLP logs request this exporter reads (proto/otelpipe/loki.proto: AnyValues kept as
+# bytes so that each distinct value is decoded once). Generated code in pipeline.proto.
+PushRequest = push_pb2.PushRequest
+StreamAdapter = push_pb2.StreamAdapter
+EntryAdapter = push_pb2.EntryAdapter
+LabelPairAdapter = push_pb2.LabelPairAdapter
+LogsProjection = loki_pb2.LogsRequest
 _CACHE_LIMIT = 20_000  # entries per decode/encode cache before it is cleared (memory bound)
 
 
@@ -158,19 +133,15 @@ _SPAN_ID_PREFIX = ld(b"\x1a", ld(b"\x0a", b"span_id") + ld(b"\x12", b"0" * 16))[
 
 def _string_of(v: bytes) -> str | None:
     """The string of a serialized AnyValue holding only a string_value, else None."""
-    if not v or v[0] != 0x0A:  # field 1 (string_value), length-delimited
+    if len(v) < 2 or v[0] != 0x0A:  # field 1 (string_value), length-delimited
         return None
-    n = shift = 0
-    pos = 1
-    while pos < len(v):
-        b = v[pos]
-        pos += 1
-        n |= (b & 0x7F) << shift
-        if b < 0x80:
-            break
-        shift += 7
-    else:
-        return None
+    n = v[1]
+    pos = 2
+    if n >= 0x80:
+        try:
+            n, pos = read_varint(v, 1)
+        except (IndexError, ValueError):
+            return None
     if pos + n != len(v):
         return None
     try:
@@ -365,7 +336,7 @@ class LokiExporter(Exporter):
                     meta: Any
                     if json_lines:
                         line = self._json_line(lr, scope_name, res_rest, rec_rest, extra)
-                        meta = []
+                        meta = b"" if encoded_metadata else []  # all of it is in the line
                     else:
                         line = _line_text(lr.body)
                         if enc:

@@ -13,6 +13,7 @@ exporters:
     add_scope_labels: true
     max_batch_size_bytes: 3000000         # uncompressed size of one WriteRequest
     metric_expiration: 5m                 # state of delta series, see below
+    max_series: 100000                    # delta series held; 0: no limit
     tls: {ca_file: null, insecure_skip_verify: false}   # shared client TLS settings
     auth: {bearer_token: null, basic: null}              # sets Authorization
     retry_on_failure: {enabled: true, initial_interval: 500ms, max_elapsed_time: 5m}
@@ -31,6 +32,18 @@ Delta sums and histograms are added up into cumulative series here (state
 per series, dropped after `metric_expiration` without updates); cumulative
 points pass through. A NO_RECORDED_VALUE point is sent as Prometheus'
 staleness marker.
+
+Cardinality: the only per-series state is that of delta series, and at most
+`max_series` of them are held (default 100,000, as the `prometheus`
+exporter). A delta point of a new series beyond that goes to its metric's
+one overflow series, labelled `otel_metric_overflow="true"`, whose value
+counts the points that did not fit (the `_count` of a histogram); a metric
+that holds no series at all when the limit is reached is dropped. Both are
+counted in `otelpipe_prometheusremotewrite_overflow_points`, and the first
+overflow is logged. Expired series make room again. Cumulative points keep
+no state (they are sent as they come), so they are not limited. The other
+caches are bounded too: encoded labels (50,000, then cleared) and the
+requests of at most 64 batches awaiting a retry.
 
 Errors, per the remote-write spec: 5xx and 429 are retried with backoff,
 honouring `Retry-After` (through exporterhelper); any other non-2xx answer
@@ -89,6 +102,14 @@ REJECTED_SAMPLES = CounterSpec(
     "otelpipe_prometheusremotewrite_rejected_samples",
     "Samples in remote-write requests the endpoint rejected permanently (4xx but 429); "
     "they are dropped, not retried.", ("exporter",))
+OVERFLOW_POINTS = CounterSpec(
+    "otelpipe_prometheusremotewrite_overflow_points",
+    "Delta points of new series beyond max_series: counted in their metric's overflow "
+    "series (otel_metric_overflow=\"true\"), or dropped when the metric held no series.",
+    ("exporter",))
+
+# As the prometheus exporter's default (memory per held series is of the same order).
+DEFAULT_MAX_SERIES = 100_000
 
 RESERVED_HEADERS = frozenset({"content-encoding", "content-type",
                               "x-prometheus-remote-write-version", "content-length"})
@@ -112,6 +133,11 @@ class RemoteWriteConfig(ClientSettings, ExporterSettings):
         3_000_000, gt=0, description="uncompressed size above which a batch is split")
     metric_expiration: Duration = Field(
         300.0, description="how long the cumulative state of a delta series is kept unused")
+    max_series: int = Field(
+        DEFAULT_MAX_SERIES, ge=0,
+        description="most delta series whose state is held; points of further series go "
+                    "to one overflow series per metric (otel_metric_overflow=\"true\"); "
+                    "0: no limit")
     retry_on_failure: RetrySettings = RetrySettings(initial_interval=0.5)
     sending_queue: QueueSettings = QueueSettings(num_consumers=1)
 
@@ -252,7 +278,7 @@ class RemoteWriteExporter(Exporter):
         # For messages: never the password or a secret query value of the URL.
         self.safe_url = safe_url(self.url)
         self.translator = translator_for(config)
-        self.deltas = Accumulator(config.metric_expiration)
+        self.deltas = Accumulator(config.metric_expiration, max_series=config.max_series)
         self._external = tuple(sorted(config.external_labels.items()))
         self._wire = WireEncoder()
         self._pending: OrderedDict[int, _Pending] = OrderedDict()
@@ -265,6 +291,8 @@ class RemoteWriteExporter(Exporter):
         self._requests = t.counter(REQUESTS)
         self._samples_ok = t.counter(SAMPLES).labels(self.id)
         self._samples_rejected = t.counter(REJECTED_SAMPLES).labels(self.id)
+        self._overflow = t.counter(OVERFLOW_POINTS).labels(self.id)
+        self._overflow_logged = False
 
     async def start_exporter(self, host: Host) -> None:
         self._session = client_session(self.config, [str(self.url)], limit=16,
@@ -282,10 +310,12 @@ class RemoteWriteExporter(Exporter):
         external = self._external
         wire = self._wire
         label = wire.label
-        self.deltas.expire()
+        deltas = self.deltas
+        deltas.expire()
+        overflow = deltas.overflow_points
         for s in self.translator.series(request):
             if s.delta:
-                held = self.deltas.add(s)
+                held = deltas.add(s)
                 if held is None:
                     continue
                 s = held
@@ -329,8 +359,18 @@ class RemoteWriteExporter(Exporter):
                 buf.samples[ts_ms] = STALE_NAN if stale else value
                 if ex is not None and not stale and math.isfinite(ex.value):
                     buf.exemplars.append(wire.exemplar(ex))
+        if deltas.overflow_points != overflow:
+            self._note_overflow(deltas.overflow_points - overflow)
         parts = encode_write_requests(series, self.config.max_batch_size_bytes)
         return parts, sum(p.samples for p in parts)
+
+    def _note_overflow(self, points: int) -> None:
+        self._overflow.inc(points)
+        if not self._overflow_logged:
+            self._overflow_logged = True
+            self.log.warning("max_series reached: delta points of further series go to "
+                             "their metric's overflow series (otel_metric_overflow=\"true\")",
+                             extra={"max_series": self.config.max_series})
 
     def _pending_for(self, batch: Batch) -> _Pending:
         key = id(batch)

@@ -1,10 +1,17 @@
-"""Protobuf message classes declared at run time: projections and small schemas.
+"""Protobuf message classes declared at run time (projections), for quick experiments.
 
 A *projection* is a message type declaring only the fields a component reads,
 so upb skips the rest without building Python objects (counting the spans of a
-100-span request through one costs ~3 µs instead of a full ~40 µs parse). The
-same builder declares the few foreign schemas otelpipe writes (Loki's push
-request, Prometheus remote write) without generated code.
+100-span request through one costs ~3 µs instead of a full ~40 µs parse).
+
+Schemas that otelpipe ships belong in `proto/` as ordinary `.proto` files with
+code generated into `pipeline.proto` (scripts/gen-proto.sh): the foreign wire
+formats (Prometheus remote write, Loki push) and the projections of pdata and
+the Loki exporter live there. The redmetrics and logmetrics connectors and the
+semconv processor still call this builder; their schemas are generated too
+(`pipeline.proto.otelpipe.{redmetrics,logmetrics,semconv}_pb2`, checked field
+for field against these declarations by tests/unit/proto), so switching them is
+an import.
 
 ```python
 types = build_projection("otelpipe_example.proto", {

@@ -36,5 +36,5 @@ updated for `expiration` seconds are dropped.
 Modules: `names` (metric and label names, label values, `le`), `series`
 (`Series` and its samples), `translate` (OTLP → `Series`), `accumulator`
 (latest state, delta → cumulative, expiry), `remotewrite` (the remote-write
-1.0 protobuf types, built at import by `pipeline.pdata.projection`).
+1.0 protobuf types, generated from `proto/prompb/remote_write.proto`).
 """

@@ -216,6 +216,21 @@ def test_json_line_format_puts_the_record_in_the_line() -> None:
                                        "severity_number": 9, "user": {"id": 7}}
 
 
+def test_json_line_format_over_protobuf() -> None:
+    """The default encoding with JSON lines: the same lines, no structured metadata (this
+    combination raised TypeError on every batch before)."""
+    as_json = exporter(encoding="json", compression="none", line_format="json",
+                       labels={"resource": ["service.name"]})
+    as_proto = exporter(line_format="json", labels={"resource": ["service.name"]})
+    raw = two_services().to_bytes()
+    Entries = list[tuple[int, str, list[tuple[str, str]]]]
+    want: dict[str, Entries] = {
+        render_labels(tuple(sorted(s["stream"].items()))):
+            [(int(ts), line, []) for ts, line in s["values"]]
+        for s in orjson.loads(as_json.encode(raw))["streams"]}
+    assert decode_protobuf(as_proto.encode(raw)) == want
+
+
 def test_stream_without_labels_gets_unknown_service() -> None:
     req = ExportLogsServiceRequest()
     sl = req.resource_logs.add().scope_logs.add()

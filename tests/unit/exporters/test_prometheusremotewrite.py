@@ -341,3 +341,88 @@ async def test_credentials_in_the_url_are_basic_auth_and_never_in_errors(
     assert str(exc.value).startswith(
         f"http://127.0.0.1:{backend.port}/api/v1/write?api_key=*** rejected")
     assert_no_secret(str(exc.value), caplog.text)
+
+
+def _held_after(exp: RemoteWriteExporter, batches: int, start: int, n: int = 1000) -> int:
+    """Feed `batches` requests of `n` new distinct delta series each; returns the next
+    series number."""
+    for _ in range(batches):
+        req = request([sum_metric("requests", [({"user": f"u{start + i}"}, 1)
+                                               for i in range(n)],
+                                  ts=TS, temporality=DELTA)])
+        exp.build(req)
+        start += n
+    return start
+
+
+def _decoded(parts: list[Any]) -> dict[tuple[tuple[str, str], ...], float]:
+    out = {}
+    for p in parts:
+        req = WriteRequest.FromString(bytes(cramjam.snappy.decompress_raw(p.body)))
+        for ts in req.timeseries:
+            out[tuple((lb.name, lb.value) for lb in ts.labels)] = ts.samples[-1].value
+    return out
+
+
+def test_max_series_caps_delta_state_with_one_overflow_series_per_metric() -> None:
+    telemetry = Telemetry()
+    cfg = RemoteWriteConfig(endpoint="http://127.0.0.1:1/api/v1/write", max_series=100)
+    exp = RemoteWriteExporter(exporter_settings("prometheusremotewrite", telemetry), cfg)
+    assert RemoteWriteConfig(endpoint="http://h/w").max_series == 100_000
+    points = [({"user": f"u{i}"}, 1) for i in range(1000)]
+    parts, samples = exp.build(request([sum_metric("requests", points, ts=TS,
+                                                   temporality=DELTA)]))
+    sent = _decoded(parts)
+    overflow = (("__name__", "requests_total"), ("otel_metric_overflow", "true"))
+    assert sent[overflow] == 900  # the 900 points that did not fit, counted
+    assert len(sent) == samples == 101
+    assert len(exp.deltas.series) == 100
+    assert len(exp.deltas) == 101
+
+    # Again, with 1000 more users and a metric first seen beyond the cap: held series keep
+    # accumulating, new ones go on counting in the overflow series, the new metric is
+    # dropped (counted) since it holds no series.
+    parts, _ = exp.build(request([
+        sum_metric("requests", [({"user": f"u{i}"}, 1) for i in range(2000)], ts=TS + MS,
+                   temporality=DELTA),
+        sum_metric("other", [({"user": "u0"}, 1)], ts=TS + MS, temporality=DELTA)]))
+    sent = _decoded(parts)
+    assert sent[overflow] == 2800
+    assert sent[(("__name__", "requests_total"), ("user", "u0"))] == 2
+    assert len(sent) == 101
+    assert len(exp.deltas) == 101
+    assert telemetry.registry.get_sample_value(
+        "otelpipe_prometheusremotewrite_overflow_points_total",
+        {"exporter": "prometheusremotewrite"}) == 900 + 1900 + 1
+    # Cumulative points keep no state: not limited.
+    parts, _ = exp.build(request([sum_metric("total", points, ts=TS)]))
+    assert len(_decoded(parts)) == 1000
+    assert len(exp.deltas) == 101
+
+
+def test_max_series_bounds_memory() -> None:
+    """20,000 more distinct delta series cost (next to) nothing once the cap is reached;
+    without the cap the same feed grows the state by megabytes."""
+    import gc
+    import tracemalloc
+
+    def growth(max_series: int) -> int:
+        cfg = RemoteWriteConfig(endpoint="http://127.0.0.1:1/api/v1/write",
+                                max_series=max_series)
+        exp = RemoteWriteExporter(exporter_settings("prometheusremotewrite"), cfg)
+        nxt = _held_after(exp, 2, 0)  # reach the cap, warm the caches
+        gc.collect()
+        tracemalloc.start()
+        try:
+            before = tracemalloc.get_traced_memory()[0]
+            _held_after(exp, 20, nxt)
+            gc.collect()
+            after = tracemalloc.get_traced_memory()[0]
+        finally:
+            tracemalloc.stop()
+        assert len(exp.deltas) == (max_series + 1 if max_series else nxt + 20_000)
+        return after - before
+
+    capped, uncapped = growth(1000), growth(0)
+    assert capped < 256 * 1024, capped
+    assert uncapped > 4 * 1024 * 1024, uncapped

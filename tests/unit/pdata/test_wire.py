@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 from google.protobuf import wrappers_pb2
+from hypothesis import given
+from hypothesis import strategies as st
 
-from pipeline.pdata.wire import MASK64, SMALL_VARINTS, int64_varint, ld, varint
+from pipeline.pdata.wire import MASK64, SMALL_VARINTS, int64_varint, ld, read_varint, varint
 
 EDGES = [0, 1, 0x7F, 0x80, 0x3FFF, 0x4000, 0x1FFFFF, 0x200000, 1 << 35, (1 << 63) - 1,
          1 << 63, MASK64]
@@ -41,3 +43,16 @@ def test_ld_matches_upb(size: int) -> None:
     expected = wrappers_pb2.BytesValue(value=payload).SerializeToString()
     assert (ld(b"\x0a", payload) if size else b"") == expected
     assert ld(b"\x0a", payload)[:1] == b"\x0a"
+
+
+@given(st.integers(0, 2**64 - 1), st.binary(max_size=4))
+def test_read_varint_reads_what_varint_wrote(n: int, tail: bytes) -> None:
+    raw = b"\xff" + varint(n) + tail
+    assert read_varint(raw, 1) == (n, 1 + len(varint(n)))
+
+
+def test_read_varint_refuses_truncated_and_overlong() -> None:
+    with pytest.raises(IndexError):
+        read_varint(b"\x80\x80", 0)
+    with pytest.raises(ValueError, match="ten bytes"):
+        read_varint(b"\xff" * 11, 0)
