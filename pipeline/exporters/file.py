@@ -36,7 +36,7 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import orjson
 from pydantic import Field
@@ -53,6 +53,8 @@ from pipeline.errors import RetryableError
 from pipeline.exporterhelper import Exporter
 from pipeline.pdata.batch import Batch
 from pipeline.pdata.logrecords import dumps_flat
+from pipeline.pdata.offload import OFF_LOOP_BYTES, Offload, OffloadError
+from pipeline.pdata.otlp import REQUEST_TYPES
 from pipeline.pdata.otlpjson import encode_request, flat_records
 from pipeline.telemetry.metrics import CounterSpec
 
@@ -95,12 +97,14 @@ class FileExporter(Exporter):
         t = settings.telemetry
         self._torn_tail_bytes = t.counter(TORN_TAIL_BYTES).labels(self.id)
         self._rolled_back_bytes = t.counter(ROLLED_BACK_BYTES).labels(self.id)
+        self._offload = Offload()
 
     async def start_exporter(self, host: Host) -> None:
         self._open()
 
     async def shutdown_exporter(self) -> None:
         self._close()
+        await self._offload.close()
 
     # Opening: repair what a crash or a failed rollback left ----------------------
     def _open(self) -> int:
@@ -170,12 +174,25 @@ class FileExporter(Exporter):
             logs = batch.logs
             if logs is not None:  # Python records: no OTLP in between (same objects)
                 return dumps_flat(logs)
-            return b"".join(orjson.dumps(r) + b"\n"
-                            for r in flat_records(batch.signal, batch.message))
-        return encode_request(batch.message) + b"\n"
+        return encode_lines(self.config.format, batch.signal, batch.message)
+
+    async def _encode_bounded(self, batch: Batch) -> bytes:
+        """The batch's lines; a big OTLP batch is encoded in the offload worker (OTLP
+        JSON of 67k spans holds a core ≈ 1 s), or here if the worker fails."""
+        flat_records_batch = self.config.format == "json" and batch.logs is not None
+        if not flat_records_batch:
+            raw = batch.to_bytes()
+            if len(raw) > OFF_LOOP_BYTES:
+                try:
+                    return await self._offload.call(_encode_raw, self.config.format,
+                                                    batch.signal, raw)
+                except OffloadError as exc:
+                    self.log.warning("encoding on the event loop: the offload worker failed",
+                                     extra={"error": str(exc)})
+        return self._encode(batch)
 
     async def send(self, batch: Batch) -> None:
-        data = self._encode(batch)
+        data = await self._encode_bounded(batch)
         start: int | None = None
         try:
             fd = self._open()
@@ -234,6 +251,19 @@ class FileExporter(Exporter):
             if src.exists():
                 src.rename(self.path.with_name(f"{self.path.name}.{i + 1}"))
         self.path.rename(self.path.with_name(f"{self.path.name}.1"))
+
+
+def encode_lines(fmt: str, signal: Signal, message: Any) -> bytes:
+    """The lines of an OTLP request in `fmt`: one OTLP JSON line, or one flat JSON
+    object per log record or span (metrics: OTLP JSON)."""
+    if fmt == "json" and signal is not Signal.METRICS:
+        return b"".join(orjson.dumps(r) + b"\n" for r in flat_records(signal, message))
+    return encode_request(message) + b"\n"
+
+
+def _encode_raw(fmt: str, signal: Signal, raw: bytes) -> bytes:
+    """`encode_lines` of protobuf bytes, run in the offload worker."""
+    return encode_lines(fmt, signal, REQUEST_TYPES[signal].FromString(raw))
 
 
 def _write_all(fd: int, data: bytes) -> None:
