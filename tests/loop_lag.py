@@ -4,6 +4,7 @@ how late it woke. Used by the tests of work moved off the loop (pdata/offload.py
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from types import TracebackType
@@ -39,10 +40,8 @@ class LoopLag:
                         tb: TracebackType | None) -> None:
         assert self._task is not None
         self._task.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await self._task
-        except asyncio.CancelledError:
-            pass
 
     def assert_bounded(self) -> None:
         assert self.ticks >= 1

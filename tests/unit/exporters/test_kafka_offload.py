@@ -58,7 +58,7 @@ async def test_an_item_too_big_is_refused_from_the_worker_too() -> None:
     req.resource_spans[0].scope_spans[0].spans[0].name = "x" * 400_000
     exp = exporter(encoding="otlp_json", producer={"max_message_bytes": 300_000})
     try:
-        with pytest.raises(PermanentError, match="exceeds producer.max_message_bytes") as info:
+        with pytest.raises(PermanentError, match=r"exceeds producer\.max_message_bytes") as info:
             await exp._encode(Batch(Signal.TRACES, raw=req.SerializeToString()))
         assert info.value.rejected == 1
         assert exp._offload.calls == 1
