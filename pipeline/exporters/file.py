@@ -26,6 +26,10 @@ Crash safety: the file only ever holds whole lines.
 - Rotation happens between batches, after a batch was written whole; a
   failed rename is logged and retried after the next batch, never returned as
   the batch's error (it was delivered).
+Timeout: an export, encoding included, is bounded at 60 s (`EXPORT_TIMEOUT`): a
+batch over 256 KiB of protobuf is encoded in a worker process (`pdata/offload.py`),
+which on a loaded machine takes longer than the exporters' usual 5 s.
+
 Writes go through `os.write` on an `O_APPEND` descriptor (no user-space
 buffer that could flush a failed batch's rest later). Repair and rollback
 apply to regular files; a device or FIFO path is written as is.
@@ -33,6 +37,7 @@ apply to regular files; a device or FIFO path is written as is.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import stat
 from pathlib import Path
@@ -49,6 +54,7 @@ from pipeline.component import (
     Kind,
     Signal,
 )
+from pipeline.config.retry import ExporterSettings, QueueSettings, RetrySettings
 from pipeline.errors import RetryableError
 from pipeline.exporterhelper import Exporter
 from pipeline.pdata.batch import Batch
@@ -67,7 +73,13 @@ ROLLED_BACK_BYTES = CounterSpec(
     "Bytes of failed or partial writes the file exporter truncated away before "
     "returning a retryable error.", ("exporter",))
 
+#: The bound on one export, encoding included. A write cannot be interrupted (it is
+#: synchronous); what can take long is encoding a big batch in the offload worker:
+#: ≈ 1 s for 67k spans of OTLP JSON on an idle core, 5 s and more on a loaded one, so
+#: the exporters' usual 5 s would refuse big batches on a busy machine.
+EXPORT_TIMEOUT = 60.0
 _TAIL_CHUNK = 64 * 1024
+_WRITE_PIECE = 1024 * 1024
 _OPEN_FLAGS = os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
 
 
@@ -85,7 +97,9 @@ class FileConfig(ComponentConfig):
 
 class FileExporter(Exporter):
     def __init__(self, settings: ExporterCreateSettings, config: FileConfig):
-        super().__init__(settings)
+        super().__init__(settings, ExporterSettings(
+            timeout=EXPORT_TIMEOUT, retry_on_failure=RetrySettings(enabled=False),
+            sending_queue=QueueSettings(enabled=False)))
         self.config = config
         self.path = Path(config.path)
         self._fd: int | None = None
@@ -98,6 +112,7 @@ class FileExporter(Exporter):
         self._torn_tail_bytes = t.counter(TORN_TAIL_BYTES).labels(self.id)
         self._rolled_back_bytes = t.counter(ROLLED_BACK_BYTES).labels(self.id)
         self._offload = Offload()
+        self._write_lock = asyncio.Lock()
 
     async def start_exporter(self, host: Host) -> None:
         self._open()
@@ -176,29 +191,48 @@ class FileExporter(Exporter):
                 return dumps_flat(logs)
         return encode_lines(self.config.format, batch.signal, batch.message)
 
-    async def _encode_bounded(self, batch: Batch) -> bytes:
-        """The batch's lines; a big OTLP batch is encoded in the offload worker (OTLP
-        JSON of 67k spans holds a core ≈ 1 s), or here if the worker fails."""
+    async def _encode_bounded(self, batch: Batch) -> list[bytes]:
+        """The batch's lines, in pieces; a big OTLP batch is encoded in the offload
+        worker (OTLP JSON of 67k spans holds a core ≈ 1 s), or here if the worker
+        fails."""
         flat_records_batch = self.config.format == "json" and batch.logs is not None
         if not flat_records_batch:
             raw = batch.to_bytes()
             if len(raw) > OFF_LOOP_BYTES:
                 try:
-                    return await self._offload.call(_encode_raw, self.config.format,
-                                                    batch.signal, raw)
+                    return await self._offload.call_chunked(_encode_raw, self.config.format,
+                                                            batch.signal, raw)
                 except OffloadError as exc:
                     self.log.warning("encoding on the event loop: the offload worker failed",
                                      extra={"error": str(exc)})
-        return self._encode(batch)
+        return [self._encode(batch)]
 
     async def send(self, batch: Batch) -> None:
-        data = await self._encode_bounded(batch)
+        chunks = await self._encode_bounded(batch)
+        async with self._write_lock:  # a batch's pieces are written together
+            start = await self._write(chunks)
+        size = sum(map(len, chunks))
+        if self._max_bytes and start is not None and start + size >= self._max_bytes:
+            self._rotate()
+
+    async def _write(self, chunks: list[bytes]) -> int | None:
+        """Append the pieces, yielding to the loop between MiBs (writing 20 MB at once
+        holds it 20-200 ms on a loaded machine); on failure or cancellation what was
+        written is rolled back. Returns the offset the batch starts at (None if the
+        path is not a regular file)."""
         start: int | None = None
         try:
             fd = self._open()
             if self._regular:
                 start = os.lseek(fd, 0, os.SEEK_END)  # O_APPEND writes here
-            _write_all(fd, data)
+            first = True
+            for chunk in chunks:
+                view = memoryview(chunk)
+                for i in range(0, len(view), _WRITE_PIECE):
+                    if not first:
+                        await asyncio.sleep(0)
+                    first = False
+                    _write_all(fd, view[i:i + _WRITE_PIECE])
             if self.config.fsync:
                 os.fsync(fd)
         except OSError as exc:
@@ -207,8 +241,11 @@ class FileExporter(Exporter):
             self._close()
             raise RetryableError(f"cannot write {self.path}: {exc.strerror or exc}",
                                  retry_after=1.0) from None
-        if self._max_bytes and start is not None and start + len(data) >= self._max_bytes:
-            self._rotate()
+        except BaseException:  # cancelled between pieces: leave no part of the batch
+            if start is not None and self._fd is not None:
+                self._roll_back(start)
+            raise
+        return start
 
     def _roll_back(self, start: int) -> None:
         """Truncate what a failed write left after `start`; if that fails too, note it
@@ -266,7 +303,7 @@ def _encode_raw(fmt: str, signal: Signal, raw: bytes) -> bytes:
     return encode_lines(fmt, signal, REQUEST_TYPES[signal].FromString(raw))
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def _write_all(fd: int, data: bytes | memoryview) -> None:
     """`os.write` until everything is written; a short write followed by an error
     (disk full after part of the batch) raises that error."""
     view = memoryview(data)

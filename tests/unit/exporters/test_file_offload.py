@@ -3,9 +3,11 @@ loop would write, without holding the loop (issue 11: 67k spans held it ≈ 1 s)
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import orjson
+import pytest
 
 from pipeline.component import Signal
 from pipeline.exporters.file import FileConfig, FileExporter, encode_lines, factory
@@ -56,3 +58,24 @@ async def test_big_flat_json_batch_is_encoded_off_the_loop(tmp_path: Path) -> No
     assert lines[0] == orjson.dumps(next(flat_records(Signal.TRACES, req)))
     assert b"".join(line + b"\n" for line in lines) == encode_lines("json", Signal.TRACES, req)
     lag.assert_bounded()
+
+
+async def test_a_write_cancelled_between_pieces_is_rolled_back(tmp_path: Path) -> None:
+    """A big batch is written a MiB at a time, yielding between pieces; cancelled there
+    (a timeout, a sender gone), the pieces already written are truncated away."""
+    path = tmp_path / "out.jsonl"
+    exp = await started(path, "otlp_json")
+    try:
+        await exp.consume(Batch(Signal.TRACES, message=traces_request(1)))
+        before = path.read_bytes()
+        task = asyncio.create_task(exp._write([b"x" * (3 << 20) + b"\n"]))
+        await asyncio.sleep(0)  # the task wrote its first MiB and yields
+        assert path.stat().st_size == len(before) + (1 << 20)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert path.read_bytes() == before
+        await exp.consume(Batch(Signal.TRACES, message=traces_request(2)))
+    finally:
+        await exp.shutdown()
+    assert path.read_bytes() == before + encode_request(traces_request(2)) + b"\n"
