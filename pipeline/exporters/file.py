@@ -26,6 +26,10 @@ Crash safety: the file only ever holds whole lines.
 - Rotation happens between batches, after a batch was written whole; a
   failed rename is logged and retried after the next batch, never returned as
   the batch's error (it was delivered).
+Timeout: an export, encoding included, is bounded at 60 s (`EXPORT_TIMEOUT`): a
+batch over 256 KiB of protobuf is encoded in a worker process (`pdata/offload.py`),
+which on a loaded machine takes longer than the exporters' usual 5 s.
+
 Writes go through `os.write` on an `O_APPEND` descriptor (no user-space
 buffer that could flush a failed batch's rest later). Repair and rollback
 apply to regular files; a device or FIFO path is written as is.
@@ -33,10 +37,11 @@ apply to regular files; a device or FIFO path is written as is.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import stat
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import orjson
 from pydantic import Field
@@ -49,10 +54,13 @@ from pipeline.component import (
     Kind,
     Signal,
 )
+from pipeline.config.retry import ExporterSettings, QueueSettings, RetrySettings
 from pipeline.errors import RetryableError
 from pipeline.exporterhelper import Exporter
 from pipeline.pdata.batch import Batch
 from pipeline.pdata.logrecords import dumps_flat
+from pipeline.pdata.offload import OFF_LOOP_BYTES, Offload, OffloadError
+from pipeline.pdata.otlp import REQUEST_TYPES
 from pipeline.pdata.otlpjson import encode_request, flat_records
 from pipeline.telemetry.metrics import CounterSpec
 
@@ -65,7 +73,13 @@ ROLLED_BACK_BYTES = CounterSpec(
     "Bytes of failed or partial writes the file exporter truncated away before "
     "returning a retryable error.", ("exporter",))
 
+#: The bound on one export, encoding included. A write cannot be interrupted (it is
+#: synchronous); what can take long is encoding a big batch in the offload worker:
+#: ≈ 1 s for 67k spans of OTLP JSON on an idle core, 5 s and more on a loaded one, so
+#: the exporters' usual 5 s would refuse big batches on a busy machine.
+EXPORT_TIMEOUT = 60.0
 _TAIL_CHUNK = 64 * 1024
+_WRITE_PIECE = 1024 * 1024
 _OPEN_FLAGS = os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0)
 
 
@@ -83,7 +97,9 @@ class FileConfig(ComponentConfig):
 
 class FileExporter(Exporter):
     def __init__(self, settings: ExporterCreateSettings, config: FileConfig):
-        super().__init__(settings)
+        super().__init__(settings, ExporterSettings(
+            timeout=EXPORT_TIMEOUT, retry_on_failure=RetrySettings(enabled=False),
+            sending_queue=QueueSettings(enabled=False)))
         self.config = config
         self.path = Path(config.path)
         self._fd: int | None = None
@@ -95,12 +111,15 @@ class FileExporter(Exporter):
         t = settings.telemetry
         self._torn_tail_bytes = t.counter(TORN_TAIL_BYTES).labels(self.id)
         self._rolled_back_bytes = t.counter(ROLLED_BACK_BYTES).labels(self.id)
+        self._offload = Offload()
+        self._write_lock = asyncio.Lock()
 
     async def start_exporter(self, host: Host) -> None:
         self._open()
 
     async def shutdown_exporter(self) -> None:
         self._close()
+        await self._offload.close()
 
     # Opening: repair what a crash or a failed rollback left ----------------------
     def _open(self) -> int:
@@ -170,18 +189,50 @@ class FileExporter(Exporter):
             logs = batch.logs
             if logs is not None:  # Python records: no OTLP in between (same objects)
                 return dumps_flat(logs)
-            return b"".join(orjson.dumps(r) + b"\n"
-                            for r in flat_records(batch.signal, batch.message))
-        return encode_request(batch.message) + b"\n"
+        return encode_lines(self.config.format, batch.signal, batch.message)
+
+    async def _encode_bounded(self, batch: Batch) -> list[bytes]:
+        """The batch's lines, in pieces; a big OTLP batch is encoded in the offload
+        worker (OTLP JSON of 67k spans holds a core ≈ 1 s), or here if the worker
+        fails."""
+        flat_records_batch = self.config.format == "json" and batch.logs is not None
+        if not flat_records_batch:
+            raw = batch.to_bytes()
+            if len(raw) > OFF_LOOP_BYTES:
+                try:
+                    return await self._offload.call_chunked(_encode_raw, self.config.format,
+                                                            batch.signal, raw)
+                except OffloadError as exc:
+                    self.log.warning("encoding on the event loop: the offload worker failed",
+                                     extra={"error": str(exc)})
+        return [self._encode(batch)]
 
     async def send(self, batch: Batch) -> None:
-        data = self._encode(batch)
+        chunks = await self._encode_bounded(batch)
+        async with self._write_lock:  # a batch's pieces are written together
+            start = await self._write(chunks)
+        size = sum(map(len, chunks))
+        if self._max_bytes and start is not None and start + size >= self._max_bytes:
+            self._rotate()
+
+    async def _write(self, chunks: list[bytes]) -> int | None:
+        """Append the pieces, yielding to the loop between MiBs (writing 20 MB at once
+        holds it 20-200 ms on a loaded machine); on failure or cancellation what was
+        written is rolled back. Returns the offset the batch starts at (None if the
+        path is not a regular file)."""
         start: int | None = None
         try:
             fd = self._open()
             if self._regular:
                 start = os.lseek(fd, 0, os.SEEK_END)  # O_APPEND writes here
-            _write_all(fd, data)
+            first = True
+            for chunk in chunks:
+                view = memoryview(chunk)
+                for i in range(0, len(view), _WRITE_PIECE):
+                    if not first:
+                        await asyncio.sleep(0)
+                    first = False
+                    _write_all(fd, view[i:i + _WRITE_PIECE])
             if self.config.fsync:
                 os.fsync(fd)
         except OSError as exc:
@@ -190,8 +241,11 @@ class FileExporter(Exporter):
             self._close()
             raise RetryableError(f"cannot write {self.path}: {exc.strerror or exc}",
                                  retry_after=1.0) from None
-        if self._max_bytes and start is not None and start + len(data) >= self._max_bytes:
-            self._rotate()
+        except BaseException:  # cancelled between pieces: leave no part of the batch
+            if start is not None and self._fd is not None:
+                self._roll_back(start)
+            raise
+        return start
 
     def _roll_back(self, start: int) -> None:
         """Truncate what a failed write left after `start`; if that fails too, note it
@@ -236,7 +290,20 @@ class FileExporter(Exporter):
         self.path.rename(self.path.with_name(f"{self.path.name}.1"))
 
 
-def _write_all(fd: int, data: bytes) -> None:
+def encode_lines(fmt: str, signal: Signal, message: Any) -> bytes:
+    """The lines of an OTLP request in `fmt`: one OTLP JSON line, or one flat JSON
+    object per log record or span (metrics: OTLP JSON)."""
+    if fmt == "json" and signal is not Signal.METRICS:
+        return b"".join(orjson.dumps(r) + b"\n" for r in flat_records(signal, message))
+    return encode_request(message) + b"\n"
+
+
+def _encode_raw(fmt: str, signal: Signal, raw: bytes) -> bytes:
+    """`encode_lines` of protobuf bytes, run in the offload worker."""
+    return encode_lines(fmt, signal, REQUEST_TYPES[signal].FromString(raw))
+
+
+def _write_all(fd: int, data: bytes | memoryview) -> None:
     """`os.write` until everything is written; a short write followed by an error
     (disk full after part of the batch) raises that error."""
     view = memoryview(data)

@@ -47,6 +47,7 @@ from pipeline.exporterhelper import Exporter
 from pipeline.kafkahelper import client_kwargs, connect_error, describe, is_permanent
 from pipeline.pdata.batch import Batch, split_request
 from pipeline.pdata.logrecords import flat_group_records
+from pipeline.pdata.offload import OFF_LOOP_BYTES, Offload, OffloadError
 from pipeline.pdata.otlp import REQUEST_TYPES
 from pipeline.pdata.otlpjson import encode_request, flat_records
 from pipeline.telemetry.metrics import CounterSpec, HistogramSpec
@@ -184,74 +185,21 @@ def split_by_trace(request: Any) -> dict[bytes, Any]:
     return out
 
 
-class KafkaExporter(Exporter):
-    def __init__(self, settings: ExporterCreateSettings, config: KafkaExporterConfig):
-        super().__init__(settings, config)
+class KafkaEncoder:
+    """Kafka records of a batch: pure (config in, records out), so that big batches are
+    encoded in a worker process (`pdata.offload`), off the event loop."""
+
+    def __init__(self, config: KafkaExporterConfig):
         self.config = config
-        self._producer: AIOKafkaProducer | None = None
-        self._producer_lock = asyncio.Lock()
-        t = settings.telemetry
-        self._t = t
-        self._latency = t.histogram(PRODUCE_LATENCY).labels(self.id)
-        self._per_topic: dict[str, tuple[Any, Any]] = {}
         self._encode_json = config.encoding in ("otlp_json", "json")
-        self._flat = config.encoding == "json"
+        self.flat = config.encoding == "json"
 
-    # Producer lifecycle ------------------------------------------------------------
-    def _producer_kwargs(self) -> dict[str, Any]:
-        c = self.config
-        p = c.producer
-        acks: Any = "all" if p.required_acks in (-1, "all") else p.required_acks
-        timeout_ms = int(max(1.0, c.timeout or 30.0) * 1000)
-        kw = client_kwargs(c)
-        kw.update(
-            acks=acks,
-            compression_type=None if p.compression == "none" else p.compression,
-            linger_ms=p.linger_ms,
-            max_batch_size=max(p.max_batch_bytes, p.max_message_bytes + 1024),
-            # Record overhead (headers, key, batch framing) on top of the payload limit.
-            max_request_size=p.max_message_bytes + 64 * 1024,
-            enable_idempotence=c.enable_idempotence,
-            request_timeout_ms=timeout_ms,
-            retry_backoff_ms=100,
-        )
-        return kw
+    def encode(self, batch: Batch) -> tuple[list[_Message], int]:
+        """(records, records too big to send) of a batch."""
+        if self.flat and batch.signal is not Signal.METRICS:
+            return self._flat_messages(batch)
+        return self.messages(batch), 0
 
-    async def _get_producer(self) -> AIOKafkaProducer:
-        from aiokafka import AIOKafkaProducer
-
-        if self._producer is not None:
-            return self._producer
-        async with self._producer_lock:
-            if self._producer is None:
-                producer = AIOKafkaProducer(**self._producer_kwargs())
-                try:
-                    await producer.start()
-                except Exception as exc:
-                    await _close_quietly(producer)
-                    raise RetryableError(
-                        f"cannot connect to kafka {','.join(self.config.brokers)}: "
-                        f"{await connect_error(self.config, exc)}", retry_after=1.0) from None
-                self._producer = producer
-                self.log.info("connected to kafka", extra={"brokers": self.config.brokers})
-        assert self._producer is not None
-        return self._producer
-
-    async def start_exporter(self, host: Host) -> None:
-        # A broker that is down at start is not fatal: batches are refused
-        # (retryable) until it is reachable.
-        try:
-            await self._get_producer()
-        except RetryableError as exc:
-            self.log.warning("kafka not reachable yet; will retry on the first batch",
-                             extra={"error": str(exc)})
-
-    async def shutdown_exporter(self) -> None:
-        producer, self._producer = self._producer, None
-        if producer is not None:
-            await _close_quietly(producer)
-
-    # Encoding and partitioning ------------------------------------------------------
     def _topic(self, signal: Signal) -> str:
         return self.config.topic or DEFAULT_TOPICS[signal]
 
@@ -278,17 +226,13 @@ class KafkaExporter(Exporter):
             topic = str(rec.get(attr, default_topic)) if attr else default_topic
             key = rec["trace_id"].encode() if by_trace else None
             out.append((topic, key, payload))
-        if too_big:
-            self.log.warning("flat records larger than max_message_bytes were not sent",
-                             extra={"records": too_big,
-                                    "max_message_bytes": c.producer.max_message_bytes})
         return out, too_big
 
     def messages(self, batch: Batch) -> list[_Message]:
         """(topic, key, payload) records for a batch, each within max_message_bytes."""
         c = self.config
         signal = batch.signal
-        if self._flat and signal is not Signal.METRICS:
+        if self.flat and signal is not Signal.METRICS:
             return self._flat_messages(batch)[0]
         default_topic = self._topic(signal)
         by_resource = (
@@ -378,6 +322,114 @@ class KafkaExporter(Exporter):
             out.extend(self._fit(signal, part))
         return out
 
+
+
+def _encode_off_loop(config: KafkaExporterConfig, signal: Signal,
+                     raw: bytes) -> tuple[list[_Message], int]:
+    """`KafkaEncoder.encode`, run in the offload worker."""
+    return KafkaEncoder(config).encode(Batch(signal, raw=raw))
+
+
+class KafkaExporter(Exporter):
+    def __init__(self, settings: ExporterCreateSettings, config: KafkaExporterConfig):
+        super().__init__(settings, config)
+        self.config = config
+        self._producer: AIOKafkaProducer | None = None
+        self._producer_lock = asyncio.Lock()
+        t = settings.telemetry
+        self._t = t
+        self._latency = t.histogram(PRODUCE_LATENCY).labels(self.id)
+        self._per_topic: dict[str, tuple[Any, Any]] = {}
+        self._encoder = KafkaEncoder(config)
+        self._offload = Offload()
+
+    # Producer lifecycle ------------------------------------------------------------
+    def _producer_kwargs(self) -> dict[str, Any]:
+        c = self.config
+        p = c.producer
+        acks: Any = "all" if p.required_acks in (-1, "all") else p.required_acks
+        timeout_ms = int(max(1.0, c.timeout or 30.0) * 1000)
+        kw = client_kwargs(c)
+        kw.update(
+            acks=acks,
+            compression_type=None if p.compression == "none" else p.compression,
+            linger_ms=p.linger_ms,
+            max_batch_size=max(p.max_batch_bytes, p.max_message_bytes + 1024),
+            # Record overhead (headers, key, batch framing) on top of the payload limit.
+            max_request_size=p.max_message_bytes + 64 * 1024,
+            enable_idempotence=c.enable_idempotence,
+            request_timeout_ms=timeout_ms,
+            retry_backoff_ms=100,
+        )
+        return kw
+
+    async def _get_producer(self) -> AIOKafkaProducer:
+        from aiokafka import AIOKafkaProducer
+
+        if self._producer is not None:
+            return self._producer
+        async with self._producer_lock:
+            if self._producer is None:
+                producer = AIOKafkaProducer(**self._producer_kwargs())
+                try:
+                    await producer.start()
+                except Exception as exc:
+                    await _close_quietly(producer)
+                    raise RetryableError(
+                        f"cannot connect to kafka {','.join(self.config.brokers)}: "
+                        f"{await connect_error(self.config, exc)}", retry_after=1.0) from None
+                self._producer = producer
+                self.log.info("connected to kafka", extra={"brokers": self.config.brokers})
+        assert self._producer is not None
+        return self._producer
+
+    async def start_exporter(self, host: Host) -> None:
+        # A broker that is down at start is not fatal: batches are refused
+        # (retryable) until it is reachable.
+        try:
+            await self._get_producer()
+        except RetryableError as exc:
+            self.log.warning("kafka not reachable yet; will retry on the first batch",
+                             extra={"error": str(exc)})
+
+    async def shutdown_exporter(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await _close_quietly(producer)
+        await self._offload.close()
+
+    # Encoding ------------------------------------------------------------------------
+    def messages(self, batch: Batch) -> list[_Message]:
+        """(topic, key, payload) records for a batch, each within max_message_bytes."""
+        return self._encoder.encode(batch)[0]
+
+    def _off_loop(self, batch: Batch) -> bool:
+        """Whether encoding this batch is worth a worker: it is big, and more than
+        forwarding its protobuf as it is."""
+        if batch.logs is not None and self._encoder.flat:
+            return False  # Python log records to flat JSON: cheap, no OTLP in between
+        raw_size = len(batch.to_bytes())
+        if raw_size <= OFF_LOOP_BYTES:
+            return False
+        c = self.config
+        passthrough = (c.encoding == "otlp_proto" and raw_size <= c.producer.max_message_bytes
+                       and not (c.partition_traces_by_id or c.topic_from_attribute
+                                or c.partition_logs_by_resource_attributes
+                                or c.partition_metrics_by_resource_attributes))
+        return not passthrough
+
+    async def _encode(self, batch: Batch) -> tuple[list[_Message], int]:
+        """Records of a batch; a big one is encoded in the offload worker (OTLP JSON of
+        67k spans holds a core ≈ 1 s), or here if the worker fails."""
+        if self._off_loop(batch):
+            try:
+                return await self._offload.call(_encode_off_loop, self.config, batch.signal,
+                                                batch.to_bytes())
+            except OffloadError as exc:
+                self.log.warning("encoding on the event loop: the offload worker failed",
+                                 extra={"error": str(exc)})
+        return self._encoder.encode(batch)
+
     # Sending --------------------------------------------------------------------------
     def _topic_metrics(self, topic: str) -> tuple[Any, Any]:
         m = self._per_topic.get(topic)
@@ -390,10 +442,11 @@ class KafkaExporter(Exporter):
     async def send(self, batch: Batch) -> int | None:
         from aiokafka import errors as kerrors
 
-        if self._flat and batch.signal is not Signal.METRICS:
-            messages, rejected = self._flat_messages(batch)
-        else:
-            messages, rejected = self.messages(batch), 0
+        messages, rejected = await self._encode(batch)
+        if rejected:
+            self.log.warning("flat records larger than max_message_bytes were not sent",
+                             extra={"records": rejected,
+                                    "max_message_bytes": self.config.producer.max_message_bytes})
         if not messages:
             return rejected or None
         headers = [(k, str(v).encode()) for k, v in batch.metadata.items()] or None

@@ -56,7 +56,7 @@ def parse_severity(v: Any) -> tuple[int, str] | None:
         n = _SEVERITY_WORDS.get(word)
         if n is not None:
             return n, v
-        if word.isdigit():
+        if word.isdigit() and word.isascii() and len(word) <= MAX_INT_DIGITS:
             return _numeric_severity(int(word)), v
         return (0, v) if word else None
     if t is int or (t is float and v.is_integer()):
@@ -73,6 +73,10 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
 _UINT64 = 1 << 64
 _DIGITS = "0123456789"
+#: Longest run of digits given to int(): 20 hold every 64-bit value. Longer runs stay
+#: text: int() raises ValueError past 4,300 digits (the interpreter's int-string limit)
+#: and is quadratic below it. Unicode digits that int() refuses ('²') stay text too.
+MAX_INT_DIGITS = 20
 
 
 def _scale_int(v: int) -> int | None:
@@ -136,7 +140,8 @@ def parse_timestamp(v: Any) -> int | None:
             return _parse_iso(v)
         s = v.strip()
         if s.isdigit():
-            return _scale_int(int(s))
+            # int() of 4,300+ digits raises; 21+ digits are no timestamp anyway
+            return _scale_int(int(s)) if len(s) <= MAX_INT_DIGITS and s.isascii() else None
         try:
             f = float(s)
         except ValueError:

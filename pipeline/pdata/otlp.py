@@ -134,10 +134,34 @@ def _ids_ok(traces: bool, item: Any) -> bool:
 class AttributeLimits:
     """Per attribute list: at most `max_attributes` entries; string and bytes values
     of at most `max_value_length` characters (bytes). 0 means no limit (the SDK's
-    OTEL_ATTRIBUTE_COUNT_LIMIT / OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT)."""
+    OTEL_ATTRIBUTE_COUNT_LIMIT / OTEL_ATTRIBUTE_VALUE_LENGTH_LIMIT).
+
+    Per span: at most `max_events` events and `max_links` links (the SDK's
+    OTEL_SPAN_EVENT_COUNT_LIMIT / OTEL_SPAN_LINK_COUNT_LIMIT), the rest dropped and
+    added to `dropped_events_count` / `dropped_links_count`. Per array attribute value
+    (at any depth): at most `max_array_length` elements, the rest cut (counted as a
+    truncated array; OTLP has no field for it). 0 means no limit."""
 
     max_attributes: int = 0
     max_value_length: int = 0
+    max_events: int = 0
+    max_links: int = 0
+    max_array_length: int = 0
+
+
+@dataclass(slots=True)
+class LimitCounts:
+    """What `apply_item_limits` cut (read-only for callers)."""
+
+    attributes_dropped: int = 0
+    values_truncated: int = 0
+    events_dropped: int = 0
+    links_dropped: int = 0
+    arrays_truncated: int = 0
+
+    def __bool__(self) -> bool:
+        return bool(self.attributes_dropped or self.values_truncated or self.events_dropped
+                    or self.links_dropped or self.arrays_truncated)
 
 
 # The serialized size of each resource, scope and item (span, log record, metric):
@@ -146,24 +170,47 @@ _SIZES: Any = sizes_pb2.Request
 _INFINITE = 1 << 62
 
 
+_NO_CUTS = LimitCounts()  # returned when nothing was looked at: callers only read it
+
+
 def apply_attribute_limits(signal: Signal, message: Any, raw: bytes,
                            limits: AttributeLimits) -> tuple[int, int]:
-    """Enforce `limits` on `message`, the parse of `raw`: (attributes dropped, values
-    truncated). What is dropped is added to the list owner's `dropped_attributes_count`
-    (resources, scopes, spans, events, links, log records; data points have none);
-    string values keep their first `max_value_length` characters, as the SDKs do.
+    """`apply_item_limits`: (attributes dropped, values truncated)."""
+    c = apply_item_limits(signal, message, raw, limits)
+    return c.attributes_dropped, c.values_truncated
+
+
+def _count_bound(n: int) -> int:
+    """Fewest bytes of a list of more than `n` entries: 2 per empty entry (tag, length)."""
+    return 2 * n + 1 if n else _INFINITE
+
+
+def apply_item_limits(signal: Signal, message: Any, raw: bytes,
+                      limits: AttributeLimits) -> LimitCounts:
+    """Enforce `limits` on `message`, the parse of `raw`. Dropped attributes are added
+    to the list owner's `dropped_attributes_count` (resources, scopes, spans, events,
+    links, log records; data points have none); string values keep their first
+    `max_value_length` characters, as the SDKs do; events and links past the limits
+    are added to the span's `dropped_events_count` / `dropped_links_count`; arrays
+    keep their first `max_array_length` elements.
 
     Cheap unless something may exceed a limit: a list of more than N attributes
-    takes at least 2N+2 bytes (2 per empty KeyValue) and a value longer than L at
-    least L+1, so only resources, scopes and items serialized larger than that are
-    looked at (their sizes come from a projection that parses no item).
+    (events, links, array elements) takes at least 2N+2 bytes (2 per empty entry) and
+    a value longer than L at least L+1, so only resources, scopes and items serialized
+    larger than that are looked at (their sizes come from a projection that parses no
+    item), and values are walked only in items large enough to hold a long one.
     """
-    m, vlen = limits.max_attributes, limits.max_value_length
+    m, vlen, arr = limits.max_attributes, limits.max_value_length, limits.max_array_length
     count_bound = 2 * m + 1 if m else _INFINITE
     value_bound = vlen if vlen else _INFINITE
-    bound = min(count_bound, value_bound)
+    if arr and 2 * arr + 1 < value_bound:
+        value_bound = 2 * arr + 1  # values are walked past either bound
+    bound = count_bound if count_bound < value_bound else value_bound
+    if signal is Signal.TRACES and (limits.max_events or limits.max_links):
+        bound = min(bound, _count_bound(limits.max_events), _count_bound(limits.max_links))
     if len(raw) <= bound:
-        return 0, 0
+        return _NO_CUTS
+    counts = LimitCounts()
     # Where something may exceed: (resource, scope or None, what) from the sizes alone;
     # the parsed message is only touched there.
     work: list[tuple[int, int | None, Any]] = []
@@ -177,8 +224,8 @@ def apply_attribute_limits(signal: Signal, message: Any, raw: bytes,
             if items and max(map(len, items)) > bound:
                 work.append((ri, si, list(map(len, items))))
     if not work:
-        return 0, 0
-    lim = _Limiter(m, vlen)
+        return _NO_CUTS
+    lim = _Limiter(limits, counts)
     resources, scope_field, item_field = _GROUPS[signal](message)
     limit_item = lim.span if signal is Signal.TRACES else \
         lim.owner if signal is Signal.LOGS else lim.metric
@@ -195,7 +242,7 @@ def apply_attribute_limits(signal: Signal, message: Any, raw: bytes,
         for i, size in enumerate(what):
             if size > bound:
                 limit_item(msgs[i], size > value_bound)
-    return lim.dropped, lim.truncated
+    return counts
 
 
 def _trace_groups(req: Any) -> tuple[Any, str, str]:
@@ -215,13 +262,17 @@ _GROUPS = {Signal.TRACES: _trace_groups, Signal.LOGS: _log_groups,
 
 
 class _Limiter:
-    __slots__ = ("dropped", "max_attributes", "max_value_length", "truncated")
+    __slots__ = ("counts", "max_array", "max_attributes", "max_events", "max_links",
+                 "max_value_length")
 
-    def __init__(self, max_attributes: int, max_value_length: int):
-        self.max_attributes = max_attributes
-        self.max_value_length = max_value_length
-        self.dropped = 0
-        self.truncated = 0
+    def __init__(self, limits: AttributeLimits, counts: LimitCounts):
+        self.max_attributes = limits.max_attributes
+        # 0 (no limit) as "longer than anything": one comparison per value
+        self.max_value_length = limits.max_value_length or _INFINITE
+        self.max_array = limits.max_array_length or _INFINITE
+        self.max_events = limits.max_events
+        self.max_links = limits.max_links
+        self.counts = counts
 
     def attributes(self, kvs: Any, values: bool) -> int:
         """Cut one KeyValue list; returns how many entries were dropped."""
@@ -231,8 +282,8 @@ class _Limiter:
         if m and n > m:
             del kvs[m:]
             dropped = n - m
-            self.dropped += dropped
-        if values and self.max_value_length:
+            self.counts.attributes_dropped += dropped
+        if values:
             for kv in kvs:
                 self.value(kv.value)
         return dropped
@@ -243,16 +294,24 @@ class _Limiter:
         if kind == "string_value":
             if len(v.string_value) > limit:
                 v.string_value = v.string_value[:limit]
-                self.truncated += 1
+                self.counts.values_truncated += 1
         elif kind == "bytes_value":
             if len(v.bytes_value) > limit:
                 v.bytes_value = v.bytes_value[:limit]
-                self.truncated += 1
+                self.counts.values_truncated += 1
         elif kind == "array_value":
-            for x in v.array_value.values:
+            values = v.array_value.values
+            if len(values) > self.max_array:
+                del values[self.max_array:]
+                self.counts.arrays_truncated += 1
+            for x in values:
                 self.value(x)
         elif kind == "kvlist_value":
-            for kv in v.kvlist_value.values:
+            kvs = v.kvlist_value.values
+            if len(kvs) > self.max_array:  # a map is an array of pairs
+                del kvs[self.max_array:]
+                self.counts.arrays_truncated += 1
+            for kv in kvs:
                 self.value(kv.value)
 
     def owner(self, msg: Any, values: bool) -> None:
@@ -264,9 +323,20 @@ class _Limiter:
 
     def span(self, span: Any, values: bool) -> None:
         self.owner(span, values)
-        for event in span.events:
+        events, links = span.events, span.links
+        n, m = len(events), self.max_events
+        if m and n > m:
+            del events[m:]
+            span.dropped_events_count += n - m
+            self.counts.events_dropped += n - m
+        n, m = len(links), self.max_links
+        if m and n > m:
+            del links[m:]
+            span.dropped_links_count += n - m
+            self.counts.links_dropped += n - m
+        for event in events:
             self.owner(event, values)
-        for link in span.links:
+        for link in links:
             self.owner(link, values)
 
     def metric(self, metric: Any, values: bool) -> None:
@@ -283,7 +353,9 @@ __all__ = [
     "RESPONSE_TYPES",
     "AttributeLimits",
     "DecodeError",
+    "LimitCounts",
     "apply_attribute_limits",
+    "apply_item_limits",
     "count_items",
     "drop_invalid_id_items",
     "invalid_id_items",

@@ -34,6 +34,7 @@ from pipeline.component import (
 )
 from pipeline.config.types import Duration
 from pipeline.pdata.batch import Batch
+from pipeline.pdata.offload import OFF_LOOP_BYTES, Offload, OffloadError
 from pipeline.telemetry.metrics import CounterSpec, HistogramSpec
 
 BATCH_SIZE_BUCKETS = (10, 25, 50, 100, 250, 500, 1000, 2000, 5000, 10000, 20000, 50000)
@@ -86,6 +87,8 @@ class BatchProcessor(Component, Consumer):
                           for t in ("size", "timeout", "idle", "shutdown")}
         self._buckets: dict[tuple[str, ...], _Bucket] = {}
         self._sending: set[asyncio.Task[None]] = set()
+        self.log = settings.logger
+        self._offload = Offload()
 
     _draining = False
 
@@ -152,16 +155,41 @@ class BatchProcessor(Component, Consumer):
 
     async def _send_parts(self, batch: Batch) -> None:
         max_size = self.config.send_batch_max_size
-        parts = batch.split(max_size) if max_size and batch.items > max_size else [batch]
+        parts = await self._split(batch, max_size) if max_size and batch.items > max_size \
+            else [batch]
         for part in parts:
             self._sizes.observe(part.items)
             await self.next.consume(part)
+
+    async def _split(self, batch: Batch, max_size: int) -> list[Batch]:
+        """`batch.split`; a big OTLP batch is split in the offload worker (decode, copy
+        and encode of 67k spans hold a core for seconds), or here if the worker fails.
+        Python log records split cheaply (list slices) and stay here."""
+        if batch.logs is None:
+            raw = batch.to_bytes()
+            if len(raw) > OFF_LOOP_BYTES:
+                try:
+                    parts = await self._offload.call(split_raw, batch.signal, raw, max_size)
+                except OffloadError as exc:
+                    self.log.warning("splitting on the event loop: the offload worker failed",
+                                     extra={"error": str(exc)})
+                else:
+                    return [Batch(batch.signal, raw=p, items=n, metadata=batch.metadata)
+                            for p, n in parts]
+        return batch.split(max_size)
 
     async def shutdown(self) -> None:
         for key in list(self._buckets):
             self._flush(key, "shutdown")
         if self._sending:
             await asyncio.gather(*self._sending, return_exceptions=True)
+        await self._offload.close()
+
+
+def split_raw(signal: Signal, raw: bytes, max_items: int) -> list[tuple[bytes, int]]:
+    """(protobuf, items) of the parts of a request of at most `max_items` items each;
+    run in the offload worker."""
+    return [(b.to_bytes(), b.items) for b in Batch(signal, raw=raw).split(max_items)]
 
 
 def _create(settings: ProcessorCreateSettings, config: BatchConfig) -> BatchProcessor:

@@ -33,7 +33,7 @@ from pipeline.component import Signal
 from pipeline.pdata.otlp import (
     REQUEST_TYPES,
     AttributeLimits,
-    apply_attribute_limits,
+    apply_item_limits,
     drop_invalid_id_items,
 )
 from pipeline.pdata.otlpjson import OTLPJSONError, decode_request
@@ -60,6 +60,9 @@ class Prepared:
     rejected: int  # items dropped for malformed ids
     attributes_dropped: int
     values_truncated: int
+    events_dropped: int = 0
+    links_dropped: int = 0
+    arrays_truncated: int = 0
 
 
 def check_ids(signal: Signal, request: Any) -> tuple[int, int]:
@@ -127,8 +130,8 @@ def prepare(signal: Signal, body: bytes, is_json: bool, limits: AttributeLimits,
         total -= bad
         raw = message.SerializeToString()  # rare: the limits read the sizes from it
     assert raw is not None
-    dropped, truncated = apply_attribute_limits(signal, message, raw, limits)
-    if bad or dropped or truncated:
+    cut = apply_item_limits(signal, message, raw, limits)
+    if bad or cut:
         raw = None
     if serialize:
         if raw is None and total:
@@ -136,7 +139,8 @@ def prepare(signal: Signal, body: bytes, is_json: bool, limits: AttributeLimits,
         message = None
     elif raw is not None:
         message = None
-    return Prepared(raw, message, total, bad, dropped, truncated)
+    return Prepared(raw, message, total, bad, cut.attributes_dropped, cut.values_truncated,
+                    cut.events_dropped, cut.links_dropped, cut.arrays_truncated)
 
 
 def off_loop(body: bytes, is_json: bool) -> bool:
@@ -145,12 +149,14 @@ def off_loop(body: bytes, is_json: bool) -> bool:
 
 
 # The worker: `python -m pipeline.receivers._otlpdecode`, frames on stdin/stdout.
-# Request: signal index, is_json, max attributes, max value length, body length; body.
+# Request: signal index, is_json, max attributes, max value length, max events, max
+# links, max array length, body length; body.
 # Answer: status (0 ok, 1 malformed, 2 ok and unchanged: deliver the body), items,
-# rejected, dropped, truncated, payload length; payload (the protobuf, or the error).
+# rejected, dropped, truncated, events dropped, links dropped, arrays truncated, payload
+# length; payload (the protobuf, or the error).
 _SIGNALS = tuple(Signal)
-_REQUEST = struct.Struct(">BBQQQ")
-_ANSWER = struct.Struct(">BQQQQQ")
+_REQUEST = struct.Struct(">BBQQQQQQ")
+_ANSWER = struct.Struct(">BQQQQQQQQ")
 _OK, _MALFORMED, _UNCHANGED = 0, 1, 2
 _READ_LIMIT = 1024 * 1024
 
@@ -203,10 +209,11 @@ class DecodeWorker:
                     writer, reader = self._writer, self._reader
                 writer.write(_REQUEST.pack(_SIGNALS.index(signal), is_json,
                                            limits.max_attributes, limits.max_value_length,
-                                           len(body)))
+                                           limits.max_events, limits.max_links,
+                                           limits.max_array_length, len(body)))
                 writer.write(body)
                 await writer.drain()
-                status, items, rejected, dropped, truncated, n = _ANSWER.unpack(
+                status, items, rejected, *cut, n = _ANSWER.unpack(
                     await reader.readexactly(_ANSWER.size))
                 payload = await reader.readexactly(n)
             except (OSError, EOFError) as exc:  # BrokenPipe, IncompleteReadError
@@ -215,7 +222,7 @@ class DecodeWorker:
         if status == _MALFORMED:
             raise MalformedRequest(payload.decode())
         raw = body if status == _UNCHANGED else payload
-        return Prepared(raw if items else None, None, items, rejected, dropped, truncated)
+        return Prepared(raw if items else None, None, items, rejected, *cut)
 
     async def _kill(self) -> None:
         await self._stop(kill=True)
@@ -266,7 +273,8 @@ def _serve() -> None:
         head = _read_exact(inp, _REQUEST.size)
         if head is None:
             return
-        sig, is_json, max_attrs, max_len, n = _REQUEST.unpack(head)
+        sig, is_json, max_attrs, max_len, max_events, max_links, max_array, n = \
+            _REQUEST.unpack(head)
         body = _read_exact(inp, n)
         if body is None:
             return
@@ -275,11 +283,13 @@ def _serve() -> None:
         gc.disable()
         try:
             p = prepare(_SIGNALS[sig], body, bool(is_json),
-                        AttributeLimits(max_attrs, max_len), serialize=True)
+                        AttributeLimits(max_attrs, max_len, max_events, max_links, max_array),
+                        serialize=True)
             status, payload = (_UNCHANGED, b"") if p.raw is body else (_OK, p.raw or b"")
-            counts = (p.items, p.rejected, p.attributes_dropped, p.values_truncated)
+            counts = (p.items, p.rejected, p.attributes_dropped, p.values_truncated,
+                      p.events_dropped, p.links_dropped, p.arrays_truncated)
         except MalformedRequest as exc:
-            status, payload, counts = _MALFORMED, str(exc).encode(), (0, 0, 0, 0)
+            status, payload, counts = _MALFORMED, str(exc).encode(), (0,) * 7
         finally:
             del body
             gc.enable()

@@ -6,6 +6,8 @@ Pipeline: otlp (gRPC with a 16 MiB limit, HTTP with the default 20 MiB) → file
 - normal requests (HTTP protobuf);
 - a legal 9 MB protobuf holding one span with 1M attributes, over HTTP and over gRPC;
 - a 20 MB OTLP JSON body: one span with ≈ 500k attributes;
+- a 20 MB OTLP JSON body of ≈ 54k ordinary spans, which the file exporter must encode
+  back to OTLP JSON (≈ 1 s of CPU: done in the offload worker, pdata/offload.py);
 - normal requests again.
 
 Meanwhile this test polls `/health/liveness` every 50 ms. Asserted: no probe waits
@@ -17,7 +19,8 @@ hostile span with `max_attributes_per_item` attributes and the rest counted in
 `dropped_attributes_count`.
 
 Before the receiver decoded large bodies in a worker process, the same requests
-held the loop for 0.2-0.3 s (protobuf) and 7-21 s (JSON).
+held the loop for 0.2-0.3 s (protobuf) and 7-21 s (JSON); before the file exporter
+encoded big batches in a worker, the many-spans body held it ≈ 1 s more.
 """
 
 from __future__ import annotations
@@ -73,6 +76,25 @@ def hostile_json(trace_id: bytes) -> bytes:
         "traceId": trace_id.hex(), "spanId": "02" * 8, "name": "hostile",
         "attributes": [JSON_ATTRIBUTE] * JSON_ATTRIBUTES}]}]}]})
     assert 19_000_000 < len(body) <= 20_000_000
+    return body
+
+
+MANY_SPANS = 54_000
+
+
+def many_spans_json(trace_id: bytes) -> bytes:
+    """≈ 54k spans of one trace with 3 attributes each: just under 20 MB of OTLP JSON."""
+    attrs = [{"key": "http.route", "value": {"stringValue": "/api/v1/items/{id}"}},
+             {"key": "http.status_code", "value": {"intValue": "200"}},
+             {"key": "peer", "value": {"stringValue": "10.0.0.1"}}]
+    spans = [{"traceId": trace_id.hex(), "spanId": (i + 1).to_bytes(8, "big").hex(),
+              "name": f"op{i % 50}", "kind": 2, "startTimeUnixNano": "1700000000000000000",
+              "endTimeUnixNano": "1700000000001000000", "attributes": attrs}
+             for i in range(MANY_SPANS)]
+    body = orjson.dumps({"resourceSpans": [{"resource": {"attributes": [
+        {"key": "service.name", "value": {"stringValue": "many"}}]},
+        "scopeSpans": [{"spans": spans}]}]})
+    assert 15_000_000 < len(body) <= 20_000_000, len(body)
     return body
 
 
@@ -150,11 +172,12 @@ def test_hostile_otlp_requests_do_not_stall_the_loop(tmp_path: Path) -> None:
             "receivers": ["otlp"], "exporters": ["file"]}}},
     }
     ids = {name: bytes([i + 1]) * 16 for i, name in enumerate(
-        ["before", "pb_http", "pb_grpc", "json_http", "after"])}
+        ["before", "pb_http", "pb_grpc", "json_http", "many_http", "after"])}
     files = {"before": normal_protobuf(ids["before"]), "after": normal_protobuf(ids["after"]),
              "pb": hostile_protobuf(ids["pb_http"]),
              "pb_grpc": hostile_protobuf(ids["pb_grpc"]),
-             "json": hostile_json(ids["json_http"])}
+             "json": hostile_json(ids["json_http"]),
+             "many": many_spans_json(ids["many_http"])}
     assert 9_000_000 <= len(files["pb"]) < 9_100_000
     for name, data in files.items():
         (tmp_path / name).write_bytes(data)
@@ -164,6 +187,7 @@ def test_hostile_otlp_requests_do_not_stall_the_loop(tmp_path: Path) -> None:
         {"name": "pb_http", "transport": "http", "ctype": pb, "file": str(tmp_path / "pb")},
         {"name": "pb_grpc", "transport": "grpc", "file": str(tmp_path / "pb_grpc")},
         {"name": "json_http", "transport": "http", "ctype": js, "file": str(tmp_path / "json")},
+        {"name": "many_http", "transport": "http", "ctype": js, "file": str(tmp_path / "many")},
         {"name": "after", "transport": "http", "ctype": pb, "file": str(tmp_path / "after")},
     ]
     spec = json.dumps({"grpc_port": gport, "http_port": hport, "requests": requests})
@@ -186,7 +210,8 @@ def test_hostile_otlp_requests_do_not_stall_the_loop(tmp_path: Path) -> None:
     # Exact answers: an empty Export*ServiceResponse (protobuf, gRPC) or {} (JSON).
     assert {name: (a["status"], a["body"]) for name, a in answers.items()} == {
         "before": (200, ""), "pb_http": (200, ""), "pb_grpc": ("OK", ""),
-        "json_http": (200, b"{}".hex()), "after": (200, "")}, answers
+        "json_http": (200, b"{}".hex()), "many_http": (200, b"{}".hex()),
+        "after": (200, "")}, answers
 
     worst = max(probe.latencies)
     print(f"\nliveness: {len(probe.latencies)} probes, max {worst * 1000:.0f} ms; "
@@ -204,6 +229,12 @@ def test_hostile_otlp_requests_do_not_stall_the_loop(tmp_path: Path) -> None:
                 for sp in ss["spans"]:
                     spans.setdefault(bytes.fromhex(sp["traceId"]), []).append(sp)
     assert sorted(len(spans[ids[n]]) for n in ("before", "after")) == [5, 5]
+    many = spans[ids["many_http"]]
+    assert len(many) == MANY_SPANS
+    assert {sp["spanId"] for sp in many} == {(i + 1).to_bytes(8, "big").hex()
+                                             for i in range(MANY_SPANS)}
+    assert many[0]["attributes"][1] == {"key": "http.status_code",
+                                        "value": {"intValue": "200"}}
     for name, total in (("pb_http", HOSTILE_ATTRIBUTES), ("pb_grpc", HOSTILE_ATTRIBUTES),
                         ("json_http", JSON_ATTRIBUTES)):
         [sp] = spans[ids[name]]

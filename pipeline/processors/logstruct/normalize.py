@@ -23,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from pipeline.pdata.logfields import MAX_INT_DIGITS
 from pipeline.processors.logstruct.record import Record
 from pipeline.processors.logstruct.semconv import (
     ATTR,
@@ -168,8 +169,9 @@ class Normalizer:
             elif tv is str:
                 if value == "-" and name in DASH_MEANS_NONE:
                     return  # "no value" in access logs
-                if plan[2] and value.isdigit():
-                    value = int(value)
+                if plan[2] and value.isdigit() and len(value) <= MAX_INT_DIGITS \
+                        and value.isascii():
+                    value = int(value)  # longer digit runs stay text (int-string limit)
             rec.attrs[name] = value
         elif not self._roles[role](rec, value) and value is not None:
             rec.attrs[plan[1]] = value  # not usable for its role: keep it as an attribute

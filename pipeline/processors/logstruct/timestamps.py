@@ -65,6 +65,9 @@ _RE_SLASHED = re.compile(  # 2024/01/15 10:20:30[.123]  or  17/06/09 20:10:40 (y
 _RE_COMPACT = re.compile(r"(\d\d)(\d\d)(\d\d) (\d\d)(\d\d)(\d\d)")  # 081109 203615
 _RE_KLOG = re.compile(r"[IWEFD]?(\d\d)(\d\d) (\d\d):(\d\d):(\d\d)(?:\.(\d{1,9}))?")
 _RE_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+#: Longest numeric epoch stamp looked at: int() raises past 4,300 digits, and no epoch
+#: in nanoseconds has more than 20 digits (+ a fraction).
+_MAX_NUMBER = 40
 
 _EPOCH_UNITS = {"epoch_s": 1_000_000_000, "epoch_ms": 1_000_000, "epoch_us": 1000,
                 "epoch_ns": 1}
@@ -225,7 +228,7 @@ class TimeParser:
             ns = self._strptime(s, self._strptime_fmt)
             if ns is not None:
                 return ns
-        elif self._epoch_mult is not None and _RE_NUMBER.fullmatch(s):
+        elif self._epoch_mult is not None and len(s) <= _MAX_NUMBER and _RE_NUMBER.fullmatch(s):
             ns = int(float(s) * self._epoch_mult) if "." in s else int(s) * self._epoch_mult
             return ns if 0 < ns < _UINT64 else None
         if s[0] == "[" and s[-1] == "]":
@@ -269,7 +272,7 @@ class TimeParser:
         m = _RE_KLOG.fullmatch(s)
         if m:
             return self._klog(m.groups())
-        if _RE_NUMBER.fullmatch(s):
+        if len(s) <= _MAX_NUMBER and _RE_NUMBER.fullmatch(s):
             return _epoch_guess(int(s) if "." not in s else float(s))
         if len(s) >= 15 and s[8] == "T":  # basic ISO 8601: 20240115T102030Z
             return self._iso(s)

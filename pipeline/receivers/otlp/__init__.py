@@ -55,6 +55,12 @@ event, link, log record or data point) keeps its first
 values are cut to `max_attribute_value_length`. Both are counted
 (`otelpipe_receiver_attributes_dropped`,
 `otelpipe_receiver_attribute_values_truncated`). 0 turns a limit off.
+Per span, `max_events_per_span` events and `max_links_per_span` links are kept
+(the SDK's span limits), the rest added to `dropped_events_count` /
+`dropped_links_count`; array (and key-value list) values keep their first
+`max_attribute_array_length` elements. Counted in
+`otelpipe_receiver_span_events_dropped`, `otelpipe_receiver_span_links_dropped`,
+`otelpipe_receiver_attribute_arrays_truncated`.
 
 Hot path: a protobuf request is parsed once with the full OTLP classes (C
 code in upb; ≈ 45 µs per 100 spans x 10 attributes). That parse validates

@@ -98,9 +98,23 @@ class OTLPReceiverConfig(ComponentConfig):
         65536, ge=0, description="String and bytes attribute values longer than this are "
         "cut to it (characters; bytes for bytes values). 0: no limit.")
 
+    max_events_per_span: int = Field(
+        1000, ge=0, description="Span events kept per span; the rest are dropped and counted "
+        "in the span's dropped_events_count. 0: no limit.")
+    max_links_per_span: int = Field(
+        1000, ge=0, description="Span links kept per span; the rest are dropped and counted "
+        "in the span's dropped_links_count. 0: no limit.")
+    max_attribute_array_length: int = Field(
+        32768, ge=0, description="Elements kept per array (and entries per key-value list) "
+        "attribute value, at any depth; the rest are cut. 0: no limit. (The default costs "
+        "nothing extra: only items over 64 KiB can hold a longer array, and those are "
+        "walked for max_attribute_value_length anyway.)")
+
     @property
     def attribute_limits(self) -> AttributeLimits:
-        return AttributeLimits(self.max_attributes_per_item, self.max_attribute_value_length)
+        return AttributeLimits(self.max_attributes_per_item, self.max_attribute_value_length,
+                               self.max_events_per_span, self.max_links_per_span,
+                               self.max_attribute_array_length)
 
     @model_validator(mode="before")
     @classmethod

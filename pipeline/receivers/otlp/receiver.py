@@ -31,6 +31,18 @@ VALUES_TRUNCATED = CounterSpec(
     "otelpipe_receiver_attribute_values_truncated",
     "String and bytes attribute values a receiver cut to max_attribute_value_length.",
     _SIGNAL_LABELS)
+EVENTS_DROPPED = CounterSpec(
+    "otelpipe_receiver_span_events_dropped",
+    "Span events a receiver dropped past max_events_per_span (added to the span's "
+    "dropped_events_count).", _SIGNAL_LABELS)
+LINKS_DROPPED = CounterSpec(
+    "otelpipe_receiver_span_links_dropped",
+    "Span links a receiver dropped past max_links_per_span (added to the span's "
+    "dropped_links_count).", _SIGNAL_LABELS)
+ARRAYS_TRUNCATED = CounterSpec(
+    "otelpipe_receiver_attribute_arrays_truncated",
+    "Array and key-value list attribute values a receiver cut to "
+    "max_attribute_array_length elements.", _SIGNAL_LABELS)
 
 
 class OTLPReceiver(Component):
@@ -57,18 +69,26 @@ class OTLPReceiver(Component):
         return (f"receiver {self.settings.id} is in no {signal.value} pipeline; "
                 f"add it to a {signal.value} pipeline's receivers to accept {signal.value}")
 
+    def _count_cuts(self, signal: Signal, prepared: Prepared, transport: str) -> None:
+        labels = (str(self.settings.id), transport, signal.value)
+        telemetry = self.settings.telemetry
+        for spec, n in ((ATTRIBUTES_DROPPED, prepared.attributes_dropped),
+                        (VALUES_TRUNCATED, prepared.values_truncated),
+                        (EVENTS_DROPPED, prepared.events_dropped),
+                        (LINKS_DROPPED, prepared.links_dropped),
+                        (ARRAYS_TRUNCATED, prepared.arrays_truncated)):
+            if n or spec is ATTRIBUTES_DROPPED or spec is VALUES_TRUNCATED:
+                telemetry.counter(spec).labels(*labels).inc(n)
+
     def _batch_of(self, signal: Signal, prepared: Prepared, obs: ReceiverObs,
                   transport: str) -> tuple[Batch | None, int]:
         """The batch to deliver (None if no item is left) and the items rejected."""
         bad = prepared.rejected
         if bad:
             obs.rejected(signal, bad)
-        if prepared.attributes_dropped or prepared.values_truncated:
-            labels = (str(self.settings.id), transport, signal.value)
-            telemetry = self.settings.telemetry
-            telemetry.counter(ATTRIBUTES_DROPPED).labels(*labels).inc(
-                prepared.attributes_dropped)
-            telemetry.counter(VALUES_TRUNCATED).labels(*labels).inc(prepared.values_truncated)
+        if prepared.attributes_dropped or prepared.values_truncated or prepared.events_dropped \
+                or prepared.links_dropped or prepared.arrays_truncated:
+            self._count_cuts(signal, prepared, transport)
         total = prepared.items
         if not total:
             return None, bad

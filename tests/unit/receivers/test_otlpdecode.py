@@ -183,7 +183,7 @@ def counter(telemetry: Telemetry, name: str, transport: str) -> float:
 
 def test_config_defaults() -> None:
     cfg = OTLPReceiverConfig.model_validate({"protocols": {"http": None}})
-    assert cfg.attribute_limits == AttributeLimits(1000, 65536)
+    assert cfg.attribute_limits == AttributeLimits(1000, 65536, 1000, 1000, 32768)
 
 
 @pytest.mark.parametrize("large", [False, True], ids=["on-loop", "worker"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal
 
+from pipeline.pdata.logfields import MAX_INT_DIGITS
 from pipeline.processors.logstruct.normalize import Normalizer
 from pipeline.processors.logstruct.parsers.base import Parser, ParserConfigBase
 from pipeline.processors.logstruct.record import Record
@@ -47,10 +48,11 @@ def _access_tail(s: str) -> _Tail | None:
     """`200 5 "referer" "agent" extra` (all but the status optional); None if malformed."""
     parts = s.split(" ", 2)
     status = parts[0]
-    if not (status.isdigit() or status == "-"):
+    if not ((status.isdigit() and status.isascii() and len(status) <= MAX_INT_DIGITS)
+            or status == "-"):
         return None
     size = parts[1] if len(parts) > 1 else ""
-    if size and not (size.isdigit() or size == "-"):
+    if size and not ((size.isdigit() and size.isascii()) or size == "-"):
         return None
     referer = agent = extra = None
     if len(parts) == 3:
@@ -129,7 +131,8 @@ class AccessLogParser(Parser):
         if status != "-":
             field(rec, "response", int(status))
         if size and size != "-":
-            field(rec, "bytes", int(size))
+            # more than 20 digits stay text: int() raises past 4,300 (int-string limit)
+            field(rec, "bytes", int(size) if len(size) <= MAX_INT_DIGITS else size)
         if referer is not None and referer != "-":
             field(rec, "referrer", _access_unescape(referer))
         if agent is not None and agent != "-":

@@ -7,6 +7,7 @@ from typing import Any, Literal
 import orjson
 
 from pipeline.processors.logstruct.normalize import Normalizer
+from pipeline.processors.logstruct.parsers._jsonload import loads
 from pipeline.processors.logstruct.parsers.base import Parser, ParserConfigBase, Reparse
 from pipeline.processors.logstruct.record import Record
 
@@ -59,7 +60,7 @@ class ContainerParser(Parser):
             if self.kind == "cri":
                 return False
             try:
-                obj = orjson.loads(text)
+                obj = loads(text)
             except orjson.JSONDecodeError:
                 return False
             if type(obj) is not dict or type(obj.get("log")) is not str or "stream" not in obj:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
+from pipeline.pdata.logfields import MAX_INT_DIGITS
 from pipeline.processors.logstruct.grok import GrokError, GrokPattern, compile_grok, unquote
 from pipeline.processors.logstruct.normalize import Normalizer
 from pipeline.processors.logstruct.parsers.base import Parser, ParserConfigBase
@@ -17,6 +19,7 @@ from pipeline.processors.logstruct.semconv import Plan
 __all__ = ["GrokParser", "GrokParserConfig"]
 
 _INT = re.compile(r"[+-]?\d+")
+_MAX_INT = MAX_INT_DIGITS + 1  # a sign
 _FLOAT = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 
 #: Per capturing group: (group index, plan, conversion, plain: stored as it is).
@@ -65,9 +68,11 @@ class GrokParser(Parser):
                 continue
             if conv:
                 if conv == "int":
-                    v = int(v) if _INT.fullmatch(v) else v
+                    # more than 20 digits stay text: int() raises past 4,300 digits
+                    v = int(v) if len(v) <= _MAX_INT and _INT.fullmatch(v) else v
                 elif conv == "float":
-                    v = float(v) if _FLOAT.fullmatch(v) else v
+                    f = float(v) if _FLOAT.fullmatch(v) else None
+                    v = f if f is not None and math.isfinite(f) else v
                 else:
                     v = unquote(v)
             put(rec, plan, v)

@@ -8,6 +8,7 @@ import orjson
 from pydantic import Field
 
 from pipeline.processors.logstruct.normalize import Normalizer
+from pipeline.processors.logstruct.parsers._jsonload import loads
 from pipeline.processors.logstruct.parsers.base import Parser, ParserConfigBase, Reparse
 from pipeline.processors.logstruct.parsers.container import docker_unwrap
 from pipeline.processors.logstruct.record import Record
@@ -43,7 +44,7 @@ class JsonParser(Parser):
             if s[:1] != "{":
                 return self.allow_prefix and self._prefixed(text, rec)
         try:
-            obj = orjson.loads(s)
+            obj = loads(s)
         except orjson.JSONDecodeError:
             return False
         if type(obj) is not dict:
@@ -62,7 +63,7 @@ class JsonParser(Parser):
         if i <= 0 or text.rstrip()[-1:] != "}":
             return False
         try:
-            obj = orjson.loads(text[i:])
+            obj = loads(text[i:])
         except orjson.JSONDecodeError:
             return False
         if type(obj) is not dict:

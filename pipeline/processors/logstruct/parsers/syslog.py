@@ -94,13 +94,14 @@ class SyslogParser(Parser):
         pri = -1
         if s[:1] == "<":
             gt = s.find(">", 1, 5)
-            if gt < 2 or not s[1:gt].isdigit():
+            if gt < 2 or not (s[1:gt].isdigit() and s[1:gt].isascii()):
                 return False
             pri = int(s[1:gt])
             if pri > 191:
                 return False
             s = s[gt + 1:]
-            if s[:1].isdigit() and (s[1:2] == " " or (s[1:2].isdigit() and s[2:3] == " ")) \
+            if s[:2].isascii() and s[:1].isdigit() \
+                    and (s[1:2] == " " or (s[1:2].isdigit() and s[2:3] == " ")) \
                     and self.protocol != "rfc3164":
                 return self._rfc5424(s, pri, rec)
         if self.protocol == "rfc5424":

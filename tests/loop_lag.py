@@ -1,0 +1,50 @@
+"""Measuring how long the event loop was held: a ticker task that sleeps 5 ms and records
+how late it woke. Used by the tests of work moved off the loop (pdata/offload.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import time
+from types import TracebackType
+
+#: The bound of DESIGN.md ("no stall over 100 ms") plus what a loaded CI machine adds
+#: to any wake-up (the e2e tests use the same variable).
+MAX_STALL = 0.100
+TOLERANCE = float(os.environ.get("OTELPIPE_STALL_TOLERANCE", "0.100"))
+_TICK = 0.005
+
+
+class LoopLag:
+    """`async with LoopLag() as lag: ...`; then `lag.worst` (seconds) and `lag.ticks`."""
+
+    def __init__(self) -> None:
+        self.worst = 0.0
+        self.ticks = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        while True:
+            t0 = time.perf_counter()
+            await asyncio.sleep(_TICK)
+            self.worst = max(self.worst, time.perf_counter() - t0 - _TICK)
+            self.ticks += 1
+
+    async def __aenter__(self) -> LoopLag:
+        self._task = asyncio.create_task(self._run())
+        await asyncio.sleep(0)
+        return self
+
+    async def __aexit__(self, et: type[BaseException] | None, ev: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        assert self._task is not None
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    def assert_bounded(self) -> None:
+        assert self.ticks >= 1
+        assert self.worst < MAX_STALL + TOLERANCE, (
+            f"the loop was held {self.worst * 1000:.0f} ms (bound {MAX_STALL * 1000:.0f} ms "
+            f"+ {TOLERANCE * 1000:.0f} ms tolerance)")
