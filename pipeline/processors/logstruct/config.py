@@ -38,6 +38,10 @@ class LogStructConfig(ComponentConfig):
         description="longest text parsed (UTF-8 bytes): a longer record passes unparsed "
                     "with log.parse_skipped: too_long and its template is mined from its "
                     "first max_parse_bytes characters; 0 = no limit")
+    exceptions: bool = Field(
+        True, description="find a stack trace (Python, Java, Go, Node.js) in a multi-line "
+                          "message and set exception.type, exception.message and "
+                          "exception.stacktrace (unless the record has exception.type)")
     templates: TemplateSettings = Field(default_factory=TemplateSettings)
 
     _src = field_validator("source")(lambda v: check_source(v))
