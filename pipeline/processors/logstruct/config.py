@@ -37,7 +37,13 @@ class LogStructConfig(ComponentConfig):
         16 * 1024, ge=0,
         description="longest text parsed (UTF-8 bytes): a longer record passes unparsed "
                     "with log.parse_skipped: too_long and its template is mined from its "
-                    "first max_parse_bytes characters; 0 = no limit")
+                    "first max_parse_bytes characters (regex and grok read a longer "
+                    "multi-line record's first lines within it, the rest kept); 0 = no "
+                    "limit")
+    exceptions: bool = Field(
+        True, description="find a stack trace (Python, Java, Go, Node.js) in a multi-line "
+                          "message and set exception.type, exception.message and "
+                          "exception.stacktrace (unless the record has exception.type)")
     templates: TemplateSettings = Field(default_factory=TemplateSettings)
 
     _src = field_validator("source")(lambda v: check_source(v))

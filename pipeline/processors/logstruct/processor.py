@@ -34,6 +34,7 @@ from pipeline.pdata.anyvalue import any_value
 from pipeline.pdata.batch import Batch
 from pipeline.pdata.logrecords import LogGroup, LogRecord, flat_value
 from pipeline.processors.logstruct.config import LogStructConfig
+from pipeline.processors.logstruct.exceptions import find_exception
 from pipeline.processors.logstruct.masks import PARAM
 from pipeline.processors.logstruct.normalize import Normalizer
 from pipeline.processors.logstruct.parsers.auto import AutoParser, AutoParserConfig
@@ -203,6 +204,8 @@ class LogStructProcessor(Component, Consumer):
         self._window = config.max_parse_bytes or sys.maxsize
         self._window_chars = config.max_parse_bytes // 4 if config.max_parse_bytes \
             else sys.maxsize
+        self._exceptions = config.exceptions
+        self._exc_otlp_attrs = frozenset({"exception.type", "exception.stacktrace"})
 
     def _too_long(self, text: str) -> bool:
         """Is `text` longer than `max_parse_bytes`? (Call when over `_window_chars`.)"""
@@ -254,6 +257,10 @@ class LogStructProcessor(Component, Consumer):
         for st in self.steps:
             if st.source is None:
                 if body_long:
+                    cut = self._head(body, st)
+                    if cut > 0 and (st.when is None or st.when(body, lr, res, native)) \
+                            and st.parser.parse(body, rec, cut):  # type: ignore[call-arg]
+                        return st.parser.format, body
                     skipped = True
                     continue
                 text = body
@@ -282,6 +289,50 @@ class LogStructProcessor(Component, Consumer):
                 return p.format, text
             reason = p.reason
         return None, TOO_LONG if skipped else reason
+
+    def _head(self, text: str, st: _Step) -> int:
+        """A text over the parse window that a windowed parser (regex, grok) may read
+        the first lines of: where those lines end (a newline within the window); 0: not
+        parsed."""
+        if not st.parser.windowed:
+            return 0
+        return max(text.rfind("\n", 0, self._window_chars), 0)
+
+    def _exception(self, attrs: dict[str, Any], message: str) -> str:
+        """`exception.*` of a stack trace in the message (or in an
+        `exception.stacktrace` attribute a parser found) unless the record has
+        `exception.type`; returns the text to mine the template from: the message
+        before the stack trace (or the exception's first line)."""
+        if "exception.type" in attrs:
+            return message
+        st = attrs.get("exception.stacktrace")
+        own = isinstance(st, str)
+        found = find_exception(st if isinstance(st, str) else message)
+        if found is None:
+            return message
+        attrs["exception.type"] = found.type
+        attrs["exception.message"] = found.message
+        if own:
+            return message
+        attrs["exception.stacktrace"] = found.stacktrace
+        head = message[:found.start].rstrip()
+        return head or found.stacktrace.partition("\n")[0]
+
+    def _exception_otlp(self, lr: Any, message: str) -> str:
+        """`_exception` for an OTLP LogRecord."""
+        have = {kv.key: kv for kv in lr.attributes if kv.key in self._exc_otlp_attrs}
+        if "exception.type" in have:
+            return message
+        attrs: dict[str, Any] = {}
+        kv = have.get("exception.stacktrace")
+        if kv is not None and kv.value.WhichOneof("value") == "string_value":
+            attrs["exception.stacktrace"] = kv.value.string_value
+        tmpl = self._exception(attrs, message)
+        add = lr.attributes.add
+        for k, v in attrs.items():
+            if k not in have:
+                add(key=k).value.string_value = v
+        return tmpl
 
     async def consume(self, batch: Batch) -> None:
         if batch.signal is Signal.LOGS:
@@ -334,6 +385,8 @@ class LogStructProcessor(Component, Consumer):
                         rec.body = text
                 if self.config.keep_original:
                     rec.attrs["log.record.original"] = parsed
+                if self._exceptions and "exception.stacktrace" in rec.attrs:
+                    self._exception(rec.attrs, "")  # a trace a parser found in a field
                 (apply_record if native else write_record)(rec, lr)
         except Exception as exc:  # a parser bug must not lose the batch
             fmt, parsed = None, _failure(exc, self.log)
@@ -367,6 +420,7 @@ class LogStructProcessor(Component, Consumer):
         skip_structured = self.config.skip_structured
         needs_resource = self._needs_resource
         all_body = self._all_body
+        exceptions = self._exceptions
         formats: dict[str, int] = {}
         errors: dict[str, int] = {}
         for g in groups:
@@ -390,6 +444,9 @@ class LogStructProcessor(Component, Consumer):
                                                        or lr.severity_number)):
                     message = self._parse_one(text, lr, res, invalid_utf8, True, formats,
                                               errors)
+                if exceptions and ("\n" in message
+                                   or "exception.stacktrace" in lr.attributes):
+                    message = self._exception(lr.attributes, message)
                 if miner is not None and message:
                     self._tag_template(lr.attributes, message)
         self._count(formats, errors)
@@ -423,7 +480,9 @@ class LogStructProcessor(Component, Consumer):
         all_body = self._all_body
         parse = self._parse
         single = self._single
+        single_head = single is not None and single.windowed
         window = self._window
+        exceptions = self._exceptions
         make = object.__new__
         cls = LogRecord
         out: list[LogRecord] = []
@@ -448,7 +507,12 @@ class LogStructProcessor(Component, Consumer):
             try:
                 if single is not None:
                     if len(line) > window:
-                        fmt, parsed = None, TOO_LONG
+                        cut = self._head(text, self.steps[0]) if single_head else 0
+                        if cut and single.parse(text, rec, cut):  # type: ignore[call-arg]
+                            fmt = single.format
+                            parsed = text
+                        else:
+                            fmt, parsed = None, TOO_LONG
                     elif single.parse(text, rec):
                         fmt = single.format
                         parsed = text
@@ -486,6 +550,8 @@ class LogStructProcessor(Component, Consumer):
                 formats[fmt] = formats.get(fmt, 0) + 1
             else:
                 self._mark(lr, parsed, True, errors)
+            if exceptions and ("\n" in message or "exception.stacktrace" in lr.attributes):
+                message = self._exception(lr.attributes, message)
             if miner is not None and message:
                 self._tag_template(lr.attributes, message)
         g.set_records(out)
@@ -496,6 +562,7 @@ class LogStructProcessor(Component, Consumer):
         miner = self.miner
         skip_structured = self.config.skip_structured
         needs_resource = self._needs_resource
+        exceptions = self._exceptions
         formats: dict[str, int] = {}
         errors: dict[str, int] = {}
         for rl in msg.resource_logs:
@@ -517,6 +584,8 @@ class LogStructProcessor(Component, Consumer):
                                                            or lr.severity_number)):
                         message = self._parse_one(text, lr, res, invalid_utf8, False,
                                                   formats, errors)
+                    if exceptions and "\n" in message:
+                        message = self._exception_otlp(lr, message)
                     if miner is not None and message:
                         tid, template = self._template(message)
                         add = lr.attributes.add

@@ -8,6 +8,25 @@
         storage_dir: /var/lib/otelpipe   # checkpoints (offsets) survive restarts
         multiline: {line_start_pattern: '^\\d{4}-\\d{2}-\\d{2}'}
 
+Or groups of files, each with its own rules (`include`, `exclude`, `multiline`,
+`encoding`, `attributes`); the receiver's `exclude` applies to every group, its
+`encoding` and `attributes` are their defaults:
+
+    receivers:
+      filelog:
+        storage_dir: /var/lib/otelpipe
+        groups:
+          - name: app
+            include: [/var/log/app/*.log]
+            multiline: {preset: python}     # or java, go, nodejs, or a line_start_pattern
+          - name: nginx
+            include: [/var/log/nginx/access.log]   # one record per line
+
+A file matched by several groups belongs to the first (listed order; a warning names
+both groups once per file); the same glob in two groups is a config error. A file
+keeps the group it was opened with (a rotated file is read to its end with the same
+rules). Checkpoints are per file identity, whatever its group.
+
 Each line becomes a LogRecord whose body is the line (a string; no parsing here:
 the `logstruct` processor parses), `observed_time_unix_nano` the time it was read,
 and attributes `log.file.name` (and `log.file.path` if asked). A trailing `\\r`

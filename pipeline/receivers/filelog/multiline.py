@@ -1,18 +1,38 @@
 """Joining lines into multiline records (stack traces): a new record at a
-`line_start_pattern` match or a non-indented line, or the record ends at a
-`line_end_pattern` match; a record is cut (flagged `log.split`) at `max_lines` lines
-or `max_log_size` bytes. The record still open lives on the file (`ml_lines`,
-`ml_raw`, `ml_bad`) and is never checkpointed.
+`line_start_pattern` match, a non-indented line, or a line a `preset` does not
+recognise as part of a stack trace; or the record ends at a `line_end_pattern`
+match; a record is cut (flagged `log.split`) at `max_lines` lines or `max_log_size`
+bytes. The record still open lives on the file (`ml_lines`, `ml_raw`, `ml_bad`,
+`ml_state`) and is never checkpointed.
+
+Presets (`multiline: {preset: python}`): which lines continue the record before them.
+Every preset continues indented and empty lines; then
+
+- python: `Traceback (most recent call last):`, the chaining lines (`During handling of
+  the above exception, another exception occurred:`, `The above exception was the
+  direct cause of the following exception:`) and the exception line that ends a
+  traceback (`ValueError: bad`, the first unindented line after the frames);
+- java: `Caused by: …`, `Suppressed: …` and an exception line (`java.lang.X: msg`,
+  `Exception in thread "main" x.y.FooError`: a dotted class name whose last part has
+  Exception, Error or Throwable in it, then `:` or the end of the line);
+- go: everything a panic prints after `panic: ` or `fatal error: ` (which start a
+  record): `goroutine N [state]:`, function lines (`main.main()`), `created by …`,
+  `[signal …]`, `exit status N`, until some other line;
+- nodejs: an error line (`TypeError: x`, `Error [ERR_X]: y`, a name ending in Error or
+  Exception), `}` closing an error's printed properties and `Node.js vX` (a crash).
+
+Each rule is a prefix test or an anchored regex without nested repetition: linear in
+the line.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import Counter
 
-from pipeline.receivers.filelog.config import Extra, FileLogConfig
+from pipeline.receivers.filelog.config import Extra, FileLogConfig, MultilineConfig
 from pipeline.receivers.filelog.encoding import decode, utf8_cut
 from pipeline.receivers.filelog.tracker import WatchedFile
 
@@ -21,12 +41,97 @@ from pipeline.receivers.filelog.tracker import WatchedFile
 Records = tuple[list[bytes], list[Extra] | None, int]
 
 
-class Joiner:
-    """Multiline record assembly for one receiver (state is per file)."""
+# -- presets ----------------------------------------------------------------------------
+# A preset: (file, line) -> does the line continue the open record? It may keep state
+# in `f.ml_state` (reset with the file).
 
-    def __init__(self, config: FileLogConfig, flagged: Mapping[str, Counter]):
-        ml = config.multiline
-        assert ml is not None
+Continues = Callable[[WatchedFile, bytes], bool]
+
+_IN_TRACE = 1
+_MAX_TYPE = 512  # an exception line's type ends within this many bytes
+_PY_CHAIN = (b"During handling of the above exception",
+             b"The above exception was the direct cause")
+_PY_HEADER = (b"Traceback (most recent call last):",
+              b"Exception Group Traceback (most recent call last):")
+
+
+def _python(f: WatchedFile, line: bytes) -> bool:
+    if not line or line[0] in b" \t":
+        return True
+    if line.startswith(_PY_HEADER):
+        f.ml_state = _IN_TRACE  # the exception line is still to come
+        return True
+    if line.startswith(_PY_CHAIN):
+        return True
+    if f.ml_state == _IN_TRACE:  # `ValueError: bad`, the line after the frames
+        f.ml_state = 0
+        return True
+    return False
+
+
+# A dotted class name then `:` or the end; its last part is checked in Python (a regex
+# `[\w$]*Exception[\w$]*` would backtrack quadratically on `a.ErrorErrorError…!`).
+_JAVA_EXC = re.compile(rb'(?:Exception in thread "[^"\n]*" )?(?:[A-Za-z_$][\w$]*\.)+'
+                       rb'([\w$]*)(?::|$)').match
+
+
+def _java(f: WatchedFile, line: bytes) -> bool:
+    if not line or line[0] in b" \t":
+        return True
+    if line.startswith((b"Caused by: ", b"Suppressed: ")):
+        return True
+    m = _JAVA_EXC(line, 0, _MAX_TYPE)  # a class name is short: bounded work per line
+    if m is None or (m.end() == _MAX_TYPE < len(line) and line[_MAX_TYPE - 1] != 58):  # ":"
+        return False
+    name = m.group(1)
+    return b"Exception" in name or b"Error" in name or b"Throwable" in name
+
+
+_GO_START = (b"panic: ", b"fatal error: ")
+_GO_TRACE = (b"goroutine ", b"created by ", b"[signal ", b"exit status ", b"runtime stack:",
+             b"...additional frames elided...", b"panic: ", b"fatal error: ")
+
+
+def _go(f: WatchedFile, line: bytes) -> bool:
+    if f.ml_state != _IN_TRACE:
+        if line.startswith(_GO_START):
+            f.ml_state = _IN_TRACE
+            return False  # a panic starts its own record
+        return not line or line[0] in b" \t"
+    if not line or line[0] in b" \t" or line.startswith(_GO_TRACE):
+        return True
+    # A function line: `main.main()`, `main.(*T).m(0xc000010000, {0x1, 0x2})`.
+    i = line.find(b"(")
+    if i > 0 and line.endswith(b")") and b" " not in line[:i]:
+        return True
+    f.ml_state = 0
+    return False
+
+
+_NODE_ERR = re.compile(rb"(?:Uncaught )?([A-Za-z_$][\w$]*)(?: \[[^\]\n]*\])?(?::|$)").match
+
+
+def _nodejs(f: WatchedFile, line: bytes) -> bool:
+    if not line or line[0] in b" \t":
+        return True
+    if line == b"}" or line.startswith(b"Node.js v"):
+        return True
+    m = _NODE_ERR(line, 0, _MAX_TYPE)
+    if m is not None and m.end() == _MAX_TYPE < len(line) and line[_MAX_TYPE - 1] != 58:
+        return False
+    return m is not None and m.group(1).endswith((b"Error", b"Exception"))
+
+
+PRESETS: dict[str, Continues] = {"python": _python, "java": _java, "go": _go,
+                                 "nodejs": _nodejs}
+
+
+class Joiner:
+    """Multiline record assembly for one group of files (state is per file)."""
+
+    def __init__(self, ml: MultilineConfig, config: FileLogConfig,
+                 flagged: Mapping[str, Counter]):
+        self._continues = PRESETS[ml.preset] if ml.preset is not None else None
         self._start_match = re.compile(ml.line_start_pattern.encode()).match \
             if ml.line_start_pattern is not None else None
         self._end_search = re.compile(ml.line_end_pattern.encode()).search \
@@ -46,6 +151,7 @@ class Joiner:
         start_match = self._start_match
         end_search = self._end_search
         indented = self._indented
+        continues = self._continues
         max_lines = self._max_lines
         nl_len = f.codec.unit
         mb = self._max_batch
@@ -67,14 +173,17 @@ class Joiner:
                 f.ml_bad = bad
                 out_raw += self.close_record(f, out_bodies, out_extras, True)
             else:
-                if f.ml_lines:
-                    if start_match is not None:
-                        starts = start_match(line) is not None
-                    elif indented:
-                        starts = bool(line) and line[0] not in b" \t"
-                    else:
-                        starts = False
-                    if starts:
+                if continues is not None:
+                    starts = not continues(f, line)  # called for every line: its state
+                elif not f.ml_lines:
+                    starts = False
+                elif start_match is not None:
+                    starts = start_match(line) is not None
+                elif indented:
+                    starts = bool(line) and line[0] not in b" \t"
+                else:
+                    starts = False
+                if f.ml_lines and starts:
                         out_raw += self.close_record(f, out_bodies, out_extras, False)
                 f.ml_lines.append(line)
                 f.ml_raw += raw_len

@@ -48,8 +48,10 @@ class Reader:
         self._m_bytes = t.counter(BYTES_READ).labels(rid)
         flagged = t.counter(FLAGGED_RECORDS)
         self._m_flagged = {k: flagged.labels(rid, k) for k in ("split", "invalid_encoding")}
-        self._joiner = Joiner(config, self._m_flagged) if config.multiline is not None \
-            else None
+        # One joiner per group of files (None: one record per line).
+        self._groups = config.file_groups()
+        self._joiners = [Joiner(g.multiline, config, self._m_flagged)
+                         if g.multiline is not None else None for g in self._groups]
 
     async def read(self, f: WatchedFile) -> bool:
         """Read what is new in a file and emit it; True if more is waiting already."""
@@ -99,7 +101,7 @@ class Reader:
         """Nothing new in the file for `idle` seconds: emit what waited long enough."""
         ffp = self.config.force_flush_period
         flush_rest = bool(f.rest) and ffp > 0 and idle >= ffp
-        ml = self.config.multiline
+        ml = self._groups[f.group].multiline
         if ml is not None:
             if (f.ml_lines or flush_rest) and idle >= ml.flush_period:
                 if flush_rest and not f.split_open:
@@ -131,8 +133,10 @@ class Reader:
         codec = f.codec
         # Fast path: text valid in its encoding, so each line is its own UTF-8 body.
         bodies_all = _fast_bodies(f, lines, complete) if complete else None
-        if self._joiner is not None:
-            await self._emit_multiline(f, lines, bodies_all)
+        joiner = self._joiners[f.group]
+        if joiner is not None:
+            for records in joiner.feed(f, lines, bodies_all):
+                await self._deliver(f, *records)
             return b""
         mb = self.config.max_batch_lines
         limit = self.config.max_log_size
@@ -210,15 +214,10 @@ class Reader:
 
     # -- multiline --------------------------------------------------------------------
 
-    async def _emit_multiline(self, f: WatchedFile, lines: list[bytes],
-                              bodies_all: list[bytes] | None) -> None:
-        assert self._joiner is not None
-        for bodies, extras, raw in self._joiner.feed(f, lines, bodies_all):
-            await self._deliver(f, bodies, extras, raw)
-
     async def _flush_multiline(self, f: WatchedFile) -> None:
-        assert self._joiner is not None
-        records: Records = self._joiner.flush(f)
+        joiner = self._joiners[f.group]
+        assert joiner is not None
+        records: Records = joiner.flush(f)
         await self._deliver(f, *records)
 
 

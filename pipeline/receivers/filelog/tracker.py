@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pipeline.component import CreateSettings
-from pipeline.receivers.filelog.config import AttrValue, FileLogConfig
+from pipeline.receivers.filelog.config import AttrValue, FileGroupConfig, FileLogConfig
 from pipeline.receivers.filelog.encoding import Codec, resolve_codec
 from pipeline.telemetry.metrics import CounterSpec, GaugeSpec
 
@@ -48,12 +48,14 @@ class WatchedFile:
         "dev",
         "fd",
         "fp",
+        "group",
         "ino",
         "last_data",
         "lost_polls",
         "ml_bad",
         "ml_lines",
         "ml_raw",
+        "ml_state",
         "offset",
         "path",
         "read_pos",
@@ -62,7 +64,7 @@ class WatchedFile:
     )
 
     def __init__(self, fd: int, dev: int, ino: int, path: str, fp: bytes, offset: int,
-                 codec: Codec):
+                 codec: Codec, group: int = 0):
         self.fd = fd
         self.dev = dev
         self.ino = ino
@@ -74,7 +76,9 @@ class WatchedFile:
         self.ml_lines: list[bytes] = []
         self.ml_raw = 0
         self.ml_bad = False
+        self.ml_state = 0  # a multiline preset's state (e.g. inside a traceback)
         self.split_open = False  # the last record emitted was a piece of an unfinished line
+        self.group = group  # index of its group in FileLogConfig.file_groups()
         self.last_data = time.monotonic()
         self.lost_polls = 0
         self.codec = codec
@@ -90,6 +94,7 @@ class WatchedFile:
         self.ml_lines = []
         self.ml_raw = 0
         self.ml_bad = False
+        self.ml_state = 0
         self.split_open = False
 
     def close(self) -> None:
@@ -109,8 +114,35 @@ class Known:
     polls_left: int = 10
 
 
-# A new file found by `discover`: its identity, path, fstat, descriptor and fingerprint.
-_New = tuple[FileKey, str, os.stat_result, int, bytes]
+# A new file found by `discover`: its identity, path, fstat, descriptor, fingerprint
+# and group.
+_New = tuple[FileKey, str, os.stat_result, int, bytes, int]
+# What the globs found: identity -> (path, stat, group index).
+_Found = dict[FileKey, tuple[str, os.stat_result, int]]
+
+
+class _Group:
+    """One group of files, ready to match: its globs, codec and static attributes."""
+
+    def __init__(self, g: FileGroupConfig):
+        self.name = g.name or "default"
+        self.include = [os.path.abspath(os.path.expanduser(p)) for p in g.include]
+        self.exclude = [os.path.expanduser(p) for p in g.exclude]
+        enc = g.encoding or "utf-8"
+        self.encoding = enc
+        self.codec = resolve_codec(enc)
+        self.auto_bom = codecs.lookup(enc).name in ("utf-16", "utf-32")
+        self.attrs: dict[str, AttrValue] = dict(g.attributes)
+
+    def excluded(self, path: str) -> bool:
+        """Absolute patterns match the full path; relative ones (`*.gz`, `*/debug/*`) the
+        full path or the file name. `*` also matches `/` here."""
+        if not self.exclude:
+            return False
+        name = os.path.basename(path)
+        return any(fnmatch.fnmatchcase(path, ex) or
+                   (not ex.startswith("/") and fnmatch.fnmatchcase(name, ex))
+                   for ex in self.exclude)
 
 
 class Tracker:
@@ -129,11 +161,8 @@ class Tracker:
         rotations = t.counter(ROTATIONS)
         self._m_rotations = {k: rotations.labels(rid, k) for k in ("rename", "truncate", "delete")}
         self._changed = on_change
-        self._include = [os.path.abspath(os.path.expanduser(p)) for p in config.include]
-        self._exclude = [os.path.expanduser(p) for p in config.exclude]
-        self._codec = resolve_codec(config.encoding)
-        self._auto_bom = codecs.lookup(config.encoding).name in ("utf-16", "utf-32")
-        self._static_attrs: dict[str, AttrValue] = dict(config.attributes)
+        self.groups = [_Group(g) for g in config.file_groups()]
+        self._overlaps: set[str] = set()  # paths already reported as matched twice
         self.files: dict[FileKey, WatchedFile] = {}
         self.known: list[Known] = []
         self._first_run = True
@@ -147,29 +176,37 @@ class Tracker:
 
     # -- discovery --------------------------------------------------------------------
 
-    def _matches(self) -> dict[FileKey, tuple[str, os.stat_result]]:
-        found: dict[FileKey, tuple[str, os.stat_result]] = {}
-        paths: set[str] = set()
-        for pattern in self._include:
-            paths.update(glob.glob(pattern, recursive=True))
-        for path in sorted(paths):
-            if self._exclude and self._excluded(path):
-                continue
+    def _matches(self) -> _Found:
+        """The files the globs match now; a path matched by several groups belongs to the
+        first of them (reported once per path)."""
+        owner: dict[str, int] = {}
+        for gi, g in enumerate(self.groups):
+            paths: set[str] = set()
+            for pattern in g.include:
+                paths.update(glob.glob(pattern, recursive=True))
+            for path in paths:
+                if g.excluded(path):
+                    continue
+                first = owner.setdefault(path, gi)
+                if first != gi:
+                    self._overlap(path, first, gi)
+        found: _Found = {}
+        for path in sorted(owner):
             try:
                 st = os.stat(path)
             except OSError:
                 continue
             if stat.S_ISREG(st.st_mode):
-                found.setdefault((st.st_dev, st.st_ino), (path, st))
+                found.setdefault((st.st_dev, st.st_ino), (path, st, owner[path]))
         return found
 
-    def _excluded(self, path: str) -> bool:
-        """Absolute patterns match the full path; relative ones (`*.gz`, `*/debug/*`) the
-        full path or the file name. `*` also matches `/` here."""
-        name = os.path.basename(path)
-        return any(fnmatch.fnmatchcase(path, ex) or
-                   (not ex.startswith("/") and fnmatch.fnmatchcase(name, ex))
-                   for ex in self._exclude)
+    def _overlap(self, path: str, first: int, other: int) -> None:
+        if path in self._overlaps or len(self._overlaps) >= 1024:
+            return
+        self._overlaps.add(path)
+        self.log.warning("file matched by two groups; the first applies",
+                         extra={"path": path, "group": self.groups[first].name,
+                                "also_matched_by": self.groups[other].name})
 
     def discover(self, first: bool = False) -> None:
         """Match the globs; notice rotation, truncation, new and vanished files."""
@@ -181,18 +218,20 @@ class Tracker:
             self._track(new, first)
         self._m_files.set(len(self.files))
 
-    def _recheck(self, f: WatchedFile, hit: tuple[str, os.stat_result] | None) -> None:
-        """A file being read: gone from the globs (rotated, deleted), renamed, truncated."""
+    def _recheck(self, f: WatchedFile, hit: tuple[str, os.stat_result, int] | None) -> None:
+        """A file being read: gone from the globs (rotated, deleted), renamed, truncated.
+        It keeps the group it was opened with (a rotated file is read to its end with the
+        same rules)."""
         if hit is None:
             if f.lost_polls == 0:
                 self._m_rotations["delete" if _deleted(f.fd) else "rename"].inc()
             f.lost_polls += 1
             return
-        path, st = hit
+        path, st, _group = hit
         f.lost_polls = 0
         if path != f.path:
             f.path = path
-            f.attrs = self._file_attrs(path)
+            f.attrs = self._file_attrs(path, f.group)
         fps = self.config.fingerprint_size
         head = _pread(f.fd, len(f.fp), 0) if f.fp else b""
         if st.st_size < f.read_pos or head != f.fp:
@@ -210,11 +249,11 @@ class Tracker:
         elif len(f.fp) < fps and st.st_size > len(f.fp):
             f.fp = _pread(f.fd, fps, 0)
 
-    def _open_new(self, seen: dict[FileKey, tuple[str, os.stat_result]]) -> list[_New]:
+    def _open_new(self, seen: _Found) -> list[_New]:
         """New identities, sorted by path for a stable reading order."""
         fps = self.config.fingerprint_size
         new: list[_New] = []
-        for key, (path, st) in sorted(seen.items(), key=lambda kv: kv[1][0]):
+        for key, (path, st, gi) in sorted(seen.items(), key=lambda kv: kv[1][0]):
             if st.st_size == 0:
                 continue  # nothing to recognise it by yet
             try:
@@ -226,33 +265,34 @@ class Tracker:
             if (fst.st_dev, fst.st_ino) != key or not fp or self._duplicate(fp):
                 os.close(fd)  # replaced between stat and open; or a copy being made
                 continue
-            new.append((key, path, fst, fd, fp))
+            new.append((key, path, fst, fd, fp, gi))
         return new
 
     def _track(self, new: list[_New], first: bool) -> None:
         # Where to start: first the checkpoints of the same inodes (same first bytes),
         # then rotated content recognised by its first bytes, then the start_at policy.
         offsets: dict[FileKey, int] = {}
-        for key, _path, fst, _fd, fp in new:
+        for key, _path, fst, _fd, fp, _gi in new:
             for i, k in enumerate(self.known):
                 if (k.dev, k.ino) == key:
                     del self.known[i]
                     if fp.startswith(k.fp) and fst.st_size >= k.offset:
                         offsets[key] = k.offset
                     break
-        for key, path, fst, fd, fp in new:
-            codec = resolve_codec(self.config.encoding, fp[:4]) if self._auto_bom \
-                else self._codec
+        for key, path, fst, fd, fp, gi in new:
+            g = self.groups[gi]
+            codec = resolve_codec(g.encoding, fp[:4]) if g.auto_bom else g.codec
             offset = offsets.get(key)
             if offset is None:
                 offset = self._start_offset(fp, fst, fd, codec, first)
             if offset == 0 and codec.bom and fp.startswith(codec.bom):
                 offset = len(codec.bom)
-            f = WatchedFile(fd, key[0], key[1], path, fp, offset, codec)
-            f.attrs = self._file_attrs(path)
+            f = WatchedFile(fd, key[0], key[1], path, fp, offset, codec, gi)
+            f.attrs = self._file_attrs(path, gi)
             self.files[key] = f
             self._changed()
-            self.log.info("watching file", extra={"path": path, "offset": offset})
+            self.log.info("watching file", extra={"path": path, "offset": offset,
+                                                  "group": g.name})
 
     def _duplicate(self, fp: bytes) -> bool:
         """A new file whose first bytes are those of a file being read (a copy made by
@@ -286,13 +326,13 @@ class Tracker:
                 return _line_start_before(fd, size, codec)
         return 0
 
-    def _file_attrs(self, path: str) -> dict[str, AttrValue]:
+    def _file_attrs(self, path: str, group: int) -> dict[str, AttrValue]:
         a: dict[str, AttrValue] = {}
         if self.config.include_file_name:
             a["log.file.name"] = os.path.basename(path)
         if self.config.include_file_path:
             a["log.file.path"] = path
-        a.update(self._static_attrs)
+        a.update(self.groups[group].attrs)
         return a
 
     # -- after a poll -----------------------------------------------------------------

@@ -20,6 +20,7 @@ from pipeline.processors.logstruct.record import Record
 
 __all__ = [
     "SOURCE",
+    "Continuation",
     "Parser",
     "ParserConfigBase",
     "Reparse",
@@ -49,6 +50,10 @@ class Parser:
     format = "?"
     reason = "line does not match"
     wrapper = False
+    #: `parse(text, rec, endpos)` reads only `text[:endpos]` (a regex's window) and
+    #: gives the lines after it to the field the match ended with: a multi-line text
+    #: over `max_parse_bytes` is parsed from its first lines (regex, grok).
+    windowed = False
 
     def __init__(self, norm: Normalizer):
         self.norm = norm
@@ -58,6 +63,42 @@ class Parser:
 
     def set_reparse(self, reparse: Reparse) -> None:
         """Called once by the processor: how to parse an unwrapped inner line."""
+
+
+class Continuation:
+    """Where a regex match leaves the lines after it: the continuation lines of a
+    multi-line record (a stack trace after `%{GREEDYDATA:message}`) go to the field
+    whose group ends where the match ends (the last such group of the pattern), else to
+    the `message` field; they are not lost. A slice, no regex work: linear.
+
+    `groups[i]` is the field of Python group `i + 1`; `body` the groups of fields that
+    become the body (message, msg)."""
+
+    __slots__ = ("body", "groups")
+
+    def __init__(self, groups: list[int], body: list[int]):
+        self.groups = groups[::-1]  # the last group first
+        self.body = body
+
+    def apply(self, text: str, m: re.Match[str], values: tuple[str | None, ...]
+              ) -> tuple[str | None, ...]:
+        """`values` (the match's groups) with the text after the match appended to the
+        field it belongs to, if the match ends at a newline."""
+        end = m.end()
+        if end >= len(text) or text[end] != "\n":
+            return values
+        for i in self.groups:
+            if values[i] is not None and m.end(i + 1) == end:
+                break
+        else:
+            for i in self.body:
+                if values[i] is not None:
+                    break
+            else:
+                return values
+        out = list(values)
+        out[i] = f"{values[i]}{text[end:]}"
+        return tuple(out)
 
 
 def check_source(v: str) -> str:

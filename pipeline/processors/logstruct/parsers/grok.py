@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
@@ -12,9 +13,9 @@ from pydantic import Field, model_validator
 from pipeline.pdata.logfields import MAX_INT_DIGITS
 from pipeline.processors.logstruct.grok import GrokError, GrokPattern, compile_grok, unquote
 from pipeline.processors.logstruct.normalize import Normalizer
-from pipeline.processors.logstruct.parsers.base import Parser, ParserConfigBase
+from pipeline.processors.logstruct.parsers.base import Continuation, Parser, ParserConfigBase
 from pipeline.processors.logstruct.record import Record
-from pipeline.processors.logstruct.semconv import Plan
+from pipeline.processors.logstruct.semconv import BODY, Plan
 
 __all__ = ["GrokParser", "GrokParserConfig"]
 
@@ -38,25 +39,29 @@ class GrokParser(Parser):
 
     format = "grok"
     reason = "no grok pattern matched"
+    windowed = True
 
     def __init__(self, norm: Normalizer, patterns: Sequence[GrokPattern]):
         super().__init__(norm)
-        self.compiled: list[tuple[Callable[[str], re.Match[str] | None], list[_GroupPlan]]] = []
+        self.compiled: list[tuple[Callable[[str, int, int], re.Match[str] | None],
+                                  list[_GroupPlan], Continuation]] = []
         for gp in patterns:
             plans: list[_GroupPlan] = []
             for i, (name, conv) in enumerate(gp.fields):
                 p = norm.plan(name)
                 plans.append((i, p, conv, not conv and p[4]))
-            self.compiled.append((gp.regex.match, plans))
+            cont = Continuation(list(range(len(gp.fields))),
+                                [i for i, p, _c, _p in plans if p[0] == BODY])
+            self.compiled.append((gp.regex.match, plans, cont))
 
-    def parse(self, text: str, rec: Record) -> bool:
-        for match, plans in self.compiled:  # noqa: B007 - used after the loop
-            m = match(text)
+    def parse(self, text: str, rec: Record, endpos: int = sys.maxsize) -> bool:
+        for match, plans, cont in self.compiled:  # noqa: B007 - used after the loop
+            m = match(text, 0, endpos)
             if m is not None:
                 break
         else:
             return False
-        groups = m.groups()
+        groups = cont.apply(text, m, m.groups())
         put = self.norm.put
         attrs = rec.attrs
         for i, plan, conv, plain in plans:

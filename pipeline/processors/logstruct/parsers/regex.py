@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
+import sys
 from typing import Literal
 
 from pydantic import Field, field_validator
 
 from pipeline.processors.logstruct.normalize import Normalizer
-from pipeline.processors.logstruct.parsers.base import Parser, ParserConfigBase
+from pipeline.processors.logstruct.parsers.base import Continuation, Parser, ParserConfigBase
 from pipeline.processors.logstruct.record import Record
+from pipeline.processors.logstruct.semconv import BODY
 
 __all__ = ["RegexParser", "RegexParserConfig"]
 
@@ -22,6 +24,7 @@ class RegexParser(Parser):
 
     format = "regex"
     reason = "regex did not match"
+    windowed = True
 
     def __init__(self, norm: Normalizer, pattern: str | re.Pattern[str]):
         super().__init__(norm)
@@ -29,12 +32,14 @@ class RegexParser(Parser):
         names = {i: n for n, i in self.regex.groupindex.items()}
         self.plans = [(i - 1, p, p[4])
                       for i in sorted(names) for p in [norm.plan(names[i])]]
+        self.cont = Continuation([i for i, _p, _s in self.plans],
+                                 [i for i, p, _s in self.plans if p[0] == BODY])
 
-    def parse(self, text: str, rec: Record) -> bool:
-        m = self.regex.match(text)
+    def parse(self, text: str, rec: Record, endpos: int = sys.maxsize) -> bool:
+        m = self.regex.match(text, 0, endpos)
         if m is None:
             return False
-        groups = m.groups()
+        groups = self.cont.apply(text, m, m.groups())
         put = self.norm.put
         attrs = rec.attrs
         for i, plan, plain in self.plans:
