@@ -30,6 +30,7 @@ from pipeline.processors.tail_sampling.config import (
     Policy,
     section_key,
 )
+from pipeline.processors.tail_sampling.encode import varint
 from pipeline.processors.tail_sampling.slo import SpanClassifier, span_slos
 
 DEFAULT_HASH_SALT = "default-hash-seed"  # the Collector's, when hash_salt is empty
@@ -96,15 +97,23 @@ class Facts:
         self.trace_state: list[tuple[str, frozenset[str], int]] = []
         self.slo: list[tuple[SpanClassifier, int]] = []
         self.bits = 0
+        self._key_bytes: dict[str, bytes] = {}
+        self._needles: dict[int, list[bytes]] = {}
 
     def _bit(self) -> int:
         bit = 1 << self.bits
         self.bits += 1
         return bit
 
-    def attribute(self, key: str, test: AnyTest) -> int:
+    def attribute(self, key: str, test: AnyTest, needles: Sequence[str] | None = None) -> int:
+        """A test of `key`'s value; `needles`: strings one of which the value must contain
+        (as UTF-8 bytes) to match, for skipping requests that hold none."""
         bit = self._bit()
         self.attrs.setdefault(key, []).append((test, bit))
+        k = key.encode()
+        self._key_bytes[key] = b"\x0a" + varint(len(k)) + k  # KeyValue.key on the wire
+        if needles is not None:
+            self._needles[bit] = [n.encode() for n in needles]
         return bit
 
     def tracestate(self, key: str, values: Sequence[str]) -> int:
@@ -117,18 +126,33 @@ class Facts:
         self.slo.append((classifier, bit))
         return bit
 
-    def resource(self, attributes: Any) -> int:
+    def active(self, raw: bytes | None) -> dict[str, list[tuple[AnyTest, int]]]:
+        """The attribute tests that can hold in a request (its bytes, when known): a key
+        (or, for exact string values, every value) absent from the bytes cannot match,
+        so whole requests skip the per-attribute walk."""
+        if raw is None or not self.attrs:
+            return self.attrs
+        out: dict[str, list[tuple[AnyTest, int]]] = {}
+        for key, tests in self.attrs.items():
+            if self._key_bytes[key] not in raw:
+                continue
+            kept = [(test, bit) for test, bit in tests
+                    if (needles := self._needles.get(bit)) is None
+                    or any(n in raw for n in needles)]
+            if kept:
+                out[key] = kept
+        return out
+
+    def resource(self, attributes: Any, watch: dict[str, list[tuple[AnyTest, int]]]) -> int:
         """Bits set by a resource's attributes."""
-        watch = self.attrs
         bits = 0
-        if watch:
-            for kv in attributes:
-                tests = watch.get(kv.key)
-                if tests is not None:
-                    v = kv.value
-                    for test, bit in tests:
-                        if test(v):
-                            bits |= bit
+        for kv in attributes:
+            tests = watch.get(kv.key)
+            if tests is not None:
+                v = kv.value
+                for test, bit in tests:
+                    if test(v):
+                        bits |= bit
         return bits
 
     def resource_texts(self, attributes: Any) -> dict[str, str]:
@@ -143,11 +167,12 @@ class Facts:
         return {kv.key: label_text(any_value_to_python(kv.value))
                 for kv in attributes if kv.key in keys}
 
-    def span(self, span: Any, resource_texts: dict[str, str]) -> int:
+    def span(self, span: Any, resource_texts: dict[str, str],
+             watch: dict[str, list[tuple[AnyTest, int]]]) -> int:
         """Bits set by one span (its attributes, trace state, SLO classification)."""
         bits = 0
-        watch = self.attrs
         if watch:
+            left = len(watch)
             for kv in span.attributes:
                 tests = watch.get(kv.key)
                 if tests is not None:
@@ -155,6 +180,9 @@ class Facts:
                     for test, bit in tests:
                         if test(v):
                             bits |= bit
+                    left -= 1
+                    if not left:
+                        break
         if self.trace_state:
             ts = span.trace_state
             if ts:
@@ -407,7 +435,9 @@ _BUILD: dict[str, Callable[[Any, Facts], Evaluator]] = {
     "latency": lambda sec, facts: Latency(sec.threshold_ms, sec.upper_threshold_ms),
     "status_code": lambda sec, facts: StatusCode(sec.status_codes),
     "string_attribute": lambda sec, facts: Fact(facts.attribute(sec.key, _string_test(
-        sec.values, sec.enabled_regex_matching, sec.cache_max_size)), sec.invert_match),
+        sec.values, sec.enabled_regex_matching, sec.cache_max_size),
+        None if sec.enabled_regex_matching or "" in sec.values else sec.values),
+        sec.invert_match),
     "numeric_attribute": lambda sec, facts: Fact(facts.attribute(
         sec.key, _numeric_test(sec.min_value, sec.max_value)), sec.invert_match),
     "boolean_attribute": lambda sec, facts: Fact(facts.attribute(sec.key,

@@ -165,19 +165,20 @@ class TailSamplingProcessor(Component, Consumer):
     async def consume(self, batch: Batch) -> None:
         if self._stopping:
             raise RetryableError("tail_sampling is shutting down", retry_after=1.0)
+        raw = batch.to_bytes() if batch.has_raw else None
         msg = batch.message
         if self.config.block_on_overflow:
             await self._wait_for_room(msg)
-        late, has_pending = self._late(msg)
-        if late:
-            # Spans of decided traces follow the decision now (nothing to wait for).
-            await self._emit_late(late)
-        if not has_pending:
-            return
         key = None
         if self.store is not None:
+            # Durable before anything is kept: a refused write leaves nothing behind.
             key = await self.store.put(batch.to_bytes(), batch.items)
-        self._ingest(msg, self.clock(), key)
+        late, holder = self._ingest(msg, self.clock(), key, raw)
+        if late:
+            # Spans of decided, sampled traces follow the decision now; if the next
+            # consumer refuses them they are retried at the next tick, like the traces.
+            await self._deliver(Batch(Signal.TRACES, raw=encode_request(late), items=len(late)),
+                                [holder] if holder is not None else [])
 
     def _decided(self, tid: bytes) -> bool | None:
         d = self.recent.get(tid)
@@ -187,50 +188,23 @@ class TailSamplingProcessor(Component, Consumer):
                 d = self.dropped_cache.get(tid)
         return d
 
-    def _late(self, msg: Any) -> tuple[list[tuple[Any, Any]], bool]:
-        """Sampled late spans to forward (envelope, span), and whether any span waits."""
-        pending = self.pending
-        late: list[tuple[Any, Any]] = []
-        has_pending = False
-        late_sampled = late_dropped = 0
-        for rs in msg.resource_spans:
-            env_r: Any = None
-            for ss in rs.scope_spans:
-                env: Any = None
-                for span in ss.spans:
-                    tid = span.trace_id
-                    if tid in pending:
-                        has_pending = True
-                        continue
-                    d = self._decided(tid)
-                    if d is None:
-                        has_pending = True
-                    elif d:
-                        late_sampled += 1
-                        if env is None:
-                            if env_r is None:
-                                env_r = _resource_env(rs)
-                            env = (*env_r, *_scope_env(ss))
-                        late.append((env, span))
-                    else:
-                        late_dropped += 1
-        if late_sampled:
-            self.m.late_sampled.inc(late_sampled)
-        if late_dropped:
-            self.m.late_dropped.inc(late_dropped)
-        return late, has_pending
-
-    def _ingest(self, msg: Any, now: float, key: int | None) -> None:
+    def _ingest(self, msg: Any, now: float, key: int | None, raw: bytes | None = None,
+                ) -> tuple[list[tuple[Any, Any]], TraceData | None]:
+        """Add the spans of a request to their waiting traces. Returns the late spans of
+        sampled traces to forward (and, storage disk, what holds their record)."""
         pending = self.pending
         facts = self.facts
-        span_facts = facts.span if (facts.attrs or facts.trace_state or facts.slo) else None
-        watch_resource = bool(facts.attrs)
+        watch = facts.active(raw)
+        span_facts = facts.span if (watch or facts.trace_state or facts.slo) else None
+        decided = self._decided
         new = 0
+        late: list[tuple[Any, Any]] = []
+        late_dropped = 0
         touched: set[bytes] = set()
         for rs in msg.resource_spans:
             env_r = _resource_env(rs)
             res_attrs = rs.resource.attributes
-            rbits = facts.resource(res_attrs) if watch_resource else 0
+            rbits = facts.resource(res_attrs, watch) if watch else 0
             rtexts = facts.resource_texts(res_attrs) if facts.slo else {}
             for ss in rs.scope_spans:
                 env = (*env_r, *_scope_env(ss))
@@ -238,26 +212,50 @@ class TailSamplingProcessor(Component, Consumer):
                     tid = span.trace_id
                     t = pending.get(tid)
                     if t is None:
-                        if self._decided(tid) is not None:
-                            continue  # late: handled by _late
+                        d = decided(tid)
+                        if d is not None:
+                            if d:
+                                late.append((env, span))
+                            else:
+                                late_dropped += 1
+                            continue
                         t = pending[tid] = TraceData(tid, now)
                         new += 1
-                    t.add(env, span, rbits | span_facts(span, rtexts) if span_facts else rbits)
+                    t.spans.append((env, span))
+                    v = span.start_time_unix_nano
+                    if v < t.start:
+                        t.start = v
+                    v = span.end_time_unix_nano
+                    if v > t.end:
+                        t.end = v
+                    v = span.status.code
+                    t.status |= 1 << (v if 0 <= v < 3 else 0)
+                    if span_facts is not None:
+                        t.facts |= rbits | span_facts(span, rtexts, watch)
+                    elif rbits:
+                        t.facts |= rbits
                     touched.add(tid)
-        if key is not None:
-            self._hold(key, touched)
-        if new:
-            self.m.new_traces.inc(new)
-        if len(pending) > self.config.num_traces and not self.config.block_on_overflow:
-            self._evict(len(pending) - self.config.num_traces)
-        self.m.in_memory.set(len(pending))
+        holder = self._hold(key, touched, bool(late)) if key is not None else None
+        self._ingested(new, len(late), late_dropped)
+        return late, holder
 
-    def _hold(self, key: int, touched: set[bytes]) -> None:
-        """storage disk: the record `key` stays until every trace in it is done."""
+    def _ingested(self, new: int, late_sampled: int, late_dropped: int) -> None:
+        m = self.m
+        m.late_sampled.inc(late_sampled)
+        m.late_dropped.inc(late_dropped)
+        m.new_traces.inc(new)
+        n = len(self.pending)
+        if n > self.config.num_traces and not self.config.block_on_overflow:
+            self._evict(n - self.config.num_traces)
+        m.in_memory.set(len(self.pending))
+
+    def _hold(self, key: int, touched: set[bytes], late: bool) -> TraceData | None:
+        """storage disk: the record `key` stays until every trace in it is done (and the
+        late spans in it delivered: the returned holder)."""
         assert self.store is not None
-        if not touched:
+        if not touched and not late:
             self.store.ack([key])
-            return
+            return None
         pending = self.pending
         for tid in touched:
             t = pending[tid]
@@ -265,7 +263,12 @@ class TailSamplingProcessor(Component, Consumer):
                 t.records = [key]
             else:
                 t.records.append(key)
-        self._refs[key] = len(touched)
+        holder = None
+        if late:
+            holder = TraceData(b"", 0.0)
+            holder.records = [key]
+        self._refs[key] = len(touched) + late
+        return holder
 
     def _evict(self, n: int) -> None:
         """Drop the oldest undecided traces (the Collector's dropped-too-early)."""
@@ -331,17 +334,17 @@ class TailSamplingProcessor(Component, Consumer):
                                  if self.store else 0})
 
     # Deciding ----------------------------------------------------------------------------
-    def decide(self, t: TraceData, now: float) -> bool:
-        m = self.m
+    def decide(self, t: TraceData, now: float, counts: dict[str, list[int]]) -> bool:
+        """The final decision on one trace; each policy's vote is tallied in `counts`."""
         for ev in self.drops:
             d = ev.evaluate(t, now)
-            m.policy(ev.name, d is Decision.SAMPLED)  # a drop policy never samples
+            counts[ev.name][1] += 1  # a drop policy never votes to sample
             if d is Decision.DROPPED:
                 return False
         decisions: list[Decision] = []
         for ev in self.policies:
             d = ev.evaluate(t, now)
-            m.policy(ev.name, d in SAMPLED_ONES)
+            counts[ev.name][0 if d in SAMPLED_ONES else 1] += 1
             if d is Decision.SAMPLED and self.first_match:
                 return True
             decisions.append(d)
@@ -367,8 +370,9 @@ class TailSamplingProcessor(Component, Consumer):
             self._room.set()
             sampled: list[TraceData] = []
             wall = self.clock()
+            counts = self.m.policy_counts()
             for t in chunk:
-                keep = self.decide(t, wall)
+                keep = self.decide(t, wall, counts)
                 self.recent.put(t.trace_id, keep)
                 if keep:
                     self.sampled_cache.put(t.trace_id, True)
@@ -376,6 +380,7 @@ class TailSamplingProcessor(Component, Consumer):
                 else:
                     self.dropped_cache.put(t.trace_id, False)
                     self._release(t)
+            self.m.add_policy_counts(counts)
             self.m.traces_sampled.inc(len(sampled))
             self.m.traces_dropped.inc(len(chunk) - len(sampled))
             self.m.spans_sampled.inc(sum(len(t.spans) for t in sampled))
@@ -450,10 +455,6 @@ class TailSamplingProcessor(Component, Consumer):
             await self._deliver(batch, traces)
             if self._retry and self._retry[-1][0] is batch:
                 return  # still refused: keep the order, try again next tick
-
-    async def _emit_late(self, late: list[tuple[Any, Any]]) -> None:
-        raw = encode_request(late)
-        await self.next.consume(Batch(Signal.TRACES, raw=raw, items=len(late)))
 
     # Status ------------------------------------------------------------------------------
     def sampling_status(self) -> dict[str, Any]:

@@ -84,9 +84,16 @@ class Instruments:
         self.emit_failures = _Count(telemetry.counter(EMIT_FAILURES).labels(*lab))
         self.latency = telemetry.histogram(DECISION_LATENCY).labels(*lab)
 
-    def policy(self, name: str, sampled: bool) -> None:
-        yes, no = self.policies[name]
-        (yes if sampled else no).inc()
+    def policy_counts(self) -> dict[str, list[int]]:
+        """Plain per-policy [sampled, not sampled] tallies for one chunk of decisions;
+        `add_policy_counts` publishes them (one metric update per policy per chunk)."""
+        return {p: [0, 0] for p in self.policies}
+
+    def add_policy_counts(self, counts: dict[str, list[int]]) -> None:
+        for p, (yes, no) in counts.items():
+            y, n = self.policies[p]
+            y.inc(yes)
+            n.inc(no)
 
     def snapshot(self) -> dict[str, Any]:
         return {
