@@ -55,8 +55,8 @@ def request(i: int) -> bytes:
         sp.start_time_unix_nano = T0 + part
         sp.end_time_unix_nano = T0 + 1_000_000
         if part == 1 and k % 3 == 0:
-            sp.status.code = 2  # type: ignore[assignment]
-    return req.SerializeToString()
+            sp.status.code = 2
+    return bytes(req.SerializeToString())
 
 
 def post(port: int, body: bytes) -> int:
@@ -136,4 +136,4 @@ def _tail(i: int) -> bytes:
     keep = [s for s in spans if s.name.endswith("-s1")]
     del spans[:]
     spans.extend(keep)
-    return req.SerializeToString()
+    return bytes(req.SerializeToString())
