@@ -50,6 +50,7 @@ def test_sampling_section_in_headless_chromium(chromium: str, tmp_path: Path) ->
                 items[0]["traces_sampled"] + items[0]["traces_not_sampled"] == 30 else None
 
         s = eventually(decided, what="30 traces decided")
+        assert s is not None
         assert s["traces_sampled"] == 8, proc.logs()
         assert s["policies"] == [{"name": "errors", "sampled": 5, "not_sampled": 25},
                                  {"name": "slow", "sampled": 3, "not_sampled": 27}]
