@@ -45,7 +45,9 @@ from pipeline.processors.tail_sampling.policies import (
 )
 from pipeline.processors.tail_sampling.telemetry import Instruments
 
-CHUNK_TRACES = 2000  # traces decided between two yields to the event loop
+CHUNK_TRACES = 2000  # traces decided between two yields to the event loop ...
+CHUNK_SPANS = 20_000  # ... or this many spans (their encoding is the costly part)
+EVICTION_LOG_INTERVAL = 10.0  # seconds between two warnings about evictions
 MAX_TICK = 1.0
 
 
@@ -109,6 +111,7 @@ class TailSamplingProcessor(Component, Consumer):
                              [e.name for e in self.drops + self.policies])
         self.last_tick_seconds = 0.0
         self.last_error: str | None = None
+        self._evict_logged = float("-inf")
 
     # Lifecycle ---------------------------------------------------------------------------
     async def start(self, host: Host) -> None:
@@ -277,8 +280,12 @@ class TailSamplingProcessor(Component, Consumer):
             t = pending.pop(tid)
             self._release(t)
         self.m.evicted.inc(n)
-        self.log.warning("num_traces reached: dropped the oldest traces before their decision",
-                         extra={"traces": n, "num_traces": self.config.num_traces})
+        now = time.monotonic()
+        if now - self._evict_logged >= EVICTION_LOG_INTERVAL:
+            self._evict_logged = now
+            self.log.warning("num_traces reached: dropping the oldest traces before their "
+                             "decision (counted in ..._evicted_traces_total)",
+                             extra={"traces": n, "num_traces": self.config.num_traces})
 
     async def _wait_for_room(self, msg: Any) -> None:
         limit = self.config.num_traces
@@ -359,10 +366,13 @@ class TailSamplingProcessor(Component, Consumer):
         while pending:
             started = time.perf_counter()
             chunk: list[TraceData] = []
-            for _tid, t in pending.items():
-                if t.first_seen > deadline or len(chunk) >= CHUNK_TRACES:
+            spans = 0
+            for t in pending.values():
+                if t.first_seen > deadline or len(chunk) >= CHUNK_TRACES \
+                        or spans >= CHUNK_SPANS:
                     break
                 chunk.append(t)
+                spans += len(t.spans)
             if not chunk:
                 break
             for t in chunk:
@@ -390,7 +400,7 @@ class TailSamplingProcessor(Component, Consumer):
                 await self._emit(sampled)
             self.last_tick_seconds = time.perf_counter() - started
             self.m.latency.observe(self.last_tick_seconds)
-            if len(chunk) >= CHUNK_TRACES:
+            if len(chunk) >= CHUNK_TRACES or spans >= CHUNK_SPANS:
                 await asyncio.sleep(0)
         return done
 

@@ -4,6 +4,8 @@ failures and durable waiting (storage disk, in process)."""
 from __future__ import annotations
 
 import asyncio
+import gc
+import time
 from pathlib import Path
 from typing import Any
 
@@ -222,3 +224,39 @@ async def test_disk_storage_acks_only_after_delivery(tmp_path: Path) -> None:
     await again.decide_due(0.0)
     assert trace_ids(sink2.batches) == [1]
     await again.shutdown()
+
+
+async def test_a_big_decision_round_never_holds_the_loop() -> None:
+    """30,000 traces due at once (all sampled): decided in chunks, each under 100 ms of
+    CPU between two yields to the event loop."""
+    sink = Sink()
+    proc = make(sink, clock=Clock(), policies=[p("all", "always_sample")],
+                num_traces=100_000)
+    from tests.unit.processors.tail_sampling.spans import request
+
+    for start in range(0, 30_000, 3000):
+        spans = [S(t, str(i)) for t in range(start + 1, start + 3001) for i in range(2)]
+        await proc.consume(Batch(Signal.TRACES, raw=request(spans).SerializeToString()))
+    longest = 0.0
+    done = False
+
+    async def watch() -> None:
+        nonlocal longest
+        last = time.thread_time()
+        while not done:
+            await asyncio.sleep(0)
+            now = time.thread_time()
+            longest = max(longest, now - last)
+            last = now
+
+    watcher = asyncio.create_task(watch())
+    await asyncio.sleep(0)
+    gc.disable()
+    try:
+        assert await proc.decide_due(float("inf")) == 30_000
+    finally:
+        gc.enable()
+        done = True
+        await watcher
+    assert sink.items == 60_000
+    assert longest < 0.1, f"{longest * 1000:.0f} ms without a yield"
