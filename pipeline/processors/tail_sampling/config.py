@@ -1,9 +1,9 @@
 """Config of the `tail_sampling` processor: the Collector's keys (contrib
 `tailsamplingprocessor`), plus `storage` (durable waiting) and the `slo` policy type.
 
-Nesting follows the Collector: a top-level policy may be of any type; a
-`composite_sub_policy` of a simple (leaf) type or `and`; `and_sub_policy`,
-`drop_sub_policy` and `not_sub_policy` hold simple types only.
+Nesting follows the Collector (v0.161): a top-level policy may be of any type; a
+`composite_sub_policy` of a simple (leaf) type or `and`; `and_sub_policy` and
+`drop_sub_policy` of a simple type or `not`; `not_sub_policy` of a simple type.
 """
 
 from __future__ import annotations
@@ -31,10 +31,10 @@ STATUS_CODES = ("UNSET", "OK", "ERROR")  # the index is the OTLP status code
 
 
 class LatencyCfg(ComponentConfig):
-    threshold_ms: int = Field(0, ge=0, description="lower bound of the trace duration "
-                              "(earliest span start to latest span end), in ms")
-    upper_threshold_ms: int = Field(0, ge=0, description="upper bound (inclusive); 0: none. "
-                                    "With an upper bound the lower one is exclusive")
+    threshold_ms: int = Field(0, ge=0, description="the trace duration (earliest span "
+                              "start to latest span end, whole ms) must exceed this")
+    upper_threshold_ms: int = Field(0, ge=0, description="and be at most this; 0: no upper "
+                                    "bound")
 
     @model_validator(mode="after")
     def _bounds(self) -> LatencyCfg:
@@ -93,7 +93,9 @@ class StringAttributeCfg(ComponentConfig):
 
 
 class RateLimitingCfg(ComponentConfig):
-    spans_per_second: int = Field(gt=0, description="token bucket: this rate, this burst")
+    spans_per_second: int = Field(gt=0, description="token bucket refilled at this rate")
+    burst_capacity: int = Field(0, ge=0, description="the bucket's size (also the largest "
+                                "trace that can pass); 0: twice spans_per_second")
 
 
 class SpanCountCfg(ComponentConfig):
@@ -202,16 +204,25 @@ class LeafPolicy(_Leaf):
     type: LeafType
 
 
+class NotCfg(ComponentConfig):
+    not_sub_policy: LeafPolicy
+
+
+class AndSubPolicy(_Leaf):
+    """A policy of and_sub_policy / drop_sub_policy: a simple type or a `not`."""
+
+    type: Literal[LeafType, "not"]
+    not_: NotCfg | None = Field(None, alias="not")
+
+    model_config = {**_Leaf.model_config, "populate_by_name": True}
+
+
 class AndCfg(ComponentConfig):
-    and_sub_policy: list[LeafPolicy] = Field(min_length=1)
+    and_sub_policy: list[AndSubPolicy] = Field(min_length=1)
 
 
 class DropCfg(ComponentConfig):
-    drop_sub_policy: list[LeafPolicy] = Field(min_length=1)
-
-
-class NotCfg(ComponentConfig):
-    not_sub_policy: LeafPolicy
+    drop_sub_policy: list[AndSubPolicy] = Field(min_length=1)
 
 
 class CompositeSubPolicy(_Leaf):

@@ -205,28 +205,31 @@ def _parse_tracestate(ts: str) -> dict[str, str]:
     return out
 
 
+# Values read as Go's pdata reads them: a value of another type is "" / 0 / false (as
+# upb's string_value / int_value / bool_value of another oneof member).
+
+
 def _string_test(values: Sequence[str], regex: bool, cache_size: int) -> AnyTest:
     if not regex:
-        exact = frozenset(values)
-        # A value of another type reads as "" (Go's Value.Str()).
+        exact = frozenset(v for v in values if v)  # an empty value never matches
         return lambda v: v.string_value in exact
     patterns = [re.compile(p) for p in values]
 
     def match(s: str) -> bool:
-        return any(p.search(s) for p in patterns)
+        return any(p.search(s) for p in patterns)  # Go's MatchString: unanchored
 
-    cached = functools.lru_cache(maxsize=cache_size)(match) if cache_size else match
-    return lambda v: cached(v.string_value)
+    cached = functools.lru_cache(maxsize=cache_size or 128)(match)
+    return lambda v: bool(s := v.string_value) and cached(s)
 
 
 def _numeric_test(lo: int | None, hi: int | None) -> AnyTest:
     lo_ = -(1 << 63) if lo is None else lo
     hi_ = (1 << 63) - 1 if hi is None else hi
-    return lambda v: v.HasField("int_value") and lo_ <= v.int_value <= hi_
+    return lambda v: lo_ <= v.int_value <= hi_
 
 
 def _bool_test(value: bool) -> AnyTest:
-    return lambda v: v.HasField("bool_value") and v.bool_value == value
+    return lambda v: v.bool_value == value
 
 
 # --- evaluators -------------------------------------------------------------------------
@@ -253,7 +256,7 @@ class Latency(Evaluator):
             return Decision.NOT_SAMPLED
         ms = (t.end - t.start) // 1_000_000 if t.end >= t.start else \
             -((t.start - t.end) // 1_000_000)  # Go's Duration.Milliseconds truncates
-        ok = ms >= self.lo if not self.hi else self.lo < ms <= self.hi
+        ok = ms > self.lo if not self.hi else self.lo < ms <= self.hi
         return Decision.SAMPLED if ok else Decision.NOT_SAMPLED
 
 
@@ -324,17 +327,19 @@ class Probabilistic(Evaluator):
 
 
 class RateLimiting(Evaluator):
-    """A token bucket of `spans_per_second` tokens a second, as deep: a trace takes as
-    many tokens as it has spans, or is not sampled."""
+    """The Collector's token bucket (Go's rate.Limiter): `spans_per_second` tokens a
+    second, `burst` deep, full at the start; a trace takes as many tokens as it has
+    spans, or is not sampled."""
 
-    def __init__(self, sps: int):
+    def __init__(self, sps: int, burst: int = 0):
         self.rate = float(sps)
-        self.tokens = float(sps)
+        self.burst = float(burst or 2 * sps)
+        self.tokens = self.burst
         self.last: float | None = None
 
     def evaluate(self, t: TraceData, now: float) -> Decision:
         if self.last is not None:
-            self.tokens = min(self.rate, self.tokens + (now - self.last) * self.rate)
+            self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
         self.last = now
         n = len(t.spans)
         if n <= self.tokens:
@@ -409,6 +414,7 @@ class Composite(Evaluator):
                 if after <= allocated and after <= self.max_total:
                     self.used[i] = after
                     return Decision.SAMPLED
+                return Decision.NOT_SAMPLED  # over its share: later ones are not asked
         return Decision.NOT_SAMPLED
 
 
@@ -447,7 +453,8 @@ _BUILD: dict[str, Callable[[Any, Facts], Evaluator]] = {
     "slo": lambda sec, facts: Fact(facts.slo_bad(SpanClassifier(
         span_slos(sec.definitions, bool(sec.names)), sec.http_5xx))),
     "probabilistic": lambda sec, facts: Probabilistic(sec.sampling_percentage, sec.hash_salt),
-    "rate_limiting": lambda sec, facts: RateLimiting(sec.spans_per_second),
+    "rate_limiting": lambda sec, facts: RateLimiting(sec.spans_per_second,
+                                                     sec.burst_capacity),
     "span_count": lambda sec, facts: SpanCount(sec.min_spans, sec.max_spans),
     "and": lambda sec, facts: And([compile_policy(s, facts) for s in sec.and_sub_policy]),
     "drop": lambda sec, facts: Drop([compile_policy(s, facts) for s in sec.drop_sub_policy]),

@@ -352,9 +352,9 @@ class TailSamplingProcessor(Component, Consumer):
         for ev in self.policies:
             d = ev.evaluate(t, now)
             counts[ev.name][0 if d in SAMPLED_ONES else 1] += 1
-            if d is Decision.SAMPLED and self.first_match:
-                return True
             decisions.append(d)
+            if d is Decision.SAMPLED and self.first_match:
+                break  # an earlier inverted not-sampled still wins, as in the Collector
         return combine(decisions)
 
     async def decide_due(self, now: float) -> int:

@@ -79,8 +79,10 @@ async def test_always_sample_keeps_every_trace_whole() -> None:
 async def test_latency_uses_the_whole_trace_duration() -> None:
     # Trace 1: two 10 ms spans 490 ms apart = 500 ms; trace 2: 499 ms; trace 3: 2000 ms.
     spans = [S(1, ms=10), S(1, start_ms=490, ms=10), S(2, ms=499), S(3, ms=2000)]
-    assert await decide([p("slow", "latency", threshold_ms=500)], spans) == {1, 3}
-    # With an upper bound the lower one is exclusive: (500, 1000].
+    # More than threshold_ms (v0.161: strictly), whole milliseconds.
+    assert await decide([p("slow", "latency", threshold_ms=500)], spans) == {3}
+    assert await decide([p("slow", "latency", threshold_ms=499)], spans) == {1, 3}
+    # With an upper bound: (threshold_ms, upper_threshold_ms].
     assert await decide([p("mid", "latency", threshold_ms=499, upper_threshold_ms=1000)],
                         spans) == {1}
 
@@ -114,6 +116,8 @@ async def test_numeric_attribute() -> None:
                         spans) == {1, 4}
     assert await decide([p("n", "numeric_attribute", key="code", min_value=500,
                            invert_match=True)], spans) == {2, 3}
+    # As Go's pdata reads it, a value of another type is 0.
+    assert await decide([p("n", "numeric_attribute", key="code", max_value=0)], spans) == {3}
 
 
 async def test_boolean_attribute() -> None:
@@ -162,9 +166,13 @@ async def test_probabilistic_share_and_agreement() -> None:
 
 
 async def test_rate_limiting_is_a_token_bucket_of_spans() -> None:
-    # 3 traces of 4 spans against 10 spans a second, decided at the same instant.
+    # 3 traces of 4 spans decided at the same instant; the bucket starts full, twice
+    # spans_per_second deep unless burst_capacity says otherwise.
     spans = [S(t, str(i)) for t in (1, 2, 3) for i in range(4)]
-    assert await decide([p("r", "rate_limiting", spans_per_second=10)], spans) == {1, 2}
+    assert await decide([p("r", "rate_limiting", spans_per_second=5)], spans) == {1, 2}
+    assert await decide([p("r", "rate_limiting", spans_per_second=10)], spans) == {1, 2, 3}
+    assert await decide([p("r", "rate_limiting", spans_per_second=100, burst_capacity=4)],
+                        spans) == {1}
 
 
 async def test_and_not_drop() -> None:
@@ -177,6 +185,12 @@ async def test_and_not_drop() -> None:
     not_health = {"name": "nh", "type": "not", "not": {"not_sub_policy": p(
         "h", "string_attribute", key="http.route", values=["/health"])}}
     assert await decide([not_health], spans) == {1, 2, 3}
+    # and / drop sub-policies may be a not (Collector v0.161).
+    errors_not_prod = p("enp", "and", and_sub_policy=[
+        p("err", "status_code", status_codes=["ERROR"]),
+        {"name": "np", "type": "not", "not": {"not_sub_policy": p(
+            "prod", "string_attribute", key="env", values=["prod"])}}])
+    assert await decide([errors_not_prod], spans) == {2}
     drop_errors = p("d", "drop", drop_sub_policy=[p("err", "status_code",
                                                     status_codes=["ERROR"])])
     assert await decide([p("all", "always_sample"), drop_errors], spans) == {3, 4}
@@ -189,8 +203,10 @@ async def test_inverted_not_sampled_wins_over_sampled() -> None:
     # trace 1: Sampled + InvertNotSampled -> not sampled; 2: Sampled + InvertSampled;
     # 3: NotSampled + InvertSampled -> not sampled.
     assert await decide(pols, spans) == {2}
-    # sample_on_first_match stops at the first Sampled: trace 1 is kept.
+    # sample_on_first_match stops at the first Sampled: trace 1 is kept ...
     assert await decide(pols, spans, sample_on_first_match=True) == {1, 2}
+    # ... unless an inverted not-sampled came before it.
+    assert await decide(pols[::-1], spans, sample_on_first_match=True) == {2}
 
 
 async def test_composite_rate_allocation() -> None:
