@@ -20,10 +20,11 @@ from pipeline.slo.model import SLO, SLODefinitionError
 from pipeline.slo.native import NativeSLO
 
 LEAF_TYPES = ("always_sample", "latency", "numeric_attribute", "probabilistic", "status_code",
-              "string_attribute", "rate_limiting", "span_count", "trace_state",
+              "string_attribute", "rate_limiting", "bytes_limiting", "span_count", "trace_state",
               "boolean_attribute", "slo")
 LeafType = Literal["always_sample", "latency", "numeric_attribute", "probabilistic",
-                   "status_code", "string_attribute", "rate_limiting", "span_count",
+                   "status_code", "string_attribute", "rate_limiting", "bytes_limiting",
+                   "span_count",
                    "trace_state", "boolean_attribute", "slo"]
 CompositeSubType = Literal[LeafType, "and"]
 PolicyType = Literal[LeafType, "and", "drop", "not", "composite"]
@@ -96,6 +97,13 @@ class RateLimitingCfg(ComponentConfig):
     spans_per_second: int = Field(gt=0, description="token bucket refilled at this rate")
     burst_capacity: int = Field(0, ge=0, description="the bucket's size (also the largest "
                                 "trace that can pass); 0: twice spans_per_second")
+
+
+class BytesLimitingCfg(ComponentConfig):
+    bytes_per_second: int = Field(gt=0, description="token bucket refilled at this rate; a "
+                                  "trace costs the OTLP-encoded size of its spans")
+    burst_capacity: int = Field(0, ge=0, description="the bucket's size; 0: twice "
+                                "bytes_per_second")
 
 
 class SpanCountCfg(ComponentConfig):
@@ -179,6 +187,7 @@ class _Leaf(ComponentConfig):
     status_code: StatusCodeCfg | None = None
     string_attribute: StringAttributeCfg | None = None
     rate_limiting: RateLimitingCfg | None = None
+    bytes_limiting: BytesLimitingCfg | None = None
     span_count: SpanCountCfg | None = None
     trace_state: TraceStateCfg | None = None
     boolean_attribute: BooleanAttributeCfg | None = None

@@ -54,8 +54,8 @@ SAMPLED_ONES = (Decision.SAMPLED, Decision.INVERT_SAMPLED)
 class TraceData:
     """A trace waiting for its decision: its spans and the summary policies read."""
 
-    __slots__ = ("end", "facts", "first_seen", "records", "spans", "start", "status",
-                 "trace_id")
+    __slots__ = ("end", "facts", "first_seen", "nbytes", "records", "spans", "start",
+                 "status", "trace_id")
 
     def __init__(self, trace_id: bytes, first_seen: float):
         self.trace_id = trace_id
@@ -65,6 +65,7 @@ class TraceData:
         self.end = 0
         self.status = 0  # bit 1 << code: UNSET 1, OK 2, ERROR 4
         self.facts = 0
+        self.nbytes = 0  # encoded size of its spans, kept when a bytes_limiting policy asks
         self.records: list[int] | None = None  # storage disk: keys of the records holding it
 
     @property
@@ -97,8 +98,13 @@ class Facts:
         self.trace_state: list[tuple[str, frozenset[str], int]] = []
         self.slo: list[tuple[SpanClassifier, int]] = []
         self.bits = 0
+        self.need_bytes = False
         self._key_bytes: dict[str, bytes] = {}
         self._needles: dict[int, list[bytes]] = {}
+
+    def sizes(self) -> None:
+        """A policy reads the traces' encoded size: keep it per span at ingest."""
+        self.need_bytes = True
 
     def _bit(self) -> int:
         bit = 1 << self.bits
@@ -327,21 +333,22 @@ class Probabilistic(Evaluator):
 
 
 class RateLimiting(Evaluator):
-    """The Collector's token bucket (Go's rate.Limiter): `spans_per_second` tokens a
-    second, `burst` deep, full at the start; a trace takes as many tokens as it has
-    spans, or is not sampled."""
+    """The Collector's token bucket (Go's rate.Limiter): `rate` tokens a second, `burst`
+    deep (default twice the rate), full at the start; a trace takes as many tokens as it
+    has spans (`bytes`: as its spans' encoded size), or is not sampled."""
 
-    def __init__(self, sps: int, burst: int = 0):
-        self.rate = float(sps)
-        self.burst = float(burst or 2 * sps)
+    def __init__(self, rate: int, burst: int = 0, *, bytes_: bool = False):
+        self.rate = float(rate)
+        self.burst = float(burst or 2 * rate)
         self.tokens = self.burst
         self.last: float | None = None
+        self.bytes = bytes_
 
     def evaluate(self, t: TraceData, now: float) -> Decision:
         if self.last is not None:
             self.tokens = min(self.burst, self.tokens + (now - self.last) * self.rate)
         self.last = now
-        n = len(t.spans)
+        n = t.nbytes if self.bytes else len(t.spans)
         if n <= self.tokens:
             self.tokens -= n
             return Decision.SAMPLED
@@ -436,6 +443,11 @@ def _composite(sec: CompositeCfg, facts: Facts) -> Evaluator:
                       for s in sec.composite_sub_policy])
 
 
+def _bytes_limiting(sec: Any, facts: Facts) -> Evaluator:
+    facts.sizes()
+    return RateLimiting(sec.bytes_per_second, sec.burst_capacity, bytes_=True)
+
+
 _BUILD: dict[str, Callable[[Any, Facts], Evaluator]] = {
     "always_sample": lambda sec, facts: AlwaysSample(),
     "latency": lambda sec, facts: Latency(sec.threshold_ms, sec.upper_threshold_ms),
@@ -455,6 +467,7 @@ _BUILD: dict[str, Callable[[Any, Facts], Evaluator]] = {
     "probabilistic": lambda sec, facts: Probabilistic(sec.sampling_percentage, sec.hash_salt),
     "rate_limiting": lambda sec, facts: RateLimiting(sec.spans_per_second,
                                                      sec.burst_capacity),
+    "bytes_limiting": lambda sec, facts: _bytes_limiting(sec, facts),
     "span_count": lambda sec, facts: SpanCount(sec.min_spans, sec.max_spans),
     "and": lambda sec, facts: And([compile_policy(s, facts) for s in sec.and_sub_policy]),
     "drop": lambda sec, facts: Drop([compile_policy(s, facts) for s in sec.drop_sub_policy]),

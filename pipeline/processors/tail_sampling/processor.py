@@ -199,6 +199,7 @@ class TailSamplingProcessor(Component, Consumer):
         facts = self.facts
         watch = facts.active(raw)
         span_facts = facts.span if (watch or facts.trace_state or facts.slo) else None
+        sizes = facts.need_bytes
         decided = self._decided
         new = 0
         late: list[tuple[Any, Any]] = []
@@ -237,6 +238,8 @@ class TailSamplingProcessor(Component, Consumer):
                         t.facts |= rbits | span_facts(span, rtexts, watch)
                     elif rbits:
                         t.facts |= rbits
+                    if sizes:
+                        t.nbytes += span.ByteSize()
                     touched.add(tid)
         holder = self._hold(key, touched, bool(late)) if key is not None else None
         self._ingested(new, len(late), late_dropped)

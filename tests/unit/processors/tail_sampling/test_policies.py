@@ -17,7 +17,7 @@ from pipeline.processors.tail_sampling.policies import (
 from pipeline.processors.tail_sampling.processor import TailSamplingProcessor
 from pipeline.telemetry.metrics import Telemetry
 from tests.support import Sink, processor_settings
-from tests.unit.processors.tail_sampling.spans import S, batch, sampled, tid
+from tests.unit.processors.tail_sampling.spans import S, batch, request, sampled, tid
 
 
 class Clock:
@@ -277,3 +277,14 @@ async def test_policy_decisions_are_counted() -> None:
     assert status["traces_sampled"] == 2
     assert status["policies"][0] == {"name": "err", "sampled": 1, "not_sampled": 2}
     _ = tid
+
+
+async def test_bytes_limiting_counts_encoded_span_bytes() -> None:
+    spans = [S(t, str(i), attrs={"pad": "x" * 100}) for t in (1, 2, 3) for i in range(2)]
+    one = sum(sp.ByteSize() for sp in request(spans[:2]).resource_spans[0]
+              .scope_spans[0].spans)
+    # Room for two traces in the burst, not three.
+    assert await decide([p("b", "bytes_limiting", bytes_per_second=1,
+                           burst_capacity=2 * one)], spans) == {1, 2}
+    assert await decide([p("b", "bytes_limiting", bytes_per_second=3 * one)], spans) == \
+        {1, 2, 3}
