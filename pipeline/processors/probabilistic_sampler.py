@@ -97,6 +97,7 @@ _HASH_BUCKETS = 0x4000
 _SCALE = float32(_HASH_BUCKETS / 100.0)  # Go: the constant 163.84 as a float32
 _ZERO_ID = bytes(16)
 _PRIORITY_KEY = "sampling.priority"
+_PRIORITY_BYTES = _PRIORITY_KEY.encode()
 _TH_ATTR = "sampling.threshold"
 _RV_ATTR = "sampling.randomness"
 
@@ -214,6 +215,8 @@ class ProbabilisticSamplerProcessor(Component, Consumer):
         spec = TRACES_SAMPLED if self.signal is Signal.TRACES else LOGS_SAMPLED
         self._counter = settings.telemetry.counter(spec)
         self._counts: dict[tuple[str, bool], Any] = {}
+        self._priority_in_batch = True
+        self._hashes: dict[bytes, int] = {}  # trace id -> hash_seed randomness, per batch
 
     async def consume(self, batch: Batch) -> None:
         if self.apply(batch):
@@ -229,9 +232,13 @@ class ProbabilisticSamplerProcessor(Component, Consumer):
     def apply(self, batch: Batch) -> bool:
         """Sample the batch in place; False when nothing is left (not forwarded)."""
         try:
+            # Only a batch naming sampling.priority somewhere needs its spans' attributes
+            # read (a scan of the bytes in C; a false hit only costs the Python scan).
+            self._priority_in_batch = _PRIORITY_BYTES in batch.to_bytes()
             msg = batch.mutable()
         except DecodeError as exc:
             raise PermanentError(f"undecodable {self.signal} request: {exc}") from exc
+        self._hashes.clear()
         keep: Callable[[Any], bool]
         if self.signal is Signal.TRACES:
             resources, scopes_of, items_of, keep = (
@@ -280,7 +287,10 @@ class ProbabilisticSamplerProcessor(Component, Consumer):
             ts, item.error = None, str(exc)
         if mode == "hash_seed":
             if has_id:
-                item.rnd = hash_seed_randomness(tid, self.sampler.seed_state)
+                rnd = self._hashes.get(tid)
+                if rnd is None:
+                    rnd = self._hashes[tid] = hash_seed_randomness(tid, self.sampler.seed_state)
+                item.rnd = rnd
                 item.policy = "trace_id_hash"
             if ts is not None:
                 if ts.rv:
@@ -307,7 +317,7 @@ class ProbabilisticSamplerProcessor(Component, Consumer):
     def _keep_span(self, sp: Any) -> bool:
         item = self._span_item(sp)
         threshold = self._final(item)
-        priority = _span_priority(sp)
+        priority = _span_priority(sp) if self._priority_in_batch else None
         if priority is not None:
             threshold = ALWAYS_SAMPLE if priority else NEVER_SAMPLE
             item.policy = "sampling_priority"
