@@ -422,3 +422,20 @@ async def test_logs_proportional_with_record_threshold() -> None:
     proc = make(bad, {"sampling_percentage": 50, "mode": "proportional"}, signal=Signal.LOGS)
     await proc.consume(one_record(DEFAULT_TID, [("sampling.randomness", "zz")]))
     assert bad.batches == []
+
+
+async def test_logs_held_as_python_records() -> None:
+    """A batch of text-log records (no OTLP yet) is sampled like an OTLP one."""
+    from pipeline.pdata.logrecords import LogGroup, LogRecord
+
+    records = [LogRecord(body=f"line {i}", attributes={"logID": f"id-{i}"})
+               for i in range(300)]
+    batch = Batch(Signal.LOGS, logs=[LogGroup(records, resource={"service.name": "x"})])
+    sink = Sink()
+    await make(sink, {"sampling_percentage": 20, "attribute_source": "record",
+                      "from_attribute": "logID"}, signal=Signal.LOGS).consume(batch)
+    state = seed_state32(0)
+    want = {f"line {i}" for i in range(300)
+            if (hash_seed_randomness(f"id-{i}".encode(), state) & 0x3FFF) < 3276}
+    assert {r.body.string_value for r in records_of(sink)} == want
+    assert 30 < len(want) < 90
