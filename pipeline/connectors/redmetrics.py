@@ -9,6 +9,10 @@ configured `dimensions`):
   explicit buckets (default edges include 0.2 s and 0.5 s, the ops SLOs) or an
   exponential histogram, with exemplars (trace id, span id, value).
 
+With `exemplars.kept_by` (tail sampling after this connector), exemplars are
+picked only from spans whose trace the mirrored tail_sampling policies keep
+(`pipeline.aggregation.exemplars`), so each one resolves to a stored trace.
+
 The namespace defaults to `traces.span.metrics`, as in the Collector. Each
 distinct `service.name` becomes one ResourceMetrics whose resource holds only
 `service.name` (data points carry it too, so Prometheus gets `service_name`).
@@ -37,6 +41,7 @@ from pydantic import Field, field_validator, model_validator
 
 from pipeline.aggregation.connector import AggregatingConnector, AggregationSettings
 from pipeline.aggregation.emit import MetricSpec
+from pipeline.aggregation.exemplars import KeptTraces
 from pipeline.aggregation.histograms import ExpHistogramSeries, HistogramSeries
 from pipeline.aggregation.keys import ABSENT, DimensionWatch, ValueCache
 from pipeline.aggregation.series import Attrs, Series
@@ -119,9 +124,45 @@ class HistogramConfig(ComponentConfig):
         return self
 
 
+class ProbabilisticMirror(ComponentConfig):
+    sampling_percentage: float = Field(gt=0, le=100, description="the tail_sampling "
+                                       "probabilistic policy's sampling_percentage")
+    hash_salt: str = Field("", description="its hash_salt (empty: the Collector's default)")
+
+
+class KeptByConfig(ComponentConfig):
+    """The tail_sampling policies (OR-ed at its top level) that keep a trace, mirrored
+    so that exemplars are picked only from spans whose trace is kept."""
+
+    probabilistic: ProbabilisticMirror | None = None
+    status_code_error: bool = Field(False, description="a status_code policy keeps traces "
+                                    "with an ERROR span")
+    latency_threshold_ms: int | None = Field(
+        None, ge=0, description="a latency policy with this threshold_ms (and no "
+        "upper_threshold_ms) keeps traces lasting longer")
+
+    @model_validator(mode="after")
+    def _some(self) -> KeptByConfig:
+        if self.probabilistic is None and not self.status_code_error \
+                and self.latency_threshold_ms is None:
+            raise ValueError("name at least one policy (probabilistic, status_code_error, "
+                             "latency_threshold_ms)")
+        return self
+
+    def predicate(self) -> KeptTraces:
+        p = self.probabilistic
+        return KeptTraces(sampling_percentage=p.sampling_percentage if p else None,
+                          hash_salt=p.hash_salt if p else "",
+                          status_code_error=self.status_code_error,
+                          latency_threshold_ms=self.latency_threshold_ms)
+
+
 class ExemplarsConfig(ComponentConfig):
     enabled: bool = Field(True, description="attach (trace id, span id, value) exemplars: "
                           "the first span per bucket in each flush interval")
+    kept_by: KeptByConfig | None = Field(
+        None, description="when tail sampling follows: pick exemplars only from spans "
+        "whose trace these policies keep, so every exemplar resolves (docs/sampling.md)")
 
 
 class ErrorsConfig(ComponentConfig):
@@ -167,6 +208,8 @@ class RedMetricsConnector(AggregatingConnector):
         unit_ns = 1e9 if hist.unit == "s" else 1e6
         self.exponential = hist.exponential is not None
         self.exemplars = config.exemplars.enabled
+        kept_by = config.exemplars.kept_by
+        self.exemplar_ok = kept_by.predicate().keeps if kept_by is not None else None
         dims = [d.name for d in config.dimensions]
         self.dims = dims
         self.defaults = [d.default for d in config.dimensions]
@@ -326,6 +369,8 @@ class RedMetricsConnector(AggregatingConnector):
         bisect_left = bisect.bisect_left
         exponential = self.exponential
         exemplars = self.exemplars
+        ok = self.exemplar_ok
+        max_exp = ExpHistogramSeries.MAX_EXEMPLARS
         resource_id = self._resource_id
         if self.detour_slots:
             resolve = self._resolve
@@ -352,12 +397,15 @@ class RedMetricsConnector(AggregatingConnector):
                     if d < 0:
                         d = 0
                     if exponential:
-                        s.observe(d, (sp.trace_id, sp.span_id, d, end) if exemplars else None)
+                        s.observe(d, (sp.trace_id, sp.span_id, d, end) if exemplars and (
+                            ok is None or (len(s.exemplars) < max_exp
+                                           and ok(sp.trace_id, d, sp.status))) else None)
                         continue
                     i = bisect_left(bounds, d)
                     s.buckets[i] += 1
                     s.sum += d
-                    if exemplars and s.exemplars[i] is None:
+                    if exemplars and s.exemplars[i] is None and (
+                            ok is None or ok(sp.trace_id, d, sp.status)):
                         s.exemplars[i] = (sp.trace_id, sp.span_id, d, end)
         if watched:
             self._end_batch(n)

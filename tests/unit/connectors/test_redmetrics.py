@@ -446,3 +446,54 @@ async def test_http_5xx_probe_with_old_names_and_flask_shapes() -> None:
     got = calls_by(sink, "http.route", "http.response.status_code", "status.code")
     assert got[("/boom", 500, "STATUS_CODE_ERROR")] == 1
     assert got[("/missing", 404, "STATUS_CODE_UNSET")] == 1
+
+
+def _tid(i: int) -> bytes:
+    return (i * 0x9E3779B97F4A7C15 + 12345).to_bytes(16, "big")
+
+
+@pytest.mark.parametrize("histogram", [{}, {"exponential": {"max_size": 20}}])
+async def test_exemplars_only_from_kept_traces(histogram: dict[str, Any]) -> None:
+    """kept_by: a span becomes an exemplar only if the mirrored tail policies keep its
+    trace (FNV-1a 64 with the salt under the cut, ERROR status, or over the latency)."""
+    from pipeline.pdata.sampling import fnv1a64, tail_probabilistic_threshold
+
+    cut = tail_probabilistic_threshold(10)
+    state = fnv1a64(b"s1")
+    sink = Sink()
+    conn = make(sink, histogram=histogram, exemplars={"kept_by": {
+        "probabilistic": {"sampling_percentage": 10, "hash_salt": "s1"},
+        "status_code_error": True, "latency_threshold_ms": 1000}})
+    # (the exponential histogram keeps 5 exemplars a series: the special spans go first)
+    spans: list[dict[str, Any]] = [
+        {"ms": 1000.5, "trace": b"\xaa" * 16},   # 1000 ms whole: not > 1000
+        {"ms": 1001, "trace": b"\xbb" * 16},     # kept by latency
+        {"ms": 7, "trace": b"\xcc" * 16, "status": 2}]  # kept: ERROR
+    spans += [{"ms": 3, "trace": _tid(i), "span": b"\x01" * 8} for i in range(400)]
+    await conn.consume(span_batch(spans))
+    await conn.flush()
+    kept = {t for t in (_tid(i) for i in range(400)) if fnv1a64(t, state) <= cut}
+    assert 15 < len(kept) < 70
+    first_kept = next(_tid(i) for i in range(400) if _tid(i) in kept)
+    got = [e.trace_id for _, _, dp in metrics(sink.batches)[DURATION] for e in dp.exemplars]
+    assert b"\xaa" * 16 not in got
+    assert b"\xbb" * 16 in got
+    assert b"\xcc" * 16 in got
+    assert first_kept in got
+    assert set(got) <= kept | {b"\xbb" * 16, b"\xcc" * 16}
+
+
+async def test_exemplars_kept_by_only_error_policy_gives_none_for_ok_spans() -> None:
+    sink = Sink()
+    conn = make(sink, exemplars={"kept_by": {"status_code_error": True}})
+    await conn.consume(span_batch([{"ms": 3}, {"ms": 300, "status": 1}]))
+    await conn.flush()
+    assert all(len(dp.exemplars) == 0 for _, _, dp in metrics(sink.batches)[DURATION])
+
+
+def test_exemplars_kept_by_needs_a_policy() -> None:
+    with pytest.raises(ValidationError, match="at least one policy"):
+        RedMetricsConfig.model_validate({"exemplars": {"kept_by": {}}})
+    with pytest.raises(ValidationError, match="sampling_percentage"):
+        RedMetricsConfig.model_validate(
+            {"exemplars": {"kept_by": {"probabilistic": {"sampling_percentage": 0}}}})
