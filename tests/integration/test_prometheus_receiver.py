@@ -394,3 +394,124 @@ async def test_file_sd_changes_are_picked_up(tmp_path: Path) -> None:
         await rcv.shutdown()
         await a.down()
         await b.down()
+
+
+# --- TLS, authentication, params, gzip ------------------------------------------------
+
+
+async def test_https_with_ca_bearer_params_and_gzip(tmp_path: Path) -> None:
+    import gzip
+    import ssl
+
+    from tests.certs import make_certs
+
+    certs = make_certs(tmp_path / "certs")
+    seen: list[tuple[str | None, str, str]] = []
+
+    async def metrics(request: web.Request) -> web.Response:
+        seen.append((request.headers.get("Authorization"), request.query_string,
+                     request.headers.get("Accept-Encoding", "")))
+        if request.headers.get("Authorization") != "Bearer t0ken":
+            return web.Response(status=401)
+        return web.Response(body=gzip.compress(b"# TYPE jobs_total counter\njobs_total 3\n"),
+                            headers={"Content-Encoding": "gzip",
+                                     "Content-Type": "text/plain; version=0.0.4"})
+
+    app = web.Application()
+    app.router.add_get("/probe", metrics)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ctx.load_cert_chain(certs.server_cert, certs.server_key)
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port, ssl_context=ctx).start()
+    token = tmp_path / "token"
+    token.write_text("t0ken\n")
+    sink = Sink()
+    rcv = receiver([
+        {"job_name": "tls", "scrape_interval": "1s", "scheme": "https",
+         "metrics_path": "/probe", "params": {"module": ["http_2xx"]},
+         "tls_config": {"ca_file": str(certs.ca)},
+         "authorization": {"credentials_file": str(token)},
+         "static_configs": [{"targets": [f"localhost:{port}"]}]},
+        {"job_name": "untrusted", "scrape_interval": "1s", "scheme": "https",
+         "metrics_path": "/probe", "authorization": {"credentials": "t0ken"},
+         "static_configs": [{"targets": [f"localhost:{port}"]}]},
+        {"job_name": "wrongauth", "scrape_interval": "1s", "scheme": "https",
+         "metrics_path": "/probe", "tls_config": {"ca_file": str(certs.ca)},
+         "basic_auth": {"username": "u", "password": "p"},
+         "static_configs": [{"targets": [f"localhost:{port}"]}]},
+    ], sink)
+    await rcv.start(None)  # type: ignore[arg-type]
+    try:
+        await running(rcv, lambda: latest(sink, "tls", "jobs_total") and ups(sink, "untrusted")
+                      and ups(sink, "wrongauth"), "a scrape of each job")
+        errors = {t.job.job_name: t.last_error for t in rcv.targets()}
+    finally:
+        await rcv.shutdown()
+        await runner.cleanup()
+    hits = latest(sink, "tls", "jobs_total")
+    assert hits is not None
+    assert hits.value == 3.0
+    assert hits.resource["url.scheme"] == "https"
+    assert ("Bearer t0ken", "module=http_2xx", "gzip") in seen
+    assert ups(sink, "untrusted")[0] == 0.0  # the server's CA is not trusted
+    assert "certificate" in errors["untrusted"].lower()
+    assert ups(sink, "wrongauth")[0] == 0.0
+    assert "HTTP status 401" in errors["wrongauth"]
+
+
+# --- the whole process: otelpipe run, file exporter -------------------------------------
+
+
+def test_otelpipe_run_scrapes_the_app_into_the_file_exporter(promapp: Any,
+                                                            tmp_path: Path) -> None:
+    from google.protobuf import json_format
+    from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+        ExportMetricsServiceRequest,
+    )
+
+    from tests.promscrape import points
+    from tests.support import OtelpipeProcess, eventually
+
+    promapp({"pool_size": 20, "pool_checked_out": 19, "rate_limited": 4, "requests": 200})
+    out = tmp_path / "metrics.jsonl"
+    config = {
+        "receivers": {"prometheus": {"config": {"scrape_configs": [{
+            "job_name": "shop", "scrape_interval": "1s",
+            "static_configs": [{"targets": [f"127.0.0.1:{promapp.port}"]}],
+            "metric_relabel_configs": [
+                {"source_labels": ["__name__"], "regex": "db_pool_.*|rate_limit_.*|up",
+                 "action": "keep"}]}]}}},
+        "exporters": {"file": {"path": str(out)}},
+        "service": {"pipelines": {"metrics": {"receivers": ["prometheus"],
+                                              "exporters": ["file"]}}},
+    }
+
+    def read() -> list[Point]:
+        if not out.exists():
+            return []
+        found = []
+        for line in out.read_text().splitlines():
+            if line.strip():
+                req = json_format.Parse(line, ExportMetricsServiceRequest())
+                found += points(req)
+        return found
+
+    with OtelpipeProcess(config, tmp_path) as proc:
+        got = eventually(lambda: [p for p in read() if p.name == "db_pool_checked_out"],
+                         what="a scrape in the file", timeout=60)
+        assert proc.proc is not None
+    p = got[0]
+    assert p.value == 19.0
+    assert p.resource["service.name"] == "shop"
+    assert p.resource["service.instance.id"] == f"127.0.0.1:{promapp.port}"
+    names = {q.name for q in read()}
+    # metric_relabel_configs kept only these (up and scrape_* are the scrape's own)
+    assert names == {"db_pool_checked_out", "db_pool_size", "db_pool_overflow",
+                     "rate_limit_rejections_total", "up", "scrape_duration_seconds",
+                     "scrape_samples_scraped", "scrape_samples_post_metric_relabeling",
+                     "scrape_series_added"}
+    rl = next(q for q in read() if q.name == "rate_limit_rejections_total")
+    assert rl.value == 4.0
+    assert rl.monotonic

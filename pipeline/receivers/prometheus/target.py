@@ -36,7 +36,7 @@ import struct
 from collections.abc import Sequence
 
 from pipeline import __version__
-from pipeline.pdata.wire import ld
+from pipeline.pdata.wire import ld, varint
 from pipeline.receivers.prometheus.relabel import Rule, relabel
 from pipeline.receivers.prometheus.textparse import (
     ParseError,
@@ -116,8 +116,9 @@ class Metric:
 class Series:
     """One OTLP data point stream (a family member without le/quantile)."""
 
-    __slots__ = ("attrs", "buckets", "count", "created", "exemplars", "metric", "prev",
-                 "prev_sum", "quantiles", "seen", "start", "sum", "t", "value")
+    __slots__ = ("attrs", "buckets", "count", "created", "dirty", "exemplars", "metric",
+                 "prefix", "prev", "prev_sum", "quantiles", "seen", "start", "sum", "t",
+                 "value")
 
     def __init__(self, metric: Metric, attrs: bytes):
         self.metric = metric
@@ -134,15 +135,23 @@ class Series:
         self.buckets: list[tuple[float, float]] = []
         self.quantiles: list[tuple[float, float]] = []
         self.exemplars: list[bytes] = []
+        # Per-scrape state to reset before the series' first sample of a scrape:
+        # histograms and summaries always, numbers once they had _created or exemplars.
+        self.dirty = metric.kind >= HISTOGRAM
+        # The encoded start of a number point of fixed size (no exemplars): the
+        # NumberDataPoint field tag and length, then the attributes.
+        fixed = 18 if metric.kind == GAUGE else 27
+        self.prefix = b"\x0a" + varint(len(attrs) + fixed) + attrs
 
-    def begin(self, scrape: int) -> None:
-        self.seen = scrape
+    def begin(self) -> None:
         self.created = 0.0
         if self.metric.kind >= HISTOGRAM:
             self.sum = None
             self.count = math.nan
             self.buckets = []
             self.quantiles = []
+        else:
+            self.dirty = False
         if self.exemplars:
             self.exemplars = []
 
@@ -375,8 +384,9 @@ class TargetState:
         honor_ts = self.honor_timestamps
         samples = 0
         post = 0
-        for idx in range(start, stop):
-            line = lines[idx]
+        idx = start - 1
+        for line in lines[start:stop]:
+            idx += 1
             if not line:
                 continue
             if line[0] == "#":
@@ -405,23 +415,18 @@ class TargetState:
             role = e.role
             if role < 0:
                 continue
-            parts = rest.split()
             try:
-                value = float(parts[0])
-                if len(parts) == 1 or not honor_ts:
-                    t = now_ns
-                elif len(parts) == 2:
-                    t = int(float(parts[1]) * 1e9) if om else int(parts[1]) * 1_000_000
-                else:
-                    raise ValueError
-            except (ValueError, IndexError):
-                raise ParseError(f"line {idx + 1}: invalid value or timestamp "
-                                 f"{rest.strip()[:40]!r}") from None
+                value = float(rest)  # the common case: a value, no timestamp
+                t = now_ns
+            except ValueError:
+                value, t = _value_ts(rest, idx, om, honor_ts, now_ns)
             post += 1
             s = e.series
             if s.seen != scrape_no:
-                s.begin(scrape_no)
+                s.seen = scrape_no
                 touched.append(s)
+                if s.dirty:
+                    s.begin()
             if role == VALUE:
                 s.value = value
                 s.t = t
@@ -439,6 +444,7 @@ class TargetState:
                 s.t = t
             else:
                 s.created = value
+                s.dirty = True
             if exemplar is not None:
                 self._exemplar(s, exemplar, idx, now_ns)
         self._samples += samples
@@ -469,17 +475,27 @@ class TargetState:
             raise ParseError(f"line {idx + 1}: {exc}") from None
         t = int(ts * 1e9) if ts is not None else now_ns
         s.exemplars.append(encode_exemplar(labels, value, t))
+        s.dirty = True
 
     def encode(self, start: int, stop: int) -> None:
         """Encode the points of the series sent in this scrape, `touched[start:stop]`
         (call in chunks, then `finish`)."""
+        gauge = _NUMBER_GAUGE
+        sum_ = _NUMBER_SUM
         for s in self._touched[start:stop]:
             m = s.metric
             k = m.kind
             if k == GAUGE:
-                m.points.append(ld(b"\x0a", s.attrs + _NUMBER_GAUGE(0x19, s.t, 0x21, s.value)))
+                m.points.append(s.prefix + gauge(0x19, s.t, 0x21, s.value))
             elif k == SUM:
-                m.points.append(ld(b"\x0a", self._sum_point(s)))
+                v = s.value
+                if s.created or s.exemplars:
+                    m.points.append(ld(b"\x0a", self._sum_point(s)))
+                    continue
+                if v < s.prev or not s.start:  # a reset, or first sight: start anew
+                    s.start = s.t
+                s.prev = v
+                m.points.append(s.prefix + sum_(0x11, s.start, 0x19, s.t, 0x21, v))
             elif k == HISTOGRAM:
                 m.points.append(ld(b"\x0a", self._hist_point(s)))
             else:
@@ -603,6 +619,22 @@ class TargetState:
         for q, v in sorted(s.quantiles):
             out.append(ld(b"\x32", _DOUBLE(0x09, q) + _DOUBLE(0x11, v)))
         return b"".join(out)
+
+
+def _value_ts(rest: str, idx: int, om: bool, honor_ts: bool, now_ns: int
+              ) -> tuple[float, int]:
+    """Value and timestamp of a sample whose text is not a bare number."""
+    parts = rest.split()
+    try:
+        value = float(parts[0])
+        if len(parts) == 1 or not honor_ts:
+            return value, now_ns
+        if len(parts) == 2:
+            return value, int(float(parts[1]) * 1e9) if om else int(parts[1]) * 1_000_000
+        raise ValueError
+    except (ValueError, IndexError):
+        raise ParseError(f"line {idx + 1}: invalid value or timestamp "
+                         f"{rest.strip()[:40]!r}") from None
 
 
 def _float(text: str) -> float:
