@@ -7,7 +7,10 @@ from collections.abc import Iterator
 from typing import Any
 
 from pipeline.component import Signal
-from pipeline.pdata.anyvalue import any_value_to_python, label_text
+from pipeline.pdata.attractions import find, set_value, value_text
+
+__all__ = ["POINT_KINDS", "data_points", "find", "items", "resources", "set_value",
+           "value_text"]
 
 POINT_KINDS = ("gauge", "sum", "histogram", "exponential_histogram", "summary")
 
@@ -38,36 +41,3 @@ def items(signal: Signal, resource: Any) -> Iterator[Any]:
         for sm in resource.scope_metrics:
             for m in sm.metrics:
                 yield from data_points(m)
-
-
-def find(attributes: Any, key: str) -> Any:
-    """The KeyValue with this key, or None (a linear scan: no dict is built)."""
-    for kv in attributes:
-        if kv.key == key:
-            return kv
-    return None
-
-
-def set_value(value: Any, v: Any) -> None:
-    """Set an AnyValue from a Python scalar (bool before int: bool is an int)."""
-    if isinstance(v, bool):
-        value.bool_value = v
-    elif isinstance(v, int):
-        value.int_value = v
-    elif isinstance(v, float):
-        value.double_value = v
-    elif isinstance(v, bytes):
-        value.bytes_value = v
-    else:
-        value.string_value = str(v)
-
-
-def value_text(value: Any) -> str:
-    """Text of an AnyValue: a string as is, scalars as the Collector prints them."""
-    kind = value.WhichOneof("value")
-    if kind == "string_value":
-        return str(value.string_value)
-    if kind is None:
-        return ""
-    return label_text(any_value_to_python(value))
-

@@ -288,7 +288,19 @@ class _Window:
 def fingerprint(slo: SLO) -> str:
     """Identity of what an SLO counts (its indicator): a changed indicator resets its
     counts, a changed objective or period does not."""
-    raw = orjson.dumps(slo.indicator.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+    dumped = slo.indicator.model_dump(mode="json")
+    # Fields added later leave the fingerprint of indicators that do not use them as it
+    # was (a saved budget survives the upgrade).
+    if dumped.get("interval") is None:
+        dumped.pop("interval", None)
+    for role in ("total", "good", "bad"):
+        sel = dumped.get(role)
+        if isinstance(sel, dict):
+            if sel.get("divide_by") is None:
+                sel.pop("divide_by", None)
+            if not sel.get("plus"):
+                sel.pop("plus", None)
+    raw = orjson.dumps(dumped, option=orjson.OPT_SORT_KEYS)
     return hashlib.sha256(raw).hexdigest()[:16]
 
 

@@ -24,7 +24,17 @@ count (see `pipeline.connectors.slo` for how each metric type is counted):
   sums) cannot take a threshold.
 - thresholds on time-unit metrics (`s`, `ms`, ...) are in **seconds** (a number,
   or a duration such as `200ms`); the connector converts them to the metric's
-  unit.
+  unit;
+- `divide_by` -- a gauge whose value divides the selector's gauge, series joined
+  on equal attributes (`db_pool_checked_out / db_pool_size`): the threshold applies
+  to the quotient; such selectors are sampled per interval (below);
+- `plus` -- further counters whose increases add to the selector's (the total of a
+  cache-hit ratio: hits plus misses).
+
+An `Indicator` with `interval` counts *time slices*: each gauge series (or
+quotient) is sampled once per interval -- its latest value, as a Prometheus
+rule evaluation sees it -- and each sample is one event ("pool use < 80% in 99%
+of minutes").
 """
 
 from __future__ import annotations
@@ -157,6 +167,11 @@ class Selector(StrictModel):
     value: Threshold | None = Field(None, description="threshold; seconds for time units")
     unit: str | None = Field(None, description="unit of the metric, when otelpipe does not "
                                                "know it (for thresholds and Prometheus names)")
+    divide_by: str | None = Field(None, min_length=1, description="a gauge dividing this "
+                                  "one (series joined on equal attributes); op/value apply "
+                                  "to the quotient")
+    plus: list[str] = Field(default_factory=list, description="counters whose increases add "
+                            "to this one's (e.g. cache misses next to hits for the total)")
 
     @model_validator(mode="before")
     @classmethod
@@ -181,7 +196,29 @@ class Selector(StrictModel):
         if self.op is not None and kind == "histogram" and self.op != "lte":
             raise ValueError(f"{self.metric} is a histogram: only `op: lte` (at most a bucket "
                              f"bound) can be counted, not {self.op}")
+        if self.divide_by is not None:
+            for name in (self.metric, self.divide_by):
+                known = KNOWN_METRICS.get(name)
+                if known and known[0] not in ("gauge", "updowncounter"):
+                    raise ValueError(f"divide_by joins gauges; {name} is a {known[0]}")
+            if self.plus:
+                raise ValueError("plus (counters) and divide_by (gauges) do not go together")
+        if self.plus:
+            if self.op is not None:
+                raise ValueError("plus adds counters: a threshold (op/value) does not apply")
+            for name in (self.metric, *self.plus):
+                known = KNOWN_METRICS.get(name)
+                if known and known[0] != "counter":
+                    raise ValueError(f"plus adds counters; {name} is a {known[0]}")
+            if len(set(self.plus) | {self.metric}) != len(self.plus) + 1:
+                raise ValueError("plus names a metric twice")
         return self
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """Every metric the selector reads."""
+        extra = (self.divide_by,) if self.divide_by is not None else ()
+        return (self.metric, *self.plus, *extra)
 
     @property
     def metric_type(self) -> str | None:
@@ -203,12 +240,31 @@ class Indicator(StrictModel):
     total: Selector
     good: Selector | None = None
     bad: Selector | None = None
+    interval: Duration | None = Field(
+        None, ge=1, le=3600, description="time slices: sample every gauge series once per "
+        "interval (its latest value), each sample one event")
 
     @model_validator(mode="after")
     def _one(self) -> Indicator:
         if (self.good is None) == (self.bad is None):
             raise ValueError("an indicator has exactly one of good and bad (with total)")
+        sels = [s for _, s in self.selectors()]
+        if self.interval is None and any(s.divide_by is not None for s in sels):
+            raise ValueError("divide_by needs an interval (the quotient is sampled per "
+                             "interval)")
+        if self.interval is not None:
+            for sel in sels:
+                known = KNOWN_METRICS.get(sel.metric)
+                if sel.plus or (known and known[0] not in ("gauge", "updowncounter")):
+                    raise ValueError(f"interval samples gauges; {sel.metric} is a counter")
+            if 3600 % self.interval:
+                raise ValueError("interval must divide an hour (e.g. 10s, 1m, 5m)")
         return self
+
+    @property
+    def sampled(self) -> bool:
+        """Counted in time slices (gauges sampled once per interval)."""
+        return self.interval is not None
 
     def selectors(self) -> list[tuple[str, Selector]]:
         """(role, selector) pairs: role is good, bad or total."""

@@ -20,6 +20,16 @@ Native form (the connector's `slos:` key, or a YAML file with a `slos:` key)::
         objective: 99.99
         sli: {type: threshold, metric: db.replication.lag, op: lt, threshold: 100ms,
               match: {method: heartbeat}}
+      - name: db-pool-headroom         # pool use < 80% in 99% of minutes
+        service: api
+        objective: 99
+        sli: {type: threshold, metric: app_db_pool_checked_out, divide_by: app_db_pool_size,
+              op: lt, threshold: 0.8, interval: 1m}
+      - name: cache-hit-ratio          # hits / (hits + misses) >= 90%
+        service: api
+        objective: 90
+        sli: {type: ratio, good: {metric: app_cache_hits_total},
+              total: {metric: app_cache_hits_total, plus: [app_cache_misses_total]}}
       - name: custom
         service: api
         objective: 99
@@ -33,6 +43,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationError
 
+from pipeline.config.types import Duration
 from pipeline.slo.model import (
     DEFAULT_HTTPCHECK,
     DEFAULT_PERIOD,
@@ -97,14 +108,25 @@ class LatencySLI(_NativeSLI):
 class ThresholdSLI(_NativeSLI):
     type: Literal["threshold"]
     metric: str = Field(min_length=1, description="a gauge, e.g. db.replication.lag")
+    divide_by: str | None = Field(None, min_length=1, description="a gauge dividing metric "
+                                  "(series joined on equal attributes), e.g. db_pool_size")
     op: Op = Field(description="a sample is good when `sample op threshold`")
     threshold: Threshold
     unit: str | None = None
+    interval: Duration | None = Field(
+        None, description="time slices: sample each series once per interval (default 1m "
+                          "with divide_by; without: every sample counts)")
 
     def indicator(self) -> Indicator:
-        return Indicator(total=Selector(metric=self.metric, match=self.match, unit=self.unit),
+        interval = self.interval
+        if interval is None and self.divide_by is not None:
+            interval = 60.0
+        return Indicator(total=Selector(metric=self.metric, match=self.match, unit=self.unit,
+                                        divide_by=self.divide_by),
                          good=Selector(metric=self.metric, match=self.match, op=self.op,
-                                       value=self.threshold, unit=self.unit))
+                                       value=self.threshold, unit=self.unit,
+                                       divide_by=self.divide_by),
+                         interval=interval)
 
 
 class RatioSLI(StrictModel):

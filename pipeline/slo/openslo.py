@@ -1,10 +1,12 @@
 """OpenSLO v1 documents, parsed into `pipeline.slo.model.SLO`.
 
 OpenSLO v1 (`apiVersion: openslo/v1`, `kind: SLO`) with `budgetingMethod:
-Occurrences`, one rolling `timeWindow`, `indicator` (inline) or
-`indicatorRef` (a `kind: SLI` document in the same file), `ratioMetric`
-(`good` or `bad`, and `total`) or `thresholdMetric` (good = `op value` of the
-objective). Metric sources are `type: otelpipe` with the selector as `spec`::
+Occurrences` (or `Timeslices` over a `thresholdMetric`: each gauge series sampled
+once per objective's `timeSliceWindow`, good when `op value` holds), one rolling
+`timeWindow`, `indicator` (inline) or `indicatorRef` (a `kind: SLI` document in
+the same file), `ratioMetric` (`good` or `bad`, and `total`) or `thresholdMetric`
+(good = `op value` of the objective). Metric sources are `type: otelpipe` with the
+selector as `spec`::
 
     ratioMetric:
       counter: true
@@ -28,6 +30,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from pipeline.config.types import Duration
 from pipeline.slo.model import (
     SLO,
     Indicator,
@@ -116,8 +119,8 @@ class _OSObjective(StrictModel):
     targetPercent: float | None = Field(None, gt=0, lt=100)
     op: Op | None = None
     value: Threshold | None = None
-    timeSliceTarget: float | None = None
-    timeSliceWindow: str | None = None
+    timeSliceTarget: float | None = Field(None, gt=0, le=1)
+    timeSliceWindow: Duration | None = Field(None, gt=0)
     indicator: Any = None
     indicatorRef: str | None = None
     compositeWeight: float | None = None
@@ -126,9 +129,6 @@ class _OSObjective(StrictModel):
     def _target(self) -> _OSObjective:
         if (self.target is None) == (self.targetPercent is None):
             raise ValueError("an objective has exactly one of target and targetPercent")
-        if self.timeSliceTarget is not None or self.timeSliceWindow is not None:
-            raise ValueError("timeslice objectives are not supported (budgetingMethod: "
-                             "Occurrences)")
         if self.indicator is not None or self.indicatorRef is not None:
             raise ValueError("per-objective indicators (composite SLOs) are not supported")
         return self
@@ -147,8 +147,9 @@ class _OSSLOSpec(StrictModel):
     indicator: _OSIndicator | None = None
     indicatorRef: str | None = None
     timeWindow: list[_OSTimeWindow] = Field(min_length=1, max_length=1)
-    budgetingMethod: Literal["Occurrences"] = Field(
-        description="only Occurrences (Timeslices and RatioTimeslices are not supported)")
+    budgetingMethod: Literal["Occurrences", "Timeslices"] = Field(
+        description="Occurrences, or Timeslices with a thresholdMetric (RatioTimeslices is "
+                    "not supported)")
     objectives: list[_OSObjective] = Field(min_length=1)
     alertPolicies: list[Any] = Field(default_factory=list)
 
@@ -156,6 +157,14 @@ class _OSSLOSpec(StrictModel):
     def _one(self) -> _OSSLOSpec:
         if (self.indicator is None) == (self.indicatorRef is None):
             raise ValueError("a spec has exactly one of indicator and indicatorRef")
+        for i, obj in enumerate(self.objectives):
+            sliced = obj.timeSliceTarget is not None or obj.timeSliceWindow is not None
+            if self.budgetingMethod == "Occurrences" and sliced:
+                raise ValueError(f"objectives.{i}: timeSliceTarget/timeSliceWindow go with "
+                                 "budgetingMethod: Timeslices")
+            if self.budgetingMethod == "Timeslices" and obj.timeSliceWindow is None:
+                raise ValueError(f"objectives.{i}: budgetingMethod Timeslices needs "
+                                 "timeSliceWindow (e.g. 1m)")
         return self
 
 
@@ -188,6 +197,9 @@ def _openslo_slos(doc: _OSDoc, indicators: Mapping[str, _OSIndicatorSpec]) -> li
     for i, obj in enumerate(spec.objectives):
         where = f"spec.objectives[{i}]"
         if ind.ratioMetric is not None:
+            if spec.budgetingMethod == "Timeslices":
+                raise ValueError("budgetingMethod Timeslices is supported with a "
+                                 "thresholdMetric indicator (gauges sampled per slice)")
             if obj.op is not None or obj.value is not None:
                 raise ValueError(f"{where}: op/value belong to thresholdMetric indicators")
             r = ind.ratioMetric
@@ -206,7 +218,11 @@ def _openslo_slos(doc: _OSDoc, indicators: Mapping[str, _OSIndicatorSpec]) -> li
                 raise ValueError("thresholdMetric: the threshold goes in the objective "
                                  "(op/value), not in the metric source")
             good = base.model_copy(update={"op": obj.op, "value": obj.value})
-            indicator = Indicator(total=base, good=Selector.model_validate(good.model_dump()))
+            # Timeslices: each series sampled once per timeSliceWindow is one slice, good
+            # when its sample satisfies op value (with one sample per slice, any
+            # timeSliceTarget means just that).
+            indicator = Indicator(total=base, good=Selector.model_validate(good.model_dump()),
+                                  interval=obj.timeSliceWindow)
         name = doc.metadata.name
         if multi:
             suffix = obj.name or _slug(obj.displayName) or str(i + 1)

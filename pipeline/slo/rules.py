@@ -24,12 +24,20 @@ Per SLO, one rule group `otelpipe-slo-<name>`:
   one alert per rule.
 
 Counting, as the engine does: counters and histograms by `increase()` over the
-window; gauges through `slo:sli_samples:<good|bad|total>`, recorded at every
+window (a selector with `plus` adds the increases of its counters:
+`sum(increase(cache_hits_total[w])) + (sum(increase(cache_misses_total[w])) or
+vector(0))`); gauges through `slo:sli_samples:<good|bad|total>`, recorded at every
 evaluation as the number of series satisfying the threshold now
 (`count(db_replication_lag_seconds{method="heartbeat"} < 0.1)`), summed over
 the window. The engine counts each sample the pipeline carries, Prometheus each
 evaluation step: the ratios agree when samples are regular. The `min_events`
 guard of a gauge SLO counts the scraped samples (`count_over_time`).
+
+Time-slice SLOs (`interval`, e.g. pool use < 80% in 99% of minutes): the group is
+evaluated every `interval`, so `slo:sli_samples:<role>` holds one sample per series
+per slice, exactly what the connector counts -- the quotient of `divide_by`
+selectors joined on equal labels (`app_db_pool_checked_out / app_db_pool_size`),
+x/0 being +Inf as in PromQL; their `min_events` guard counts those slices too.
 """
 
 from __future__ import annotations
@@ -73,7 +81,7 @@ def selector_kind(sel: Selector) -> str:
     kind = sel.metric_type
     if kind is not None:
         return kind
-    return "gauge" if sel.op is not None else "counter"
+    return "gauge" if sel.op is not None or sel.divide_by is not None else "counter"
 
 
 def _threshold(sel: Selector) -> float:
@@ -82,15 +90,27 @@ def _threshold(sel: Selector) -> float:
     return sel.value / scale if scale else sel.value
 
 
-def prometheus_name(sel: Selector) -> str:
-    """The Prometheus family name the exporter gives the selector's metric."""
+def prometheus_name(sel: Selector, metric: str | None = None) -> str:
+    """The Prometheus family name the exporter gives the selector's metric (or another
+    metric of the selector of the same kind: a `plus` counter, the `divide_by` gauge).
+    Names scraped from Prometheus targets (`app_cache_hits_total`) come back as they
+    were."""
     kind = selector_kind(sel)
     unit = sel.metric_unit
+    name = metric or sel.metric
     if kind == "counter":
-        return metric_name(sel.metric, unit, COUNTER) + "_total"
+        return metric_name(name, unit, COUNTER) + "_total"
     if kind == "histogram":
-        return metric_name(sel.metric, unit, HISTOGRAM)
-    return metric_name(sel.metric, unit, GAUGE, gauge_ratio=(kind == "gauge"))
+        return metric_name(name, unit, HISTOGRAM)
+    return metric_name(name, unit, GAUGE, gauge_ratio=(kind == "gauge"))
+
+
+def _gauge_expr(sel: Selector) -> str:
+    """The sampled gauge, or the quotient of two (joined on equal labels)."""
+    series = f"{prometheus_name(sel)}{_matchers(sel.match)}"
+    if sel.divide_by is None:
+        return series
+    return f"({series} / {prometheus_name(sel, sel.divide_by)}{_matchers(sel.match)})"
 
 
 def is_sampled(sel: Selector) -> bool:
@@ -101,10 +121,12 @@ def is_sampled(sel: Selector) -> bool:
 def samples_expr(sel: Selector) -> str:
     """Instant count of the selector's series that are good now (a recording rule):
     each evaluation counts every series once, as the pipeline counts each sample."""
-    series = f"{prometheus_name(sel)}{_matchers(sel.match)}"
+    series = _gauge_expr(sel)
     if sel.op is None:
         return f"count({series}) or vector(0)"
-    return f"count({series} {_PROM_OPS[sel.op]} {_num(_threshold(sel))}) or vector(0)"
+    threshold = sel.value if sel.divide_by is not None else _threshold(sel)
+    assert threshold is not None
+    return f"count({series} {_PROM_OPS[sel.op]} {_num(threshold)}) or vector(0)"
 
 
 def events_expr(sel: Selector, window: str, role: str = "total", slo: str = "",
@@ -117,6 +139,13 @@ def events_expr(sel: Selector, window: str, role: str = "total", slo: str = "",
     kind = selector_kind(sel)
     name = prometheus_name(sel)
     if kind == "counter":
+        if sel.plus:
+            # One sum per counter (increase() drops the name: two counters with the same
+            # labels would collide); a `plus` counter not there yet adds 0.
+            terms = [f"sum(increase({name}{_matchers(sel.match)}[{window}]))"]
+            terms += [f"(sum(increase({prometheus_name(sel, m)}{_matchers(sel.match)}"
+                      f"[{window}])) or vector(0))" for m in sel.plus]
+            return "(" + " + ".join(terms) + ")"
         return f"sum(increase({name}{_matchers(sel.match)}[{window}]))"
     if kind == "histogram":
         if sel.op is None:
@@ -154,7 +183,7 @@ def slo_rule_group(slo: SLO, alerting: AlertingConfig,
                       "expr": error_ratio_expr(slo, w.name), "labels": dict(labels)})
         rules.append({"record": f"slo:sli_events:total{w.name}",
                       "expr": events_expr(slo.indicator.total, w.name, "total", slo.name,
-                                          raw_samples=True),
+                                          raw_samples=not slo.indicator.sampled),
                       "labels": dict(labels)})
     period = tracker.period_name
     rules.append({"record": "slo:objective:ratio", "expr": f"vector({_num(slo.objective)})",
@@ -199,7 +228,12 @@ def slo_rule_group(slo: SLO, alerting: AlertingConfig,
             if len(groups) > 1:
                 alert["labels"]["window"] = f"{group[0].long_name}/{group[0].short_name}"
             rules.append(alert)
-    return {"name": f"otelpipe-slo-{slo.name}", "rules": rules}
+    out: dict[str, Any] = {"name": f"otelpipe-slo-{slo.name}"}
+    if slo.indicator.interval is not None:
+        # Time slices: one sample per series per interval, as the connector counts them.
+        out["interval"] = window_name(slo.indicator.interval)
+    out["rules"] = rules
+    return out
 
 
 def rules_document(slos: Sequence[SLO], alerting: AlertingConfig | None = None,

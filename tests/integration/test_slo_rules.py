@@ -51,12 +51,12 @@ def test_promtool_check_rules_accepts_the_generated_rules(promtool: str, tmp_pat
     proc = subprocess.run([promtool, "check", "rules", str(out)], capture_output=True,
                           text=True, check=False)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    # 4 SLOs x (8 windows x 2 + objective + budget + page + ticket), and 2 gauge SLOs
+    # 7 SLOs x (8 windows x 2 + objective + budget + page + ticket), and 3 gauge SLOs
     # x 2 sample series (good, total)
-    assert "SUCCESS: 84 rules found" in proc.stdout
+    assert "SUCCESS: 146 rules found" in proc.stdout
     doc = yaml.safe_load(out.read_text())
     alerts = [r for g in doc["groups"] for r in g["rules"] if "alert" in r]
-    assert len(alerts) == 8  # 4 SLOs x (page, ticket)
+    assert len(alerts) == 14  # 7 SLOs x (page, ticket)
     assert {a["annotations"]["runbook_url"] for a in alerts} == {
         "docs/runbook.md#slo-burn-rate-page", "docs/runbook.md#slo-burn-rate-ticket"}
 

@@ -137,6 +137,7 @@ class SLOConnector(Component, Consumer, SLOStatusSource):
         """Evaluate, emit metrics and alert events, save the state when due.
         Returns the alert transitions of this evaluation."""
         async with self._lock:
+            self.counter.sample()
             transitions = self.engine.evaluate()
             for tr in transitions:
                 log = self.logger.warning if tr.state == "firing" else self.logger.info

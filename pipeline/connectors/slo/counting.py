@@ -30,12 +30,39 @@ SeriesKey = tuple[Any, ...]
 Counts = dict[str, list[float]]  # slo -> [good, bad, total]
 
 
+NO_RECORDED_VALUE = 1  # DataPointFlags: a staleness marker (the series went away)
+STALE_AFTER = 300.0  # a sampled gauge series unseen this long is gone (Prometheus' lookback)
+
+
 @dataclass
 class _Entry:
     slo: str
     role: str  # good | bad | total
     selector: Selector
     match: tuple[tuple[str, str], ...]
+    part: str = "value"  # value | den (the divide_by gauge of a sampled selector)
+    sampled: bool = False
+
+
+class _Gauge:
+    """Latest value (and when it arrived) of one sampled series and of its divisor."""
+
+    __slots__ = ("den", "den_seen", "num", "num_seen")
+
+    def __init__(self) -> None:
+        self.num: float | None = None
+        self.num_seen = 0.0
+        self.den: float | None = None
+        self.den_seen = 0.0
+
+
+def _quotient(num: float, den: float) -> float:
+    """num / den as PromQL computes it (x/0 is +-Inf, 0/0 NaN)."""
+    if den == 0:
+        if num == 0 or math.isnan(num):
+            return math.nan
+        return math.copysign(math.inf, num)
+    return num / den
 
 
 class _Series:
@@ -55,6 +82,14 @@ def _threshold_in(selector: Selector, unit: str) -> float:
     if scale is None:
         return selector.value
     return selector.value / scale
+
+
+def _first_counts(dp: Any) -> bool:
+    """Whether a cumulative series first seen with this point may count in full (when
+    born while the connector watches). Not when its start time equals the point's
+    time: a scraper's first sight of a counter (the Collector's prometheus receiver,
+    and otelpipe's, start such a series at its first sample) is a baseline."""
+    return bool(dp.start_time_unix_nano != dp.time_unix_nano)
 
 
 def _number(dp: Any) -> float:
@@ -93,12 +128,30 @@ class EventCounter:
         self.watch_start = watch_start
         self.index: dict[str, list[_Entry]] = {}
         self.problems: dict[str, list[str]] = {}
+        # Time-slice SLOs: interval, the last slice sampled, latest values per role.
+        self.intervals: dict[str, float] = {}
+        self.last_slice: dict[str, int] = {}
+        self.gauges: dict[tuple[str, str], dict[SeriesKey, _Gauge]] = {}
+        self.sampled_selectors: dict[tuple[str, str], Selector] = {}
         for slo in slos:
             self.problems[slo.name] = []
+            interval = slo.indicator.interval
+            if interval is not None:
+                self.intervals[slo.name] = interval
             for role, sel in slo.indicator.selectors():
-                self.index.setdefault(sel.metric, []).append(
-                    _Entry(slo.name, role, sel, tuple(sorted(sel.match.items()))))
+                match = tuple(sorted(sel.match.items()))
+                sampled = interval is not None
+                if sampled:
+                    self.gauges[(slo.name, role)] = {}
+                    self.sampled_selectors[(slo.name, role)] = sel
+                for metric in (sel.metric, *sel.plus):
+                    self.index.setdefault(metric, []).append(
+                        _Entry(slo.name, role, sel, match, "value", sampled))
+                if sel.divide_by is not None:
+                    self.index.setdefault(sel.divide_by, []).append(
+                        _Entry(slo.name, role, sel, match, "den", sampled))
         self.series: dict[SeriesKey, _Series] = {}
+        self.gauge_count = 0
 
     def ingest(self, req: ExportMetricsServiceRequest) -> None:
         """Count the events of one metrics request."""
@@ -147,15 +200,25 @@ class EventCounter:
                 attrs[kv.key] = label_text(any_value_to_python(kv.value))
             matching = [e for e in entries
                         if all(attrs.get(k) == v for k, v in e.match)]
-            if matching:
-                count(m, kind, data, dp, (m.name, *sorted(attrs.items())), matching, now_s,
-                      batch)
+            if not matching:
+                continue
+            if any(e.sampled for e in matching):
+                plain = [e for e in matching if not e.sampled]
+                self._keep_latest(m, kind, dp, attrs, [e for e in matching if e.sampled],
+                                  now_s)
+                if not plain:
+                    continue
+                matching = plain
+            if dp.flags & NO_RECORDED_VALUE:
+                continue  # a staleness marker: no value (the series went away)
+            count(m, kind, data, dp, (m.name, *sorted(attrs.items())), matching, now_s, batch)
 
     def _monotonic_sum(self, m: Any, kind: str, data: Any, dp: Any, key: SeriesKey,
                        matching: list[_Entry], now_s: float, batch: _Batch) -> None:
         value = _number(dp)
         delta = (value if data.aggregation_temporality == 1
-                 else self._cumulative(key, dp.start_time_unix_nano, value, now_s))
+                 else self._cumulative(key, dp.start_time_unix_nano, value, now_s,
+                                       _first_counts(dp)))
         for e in matching:
             if e.selector.op is not None:
                 self._problem(e.slo, f"{m.name} is a counter: a threshold "
@@ -183,7 +246,8 @@ class EventCounter:
         if data.aggregation_temporality == 1:
             count, buckets = current
         else:
-            count, buckets = self._cumulative_hist(key, dp.start_time_unix_nano, current, now_s)
+            count, buckets = self._cumulative_hist(key, dp.start_time_unix_nano, current,
+                                                   now_s, _first_counts(dp))
         for e in matching:
             sel = e.selector
             if sel.op is None:
@@ -202,7 +266,8 @@ class EventCounter:
         if getattr(data, "aggregation_temporality", 2) == 1:
             count: float = dp.count
         else:
-            count = self._cumulative(key, dp.start_time_unix_nano, dp.count, now_s)
+            count = self._cumulative(key, dp.start_time_unix_nano, dp.count, now_s,
+                                     _first_counts(dp))
         for e in matching:
             if e.selector.op is not None:
                 self._problem(e.slo, f"{m.name} is an {kind.replace('_', ' ')}: "
@@ -229,6 +294,75 @@ class EventCounter:
             found.append(text)
             self.logger.error("SLO input problem", extra={"slo": slo, "problem": text})
 
+    # --- time slices (sampled gauges) -------------------------------------------
+
+    def _keep_latest(self, m: Any, kind: str, dp: Any, attrs: dict[str, str],
+                     entries: list[_Entry], now_s: float) -> None:
+        """Keep the latest value of a sampled gauge series (or of its divisor)."""
+        if kind not in ("gauge", "sum"):
+            for e in entries:
+                self._problem(e.slo, f"{m.name} is a {kind.replace('_', ' ')}: time slices "
+                                     "sample gauges")
+            return
+        stale = bool(dp.flags & NO_RECORDED_VALUE)
+        value = _number(dp)
+        # Thresholds are in seconds for time units; a quotient has no unit.
+        scale = 1.0 if entries[0].selector.divide_by else TIME_UNITS.get(m.unit.strip(), 1.0)
+        key: SeriesKey = tuple(sorted(attrs.items()))
+        for e in entries:
+            store = self.gauges[(e.slo, e.role)]
+            g = store.get(key)
+            if g is None:
+                if stale or self.gauge_count >= self.series_limit:
+                    continue
+                g = store[key] = _Gauge()
+                self.gauge_count += 1
+            if e.part == "den":
+                g.den, g.den_seen = (None, 0.0) if stale else (value, now_s)
+            else:
+                g.num, g.num_seen = (None, 0.0) if stale else (value * scale, now_s)
+
+    def sample(self) -> None:
+        """Count one event per fresh series of each time-slice SLO whose interval has
+        begun a new slice since the last call (the connector calls it every flush)."""
+        now_s = self.engine.now()
+        for name, interval in self.intervals.items():
+            idx = int(now_s // interval)
+            last = self.last_slice.get(name)
+            if last is not None and idx <= last:
+                continue
+            self.last_slice[name] = idx
+            counts = {"good": 0.0, "bad": 0.0, "total": 0.0}
+            for role in ("good", "bad", "total"):
+                store = self.gauges.get((name, role))
+                if store is not None:
+                    counts[role] = self._slice(store, self.sampled_selectors[(name, role)],
+                                               now_s)
+            tracker = self.engine.trackers[name]
+            if tracker.counts_good:
+                tracker.record(now_s, counts["total"], good=counts["good"])
+            else:
+                tracker.record(now_s, counts["total"], bad=counts["bad"])
+
+    def _slice(self, store: dict[SeriesKey, _Gauge], sel: Selector, now_s: float) -> float:
+        """Series of `store` fresh now that satisfy `sel` (all of them without a
+        threshold)."""
+        n = 0.0
+        divided = sel.divide_by is not None
+        op = _OPS[sel.op] if sel.op is not None else None
+        threshold = sel.value if sel.value is not None else 0.0
+        for g in store.values():
+            if g.num is None or now_s - g.num_seen > STALE_AFTER:
+                continue
+            value = g.num
+            if divided:
+                if g.den is None or now_s - g.den_seen > STALE_AFTER:
+                    continue
+                value = _quotient(value, g.den)
+            if op is None or op(value, threshold):
+                n += 1
+        return n
+
     # --- series ---------------------------------------------------------------
 
     def _track(self, key: SeriesKey, series: _Series) -> bool:
@@ -240,11 +374,12 @@ class EventCounter:
     def _born_while_watching(self, start: int) -> bool:
         return bool(start) and start >= self.watch_start
 
-    def _cumulative(self, key: SeriesKey, start: int, value: float, now_s: float) -> float:
+    def _cumulative(self, key: SeriesKey, start: int, value: float, now_s: float,
+                    first_counts: bool = True) -> float:
         prev = self.series.get(key)
         if prev is None:
             self._track(key, _Series(start, value, now_s))
-            return value if self._born_while_watching(start) else 0.0
+            return value if first_counts and self._born_while_watching(start) else 0.0
         prev.last_seen = now_s
         reset = bool(start and start != prev.start) or value < prev.value
         delta = value if reset else value - prev.value  # a reset: restarted from 0
@@ -252,13 +387,13 @@ class EventCounter:
         return delta
 
     def _cumulative_hist(self, key: SeriesKey, start: int,
-                         current: tuple[int, tuple[int, ...]],
-                         now_s: float) -> tuple[float, tuple[float, ...]]:
+                         current: tuple[int, tuple[int, ...]], now_s: float,
+                         first_counts: bool = True) -> tuple[float, tuple[float, ...]]:
         count, buckets = current
         prev = self.series.get(key)
         if prev is None:
             self._track(key, _Series(start, current, now_s))
-            if self._born_while_watching(start):
+            if first_counts and self._born_while_watching(start):
                 return count, buckets
             return 0, (0,) * len(buckets)
         prev.last_seen = now_s
@@ -285,6 +420,11 @@ class EventCounter:
         stale = [k for k, s in self.series.items() if s.last_seen < cutoff]
         for k in stale:
             del self.series[k]
+        for store in self.gauges.values():
+            gone = [k for k, g in store.items() if max(g.num_seen, g.den_seen) < cutoff]
+            for k in gone:
+                del store[k]
+            self.gauge_count -= len(gone)
 
     # --- state ----------------------------------------------------------------
 

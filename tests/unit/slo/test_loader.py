@@ -48,7 +48,9 @@ def test_the_shipped_definitions_match_the_shipped_config() -> None:
             item["sli"]["match"]["http.url"] = url.split(":-", 1)[1].rstrip("}")
     native = parse_native(native_items)
     assert [s.name for s in openslo] == ["api-availability", "api-latency-p95",
-                                         "api-latency-p99", "data-consistency"]
+                                         "api-latency-p99", "data-consistency",
+                                         "db-pool-headroom", "cache-hit-ratio",
+                                         "rate-limiting"]
     assert openslo == native
     by_name = {s.name: s for s in openslo}
     assert by_name["api-latency-p95"].indicator.good == Selector(

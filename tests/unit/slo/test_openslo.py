@@ -63,7 +63,12 @@ spec:
     ("apiVersion: openslo/v1\nkind: Thing\nmetadata: {name: a}\nspec: {}",
      "unsupported kind 'Thing'"),
     (OPENSLO_AVAILABILITY.replace("Occurrences", "Timeslices"),
-     "budgetingMethod: input should be 'Occurrences'"),
+     "objectives.0: budgetingMethod Timeslices needs timeSliceWindow"),
+    (OPENSLO_AVAILABILITY.replace("Occurrences", "RatioTimeslices"),
+     "budgetingMethod: input should be 'Occurrences' or 'Timeslices'"),
+    (OPENSLO_AVAILABILITY.replace("Occurrences", "Timeslices").replace(
+        "{target: 0.999}", "{target: 0.999, timeSliceWindow: 1m}"),
+     "Timeslices is supported with a thresholdMetric indicator"),
     (OPENSLO_AVAILABILITY.replace("type: otelpipe", "type: Prometheus", 1),
      "metricSource.type must be otelpipe"),
     (OPENSLO_AVAILABILITY.replace("isRolling: true", "isRolling: false"),

@@ -52,7 +52,9 @@ def test_cli_slo_rules(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> No
     doc = yaml.safe_load(capsys.readouterr().out)
     assert [g["name"] for g in doc["groups"]] == [
         "otelpipe-slo-api-availability", "otelpipe-slo-api-latency-p95",
-        "otelpipe-slo-api-latency-p99", "otelpipe-slo-data-consistency"]
+        "otelpipe-slo-api-latency-p99", "otelpipe-slo-data-consistency",
+        "otelpipe-slo-db-pool-headroom", "otelpipe-slo-cache-hit-ratio",
+        "otelpipe-slo-rate-limiting"]
     bad = tmp_path / "bad.yaml"
     bad.write_text("slos: [{name: x, service: api, objective: 120, sli: {type: availability}}]")
     assert main(["slo", "rules", "-f", str(bad)]) == 2

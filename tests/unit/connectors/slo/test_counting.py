@@ -49,6 +49,7 @@ async def test_counter_resets_and_new_series() -> None:
     conn = make(clock)
     traffic = RedTraffic(clock)
     traffic.requests(100)
+    clock.advance(1)  # redmetrics flushes after the first span (start < point time)
     await conn.consume(traffic.batch())  # born after the connector: counted in full
     traffic.requests(50, errors=5)  # the error series appears with the first error
     clock.advance(30)
@@ -60,6 +61,22 @@ async def test_counter_resets_and_new_series() -> None:
     await conn.consume(traffic.batch())
     w = conn.slo_status("api-availability").window("5m")
     assert (w.total, w.bad) == (170, 7)
+
+
+async def test_a_first_point_starting_at_its_own_time_is_a_baseline() -> None:
+    """What a scraper sends for a counter it sees for the first time (no `_created`):
+    start time = point time. It may hold years of counts: a baseline, never a burst."""
+    clock = Clock()
+    conn = make(clock)
+    traffic = RedTraffic(clock)
+    clock.advance(60)
+    traffic.requests(100, errors=40)  # series created now, sent at the same instant
+    await conn.consume(traffic.batch())
+    clock.advance(30)
+    traffic.requests(10, errors=1)
+    await conn.consume(traffic.batch())
+    w = conn.slo_status("api-availability").window("5m")
+    assert (w.total, w.bad) == (10, 1)
 
 
 async def test_series_older_than_the_connector_start_are_a_baseline() -> None:
