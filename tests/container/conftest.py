@@ -13,7 +13,7 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.container)
 
 
-def podman(*args: str, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def podman(*args: str, check: bool = True,
+           timeout: float = 120) -> subprocess.CompletedProcess[str]:
     """podman with scripts/container.sh's configuration (storage, runtime, ulimits)."""
     proc = subprocess.run([str(SCRIPT), "podman", *args], capture_output=True, text=True,
                           timeout=timeout, check=False)
@@ -114,11 +115,11 @@ class Container:
 
 
 @pytest.fixture
-def data_dir(tmp_path: Path) -> Iterator[Path]:
+def data_dir(tmp_path: Path) -> Path:
     """A host directory for the image's state volume, owned by the image's user."""
     import os
 
     d = tmp_path / "data"
     d.mkdir()
     os.chown(d, UID, UID)
-    yield d
+    return d

@@ -50,7 +50,7 @@ def render(mode: str, *args: str, release: str = "otelpipe") -> list[dict[str, A
 
 def workload(docs: list[dict[str, Any]]) -> dict[str, Any]:
     [w] = [d for d in docs if d["kind"] in ("Deployment", "StatefulSet")]
-    return w
+    return dict(w)
 
 
 def otelpipe_container(docs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -99,7 +99,8 @@ def test_each_mode_renders_what_it_promises(mode: str, tmp_path: Path) -> None:
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
     [health] = config.components[Kind.EXTENSION].values()
     host, port = str(health.endpoint).rsplit(":", 1)  # type: ignore[attr-defined]
-    assert host == "0.0.0.0" and ports["health"] == int(port)
+    assert host == "0.0.0.0"
+    assert ports["health"] == int(port)
     for probe, path in (("livenessProbe", "/health/liveness"),
                         ("readinessProbe", "/health/readiness")):
         assert c[probe]["httpGet"] == {"path": path, "port": "health"}
@@ -164,14 +165,16 @@ def test_a_config_of_ones_own_is_rendered_and_a_bad_one_refused(tmp_path: Path) 
     assert yaml.safe_load(cm["data"]["otelpipe.yaml"]) == own
     # An unknown key and a wrong type in the pipeline config fail the rendering.
     for bad, needle in (({"receivers": {"otlp": {"protcols": {}}}}, "protcols"),
-                        ({"processors": {"batch": {"send_batch_size": "many"}}}, "send_batch_size")):
+                        ({"processors": {"batch": {"send_batch_size": "many"}}},
+                         "send_batch_size")):
         values.write_text(yaml.safe_dump({"config": bad}))
         proc = helm("template", "x", str(CHART), "-f", str(values), check=False)
         assert proc.returncode != 0
         assert "values don't meet the specifications of the schema" in proc.stderr
         assert needle in proc.stderr
     proc = helm("template", "x", str(CHART), "--set", "mode=daemonset", check=False)
-    assert proc.returncode != 0 and "mode" in proc.stderr
+    assert proc.returncode != 0
+    assert "mode" in proc.stderr
 
 
 def test_values_schema_is_generated_from_otelpipe_schema() -> None:
