@@ -56,7 +56,7 @@ def workload(docs: list[dict[str, Any]]) -> dict[str, Any]:
 def otelpipe_container(docs: list[dict[str, Any]]) -> dict[str, Any]:
     [c] = [c for c in workload(docs)["spec"]["template"]["spec"]["containers"]
            if c["name"] == "otelpipe"]
-    return c
+    return dict(c)
 
 
 def container_env(container: dict[str, Any]) -> dict[str, str]:
