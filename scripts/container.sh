@@ -59,10 +59,11 @@ export CONTAINERS_STORAGE_CONF="$PODMAN_DIR/storage.conf"
 
 ensure_podman() {
     local missing=() p
-    for p in podman debootstrap runc; do command -v "$p" >/dev/null || missing+=("$p"); done
+    for p in podman debootstrap runc catatonit; do command -v "$p" >/dev/null || missing+=("$p"); done
     # Debian's podman pulls in what it needs to run containers (conmon, netavark or CNI,
-    # slirp4netns, fuse-overlayfs); debootstrap makes the base image.
-    ((${#missing[@]} == 0)) || apt_install podman debootstrap runc uidmap
+    # slirp4netns, fuse-overlayfs); debootstrap makes the base image; catatonit is the
+    # pause process of pods (`podman play kube`) and the init of `--init`.
+    ((${#missing[@]} == 0)) || apt_install podman debootstrap runc uidmap catatonit
     mkdir -p "$PODMAN_DIR/storage" "$PODMAN_DIR/run" "$STATE_DIR"
     cat >"$CONTAINERS_CONF.tmp" <<EOF
 [containers]

@@ -49,7 +49,7 @@ def container_script(command: str, timeout: float = 1800) -> str:
     if proc.returncode != 0:
         pytest.fail(f"scripts/container.sh {command} failed ({proc.returncode}):\n"
                     f"{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}", pytrace=False)
-    return proc.stdout + proc.stderr
+    return proc.stdout
 
 
 @pytest.fixture(scope="session")
