@@ -194,3 +194,34 @@ def test_otlp_from_the_host_and_podman_stop_drains(image: str, data_dir: Path) -
         assert services_in(data_dir) == {"from-host-grpc", "from-host-http"}
     finally:
         c.remove()
+
+
+def test_the_readme_runs_the_image_as_these_tests_do(tmp_path: Path) -> None:
+    """README "Run it in a container": its `docker run` has the flags these tests pass
+    to `podman run` (host ports aside), and its scripts/container.sh commands exist."""
+    import re
+    import shlex
+
+    from tests.support import REPO
+
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    section = readme.split("\n## Run it in a container\n", 1)[1].split("\n## ", 1)[0]
+    blocks = re.findall(r"^```sh\n(.*?)^```$", section, re.MULTILINE | re.DOTALL)
+    text = "\n".join(blocks).replace("\\\n", " ")
+    [run] = [line for line in text.splitlines() if line.startswith("docker run ")]
+
+    def shape(args: list[str]) -> list[str]:
+        out = []
+        for a in args:
+            a = re.sub(r"^127\.0\.0\.1:\d+:", "127.0.0.1:PORT:", a)
+            out.append(re.sub(r"^.*:/var/lib/otelpipe$", "DIR:/var/lib/otelpipe", a))
+        return out
+
+    words = shlex.split(run)[2:]
+    args = [w for w in words if w not in ("-d", "--name", "otelpipe", "otelpipe:0.1.0")]
+    assert shape(args) == shape(published(tmp_path)[0])
+    assert words[-1] == f"otelpipe:{__version__}"
+    script = (REPO / "scripts" / "container.sh").read_text(encoding="utf-8")
+    for line in text.splitlines():
+        if line.startswith("scripts/container.sh "):
+            assert f"\n    {line.split()[1]})" in script, line
