@@ -8,7 +8,7 @@
 #   scripts/container.sh setup            install podman (Debian), write its config, make
 #                                         the base image (once; cached)
 #   scripts/container.sh build            setup, then build otelpipe:<version> (and :latest)
-#   scripts/container.sh run [ARGS...]    run the image detached as $CONTAINER_NAME,
+#   scripts/container.sh run [ARGS...]    run the image detached as $OTELPIPE_CONTAINER_NAME,
 #                                         read-only, state in $OTELPIPE_CONTAINER_DATA,
 #                                         ports published on 127.0.0.1; wait for readiness
 #                                         and print the time it took; ARGS go to `otelpipe run`
@@ -25,7 +25,7 @@
 # Environment (all optional):
 #   OTELPIPE_CACHE      cache root (default ~/.cache/otelpipe): podman's storage, config
 #                       and the base rootfs go to $OTELPIPE_CACHE/podman (about 500 MB)
-#   CONTAINER_NAME      container name for run/stop (default otelpipe)
+#   OTELPIPE_CONTAINER_NAME  container name for run/stop (default otelpipe)
 #   OTELPIPE_CONTAINER_DATA  host directory mounted on /var/lib/otelpipe for run
 #                       (default $OTELPIPE_STATE/container-data)
 #   HOST_GRPC_PORT HOST_HTTP_PORT HOST_HEALTH_PORT  host ports for run (defaults 4317,
@@ -50,7 +50,7 @@ BASE_TAG="localhost/debian:bookworm-slim"
 BASE_NAME="docker.io/library/debian:bookworm-slim"
 VERSION="$(sed -n 's/^version = "\(.*\)"/\1/p' "$ROOT/pyproject.toml" | head -n1)"
 IMAGE="localhost/otelpipe:$VERSION"
-CONTAINER_NAME="${CONTAINER_NAME:-otelpipe}"
+CONTAINER_NAME="${OTELPIPE_CONTAINER_NAME:-otelpipe}"
 DATA_DIR="${OTELPIPE_CONTAINER_DATA:-$STATE_ROOT/container-data}"
 STATE_DIR="$PODMAN_DIR/state"
 
