@@ -1,30 +1,96 @@
-# otelpipe container image. Not exercised by the test suite: Docker does not run on
-# the machines the tests run on. Build (the tag deploy/kubernetes/sidecar.yaml and the
-# README use; the version is pipeline.__version__):
+# otelpipe container image: an ordinary Dockerfile (`docker build` or `podman build`).
 #   docker build -t otelpipe:0.1.0 .
-FROM python:3.11-slim
+# (the tag deploy/ and the README use; the version is pipeline.__version__).
+# scripts/container.sh build does the same with podman on machines without a registry,
+# after making the base image locally with debootstrap (see that script).
+#
+# Base: debian:bookworm-slim with Debian's Python 3.11, not python:3.11-slim. Debian's
+# image can be reproduced bit for bit from Debian's own packages (debootstrap), so the
+# tests build this file unchanged where no registry is reachable; python:3.11-slim's
+# interpreter is built from source by its maintainers and has no such recipe. Debian's
+# python3 also gets Debian's security updates with the rest of the base.
+#
+# Two stages: `build` makes a virtualenv with pip (wheels only, no compiler is needed:
+# every dependency ships manylinux wheels for CPython 3.11); the final stage copies the
+# virtualenv onto a base with only python3, tini and CA certificates: no pip, no caches,
+# no compilers. Runtime dependencies only (the OpenTelemetry SDK is a test dependency).
+ARG BASE_IMAGE=debian:bookworm-slim
 
-RUN useradd --create-home --uid 10001 otelpipe
-WORKDIR /app
+FROM ${BASE_IMAGE} AS build
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      python3 python3-venv ca-certificates binutils \
+ && rm -rf /var/lib/apt/lists/*
+RUN python3 -m venv /opt/otelpipe
+WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY pipeline ./pipeline
-RUN pip install --no-cache-dir . && rm -rf /root/.cache
+# --only-binary: fail rather than compile anything. Then trim what the runtime never
+# reads: pip and setuptools, test folders, C/Cython sources and stubs, zstandard's cffi
+# backend (its C backend is the one imported); strip the debug symbols the manylinux
+# wheels ship in their extension modules (88 MB -> 33 MB); byte-compile everything (the
+# root filesystem is read-only at run time: Python could not write its caches there).
+RUN /opt/otelpipe/bin/pip install --no-cache-dir --disable-pip-version-check \
+      --only-binary=:all: --no-compile . \
+ && /opt/otelpipe/bin/pip uninstall -y -q pip setuptools \
+ && cd /opt/otelpipe/lib/python3.11/site-packages \
+ && find . -depth \( -name tests -o -name test -o -name '__pycache__' \) -type d -exec rm -rf {} + \
+ && find . \( -name '*.pyi' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.c' -o -name '*.h' \) -delete \
+ && rm -f zstandard/_cffi.*.so \
+ && find . -name '*.so*' -type f -exec strip --strip-unneeded {} + \
+ && python3 -m compileall -q -j 0 /opt/otelpipe/lib
 
-USER otelpipe
-WORKDIR /home/otelpipe
-# OTLP gRPC, OTLP HTTP, JSON logs, health/metrics
-EXPOSE 4317 4318 8081 13133
+FROM ${BASE_IMAGE}
+# Labels: VERSION is pyproject's version; SOURCE (the repository's URL) and REVISION
+# (its commit) are passed by scripts/container.sh from git when it knows them.
+ARG VERSION=0.1.0
+ARG SOURCE=""
+ARG REVISION=""
+LABEL org.opencontainers.image.title="otelpipe" \
+      org.opencontainers.image.description="A telemetry pipeline in pure Python, shaped like the OpenTelemetry Collector" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.base.name="docker.io/library/debian:bookworm-slim"
+# tini: a PID 1 that forwards SIGTERM to otelpipe (which drains and exits) and reaps
+# zombies; `docker run --init` / `podman run --init` on top of it is harmless.
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
+      python3 tini ca-certificates \
+ && rm -rf /var/lib/apt/lists/* /var/cache/apt/* /var/log/apt /var/log/dpkg.log \
+      /usr/share/doc /usr/share/man /usr/share/info \
+ && groupadd --system --gid 10001 otelpipe \
+ && useradd --system --uid 10001 --gid 10001 --home-dir /var/lib/otelpipe --no-create-home \
+      --shell /usr/sbin/nologin otelpipe \
+ && install -d -o 10001 -g 10001 -m 0750 /var/lib/otelpipe
+COPY --from=build /opt/otelpipe /opt/otelpipe
+
 # otelpipe listens on localhost by default (as the Collector does since v0.104); in a
 # container the published ports need every interface. These set the embedded default
 # config's endpoints (and those of configs/*.yaml); a config of your own that names no
 # endpoint still gets localhost: write 0.0.0.0:<port> in it.
-ENV OTELPIPE_OTLP_GRPC_ENDPOINT=0.0.0.0:4317 \
+# State (the default config's OTLP JSON files, a disk queue's directory) goes under
+# /var/lib/otelpipe, a declared volume: everything else can be mounted read-only
+# (`--read-only`, Kubernetes' readOnlyRootFilesystem).
+ENV PATH=/opt/otelpipe/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    OTELPIPE_DATA_DIR=/var/lib/otelpipe \
+    OTELPIPE_OTLP_GRPC_ENDPOINT=0.0.0.0:4317 \
     OTELPIPE_OTLP_HTTP_ENDPOINT=0.0.0.0:4318 \
     OTELPIPE_JSONLOGS_ENDPOINT=0.0.0.0:8081 \
     OTELPIPE_HEALTH_ENDPOINT=0.0.0.0:13133 \
     OTELPIPE_PROMETHEUS_ENDPOINT=0.0.0.0:8889
+VOLUME ["/var/lib/otelpipe"]
+WORKDIR /var/lib/otelpipe
+USER 10001:10001
+# OTLP gRPC, OTLP HTTP, JSON logs, health/metrics/status, Prometheus exporter
+EXPOSE 4317 4318 8081 13133 8889
+# Kept in the image with `podman build --format docker` (OCI images have no HEALTHCHECK).
 HEALTHCHECK --interval=10s --timeout=3s --start-period=10s --retries=3 \
-  CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:13133/health/liveness', timeout=2).status == 200 else 1)"
-ENTRYPOINT ["otelpipe", "run"]
+  CMD ["python3", "-c", "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:13133/health/liveness', timeout=2).status == 200 else 1)"]
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["/usr/bin/tini", "--", "otelpipe", "run"]
 # With no -c, otelpipe runs its embedded default config; mount yours and pass -c.
 CMD []
