@@ -77,11 +77,12 @@ def test_mask_text_of_an_exception() -> None:
 
 
 def test_masking_is_linear() -> None:
+    # CPU time of this process: a loaded machine stretches wall time, not this
     hostile = "a=" * 200_000 + "http://" + "@" * 200_000 + "x" * 200_000
-    start = time.perf_counter()
+    start = time.process_time()
     mask_text(hostile)
     mask_url("http://" + "u:" * 200_000 + "@h/?" + "&k=v" * 100_000)
-    assert time.perf_counter() - start < 1.0
+    assert time.process_time() - start < 1.0
 
 
 @pytest.mark.parametrize(("name", "secret"), [
