@@ -361,6 +361,9 @@ class Backend:
                                       "items": [{"index": {"status": 201}}] * docs})
         if request.path in ("/loki/api/v1/push", "/api/v1/write"):
             return web.Response(status=204)
+        if request.path == "/metrics":  # a prometheus receiver's scrape target
+            return web.Response(text="# TYPE contract_up gauge\ncontract_up 1\n",
+                                content_type="text/plain")
         return web.Response(text="ok")  # alertmanager /api/v2/alerts, httpcheck targets
 
 
@@ -481,6 +484,13 @@ async def _httpcheck_receiver(env: Env) -> Spec:
                  "collection_interval": "1s"})
 
 
+async def _prometheus_receiver(env: Env) -> Spec:
+    backend = await env.backend()
+    return Spec({"config": {"scrape_configs": [{
+        "job_name": "contract", "scrape_interval": "1s", "scrape_timeout": "1s",
+        "static_configs": [{"targets": [backend.url.removeprefix("http://")]}]}]}})
+
+
 async def _otlp_exporter(env: Env) -> Spec:
     target = await env.otlp_target()
 
@@ -575,6 +585,14 @@ TEST_CONFIGS: dict[Key, SpecBuilder] = {
     (Kind.RECEIVER, "jsonlogs"): _jsonlogs_receiver,
     (Kind.RECEIVER, "filelog"): _filelog_receiver,
     (Kind.RECEIVER, "httpcheck"): _httpcheck_receiver,
+    (Kind.RECEIVER, "prometheus"): _prometheus_receiver,
+    (Kind.PROCESSOR, "probabilistic_sampler"): static(  # the fed logs carry no trace id
+        {"sampling_percentage": 100, "fail_closed": False}),
+    (Kind.PROCESSOR, "resource"): static(
+        {"attributes": [{"key": "contract", "value": "yes", "action": "upsert"}]}),
+    (Kind.PROCESSOR, "resourcedetection"): static({"detectors": ["env", "process"]}),
+    (Kind.PROCESSOR, "tail_sampling"): static(
+        {"decision_wait": "100ms", "policies": [{"name": "all", "type": "always_sample"}]}),
     (Kind.PROCESSOR, "attributes"): static(
         {"actions": [{"key": "contract", "value": "yes", "action": "upsert"}]}),
     (Kind.PROCESSOR, "logstruct"): static({"auto": True}),
