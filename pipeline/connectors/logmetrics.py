@@ -86,26 +86,15 @@ from pipeline.pdata.conditions import (
     Predicate,
     as_number,
 )
-from pipeline.pdata.projection import build_projection
 from pipeline.pdata.semconv import aliases, deprecated_names
+from pipeline.proto.otelpipe import logmetrics_pb2
 from pipeline.telemetry.metrics import CounterSpec
 
 # The OpenTelemetry SDKs' default explicit bounds (suit millisecond values).
 DEFAULT_BUCKETS = (0.0, 5.0, 10.0, 25.0, 50.0, 75.0, 100.0, 250.0, 500.0, 750.0, 1000.0,
                    2500.0, 5000.0, 7500.0, 10000.0)
 
-_P = build_projection("otelpipe_logmetrics.proto", {
-    "LogRecord": [("time", 1, "fixed64"), ("severity_number", 2, "int32"),
-                  ("severity_text", 3, "string"), ("body", 5, "bytes"),
-                  ("attributes", 6, "repeated bytes"), ("trace_id", 9, "bytes"),
-                  ("span_id", 10, "bytes"), ("observed_time", 11, "fixed64"),
-                  ("event_name", 12, "string")],
-    "ScopeLogs": [("records", 2, "repeated LogRecord")],
-    "Resource": [("attributes", 1, "repeated bytes")],
-    "ResourceLogs": [("resource", 1, "Resource"), ("scopes", 2, "repeated ScopeLogs")],
-    "LogsRequest": [("resources", 1, "repeated ResourceLogs")],
-})
-LogsProjection = _P["LogsRequest"]
+LogsProjection = logmetrics_pb2.LogsRequest  # proto/otelpipe/logmetrics.proto
 
 SKIPPED_RECORDS = CounterSpec(
     "otelpipe_connector_skipped_records",

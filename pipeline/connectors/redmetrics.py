@@ -57,8 +57,8 @@ from pipeline.config.types import Duration
 from pipeline.errors import PermanentError
 from pipeline.pdata.anyvalue import label_text
 from pipeline.pdata.batch import Batch
-from pipeline.pdata.projection import build_projection
 from pipeline.pdata.semconv import KINDS, aliases, deprecated_names, kind_category
+from pipeline.proto.otelpipe import redmetrics_pb2
 
 DEFAULT_BUCKETS_S = (0.002, 0.004, 0.006, 0.008, 0.01, 0.05, 0.1, 0.2, 0.4, 0.5, 0.8, 1.0,
                      1.4, 2.0, 5.0, 10.0, 15.0)
@@ -70,17 +70,9 @@ HTTP_STATUS_KEYS = ("http.response.status_code", "http.status_code")
 
 MAX_RESOURCES = 4096  # distinct (service.name, dimension values) of resources remembered
 
-# proto2: attribute map keys are not UTF-8 checked while parsing (see build_projection).
-_P = build_projection("otelpipe_redmetrics.proto", {
-    "Span": [("trace_id", 1, "bytes"), ("span_id", 2, "bytes"), ("name", 5, "bytes"),
-             ("kind", 6, "int32"), ("start", 7, "fixed64"), ("end", 8, "fixed64"),
-             ("attributes", 9, "attrmap"), ("status", 15, "bytes")],
-    "ScopeSpans": [("spans", 2, "repeated Span")],
-    "Resource": [("attributes", 1, "attrmap")],
-    "ResourceSpans": [("resource", 1, "Resource"), ("scopes", 2, "repeated ScopeSpans")],
-    "TracesRequest": [("resources", 1, "repeated ResourceSpans")],
-}, syntax="proto2")
-TracesProjection = _P["TracesRequest"]
+# proto/otelpipe/redmetrics.proto (proto2: attribute map keys are not UTF-8 checked while
+# parsing; `get` by key never decodes stored keys)
+TracesProjection = redmetrics_pb2.TracesRequest
 
 
 class DimensionConfig(ComponentConfig):

@@ -46,37 +46,15 @@ from pipeline.component import (
 from pipeline.errors import PermanentError
 from pipeline.pdata.batch import Batch
 from pipeline.pdata.logrecords import LogGroup
-from pipeline.pdata.projection import build_projection
 from pipeline.pdata.semconv import ANY, GROUPS, Group, Upgrader, kind_category
 from pipeline.pdata.wire import SMALL_VARINTS, varint
+from pipeline.proto.otelpipe import semconv_pb2
 
-# Attribute keys only: KeyValues stay serialized (`repeated bytes`), values are skipped.
-_P = build_projection("otelpipe_semconv.proto", {
-    "Resource": [("attributes", 1, "repeated bytes")],
-    "Event": [("attributes", 3, "repeated bytes")],
-    "Span": [("kind", 6, "int32"), ("attributes", 9, "repeated bytes"),
-             ("events", 11, "repeated Event")],
-    "ScopeSpans": [("spans", 2, "repeated Span")],
-    "ResourceSpans": [("resource", 1, "Resource"), ("scopes", 2, "repeated ScopeSpans")],
-    "TracesRequest": [("resources", 1, "repeated ResourceSpans")],
-    "LogRecord": [("attributes", 6, "repeated bytes")],
-    "ScopeLogs": [("records", 2, "repeated LogRecord")],
-    "ResourceLogs": [("resource", 1, "Resource"), ("scopes", 2, "repeated ScopeLogs")],
-    "LogsRequest": [("resources", 1, "repeated ResourceLogs")],
-    "NumberPoint": [("attributes", 7, "repeated bytes")],
-    "HistogramPoint": [("attributes", 9, "repeated bytes")],
-    "ExpHistogramPoint": [("attributes", 1, "repeated bytes")],
-    "Numbers": [("points", 1, "repeated NumberPoint")],
-    "Histograms": [("points", 1, "repeated HistogramPoint")],
-    "ExpHistograms": [("points", 1, "repeated ExpHistogramPoint")],
-    "Metric": [("gauge", 5, "Numbers"), ("sum", 7, "Numbers"), ("histogram", 9, "Histograms"),
-               ("exponential_histogram", 10, "ExpHistograms"), ("summary", 11, "Numbers")],
-    "ScopeMetrics": [("metrics", 2, "repeated Metric")],
-    "ResourceMetrics": [("resource", 1, "Resource"), ("scopes", 2, "repeated ScopeMetrics")],
-    "MetricsRequest": [("resources", 1, "repeated ResourceMetrics")],
-})
-_REQUESTS = {Signal.TRACES: _P["TracesRequest"], Signal.LOGS: _P["LogsRequest"],
-             Signal.METRICS: _P["MetricsRequest"]}
+# proto/otelpipe/semconv.proto: attribute keys only (KeyValues stay serialized,
+# values are skipped).
+_REQUESTS: dict[Signal, Any] = {
+    Signal.TRACES: semconv_pb2.TracesRequest, Signal.LOGS: semconv_pb2.LogsRequest,
+    Signal.METRICS: semconv_pb2.MetricsRequest}
 _METRIC_KINDS = ("gauge", "sum", "histogram", "exponential_histogram", "summary")
 # Tag of the `attributes` field of each data point type (field 7, 7, 9, 1, 7).
 _POINT_TAGS = {"gauge": b"\x3a", "sum": b"\x3a", "histogram": b"\x4a",
