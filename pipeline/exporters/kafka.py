@@ -18,6 +18,10 @@
 - A request larger than `producer.max_message_bytes` is split by resource,
   then by item; only a single item larger than the limit is rejected.
 - Client metadata (`batch.metadata`) travels as record headers.
+- A batch over 256 KiB of protobuf that needs more than forwarding (JSON encodings,
+  splitting, partitioning) is encoded in a worker process (`pdata/offload.py`), off
+  the event loop; that time counts against `timeout`, as marshalling does in the
+  Collector (≈ 1 s per 67k spans of OTLP JSON on an idle core).
 
 Delivery: `send` returns only after the broker acknowledged every record of
 the request (per `producer.required_acks`). A broker that cannot be reached
