@@ -55,7 +55,9 @@ def test_shipped_filelog_config_on_a_mixed_folder(tmp_path: Path) -> None:
                            wait_ports=(health,)).start()
     try:
         # start_at: end applies to files present at the first start; these come later
-        # and are read from their beginning, as a deployment finds new files.
+        # and are read from their beginning, as a deployment finds new files. (The
+        # health port listens before the receivers start: wait for the service.)
+        eventually(lambda: "otelpipe started" in proc.logs(), what="otelpipe started")
         shutil.copy(TRACES / "python_logging.log", logs / "app.log")
         shutil.copy(TRACES / "java_app.log", logs / "shop.log")
         (logs / "access.log").write_text("\n".join(ACCESS) + "\n")
