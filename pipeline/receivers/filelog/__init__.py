@@ -22,8 +22,10 @@ Or groups of files, each with its own rules (`include`, `exclude`, `multiline`,
           - name: nginx
             include: [/var/log/nginx/access.log]   # one record per line
 
-A file matched by several groups belongs to the first (listed order; a warning names
-both groups once per file); the same glob in two groups is a config error. A file
+A file matched by several groups belongs to the first (listed order; logged once per
+file at info, naming both groups), so a specific group goes before a catch-all one;
+the same glob in a later group is a config error unless the earlier group excludes
+something (the later one then gets what it excludes). A file
 keeps the group it was opened with (a rotated file is read to its end with the same
 rules). Checkpoints are per file identity, whatever its group.
 

@@ -172,9 +172,11 @@ class FileLogConfig(ComponentConfig):
                 if pattern in seen:
                     raise ValueError(
                         f"groups[{i}].include: {pattern!r} is already in "
-                        f"groups[{seen[pattern]}].include (a file belongs to the first "
-                        "group that matches it, so this one would never apply)")
-                seen[pattern] = i
+                        f"groups[{seen[pattern]}].include, which excludes nothing (a file "
+                        "belongs to the first group that matches it, so here it would "
+                        "never apply)")
+                if not g.exclude:
+                    seen[pattern] = i  # a later group gets what this one excludes
         return self
 
     def file_groups(self) -> list[FileGroupConfig]:

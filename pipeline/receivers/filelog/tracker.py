@@ -204,7 +204,7 @@ class Tracker:
         if path in self._overlaps or len(self._overlaps) >= 1024:
             return
         self._overlaps.add(path)
-        self.log.warning("file matched by two groups; the first applies",
+        self.log.info("file matched by two groups; the first applies",
                          extra={"path": path, "group": self.groups[first].name,
                                 "also_matched_by": self.groups[other].name})
 

@@ -143,6 +143,17 @@ def test_nodejs_crash() -> None:
     assert st == tail_from(text, "TypeError:").rsplit("\n\nNode.js v", 1)[0]
 
 
+def test_runbook_example_dotted_type_and_message_on_several_lines() -> None:
+    """docs/runbook.md (schema drift): a psycopg error logged with its traceback."""
+    text = ('ERROR query failed\nTraceback (most recent call last):\n  File "db.py", line 9, '
+            'in fetch\n    cur.execute(q)\npsycopg.errors.UndefinedColumn: column "x" does '
+            'not exist\nLINE 1: select x from t\n               ^')
+    t, m, st = exc(text)
+    assert t == "psycopg.errors.UndefinedColumn"
+    assert m == 'column "x" does not exist\nLINE 1: select x from t\n               ^'
+    assert st == text[len("ERROR query failed\n"):]
+
+
 # -- what is not an exception ----------------------------------------------------------
 
 @pytest.mark.parametrize("text", [
