@@ -23,7 +23,15 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 RUN python3 -m venv /opt/otelpipe
 WORKDIR /src
+# Dependencies first, in a layer of their own: a change to pipeline/ reuses it. (A stub
+# package stands in for pipeline/ to resolve pyproject's dependencies.) The build
+# backend goes into the venv too, so the project itself builds without fetching it.
 COPY pyproject.toml README.md ./
+RUN mkdir pipeline && touch pipeline/__init__.py \
+ && /opt/otelpipe/bin/pip install --no-cache-dir --disable-pip-version-check \
+      --only-binary=:all: --no-compile 'setuptools>=68' wheel . \
+ && /opt/otelpipe/bin/pip uninstall -y -q otelpipe \
+ && rm -rf pipeline build *.egg-info
 COPY pipeline ./pipeline
 # --only-binary: fail rather than compile anything. Then trim what the runtime never
 # reads: pip and setuptools, test folders, C/Cython sources and stubs, zstandard's cffi
@@ -31,8 +39,8 @@ COPY pipeline ./pipeline
 # wheels ship in their extension modules (88 MB -> 33 MB); byte-compile everything (the
 # root filesystem is read-only at run time: Python could not write its caches there).
 RUN /opt/otelpipe/bin/pip install --no-cache-dir --disable-pip-version-check \
-      --only-binary=:all: --no-compile . \
- && /opt/otelpipe/bin/pip uninstall -y -q pip setuptools \
+      --no-build-isolation --no-deps --no-compile . \
+ && /opt/otelpipe/bin/pip uninstall -y -q pip setuptools wheel \
  && cd /opt/otelpipe/lib/python3.11/site-packages \
  && find . -depth \( -name tests -o -name test -o -name '__pycache__' \) -type d -exec rm -rf {} + \
  && find . \( -name '*.pyi' -o -name '*.pyx' -o -name '*.pxd' -o -name '*.c' -o -name '*.h' \) -delete \
@@ -41,18 +49,6 @@ RUN /opt/otelpipe/bin/pip install --no-cache-dir --disable-pip-version-check \
  && python3 -m compileall -q -j 0 /opt/otelpipe/lib
 
 FROM ${BASE_IMAGE}
-# Labels: VERSION is pyproject's version; SOURCE (the repository's URL) and REVISION
-# (its commit) are passed by scripts/container.sh from git when it knows them.
-ARG VERSION=0.1.0
-ARG SOURCE=""
-ARG REVISION=""
-LABEL org.opencontainers.image.title="otelpipe" \
-      org.opencontainers.image.description="A telemetry pipeline in pure Python, shaped like the OpenTelemetry Collector" \
-      org.opencontainers.image.version="${VERSION}" \
-      org.opencontainers.image.source="${SOURCE}" \
-      org.opencontainers.image.revision="${REVISION}" \
-      org.opencontainers.image.licenses="Apache-2.0" \
-      org.opencontainers.image.base.name="docker.io/library/debian:bookworm-slim"
 # tini: a PID 1 that forwards SIGTERM to otelpipe (which drains and exits) and reaps
 # zombies; `docker run --init` / `podman run --init` on top of it is harmless.
 RUN apt-get update \
@@ -94,3 +90,17 @@ STOPSIGNAL SIGTERM
 ENTRYPOINT ["/usr/bin/tini", "--", "otelpipe", "run"]
 # With no -c, otelpipe runs its embedded default config; mount yours and pass -c.
 CMD []
+
+# Labels, last: a new commit (REVISION) changes no layer above. VERSION is pyproject's
+# version; SOURCE (the repository's URL) and REVISION
+# (its commit) are passed by scripts/container.sh from git when it knows them.
+ARG VERSION=0.1.0
+ARG SOURCE=""
+ARG REVISION=""
+LABEL org.opencontainers.image.title="otelpipe" \
+      org.opencontainers.image.description="A telemetry pipeline in pure Python, shaped like the OpenTelemetry Collector" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.source="${SOURCE}" \
+      org.opencontainers.image.revision="${REVISION}" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.base.name="docker.io/library/debian:bookworm-slim"

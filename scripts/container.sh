@@ -141,6 +141,7 @@ cmd_build() {
     base_image
     local t0=$SECONDS source="" revision=""
     source="$(git -C "$ROOT" remote get-url origin 2>/dev/null || true)"
+    [[ "$source" =~ ^https?:// ]] || source=""   # a clone's local path is no source URL
     revision="$(git -C "$ROOT" rev-parse HEAD 2>/dev/null || true)"
     log "building $IMAGE from $ROOT/Dockerfile"
     # --format docker keeps the HEALTHCHECK (the OCI image config has no such field).

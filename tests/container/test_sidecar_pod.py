@@ -205,3 +205,47 @@ def test_sidecar_pod_app_spans_reach_jaeger(image: str, jaeger: Jaeger, gateway:
             assert s["resource"]["service.name"] == service
     finally:
         podman("play", "kube", "--down", str(manifest), check=False, timeout=120)
+
+
+@pytest.mark.parametrize("mode", ["sidecar", "deployment", "statefulset"])
+def test_the_charts_helm_test_pod_validates_the_rendered_config(image: str, mode: str,
+                                                                tmp_path: Path) -> None:
+    """`helm test`'s pod (templates/tests/validate.yaml) with the rendered ConfigMap, run
+    with `podman play kube`: `otelpipe validate` in the image accepts each mode's config,
+    and refuses one that the values schema cannot catch (a pipeline naming a receiver
+    that is not defined)."""
+    repository, tag = image.rsplit(":", 1)
+    release = f"vt{uuid.uuid4().hex[:6]}"
+
+    def run(*extra: str) -> tuple[str, str]:
+        rendered = helm("template", release, str(CHART), "--set", f"mode={mode}",
+                        "--set", f"image.repository={repository}", "--set", f"image.tag={tag}",
+                        "--set", "image.pullPolicy=Never",
+                        "--show-only", "templates/configmap.yaml",
+                        "--show-only", "templates/tests/validate.yaml", *extra).stdout
+        manifest = tmp_path / f"validate-{uuid.uuid4().hex[:6]}.yaml"
+        manifest.write_text(rendered)
+        podman("play", "kube", str(manifest), timeout=300)
+        try:
+            [pod] = [d for d in yaml.safe_load_all(rendered) if d and d["kind"] == "Pod"]
+            ctr = f"{pod['metadata']['name']}-validate"
+            eventually(lambda: podman("inspect", ctr, "--format", "{{.State.Status}}")
+                       .stdout.strip() == "exited", timeout=60, what=f"{ctr} to exit")
+            code = podman("inspect", ctr, "--format", "{{.State.ExitCode}}").stdout.strip()
+            logs = podman("logs", ctr)
+            return code, logs.stdout + logs.stderr
+        finally:
+            podman("play", "kube", "--down", str(manifest), check=False, timeout=120)
+
+    code, out = run()
+    assert code == "0", out
+    assert "configuration is valid" in out
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump({"config": {
+        "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": "0.0.0.0:4317"}}}},
+        "exporters": {"debug": {}},
+        "service": {"pipelines": {"traces": {"receivers": ["otlp", "kafka"],
+                                             "exporters": ["debug"]}}}}}))
+    code, out = run("-f", str(bad))
+    assert code == "2", out
+    assert "kafka" in out
