@@ -17,7 +17,7 @@ import collections
 import contextlib
 import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pipeline.component import (
@@ -44,6 +44,9 @@ from pipeline.processors.tail_sampling.policies import (
     compile_policy,
 )
 from pipeline.processors.tail_sampling.telemetry import Instruments
+
+SAMPLED_RECORD = {"otelpipe.tail_sampling": "sampled"}  # metadata of a decided record
+_DECIDED = b"decided"  # trace id of the holder of a decided record
 
 CHUNK_TRACES = 2000  # traces decided between two yields to the event loop ...
 CHUNK_SPANS = 20_000  # ... or this many spans (their encoding is the costly part)
@@ -205,6 +208,7 @@ class TailSamplingProcessor(Component, Consumer):
         late: list[tuple[Any, Any]] = []
         late_dropped = 0
         touched: set[bytes] = set()
+        durable = key is not None
         for rs in msg.resource_spans:
             env_r = _resource_env(rs)
             res_attrs = rs.resource.attributes
@@ -240,7 +244,8 @@ class TailSamplingProcessor(Component, Consumer):
                         t.facts |= rbits
                     if sizes:
                         t.nbytes += span.ByteSize()
-                    touched.add(tid)
+                    if durable:
+                        touched.add(tid)
         holder = self._hold(key, touched, bool(late)) if key is not None else None
         self._ingested(new, len(late), late_dropped)
         return late, holder
@@ -318,19 +323,29 @@ class TailSamplingProcessor(Component, Consumer):
                             return len(seen)
         return len(seen)
 
-    async def _recover(self, records: list[tuple[int, bytes]]) -> None:
-        """Traces found on disk after a restart: decided at the first tick."""
+    async def _recover(self, records: list[tuple[int, bytes, Mapping[str, str]]]) -> None:
+        """Traces found on disk after a restart: decided at the first tick; batches
+        already decided sampled: sent at the first tick."""
         from pipeline.pdata.otlp import REQUEST_TYPES
 
+        assert self.store is not None
         before = len(self.pending)
-        for i, (key, raw) in enumerate(records):
+        decided = 0
+        for i, (key, raw, meta) in enumerate(records):
+            if meta.get("otelpipe.tail_sampling") == "sampled":
+                holder = TraceData(_DECIDED, 0.0)
+                holder.records = [key]
+                self._refs[key] = 1
+                self._retry.append((Batch(Signal.TRACES, raw=raw), [holder]))
+                decided += 1
+                continue
             msg = REQUEST_TYPES[Signal.TRACES]()
             try:
                 msg.ParseFromString(raw)
             except Exception:
                 self.log.warning("skipped an unreadable waiting-traces record",
                                  extra={"key": key})
-                self.store.ack([key])  # type: ignore[union-attr]
+                self.store.ack([key])
                 continue
             self._ingest(msg, float("-inf"), key)
             if i % 50 == 49:
@@ -340,8 +355,8 @@ class TailSamplingProcessor(Component, Consumer):
             self.m.recovered.inc(recovered)
             self.log.info("recovered waiting traces from disk; they are decided now",
                           extra={"records": len(records), "traces": recovered,
-                                 "corrupt_records": self.store.stats.corrupt_records
-                                 if self.store else 0})
+                                 "decided_batches": decided,
+                                 "corrupt_records": self.store.stats.corrupt_records})
 
     # Deciding ----------------------------------------------------------------------------
     def decide(self, t: TraceData, now: float, counts: dict[str, list[int]]) -> bool:
@@ -445,29 +460,53 @@ class TailSamplingProcessor(Component, Consumer):
         await self._deliver(batch, traces)
 
     async def _deliver(self, batch: Batch, traces: list[TraceData]) -> None:
+        """Hand sampled spans on; if refused for now, keep them for the next tick."""
+        if not await self._try(batch, traces):
+            self._retry.append((batch, await self._persist(batch, traces)))
+
+    async def _try(self, batch: Batch, traces: list[TraceData]) -> bool:
+        """True when done with the batch (delivered, or refused for good)."""
         try:
             await self.next.consume(batch)
         except RetryableError as exc:
-            # Acknowledged upstream already: keep it and try again at the next tick.
+            # Acknowledged upstream already: kept, tried again at the next tick.
             self.last_error = str(exc)
             self.m.emit_failures.inc()
-            self._retry.append((batch, traces))
-            return
+            return False
         except PermanentError as exc:
             self.last_error = str(exc)
             self.m.emit_failures.inc()
             self.log.error("the next consumer refused sampled spans for good; they are "
                            "dropped", extra={"spans": batch.items, "error": str(exc)})
-        self.last_error = None
+        else:
+            self.last_error = None
         for t in traces:
             self._release(t)
+        return True
+
+    async def _persist(self, batch: Batch, traces: list[TraceData]) -> list[TraceData]:
+        """storage disk: a decided batch waiting for a retry is written as one record
+        marked sampled (its traces' records are then acknowledged), so a restart sends it
+        as decided instead of deciding its spans again."""
+        if self.store is None or any(t.trace_id == _DECIDED for t in traces):
+            return traces
+        try:
+            key = await self.store.put(batch.to_bytes(), batch.items, SAMPLED_RECORD)
+        except Exception:  # the spans' own records still hold them
+            return traces
+        for t in traces:
+            self._release(t)
+        holder = TraceData(_DECIDED, 0.0)
+        holder.records = [key]
+        self._refs[key] = 1
+        return [holder]
 
     async def _retry_failed(self) -> None:
-        for _ in range(len(self._retry)):
-            batch, traces = self._retry.popleft()
-            await self._deliver(batch, traces)
-            if self._retry and self._retry[-1][0] is batch:
-                return  # still refused: keep the order, try again next tick
+        while self._retry:
+            batch, traces = self._retry[0]
+            if not await self._try(batch, traces):
+                return  # still refused: keep it first, try again next tick
+            self._retry.popleft()
 
     # Status ------------------------------------------------------------------------------
     def sampling_status(self) -> dict[str, Any]:
