@@ -6,8 +6,8 @@ finds nothing left."""
 from __future__ import annotations
 
 import re
-import time
 import signal
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any
