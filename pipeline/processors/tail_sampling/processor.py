@@ -93,6 +93,7 @@ class TailSamplingProcessor(Component, Consumer):
         self.drops: list[Evaluator] = [e for p, e in compiled if p.type == "drop"]
         self.policies: list[Evaluator] = [e for p, e in compiled if p.type != "drop"]
         self.first_match = config.sample_on_first_match
+        self.max_bytes = config.maximum_trace_size_bytes
         self.pending: dict[bytes, TraceData] = {}  # insertion order = arrival = expiry
         # Decided trace ids: the last num_traces (the Collector keeps decided traces in its
         # num_traces buffer, so late spans follow), then the configured decision caches.
@@ -137,8 +138,11 @@ class TailSamplingProcessor(Component, Consumer):
                 await self._task
             self._task = None
         if self.store is None:
-            # Nothing survives the process: decide what waits, with what has arrived.
+            # Nothing survives the process: decide what waits, with what has arrived
+            # (or drop it, drop_pending_traces_on_shutdown).
             await self._retry_failed()
+            if self.config.drop_pending_traces_on_shutdown:
+                self.pending.clear()
             await self.decide_due(float("inf"))
             if self._retry:
                 lost = sum(b.items for b, _ in self._retry)
@@ -202,13 +206,13 @@ class TailSamplingProcessor(Component, Consumer):
         facts = self.facts
         watch = facts.active(raw)
         span_facts = facts.span if (watch or facts.trace_state or facts.slo) else None
-        sizes = facts.need_bytes
+        sizes = facts.need_bytes or self.max_bytes > 0
         decided = self._decided
         new = 0
         late: list[tuple[Any, Any]] = []
         late_dropped = 0
         touched: set[bytes] = set()
-        durable = key is not None
+        track = key is not None or self.max_bytes > 0
         for rs in msg.resource_spans:
             env_r = _resource_env(rs)
             res_attrs = rs.resource.attributes
@@ -244,9 +248,11 @@ class TailSamplingProcessor(Component, Consumer):
                         t.facts |= rbits
                     if sizes:
                         t.nbytes += span.ByteSize()
-                    if durable:
+                    if track:
                         touched.add(tid)
         holder = self._hold(key, touched, bool(late)) if key is not None else None
+        if self.max_bytes:
+            self._drop_oversized(touched)
         self._ingested(new, len(late), late_dropped)
         return late, holder
 
@@ -259,6 +265,22 @@ class TailSamplingProcessor(Component, Consumer):
         if n > self.config.num_traces and not self.config.block_on_overflow:
             self._evict(n - self.config.num_traces)
         m.in_memory.set(len(self.pending))
+
+    def _drop_oversized(self, touched: set[bytes]) -> None:
+        """maximum_trace_size_bytes: a trace past it is dropped now, and so are its
+        later spans (remembered as not sampled)."""
+        pending = self.pending
+        n = 0
+        for tid in touched:
+            t = pending.get(tid)
+            if t is not None and t.nbytes > self.max_bytes:
+                del pending[tid]
+                self.recent.put(tid, False)
+                self.dropped_cache.put(tid, False)
+                self._release(t)
+                n += 1
+        if n:
+            self.m.oversized.inc(n)
 
     def _hold(self, key: int, touched: set[bytes], late: bool) -> TraceData | None:
         """storage disk: the record `key` stays until every trace in it is done (and the

@@ -315,3 +315,28 @@ async def test_disk_storage_acks_a_delivered_late_span(tmp_path: Path) -> None:
     await again.start(_Host())  # type: ignore[arg-type]
     assert again.pending == {}
     await again.shutdown()
+
+
+async def test_maximum_trace_size_bytes_drops_a_trace_and_its_later_spans() -> None:
+    sink = Sink()
+    proc = make(sink, clock=Clock(), policies=[p("all", "always_sample")],
+                maximum_trace_size_bytes=600)
+    big = {"pad": "x" * 200}
+    await proc.consume(batch([S(1, "a", attrs=big), S(2, "a", attrs=big)]))
+    await proc.consume(batch([S(1, "b", attrs=big), S(1, "c", attrs=big)]))  # 1 passes 600
+    assert list(proc.pending) == [(2).to_bytes(16, "big")]
+    await proc.consume(batch([S(1, "d")]))  # a later span of the dropped trace
+    await proc.decide_due(float("inf"))
+    assert trace_ids(sink.batches) == [2]
+    st = proc.sampling_status()
+    assert st["oversized_traces"] == 1
+    assert st["late_spans_dropped"] == 1
+
+
+async def test_drop_pending_traces_on_shutdown() -> None:
+    sink = Sink()
+    proc = make(sink, clock=Clock(), decision_wait="1h", drop_pending_traces_on_shutdown=True)
+    await proc.start(_Host())  # type: ignore[arg-type]
+    await proc.consume(batch([S(1, status="ERROR")]))
+    await proc.shutdown()
+    assert sink.batches == []
