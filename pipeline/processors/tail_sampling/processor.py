@@ -33,7 +33,7 @@ from pipeline.exporterhelper.diskqueue import queue_directory
 from pipeline.pdata.batch import Batch
 from pipeline.processors.tail_sampling.config import TailSamplingConfig
 from pipeline.processors.tail_sampling.durable import WaitingStore
-from pipeline.processors.tail_sampling.encode import encode_request
+from pipeline.processors.tail_sampling.encode import WireError, encode_request, span_slices
 from pipeline.processors.tail_sampling.policies import (
     SAMPLED_ONES,
     Decision,
@@ -213,27 +213,30 @@ class TailSamplingProcessor(Component, Consumer):
         late_dropped = 0
         touched: set[bytes] = set()
         track = key is not None or self.max_bytes > 0
-        for rs in msg.resource_spans:
+        cut = _cut(msg, raw)
+        for ri, rs in enumerate(msg.resource_spans):
             env_r = _resource_env(rs)
             res_attrs = rs.resource.attributes
             rbits = facts.resource(res_attrs, watch) if watch else 0
             rtexts = facts.resource_texts(res_attrs) if facts.slo else {}
-            for ss in rs.scope_spans:
+            cut_r = cut[ri]
+            for si, ss in enumerate(rs.scope_spans):
                 env = (*env_r, *_scope_env(ss))
-                for span in ss.spans:
+                encoded = cut_r[si]
+                for span, sb in zip(ss.spans, encoded, strict=True):
                     tid = span.trace_id
                     t = pending.get(tid)
                     if t is None:
                         d = decided(tid)
                         if d is not None:
                             if d:
-                                late.append((env, span))
+                                late.append((env, sb))
                             else:
                                 late_dropped += 1
                             continue
                         t = pending[tid] = TraceData(tid, now)
                         new += 1
-                    t.spans.append((env, span))
+                    t.spans.append((env, sb))
                     v = span.start_time_unix_nano
                     if v < t.start:
                         t.start = v
@@ -247,7 +250,7 @@ class TailSamplingProcessor(Component, Consumer):
                     elif rbits:
                         t.facts |= rbits
                     if sizes:
-                        t.nbytes += span.ByteSize()
+                        t.nbytes += len(sb)
                     if track:
                         touched.add(tid)
         holder = self._hold(key, touched, bool(late)) if key is not None else None
@@ -369,7 +372,7 @@ class TailSamplingProcessor(Component, Consumer):
                                  extra={"key": key})
                 self.store.ack([key])
                 continue
-            self._ingest(msg, float("-inf"), key)
+            self._ingest(msg, float("-inf"), key, raw)
             if i % 50 == 49:
                 await asyncio.sleep(0)
         recovered = len(self.pending) - before
@@ -478,7 +481,7 @@ class TailSamplingProcessor(Component, Consumer):
         raw = encode_request([p for t in traces for p in t.spans])
         batch = Batch(Signal.TRACES, raw=raw, items=n)
         for t in traces:
-            t.spans = []  # the batch holds them now; free the messages
+            t.spans = []  # the batch holds them now
         await self._deliver(batch, traces)
 
     async def _deliver(self, batch: Batch, traces: list[TraceData]) -> None:
@@ -541,6 +544,24 @@ class TailSamplingProcessor(Component, Consumer):
             if len(self.pending) < 100_000 else None,
             **self.m.snapshot(), "last_tick_seconds": self.last_tick_seconds,
             "retry_batches": len(self._retry), "last_error": self.last_error}
+
+
+def _cut(msg: Any, raw: bytes | None) -> list[list[list[bytes]]]:
+    """Each span's encoded bytes, [resource][scope][span], cut from the request's bytes
+    when they match the decoded message, else encoded span by span."""
+    if raw is not None:
+        try:
+            cut = span_slices(raw)
+        except WireError:
+            cut = None
+        if cut is not None and len(cut) == len(msg.resource_spans) and all(
+                len(cr) == len(rs.scope_spans) and all(
+                    len(cs) == len(ss.spans) for cs, ss in zip(cr, rs.scope_spans,
+                                                               strict=True))
+                for cr, rs in zip(cut, msg.resource_spans, strict=True)):
+            return cut
+    return [[[sp.SerializeToString() for sp in ss.spans] for ss in rs.scope_spans]
+            for rs in msg.resource_spans]
 
 
 def _resource_env(rs: Any) -> tuple[bytes, str]:
