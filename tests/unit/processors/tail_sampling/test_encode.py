@@ -114,8 +114,8 @@ def _random_request(rnd: random.Random) -> bytes:
                     sp.events.add(name="e", time_unix_nano=rnd.getrandbits(40))
                 if rnd.random() < 0.3:
                     sp.links.add(trace_id=rnd.randbytes(16), span_id=rnd.randbytes(8))
-                sp.status.code = rnd.randrange(3)  # type: ignore[assignment]
-    raw = req.SerializeToString()
+                sp.status.code = rnd.randrange(3)
+    raw = bytes(req.SerializeToString())
     if rnd.random() < 0.5:  # an unknown top-level field of each wire type
         raw += b"\x78\x96\x01" + b"\x81\x01" + bytes(8) + b"\x8d\x01" + bytes(4) + \
             b"\x92\x01\x02ab"
