@@ -292,6 +292,18 @@ class TailSamplingConfig(ComponentConfig):
     sample_on_first_match: bool = Field(False, description="stop at the first policy that "
                                         "samples")
     decision_cache: DecisionCacheCfg = Field(default_factory=lambda: DecisionCacheCfg())
+    maximum_trace_size_bytes: int = Field(0, ge=0, description="a trace whose spans pass "
+                                          "this encoded size is dropped at once (counted); "
+                                          "0: no limit")
+    drop_pending_traces_on_shutdown: bool = Field(False, description="storage memory: at "
+                                                  "shutdown drop the traces still waiting "
+                                                  "instead of deciding them with the spans "
+                                                  "that arrived")
+    sampling_strategy: Literal["trace-complete"] = Field(
+        "trace-complete", description="decide once decision_wait is over (the Collector's "
+                                      "span-ingest strategy is not supported)")
+    num_shards: int = Field(1, ge=1, le=256, description="accepted for compatibility: one "
+                            "process decides on one event loop (scale with processes)")
     policies: list[Policy] = Field(min_length=1)
     storage: Literal["memory", "disk"] = Field("memory", description="disk: waiting traces "
                                                "live in a segment log (the disk queue's) until "

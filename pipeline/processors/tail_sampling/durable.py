@@ -2,14 +2,21 @@
 log (`pipeline.exporterhelper.diskqueue`, the same `Store`, records and recovery), so
 a killed process loses nothing it acknowledged.
 
-Each incoming request that holds spans of undecided traces is appended as one record
-(the request bytes as they arrived) before the sender is answered. A record is
-acknowledged once every trace with spans in it is decided and, if sampled,
-delivered downstream (or evicted on purpose, counted). After a restart the records
-not acknowledged are read back and their traces decided at once (counted as
-recovered). The ack file holds a prefix (see `diskqueue.segment`): a record decided
-out of order behind an older pending one is read again after a crash, so its
-traces may be decided twice — duplicates, counted, never loss.
+Each incoming request is appended as one record (the request bytes as they arrived)
+before the sender is answered. A record is acknowledged once every trace with spans
+in it is decided and, if sampled, delivered downstream (or dropped on purpose:
+evicted, not sampled), and its late spans of sampled traces are delivered. After a
+restart the records not acknowledged are read back and their traces decided at once
+(counted as recovered).
+
+A sampled batch the next consumer refuses (a full queue) is written as a record of
+its own, marked decided (metadata `otelpipe.tail_sampling: sampled`), and its
+traces' records are acknowledged: after a restart it is sent as it was decided, not
+decided again.
+
+The ack file holds a prefix (see `diskqueue.segment`): a record done out of order
+behind an older pending one is read again after a crash, so its traces may be
+decided and sent twice — duplicates, never loss.
 
 Writes that arrive together share one write and one fsync, on a thread of this
 store's own (the event loop never waits for the disk).
@@ -20,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TypeVar
 
@@ -52,21 +59,22 @@ class WaitingStore:
     async def _io(self, fn: Callable[..., _T], *args: object) -> _T:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
-    async def open(self) -> list[tuple[int, bytes]]:
+    async def open(self) -> list[tuple[int, bytes, Mapping[str, str]]]:
         """Open (lock the directory) and read back every record not acknowledged."""
 
-        def recover() -> list[tuple[int, bytes]]:
+        def recover() -> list[tuple[int, bytes, Mapping[str, str]]]:
             records = self.store.open()
-            return [(r.key, self.store.read(r.key)) for r in records]
+            return [(r.key, self.store.read(r.key), r.metadata) for r in records]
 
         out = await self._io(recover)
         self._opened = True
         self.stats = self.store.stats
         return out
 
-    async def put(self, raw: bytes, items: int) -> int:
+    async def put(self, raw: bytes, items: int, metadata: Mapping[str, str] | None = None,
+                  ) -> int:
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._writes.append((NewRecord(Signal.TRACES, raw, items, {}), fut))
+        self._writes.append((NewRecord(Signal.TRACES, raw, items, metadata or {}), fut))
         self._kick()
         return await asyncio.shield(fut)
 

@@ -1,9 +1,11 @@
-"""Sampled spans back into one OTLP `ExportTraceServiceRequest`, encoded by hand.
+"""Spans as bytes: cut out of the request they arrived in, and written back into one
+OTLP `ExportTraceServiceRequest` by hand.
 
-Spans are kept as the decoded messages they arrived in, with an *envelope*: the
-serialized Resource and InstrumentationScope and their schema URLs. Emitting
-serializes only the sampled spans and writes the envelopes around them, grouping
-spans that share a resource and scope (protobuf fields, by number):
+A waiting span is kept as its encoded bytes (cut from the request with `span_slices`,
+a walk over the protobuf wire format — no re-encoding, and the decoded request can go),
+with an *envelope*: the serialized Resource and InstrumentationScope and their schema
+URLs. Emitting writes the envelopes around the sampled spans' bytes, grouping spans
+that share a resource and scope (protobuf fields, by number):
 
     ExportTraceServiceRequest { 1: ResourceSpans* }
     ResourceSpans { 1: Resource, 2: ScopeSpans*, 3: schema_url }
@@ -32,8 +34,8 @@ def _field(tag: bytes, payload: bytes) -> bytes:
 T1, T2, T3 = b"\x0a", b"\x12", b"\x1a"  # fields 1, 2, 3 of wire type 2 (length-delimited)
 
 
-def encode_request(spans: Iterable[tuple[Any, Any]]) -> bytes:
-    """`(envelope, span)` pairs, envelope = (resource bytes, resource schema url,
+def encode_request(spans: Iterable[tuple[Any, bytes]]) -> bytes:
+    """`(envelope, span bytes)` pairs, envelope = (resource bytes, resource schema url,
     scope bytes, scope schema url), as one request."""
     by_resource: dict[tuple[bytes, str], dict[tuple[bytes, str], list[bytes]]] = {}
     for env, span in spans:
@@ -43,7 +45,7 @@ def encode_request(spans: Iterable[tuple[Any, Any]]) -> bytes:
         lst = scopes.get(env[2:])
         if lst is None:
             lst = scopes[env[2:]] = []
-        lst.append(_field(T2, span.SerializeToString()))
+        lst.append(_field(T2, span))
     parts: list[bytes] = []
     for (res, rschema), scopes in by_resource.items():
         rs: list[bytes] = [_field(T1, res)] if res else []
@@ -57,3 +59,69 @@ def encode_request(spans: Iterable[tuple[Any, Any]]) -> bytes:
             rs.append(_field(T3, rschema.encode()))
         parts.append(_field(T1, b"".join(rs)))
     return b"".join(parts)
+
+
+class WireError(ValueError):
+    """The bytes are not the protobuf the walk expects (the caller re-encodes instead)."""
+
+
+def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
+    result = shift = 0
+    while True:
+        b = buf[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if b < 0x80:
+            return result, pos
+        shift += 7
+        if shift > 63:
+            raise WireError("varint too long")
+
+
+def _fields(buf: bytes, pos: int, end: int, want: int) -> list[tuple[int, int]]:
+    """(start, end) of every length-delimited field number `want` in buf[pos:end]."""
+    out: list[tuple[int, int]] = []
+    rv = _read_varint
+    while pos < end:
+        key = buf[pos]
+        if key < 0x80:
+            pos += 1
+        else:
+            key, pos = rv(buf, pos)
+        wt = key & 7
+        if wt == 2:
+            b = buf[pos]
+            if b < 0x80:
+                n = b
+                pos += 1
+            else:
+                n, pos = rv(buf, pos)
+            if key >> 3 == want:
+                out.append((pos, pos + n))
+            pos += n
+        elif wt == 0:
+            _, pos = rv(buf, pos)
+        elif wt == 1:
+            pos += 8
+        elif wt == 5:
+            pos += 4
+        else:
+            raise WireError(f"wire type {wt}")
+    if pos != end:
+        raise WireError("field runs past its message")
+    return out
+
+
+def span_slices(raw: bytes) -> list[list[list[bytes]]]:
+    """The encoded spans of a request: [resource][scope][span] bytes, in wire order (the
+    order of the decoded message's repeated fields). Raises `WireError`."""
+    try:
+        out = []
+        for rs, re_ in _fields(raw, 0, len(raw), 1):
+            scopes = []
+            for ss, se in _fields(raw, rs, re_, 2):
+                scopes.append([raw[a:b] for a, b in _fields(raw, ss, se, 2)])
+            out.append(scopes)
+        return out
+    except IndexError:
+        raise WireError("truncated") from None

@@ -60,7 +60,7 @@ class TraceData:
     def __init__(self, trace_id: bytes, first_seen: float):
         self.trace_id = trace_id
         self.first_seen = first_seen
-        self.spans: list[tuple[Any, Any]] = []  # (envelope, span message)
+        self.spans: list[tuple[Any, bytes]] = []  # (envelope, encoded span)
         self.start = 1 << 64
         self.end = 0
         self.status = 0  # bit 1 << code: UNSET 1, OK 2, ERROR 4
@@ -71,18 +71,6 @@ class TraceData:
     @property
     def span_count(self) -> int:
         return len(self.spans)
-
-    def add(self, env: Any, span: Any, facts: int) -> None:
-        self.spans.append((env, span))
-        s = span.start_time_unix_nano
-        e = span.end_time_unix_nano
-        if s < self.start:
-            self.start = s
-        if e > self.end:
-            self.end = e
-        code = span.status.code
-        self.status |= 1 << (code if 0 <= code < 3 else 0)
-        self.facts |= facts
 
 
 # --- facts: what is computed per span at ingest -----------------------------------------

@@ -17,7 +17,7 @@ import collections
 import contextlib
 import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pipeline.component import (
@@ -33,7 +33,7 @@ from pipeline.exporterhelper.diskqueue import queue_directory
 from pipeline.pdata.batch import Batch
 from pipeline.processors.tail_sampling.config import TailSamplingConfig
 from pipeline.processors.tail_sampling.durable import WaitingStore
-from pipeline.processors.tail_sampling.encode import encode_request
+from pipeline.processors.tail_sampling.encode import WireError, encode_request, span_slices
 from pipeline.processors.tail_sampling.policies import (
     SAMPLED_ONES,
     Decision,
@@ -44,6 +44,9 @@ from pipeline.processors.tail_sampling.policies import (
     compile_policy,
 )
 from pipeline.processors.tail_sampling.telemetry import Instruments
+
+SAMPLED_RECORD = {"otelpipe.tail_sampling": "sampled"}  # metadata of a decided record
+_DECIDED = b"decided"  # trace id of the holder of a decided record
 
 CHUNK_TRACES = 2000  # traces decided between two yields to the event loop ...
 CHUNK_SPANS = 20_000  # ... or this many spans (their encoding is the costly part)
@@ -90,6 +93,7 @@ class TailSamplingProcessor(Component, Consumer):
         self.drops: list[Evaluator] = [e for p, e in compiled if p.type == "drop"]
         self.policies: list[Evaluator] = [e for p, e in compiled if p.type != "drop"]
         self.first_match = config.sample_on_first_match
+        self.max_bytes = config.maximum_trace_size_bytes
         self.pending: dict[bytes, TraceData] = {}  # insertion order = arrival = expiry
         # Decided trace ids: the last num_traces (the Collector keeps decided traces in its
         # num_traces buffer, so late spans follow), then the configured decision caches.
@@ -134,8 +138,11 @@ class TailSamplingProcessor(Component, Consumer):
                 await self._task
             self._task = None
         if self.store is None:
-            # Nothing survives the process: decide what waits, with what has arrived.
+            # Nothing survives the process: decide what waits, with what has arrived
+            # (or drop it, drop_pending_traces_on_shutdown).
             await self._retry_failed()
+            if self.config.drop_pending_traces_on_shutdown:
+                self.pending.clear()
             await self.decide_due(float("inf"))
             if self._retry:
                 lost = sum(b.items for b, _ in self._retry)
@@ -199,33 +206,37 @@ class TailSamplingProcessor(Component, Consumer):
         facts = self.facts
         watch = facts.active(raw)
         span_facts = facts.span if (watch or facts.trace_state or facts.slo) else None
-        sizes = facts.need_bytes
+        sizes = facts.need_bytes or self.max_bytes > 0
         decided = self._decided
         new = 0
         late: list[tuple[Any, Any]] = []
         late_dropped = 0
         touched: set[bytes] = set()
-        for rs in msg.resource_spans:
+        track = key is not None or self.max_bytes > 0
+        cut = _cut(msg, raw)
+        for ri, rs in enumerate(msg.resource_spans):
             env_r = _resource_env(rs)
             res_attrs = rs.resource.attributes
             rbits = facts.resource(res_attrs, watch) if watch else 0
             rtexts = facts.resource_texts(res_attrs) if facts.slo else {}
-            for ss in rs.scope_spans:
+            cut_r = cut[ri]
+            for si, ss in enumerate(rs.scope_spans):
                 env = (*env_r, *_scope_env(ss))
-                for span in ss.spans:
+                encoded = cut_r[si]
+                for span, sb in zip(ss.spans, encoded, strict=True):
                     tid = span.trace_id
                     t = pending.get(tid)
                     if t is None:
                         d = decided(tid)
                         if d is not None:
                             if d:
-                                late.append((env, span))
+                                late.append((env, sb))
                             else:
                                 late_dropped += 1
                             continue
                         t = pending[tid] = TraceData(tid, now)
                         new += 1
-                    t.spans.append((env, span))
+                    t.spans.append((env, sb))
                     v = span.start_time_unix_nano
                     if v < t.start:
                         t.start = v
@@ -239,9 +250,12 @@ class TailSamplingProcessor(Component, Consumer):
                     elif rbits:
                         t.facts |= rbits
                     if sizes:
-                        t.nbytes += span.ByteSize()
-                    touched.add(tid)
+                        t.nbytes += len(sb)
+                    if track:
+                        touched.add(tid)
         holder = self._hold(key, touched, bool(late)) if key is not None else None
+        if self.max_bytes:
+            self._drop_oversized(touched)
         self._ingested(new, len(late), late_dropped)
         return late, holder
 
@@ -254,6 +268,22 @@ class TailSamplingProcessor(Component, Consumer):
         if n > self.config.num_traces and not self.config.block_on_overflow:
             self._evict(n - self.config.num_traces)
         m.in_memory.set(len(self.pending))
+
+    def _drop_oversized(self, touched: set[bytes]) -> None:
+        """maximum_trace_size_bytes: a trace past it is dropped now, and so are its
+        later spans (remembered as not sampled)."""
+        pending = self.pending
+        n = 0
+        for tid in touched:
+            t = pending.get(tid)
+            if t is not None and t.nbytes > self.max_bytes:
+                del pending[tid]
+                self.recent.put(tid, False)
+                self.dropped_cache.put(tid, False)
+                self._release(t)
+                n += 1
+        if n:
+            self.m.oversized.inc(n)
 
     def _hold(self, key: int, touched: set[bytes], late: bool) -> TraceData | None:
         """storage disk: the record `key` stays until every trace in it is done (and the
@@ -318,21 +348,31 @@ class TailSamplingProcessor(Component, Consumer):
                             return len(seen)
         return len(seen)
 
-    async def _recover(self, records: list[tuple[int, bytes]]) -> None:
-        """Traces found on disk after a restart: decided at the first tick."""
+    async def _recover(self, records: list[tuple[int, bytes, Mapping[str, str]]]) -> None:
+        """Traces found on disk after a restart: decided at the first tick; batches
+        already decided sampled: sent at the first tick."""
         from pipeline.pdata.otlp import REQUEST_TYPES
 
+        assert self.store is not None
         before = len(self.pending)
-        for i, (key, raw) in enumerate(records):
+        decided = 0
+        for i, (key, raw, meta) in enumerate(records):
+            if meta.get("otelpipe.tail_sampling") == "sampled":
+                holder = TraceData(_DECIDED, 0.0)
+                holder.records = [key]
+                self._refs[key] = 1
+                self._retry.append((Batch(Signal.TRACES, raw=raw), [holder]))
+                decided += 1
+                continue
             msg = REQUEST_TYPES[Signal.TRACES]()
             try:
                 msg.ParseFromString(raw)
             except Exception:
                 self.log.warning("skipped an unreadable waiting-traces record",
                                  extra={"key": key})
-                self.store.ack([key])  # type: ignore[union-attr]
+                self.store.ack([key])
                 continue
-            self._ingest(msg, float("-inf"), key)
+            self._ingest(msg, float("-inf"), key, raw)
             if i % 50 == 49:
                 await asyncio.sleep(0)
         recovered = len(self.pending) - before
@@ -340,8 +380,8 @@ class TailSamplingProcessor(Component, Consumer):
             self.m.recovered.inc(recovered)
             self.log.info("recovered waiting traces from disk; they are decided now",
                           extra={"records": len(records), "traces": recovered,
-                                 "corrupt_records": self.store.stats.corrupt_records
-                                 if self.store else 0})
+                                 "decided_batches": decided,
+                                 "corrupt_records": self.store.stats.corrupt_records})
 
     # Deciding ----------------------------------------------------------------------------
     def decide(self, t: TraceData, now: float, counts: dict[str, list[int]]) -> bool:
@@ -441,33 +481,57 @@ class TailSamplingProcessor(Component, Consumer):
         raw = encode_request([p for t in traces for p in t.spans])
         batch = Batch(Signal.TRACES, raw=raw, items=n)
         for t in traces:
-            t.spans = []  # the batch holds them now; free the messages
+            t.spans = []  # the batch holds them now
         await self._deliver(batch, traces)
 
     async def _deliver(self, batch: Batch, traces: list[TraceData]) -> None:
+        """Hand sampled spans on; if refused for now, keep them for the next tick."""
+        if not await self._try(batch, traces):
+            self._retry.append((batch, await self._persist(batch, traces)))
+
+    async def _try(self, batch: Batch, traces: list[TraceData]) -> bool:
+        """True when done with the batch (delivered, or refused for good)."""
         try:
             await self.next.consume(batch)
         except RetryableError as exc:
-            # Acknowledged upstream already: keep it and try again at the next tick.
+            # Acknowledged upstream already: kept, tried again at the next tick.
             self.last_error = str(exc)
             self.m.emit_failures.inc()
-            self._retry.append((batch, traces))
-            return
+            return False
         except PermanentError as exc:
             self.last_error = str(exc)
             self.m.emit_failures.inc()
             self.log.error("the next consumer refused sampled spans for good; they are "
                            "dropped", extra={"spans": batch.items, "error": str(exc)})
-        self.last_error = None
+        else:
+            self.last_error = None
         for t in traces:
             self._release(t)
+        return True
+
+    async def _persist(self, batch: Batch, traces: list[TraceData]) -> list[TraceData]:
+        """storage disk: a decided batch waiting for a retry is written as one record
+        marked sampled (its traces' records are then acknowledged), so a restart sends it
+        as decided instead of deciding its spans again."""
+        if self.store is None or any(t.trace_id == _DECIDED for t in traces):
+            return traces
+        try:
+            key = await self.store.put(batch.to_bytes(), batch.items, SAMPLED_RECORD)
+        except Exception:  # the spans' own records still hold them
+            return traces
+        for t in traces:
+            self._release(t)
+        holder = TraceData(_DECIDED, 0.0)
+        holder.records = [key]
+        self._refs[key] = 1
+        return [holder]
 
     async def _retry_failed(self) -> None:
-        for _ in range(len(self._retry)):
-            batch, traces = self._retry.popleft()
-            await self._deliver(batch, traces)
-            if self._retry and self._retry[-1][0] is batch:
-                return  # still refused: keep the order, try again next tick
+        while self._retry:
+            batch, traces = self._retry[0]
+            if not await self._try(batch, traces):
+                return  # still refused: keep it first, try again next tick
+            self._retry.popleft()
 
     # Status ------------------------------------------------------------------------------
     def sampling_status(self) -> dict[str, Any]:
@@ -480,6 +544,24 @@ class TailSamplingProcessor(Component, Consumer):
             if len(self.pending) < 100_000 else None,
             **self.m.snapshot(), "last_tick_seconds": self.last_tick_seconds,
             "retry_batches": len(self._retry), "last_error": self.last_error}
+
+
+def _cut(msg: Any, raw: bytes | None) -> list[list[list[bytes]]]:
+    """Each span's encoded bytes, [resource][scope][span], cut from the request's bytes
+    when they match the decoded message, else encoded span by span."""
+    if raw is not None:
+        try:
+            cut = span_slices(raw)
+        except WireError:
+            cut = None
+        if cut is not None and len(cut) == len(msg.resource_spans) and all(
+                len(cr) == len(rs.scope_spans) and all(
+                    len(cs) == len(ss.spans) for cs, ss in zip(cr, rs.scope_spans,
+                                                               strict=True))
+                for cr, rs in zip(cut, msg.resource_spans, strict=True)):
+            return cut
+    return [[[sp.SerializeToString() for sp in ss.spans] for ss in rs.scope_spans]
+            for rs in msg.resource_spans]
 
 
 def _resource_env(rs: Any) -> tuple[bytes, str]:

@@ -30,6 +30,10 @@ LATE_SPANS = CounterSpec(
 EVICTED = CounterSpec(
     "otelpipe_processor_tail_sampling_evicted_traces",
     "Traces dropped before their decision because num_traces was reached.", _L)
+OVERSIZED = CounterSpec(
+    "otelpipe_processor_tail_sampling_oversized_traces",
+    "Traces dropped before their decision because their spans passed "
+    "maximum_trace_size_bytes.", _L)
 BLOCKED = CounterSpec(
     "otelpipe_processor_tail_sampling_blocked_requests",
     "Times a request waited for room (block_on_overflow at num_traces).", _L)
@@ -80,6 +84,7 @@ class Instruments:
         self.late_dropped = _Count(late.labels(*lab, "false"))
         self.evicted = _Count(telemetry.counter(EVICTED).labels(*lab))
         self.blocked = _Count(telemetry.counter(BLOCKED).labels(*lab))
+        self.oversized = _Count(telemetry.counter(OVERSIZED).labels(*lab))
         self.recovered = _Count(telemetry.counter(RECOVERED).labels(*lab))
         self.emit_failures = _Count(telemetry.counter(EMIT_FAILURES).labels(*lab))
         self.latency = telemetry.histogram(DECISION_LATENCY).labels(*lab)
@@ -107,5 +112,6 @@ class Instruments:
             "late_spans_dropped": self.late_dropped.value,
             "evicted_traces": self.evicted.value,
             "blocked_requests": self.blocked.value,
+            "oversized_traces": self.oversized.value,
             "recovered_traces": self.recovered.value,
             "emit_failures": self.emit_failures.value}

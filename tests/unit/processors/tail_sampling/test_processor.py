@@ -210,20 +210,30 @@ async def test_disk_storage_keeps_waiting_traces_across_a_restart(tmp_path: Path
     await third.shutdown()
 
 
-async def test_disk_storage_acks_only_after_delivery(tmp_path: Path) -> None:
-    cfg: dict[str, Any] = {"storage": "disk", "directory": str(tmp_path), "fsync": False}
+async def test_disk_storage_keeps_a_refused_decision(tmp_path: Path) -> None:
+    cfg: dict[str, Any] = {"storage": "disk", "directory": str(tmp_path), "fsync": False,
+                           "policies": [p("r", "rate_limiting", spans_per_second=1,
+                                          burst_capacity=2)]}
     sink = FlakySink(failures=100)
     proc = make(sink, clock=Clock(), **cfg)
     await proc.start(_Host())  # type: ignore[arg-type]
-    await proc.consume(batch([S(1, status="ERROR"), S(2)]))
-    await proc.decide_due(float("inf"))  # decided, but the delivery is refused
+    await proc.consume(batch([S(1), S(2), S(3)]))
+    await proc.decide_due(float("inf"))  # 1 and 2 sampled (the bucket), refused
     await proc.shutdown()
     sink2 = Sink()
     again = make(sink2, clock=Clock(), **cfg)
     await again.start(_Host())  # type: ignore[arg-type]
+    assert again.sampling_status()["recovered_traces"] == 0
+    await again._retry_failed()
     await again.decide_due(0.0)
-    assert trace_ids(sink2.batches) == [1]
+    # Sent as decided: a second decision (a fresh bucket) would have kept other traces.
+    assert sorted(trace_ids(sink2.batches)) == [1, 2]
     await again.shutdown()
+    third = make(Sink(), clock=Clock(), **cfg)
+    await third.start(_Host())  # type: ignore[arg-type]
+    assert third.pending == {}
+    assert third.sampling_status()["retry_batches"] == 0
+    await third.shutdown()
 
 
 async def test_a_big_decision_round_never_holds_the_loop() -> None:
@@ -260,3 +270,73 @@ async def test_a_big_decision_round_never_holds_the_loop() -> None:
         await watcher
     assert sink.items == 60_000
     assert longest < 0.1, f"{longest * 1000:.0f} ms without a yield"
+
+
+async def test_disk_storage_late_spans_are_held_until_delivered(tmp_path: Path) -> None:
+    cfg: dict[str, Any] = {"storage": "disk", "directory": str(tmp_path), "fsync": False}
+    sink = FlakySink(failures=0)
+    proc = make(sink, clock=Clock(), **cfg)
+    await proc.start(_Host())  # type: ignore[arg-type]
+    await proc.consume(batch([S(1, status="ERROR"), S(2)]))
+    await proc.decide_due(float("inf"))
+    assert trace_ids(sink.batches) == [1]
+    # A late span of trace 1 while the next consumer refuses: kept (and its record).
+    sink.failures = 5
+    await proc.consume(batch([S(1, "late"), S(2, "late")]))
+    assert trace_ids(sink.batches) == [1]
+    await proc.shutdown()
+    sink2 = Sink()
+    again = make(sink2, clock=Clock(), **cfg)
+    await again.start(_Host())  # type: ignore[arg-type]
+    # The refused late span was written as a decided record: it is sent as decided
+    # (trace 2's late span, not sampled, is gone; nothing is decided again).
+    assert again.sampling_status()["recovered_traces"] == 0
+    await again._retry_failed()
+    await again.decide_due(0.0)
+    assert trace_ids(sink2.batches) == [1]
+    await again.shutdown()
+    third = make(Sink(), clock=Clock(), **cfg)
+    await third.start(_Host())  # type: ignore[arg-type]
+    assert third.pending == {}
+    await third.shutdown()
+
+
+async def test_disk_storage_acks_a_delivered_late_span(tmp_path: Path) -> None:
+    cfg: dict[str, Any] = {"storage": "disk", "directory": str(tmp_path), "fsync": False}
+    sink = Sink()
+    proc = make(sink, clock=Clock(), **cfg)
+    await proc.start(_Host())  # type: ignore[arg-type]
+    await proc.consume(batch([S(1, status="ERROR")]))
+    await proc.decide_due(float("inf"))
+    await proc.consume(batch([S(1, "late")]))
+    assert trace_ids(sink.batches) == [1, 1]
+    await proc.shutdown()
+    again = make(Sink(), clock=Clock(), **cfg)
+    await again.start(_Host())  # type: ignore[arg-type]
+    assert again.pending == {}
+    await again.shutdown()
+
+
+async def test_maximum_trace_size_bytes_drops_a_trace_and_its_later_spans() -> None:
+    sink = Sink()
+    proc = make(sink, clock=Clock(), policies=[p("all", "always_sample")],
+                maximum_trace_size_bytes=600)
+    big = {"pad": "x" * 200}
+    await proc.consume(batch([S(1, "a", attrs=big), S(2, "a", attrs=big)]))
+    await proc.consume(batch([S(1, "b", attrs=big), S(1, "c", attrs=big)]))  # 1 passes 600
+    assert list(proc.pending) == [(2).to_bytes(16, "big")]
+    await proc.consume(batch([S(1, "d")]))  # a later span of the dropped trace
+    await proc.decide_due(float("inf"))
+    assert trace_ids(sink.batches) == [2]
+    st = proc.sampling_status()
+    assert st["oversized_traces"] == 1
+    assert st["late_spans_dropped"] == 1
+
+
+async def test_drop_pending_traces_on_shutdown() -> None:
+    sink = Sink()
+    proc = make(sink, clock=Clock(), decision_wait="1h", drop_pending_traces_on_shutdown=True)
+    await proc.start(_Host())  # type: ignore[arg-type]
+    await proc.consume(batch([S(1, status="ERROR")]))
+    await proc.shutdown()
+    assert sink.batches == []
