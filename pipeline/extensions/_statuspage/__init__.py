@@ -27,7 +27,9 @@ assets, no JavaScript; the page refreshes itself with `<meta http-equiv=refresh>
   and `…_send_failed_items`), queue depth and last error (scrubbed);
 - each SLO of every `slo` connector: objective, SLI per window, error budget
   remaining, burn rates, firing alerts, and a burn-down chart of the budget
-  over the SLO period (`<svg class="burndown" data-slo="NAME">`).
+  over the SLO period (`<svg class="burndown" data-slo="NAME">`);
+- each `tail_sampling` processor (module `sampling`): traces waiting, decisions,
+  late spans, evictions, each policy's votes (`<section class="card sampling">`).
 
 `/status.json` carries the same data. Only component ids, health fields and
 SLO state are shown — never configuration, so no secrets; every text is

@@ -18,6 +18,7 @@ from pipeline.component import ComponentConfig, Host
 from pipeline.config.types import Duration
 from pipeline.extensions._statuspage.render import render_html
 from pipeline.extensions._statuspage.sampler import ThroughputSampler
+from pipeline.extensions._statuspage.sampling import read_sampling
 from pipeline.extensions._statuspage.view import (
     RowLike,
     component_views,
@@ -112,6 +113,11 @@ class StatusPage:
             "slos": [slo_json(v) for v in views]}
         if slos_error:
             body["slos_error"] = slos_error
+        try:
+            body["sampling"] = read_sampling(host)
+        except Exception as exc:  # a broken read API must not take the page down
+            body["sampling"] = []
+            body["sampling_error"] = f"sampling state unavailable: {type(exc).__name__}"
         return body
 
     # Handlers -----------------------------------------------------------------------

@@ -1,0 +1,74 @@
+"""Span bytes cut from the request's wire bytes, and requests written back by hand."""
+
+from __future__ import annotations
+
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+    ExportTraceServiceRequest,
+)
+
+from pipeline.component import Signal
+from pipeline.pdata.batch import Batch
+from pipeline.processors.tail_sampling.encode import (
+    WireError,
+    encode_request,
+    span_slices,
+)
+from pipeline.processors.tail_sampling.processor import _cut
+from tests.unit.processors.tail_sampling.spans import S, request
+
+
+def three_resources() -> ExportTraceServiceRequest:
+    req = request([S(1, "a", attrs={"k": "v" * 300}), S(2, "b", service="web"),
+                   S(3, "c", resource={"zone": "eu"}), S(1, "d")])
+    req.resource_spans[0].schema_url = "https://opentelemetry.io/schemas/1.26.0"
+    req.resource_spans[0].scope_spans.add().scope.name = "empty-scope"
+    return req
+
+
+def test_slices_are_the_spans_encodings() -> None:
+    req = three_resources()
+    cut = span_slices(req.SerializeToString())
+    assert [[len(s) for s in r] for r in cut] == \
+        [[len(ss.spans) for ss in rs.scope_spans] for rs in req.resource_spans]
+    for cr, rs in zip(cut, req.resource_spans, strict=True):
+        for cs, ss in zip(cr, rs.scope_spans, strict=True):
+            assert cs == [sp.SerializeToString() for sp in ss.spans]
+
+
+def test_concatenated_requests_cut_in_message_order() -> None:
+    a, b = three_resources(), request([S(9, "z")])
+    merged = Batch.merge([Batch(Signal.TRACES, raw=a.SerializeToString()),
+                          Batch(Signal.TRACES, raw=b.SerializeToString())])
+    cut = _cut(merged.message, merged.to_bytes())
+    names = [sp.name for rs in merged.message.resource_spans for ss in rs.scope_spans
+             for sp in ss.spans]
+    assert len([s for r in cut for sc in r for s in sc]) == len(names) == 5
+
+
+@pytest.mark.parametrize("raw", [b"\x0a\x05\x12\x03\x12\x09", b"\x0f", b"\x0a\xff"])
+def test_malformed_bytes_raise_wire_error(raw: bytes) -> None:
+    with pytest.raises(WireError):
+        span_slices(raw)
+
+
+def test_without_bytes_spans_are_encoded_one_by_one() -> None:
+    req = three_resources()
+    cut = _cut(req, None)
+    assert cut[0][0][0] == req.resource_spans[0].scope_spans[0].spans[0].SerializeToString()
+
+
+def test_encode_request_groups_by_resource_and_scope() -> None:
+    req = three_resources()
+    cut = span_slices(req.SerializeToString())
+    pairs: list[tuple[tuple[bytes, str, bytes, str], bytes]] = []
+    for cr, rs in zip(cut, req.resource_spans, strict=True):
+        renv = (rs.resource.SerializeToString(), rs.schema_url)
+        for cs, ss in zip(cr, rs.scope_spans, strict=True):
+            env = (*renv, ss.scope.SerializeToString(), ss.schema_url)
+            pairs.extend((env, sb) for sb in cs)
+    out = ExportTraceServiceRequest()
+    out.ParseFromString(encode_request(pairs))
+    # the empty scope has no spans, so it is not written; everything else round-trips
+    del req.resource_spans[0].scope_spans[1]
+    assert out == req
