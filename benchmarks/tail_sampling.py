@@ -289,7 +289,9 @@ def main() -> int:
     for k, v in ratios.items():
         print(f"ratio otelpipe/otelcol {k}: {v}")
     print(f"load average: {os.getloadavg()}", flush=True)
-    path = write_result("tail_sampling", {
+    # Only a full run (both phases, with the peer) replaces the recorded result.
+    name = "tail_sampling" if not args.skip and not args.no_peer else "tail_sampling-partial"
+    path = write_result(name, {
         "date": dt.datetime.now(dt.UTC).isoformat(), "spans_per_request": SPANS,
         "spans_per_trace": "10 (and 3-4 at the end of each service)",
         "attributes_per_span": 10, "policies": policies(),
