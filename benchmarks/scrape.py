@@ -177,7 +177,7 @@ def main() -> int:
             ratio = ours["samples_per_cpu_s"] / peer["samples_per_cpu_s"]
             print(f"ratio otelpipe/otelcol at {samples:,} series: {ratio:.2f}x", flush=True)
     print(f"load average {os.getloadavg()[0]:.1f}", flush=True)
-    write_result("scrape", {"gzip": args.gzip, "rows": rows,
+    write_result("scrape-gzip" if args.gzip else "scrape", {"gzip": args.gzip, "rows": rows,
                             "load_average": os.getloadavg()[0]})
     return 0
 

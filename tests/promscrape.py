@@ -109,7 +109,7 @@ def scrape(st: TargetState, body: str, now_ns: int, *, om: bool = False
     st.feed(lines, 0, len(lines), now_ns)
     st.encode(0, st.touched)
     res = st.finish(now_ns)
-    return res, points(resource_metrics([("service.name", "app")], res.payload))
+    return res, points(resource_metrics([("service.name", "app")], res))
 
 
 def by_name(pts: list[Point], name: str) -> list[Point]:

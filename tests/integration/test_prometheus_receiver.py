@@ -515,3 +515,53 @@ def test_otelpipe_run_scrapes_the_app_into_the_file_exporter(promapp: Any,
     rl = next(q for q in read() if q.name == "rate_limit_rejections_total")
     assert rl.value == 4.0
     assert rl.monotonic
+
+
+# --- bad bodies: each fails its scrape with a precise reason, costs little -------------
+
+
+async def test_bad_bodies_fail_the_scrape_precisely() -> None:
+    import zlib
+
+    co = zlib.compressobj(9, zlib.DEFLATED, 31)
+    line = b"a 1\n" * (1 << 20)
+    bomb = b"".join(co.compress(line) for _ in range(64)) + co.flush()  # 256 MiB inflated
+    bodies: dict[str, tuple[bytes, dict[str, str], int]] = {
+        "bomb": (bomb, {"Content-Encoding": "gzip"}, 200),
+        "utf8": (b'a{x="\xff\xfe"} 1\n', {}, 200),
+        "line": (b"ok 1\nbroken{ 2\n", {}, 200),
+        "noeof": (b"# TYPE a gauge\na 1\n",
+                  {"Content-Type": "application/openmetrics-text; version=1.0.0"}, 200),
+        "status": (b"oops", {}, 500),
+    }
+
+    async def handler(request: web.Request) -> web.Response:
+        body, headers, status = bodies[request.match_info["name"]]
+        return web.Response(body=body, status=status,
+                            headers={"Content-Type": "text/plain", **headers})
+
+    app = web.Application()
+    app.router.add_get("/{name}", handler)
+    runner = web.AppRunner(app, shutdown_timeout=0.1)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    sink = Sink()
+    rcv = receiver([{"job_name": name, "scrape_interval": "5s", "metrics_path": f"/{name}",
+                     "body_size_limit": "10MB",
+                     "static_configs": [{"targets": [f"127.0.0.1:{port}"]}]}
+                    for name in bodies], sink)
+    await rcv.start(None)  # type: ignore[arg-type]
+    try:
+        await running(rcv, lambda: all(ups(sink, n) for n in bodies), "a scrape of each")
+        errors = {t.job.job_name: t.last_error for t in rcv.targets()}
+    finally:
+        await rcv.shutdown()
+        await runner.cleanup()
+    assert all(ups(sink, n) == [0.0] for n in bodies)
+    assert "body_size_limit" in errors["bomb"]
+    assert "not valid UTF-8" in errors["utf8"]
+    assert errors["line"].startswith("line 2:")
+    assert "# EOF" in errors["noeof"]
+    assert "HTTP status 500" in errors["status"]
+    assert not [p for p in pts(sink) if p.name == "a"]  # nothing of a failed scrape leaks

@@ -102,7 +102,7 @@ class TargetLoop:
                 await self.task
         if stale and self.state.live:
             res = self.state.fail(time.time_ns())
-            await self.rcv.deliver(self, res.payload, res.points)
+            await self.rcv.deliver(self, res)
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -151,7 +151,7 @@ class TargetLoop:
                                                            "error": self.last_error})
             self.up = up == 1.0
         a = self.own_attrs
-        own = b"".join([
+        for field in (
             gauge_metric("up", "The scraping was successful", "", up, start_ns, a),
             gauge_metric("scrape_duration_seconds", "Duration of the scrape", "s",
                          duration, start_ns, a),
@@ -163,8 +163,10 @@ class TargetLoop:
             gauge_metric("scrape_series_added",
                          "The approximate number of new series in this scrape", "",
                          float(res.added), start_ns, a),
-        ])
-        await self.rcv.deliver(self, res.payload + own, res.points + 5)
+        ):
+            res.add(field)
+        res.points += 5
+        await self.rcv.deliver(self, res)
 
     def _headers(self) -> dict[str, str]:
         h = {"Accept": ACCEPT, "Accept-Encoding": "gzip",
@@ -346,9 +348,9 @@ class PrometheusReceiver(Component):
     def targets(self) -> list[TargetLoop]:
         return [loop for p in self.pools for loop in p.loops.values()]
 
-    async def deliver(self, loop: TargetLoop, payload: bytes, points: int) -> None:
-        raw = resource_metrics(loop.resource, payload)
-        batch = Batch(Signal.METRICS, raw=raw, items=points)
+    async def deliver(self, loop: TargetLoop, res: ScrapeResult) -> None:
+        raw = resource_metrics(loop.resource, res)
+        batch = Batch(Signal.METRICS, raw=raw, items=res.points)
         try:
             await self.obs.deliver(self.consumer, batch)
         except (RetryableError, PermanentError):

@@ -33,7 +33,7 @@ from __future__ import annotations
 import functools
 import math
 import struct
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from pipeline import __version__
 from pipeline.pdata.wire import ld, varint
@@ -61,6 +61,9 @@ _STALE_HIST = b"\x50\x01"         # HistogramDataPoint.flags
 _STALE_SUMMARY = b"\x40\x01"      # SummaryDataPoint.flags
 _SUM_TAIL = b"\x10\x02\x18\x01"   # cumulative, monotonic
 _HIST_TAIL = b"\x10\x02"          # cumulative
+
+_DATA_TAGS = {GAUGE: b"\x2a", SUM: b"\x3a", HISTOGRAM: b"\x4a", SUMMARY: b"\x5a"}
+_TAILS = {GAUGE: b"", SUM: _SUM_TAIL, HISTOGRAM: _HIST_TAIL, SUMMARY: b""}
 
 _TYPES = {"counter", "gauge", "histogram", "summary", "untyped", "unknown", "info",
           "stateset", "gaugehistogram"}
@@ -102,15 +105,26 @@ class Metric:
         self.points: list[bytes] = []
 
     def encode(self) -> bytes:
-        body = b"".join(self.points)
-        k = self.kind
-        if k == GAUGE:
-            return self.header + ld(b"\x2a", body)
-        if k == SUM:
-            return self.header + ld(b"\x3a", body + _SUM_TAIL)
-        if k == HISTOGRAM:
-            return self.header + ld(b"\x4a", body + _HIST_TAIL)
-        return self.header + ld(b"\x5a", body)
+        out: list[bytes] = []
+        self.frame_into(out)
+        return b"".join(out)
+
+    def frame_into(self, out: list[bytes]) -> int:
+        """Append this metric as a `ScopeMetrics.metrics` field (tag, length, body) to
+        `out` without copying the points; returns the bytes appended."""
+        pts = self.points
+        tail = _TAILS[self.kind]
+        dlen = sum(map(len, pts)) + len(tail)
+        data_hdr = _DATA_TAGS[self.kind] + varint(dlen)
+        mlen = len(self.header) + len(data_hdr) + dlen
+        mhdr = b"\x12" + varint(mlen)
+        out.append(mhdr)
+        out.append(self.header)
+        out.append(data_hdr)
+        out.extend(pts)
+        if tail:
+            out.append(tail)
+        return len(mhdr) + mlen
 
 
 class Series:
@@ -240,14 +254,30 @@ def _kind(name: str, family: str, ftype: str, role: int, labels: dict[str, str]
 
 
 class ScrapeResult:
-    __slots__ = ("added", "payload", "points", "samples", "samples_post")
+    __slots__ = ("added", "parts", "points", "samples", "samples_post", "size")
 
     def __init__(self) -> None:
         self.samples = 0          # scrape_samples_scraped
         self.samples_post = 0     # scrape_samples_post_metric_relabeling
         self.added = 0            # scrape_series_added
         self.points = 0           # OTLP data points emitted (incl. stale markers)
-        self.payload = b""        # encoded ScopeMetrics.metrics fields
+        self.parts: list[bytes] = []  # encoded ScopeMetrics.metrics fields, in pieces
+        self.size = 0                 # their total length
+
+    @property
+    def payload(self) -> bytes:
+        return b"".join(self.parts)
+
+    def collect(self, metrics: Iterable[Metric]) -> None:
+        parts = self.parts
+        for m in metrics:
+            if m.points:
+                self.size += m.frame_into(parts)
+                m.points = []
+
+    def add(self, field: bytes) -> None:
+        self.parts.append(field)
+        self.size += len(field)
 
 
 class TargetState:
@@ -520,10 +550,7 @@ class TargetState:
         self.live = self._touched
         self._touched = []
         res.points = len(self.live) + stale
-        res.payload = b"".join([ld(b"\x12", m.encode()) for m in self.metrics.values()
-                                if m.points])
-        for m in self.metrics.values():
-            m.points = []
+        res.collect(self.metrics.values())
         return res
 
     def fail(self, now_ns: int) -> ScrapeResult:
@@ -536,10 +563,7 @@ class TargetState:
             self._stale(s, now_ns)
         res.points = len(self.live)
         self.live = []
-        res.payload = b"".join([ld(b"\x12", m.encode()) for m in self.metrics.values()
-                                if m.points])
-        for m in self.metrics.values():
-            m.points = []
+        res.collect(self.metrics.values())
         return res
 
     def _stale(self, s: Series, now_ns: int) -> None:
@@ -649,14 +673,26 @@ def gauge_metric(name: str, help_: str, unit: str, value: float, now_ns: int,
     """A one-point gauge (the scrape's own up/scrape_* metrics)."""
     m = Metric(name, GAUGE, help_, unit)
     m.points.append(ld(b"\x0a", attrs + _NUMBER_GAUGE(0x19, now_ns, 0x21, value)))
-    return ld(b"\x12", m.encode())
+    return m.encode()
 
 
-def resource_metrics(resource_attrs: list[tuple[str, str]], metrics_payload: bytes) -> bytes:
-    """A `ResourceMetrics` field (of ExportMetricsServiceRequest) holding one scope."""
-    resource = attrs_bytes(resource_attrs, b"\x0a")
-    scope = ld(b"\x0a", ld(b"\x0a", SCOPE.encode()) + ld(b"\x12", __version__.encode()))
-    return ld(b"\x0a", ld(b"\x0a", resource) + ld(b"\x12", scope + metrics_payload))
+def resource_metrics(resource_attrs: list[tuple[str, str]], metrics: bytes | ScrapeResult
+                     ) -> bytes:
+    """A `ResourceMetrics` field (of ExportMetricsServiceRequest) holding one scope: an
+    export request of one resource. The metrics are joined once, never copied twice."""
+    if isinstance(metrics, bytes):
+        parts, size = [metrics], len(metrics)
+    else:
+        parts, size = metrics.parts, metrics.size
+    resource = ld(b"\x0a", attrs_bytes(resource_attrs, b"\x0a"))
+    scope = _SCOPE
+    sm_len = len(scope) + size
+    sm_hdr = b"\x12" + varint(sm_len)
+    rm_len = len(resource) + len(sm_hdr) + sm_len
+    return b"".join([b"\x0a" + varint(rm_len), resource, sm_hdr, scope, *parts])
+
+
+_SCOPE = ld(b"\x0a", ld(b"\x0a", SCOPE.encode()) + ld(b"\x12", __version__.encode()))
 
 
 __all__ = ["CHUNK_LINES", "SCOPE", "ParseError", "SampleLimitExceeded", "ScrapeResult",
