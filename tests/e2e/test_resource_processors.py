@@ -5,6 +5,7 @@ resource, the items untouched."""
 
 from __future__ import annotations
 
+import functools
 import http.client
 import platform
 import socket
@@ -66,7 +67,7 @@ def test_pod_host_process_and_static_attributes_on_every_signal(tmp_path: Path) 
             return ([orjson.loads(x) for x in path.read_bytes().splitlines()]
                     if path.exists() else [])
 
-        got = {sig: eventually(lambda s=sig: lines(s), what=f"{sig} in the file")
+        got = {sig: eventually(functools.partial(lines, sig), what=f"{sig} in the file")
                for sig in pipelines}
     assert (len(got["traces"]), len(got["logs"])) == (3, 2)  # one line per span / record
     # Metrics are written as OTLP JSON requests: their resources, flattened here.
