@@ -578,6 +578,10 @@ TEST_CONFIGS: dict[Key, SpecBuilder] = {
     (Kind.PROCESSOR, "attributes"): static(
         {"actions": [{"key": "contract", "value": "yes", "action": "upsert"}]}),
     (Kind.PROCESSOR, "logstruct"): static({"auto": True}),
+    (Kind.PROCESSOR, "resource"): static(
+        {"attributes": [{"key": "contract", "value": "yes", "action": "upsert"}]}),
+    (Kind.PROCESSOR, "resourcedetection"): static(
+        {"detectors": ["env", "process"], "timeout": "2s"}),
     (Kind.PROCESSOR, "memory_limiter"): static({"limit_mib": 65536, "check_interval": "100ms"}),
     (Kind.EXPORTER, "otlp"): _otlp_exporter,
     (Kind.EXPORTER, "otlphttp"): _otlphttp_exporter,
