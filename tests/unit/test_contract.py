@@ -596,6 +596,10 @@ TEST_CONFIGS: dict[Key, SpecBuilder] = {
     (Kind.PROCESSOR, "attributes"): static(
         {"actions": [{"key": "contract", "value": "yes", "action": "upsert"}]}),
     (Kind.PROCESSOR, "logstruct"): static({"auto": True}),
+    (Kind.PROCESSOR, "resource"): static(
+        {"attributes": [{"key": "contract", "value": "yes", "action": "upsert"}]}),
+    (Kind.PROCESSOR, "resourcedetection"): static(
+        {"detectors": ["env", "process"], "timeout": "2s"}),
     (Kind.PROCESSOR, "memory_limiter"): static({"limit_mib": 65536, "check_interval": "100ms"}),
     # shutdown() decides what waits (storage memory): every span reaches the next consumer
     (Kind.PROCESSOR, "tail_sampling"): static(
