@@ -187,6 +187,7 @@ class Pattern:
     window_count: int = 0  # records in the current window
     history: deque[int] = field(default_factory=deque)  # completed windows, oldest first
     rate_state: str = "normal"  # normal | up | down
+    template_raw: bytes = b""  # the serialized log.template last seen
 
 
 @dataclass(slots=True)
@@ -256,6 +257,7 @@ class LogPatternsConnector(AggregatingConnector):
         self._patterns_gauge = tel.gauge(PATTERNS).labels(self.id)
         self._warned_untemplated = False
         self._tmpl = ""
+        self._relabel = False
         self.state = StateFile(config.state_file) if config.state_file else None
         self._last_save = self.clock()
         if self.state is not None:
@@ -304,7 +306,7 @@ class LogPatternsConnector(AggregatingConnector):
                     else:
                         tid = label_text(decode(tid_kv))
                         self._tmpl = label_text(decode(tmpl_kv)) if tmpl_kv is not None else ""
-                        self._see(svc, tid, rec, now)
+                        self._see(svc, tid, rec, now, tmpl_kv or b"")
                     key = (svc, tid, sev)
                     s = cache.get(key)
                     if s is None:
@@ -331,13 +333,18 @@ class LogPatternsConnector(AggregatingConnector):
             attrs.append(("service.name", svc))
         return tuple(attrs), ((("service.name", svc),) if svc else ())
 
-    def _see(self, svc: str, tid: str, rec: Any, now: int) -> None:
+    def _see(self, svc: str, tid: str, rec: Any, now: int, tmpl_raw: bytes) -> None:
         key = (svc, tid)
         p = self.patterns.get(key)
         if p is None:
-            self._new_pattern(key, rec, now)
+            self._new_pattern(key, rec, now, tmpl_raw)
             return
         p.count += 1
+        if tmpl_raw != p.template_raw and tmpl_raw:
+            # The miner generalised the template (same id): show its latest text.
+            p.template_raw = tmpl_raw
+            p.template = self._tmpl
+            self._relabel = True
         if p.last_seen != now:
             if self.reappear_ns and now - p.last_seen >= self.reappear_ns:
                 p.template = self._tmpl or p.template
@@ -348,12 +355,12 @@ class LogPatternsConnector(AggregatingConnector):
             self._roll(p, now)
         p.window_count += 1
 
-    def _new_pattern(self, key: tuple[str, str], rec: Any, now: int) -> None:
+    def _new_pattern(self, key: tuple[str, str], rec: Any, now: int, tmpl_raw: bytes) -> None:
         body = _body_text(rec.body)
         line = body.split("\n", 1)[0][:self.config.first_line_max]
         p = Pattern(key[0], key[1], self._tmpl, line, now, now, count=1,
                     bucket=now // self.window_ns, window_count=1,
-                    history=deque(maxlen=self.n_baseline))
+                    history=deque(maxlen=self.n_baseline), template_raw=tmpl_raw)
         self.patterns[key] = p
         if len(self.patterns) > self.config.max_patterns:
             old_key, _ = self.patterns.popitem(last=False)
@@ -410,7 +417,22 @@ class LogPatternsConnector(AggregatingConnector):
 
     # --- output ---------------------------------------------------------------
 
+    def relabel(self) -> None:
+        """Series whose pattern's template text changed since they were made get the
+        latest text (a new label set in Prometheus, with the count carried on)."""
+        self._relabel = False
+        for key, s in self.series.series.items():
+            parts: tuple[str, str, str] = key  # type: ignore[assignment]
+            p = self.patterns.get((parts[0], parts[1]))
+            if p is not None and len(s.attrs) > 1 and s.attrs[1][1] != p.template:
+                attrs = list(s.attrs)
+                attrs[1] = ("log.template", p.template)
+                s.attrs = tuple(attrs)
+                s.kvs = None
+
     async def flush(self) -> bool:
+        if self._relabel:
+            self.relabel()
         ok = await super().flush()
         await self.tick()
         return ok

@@ -361,3 +361,19 @@ def test_cost_per_record_is_small() -> None:
     us = (time.process_time() - start) / (rounds * 2000) * 1e6
     print(f"logpatterns: {us:.2f} µs per record")
     assert us < 20
+
+
+async def test_series_label_follows_the_generalised_template() -> None:
+    clock = FakeClock()
+    mets = Sink()
+    c = make(clock, mets=mets)
+    first = {"attrs": {"log.template_id": "x", "log.template": "user u0 logged in"},
+             "body": "user u0 logged in"}
+    later = {"attrs": {"log.template_id": "x", "log.template": "user <*> logged in"},
+             "body": "user u1 logged in"}
+    await feed(c, [first, later, later])
+    await c.flush()
+    [(_, a, dp)] = metrics(mets.batches)["log.pattern.count"]
+    assert (a["log.template"], dp.as_int) == ("user <*> logged in", 3)
+    assert c.patterns[("api", "x")].template == "user <*> logged in"
+    assert c.patterns[("api", "x")].first_line == "user u0 logged in"
