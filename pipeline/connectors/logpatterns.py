@@ -34,8 +34,10 @@ Events (pairs logs→logs): one WARN log record (`event.name=log.pattern`) when
   is above `factor` × its average per window over the previous `baseline`
   (`log.pattern.rate.direction=up`, needs at least `min_count` records in the
   window) or below that average / `factor` (`down`, needs an average of at least
-  `min_count`). Only patterns known for `baseline` are judged; the next event
-  for a pattern comes once its rate went back within the factor.
+  `min_count`). Only patterns known for `baseline` are judged; after an event
+  the next one for that pattern waits for a window back within the factor of its
+  baseline (a burst is one `up` event, not also a `down` once it inflated the
+  baseline of the quiet windows after it).
 
 Event attributes: `log.pattern.event` (new|reappeared|rate_change),
 `log.template_id`, `log.template`, `service.name`, `log.pattern.first_line`
@@ -63,6 +65,7 @@ Read API for the status page: `pattern_status()`.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import datetime
 from collections import OrderedDict, deque
@@ -400,8 +403,11 @@ class LogPatternsConnector(AggregatingConnector):
         else:
             p.rate_state = "normal"
             return
-        if state != p.rate_state:
-            p.rate_state = state
+        previous, p.rate_state = p.rate_state, state
+        if previous == "normal":
+            # Once changed, the next event waits for a window back within the factor: a
+            # burst is one event, not "up" then "down" when its window inflates the
+            # baseline of the quiet windows after it.
             self._event("rate_change", p, now, window_count=count, baseline_count=base,
                         direction=state)
 
@@ -460,7 +466,7 @@ class LogPatternsConnector(AggregatingConnector):
             await self._send_events()
         if self.state is not None and now - self._last_save >= \
                 self.config.state_save_interval * 1e9:
-            self.save()
+            await self.save_async()
 
     async def _send_events(self) -> None:
         if self.logs_out is None:
@@ -568,6 +574,17 @@ class LogPatternsConnector(AggregatingConnector):
             "alerts": [ev.to_json() for ev in self.alerts.values()],
             "recent": [ev.to_json() for ev in self.recent],
         }
+
+    async def save_async(self) -> None:
+        """Save off the event loop (the file is written and fsynced in a thread)."""
+        if self.state is None:
+            return
+        try:
+            await asyncio.to_thread(self.state.save, self.dump_state())
+            self._last_save = self.clock()
+        except OSError as exc:
+            self.logger.error("cannot save log pattern state",
+                              extra={"path": str(self.state.path), "error": str(exc)})
 
     def save(self) -> None:
         if self.state is None:

@@ -250,6 +250,18 @@ async def test_quiet_pattern_does_not_flap_and_silence_is_a_drop() -> None:
         ("fail", "down")]
 
 
+async def test_a_burst_is_one_event_and_a_later_one_is_another() -> None:
+    clock = FakeClock(0)
+    logs = Sink()
+    c = make(clock, logs=logs, warmup=0, rate_change=RATE)
+    # 2/window, a burst of 100, quiet windows (which the burst makes look like a drop:
+    # 0 vs 20.8 average), back to normal, then a second burst.
+    await windows(c, clock, [2] * 5 + [100] + [0, 2, 2, 2, 2, 2, 2] + [100])
+    await c.tick()
+    assert [(e["log.pattern.rate.direction"], e["log.pattern.rate.window_count"])
+            for e in rate_events(logs)] == [("up", 100), ("up", 100)]
+
+
 async def test_rate_change_needs_a_full_baseline() -> None:
     clock = FakeClock(0)
     logs = Sink()
@@ -377,3 +389,17 @@ async def test_series_label_follows_the_generalised_template() -> None:
     assert (a["log.template"], dp.as_int) == ("user <*> logged in", 3)
     assert c.patterns[("api", "x")].template == "user <*> logged in"
     assert c.patterns[("api", "x")].first_line == "user u0 logged in"
+
+
+async def test_state_is_saved_every_interval(tmp_path: Path) -> None:
+    path = tmp_path / "patterns.json"
+    clock = FakeClock()
+    c = make(clock, warmup=0, state_file=str(path), state_save_interval="1m")
+    await feed(c, [rec("login", 1)])
+    clock.advance(59)
+    await c.tick()
+    assert not path.exists()
+    clock.advance(1)
+    await c.tick()
+    c2 = make(clock, state_file=str(path))
+    assert list(c2.patterns) == [("api", "login")]
