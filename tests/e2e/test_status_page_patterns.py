@@ -69,10 +69,10 @@ def test_patterns_on_the_status_page_in_headless_chromium(chromium: str,
                  "message": "payment gateway timeout for order 1234"}])
         time.sleep(1.2)  # the burst's window closes; the next flush judges it
 
-        def ready() -> dict[str, Any] | None:
+        def ready() -> dict[str, Any]:
             data = json.loads(http_get(base + "/status.json")[1])
             [p] = data["patterns"]
-            return p if p["new"] and p["rate_changes"] else None
+            return p if p["new"] and p["rate_changes"] else {}
 
         p = eventually(ready, what=with_logs("a new pattern and a rate change", proc))
         assert [ev["template"] for ev in p["new"]] == [NEW]
