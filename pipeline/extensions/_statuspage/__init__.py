@@ -29,7 +29,10 @@ assets, no JavaScript; the page refreshes itself with `<meta http-equiv=refresh>
   remaining, burn rates, firing alerts, and a burn-down chart of the budget
   over the SLO period (`<svg class="burndown" data-slo="NAME">`);
 - each `tail_sampling` processor (module `sampling`): traces waiting, decisions,
-  late spans, evictions, each policy's votes (`<section class="card sampling">`).
+  late spans, evictions, each policy's votes (`<section class="card sampling">`);
+- each `logpatterns` connector (module `patterns`): top patterns by count per
+  service, patterns new in the last hour with their first line, rate changes
+  (`<section class="card patterns">`).
 
 `/status.json` carries the same data. Only component ids, health fields and
 SLO state are shown — never configuration, so no secrets; every text is

@@ -16,6 +16,7 @@ from pydantic import Field
 from pipeline import __version__
 from pipeline.component import ComponentConfig, Host
 from pipeline.config.types import Duration
+from pipeline.extensions._statuspage.patterns import read_patterns
 from pipeline.extensions._statuspage.render import render_html
 from pipeline.extensions._statuspage.sampler import ThroughputSampler
 from pipeline.extensions._statuspage.sampling import read_sampling
@@ -118,6 +119,11 @@ class StatusPage:
         except Exception as exc:  # a broken read API must not take the page down
             body["sampling"] = []
             body["sampling_error"] = f"sampling state unavailable: {type(exc).__name__}"
+        try:
+            body["patterns"] = read_patterns(host)
+        except Exception as exc:  # a broken read API must not take the page down
+            body["patterns"] = []
+            body["patterns_error"] = f"pattern state unavailable: {type(exc).__name__}"
         return body
 
     # Handlers -----------------------------------------------------------------------

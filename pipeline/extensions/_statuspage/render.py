@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pipeline.config.types import parse_duration
+from pipeline.extensions._statuspage.patterns import render_patterns
 from pipeline.extensions._statuspage.sampling import render_sampling
 from pipeline.extensions._statuspage.view import ts
 
@@ -318,6 +319,7 @@ def render_html(snap: Mapping[str, Any], now: float) -> str:
         f"</header><main>"
         f'<h2>Service level objectives</h2>{slo_html}'
         f'{render_sampling(list(snap.get("sampling") or []))}'
+        f'{render_patterns(list(snap.get("patterns") or []), now)}'
         f"<h2>Pipelines</h2><table><tr><th>pipeline</th><th>signal</th><th>health</th>"
         f"<th>receivers → processors → exporters (items/s, last {e(window)})</th></tr>"
         f'{"".join(pipe_rows)}</table>'

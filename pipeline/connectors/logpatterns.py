@@ -1,0 +1,690 @@
+"""`logpatterns` connector: logs in; pattern counts (metrics) and pattern events (logs) out.
+
+Reads the templates `logstruct` mines (`templates: {enabled: true}` sets
+`log.template` and `log.template_id` on every record) — it mines nothing itself,
+so `logstruct` with templates must run before it in the logs pipeline:
+
+```yaml
+connectors:
+  logpatterns:
+    warmup: 10m              # patterns seen in the first 10m are the baseline: no events
+    reappear_after: 24h      # a pattern silent this long that comes back: an event
+    rate_change: {factor: 10, window: 5m, baseline: 1h, min_count: 20}
+    max_patterns: 20000      # (service, template) pairs remembered; LRU beyond
+    state_file: /var/lib/otelpipe/logpatterns.json
+    alerts: {enabled: true, severity: ticket, resolve_after: 1h}
+```
+
+Metrics (pairs logs→metrics, through the aggregation engine of `redmetrics`:
+cardinality limit with one `otel.metric.overflow="true"` series, expiry,
+temporality, flush interval): `log.pattern.count`, a monotonic int sum of
+records per (service.name, template id, severity), attributes
+`log.template_id`, `log.template` (its text when the series was made),
+`severity_text` (from the severity number when there is one: TRACE DEBUG INFO
+WARN ERROR FATAL; else the record's severity text) and `service.name`. Records
+without `log.template_id` are counted under `log.template_id="none"`.
+
+Events (pairs logs→logs): one WARN log record (`event.name=log.pattern`) when
+
+- `new`: a (service, template) first appears after `warmup` (measured from the
+  connector's first start: with a `state_file`, a restart neither warms up again
+  nor re-announces known patterns);
+- `reappeared`: a known pattern comes back after `reappear_after` of silence;
+- `rate_change`: in a `window` (tumbling, aligned to the clock) a pattern's count
+  is above `factor` × its average per window over the previous `baseline`
+  (`log.pattern.rate.direction=up`, needs at least `min_count` records in the
+  window) or below that average / `factor` (`down`, needs an average of at least
+  `min_count`). Only patterns known for `baseline` are judged; after an event
+  the next one for that pattern waits for a window back within the factor of its
+  baseline (a burst is one `up` event, not also a `down` once it inflated the
+  baseline of the quiet windows after it).
+
+Event attributes: `log.pattern.event` (new|reappeared|rate_change),
+`log.template_id`, `log.template`, `service.name`, `log.pattern.first_line`
+(the first record's body, at most `first_line_max` characters),
+`log.pattern.count`, and for rate changes `log.pattern.rate.window_count`,
+`log.pattern.rate.baseline_count` (average per window), `…factor`,
+`…direction`. The body names service, template and first line.
+
+With `alerts.enabled` the event records also carry the attributes the
+`alertmanager` exporter reads (`slo.name` = `logpattern:<service>:<id>`,
+`alert.state=firing`, `alert.severity`, `alert.summary`, `alert.starts_at`), and
+after `alerts.resolve_after` an INFO record with `log.pattern.event=resolved` and
+`alert.state=resolved` resolves the alert.
+
+Time is the connector's clock (arrival time), injectable for tests. Per record:
+two attribute lookups by prefix on the serialized attributes, a few dict
+lookups; the body is decoded only for a pattern's first record. Rate windows
+are rolled per pattern when it is seen and, for silent patterns, at each flush
+(O(patterns), bounded by `max_patterns`). Events refused downstream
+(RetryableError) are kept (at most `max_pending_events`) and sent again at the
+next flush.
+
+Read API for the status page: `pattern_status()`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import datetime
+from collections import OrderedDict, deque
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from opentelemetry.proto.logs.v1.logs_pb2 import SeverityNumber
+from pydantic import Field
+
+from pipeline import __version__
+from pipeline.aggregation.connector import AggregatingConnector, AggregationSettings
+from pipeline.aggregation.emit import MetricSpec
+from pipeline.aggregation.keys import KeyTable, ValueCache
+from pipeline.aggregation.series import Attrs, SumSeries, to_key_values
+from pipeline.aggregation.store import Clock
+from pipeline.component import (
+    ComponentConfig,
+    ConnectorCreateSettings,
+    Factory,
+    Kind,
+    Signal,
+)
+from pipeline.config.types import Duration
+from pipeline.errors import PermanentError, RetryableError
+from pipeline.pdata.anyvalue import any_value_to_python, label_text
+from pipeline.pdata.batch import Batch
+from pipeline.pdata.projection import build_projection
+from pipeline.slo.persistence import StateFile
+from pipeline.telemetry.metrics import CounterSpec, GaugeSpec
+
+METRIC = "log.pattern.count"
+SCOPE = "otelpipe/logpatterns"
+NO_TEMPLATE = "none"
+STATE_VERSION = 1
+RECENT_EVENTS = 200  # kept for the status page
+TOP_PER_SERVICE = 10
+SEVERITIES = ("", "TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL")
+
+_P = build_projection("otelpipe_logpatterns.proto", {
+    "LogRecord": [("severity_number", 2, "int32"), ("severity_text", 3, "string"),
+                  ("body", 5, "bytes"), ("attributes", 6, "repeated bytes")],
+    "ScopeLogs": [("records", 2, "repeated LogRecord")],
+    "Resource": [("attributes", 1, "repeated bytes")],
+    "ResourceLogs": [("resource", 1, "Resource"), ("scopes", 2, "repeated ScopeLogs")],
+    "LogsRequest": [("resources", 1, "repeated ResourceLogs")],
+})
+LogsProjection = _P["LogsRequest"]
+
+EVENTS = CounterSpec("otelpipe_logpatterns_events",
+                     "Pattern events emitted, by kind (new, reappeared, rate_change, "
+                     "resolved).", ("connector", "kind"))
+UNTEMPLATED = CounterSpec("otelpipe_logpatterns_untemplated_records",
+                          "Records without log.template_id (logstruct templates did not "
+                          "run before the connector).", ("connector",))
+EVICTED = CounterSpec("otelpipe_logpatterns_evicted_patterns",
+                      "Patterns forgotten (least recently seen) beyond max_patterns.",
+                      ("connector",))
+PATTERNS = GaugeSpec("otelpipe_logpatterns_patterns", "Patterns the connector remembers.",
+                     ("connector",))
+DROPPED_EVENTS = CounterSpec("otelpipe_logpatterns_dropped_events",
+                             "Events not delivered: refused beyond max_pending_events, "
+                             "or rejected permanently.", ("connector",))
+
+EventKind = Literal["new", "reappeared", "rate_change", "resolved"]
+AlertKind = Literal["new", "reappeared", "rate_change"]
+ALERT_KINDS: tuple[AlertKind, ...] = ("new", "reappeared", "rate_change")
+
+
+class RateChangeConfig(ComponentConfig):
+    enabled: bool = True
+    factor: float = Field(10.0, gt=1, description="a window count beyond factor × (or below "
+                          "1/factor of) the baseline average per window is a change")
+    window: Duration = Field(300.0, gt=0, description="the window counted (tumbling)")
+    baseline: Duration = Field(3600.0, gt=0, description="the windows before it that make "
+                               "the baseline (a multiple of window)")
+    min_count: int = Field(20, ge=1, description="up: records in the window, down: baseline "
+                           "average, at least this (quiet patterns do not flap)")
+
+
+class AlertsConfig(ComponentConfig):
+    enabled: bool = Field(False, description="add the alertmanager exporter's attributes to "
+                          "events, and resolve them after resolve_after")
+    severity: str = Field("ticket", min_length=1, description="alert.severity label")
+    resolve_after: Duration = Field(3600.0, gt=0, description="emit the resolved event this "
+                                    "long after the alert fired")
+    kinds: list[AlertKind] = Field(
+        default_factory=lambda: list(ALERT_KINDS),
+        description="which events alert")
+
+
+class LogPatternsConfig(AggregationSettings):
+    warmup: Duration = Field(600.0, ge=0, description="patterns first seen this soon after "
+                             "the first start are the baseline: no new-pattern events")
+    reappear_after: Duration = Field(86400.0, ge=0, description="a pattern silent this long "
+                                     "that comes back is announced again; 0: never")
+    rate_change: RateChangeConfig = Field(default_factory=RateChangeConfig)
+    max_patterns: int = Field(20_000, ge=1, description="(service, template) pairs remembered; "
+                              "the least recently seen is forgotten beyond it")
+    first_line_max: int = Field(512, ge=16, description="characters of the first line kept")
+    severity_dimension: bool = Field(True, description="count per severity too")
+    state_file: str | None = Field(None, description="where patterns survive restarts")
+    state_save_interval: Duration = Field(60.0, gt=0)
+    max_pending_events: int = Field(1000, ge=1, description="events kept while the logs "
+                                    "pipeline refuses them")
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+
+
+@dataclass(slots=True)
+class Pattern:
+    service: str
+    template_id: str
+    template: str
+    first_line: str
+    first_seen: int  # ns
+    last_seen: int  # ns
+    count: int = 0
+    bucket: int = 0  # index of the current rate window
+    window_count: int = 0  # records in the current window
+    history: deque[int] = field(default_factory=deque)  # completed windows, oldest first
+    rate_state: str = "normal"  # normal | up | down
+    template_raw: bytes = b""  # the serialized log.template last seen
+
+
+@dataclass(slots=True)
+class PatternEvent:
+    kind: EventKind
+    at: int  # ns
+    service: str
+    template_id: str
+    template: str
+    first_line: str
+    count: int
+    window_count: int | None = None
+    baseline_count: float | None = None
+    direction: str | None = None
+    alert_started: int | None = None  # resolved: when the alert fired
+    alert_kind: str | None = None  # resolved: the kind of the event that fired it
+
+    def to_json(self) -> dict[str, Any]:
+        d = {k: getattr(self, k) for k in self.__slots__}
+        return {k: v for k, v in d.items() if v is not None}
+
+
+def _iso(ns: int) -> str:
+    return datetime.datetime.fromtimestamp(ns / 1e9, datetime.UTC).isoformat().replace(
+        "+00:00", "Z")
+
+
+def severity_of(number: int, text: str) -> str:
+    if 0 < number <= 24:
+        return SEVERITIES[(number + 3) // 4]
+    return text.strip().upper()[:16]
+
+
+class LogPatternsConnector(AggregatingConnector):
+    scope_name = SCOPE
+
+    def __init__(self, settings: ConnectorCreateSettings, config: LogPatternsConfig,
+                 clock: Clock | None = None):
+        super().__init__(settings, flush_interval=config.metrics_flush_interval, clock=clock)
+        self.config = config
+        self.logs_out = settings.consumers.get(Signal.LOGS)
+        self.series = config.series_set(METRIC, SumSeries, self.clock)
+        self.sets = [self.series]
+        self.specs = [MetricSpec(METRIC, "sum", self.series, integer=True,
+                                 description="Log records per mined template (log.template_id)"
+                                             ", service and severity")]
+        self.record_keys = KeyTable(["log.template_id", "log.template"])
+        self.resource_keys = KeyTable(["service.name"])
+        self.decode = ValueCache()
+        self.patterns: OrderedDict[tuple[str, str], Pattern] = OrderedDict()
+        self.recent: deque[PatternEvent] = deque(maxlen=RECENT_EVENTS)
+        self.pending: list[PatternEvent] = []
+        self.alerts: dict[tuple[str, str], PatternEvent] = {}  # firing, by pattern
+        rc = config.rate_change
+        self.window_ns = int(rc.window * 1e9)
+        self.n_baseline = max(1, round(rc.baseline / rc.window))
+        self.warmup_ns = int(config.warmup * 1e9)
+        self.reappear_ns = int(config.reappear_after * 1e9)
+        self.started_at = self.clock()
+        tel = settings.telemetry
+        events = tel.counter(EVENTS)
+        self._events = {k: events.labels(self.id, k)
+                        for k in ("new", "reappeared", "rate_change", "resolved")}
+        self._untemplated = tel.counter(UNTEMPLATED).labels(self.id)
+        self._evicted = tel.counter(EVICTED).labels(self.id)
+        self._dropped = tel.counter(DROPPED_EVENTS).labels(self.id)
+        self._patterns_gauge = tel.gauge(PATTERNS).labels(self.id)
+        self._warned_untemplated = False
+        self._tmpl = ""
+        self._relabel = False
+        self.state = StateFile(config.state_file) if config.state_file else None
+        self._last_save = self.clock()
+        if self.state is not None:
+            self._restore()
+
+    # --- input ----------------------------------------------------------------
+
+    async def consume(self, batch: Batch) -> None:
+        try:
+            req = LogsProjection.FromString(batch.to_bytes())
+        except DecodeError as exc:
+            raise PermanentError(f"undecodable logs request: {exc}") from exc
+        self.aggregate(req)
+        if self.pending:
+            await self._send_events()
+
+    def aggregate(self, req: Any, now: int | None = None) -> None:
+        """Count the records of one (projected) logs request; queue their events."""
+        if now is None:
+            now = self.clock()
+        decode = self.decode
+        table = self.record_keys.table
+        sset = self.series
+        cache = sset.cache
+        with_sev = self.config.severity_dimension
+        untemplated = 0
+        for rl in req.resources:
+            found: list[Any] = [None]
+            self.resource_keys.scan(rl.resource.attributes, found)
+            svc = label_text(decode(found[0])) if found[0] is not None else ""
+            for scope in rl.scopes:
+                for rec in scope.records:
+                    tid_kv = tmpl_kv = None
+                    for kv in rec.attributes:
+                        if len(kv) > 1 and table[kv[1]] is not None:
+                            if kv.startswith(b"\x0a\x0flog.template_id"):
+                                tid_kv = kv
+                            elif kv.startswith(b"\x0a\x0clog.template"):
+                                tmpl_kv = kv
+                    sev = severity_of(rec.severity_number, rec.severity_text) \
+                        if with_sev else ""
+                    if tid_kv is None:
+                        untemplated += 1
+                        tid = NO_TEMPLATE
+                        self._tmpl = ""
+                    else:
+                        tid = label_text(decode(tid_kv))
+                        self._tmpl = label_text(decode(tmpl_kv)) if tmpl_kv is not None else ""
+                        self._see(svc, tid, rec, now, tmpl_kv or b"")
+                    key = (svc, tid, sev)
+                    s = cache.get(key)
+                    if s is None:
+                        s = sset.resolve(key, _identity, self._describe)
+                    s.add(1)  # type: ignore[attr-defined]
+        if untemplated:
+            self._untemplated.inc(untemplated)
+            if not self._warned_untemplated:
+                self._warned_untemplated = True
+                self.logger.warning(
+                    "log records without log.template_id: put the logstruct processor with "
+                    "templates: {enabled: true} before this connector; counting them under "
+                    "log.template_id=none")
+
+    def _describe(self, key: Hashable) -> tuple[Attrs, Attrs]:
+        parts: tuple[str, str, str] = key  # type: ignore[assignment]
+        svc, tid, sev = parts
+        attrs: list[tuple[str, Any]] = [("log.template_id", tid)]
+        if tid != NO_TEMPLATE:
+            attrs.append(("log.template", self._tmpl))
+        if sev:
+            attrs.append(("severity_text", sev))
+        if svc:
+            attrs.append(("service.name", svc))
+        return tuple(attrs), ((("service.name", svc),) if svc else ())
+
+    def _see(self, svc: str, tid: str, rec: Any, now: int, tmpl_raw: bytes) -> None:
+        key = (svc, tid)
+        p = self.patterns.get(key)
+        if p is None:
+            self._new_pattern(key, rec, now, tmpl_raw)
+            return
+        p.count += 1
+        if tmpl_raw != p.template_raw and tmpl_raw:
+            # The miner generalised the template (same id): show its latest text.
+            p.template_raw = tmpl_raw
+            p.template = self._tmpl
+            self._relabel = True
+        if p.last_seen != now:
+            if self.reappear_ns and now - p.last_seen >= self.reappear_ns:
+                p.template = self._tmpl or p.template
+                self._event("reappeared", p, now)
+            p.last_seen = now
+            self.patterns.move_to_end(key)
+        if now // self.window_ns != p.bucket:
+            self._roll(p, now)
+        p.window_count += 1
+
+    def _new_pattern(self, key: tuple[str, str], rec: Any, now: int, tmpl_raw: bytes) -> None:
+        body = _body_text(rec.body)
+        line = body.split("\n", 1)[0][:self.config.first_line_max]
+        p = Pattern(key[0], key[1], self._tmpl, line, now, now, count=1,
+                    bucket=now // self.window_ns, window_count=1,
+                    history=deque(maxlen=self.n_baseline), template_raw=tmpl_raw)
+        self.patterns[key] = p
+        if len(self.patterns) > self.config.max_patterns:
+            old_key, _ = self.patterns.popitem(last=False)
+            self.alerts.pop(old_key, None)
+            self._evicted.inc()
+        if now - self.started_at >= self.warmup_ns:
+            self._event("new", p, now)
+
+    def _roll(self, p: Pattern, now: int) -> None:
+        """Close the windows of `p` up to now's window, judging each closed one against
+        the `n_baseline` windows before it (only when the pattern was known for all of
+        them). Silent windows count 0 (a pattern that stopped is a drop)."""
+        b = now // self.window_ns
+        if b <= p.bucket:
+            return
+        n = self.n_baseline
+        wns = self.window_ns
+        judge = self.config.rate_change.enabled
+        w = p.bucket
+        count = p.window_count
+        last = min(b, w + n + 1)  # beyond that the history is all silent windows
+        while w < last:
+            if judge and len(p.history) == n and p.first_seen <= (w - n) * wns:
+                self._judge(p, count, sum(p.history) / n, now)
+            p.history.append(count)
+            w += 1
+            count = 0
+        p.bucket = b
+        p.window_count = 0
+
+    def _judge(self, p: Pattern, count: int, base: float, now: int) -> None:
+        rc = self.config.rate_change
+        if count >= rc.min_count and count > rc.factor * base:
+            state = "up"
+        elif base >= rc.min_count and count * rc.factor < base:
+            state = "down"
+        else:
+            p.rate_state = "normal"
+            return
+        previous, p.rate_state = p.rate_state, state
+        if previous == "normal":
+            # Once changed, the next event waits for a window back within the factor: a
+            # burst is one event, not "up" then "down" when its window inflates the
+            # baseline of the quiet windows after it.
+            self._event("rate_change", p, now, window_count=count, baseline_count=base,
+                        direction=state)
+
+    def _event(self, kind: EventKind, p: Pattern, now: int, **extra: Any) -> None:
+        ev = PatternEvent(kind, now, p.service, p.template_id, p.template, p.first_line,
+                          p.count, **extra)
+        self._events[kind].inc()
+        self.recent.append(ev)
+        self.pending.append(ev)
+        al = self.config.alerts
+        if al.enabled and kind in al.kinds:
+            self.alerts[(p.service, p.template_id)] = ev
+
+    # --- output ---------------------------------------------------------------
+
+    def relabel(self) -> None:
+        """Series whose pattern's template text changed since they were made get the
+        latest text (a new label set in Prometheus, with the count carried on)."""
+        self._relabel = False
+        for key, s in self.series.series.items():
+            parts: tuple[str, str, str] = key  # type: ignore[assignment]
+            p = self.patterns.get((parts[0], parts[1]))
+            if p is not None and len(s.attrs) > 1 and s.attrs[1][1] != p.template:
+                attrs = list(s.attrs)
+                attrs[1] = ("log.template", p.template)
+                s.attrs = tuple(attrs)
+                s.kvs = None
+
+    async def flush(self) -> bool:
+        if self._relabel:
+            self.relabel()
+        ok = await super().flush()
+        await self.tick()
+        return ok
+
+    async def tick(self) -> None:
+        """Roll silent patterns' windows, resolve due alerts, send events, save state."""
+        now = self.clock()
+        if self.config.rate_change.enabled:
+            wb = now // self.window_ns
+            for p in self.patterns.values():
+                if p.bucket != wb:
+                    self._roll(p, now)
+        if self.alerts:
+            due = now - int(self.config.alerts.resolve_after * 1e9)
+            for key, ev in list(self.alerts.items()):
+                if ev.at <= due:
+                    del self.alerts[key]
+                    res = PatternEvent("resolved", now, ev.service, ev.template_id, ev.template,
+                                       ev.first_line, ev.count, alert_started=ev.at,
+                                       alert_kind=ev.kind)
+                    self._events["resolved"].inc()
+                    self.pending.append(res)
+        self._patterns_gauge.set(len(self.patterns))
+        if self.pending:
+            await self._send_events()
+        if self.state is not None and now - self._last_save >= \
+                self.config.state_save_interval * 1e9:
+            await self.save_async()
+
+    async def _send_events(self) -> None:
+        if self.logs_out is None:
+            self.pending.clear()
+            return
+        limit = self.config.max_pending_events
+        if len(self.pending) > limit:
+            dropped = len(self.pending) - limit
+            self._dropped.inc(dropped)
+            self.logger.error("dropping undelivered pattern events", extra={"dropped": dropped})
+            del self.pending[:dropped]
+        events = self.pending
+        self.pending = []
+        try:
+            await self.logs_out.consume(Batch(Signal.LOGS, message=self.logs_request(events),
+                                              items=len(events)))
+        except RetryableError as exc:
+            self.pending = events + self.pending
+            self.logger.warning("pattern events refused; sending them again at the next "
+                                "flush", extra={"error": str(exc), "events": len(events)})
+        except PermanentError as exc:
+            self._dropped.inc(len(events))
+            self.logger.error("pattern events rejected", extra={"error": str(exc)})
+
+    def logs_request(self, events: list[PatternEvent]) -> ExportLogsServiceRequest:
+        req = ExportLogsServiceRequest()
+        scopes: dict[str, Any] = {}
+        alerting = self.config.alerts
+        for ev in events:
+            sl = scopes.get(ev.service)
+            if sl is None:
+                rl = req.resource_logs.add()
+                if ev.service:
+                    rl.resource.attributes.extend(
+                        to_key_values((("service.name", ev.service),)))
+                sl = scopes[ev.service] = rl.scope_logs.add()
+                sl.scope.name = SCOPE
+                sl.scope.version = __version__
+            rec = sl.log_records.add()
+            rec.time_unix_nano = rec.observed_time_unix_nano = ev.at
+            resolved = ev.kind == "resolved"
+            rec.severity_number = (SeverityNumber.SEVERITY_NUMBER_INFO if resolved
+                                   else SeverityNumber.SEVERITY_NUMBER_WARN)
+            rec.severity_text = "INFO" if resolved else "WARN"
+            body = describe_event(ev)
+            rec.body.string_value = body
+            attrs: list[tuple[str, Any]] = [
+                ("event.name", "log.pattern"), ("log.pattern.event", ev.kind),
+                ("log.template_id", ev.template_id), ("log.template", ev.template),
+                ("service.name", ev.service), ("log.pattern.first_line", ev.first_line),
+                ("log.pattern.count", ev.count)]
+            if ev.kind == "rate_change":
+                attrs += [("log.pattern.rate.window_count", ev.window_count or 0),
+                          ("log.pattern.rate.baseline_count", float(ev.baseline_count or 0)),
+                          ("log.pattern.rate.factor", float(self.config.rate_change.factor)),
+                          ("log.pattern.rate.direction", ev.direction or "")]
+            if alerting.enabled and (resolved or ev.kind in alerting.kinds):
+                started = ev.alert_started if resolved and ev.alert_started else ev.at
+                attrs += [("slo.name", f"logpattern:{ev.service}:{ev.template_id}"),
+                          ("alert.severity", alerting.severity),
+                          ("alert.state", "resolved" if resolved else "firing"),
+                          ("alert.windows", ev.alert_kind or ev.kind),
+                          ("alert.summary", body),
+                          ("alert.starts_at", _iso(started))]
+                if resolved:
+                    attrs.append(("alert.ends_at", _iso(ev.at)))
+            rec.attributes.extend(to_key_values(tuple(attrs)))
+        return req
+
+    # --- read API (status page) -----------------------------------------------
+
+    def pattern_status(self, window_s: float = 3600.0) -> dict[str, Any]:
+        """Top patterns by count per service, and the events of the last `window_s`."""
+        now = self.clock()
+        by_service: dict[str, list[Pattern]] = collections.defaultdict(list)
+        for p in self.patterns.values():
+            by_service[p.service].append(p)
+        top = {svc: [{"template_id": p.template_id, "template": p.template,
+                      "count": p.count, "first_seen": p.first_seen / 1e9,
+                      "last_seen": p.last_seen / 1e9, "first_line": p.first_line,
+                      "rate_state": p.rate_state}
+                     for p in sorted(ps, key=lambda p: -p.count)[:TOP_PER_SERVICE]]
+               for svc, ps in sorted(by_service.items())}
+        since = now - int(window_s * 1e9)
+        recent = [ev for ev in self.recent if ev.at >= since]
+        return {
+            "connector": self.id, "patterns": len(self.patterns),
+            "warming_up": now - self.started_at < self.warmup_ns,
+            "warmup_ends": (self.started_at + self.warmup_ns) / 1e9,
+            "top": top,
+            "new": [_event_json(ev) for ev in reversed(recent)
+                    if ev.kind in ("new", "reappeared")],
+            "rate_changes": [_event_json(ev) for ev in reversed(recent)
+                             if ev.kind == "rate_change"],
+        }
+
+    # --- state ----------------------------------------------------------------
+
+    def dump_state(self) -> dict[str, Any]:
+        return {
+            "version": STATE_VERSION, "saved_at": self.clock(), "started_at": self.started_at,
+            "patterns": [[p.service, p.template_id, p.template, p.first_line, p.first_seen,
+                          p.last_seen, p.count, p.bucket, p.window_count, list(p.history),
+                          p.rate_state] for p in self.patterns.values()],
+            "alerts": [ev.to_json() for ev in self.alerts.values()],
+            "recent": [ev.to_json() for ev in self.recent],
+        }
+
+    async def save_async(self) -> None:
+        """Save off the event loop (the file is written and fsynced in a thread)."""
+        if self.state is None:
+            return
+        try:
+            await asyncio.to_thread(self.state.save, self.dump_state())
+            self._last_save = self.clock()
+        except OSError as exc:
+            self.logger.error("cannot save log pattern state",
+                              extra={"path": str(self.state.path), "error": str(exc)})
+
+    def save(self) -> None:
+        if self.state is None:
+            return
+        try:
+            self.state.save(self.dump_state())
+            self._last_save = self.clock()
+        except OSError as exc:
+            self.logger.error("cannot save log pattern state",
+                              extra={"path": str(self.state.path), "error": str(exc)})
+
+    def _restore(self) -> None:
+        assert self.state is not None
+        try:
+            state = self.state.load()
+        except ValueError as exc:
+            self.logger.error(str(exc).replace("SLO state", "log pattern state"))
+            return
+        if state is None:
+            return
+        try:
+            self._load(state)
+        except (KeyError, TypeError, ValueError) as exc:
+            self.patterns.clear()
+            self.alerts.clear()
+            self.recent.clear()
+            self.started_at = self.clock()
+            self.logger.error("log pattern state unusable; starting afresh",
+                              extra={"path": str(self.state.path), "error": repr(exc)})
+            return
+        self.logger.info("log pattern state restored", extra={
+            "path": str(self.state.path), "patterns": len(self.patterns)})
+
+    def _load(self, state: dict[str, Any]) -> None:
+        if state.get("version") != STATE_VERSION:
+            raise ValueError(f"state version {state.get('version')!r}")
+        self.started_at = int(state["started_at"])
+        rows = state["patterns"][-self.config.max_patterns:]
+        for (svc, tid, tmpl, line, first, last, count, bucket, wcount, hist,
+             rstate) in rows:
+            p = Pattern(str(svc), str(tid), str(tmpl), str(line), int(first), int(last),
+                        int(count), int(bucket), int(wcount),
+                        deque((int(h) for h in hist), maxlen=self.n_baseline), str(rstate))
+            self.patterns[(p.service, p.template_id)] = p
+        for d in state.get("alerts", []):
+            ev = PatternEvent(**d)
+            self.alerts[(ev.service, ev.template_id)] = ev
+        for d in state.get("recent", []):
+            self.recent.append(PatternEvent(**d))
+
+    async def shutdown(self) -> None:
+        try:
+            await super().shutdown()
+            await self.tick()
+        finally:
+            self.save()
+
+
+def _identity(key: Hashable) -> Hashable:
+    return key
+
+
+def _body_text(raw: bytes) -> str:
+    if not raw:
+        return ""
+    try:
+        value = any_value_to_python(AnyValue.FromString(raw))
+    except DecodeError:
+        return ""
+    return value if isinstance(value, str) else label_text(value)
+
+
+def describe_event(ev: PatternEvent) -> str:
+    svc = ev.service or "(no service.name)"
+    if ev.kind == "new":
+        head = f"new log pattern in {svc}"
+    elif ev.kind == "reappeared":
+        head = f"log pattern reappeared in {svc}"
+    elif ev.kind == "rate_change":
+        head = (f"log pattern rate {'up' if ev.direction == 'up' else 'down'} in {svc}: "
+                f"{ev.window_count} in the window vs {ev.baseline_count:.1f} on average")
+    else:
+        head = f"log pattern alert resolved in {svc}"
+    return f"{head}: {ev.template} (id {ev.template_id}); first line: {ev.first_line}"
+
+
+def _event_json(ev: PatternEvent) -> dict[str, Any]:
+    d = ev.to_json()
+    d["at"] = ev.at / 1e9
+    return d
+
+
+def _create(settings: ConnectorCreateSettings, config: LogPatternsConfig
+            ) -> LogPatternsConnector:
+    return LogPatternsConnector(settings, config)
+
+
+factory = Factory(type="logpatterns", kind=Kind.CONNECTOR, config_model=LogPatternsConfig,
+                  create=_create,
+                  connector_pairs=frozenset({(Signal.LOGS, Signal.METRICS),
+                                             (Signal.LOGS, Signal.LOGS)}),
+                  description="log pattern counts, and events on new, reappearing and "
+                              "rate-changing patterns (from logstruct templates)")
