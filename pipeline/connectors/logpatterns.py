@@ -96,7 +96,7 @@ from pipeline.config.types import Duration
 from pipeline.errors import PermanentError, RetryableError
 from pipeline.pdata.anyvalue import any_value_to_python, label_text
 from pipeline.pdata.batch import Batch
-from pipeline.pdata.projection import build_projection
+from pipeline.proto.otelpipe import logpatterns_pb2
 from pipeline.slo.persistence import StateFile
 from pipeline.telemetry.metrics import CounterSpec, GaugeSpec
 
@@ -108,15 +108,7 @@ RECENT_EVENTS = 200  # kept for the status page
 TOP_PER_SERVICE = 10
 SEVERITIES = ("", "TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL")
 
-_P = build_projection("otelpipe_logpatterns.proto", {
-    "LogRecord": [("severity_number", 2, "int32"), ("severity_text", 3, "string"),
-                  ("body", 5, "bytes"), ("attributes", 6, "repeated bytes")],
-    "ScopeLogs": [("records", 2, "repeated LogRecord")],
-    "Resource": [("attributes", 1, "repeated bytes")],
-    "ResourceLogs": [("resource", 1, "Resource"), ("scopes", 2, "repeated ScopeLogs")],
-    "LogsRequest": [("resources", 1, "repeated ResourceLogs")],
-})
-LogsProjection = _P["LogsRequest"]
+LogsProjection = logpatterns_pb2.LogsRequest  # proto/otelpipe/logpatterns.proto
 
 EVENTS = CounterSpec("otelpipe_logpatterns_events",
                      "Pattern events emitted, by kind (new, reappeared, rate_change, "
