@@ -588,11 +588,6 @@ TEST_CONFIGS: dict[Key, SpecBuilder] = {
     (Kind.RECEIVER, "prometheus"): _prometheus_receiver,
     (Kind.PROCESSOR, "probabilistic_sampler"): static(  # the fed logs carry no trace id
         {"sampling_percentage": 100, "fail_closed": False}),
-    (Kind.PROCESSOR, "resource"): static(
-        {"attributes": [{"key": "contract", "value": "yes", "action": "upsert"}]}),
-    (Kind.PROCESSOR, "resourcedetection"): static({"detectors": ["env", "process"]}),
-    (Kind.PROCESSOR, "tail_sampling"): static(
-        {"decision_wait": "100ms", "policies": [{"name": "all", "type": "always_sample"}]}),
     (Kind.PROCESSOR, "attributes"): static(
         {"actions": [{"key": "contract", "value": "yes", "action": "upsert"}]}),
     (Kind.PROCESSOR, "logstruct"): static({"auto": True}),
