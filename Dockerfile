@@ -23,15 +23,16 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 RUN python3 -m venv /opt/otelpipe
 WORKDIR /src
-# Dependencies first, in a layer of their own: a change to pipeline/ reuses it. (A stub
-# package stands in for pipeline/ to resolve pyproject's dependencies.) The build
+# Dependencies first, in a layer of their own: a change to pipeline/ or the README reuses
+# it. (A stub package stands in for pipeline/ to resolve pyproject's dependencies.) The build
 # backend goes into the venv too, so the project itself builds without fetching it.
-COPY pyproject.toml README.md ./
-RUN mkdir pipeline && touch pipeline/__init__.py \
+COPY pyproject.toml ./
+RUN mkdir pipeline && touch pipeline/__init__.py README.md \
  && /opt/otelpipe/bin/pip install --no-cache-dir --disable-pip-version-check \
       --only-binary=:all: --no-compile 'setuptools>=68' wheel . \
  && /opt/otelpipe/bin/pip uninstall -y -q otelpipe \
- && rm -rf pipeline build *.egg-info
+ && rm -rf pipeline build *.egg-info README.md
+COPY README.md ./
 COPY pipeline ./pipeline
 # --only-binary: fail rather than compile anything. Then trim what the runtime never
 # reads: pip and setuptools, test folders, C/Cython sources and stubs, zstandard's cffi

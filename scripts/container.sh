@@ -210,6 +210,7 @@ cmd_stop() {
 }
 
 cmd_clean() {
+    command -v podman >/dev/null || return 0
     ensure_podman
     podman pod rm -f -a >/dev/null 2>&1 || true
     podman rm -f -a >/dev/null 2>&1 || true

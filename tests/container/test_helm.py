@@ -8,6 +8,7 @@ test_sidecar_pod.py.)"""
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -179,9 +180,9 @@ def test_a_config_of_ones_own_is_rendered_and_a_bad_one_refused(tmp_path: Path) 
 
 def test_values_schema_is_generated_from_otelpipe_schema() -> None:
     committed = (CHART / "values.schema.json").read_text(encoding="utf-8")
-    schema = subprocess.run(["python3", "-m", "pipeline", "schema"], capture_output=True,
+    schema = subprocess.run([sys.executable, "-m", "pipeline", "schema"], capture_output=True,
                             check=True, cwd=REPO).stdout
-    fresh = subprocess.run(["python3", str(REPO / "deploy" / "helm" / "values-schema.py")],
+    fresh = subprocess.run([sys.executable, str(REPO / "deploy" / "helm" / "values-schema.py")],
                            input=schema, capture_output=True, check=True).stdout.decode()
     assert committed == fresh, "run scripts/helm.sh schema"
 
