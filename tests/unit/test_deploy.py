@@ -89,12 +89,12 @@ def test_the_pod_is_named_on_every_resource(tmp_path: Path) -> None:
         assert env[name]["valueFrom"]["fieldRef"]["fieldPath"] == field
     config = sidecar_config(tmp_path)
     [(cid, processor)] = [(c, p) for c, p in config.components[Kind.PROCESSOR].items()
-                          if c.type == "attributes"]
-    actions = {a.key: a for a in processor.actions}  # type: ignore[attr-defined]
+                          if c.type == "resourcedetection"]
+    assert processor.detectors == ["k8s"]  # type: ignore[attr-defined]
+    assert processor.override  # type: ignore[attr-defined]
     for key, variable in RESOURCE_KEYS.items():
-        assert actions[key].context == "resource"
-        assert actions[key].action in ("insert", "upsert")
-        assert actions[key].value == f"<{DOWNWARD[variable]}>"
+        assert processor.k8s.env[key] == variable  # type: ignore[attr-defined]
+        assert variable in DOWNWARD
     for p in config.pipelines.values():
         assert cid in p.processors
 
