@@ -61,7 +61,7 @@ from pipeline.pdata.batch import Batch
 from pipeline.pdata.logrecords import dumps_flat
 from pipeline.pdata.offload import OFF_LOOP_BYTES, Offload, OffloadError
 from pipeline.pdata.otlp import REQUEST_TYPES
-from pipeline.pdata.otlpjson import encode_request, encode_request_pieces, flat_records
+from pipeline.pdata.otlpjson import encode_request, flat_records
 from pipeline.telemetry.metrics import CounterSpec
 
 TORN_TAIL_BYTES = CounterSpec(
@@ -299,12 +299,8 @@ def encode_lines(fmt: str, signal: Signal, message: Any) -> bytes:
 
 
 def _encode_raw(fmt: str, signal: Signal, raw: bytes) -> bytes:
-    """`encode_lines` of protobuf bytes, run in the offload worker; OTLP JSON is built
-    in pieces (the dict of a whole 20 MB request would peak at ≈ 250 MB)."""
-    message = REQUEST_TYPES[signal].FromString(raw)
-    if fmt == "json" and signal is not Signal.METRICS:
-        return encode_lines(fmt, signal, message)
-    return b"".join([*encode_request_pieces(message), b"\n"])
+    """`encode_lines` of protobuf bytes, run in the offload worker."""
+    return encode_lines(fmt, signal, REQUEST_TYPES[signal].FromString(raw))
 
 
 def _write_all(fd: int, data: bytes | memoryview) -> None:

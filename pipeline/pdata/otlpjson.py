@@ -323,52 +323,6 @@ def _encode_msg(message: Any, schema: _Schema) -> dict[str, Any]:
     return out
 
 
-def _scalar_out(kind: int, value: Any, repeated: bool) -> Any:
-    if kind in _AS_IS:
-        return list(value) if repeated else value
-    conv = _SCALAR_ENCODERS[kind]
-    return [conv(v) for v in value] if repeated else conv(value)
-
-
-_KEYS: dict[str, bytes] = {}
-
-
-def _pieces(message: Any, schema: _Schema, small: int) -> Iterator[bytes]:
-    """The OTLP JSON of `message` in pieces, byte for byte `orjson.dumps` of its dict: a
-    message of at most `small` serialized bytes is one piece, a larger one is
-    assembled from the pieces of its fields (so no dict of the whole request exists)."""
-    if message.ByteSize() <= small:
-        yield orjson.dumps(_encode_msg(message, schema))
-        return
-    fields = schema.encode
-    sep = b"{"
-    for fd, value in message.ListFields():
-        name, kind, sub, repeated = fields[fd]
-        key = _KEYS.get(name)
-        if key is None:
-            key = _KEYS[name] = orjson.dumps(name) + b":"
-        yield sep + key
-        sep = b","
-        if sub is None:
-            yield orjson.dumps(_scalar_out(kind, value, repeated))
-        elif repeated:
-            opening = b"["
-            for m in value:
-                yield opening
-                opening = b","
-                yield from _pieces(m, sub, small)
-            yield b"[]" if opening == b"[" else b"]"
-        else:
-            yield from _pieces(value, sub, small)
-    yield b"{}" if sep == b"{" else b"}"
-
-
-def encode_request_pieces(message: Any, small: int = 64 * 1024) -> Iterator[bytes]:
-    """`encode_request` in pieces (see `_pieces`): for big requests, whose dict would
-    take several times the memory of the JSON (a 20 MB encoding peaked at 250 MB)."""
-    return _pieces(message, _schema(message.DESCRIPTOR), small)
-
-
 def message_to_otlp_dict(message: Any) -> dict[str, Any]:
     """The OTLP JSON object of a message (as `json_format.MessageToDict` with integer
     enums, ids in hex)."""
