@@ -258,7 +258,8 @@ class LogStructProcessor(Component, Consumer):
             if st.source is None:
                 if body_long:
                     cut = self._head(body, st)
-                    if cut > 0 and (st.when is None or st.when(body, lr, res, native)) \
+                    # `when` sees the first lines only: it never reads past the window.
+                    if cut > 0 and (st.when is None or st.when(body[:cut], lr, res, native)) \
                             and st.parser.parse(body, rec, cut):  # type: ignore[call-arg]
                         return st.parser.format, body
                     skipped = True
@@ -296,7 +297,11 @@ class LogStructProcessor(Component, Consumer):
         parsed."""
         if not st.parser.windowed:
             return 0
-        return max(text.rfind("\n", 0, self._window_chars), 0)
+        n = self._window  # characters; fewer if they are more than max_parse_bytes bytes
+        head = text[:n].encode("utf-8", "surrogatepass")
+        if len(head) > n:  # the characters within n bytes (a cut sequence is dropped)
+            n = len(head[:n].decode("utf-8", "ignore"))
+        return max(text.rfind("\n", 0, n), 0)
 
     def _exception(self, attrs: dict[str, Any], message: str) -> str:
         """`exception.*` of a stack trace in the message (or in an

@@ -85,6 +85,16 @@ def test_over_the_window_a_multi_line_record_is_parsed_from_its_first_lines(
     assert rec["body"] == "checkout failed\n" + stack
     assert rec["attributes"]["exception.stacktrace"] == stack
     assert "log.parse_skipped" not in rec["attributes"]
+    # The first line may take most of the window (bytes, not a quarter of them).
+    head = HEAD + " " + "x" * 12000
+    rec = _one(mode, {"type": "grok", "pattern": GROK, "when": {"matches": "^2024-"}},
+               head + "\n" + stack)
+    assert rec["body"] == "checkout failed " + "x" * 12000 + "\n" + stack
+    # Multi-byte characters: a head over max_parse_bytes bytes is cut sooner.
+    wide = HEAD + " " + "é" * 7000 + "\n" + "é" * 4000 + "\n" + stack
+    rec = _one(mode, {"type": "grok", "pattern": GROK}, wide)
+    assert rec["body"] == wide[wide.index("checkout"):]
+    assert rec["time_unix_nano"] == T
     # One line over the window is still not parsed.
     rec = _one(mode, {"type": "grok", "pattern": GROK}, HEAD + "x" * 20000)
     assert rec["attributes"]["log.parse_skipped"] == TOO_LONG
