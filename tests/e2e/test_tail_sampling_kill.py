@@ -5,6 +5,7 @@ finds nothing left."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import re
 import signal
 import time
@@ -80,10 +81,11 @@ def emitted(out: Path) -> list[str]:
 
 
 def metric(health: int, name: str) -> float:
+    """The sum of a metric's series."""
     status, body = http_get(f"http://127.0.0.1:{health}/metrics")
     assert status == 200
-    m = re.search(rf"^{name}\{{[^}}]*\}} (\S+)$", body.decode(), re.MULTILINE)
-    return float(m.group(1)) if m else 0.0
+    return sum(float(v) for v in re.findall(rf"^{name}\{{[^}}]*\}} (\S+)$", body.decode(),
+                                              re.MULTILINE))
 
 
 def test_sigkill_while_waiting_loses_no_trace(tmp_path: Path) -> None:
@@ -188,3 +190,30 @@ def test_sigkill_under_load_loses_no_acknowledged_sampled_span(tmp_path: Path) -
     duplicates = len(names) - len(set(names))
     print(f"{len(acked)} requests acknowledged, {len(expected)} sampled spans expected, "
           f"{before} emitted before the kill, {duplicates} duplicates after the restart")
+
+
+def test_sigterm_decides_what_waits_behind_a_batch_processor(tmp_path: Path) -> None:
+    """storage memory: a graceful stop decides the waiting traces — also the spans the
+    batch processor in front flushes during the shutdown — and exits 0."""
+    port, health = free_port(), free_port()
+    cfg = config(tmp_path, port, health)
+    ts = cfg["processors"]["tail_sampling"]
+    del ts["storage"], ts["directory"]
+    cfg["processors"]["batch"] = {"send_batch_size": 100_000, "timeout": "1h",
+                                  "flush_when_idle": False}
+    cfg["service"]["pipelines"]["traces"]["processors"] = ["batch", "tail_sampling"]
+    out = tmp_path / "out" / "traces.jsonl"
+    proc = OtelpipeProcess(cfg, tmp_path, wait_ports=(port, health)).start()
+    with concurrent.futures.ThreadPoolExecutor(4) as pool:
+        # The batch processor holds these requests (acknowledged after delivery).
+        futures = [pool.submit(post, port, request(i)) for i in range(4)]
+        eventually(lambda: metric(health, "otelpipe_http_server_connections") >= 5,
+                   what=with_logs("the four requests connected", proc))
+        time.sleep(1.0)  # let them reach the batch processor (none can finish: it holds)
+        assert not any(f.done() for f in futures)
+        assert proc.stop(signal.SIGTERM) == 0, proc.logs()
+        assert [f.result(timeout=30) for f in futures] == [200] * 4
+    # Traces 0..19 were started (first spans); 0..14 also got their second span, which
+    # holds the error: the error traces among them are kept, whole.
+    expected = sorted(f"t{k}-s{p}" for k in range(15) if k % 3 == 0 for p in (0, 1))
+    assert sorted(emitted(out)) == expected

@@ -579,6 +579,9 @@ TEST_CONFIGS: dict[Key, SpecBuilder] = {
         {"actions": [{"key": "contract", "value": "yes", "action": "upsert"}]}),
     (Kind.PROCESSOR, "logstruct"): static({"auto": True}),
     (Kind.PROCESSOR, "memory_limiter"): static({"limit_mib": 65536, "check_interval": "100ms"}),
+    # shutdown() decides what waits (storage memory): every span reaches the next consumer
+    (Kind.PROCESSOR, "tail_sampling"): static(
+        {"decision_wait": "1h", "policies": [{"name": "all", "type": "always_sample"}]}),
     (Kind.EXPORTER, "otlp"): _otlp_exporter,
     (Kind.EXPORTER, "otlphttp"): _otlphttp_exporter,
     (Kind.EXPORTER, "loki"): _loki_exporter,

@@ -101,7 +101,8 @@ class TailSamplingProcessor(Component, Consumer):
         self.sampled_cache = _LRU(config.decision_cache.sampled_cache_size)
         self.dropped_cache = _LRU(config.decision_cache.non_sampled_cache_size)
         self._room = asyncio.Event()
-        self._stopping = False
+        self._stopping = False  # shutdown began: blocked senders are let go
+        self._closed = False  # shutdown() is done
         self._task: asyncio.Task[None] | None = None
         self._retry: collections.deque[tuple[Batch, list[TraceData]]] = collections.deque()
         self._refs: dict[int, int] = {}  # storage disk: record key -> traces pending in it
@@ -144,6 +145,7 @@ class TailSamplingProcessor(Component, Consumer):
             if self.config.drop_pending_traces_on_shutdown:
                 self.pending.clear()
             await self.decide_due(float("inf"))
+            self._closed = True
             if self._retry:
                 lost = sum(b.items for b, _ in self._retry)
                 self.log.error("sampled spans could not be delivered before shutdown",
@@ -151,6 +153,7 @@ class TailSamplingProcessor(Component, Consumer):
                 self._retry.clear()
         else:
             # Waiting traces stay on disk; they are decided after the restart.
+            self._closed = True
             await self.store.close()
         self.m.in_memory.set(0)
 
@@ -173,8 +176,11 @@ class TailSamplingProcessor(Component, Consumer):
 
     # Ingest ------------------------------------------------------------------------------
     async def consume(self, batch: Batch) -> None:
-        if self._stopping:
-            raise RetryableError("tail_sampling is shutting down", retry_after=1.0)
+        # While shutting down, upstream processors (batch) still flush into this one:
+        # accept. After shutdown(), spans are decided at once (memory) or refused (the
+        # store is closed).
+        if self._closed and self.store is not None:
+            raise RetryableError("tail_sampling has shut down", retry_after=1.0)
         raw = batch.to_bytes() if batch.has_raw else None
         msg = batch.message
         if self.config.block_on_overflow:
@@ -184,6 +190,8 @@ class TailSamplingProcessor(Component, Consumer):
             # Durable before anything is kept: a refused write leaves nothing behind.
             key = await self.store.put(batch.to_bytes(), batch.items)
         late, holder = self._ingest(msg, self.clock(), key, raw)
+        if self._closed:
+            await self.decide_due(float("inf"))
         if late:
             # Spans of decided, sampled traces follow the decision now; if the next
             # consumer refuses them they are retried at the next tick, like the traces.

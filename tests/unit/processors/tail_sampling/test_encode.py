@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
@@ -72,3 +74,66 @@ def test_encode_request_groups_by_resource_and_scope() -> None:
     # the empty scope has no spans, so it is not written; everything else round-trips
     del req.resource_spans[0].scope_spans[1]
     assert out == req
+
+
+def _random_request(rnd: random.Random) -> bytes:
+    """A request with random nesting, sizes (multi-byte lengths), attribute types, events,
+    links — and unknown fields of every wire type, which the cut keeps verbatim."""
+    req = ExportTraceServiceRequest()
+    for _ in range(rnd.randint(0, 3)):
+        rs = req.resource_spans.add()
+        if rnd.random() < 0.8:
+            rs.resource.attributes.add(key="service.name").value.string_value = "s" * \
+                rnd.randint(0, 300)
+        rs.schema_url = "u" * rnd.randint(0, 3)
+        for _ in range(rnd.randint(0, 3)):
+            ss = rs.scope_spans.add()
+            if rnd.random() < 0.5:
+                ss.scope.name = "scope"
+            for _ in range(rnd.randint(0, 5)):
+                sp = ss.spans.add()
+                sp.trace_id = rnd.randbytes(16)
+                sp.span_id = rnd.randbytes(8)
+                sp.name = "n" * rnd.randint(0, 200)
+                sp.start_time_unix_nano = rnd.getrandbits(63)
+                sp.end_time_unix_nano = rnd.getrandbits(63)
+                for k in range(rnd.randint(0, 6)):
+                    v = sp.attributes.add(key=f"k{k}").value
+                    kind = rnd.randrange(5)
+                    if kind == 0:
+                        v.string_value = "x" * rnd.randint(0, 500)
+                    elif kind == 1:
+                        v.int_value = rnd.getrandbits(63) - (1 << 62)
+                    elif kind == 2:
+                        v.double_value = rnd.random()
+                    elif kind == 3:
+                        v.array_value.values.add().bool_value = True
+                    else:
+                        v.kvlist_value.values.add(key="in").value.int_value = -1
+                for _ in range(rnd.randint(0, 2)):
+                    sp.events.add(name="e", time_unix_nano=rnd.getrandbits(40))
+                if rnd.random() < 0.3:
+                    sp.links.add(trace_id=rnd.randbytes(16), span_id=rnd.randbytes(8))
+                sp.status.code = rnd.randrange(3)
+    raw = bytes(req.SerializeToString())
+    if rnd.random() < 0.5:  # an unknown top-level field of each wire type
+        raw += b"\x78\x96\x01" + b"\x81\x01" + bytes(8) + b"\x8d\x01" + bytes(4) + \
+            b"\x92\x01\x02ab"
+    return raw
+
+
+def test_random_requests_cut_into_their_spans() -> None:
+    rnd = random.Random(2024)
+    for _ in range(300):
+        raw = _random_request(rnd)
+        msg = ExportTraceServiceRequest()
+        msg.ParseFromString(raw)
+        cut = span_slices(raw)
+        assert _cut(msg, raw) is not None
+        for cr, rs in zip(cut, msg.resource_spans, strict=True):
+            for cs, ss in zip(cr, rs.scope_spans, strict=True):
+                assert len(cs) == len(ss.spans)
+                for sb, sp in zip(cs, ss.spans, strict=True):
+                    again = type(sp)()
+                    again.ParseFromString(sb)
+                    assert again == sp

@@ -178,10 +178,15 @@ async def test_shutdown_in_memory_decides_what_waits() -> None:
     proc = make(sink, clock=Clock(), decision_wait="1h")
     await proc.start(_Host())  # type: ignore[arg-type]
     await proc.consume(batch([S(1, status="ERROR"), S(2)]))
+    proc.begin_shutdown()
+    # An upstream processor flushing during the shutdown is accepted ...
+    await proc.consume(batch([S(3, status="ERROR")]))
     await proc.shutdown()
-    assert trace_ids(sink.batches) == [1]
-    with pytest.raises(RetryableError):
-        await proc.consume(batch([S(3)]))
+    assert sorted(trace_ids(sink.batches)) == [1, 3]
+    # ... and after it, spans are decided at once: nothing is left waiting.
+    await proc.consume(batch([S(4, status="ERROR"), S(5)]))
+    assert sorted(trace_ids(sink.batches)) == [1, 3, 4]
+    assert proc.pending == {}
 
 
 async def test_disk_storage_keeps_waiting_traces_across_a_restart(tmp_path: Path) -> None:
