@@ -579,6 +579,10 @@ TEST_CONFIGS: dict[Key, SpecBuilder] = {
         {"actions": [{"key": "contract", "value": "yes", "action": "upsert"}]}),
     (Kind.PROCESSOR, "logstruct"): static({"auto": True}),
     (Kind.PROCESSOR, "memory_limiter"): static({"limit_mib": 65536, "check_interval": "100ms"}),
+    # sampling_percentage is required: 100 keeps every item; fail_closed off keeps the
+    # test's log records, which have no trace id (no randomness)
+    (Kind.PROCESSOR, "probabilistic_sampler"): static(
+        {"sampling_percentage": 100, "fail_closed": False}),
     # shutdown() decides what waits (storage memory): every span reaches the next consumer
     (Kind.PROCESSOR, "tail_sampling"): static(
         {"decision_wait": "1h", "policies": [{"name": "all", "type": "always_sample"}]}),
