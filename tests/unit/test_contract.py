@@ -596,6 +596,10 @@ TEST_CONFIGS: dict[Key, SpecBuilder] = {
     (Kind.PROCESSOR, "resourcedetection"): static(
         {"detectors": ["env", "process"], "timeout": "2s"}),
     (Kind.PROCESSOR, "memory_limiter"): static({"limit_mib": 65536, "check_interval": "100ms"}),
+    # sampling_percentage is required: 100 keeps every item; fail_closed off keeps the
+    # test's log records, which have no trace id (no randomness)
+    (Kind.PROCESSOR, "probabilistic_sampler"): static(
+        {"sampling_percentage": 100, "fail_closed": False}),
     # shutdown() decides what waits (storage memory): every span reaches the next consumer
     (Kind.PROCESSOR, "tail_sampling"): static(
         {"decision_wait": "1h", "policies": [{"name": "all", "type": "always_sample"}]}),
