@@ -327,18 +327,18 @@ async def test_huge_target_limits(target: Target) -> None:
     sink = Sink()
     telemetry = Telemetry()
     jobs: list[dict[str, Any]] = [
-        {"job_name": "limited", "scrape_interval": "3s", "sample_limit": 50_000,
+        {"job_name": "limited", "scrape_interval": "10s", "sample_limit": 50_000,
          "static_configs": [{"targets": [target.address]}]},
-        {"job_name": "toobig", "scrape_interval": "3s", "body_size_limit": "1MB",
+        {"job_name": "toobig", "scrape_interval": "10s", "body_size_limit": "1MB",
          "static_configs": [{"targets": [target.address]}]},
-        {"job_name": "all", "scrape_interval": "30s",
+        {"job_name": "all", "scrape_interval": "10s",
          "static_configs": [{"targets": [target.address]}]},
     ]
     rcv = receiver(jobs, sink, telemetry)
     await rcv.start(None)  # type: ignore[arg-type]
     try:
         await running(rcv, lambda: ups(sink, "limited") and ups(sink, "toobig")
-                      and ups(sink, "all"), "one scrape of each job", deadline=120)
+                      and ups(sink, "all"), "one scrape of each job", deadline=240)
     finally:
         await rcv.shutdown()
     assert ups(sink, "limited")[0] == 0.0

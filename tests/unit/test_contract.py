@@ -481,6 +481,13 @@ async def _httpcheck_receiver(env: Env) -> Spec:
                  "collection_interval": "1s"})
 
 
+async def _prometheus_receiver(env: Env) -> Spec:
+    backend = await env.backend()  # answers "ok": a failed scrape, whose up = 0 is delivered
+    return Spec({"config": {"scrape_configs": [{
+        "job_name": "contract", "scrape_interval": "1s",
+        "static_configs": [{"targets": [backend.url.removeprefix("http://")]}]}]}})
+
+
 async def _otlp_exporter(env: Env) -> Spec:
     target = await env.otlp_target()
 
@@ -575,6 +582,7 @@ TEST_CONFIGS: dict[Key, SpecBuilder] = {
     (Kind.RECEIVER, "jsonlogs"): _jsonlogs_receiver,
     (Kind.RECEIVER, "filelog"): _filelog_receiver,
     (Kind.RECEIVER, "httpcheck"): _httpcheck_receiver,
+    (Kind.RECEIVER, "prometheus"): _prometheus_receiver,
     (Kind.PROCESSOR, "attributes"): static(
         {"actions": [{"key": "contract", "value": "yes", "action": "upsert"}]}),
     (Kind.PROCESSOR, "logstruct"): static({"auto": True}),
