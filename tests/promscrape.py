@@ -106,7 +106,9 @@ def scrape(st: TargetState, body: str, now_ns: int, *, om: bool = False
            ) -> tuple[ScrapeResult, list[Point]]:
     lines = body.split("\n")
     st.begin(om)
-    st.feed(lines, 0, len(lines), now_ns)
+    i = 0
+    while i < len(lines) and not st.eof:
+        i = st.feed(lines, i, len(lines), now_ns)
     st.encode(0, st.touched)
     res = st.finish(now_ns)
     return res, points(resource_metrics([("service.name", "app")], res))

@@ -9,7 +9,6 @@ import asyncio
 import json
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
@@ -323,36 +322,24 @@ def huge(n: int) -> str:
                                            for i in range(n))
 
 
-async def test_huge_target_limits_and_no_stall(target: Target) -> None:
+async def test_huge_target_limits(target: Target) -> None:
     target.body = huge(100_000)
     sink = Sink()
     telemetry = Telemetry()
     jobs: list[dict[str, Any]] = [
-        {"job_name": "limited", "scrape_interval": "3s", "sample_limit": 50_000,
+        {"job_name": "limited", "scrape_interval": "10s", "sample_limit": 50_000,
          "static_configs": [{"targets": [target.address]}]},
-        {"job_name": "toobig", "scrape_interval": "3s", "body_size_limit": "1MB",
+        {"job_name": "toobig", "scrape_interval": "10s", "body_size_limit": "1MB",
          "static_configs": [{"targets": [target.address]}]},
-        {"job_name": "all", "scrape_interval": "30s",
+        {"job_name": "all", "scrape_interval": "10s",
          "static_configs": [{"targets": [target.address]}]},
     ]
     rcv = receiver(jobs, sink, telemetry)
-    gaps: list[float] = []
-
-    async def ticker() -> None:
-        last = time.perf_counter()
-        while True:
-            await asyncio.sleep(0.01)
-            now = time.perf_counter()
-            gaps.append(now - last)
-            last = now
-
-    tick = asyncio.create_task(ticker())
     await rcv.start(None)  # type: ignore[arg-type]
     try:
         await running(rcv, lambda: ups(sink, "limited") and ups(sink, "toobig")
-                      and ups(sink, "all"), "one scrape of each job", deadline=120)
+                      and ups(sink, "all"), "one scrape of each job", deadline=240)
     finally:
-        tick.cancel()
         await rcv.shutdown()
     assert ups(sink, "limited")[0] == 0.0
     assert ups(sink, "toobig")[0] == 0.0
@@ -360,10 +347,9 @@ async def test_huge_target_limits_and_no_stall(target: Target) -> None:
     assert len([p for p in pts(sink, "all") if p.name == "big"]) == 100_000
     assert scrapes(telemetry, "limited", "sample_limit") >= 1
     assert scrapes(telemetry, "toobig", "body_size_limit") >= 1
-    # the loop kept turning: the median gap stays near the 10 ms tick (a gap over
-    # 100 ms can come from a busy machine, not from us: reported, not asserted)
-    gaps.sort()
-    assert gaps[len(gaps) // 2] < 0.1, gaps[-5:]
+    # (that no parse step holds the event loop is measured in CPU time, per call, by
+    # tests/unit/receivers/prometheus/test_target.py: wall-clock gaps here would measure
+    # the machine's load)
 
 
 # --- file_sd --------------------------------------------------------------------------

@@ -485,7 +485,7 @@ async def _httpcheck_receiver(env: Env) -> Spec:
 
 
 async def _prometheus_receiver(env: Env) -> Spec:
-    backend = await env.backend()
+    backend = await env.backend()  # serves a small exposition at /metrics
     return Spec({"config": {"scrape_configs": [{
         "job_name": "contract", "scrape_interval": "1s", "scrape_timeout": "1s",
         "static_configs": [{"targets": [backend.url.removeprefix("http://")]}]}]}})

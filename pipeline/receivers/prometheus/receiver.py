@@ -233,11 +233,10 @@ class TargetLoop:
         st.begin(om)
         n = len(lines)
         try:
-            for i in range(0, n, CHUNK_LINES):
-                st.feed(lines, i, min(n, i + CHUNK_LINES), now_ns)
+            i = 0
+            while i < n and not st.eof:
+                i = st.feed(lines, i, n, now_ns)
                 await asyncio.sleep(0)
-                if st.eof:
-                    break
             if om and not st.eof:
                 raise ParseError("OpenMetrics body does not end with # EOF")
             for i in range(0, st.touched, CHUNK_LINES):

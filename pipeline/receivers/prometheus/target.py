@@ -50,6 +50,9 @@ SCOPE = "otelpipe/receiver/prometheus"
 GAUGE, SUM, HISTOGRAM, SUMMARY = 1, 2, 3, 4
 VALUE, BUCKET, QUANTILE, P_SUM, P_COUNT, CREATED = 0, 1, 2, 3, 4, 5
 CHUNK_LINES = 4000
+# New series cost ~10-30x a known one (labels parsed, relabelled, encoded): a chunk
+# stops after this many, so the first scrape of a big target yields as often.
+CHUNK_NEW_SERIES = 200
 
 _NUMBER_GAUGE = struct.Struct("<BQBd").pack           # time, as_double
 _NUMBER_SUM = struct.Struct("<BQBQBd").pack           # start, time, as_double
@@ -127,14 +130,23 @@ class Metric:
         return len(mhdr) + mlen
 
 
+_NO_PAIRS: list[tuple[float, float]] = []
+_NO_EXEMPLARS: list[bytes] = []
+
+
 class Series:
     """One OTLP data point stream (a family member without le/quantile)."""
 
-    __slots__ = ("attrs", "buckets", "count", "created", "dirty", "exemplars", "metric",
-                 "prefix", "prev", "prev_sum", "quantiles", "seen", "start", "sum", "t",
-                 "value")
+    __slots__ = ("attrs", "bound", "buckets", "count", "created", "dirty", "exemplars", "metric",
+                 "prefix", "prev", "prev_sum", "quantiles", "role", "seen", "series", "start",
+                 "sum", "t", "value")
 
     def __init__(self, metric: Metric, attrs: bytes):
+        # A series is its own cache entry for its plain samples (role VALUE): one
+        # object per counter or gauge series instead of two.
+        self.series = self
+        self.role = VALUE
+        self.bound = 0.0
         self.metric = metric
         self.attrs = attrs
         self.start = 0
@@ -146,9 +158,12 @@ class Series:
         self.created = 0.0
         self.sum: float | None = None
         self.count = 0.0
-        self.buckets: list[tuple[float, float]] = []
-        self.quantiles: list[tuple[float, float]] = []
-        self.exemplars: list[bytes] = []
+        # Shared empty lists until needed (few GC-tracked objects per series: the first
+        # scrape of a big target must not make the collector's full passes long).
+        # `begin` gives histograms and summaries their own lists before any append.
+        self.buckets: list[tuple[float, float]] = _NO_PAIRS
+        self.quantiles: list[tuple[float, float]] = _NO_PAIRS
+        self.exemplars: list[bytes] = _NO_EXEMPLARS
         # Per-scrape state to reset before the series' first sample of a scrape:
         # histograms and summaries always, numbers once they had _created or exemplars.
         self.dirty = metric.kind >= HISTOGRAM
@@ -167,7 +182,7 @@ class Series:
         else:
             self.dirty = False
         if self.exemplars:
-            self.exemplars = []
+            self.exemplars = _NO_EXEMPLARS
 
 
 class Entry:
@@ -292,8 +307,10 @@ class TargetState:
         self.honor_timestamps = honor_timestamps
         self.sample_limit = sample_limit
         self.max_series = max_series
-        self.cache: dict[str, Entry] = {}
-        self.series: dict[tuple[str, int, tuple[tuple[str, str], ...]], Series] = {}
+        self.cache: dict[str, Entry | Series] = {}
+        # Keyed by a string (family, kind, labels): strings are not tracked by the garbage
+        # collector, tuples of tuples are, and 100k of them make its passes long.
+        self.series: dict[str, Series] = {}
         self.metrics: dict[tuple[str, int], Metric] = {}
         self.live: list[Series] = []
         self.types: dict[str, str] = {}
@@ -328,7 +345,7 @@ class TargetState:
             merged = out
         return merged
 
-    def _entry(self, key: str) -> Entry:
+    def _entry(self, key: str) -> Entry | Series:
         merged = self._labels(key)
         if merged is None:
             return DROPPED
@@ -348,7 +365,7 @@ class TargetState:
             metric = Metric(family, kind, self.helps.get(family, self.helps.get(base, "")),
                             self.units.get(family, self.units.get(base, "")))
             self.metrics[mkey] = metric
-        skey = (family, kind, labels_t)
+        skey = "\x00".join([family, str(kind), *(f"{k}\x01{v}" for k, v in labels_t)])
         series = self.series.get(skey)
         if series is None:
             if len(self.series) >= self.max_series:
@@ -357,7 +374,7 @@ class TargetState:
             series = Series(metric, attrs)
             self.series[skey] = series
             self._added += 1
-        return Entry(series, role, bound)
+        return series if role == VALUE else Entry(series, role, bound)
 
     def _purge(self) -> None:
         """Forget the series not (yet) sent in this scrape: their start times are lost
@@ -404,8 +421,10 @@ class TargetState:
             m.points = []
 
     def feed(self, lines: Sequence[str], start: int, stop: int,  # noqa: C901 - hot path, inlined on purpose
-             now_ns: int) -> None:
-        """Process lines[start:stop] (call in chunks, then `encode` and `finish`)."""
+             now_ns: int) -> int:
+        """Process lines from `start`: at most CHUNK_LINES of them and CHUNK_NEW_SERIES
+        new series, never past `stop`; returns where to continue (call until it returns
+        `stop` or `eof` is set, then `encode` and `finish`)."""
         cache = self.cache
         get = cache.get
         touched = self._touched
@@ -414,9 +433,15 @@ class TargetState:
         honor_ts = self.honor_timestamps
         samples = 0
         post = 0
+        new = 0
         idx = start - 1
-        for line in lines[start:stop]:
+        end = min(stop, start + CHUNK_LINES)
+        resume = end
+        for line in lines[start:end]:
             idx += 1
+            if new >= CHUNK_NEW_SERIES:
+                resume = idx
+                break
             if not line:
                 continue
             if line[0] == "#":
@@ -442,6 +467,7 @@ class TargetState:
             e = get(key)
             if e is None:
                 e = self._new_entry(key, idx)
+                new += 1
             role = e.role
             if role < 0:
                 continue
@@ -481,6 +507,7 @@ class TargetState:
         self._post += post
         if self.sample_limit and self._post > self.sample_limit:
             raise SampleLimitExceeded(f"sample_limit {self.sample_limit} exceeded")
+        return resume
 
     def _line_meta(self, line: str, idx: int) -> None:
         try:
@@ -488,7 +515,7 @@ class TargetState:
         except ParseError as exc:
             raise ParseError(f"line {idx + 1}: {exc}") from None
 
-    def _new_entry(self, key: str, idx: int) -> Entry:
+    def _new_entry(self, key: str, idx: int) -> Entry | Series:
         try:
             e = self._entry(key)
         except ParseError as exc:
@@ -504,6 +531,8 @@ class TargetState:
         except ParseError as exc:
             raise ParseError(f"line {idx + 1}: {exc}") from None
         t = int(ts * 1e9) if ts is not None else now_ns
+        if s.exemplars is _NO_EXEMPLARS:
+            s.exemplars = []
         s.exemplars.append(encode_exemplar(labels, value, t))
         s.dirty = True
 

@@ -131,3 +131,18 @@ def test_file_sd_groups_rereads_on_change(tmp_path: Path) -> None:
 def test_file_sd_bad_groups(data: Any, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         parse_groups(data, "f")
+
+
+def test_targets_spread_over_the_interval_by_hash() -> None:
+    from pipeline.receivers.prometheus.discovery import Group
+
+    c = cfg(static_configs=[{"targets": [f"10.0.0.{i}:9100" for i in range(50)]}])
+    job = c.config.scrape_configs[0]
+    targets = build_targets(job, c.config, [Group(tuple(f"10.0.0.{i}:9100" for i in range(50)))],
+                            [])
+    offsets = [t.offset(15.0) for t in targets]
+    assert all(0 <= o < 15.0 for o in offsets)
+    assert offsets == [t.offset(15.0) for t in targets]  # stable across restarts
+    # spread: every third of the interval gets some of the 50 targets
+    assert all(any(k * 5 <= o < (k + 1) * 5 for o in offsets) for k in range(3))
+    assert len({round(o, 3) for o in offsets}) == 50
