@@ -104,25 +104,29 @@ class ResourceEditor:
         self._cache: OrderedDict[bytes, bytes | None] = OrderedDict()
 
     def apply(self, batch: Batch) -> Batch:
-        """The batch with its resources edited (the same object when it was decoded or
-        holds records, else a new batch over new bytes; unchanged bytes are reused).
-        Raises WireError on a malformed request."""
+        """The batch with its resources edited: the same object when nothing changed or
+        it holds records, else a new batch over the edited message or new bytes (the
+        original batch must not be used after). Raises WireError on a malformed
+        request."""
         if batch.logs is not None:
             self._groups(batch)
             return batch
+        # The item count does not change: carry it over (counting again would parse the
+        # request, or serialize a decoded one).
         if batch.decoded:
             msg = batch.message
+            items = _items(batch)
             changed = False
             for r in _resources(batch.signal, msg):
                 changed = self.edit(r.resource.attributes) or changed
-            if changed:
-                batch.mutable()
-            return batch
+            if not changed:
+                return batch
+            return Batch(batch.signal, message=msg, items=items, metadata=batch.metadata)
         raw = batch.to_bytes()
         new = self.edit_bytes(raw)
         if new is raw:
             return batch
-        return Batch(batch.signal, raw=new, metadata=batch.metadata)
+        return Batch(batch.signal, raw=new, items=_items(batch), metadata=batch.metadata)
 
     def _groups(self, batch: Batch) -> None:
         groups = batch.mutable_logs()
@@ -183,6 +187,15 @@ class ResourceEditor:
             if len(cache) > CACHE_ENTRIES:
                 cache.popitem(last=False)
         return out
+
+
+def _items(batch: Batch) -> int | None:
+    """The batch's item count (cached by the receiver, as a rule); None when its items
+    do not parse (whoever reads them next reports it)."""
+    try:
+        return batch.items
+    except DecodeError:
+        return None
 
 
 def _resources(signal: Signal, msg: Any) -> Any:

@@ -191,3 +191,18 @@ def test_config_errors(action: dict[str, Any], error: str) -> None:
 def test_no_actions_is_an_error() -> None:
     with pytest.raises(ValidationError, match="at least 1"):
         ResourceConfig.model_validate({"attributes": []})
+
+
+@pytest.mark.parametrize("decoded", [False, True])
+async def test_the_item_count_is_carried_over_not_recounted(decoded: bool) -> None:
+    """Recounting would parse the whole request again (or serialize a decoded one): the
+    count the receiver set travels on. 99 is deliberately not the real count (3)."""
+    req = traces_in(1)
+    batch = (Batch(Signal.TRACES, message=req, items=99) if decoded
+             else Batch(Signal.TRACES, raw=req.SerializeToString(), items=99))
+    sink = Sink()
+    await make(sink, Signal.TRACES, ACTIONS).consume(batch)
+    out = sink.batches[0]
+    assert out is not batch
+    assert out.items == 99
+    assert values(out.message.resource_spans[0].resource.attributes) == OUT
