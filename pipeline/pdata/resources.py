@@ -12,12 +12,16 @@ it. `ResourceEditor.apply(batch)` changes only resources:
 - a decoded batch: the messages' resources are edited in place;
 - a batch of Python log records (`LogGroup`s): each group's resource dict.
 
+`apply_async` edits a big request (over 256 KiB, or over 1000 decoded resources) in
+a thread, so that no request holds the event loop.
+
 The edit is a function of the resource alone (`Edit`: repeated KeyValue -> changed),
 which is what makes the cache sound.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from typing import Any
 
@@ -34,6 +38,10 @@ __all__ = ["ResourceEditor", "WireError"]
 
 CACHE_ENTRIES = 256
 CACHE_KEY_BYTES = 16 * 1024  # larger resources are edited every time, never cached
+# A request this large, or a decoded one with this many resources, is edited in a
+# thread (20,000 distinct resources in 1.3 MB take ~150 ms: more than a loop may stall).
+THREAD_BYTES = 256 * 1024
+THREAD_RESOURCES = 1000
 
 
 class WireError(ValueError):
@@ -102,6 +110,20 @@ class ResourceEditor:
     def __init__(self, edit: Edit):
         self.edit = edit
         self._cache: OrderedDict[bytes, bytes | None] = OrderedDict()
+
+    async def apply_async(self, batch: Batch) -> Batch:
+        """`apply`, in a thread for a big request (with a cache of its own: the shared
+        one belongs to the event loop's thread)."""
+        if batch.logs is None and self._big(batch):
+            worker = ResourceEditor(self.edit)
+            return await asyncio.to_thread(worker.apply, batch)
+        return self.apply(batch)
+
+    @staticmethod
+    def _big(batch: Batch) -> bool:
+        if batch.has_raw:
+            return len(batch.to_bytes()) > THREAD_BYTES
+        return len(_resources(batch.signal, batch.message)) > THREAD_RESOURCES
 
     def apply(self, batch: Batch) -> Batch:
         """The batch with its resources edited: the same object when nothing changed or
