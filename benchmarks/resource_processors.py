@@ -3,10 +3,17 @@ against passing the batch on untouched and against the obvious implementation
 (decode the whole request, edit the resources, encode it again).
 
     python benchmarks/resource_processors.py [seconds per case]
+    python -m benchmarks.resource_processors --pipeline [--requests 3000]
+
+`--pipeline`: the same comparison end to end, side by side with the Go Collector's
+`resource` processor (the peer of scripts/otelcol.sh): OTLP/HTTP (100 spans x 10
+attributes per request, benchmarks.loadgen) -> [resource] -> nop, spans per
+CPU-second of the process under test, with and without the processor.
 
 Batches of 100 spans with 10 attributes each, one resource of 6 attributes, from the
 serialized request as the otlp receiver hands it over; each case ends with the bytes
-an exporter would send (`to_bytes()`). CPU time of this process (one core).
+an exporter would send (`to_bytes()`); batches carry their item count, as the otlp receiver sets it.
+CPU time of this process (one core).
 """
 
 from __future__ import annotations
@@ -61,7 +68,7 @@ class Drain(Consumer):
 
 def naive(raw: bytes) -> bytes:
     edit = compile_actions([AttributeAction.model_validate(a) for a in ACTIONS])
-    batch = Batch(Signal.TRACES, raw=raw)
+    batch = Batch(Signal.TRACES, raw=raw, items=N)
     for rs in batch.mutable().resource_spans:
         edit(rs.resource.attributes)
     out: bytes = batch.to_bytes()
@@ -96,13 +103,13 @@ def main() -> None:
     asyncio.run(det.start(None))  # type: ignore[arg-type]
 
     async def passthrough(raw: bytes) -> None:
-        await drain.consume(Batch(Signal.TRACES, raw=raw))
+        await drain.consume(Batch(Signal.TRACES, raw=raw, items=N))
 
     async def with_resource(raw: bytes) -> None:
-        await res.consume(Batch(Signal.TRACES, raw=raw))  # type: ignore[attr-defined]
+        await res.consume(Batch(Signal.TRACES, raw=raw, items=N))  # type: ignore[attr-defined]
 
     async def with_detection(raw: bytes) -> None:
-        await det.consume(Batch(Signal.TRACES, raw=raw))  # type: ignore[attr-defined]
+        await det.consume(Batch(Signal.TRACES, raw=raw, items=N))  # type: ignore[attr-defined]
 
     async def decode_edit_encode(raw: bytes) -> None:
         naive(raw)
@@ -115,5 +122,44 @@ def main() -> None:
           f"resourcedetection: {d / base:.2f}x of pass-through")
 
 
+def pipeline(requests: int, concurrency: int) -> None:
+    from benchmarks.harness import free_port, measure_otlp_load
+
+    for kind in ("otelpipe", "otelcol"):
+        rates = {}
+        for with_resource in (False, True):
+            grpc, http = free_port(), free_port()
+            cfg: dict[str, Any] = {
+                "receivers": {"otlp": {"protocols": {
+                    "grpc": {"endpoint": f"127.0.0.1:{grpc}"},
+                    "http": {"endpoint": f"127.0.0.1:{http}"}}}},
+                "exporters": {"nop": None},
+                "service": {"pipelines": {"traces": {"receivers": ["otlp"],
+                                                     "exporters": ["nop"]}}}}
+            if with_resource:
+                cfg["processors"] = {"resource": {"attributes": ACTIONS}}
+                cfg["service"]["pipelines"]["traces"]["processors"] = ["resource"]
+            if kind == "otelcol":
+                cfg["service"]["telemetry"] = {"metrics": {"level": "none"}}
+            row = measure_otlp_load(kind, cfg, "http", requests, concurrency)
+            rates[with_resource] = row["spans_per_cpu_s"]
+            print(f"{kind:9} http {'resource' if with_resource else 'none':9} "
+                  f"{row['spans_per_cpu_s']:>10,} spans/CPU-s  errors {row['errors']}",
+                  flush=True)
+        print(f"{kind}: with resource {rates[True] / rates[False]:.2f}x of without")
+
+
 if __name__ == "__main__":
-    main()
+    import argparse
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("seconds", nargs="?", type=float, default=3.0)
+    ap.add_argument("--pipeline", action="store_true")
+    ap.add_argument("--requests", type=int, default=3000)
+    ap.add_argument("--concurrency", type=int, default=8)
+    args = ap.parse_args()
+    if args.pipeline:
+        pipeline(args.requests, args.concurrency)
+    else:
+        sys.argv[1:] = [str(args.seconds)]
+        main()

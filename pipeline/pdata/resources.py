@@ -12,12 +12,16 @@ it. `ResourceEditor.apply(batch)` changes only resources:
 - a decoded batch: the messages' resources are edited in place;
 - a batch of Python log records (`LogGroup`s): each group's resource dict.
 
+`apply_async` edits a big request (over 256 KiB, or over 1000 decoded resources) in
+a thread, so that no request holds the event loop.
+
 The edit is a function of the resource alone (`Edit`: repeated KeyValue -> changed),
 which is what makes the cache sound.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from typing import Any
 
@@ -34,6 +38,10 @@ __all__ = ["ResourceEditor", "WireError"]
 
 CACHE_ENTRIES = 256
 CACHE_KEY_BYTES = 16 * 1024  # larger resources are edited every time, never cached
+# A request this large, or a decoded one with this many resources, is edited in a
+# thread (20,000 distinct resources in 1.3 MB take ~150 ms: more than a loop may stall).
+THREAD_BYTES = 256 * 1024
+THREAD_RESOURCES = 1000
 
 
 class WireError(ValueError):
@@ -103,26 +111,44 @@ class ResourceEditor:
         self.edit = edit
         self._cache: OrderedDict[bytes, bytes | None] = OrderedDict()
 
+    async def apply_async(self, batch: Batch) -> Batch:
+        """`apply`, in a thread for a big request (with a cache of its own: the shared
+        one belongs to the event loop's thread)."""
+        if batch.logs is None and self._big(batch):
+            worker = ResourceEditor(self.edit)
+            return await asyncio.to_thread(worker.apply, batch)
+        return self.apply(batch)
+
+    @staticmethod
+    def _big(batch: Batch) -> bool:
+        if batch.has_raw:
+            return len(batch.to_bytes()) > THREAD_BYTES
+        return len(_resources(batch.signal, batch.message)) > THREAD_RESOURCES
+
     def apply(self, batch: Batch) -> Batch:
-        """The batch with its resources edited (the same object when it was decoded or
-        holds records, else a new batch over new bytes; unchanged bytes are reused).
-        Raises WireError on a malformed request."""
+        """The batch with its resources edited: the same object when nothing changed or
+        it holds records, else a new batch over the edited message or new bytes (the
+        original batch must not be used after). Raises WireError on a malformed
+        request."""
         if batch.logs is not None:
             self._groups(batch)
             return batch
+        # The item count does not change: carry it over (counting again would parse the
+        # request, or serialize a decoded one).
         if batch.decoded:
             msg = batch.message
+            items = _items(batch)
             changed = False
             for r in _resources(batch.signal, msg):
                 changed = self.edit(r.resource.attributes) or changed
-            if changed:
-                batch.mutable()
-            return batch
+            if not changed:
+                return batch
+            return Batch(batch.signal, message=msg, items=items, metadata=batch.metadata)
         raw = batch.to_bytes()
         new = self.edit_bytes(raw)
         if new is raw:
             return batch
-        return Batch(batch.signal, raw=new, metadata=batch.metadata)
+        return Batch(batch.signal, raw=new, items=_items(batch), metadata=batch.metadata)
 
     def _groups(self, batch: Batch) -> None:
         groups = batch.mutable_logs()
@@ -183,6 +209,15 @@ class ResourceEditor:
             if len(cache) > CACHE_ENTRIES:
                 cache.popitem(last=False)
         return out
+
+
+def _items(batch: Batch) -> int | None:
+    """The batch's item count (cached by the receiver, as a rule); None when its items
+    do not parse (whoever reads them next reports it)."""
+    try:
+        return batch.items
+    except DecodeError:
+        return None
 
 
 def _resources(signal: Signal, msg: Any) -> Any:

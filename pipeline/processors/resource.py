@@ -57,13 +57,11 @@ class ResourceProcessor(Component, Consumer):
         self.editor = ResourceEditor(compile_actions(config.attributes))
 
     async def consume(self, batch: Batch) -> None:
-        await self.next.consume(self.apply(batch))
-
-    def apply(self, batch: Batch) -> Batch:
         try:
-            return self.editor.apply(batch)
+            out = await self.editor.apply_async(batch)
         except WireError as exc:
             raise PermanentError(f"undecodable {batch.signal} request: {exc}") from exc
+        await self.next.consume(out)
 
 
 def _create(settings: ProcessorCreateSettings, config: ResourceConfig) -> ResourceProcessor:

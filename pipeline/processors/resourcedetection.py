@@ -311,7 +311,7 @@ class ResourceDetectionProcessor(Component, Consumer):
         editor = self.editor
         if editor is not None and self.detected:
             try:
-                batch = editor.apply(batch)
+                batch = await editor.apply_async(batch)
             except WireError as exc:
                 raise PermanentError(f"undecodable {batch.signal} request: {exc}") from exc
         await self.next.consume(batch)
