@@ -106,6 +106,8 @@ NO_TEMPLATE = "none"
 STATE_VERSION = 1
 RECENT_EVENTS = 200  # kept for the status page
 TOP_PER_SERVICE = 10
+MAX_ID_CHARS = 128  # longer client-sent ids / templates are cut (they become labels)
+MAX_TEMPLATE_CHARS = 2048
 SEVERITIES = ("", "TRACE", "DEBUG", "INFO", "WARN", "ERROR", "FATAL")
 
 LogsProjection = logpatterns_pb2.LogsRequest  # proto/otelpipe/logpatterns.proto
@@ -299,8 +301,9 @@ class LogPatternsConnector(AggregatingConnector):
                         tid = NO_TEMPLATE
                         self._tmpl = ""
                     else:
-                        tid = label_text(decode(tid_kv))
-                        self._tmpl = label_text(decode(tmpl_kv)) if tmpl_kv is not None else ""
+                        tid = label_text(decode(tid_kv))[:MAX_ID_CHARS]
+                        self._tmpl = label_text(decode(tmpl_kv))[:MAX_TEMPLATE_CHARS] \
+                            if tmpl_kv is not None else ""
                         self._see(svc, tid, rec, now, tmpl_kv or b"")
                     key = (svc, tid, sev)
                     s = cache.get(key)

@@ -403,3 +403,18 @@ async def test_state_is_saved_every_interval(tmp_path: Path) -> None:
     await c.tick()
     c2 = make(clock, state_file=str(path))
     assert list(c2.patterns) == [("api", "login")]
+
+
+async def test_client_sent_giant_ids_and_templates_are_cut() -> None:
+    clock = FakeClock()
+    mets = Sink()
+    logs = Sink()
+    c = make(clock, mets=mets, logs=logs, warmup=0)
+    await feed(c, [{"attrs": {"log.template_id": "i" * 100_000, "log.template": "t" * 1_000_000},
+                    "body": "b" * 1_000_000}])
+    await c.flush()
+    [(_, a, dp)] = metrics(mets.batches)["log.pattern.count"]
+    assert (len(a["log.template_id"]), len(a["log.template"]), dp.as_int) == (128, 2048, 1)
+    [ev] = events(logs)
+    assert len(ev["log.pattern.first_line"]) == 512
+    assert len(ev["_body"]) < 3000
