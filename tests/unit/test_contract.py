@@ -586,8 +586,6 @@ TEST_CONFIGS: dict[Key, SpecBuilder] = {
     (Kind.RECEIVER, "filelog"): _filelog_receiver,
     (Kind.RECEIVER, "httpcheck"): _httpcheck_receiver,
     (Kind.RECEIVER, "prometheus"): _prometheus_receiver,
-    (Kind.PROCESSOR, "probabilistic_sampler"): static(  # the fed logs carry no trace id
-        {"sampling_percentage": 100, "fail_closed": False}),
     (Kind.PROCESSOR, "attributes"): static(
         {"actions": [{"key": "contract", "value": "yes", "action": "upsert"}]}),
     (Kind.PROCESSOR, "logstruct"): static({"auto": True}),
