@@ -13,7 +13,7 @@ from pipeline.receiverhelper.budget import ListenerBudget, Pool
 from pipeline.receiverhelper.grpcserver import KeepaliveSettings, admit, server_options
 from pipeline.receiverhelper.obs import ReceiverObs
 from pipeline.telemetry.metrics import Telemetry
-from tests.support import receiver_settings
+from tests.support import aeventually, receiver_settings
 
 METHOD = "/test.Budget/Export"
 
@@ -110,6 +110,8 @@ async def test_messages_beyond_the_in_flight_budget_are_refused(
     budget.try_reserve(held)  # another request in progress
     async with serving(budget, Telemetry()) as target:
         exc = await call(target, b"x" * size)
+        # the server releases after its answer is sent: the client may see it first
+        await aeventually(lambda: budget.used == held, what="the request's bytes released")
     assert (exc is not None) == refused
     if exc is not None:
         assert exc.code() == grpc.StatusCode.UNAVAILABLE
