@@ -155,28 +155,30 @@ class FileLogConfig(ComponentConfig):
             if not self.include:
                 raise ValueError("set include (the files to tail) or groups")
             return self
+        problems: list[str] = []
         if self.include:
-            raise ValueError("set include or groups, not both (a group has its own "
-                             "include)")
+            problems.append("set include or groups, not both (a group has its own include)")
         if self.multiline is not None:
-            raise ValueError("with groups, set multiline in the groups that need it (a "
-                             "receiver-wide multiline would join the lines of every file)")
+            problems.append("with groups, set multiline in the groups that need it (a "
+                            "receiver-wide multiline would join the lines of every file)")
         seen: dict[str, int] = {}
         names: set[str] = set()
         for i, g in enumerate(self.groups):
             if g.name is not None:
                 if g.name in names:
-                    raise ValueError(f"groups: two groups are named {g.name!r}")
+                    problems.append(f"groups: two groups are named {g.name!r}")
                 names.add(g.name)
             for pattern in g.include:
                 if pattern in seen:
-                    raise ValueError(
+                    problems.append(
                         f"groups[{i}].include: {pattern!r} is already in "
                         f"groups[{seen[pattern]}].include, which excludes nothing (a file "
                         "belongs to the first group that matches it, so here it would "
                         "never apply)")
                 if not g.exclude:
                     seen[pattern] = i  # a later group gets what this one excludes
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     def file_groups(self) -> list[FileGroupConfig]:

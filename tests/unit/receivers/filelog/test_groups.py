@@ -49,6 +49,11 @@ def test_group_config_validation() -> None:
                       multiline={"line_start_pattern": "x"})
     with pytest.raises(ValidationError, match=r"'/x/\*.log' is already in groups\[0\]"):
         FileLogConfig(groups=[{"include": ["/x/*.log"]}, {"include": ["/x/*.log"]}])
+    # Every problem of the groups in one message.
+    with pytest.raises(ValidationError, match=r"not both.*set multiline in the groups.*"
+                                              r"already in groups\[0\]"):
+        FileLogConfig(include=["a"], multiline={"indented": True},
+                      groups=[{"include": ["/x"]}, {"include": ["/x"]}])
     # ... unless the first excludes something: the second gets those files.
     FileLogConfig(groups=[{"include": ["/x/*.log"], "exclude": ["access*"]},
                           {"include": ["/x/*.log"]}])
