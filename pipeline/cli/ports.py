@@ -69,6 +69,11 @@ OVERRIDES = (
              "where alert records are written", ("slo.yaml",)),
     Override("OTELPIPE_RUNBOOK_URL", "docs/runbook.md", "base of the alerts' `runbook_url`",
              ("slo.yaml",)),
+    Override("OTELPIPE_TAIL_SAMPLING_DIR", "./otelpipe-tail-sampling",
+             "where `tail_sampling` keeps waiting traces (`storage: disk`)",
+             ("tail-sampling-slo.yaml",)),
+    Override("OTELPIPE_JAEGER_ENDPOINT", "127.0.0.1:14317",
+             "the Jaeger OTLP/gRPC endpoint sampled traces go to", ("tail-sampling-slo.yaml",)),
 )
 """The other variables the shipped configs read (`${env:VAR:-default}`)."""
 

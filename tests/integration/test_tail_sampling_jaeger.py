@@ -57,6 +57,7 @@ def test_shipped_config_keeps_the_traces_behind_the_slos(jaeger: Jaeger,
                                                         tmp_path: Path) -> None:
     (tmp_path / "configs").mkdir()
     shutil.copy(REPO / "configs" / "slo-definitions.yaml", tmp_path / "configs")
+
     grpc, http, health, prom = (free_port() for _ in range(4))
     env = {"OTELPIPE_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{grpc}",
            "OTELPIPE_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{http}",
@@ -87,5 +88,6 @@ def test_shipped_config_keeps_the_traces_behind_the_slos(jaeger: Jaeger,
         assert [x for x in lines if 'policy="slo-bad-events"' in x and 'sampled="true"' in x
                 and x.endswith(" 1.0")], lines
         assert 'policy="no-health-checks"' in text
+    assert list((tmp_path / "waiting").iterdir())  # storage: disk
     print(f"\n{len(ids)} traces sent, {len(keep)} kept and found in Jaeger "
           f"({len(keep) - 2} of 60 by the 5% baseline), the health check dropped")
