@@ -68,6 +68,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import datetime
+import heapq
 from collections import OrderedDict, deque
 from collections.abc import Hashable
 from dataclasses import dataclass, field
@@ -386,6 +387,8 @@ class LogPatternsConnector(AggregatingConnector):
             p.history.append(count)
             w += 1
             count = 0
+        if w < b:
+            p.rate_state = "normal"  # silent for the whole baseline: 0 vs 0 is normal
         p.bucket = b
         p.window_count = 0
 
@@ -543,7 +546,7 @@ class LogPatternsConnector(AggregatingConnector):
                       "count": p.count, "first_seen": p.first_seen / 1e9,
                       "last_seen": p.last_seen / 1e9, "first_line": p.first_line,
                       "rate_state": p.rate_state}
-                     for p in sorted(ps, key=lambda p: -p.count)[:TOP_PER_SERVICE]]
+                     for p in heapq.nlargest(TOP_PER_SERVICE, ps, key=_count)]
                for svc, ps in sorted(by_service.items())}
         since = now - int(window_s * 1e9)
         recent = [ev for ev in self.recent if ev.at >= since]
@@ -636,6 +639,10 @@ class LogPatternsConnector(AggregatingConnector):
             await self.tick()
         finally:
             self.save()
+
+
+def _count(p: Pattern) -> int:
+    return p.count
 
 
 def _identity(key: Hashable) -> Hashable:

@@ -127,3 +127,27 @@ def test_counts_new_pattern_events_and_restart(tmp_path: Path) -> None:
     assert [(e["log.pattern.event"], e["log.template"], e["service.name"]) for e in evs] == [
         ("new", PAYMENT, "checkout"), ("new", CACHE, "storage")]
     assert evs[1]["log.pattern.first_line"] == "cache shard 0 rebalanced"
+
+
+def test_reappeared_after_silence_in_a_real_process(tmp_path: Path) -> None:
+    jl, prom = free_port(), free_port()
+    data = tmp_path / "data"
+    cfg = config(jl, prom, data)
+    cfg["connectors"]["logpatterns"].update({"warmup": "0s", "reappear_after": "2s"})
+    ev_path = data / "events.jsonl"
+    line = {"service": "checkout", "level": "error",
+            "message": "payment gateway timeout for order 1234"}
+    with OtelpipeProcess(cfg, tmp_path, wait_ports=(jl, prom)) as proc:
+        post(jl, [line])
+        eventually(lambda: len(events(ev_path)) >= 1, what=with_logs("new event", proc))
+        post(jl, [line])  # at once: nothing
+        time.sleep(2.5)
+        post(jl, [{**line, "message": "payment gateway timeout for order 77"}])
+        eventually(lambda: len(events(ev_path)) >= 2, what=with_logs("reappeared", proc))
+        post(jl, [line])  # right after: nothing
+        time.sleep(0.5)
+    evs = events(ev_path)
+    assert [(e["log.pattern.event"], e["log.pattern.count"]) for e in evs] == [
+        ("new", 1), ("reappeared", 3)]
+    assert evs[1]["log.pattern.first_line"] == "payment gateway timeout for order 1234"
+    assert evs[1]["log.template"] == PAYMENT

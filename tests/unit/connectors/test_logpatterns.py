@@ -418,3 +418,13 @@ async def test_client_sent_giant_ids_and_templates_are_cut() -> None:
     [ev] = events(logs)
     assert len(ev["log.pattern.first_line"]) == 512
     assert len(ev["_body"]) < 3000
+
+
+async def test_after_a_long_silence_a_burst_is_a_rate_change_again() -> None:
+    clock = FakeClock(0)
+    logs = Sink()
+    c = make(clock, logs=logs, warmup=0, reappear_after=0, rate_change=RATE)
+    # Busy, then silent (one "down"), silent for longer than the baseline, then a burst.
+    await windows(c, clock, [30] * 6 + [0] * 20 + [25])
+    await c.tick()
+    assert [e["log.pattern.rate.direction"] for e in rate_events(logs)] == ["down", "up"]
