@@ -12,7 +12,8 @@ one second per batch. Reported: CPU µs per record (`time.process_time`, best of
 
 `--pipeline`: lines per CPU-second of a real otelpipe process, `filelog -> logstruct
 (auto, templates on) -> nop` against the same with `logpatterns` added (logs -> nop
-and the connector; its metrics -> nop), alternated, on the mixed-format synthetic file
+and the connector, or with `--alone` the connector instead of nop; its metrics ->
+nop), alternated, on the mixed-format synthetic file
 of `benchmarks/logstruct_throughput.py`.
 
 The data is read from `LOGHUB_DIR` (default: `../shared/data/loghub` from the
@@ -95,7 +96,7 @@ async def measure(raws: list[bytes], reps: int) -> tuple[float, float, int]:
     return best, tick_ms, patterns
 
 
-def pipeline_cost(lines: int, rounds: int) -> None:
+def pipeline_cost(lines: int, rounds: int, alone: bool = False) -> None:
     import tempfile
     from unittest import mock
 
@@ -114,7 +115,8 @@ def pipeline_cost(lines: int, rounds: int) -> None:
         cfg["connectors"] = {"logpatterns": {}}
         service = cfg["service"]
         assert isinstance(service, dict)
-        service["pipelines"]["logs"]["exporters"] = ["nop", "logpatterns"]
+        service["pipelines"]["logs"]["exporters"] = ["logpatterns"] if alone \
+            else ["nop", "logpatterns"]
         service["pipelines"]["metrics"] = {"receivers": ["logpatterns"], "exporters": ["nop"]}
         return cfg
 
@@ -139,9 +141,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--pipeline", action="store_true")
     ap.add_argument("--lines", type=int, default=100_000)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--alone", action="store_true", help="logs go to the connector only "
+                    "(no fan-out to a second exporter, which copies the records)")
     args = ap.parse_args(argv)
     if args.pipeline:
-        pipeline_cost(args.lines, args.rounds)
+        pipeline_cost(args.lines, args.rounds, args.alone)
         return 0
     default = Path(__file__).resolve().parents[2] / "shared/data/loghub"
     root = Path(os.environ.get("LOGHUB_DIR") or (default if default.exists()
