@@ -8,6 +8,13 @@ one second per batch. Reported: CPU µs per record (`time.process_time`, best of
 `--reps`), and the cost of one flush-time `tick` over every pattern.
 
     python benchmarks/logpatterns.py [--reps 5]
+    python benchmarks/logpatterns.py --pipeline [--lines 100000] [--rounds 2]
+
+`--pipeline`: lines per CPU-second of a real otelpipe process, `filelog -> logstruct
+(auto, templates on) -> nop` against the same with `logpatterns` added (logs -> nop
+and the connector, or with `--alone` the connector instead of nop; its metrics ->
+nop), alternated, on the mixed-format synthetic file
+of `benchmarks/logstruct_throughput.py`.
 
 The data is read from `LOGHUB_DIR` (default: `../shared/data/loghub` from the
 repository, or /work/shared/data/loghub).
@@ -89,10 +96,57 @@ async def measure(raws: list[bytes], reps: int) -> tuple[float, float, int]:
     return best, tick_ms, patterns
 
 
+def pipeline_cost(lines: int, rounds: int, alone: bool = False) -> None:
+    import tempfile
+    from unittest import mock
+
+    from benchmarks import logstruct_throughput as lt
+
+    src = Path(tempfile.mkdtemp(prefix="lpbench-")) / "mixed.log"
+    from tests.unit.processors.logstruct.linegen import line_mixed
+
+    lt.generate(src, line_mixed, lines)
+    n = lines
+    logstruct = {"auto": True, "templates": {"enabled": True}}
+    base_config = lt.otelpipe_config
+
+    def with_patterns(*a: object, **kw: object) -> dict[str, object]:
+        cfg: dict[str, object] = base_config(*a, **kw)  # type: ignore[arg-type]
+        cfg["connectors"] = {"logpatterns": {}}
+        service = cfg["service"]
+        assert isinstance(service, dict)
+        service["pipelines"]["logs"]["exporters"] = ["logpatterns"] if alone \
+            else ["nop", "logpatterns"]
+        service["pipelines"]["metrics"] = {"receivers": ["logpatterns"], "exporters": ["nop"]}
+        return cfg
+
+    results: dict[str, list[float]] = {"without": [], "with logpatterns": []}
+    for _ in range(rounds):
+        for name in results:
+            patch = mock.patch.object(lt, "otelpipe_config",
+                                      with_patterns if name != "without" else base_config)
+            with patch:
+                r = lt.measure("otelpipe", "mixed_auto_templates", src, n, logstruct, 1000,
+                               600)
+            results[name].append(float(r["lines_per_cpu_s"] or 0))
+            print(f"{name:<18} {r['lines_per_cpu_s']:>8} lines/CPU-s  ({r['cpu_s']} CPU-s)")
+    best = {k: max(v) for k, v in results.items()}
+    print(f"best: without {best['without']:.0f}, with {best['with logpatterns']:.0f} "
+          f"lines/CPU-s: {best['with logpatterns'] / best['without']:.3f}x")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--pipeline", action="store_true")
+    ap.add_argument("--lines", type=int, default=100_000)
+    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--alone", action="store_true", help="logs go to the connector only "
+                    "(no fan-out to a second exporter, which copies the records)")
     args = ap.parse_args(argv)
+    if args.pipeline:
+        pipeline_cost(args.lines, args.rounds, args.alone)
+        return 0
     default = Path(__file__).resolve().parents[2] / "shared/data/loghub"
     root = Path(os.environ.get("LOGHUB_DIR") or (default if default.exists()
                                                  else "/work/shared/data/loghub"))

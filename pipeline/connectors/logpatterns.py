@@ -97,6 +97,7 @@ from pipeline.config.types import Duration
 from pipeline.errors import PermanentError, RetryableError
 from pipeline.pdata.anyvalue import any_value_to_python, label_text
 from pipeline.pdata.batch import Batch
+from pipeline.pdata.logrecords import LogGroup
 from pipeline.proto.otelpipe import logpatterns_pb2
 from pipeline.slo.persistence import StateFile
 from pipeline.telemetry.metrics import CounterSpec, GaugeSpec
@@ -185,7 +186,7 @@ class Pattern:
     window_count: int = 0  # records in the current window
     history: deque[int] = field(default_factory=deque)  # completed windows, oldest first
     rate_state: str = "normal"  # normal | up | down
-    template_raw: bytes = b""  # the serialized log.template last seen
+    template_raw: bytes | str = b""  # the log.template last seen (serialized, or text)
 
 
 @dataclass(slots=True)
@@ -256,6 +257,7 @@ class LogPatternsConnector(AggregatingConnector):
         self._warned_untemplated = False
         self._tmpl = ""
         self._relabel = False
+        self._py = False  # aggregating Python records (bodies are values, not bytes)
         self.state = StateFile(config.state_file) if config.state_file else None
         self._last_save = self.clock()
         if self.state is not None:
@@ -264,11 +266,15 @@ class LogPatternsConnector(AggregatingConnector):
     # --- input ----------------------------------------------------------------
 
     async def consume(self, batch: Batch) -> None:
-        try:
-            req = LogsProjection.FromString(batch.to_bytes())
-        except DecodeError as exc:
-            raise PermanentError(f"undecodable logs request: {exc}") from exc
-        self.aggregate(req)
+        groups = batch.logs
+        if groups is not None:  # Python records (text receivers, logstruct): no encoding
+            self.aggregate_groups(groups)
+        else:
+            try:
+                req = LogsProjection.FromString(batch.to_bytes())
+            except DecodeError as exc:
+                raise PermanentError(f"undecodable logs request: {exc}") from exc
+            self.aggregate(req)
         if self.pending:
             await self._send_events()
 
@@ -311,6 +317,46 @@ class LogPatternsConnector(AggregatingConnector):
                     if s is None:
                         s = sset.resolve(key, _identity, self._describe)
                     s.add(1)  # type: ignore[attr-defined]
+        self._note_untemplated(untemplated)
+
+    def aggregate_groups(self, groups: list[LogGroup], now: int | None = None) -> None:
+        """`aggregate` for a batch of Python records (`pipeline.pdata.logrecords`)."""
+        if now is None:
+            now = self.clock()
+        sset = self.series
+        cache = sset.cache
+        with_sev = self.config.severity_dimension
+        untemplated = 0
+        self._py = True
+        try:
+            for g in groups:
+                svc = g.resource.get("service.name")
+                svc = label_text(svc) if svc is not None else ""
+                for rec in g.records:
+                    attrs = rec.attributes
+                    tid_v = attrs.get("log.template_id")
+                    sev = severity_of(rec.severity_number, rec.severity_text) \
+                        if with_sev else ""
+                    if tid_v is None:
+                        untemplated += 1
+                        tid = NO_TEMPLATE
+                        self._tmpl = ""
+                    else:
+                        tid = label_text(tid_v)[:MAX_ID_CHARS]
+                        tmpl_v = attrs.get("log.template")
+                        self._tmpl = label_text(tmpl_v)[:MAX_TEMPLATE_CHARS] \
+                            if tmpl_v is not None else ""
+                        self._see(svc, tid, rec, now, self._tmpl)
+                    key = (svc, tid, sev)
+                    s = cache.get(key)
+                    if s is None:
+                        s = sset.resolve(key, _identity, self._describe)
+                    s.add(1)  # type: ignore[attr-defined]
+        finally:
+            self._py = False
+        self._note_untemplated(untemplated)
+
+    def _note_untemplated(self, untemplated: int) -> None:
         if untemplated:
             self._untemplated.inc(untemplated)
             if not self._warned_untemplated:
@@ -332,7 +378,7 @@ class LogPatternsConnector(AggregatingConnector):
             attrs.append(("service.name", svc))
         return tuple(attrs), ((("service.name", svc),) if svc else ())
 
-    def _see(self, svc: str, tid: str, rec: Any, now: int, tmpl_raw: bytes) -> None:
+    def _see(self, svc: str, tid: str, rec: Any, now: int, tmpl_raw: bytes | str) -> None:
         key = (svc, tid)
         p = self.patterns.get(key)
         if p is None:
@@ -354,8 +400,9 @@ class LogPatternsConnector(AggregatingConnector):
             self._roll(p, now)
         p.window_count += 1
 
-    def _new_pattern(self, key: tuple[str, str], rec: Any, now: int, tmpl_raw: bytes) -> None:
-        body = _body_text(rec.body)
+    def _new_pattern(self, key: tuple[str, str], rec: Any, now: int,
+                     tmpl_raw: bytes | str) -> None:
+        body = _value_text(rec.body) if self._py else _body_text(rec.body)
         line = body.split("\n", 1)[0][:self.config.first_line_max]
         p = Pattern(key[0], key[1], self._tmpl, line, now, now, count=1,
                     bucket=now // self.window_ns, window_count=1,
@@ -657,6 +704,16 @@ def _body_text(raw: bytes) -> str:
     except DecodeError:
         return ""
     return value if isinstance(value, str) else label_text(value)
+
+
+def _value_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return label_text(value)
 
 
 def describe_event(ev: PatternEvent) -> str:

@@ -428,3 +428,29 @@ async def test_after_a_long_silence_a_burst_is_a_rate_change_again() -> None:
     await windows(c, clock, [30] * 6 + [0] * 20 + [25])
     await c.tick()
     assert [e["log.pattern.rate.direction"] for e in rate_events(logs)] == ["down", "up"]
+
+
+async def test_python_record_batches_count_like_otlp_ones() -> None:
+    from pipeline.pdata.logrecords import LogGroup, LogRecord
+
+    def group(records: list[dict[str, Any]]) -> Batch:
+        recs = [LogRecord(r.get("body"), dict(r.get("attrs", {})),
+                          severity_number=r.get("severity", 9)) for r in records]
+        return Batch(Signal.LOGS, logs=[LogGroup(recs, resource={"service.name": "api"})])
+
+    stream = [rec("login", i) for i in range(7)] + [rec("fail", 1, severity=17)] * 2 \
+        + [{"body": "untemplated"}]
+    results = []
+    for make_batch in (group, lambda rs: log_batch(rs, service="api")):
+        clock = FakeClock()
+        mets, logs = Sink(), Sink()
+        c = make(clock, mets=mets, logs=logs, warmup=0)
+        await c.consume(make_batch(stream))
+        await c.flush()
+        got = sorted((a["log.template_id"], a.get("severity_text"), a.get("log.template"),
+                      dp.as_int) for _, a, dp in metrics(mets.batches)["log.pattern.count"])
+        evs = sorted((e["log.template_id"], e["log.pattern.first_line"]) for e in events(logs))
+        results.append((got, evs))
+    assert results[0] == results[1]
+    assert results[0][1] == [("fail", "connection to 1 failed after 7 ms"),
+                             ("login", "user 0 logged in")]
