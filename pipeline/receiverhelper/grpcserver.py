@@ -109,25 +109,47 @@ def grpc_status_details(code: int, message: str, retry_after: float | None) -> b
     return serialized
 
 
-async def admit(budget: ListenerBudget, obs: ReceiverObs, raw: bytes,
-                context: grpc.aio.ServicerContext[bytes, bytes]) -> None:
-    """Refuse (UNAVAILABLE with RetryInfo) while the memory limiter refuses or the
-    message does not fit in the in-flight budget; else hold its bytes until the RPC
-    ends. gRPC has read the message already: refusing frees it at once, before the
+class Refused:
+    """Why a message was refused at admission: answered UNAVAILABLE with RetryInfo."""
+
+    __slots__ = ("message", "retry_after")
+
+    def __init__(self, message: str, retry_after: float):
+        self.message = message
+        self.retry_after = retry_after
+
+
+def try_admit(budget: ListenerBudget, obs: ReceiverObs, raw: bytes) -> Reservation | Refused:
+    """Admission of a message without touching the call: the reservation holding its
+    bytes (the caller releases it when the RPC's work is done), or the refusal
+    (counted) while the memory limiter refuses or it does not fit the in-flight
+    budget. gRPC has read the message already: refusing frees it at once, before the
     parse and the pipeline."""
     refusal = pressure.MEMORY.refusal()
-    if refusal is not None:
-        message, retry_after, reason = (f"memory limit: {refusal.reason}",
-                                        refusal.retry_after, "memory_limiter")
-    else:
+    if refusal is None:
         reservation = Reservation(budget)
         if reservation.take(len(raw)):
-            context.add_done_callback(lambda _: reservation.release())
-            return
-        message, retry_after, reason = (
-            "too many request bytes in flight (max_in_flight_bytes); retry later", 1.0,
-            "in_flight_bytes")
-    obs.failed_request(reason)
-    await context.abort(grpc.StatusCode.UNAVAILABLE, message, trailing_metadata=(
+            return reservation
+        obs.failed_request("in_flight_bytes")
+        return Refused("too many request bytes in flight (max_in_flight_bytes); retry later",
+                       1.0)
+    obs.failed_request("memory_limiter")
+    return Refused(f"memory limit: {refusal.reason}", refusal.retry_after)
+
+
+async def refuse(refused: Refused, context: grpc.aio.ServicerContext[bytes, bytes]) -> None:
+    """Abort the call with `refused` (UNAVAILABLE, google.rpc.Status with RetryInfo)."""
+    await context.abort(grpc.StatusCode.UNAVAILABLE, refused.message, trailing_metadata=(
         ("grpc-status-details-bin",
-         grpc_status_details(code_pb2.UNAVAILABLE, message, retry_after)),))
+         grpc_status_details(code_pb2.UNAVAILABLE, refused.message, refused.retry_after)),))
+
+
+async def admit(budget: ListenerBudget, obs: ReceiverObs, raw: bytes,
+                context: grpc.aio.ServicerContext[bytes, bytes]) -> None:
+    """`try_admit`, holding the bytes until the RPC ends (a done callback), or abort the
+    call with the refusal."""
+    admitted = try_admit(budget, obs, raw)
+    if isinstance(admitted, Refused):
+        await refuse(admitted, context)
+        return
+    context.add_done_callback(lambda _: admitted.release())

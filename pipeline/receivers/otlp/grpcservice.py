@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -11,7 +12,13 @@ from pipeline.component import Signal
 from pipeline.errors import PermanentError, RetryableError
 from pipeline.pdata.otlp import AttributeLimits
 from pipeline.receiverhelper.auth import grpc_server_credentials
-from pipeline.receiverhelper.grpcserver import admit, grpc_status_details, server_options
+from pipeline.receiverhelper.grpcserver import (
+    Refused,
+    grpc_status_details,
+    refuse,
+    server_options,
+    try_admit,
+)
 from pipeline.receiverhelper.obs import ReceiverObs, sender_reason
 from pipeline.receivers._otlpdecode import (
     OFF_LOOP_PROTOBUF_BYTES,
@@ -68,34 +75,40 @@ def grpc_export(receiver: OTLPReceiver, signal: Signal
     log = receiver.log
 
     async def export(raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        # The common path awaits only the pipeline: admission, the decode of a small
+        # body and the answer are plain calls (an abort is the only other await).
         if auth is not None:
             reason = auth.grpc_check(context)
             if reason is not None:
                 await auth.grpc_abort(context, reason)
-        await admit(budget, obs, raw, context)
-        prepared = await _grpc_decode(signal, raw, limits, decoder, obs, context)
-        batch, rejected = batch_of(signal, prepared, obs, "grpc")
-        # The batch holds what it needs (the bytes, or the message if ids were
-        # dropped): no second copy may stay alive while the pipeline holds the batch.
-        del prepared, raw
-        if batch is not None:
-            code: grpc.StatusCode | None = None
-            details = ""
-            metadata: tuple[tuple[str, bytes], ...] = ()
-            try:
-                await deliver(consumer, batch)
-            except RetryableError as exc:
-                code, details = StatusCode.UNAVAILABLE, sender_reason(exc)
-                metadata = (("grpc-status-details-bin", grpc_status_details(
-                    code_pb2.UNAVAILABLE, details, exc.retry_after)),)
-            except PermanentError as exc:
-                code, details = StatusCode.INVALID_ARGUMENT, sender_reason(exc)
-            except Exception:
-                # Counted and logged by ReceiverObs; the sender retries, nothing is lost.
-                log.debug("refusing a request after a pipeline failure")
-                code, details = StatusCode.UNAVAILABLE, "internal error in the pipeline"
-            if code is not None:
-                await context.abort(code, details, trailing_metadata=metadata)
+        admitted = try_admit(budget, obs, raw)
+        if isinstance(admitted, Refused):
+            await refuse(admitted, context)
+            raise AssertionError("unreachable")
+        reservation = admitted
+        try:
+            if len(raw) > OFF_LOOP_PROTOBUF_BYTES:
+                prepared = await _grpc_decode_off_loop(signal, raw, limits, decoder, obs,
+                                                       context)
+            else:
+                try:
+                    prepared = prepare(signal, raw, False, limits)
+                except MalformedRequest as exc:
+                    obs.failed_request("malformed")
+                    await context.abort(StatusCode.INVALID_ARGUMENT, str(exc))
+            batch, rejected = batch_of(signal, prepared, obs, "grpc")
+            # The batch holds what it needs (the bytes, or the message if ids were
+            # dropped): no second copy may stay alive while the pipeline holds the batch.
+            del prepared, raw
+            if batch is not None:
+                try:
+                    await deliver(consumer, batch)
+                except Exception as exc:
+                    await _abort_refused(exc, context, log)
+        finally:
+            # The bytes are held while the request is decoded and delivered: released
+            # here (also on abort or cancellation), not by a done callback on the call.
+            reservation.release()
         if rejected:
             partial: bytes = partial_success(signal, rejected)[0].SerializeToString()
             return partial
@@ -136,17 +149,36 @@ async def start_grpc(receiver: OTLPReceiver, cfg: GRPCSettings) -> None:
                                       "auth": cfg.auth is not None})
 
 
-async def _grpc_decode(signal: Signal, raw: bytes, limits: AttributeLimits,
-                       decoder: DecodeWorker, obs: ReceiverObs,
-                       context: grpc.aio.ServicerContext) -> Prepared:
-    """The request decoded and checked (large ones in the worker process); aborts the
-    call with INVALID_ARGUMENT (malformed) or UNAVAILABLE (the worker died)."""
+async def _abort_refused(exc: Exception, context: grpc.aio.ServicerContext,
+                         log: logging.Logger) -> None:
+    """Abort the call the pipeline refused: UNAVAILABLE (with RetryInfo when known) for a
+    retryable error or a failure, INVALID_ARGUMENT for a permanent one."""
+    import grpc
+
+    StatusCode = grpc.StatusCode
+    metadata: tuple[tuple[str, bytes], ...] = ()
+    if isinstance(exc, RetryableError):
+        code, details = StatusCode.UNAVAILABLE, sender_reason(exc)
+        metadata = (("grpc-status-details-bin", grpc_status_details(
+            code_pb2.UNAVAILABLE, details, exc.retry_after)),)
+    elif isinstance(exc, PermanentError):
+        code, details = StatusCode.INVALID_ARGUMENT, sender_reason(exc)
+    else:
+        # Counted and logged by ReceiverObs; the sender retries, nothing is lost.
+        log.debug("refusing a request after a pipeline failure")
+        code, details = StatusCode.UNAVAILABLE, "internal error in the pipeline"
+    await context.abort(code, details, trailing_metadata=metadata)
+
+
+async def _grpc_decode_off_loop(signal: Signal, raw: bytes, limits: AttributeLimits,
+                                decoder: DecodeWorker, obs: ReceiverObs,
+                                context: grpc.aio.ServicerContext) -> Prepared:
+    """A large request decoded and checked in the worker process; aborts the call with
+    INVALID_ARGUMENT (malformed) or UNAVAILABLE (the worker died)."""
     import grpc
 
     try:
-        if len(raw) > OFF_LOOP_PROTOBUF_BYTES:
-            return await decoder.prepare(signal, raw, False, limits)
-        return prepare(signal, raw, False, limits)
+        return await decoder.prepare(signal, raw, False, limits)
     except MalformedRequest as exc:
         obs.failed_request("malformed")
         await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
