@@ -10,10 +10,16 @@
 # interpreter is built from source by its maintainers and has no such recipe. Debian's
 # python3 also gets Debian's security updates with the rest of the base.
 #
-# Two stages: `build` makes a virtualenv with pip (wheels only, no compiler is needed:
-# every dependency ships manylinux wheels for CPython 3.11); the final stage copies the
-# virtualenv onto a base with only python3, tini and CA certificates: no pip, no caches,
-# no compilers. Runtime dependencies only (the OpenTelemetry SDK is a test dependency).
+# Three stages: `build` makes a virtualenv with pip (wheels only, no compiler is needed:
+# every dependency ships manylinux wheels for CPython 3.11); `runtime` installs python3,
+# tini and CA certificates on the base, adds the user and the virtualenv, then removes
+# what nothing in the running image uses (package management, perl, iconv modules,
+# unused parts of the standard library) and checks that every library resolves and every
+# module otelpipe imports imports; the final stage is `runtime`'s file system copied
+# onto scratch as one layer (136 MB, down from 184 MB with the whole base underneath).
+# No pip, no caches, no compilers, no apt: extend the image by building FROM the
+# `runtime` stage's recipe, not FROM this image. Runtime dependencies only (the
+# OpenTelemetry SDK is a test dependency).
 ARG BASE_IMAGE=debian:bookworm-slim
 
 FROM ${BASE_IMAGE} AS build
@@ -144,7 +150,8 @@ ENTRYPOINT ["/usr/bin/tini", "--", "otelpipe", "run"]
 # With no -c, otelpipe runs its embedded default config; mount yours and pass -c.
 CMD []
 
-# Labels, last: a new commit (REVISION) changes no layer above. VERSION is pyproject's
+# Labels, last: a new commit (REVISION) changes no layer above. base.name names the
+# image whose packages the single layer is made of (the stage FROM is scratch). VERSION is pyproject's
 # version; SOURCE (the repository's URL) and REVISION
 # (its commit) are passed by scripts/container.sh from git when it knows them.
 ARG VERSION=0.1.0
