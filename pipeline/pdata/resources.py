@@ -32,7 +32,7 @@ from pipeline.component import Signal
 from pipeline.pdata.attractions import Edit
 from pipeline.pdata.batch import Batch
 from pipeline.pdata.logrecords import encode_attributes
-from pipeline.pdata.wire import ld
+from pipeline.pdata.wire import ld, read_varint
 
 __all__ = ["ResourceEditor", "WireError"]
 
@@ -49,16 +49,14 @@ class WireError(ValueError):
 
 
 def _varint(buf: bytes, i: int, end: int) -> tuple[int, int]:
-    n = shift = 0
-    while True:
-        if i >= end or shift > 63:
-            raise WireError("truncated varint")
-        b = buf[i]
-        i += 1
-        n |= (b & 0x7F) << shift
-        if b < 0x80:
-            return n, i
-        shift += 7
+    """`read_varint` within `buf[:end]` (the enclosing message's end)."""
+    try:
+        n, after = read_varint(buf, i)
+    except (IndexError, ValueError):
+        raise WireError("truncated varint") from None
+    if after > end:
+        raise WireError("truncated varint")
+    return n, after
 
 
 def _fields(buf: bytes, start: int, end: int) -> list[tuple[int, int, int, int, int]]:
