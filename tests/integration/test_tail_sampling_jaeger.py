@@ -57,16 +57,15 @@ def test_shipped_config_keeps_the_traces_behind_the_slos(jaeger: Jaeger,
                                                         tmp_path: Path) -> None:
     (tmp_path / "configs").mkdir()
     shutil.copy(REPO / "configs" / "slo-definitions.yaml", tmp_path / "configs")
-    # The shipped file, pointed at this session's Jaeger (the same unless its port moved).
-    config = tmp_path / "tail-sampling-slo.yaml"
-    config.write_text(CONFIG.read_text().replace("127.0.0.1:14317",
-                                                 f"127.0.0.1:{jaeger.grpc_port}"))
+
     grpc, http, health, prom = (free_port() for _ in range(4))
     env = {"OTELPIPE_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{grpc}",
            "OTELPIPE_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{http}",
            "OTELPIPE_HEALTH_ENDPOINT": f"127.0.0.1:{health}",
-           "OTELPIPE_PROMETHEUS_ENDPOINT": f"127.0.0.1:{prom}"}
-    with OtelpipeProcess(config, tmp_path, env=env, wait_ports=(grpc, health)) as proc:
+           "OTELPIPE_PROMETHEUS_ENDPOINT": f"127.0.0.1:{prom}",
+           "OTELPIPE_JAEGER_ENDPOINT": f"127.0.0.1:{jaeger.grpc_port}",
+           "OTELPIPE_TAIL_SAMPLING_DIR": str(tmp_path / "waiting")}
+    with OtelpipeProcess(CONFIG, tmp_path, env=env, wait_ports=(grpc, health)) as proc:
         ids = send(grpc, n_fast=60)
         baseline = Probabilistic(5, "")
         keep = {"slow", "error"} | {k for k, tid in ids.items() if k.startswith("fast-")
@@ -89,6 +88,6 @@ def test_shipped_config_keeps_the_traces_behind_the_slos(jaeger: Jaeger,
         assert [x for x in lines if 'policy="slo-bad-events"' in x and 'sampled="true"' in x
                 and x.endswith(" 1.0")], lines
         assert 'policy="no-health-checks"' in text
-    assert list((tmp_path / "otelpipe-tail-sampling").iterdir())  # storage: disk
+    assert list((tmp_path / "waiting").iterdir())  # storage: disk
     print(f"\n{len(ids)} traces sent, {len(keep)} kept and found in Jaeger "
           f"({len(keep) - 2} of 60 by the 5% baseline), the health check dropped")

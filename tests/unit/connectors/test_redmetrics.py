@@ -497,3 +497,27 @@ def test_exemplars_kept_by_needs_a_policy() -> None:
     with pytest.raises(ValidationError, match="sampling_percentage"):
         RedMetricsConfig.model_validate(
             {"exemplars": {"kept_by": {"probabilistic": {"sampling_percentage": 0}}}})
+
+
+def test_the_example_config_mirrors_its_tail_policies() -> None:
+    """configs/tail-sampling.yaml: each `kept_by` key matches a top-level policy of the
+    tail_sampling processor it feeds (the docs' rule for exemplars that resolve)."""
+    from pathlib import Path
+
+    import yaml
+
+    cfg = yaml.safe_load((Path(__file__).parents[3] / "configs" / "tail-sampling.yaml")
+                         .read_text())
+    kept_by = cfg["connectors"]["redmetrics"]["exemplars"]["kept_by"]
+    policies = {p["type"]: p for p in cfg["processors"]["tail_sampling"]["policies"]}
+    prob = policies["probabilistic"]["probabilistic"]
+    assert kept_by["probabilistic"]["sampling_percentage"] == prob["sampling_percentage"]
+    assert kept_by["probabilistic"].get("hash_salt", "") == prob.get("hash_salt", "")
+    assert kept_by["status_code_error"] is True
+    assert "ERROR" in policies["status_code"]["status_code"]["status_codes"]
+    latency = policies["latency"]["latency"]
+    assert kept_by["latency_threshold_ms"] == latency["threshold_ms"]
+    assert not latency.get("upper_threshold_ms")
+    assert not {"and", "not", "composite", "drop", "rate_limiting"} & set(policies)
+    assert not any(section.get("invert_match") for p in policies.values()
+                   for section in p.values() if isinstance(section, dict)), "a veto"
