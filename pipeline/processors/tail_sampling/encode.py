@@ -17,48 +17,78 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from pipeline.pdata.wire import SMALL_VARINTS, varint
 
-def varint(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def _field(tag: bytes, payload: bytes) -> bytes:
-    return tag + varint(len(payload)) + payload
-
+__all__ = ["Envelope", "WireError", "encode_request", "span_slices", "varint"]
 
 T1, T2, T3 = b"\x0a", b"\x12", b"\x1a"  # fields 1, 2, 3 of wire type 2 (length-delimited)
 
 
+class Envelope:
+    """The resource and scope of waiting spans, `key` = (resource bytes, resource schema
+    URL, scope bytes, scope schema URL); one object per distinct key (the processor
+    interns them), hashed by identity, so grouping spans by envelope is cheap."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, key: tuple[bytes, bytes, bytes, bytes]):
+        self.key = key
+
+
+def _head(tag: bytes, n: int) -> bytes:
+    """The key and length of a length-delimited field of `n` bytes."""
+    return tag + (SMALL_VARINTS[n] if n < 0x80 else varint(n))
+
+
+_SPAN_HEADS: dict[int, bytes] = {}  # span length -> its key and length (at most 64 Ki)
+
+
 def encode_request(spans: Iterable[tuple[Any, bytes]]) -> bytes:
     """`(envelope, span bytes)` pairs, envelope = (resource bytes, resource schema url,
-    scope bytes, scope schema url), as one request."""
-    by_resource: dict[tuple[bytes, str], dict[tuple[bytes, str], list[bytes]]] = {}
+    scope bytes, scope schema url) (schema URLs as UTF-8 bytes), as one request.
+
+    The spans' bytes are not copied field by field: each is framed (key, length) and
+    everything is joined once per scope, resource and request (`bytes.join`)."""
+    by_env: dict[Any, list[bytes]] = {}
     for env, span in spans:
-        scopes = by_resource.get(env[:2])
-        if scopes is None:
-            scopes = by_resource[env[:2]] = {}
-        lst = scopes.get(env[2:])
+        lst = by_env.get(env)
         if lst is None:
-            lst = scopes[env[2:]] = []
-        lst.append(_field(T2, span))
-    parts: list[bytes] = []
-    for (res, rschema), scopes in by_resource.items():
-        rs: list[bytes] = [_field(T1, res)] if res else []
-        for (scope, sschema), encoded in scopes.items():
-            ss = [_field(T1, scope)] if scope else []
-            ss.extend(encoded)
-            if sschema:
-                ss.append(_field(T3, sschema.encode()))
-            rs.append(_field(T2, b"".join(ss)))
+            lst = by_env[env] = []
+        lst.append(span)
+    small = SMALL_VARINTS
+    by_resource: dict[tuple[bytes, bytes], list[bytes]] = {}
+    for env, lst in by_env.items():
+        res, rschema, scope, sschema = env.key if type(env) is Envelope else env
+        parts: list[bytes] = [_head(T1, len(scope)), scope] if scope else []
+        append = parts.append
+        heads = _SPAN_HEADS
+        for sb in lst:
+            n = len(sb)
+            h = heads.get(n)
+            if h is None:
+                h = T2 + (small[n] if n < 0x80 else varint(n))
+                if n < 0x10000:
+                    heads[n] = h
+            append(h)
+            append(sb)
+        if sschema:
+            parts.append(_head(T3, len(sschema)))
+            parts.append(sschema)
+        body = b"".join(parts)
+        rparts = by_resource.get((res, rschema))
+        if rparts is None:
+            rparts = by_resource[(res, rschema)] = [_head(T1, len(res)), res] if res else []
+        rparts.append(_head(T2, len(body)))
+        rparts.append(body)
+    out: list[bytes] = []
+    for (_, rschema), rparts in by_resource.items():
         if rschema:
-            rs.append(_field(T3, rschema.encode()))
-        parts.append(_field(T1, b"".join(rs)))
-    return b"".join(parts)
+            rparts.append(_head(T3, len(rschema)))
+            rparts.append(rschema)
+        body = b"".join(rparts)
+        out.append(_head(T1, len(body)))
+        out.append(body)
+    return b"".join(out)
 
 
 class WireError(ValueError):

@@ -23,6 +23,10 @@ from collections.abc import Callable, Sequence
 from fractions import Fraction
 from typing import Any
 
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+from pipeline.pdata.wire import varint
 from pipeline.processors.tail_sampling.config import (
     STATUS_CODES,
     CompositeCfg,
@@ -30,9 +34,9 @@ from pipeline.processors.tail_sampling.config import (
     Policy,
     section_key,
 )
-from pipeline.processors.tail_sampling.encode import varint
 from pipeline.processors.tail_sampling.slo import SpanClassifier, span_slos
 
+VALUE_CACHE = 4096  # serialized attribute values remembered per watched key
 DEFAULT_HASH_SALT = "default-hash-seed"  # the Collector's, when hash_salt is empty
 _FNV_OFFSET = 0xCBF29CE484222325
 _FNV_PRIME = 0x100000001B3
@@ -89,6 +93,10 @@ class Facts:
         self.need_bytes = False
         self._key_bytes: dict[str, bytes] = {}
         self._needles: dict[int, list[bytes]] = {}
+        # Serialized AnyValue -> the bits its key's tests set (the projection path reads
+        # attributes as bytes); bounded per key.
+        self._by_bytes: dict[str, dict[bytes, int]] = {}
+        self._filters: dict[tuple[bytes, ...], Callable[[bytes], Any]] = {}
 
     def sizes(self) -> None:
         """A policy reads the traces' encoded size: keep it per span at ingest."""
@@ -147,6 +155,68 @@ class Facts:
                 for test, bit in tests:
                     if test(v):
                         bits |= bit
+        return bits
+
+    def value_bits(self, key: str, value: bytes) -> int:
+        """Bits set by `value` (a serialized AnyValue) of attribute `key`: every test of
+        the key (a test that `active` left out cannot hold in this request anyway)."""
+        cache = self._by_bytes.get(key)
+        if cache is None:
+            cache = self._by_bytes[key] = {}
+        bits = cache.get(value)
+        if bits is None:
+            bits = 0
+            try:
+                v = AnyValue.FromString(value)
+            except DecodeError:  # not a value (e.g. a string not UTF-8): matches nothing
+                v = None
+            if v is not None:
+                for test, bit in self.attrs[key]:
+                    if test(v):
+                        bits |= bit
+            if len(cache) < VALUE_CACHE:
+                cache[value] = bits
+        return bits
+
+    def span_filter(self, watch: dict[str, list[tuple[AnyTest, int]]],
+                    ) -> Callable[[bytes], Any] | None:
+        """A search over a span's bytes that finds something when a test of `watch` may
+        hold in the span: one of the exact string values looked for (a span without any
+        of them cannot match). None when a test has no such values (regex, numeric,
+        boolean): every span is looked into."""
+        out: list[bytes] = []
+        for tests in watch.values():
+            for _, bit in tests:
+                needles = self._needles.get(bit)
+                if needles is None:
+                    return None
+                out.extend(needles)
+        k = tuple(sorted(set(out)))
+        search = self._filters.get(k)
+        if search is None:
+            search = re.compile(b"|".join(re.escape(n) for n in k)).search
+            if len(self._filters) < 64:
+                self._filters[k] = search
+        return search
+
+    def map_bits(self, attributes: Any, watch: dict[str, list[tuple[AnyTest, int]]]) -> int:
+        """Bits set by a projection's attribute map (`map<string, bytes>`)."""
+        bits = 0
+        get = attributes.get
+        for key in watch:
+            v = get(key)
+            if v is not None:
+                bits |= self.value_bits(key, v)
+        return bits
+
+    def state_bits(self, ts: bytes) -> int:
+        """Bits set by a span's W3C trace state (as bytes)."""
+        bits = 0
+        if ts:
+            entries = _parse_tracestate(ts.decode("utf-8", "replace"))
+            for key, values, bit in self.trace_state:
+                if entries.get(key) in values:
+                    bits |= bit
         return bits
 
     def resource_texts(self, attributes: Any) -> dict[str, str]:
