@@ -305,6 +305,14 @@ class Evaluator:
     def evaluate(self, t: TraceData, now: float) -> Decision:
         raise NotImplementedError
 
+    def batch(self, traces: Sequence[TraceData], now: float) -> list[Decision]:
+        """`evaluate` over traces in order (the stateless policies do it in one pass)."""
+        ev = self.evaluate
+        return [ev(t, now) for t in traces]
+
+
+_S, _N = Decision.SAMPLED, Decision.NOT_SAMPLED
+
 
 class AlwaysSample(Evaluator):
     def evaluate(self, t: TraceData, now: float) -> Decision:
@@ -323,6 +331,16 @@ class Latency(Evaluator):
         ok = ms > self.lo if not self.hi else self.lo < ms <= self.hi
         return Decision.SAMPLED if ok else Decision.NOT_SAMPLED
 
+    def batch(self, traces: Sequence[TraceData], now: float) -> list[Decision]:
+        if self.hi:
+            return super().batch(traces, now)
+        # ms > lo, ms = the duration truncated to milliseconds: end - start >= (lo+1) ms
+        # (a negative duration is never over a non-negative threshold).
+        if self.lo < 0:
+            return super().batch(traces, now)
+        least = (self.lo + 1) * 1_000_000
+        return [_S if t.end - t.start >= least and t.spans else _N for t in traces]
+
 
 class StatusCode(Evaluator):
     def __init__(self, codes: Sequence[str]):
@@ -332,6 +350,10 @@ class StatusCode(Evaluator):
 
     def evaluate(self, t: TraceData, now: float) -> Decision:
         return Decision.SAMPLED if t.status & self.mask else Decision.NOT_SAMPLED
+
+    def batch(self, traces: Sequence[TraceData], now: float) -> list[Decision]:
+        mask = self.mask
+        return [_S if t.status & mask else _N for t in traces]
 
 
 class Fact(Evaluator):
@@ -345,6 +367,12 @@ class Fact(Evaluator):
         if self.invert:
             return Decision.INVERT_NOT_SAMPLED if hit else Decision.INVERT_SAMPLED
         return Decision.SAMPLED if hit else Decision.NOT_SAMPLED
+
+    def batch(self, traces: Sequence[TraceData], now: float) -> list[Decision]:
+        if self.invert:
+            return super().batch(traces, now)
+        bit = self.bit
+        return [_S if t.facts & bit else _N for t in traces]
 
 
 def fnv1a64(data: bytes, h: int = _FNV_OFFSET) -> int:
@@ -388,6 +416,23 @@ class Probabilistic(Evaluator):
 
     def evaluate(self, t: TraceData, now: float) -> Decision:
         return Decision.SAMPLED if self.sampled(t.trace_id) else Decision.NOT_SAMPLED
+
+    def batch(self, traces: Sequence[TraceData], now: float) -> list[Decision]:
+        seed, threshold, prime = self.seed, self.threshold, _FNV_PRIME
+        out = []
+        for t in traces:
+            tid = t.trace_id
+            if len(tid) > 32:
+                h = fnv1a64(tid, seed)
+            else:
+                # FNV-1a with the 64-bit mask taken once at the end: the low 64 bits of
+                # a product and of an xor with a byte depend only on the low 64 bits.
+                h = seed
+                for b in tid:
+                    h = (h ^ b) * prime
+                h &= _MASK64
+            out.append(_S if h <= threshold else _N)
+        return out
 
 
 class RateLimiting(Evaluator):
@@ -544,6 +589,9 @@ def compile_policy(p: Policy | LeafPolicy | Any, facts: Facts) -> Evaluator:
 
 def combine(decisions: Sequence[Decision]) -> bool:
     """The Collector's final decision over every policy's."""
+    if Decision.SAMPLED in decisions:  # the common case first
+        return Decision.DROPPED not in decisions and \
+            Decision.INVERT_NOT_SAMPLED not in decisions
     seen = set(decisions)
     if Decision.DROPPED in seen or Decision.INVERT_NOT_SAMPLED in seen:
         return False

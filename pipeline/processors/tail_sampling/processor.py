@@ -534,6 +534,25 @@ class TailSamplingProcessor(Component, Consumer):
                 break  # an earlier inverted not-sampled still wins, as in the Collector
         return combine(decisions)
 
+    def decide_chunk(self, chunk: list[TraceData], now: float,
+                     counts: dict[str, list[int]]) -> list[bool]:
+        """`decide` over traces in order, one policy at a time over all of them (each
+        policy sees the traces in the same order as trace by trace, so the stateful ones
+        — rate limiting, composite — decide alike)."""
+        if self.first_match or self.drops:
+            return [self.decide(t, now, counts) for t in chunk]
+        columns = []
+        for ev in self.policies:
+            col = ev.batch(chunk, now)
+            yes = col.count(Decision.SAMPLED) + col.count(Decision.INVERT_SAMPLED)
+            c = counts[ev.name]
+            c[0] += yes
+            c[1] += len(col) - yes
+            columns.append(col)
+        if not columns:
+            return [False] * len(chunk)
+        return [combine(ds) for ds in zip(*columns, strict=True)]
+
     async def decide_due(self, now: float) -> int:
         """Decide every trace whose decision_wait is over at `now`; emit the sampled ones.
         Returns the number of traces decided."""
@@ -558,8 +577,7 @@ class TailSamplingProcessor(Component, Consumer):
             sampled: list[TraceData] = []
             wall = self.clock()
             counts = self.m.policy_counts()
-            for t in chunk:
-                keep = self.decide(t, wall, counts)
+            for t, keep in zip(chunk, self.decide_chunk(chunk, wall, counts), strict=True):
                 self.recent.put(t.trace_id, keep)
                 if keep:
                     self.sampled_cache.put(t.trace_id, True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
 import pytest
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
@@ -78,6 +79,13 @@ def test_encode_request_groups_by_resource_and_scope() -> None:
     assert out == req
 
 
+def _status_and_state(rnd: random.Random, sp: Any) -> None:
+    if rnd.random() < 0.3:
+        sp.status.message = "m" * rnd.randint(1, 3)
+    if rnd.random() < 0.3:
+        sp.trace_state = rnd.choice(["ot=th:8", "a=b,ot=th:c", "x"])
+
+
 def _random_request(rnd: random.Random) -> bytes:
     """A request with random nesting, sizes (multi-byte lengths), attribute types, events,
     links — and unknown fields of every wire type, which the cut keeps verbatim."""
@@ -117,10 +125,7 @@ def _random_request(rnd: random.Random) -> bytes:
                 if rnd.random() < 0.3:
                     sp.links.add(trace_id=rnd.randbytes(16), span_id=rnd.randbytes(8))
                 sp.status.code = rnd.randrange(3)
-                if rnd.random() < 0.3:
-                    sp.status.message = "m" * rnd.randint(1, 3)
-                if rnd.random() < 0.3:
-                    sp.trace_state = rnd.choice(["ot=th:8", "a=b,ot=th:c", "x"])
+                _status_and_state(rnd, sp)
     raw = bytes(req.SerializeToString())
     if rnd.random() < 0.5:  # an unknown top-level field of each wire type
         raw += b"\x78\x96\x01" + b"\x81\x01" + bytes(8) + b"\x8d\x01" + bytes(4) + \
