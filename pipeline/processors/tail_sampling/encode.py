@@ -14,6 +14,7 @@ that share a resource and scope (protobuf fields, by number):
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from typing import Any
 
@@ -40,54 +41,71 @@ def _head(tag: bytes, n: int) -> bytes:
     return tag + (SMALL_VARINTS[n] if n < 0x80 else varint(n))
 
 
-_SPAN_HEADS: dict[int, bytes] = {}  # span length -> its key and length (at most 64 Ki)
+_SPAN_HEADS: dict[int, bytes] = {}  # span length -> its key and length (memoised)
+SPAN_HEADS = 1 << 16
 
 
-def encode_request(spans: Iterable[tuple[Any, bytes]]) -> bytes:
-    """`(envelope, span bytes)` pairs, envelope = (resource bytes, resource schema url,
-    scope bytes, scope schema url) (schema URLs as UTF-8 bytes), as one request.
+def _framed(spans: list[bytes]) -> tuple[list[bytes], int]:
+    """Spans as repeated field 2 (key, length, bytes each) for one join, and their size;
+    the per-span work (lengths, heads, interleaving) done by C loops (map, slices)."""
+    lens = list(map(len, spans))
+    heads = _SPAN_HEADS
+    missing = set(lens).difference(heads)
+    if missing:
+        if len(heads) + len(missing) > SPAN_HEADS:
+            heads.clear()
+        for n in missing:
+            heads[n] = T2 + (SMALL_VARINTS[n] if n < 0x80 else varint(n))
+    hs = list(map(heads.__getitem__, lens))
+    parts: list[bytes] = [b""] * (2 * len(spans))
+    parts[0::2] = hs
+    parts[1::2] = spans
+    return parts, sum(lens) + sum(map(len, hs))
 
-    The spans' bytes are not copied field by field: each is framed (key, length) and
-    everything is joined once per scope, resource and request (`bytes.join`)."""
-    by_env: dict[Any, list[bytes]] = {}
-    for env, span in spans:
-        lst = by_env.get(env)
-        if lst is None:
-            lst = by_env[env] = []
-        lst.append(span)
-    small = SMALL_VARINTS
-    by_resource: dict[tuple[bytes, bytes], list[bytes]] = {}
-    for env, lst in by_env.items():
-        res, rschema, scope, sschema = env.key if type(env) is Envelope else env
-        parts: list[bytes] = [_head(T1, len(scope)), scope] if scope else []
-        append = parts.append
-        heads = _SPAN_HEADS
-        for sb in lst:
-            n = len(sb)
-            h = heads.get(n)
-            if h is None:
-                h = T2 + (small[n] if n < 0x80 else varint(n))
-                if n < 0x10000:
-                    heads[n] = h
-            append(h)
-            append(sb)
+
+def encode_request(groups: Iterable[tuple[Any, list[bytes]]]) -> bytes:
+    """`(envelope, spans)` groups, envelope = an `Envelope` or its key (resource bytes,
+    resource schema url, scope bytes, scope schema url; schema URLs as UTF-8 bytes), as
+    one request: spans of one resource and scope together, in first-seen order.
+
+    The spans' bytes are not copied field by field: each is framed (key, length), the
+    sizes of the enclosing ScopeSpans and ResourceSpans are summed, and the whole
+    request is written by one `bytes.join`."""
+    by_key: dict[Any, list[list[bytes]]] = {}
+    for env, spans in groups:
+        if not spans:
+            continue
+        k = env.key if type(env) is Envelope else env
+        lists = by_key.get(k)
+        if lists is None:
+            by_key[k] = [spans]
+        else:
+            lists.append(spans)
+    by_resource: dict[tuple[bytes, bytes], list[tuple[list[bytes], int]]] = {}
+    for (res, rschema, scope, sschema), lists in by_key.items():
+        spans = lists[0] if len(lists) == 1 else list(itertools.chain.from_iterable(lists))
+        parts, size = _framed(spans)
+        if scope:
+            parts[:0] = (_head(T1, len(scope)), scope)
+            size += len(parts[0]) + len(scope)
         if sschema:
-            parts.append(_head(T3, len(sschema)))
-            parts.append(sschema)
-        body = b"".join(parts)
-        rparts = by_resource.get((res, rschema))
-        if rparts is None:
-            rparts = by_resource[(res, rschema)] = [_head(T1, len(res)), res] if res else []
-        rparts.append(_head(T2, len(body)))
-        rparts.append(body)
+            tail = _head(T3, len(sschema))
+            parts += (tail, sschema)
+            size += len(tail) + len(sschema)
+        head = _head(T2, size)
+        parts.insert(0, head)
+        by_resource.setdefault((res, rschema), []).append((parts, size + len(head)))
     out: list[bytes] = []
-    for (_, rschema), rparts in by_resource.items():
+    for (res, rschema), blocks in by_resource.items():
+        rparts: list[bytes] = [_head(T1, len(res)), res] if res else []
+        for parts, _ in blocks:
+            rparts += parts
         if rschema:
-            rparts.append(_head(T3, len(rschema)))
-            rparts.append(rschema)
-        body = b"".join(rparts)
-        out.append(_head(T1, len(body)))
-        out.append(body)
+            rparts += (_head(T3, len(rschema)), rschema)
+        size = sum(size for _, size in blocks) + (len(rparts[0]) + len(res) if res else 0) \
+            + (len(rparts[-2]) + len(rschema) if rschema else 0)
+        out.append(_head(T1, size))
+        out += rparts
     return b"".join(out)
 
 

@@ -58,13 +58,15 @@ SAMPLED_ONES = (Decision.SAMPLED, Decision.INVERT_SAMPLED)
 class TraceData:
     """A trace waiting for its decision: its spans and the summary policies read."""
 
-    __slots__ = ("end", "facts", "first_seen", "nbytes", "records", "spans", "start",
-                 "status", "trace_id")
+    __slots__ = ("end", "env", "envs", "facts", "first_seen", "nbytes", "records", "spans",
+                 "start", "status", "trace_id")
 
     def __init__(self, trace_id: bytes, first_seen: float):
         self.trace_id = trace_id
         self.first_seen = first_seen
-        self.spans: list[tuple[Any, bytes]] = []  # (envelope, encoded span)
+        self.spans: list[bytes] = []  # encoded spans
+        self.env: Any = None  # the envelope (resource and scope) of its first span ...
+        self.envs: list[Any] | None = None  # ... or of each span, once they differ
         self.start = 1 << 64
         self.end = 0
         self.status = 0  # bit 1 << code: UNSET 1, OK 2, ERROR 4
@@ -75,6 +77,24 @@ class TraceData:
     @property
     def span_count(self) -> int:
         return len(self.spans)
+
+    def add(self, env: Any, span: bytes) -> None:
+        """A span and its envelope (the ingest loops inline this)."""
+        e = self.env
+        if e is not env:
+            if e is None:
+                self.env = env
+            elif self.envs is None:
+                self.envs = [e] * len(self.spans)
+        if self.envs is not None:
+            self.envs.append(env)
+        self.spans.append(span)
+
+    def groups(self) -> list[tuple[Any, list[bytes]]]:
+        """Its spans as (envelope, spans) groups, in order."""
+        if self.envs is None:
+            return [(self.env, self.spans)] if self.spans else []
+        return [(e, [sb]) for e, sb in zip(self.envs, self.spans, strict=True)]
 
 
 # --- facts: what is computed per span at ingest -----------------------------------------

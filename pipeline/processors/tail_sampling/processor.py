@@ -232,7 +232,8 @@ class TailSamplingProcessor(Component, Consumer):
         if late:
             # Spans of decided, sampled traces follow the decision now; if the next
             # consumer refuses them they are retried at the next tick, like the traces.
-            await self._deliver(Batch(Signal.TRACES, raw=encode_request(late), items=len(late)),
+            await self._deliver(Batch(Signal.TRACES, raw=encode_request(
+                [(env, [sb]) for env, sb in late]), items=len(late)),
                                 [holder] if holder is not None else [])
 
     def _decided(self, tid: bytes) -> bool | None:
@@ -272,7 +273,7 @@ class TailSamplingProcessor(Component, Consumer):
         intern = self._env
         new = 0
         late: list[tuple[Any, Any]] = []
-        late_dropped = 0
+        late_dropped: list[tuple[Any, Any]] = []
         touched: set[bytes] = set()
         track = key is not None or self.max_bytes > 0
         envs, spanfacts = views
@@ -286,15 +287,15 @@ class TailSamplingProcessor(Component, Consumer):
                     t = pending.get(tid)
                     if t is None:
                         d = decided(tid)
-                        if d is not None:
-                            if d:
-                                late.append((env, sb))
-                            else:
-                                late_dropped += 1
+                        if d is not None:  # late: follows the decision
+                            (late if d else late_dropped).append((env, sb))
                             continue
                         t = pending[tid] = TraceData(tid, now)
                         new += 1
-                    t.spans.append((env, sb))
+                    if t.env is not env or t.envs is not None:
+                        t.add(env, sb)
+                    else:
+                        t.spans.append(sb)
                     v = span.start
                     if v < t.start:
                         t.start = v
@@ -318,7 +319,7 @@ class TailSamplingProcessor(Component, Consumer):
         holder = self._hold(key, touched, bool(late)) if key is not None else None
         if self.max_bytes:
             self._drop_oversized(touched)
-        self._ingested(new, len(late), late_dropped)
+        self._ingested(new, len(late), len(late_dropped))
         return late, holder
 
     def _env(self, res: bytes, rschema: bytes, scope: bytes, sschema: bytes) -> Envelope:
@@ -370,7 +371,10 @@ class TailSamplingProcessor(Component, Consumer):
                             continue
                         t = pending[tid] = TraceData(tid, now)
                         new += 1
-                    t.spans.append((env, sb))
+                    if t.env is not env or t.envs is not None:
+                        t.add(env, sb)
+                    else:
+                        t.spans.append(sb)
                     v = span.start_time_unix_nano
                     if v < t.start:
                         t.start = v
@@ -630,10 +634,11 @@ class TailSamplingProcessor(Component, Consumer):
             await self._send(group, n)
 
     async def _send(self, traces: list[TraceData], n: int) -> None:
-        raw = encode_request([p for t in traces for p in t.spans])
+        raw = encode_request([g for t in traces for g in t.groups()])
         batch = Batch(Signal.TRACES, raw=raw, items=n)
         for t in traces:
             t.spans = []  # the batch holds them now
+            t.envs = None
         await self._deliver(batch, traces)
 
     async def _deliver(self, batch: Batch, traces: list[TraceData]) -> None:

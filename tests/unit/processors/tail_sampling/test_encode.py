@@ -66,12 +66,13 @@ def test_without_bytes_spans_are_encoded_one_by_one() -> None:
 def test_encode_request_groups_by_resource_and_scope() -> None:
     req = three_resources()
     cut = span_slices(req.SerializeToString())
-    pairs: list[tuple[tuple[bytes, bytes, bytes, bytes], bytes]] = []
+    pairs: list[tuple[tuple[bytes, bytes, bytes, bytes], list[bytes]]] = []
     for cr, rs in zip(cut, req.resource_spans, strict=True):
         renv = (rs.resource.SerializeToString(), rs.schema_url.encode())
         for cs, ss in zip(cr, rs.scope_spans, strict=True):
             env = (*renv, ss.scope.SerializeToString(), ss.schema_url.encode())
-            pairs.extend((env, sb) for sb in cs)
+            pairs.append((env, cs[:1]))
+            pairs.append((env, cs[1:]))
     out = ExportTraceServiceRequest()
     out.ParseFromString(encode_request(pairs))
     # the empty scope has no spans, so it is not written; everything else round-trips
@@ -175,7 +176,7 @@ def watching(keys: list[str]) -> TailSamplingProcessor:
 
 
 def _summary(p: TailSamplingProcessor) -> list[tuple[object, ...]]:
-    return [(t.trace_id, [(env.key, sb) for env, sb in t.spans], t.start, t.end, t.status,
+    return [(t.trace_id, [(env.key, sbs) for env, sbs in t.groups()], t.start, t.end, t.status,
              t.facts, t.nbytes) for t in p.pending.values()]
 
 
@@ -197,8 +198,8 @@ def test_projection_ingest_is_the_decoded_one() -> None:
         assert _summary(a) == _summary(b), i
         for t in a.pending.values():
             seen |= t.facts
-        spans = [p for t in a.pending.values() for p in t.spans]
-        again = ExportTraceServiceRequest.FromString(encode_request(spans))
+        groups = [g for t in a.pending.values() for g in t.groups()]
+        again = ExportTraceServiceRequest.FromString(encode_request(groups))
         assert sorted(sp.SerializeToString() for rs in again.resource_spans
                       for ss in rs.scope_spans for sp in ss.spans) == \
             sorted(sp.SerializeToString() for rs in msg.resource_spans

@@ -315,7 +315,7 @@ def test_decisions_policy_by_policy_are_trace_by_trace_ones() -> None:
         traces = []
         for _ in range(rnd.randint(0, 200)):
             t = TraceData(rnd.randbytes(16), 0.0)
-            t.spans = [((b"", b"", b"", b""), b"")] * rnd.randint(0, 8)
+            t.spans = [b""] * rnd.randint(0, 8)
             if t.spans:
                 t.start = rnd.getrandbits(40)
                 t.end = t.start + rnd.choice([-1, 1, -1_000_000, 999_999, 1_000_000,
