@@ -14,51 +14,99 @@ that share a resource and scope (protobuf fields, by number):
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 from typing import Any
 
+from pipeline.pdata.wire import SMALL_VARINTS, varint
 
-def varint(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def _field(tag: bytes, payload: bytes) -> bytes:
-    return tag + varint(len(payload)) + payload
-
+__all__ = ["Envelope", "WireError", "encode_request", "span_slices", "varint"]
 
 T1, T2, T3 = b"\x0a", b"\x12", b"\x1a"  # fields 1, 2, 3 of wire type 2 (length-delimited)
 
 
-def encode_request(spans: Iterable[tuple[Any, bytes]]) -> bytes:
-    """`(envelope, span bytes)` pairs, envelope = (resource bytes, resource schema url,
-    scope bytes, scope schema url), as one request."""
-    by_resource: dict[tuple[bytes, str], dict[tuple[bytes, str], list[bytes]]] = {}
-    for env, span in spans:
-        scopes = by_resource.get(env[:2])
-        if scopes is None:
-            scopes = by_resource[env[:2]] = {}
-        lst = scopes.get(env[2:])
-        if lst is None:
-            lst = scopes[env[2:]] = []
-        lst.append(_field(T2, span))
-    parts: list[bytes] = []
-    for (res, rschema), scopes in by_resource.items():
-        rs: list[bytes] = [_field(T1, res)] if res else []
-        for (scope, sschema), encoded in scopes.items():
-            ss = [_field(T1, scope)] if scope else []
-            ss.extend(encoded)
-            if sschema:
-                ss.append(_field(T3, sschema.encode()))
-            rs.append(_field(T2, b"".join(ss)))
+class Envelope:
+    """The resource and scope of waiting spans, `key` = (resource bytes, resource schema
+    URL, scope bytes, scope schema URL); one object per distinct key (the processor
+    interns them), hashed by identity, so grouping spans by envelope is cheap."""
+
+    __slots__ = ("key",)
+
+    def __init__(self, key: tuple[bytes, bytes, bytes, bytes]):
+        self.key = key
+
+
+def _head(tag: bytes, n: int) -> bytes:
+    """The key and length of a length-delimited field of `n` bytes."""
+    return tag + (SMALL_VARINTS[n] if n < 0x80 else varint(n))
+
+
+_SPAN_HEADS: dict[int, bytes] = {}  # span length -> its key and length (memoised)
+SPAN_HEADS = 1 << 16
+
+
+def _framed(spans: list[bytes]) -> tuple[list[bytes], int]:
+    """Spans as repeated field 2 (key, length, bytes each) for one join, and their size;
+    the per-span work (lengths, heads, interleaving) done by C loops (map, slices)."""
+    lens = list(map(len, spans))
+    heads = _SPAN_HEADS
+    missing = set(lens).difference(heads)
+    if missing:
+        if len(heads) + len(missing) > SPAN_HEADS:
+            heads.clear()
+        for n in missing:
+            heads[n] = T2 + (SMALL_VARINTS[n] if n < 0x80 else varint(n))
+    hs = list(map(heads.__getitem__, lens))
+    parts: list[bytes] = [b""] * (2 * len(spans))
+    parts[0::2] = hs
+    parts[1::2] = spans
+    return parts, sum(lens) + sum(map(len, hs))
+
+
+def encode_request(groups: Iterable[tuple[Any, list[bytes]]]) -> bytes:
+    """`(envelope, spans)` groups, envelope = an `Envelope` or its key (resource bytes,
+    resource schema url, scope bytes, scope schema url; schema URLs as UTF-8 bytes), as
+    one request: spans of one resource and scope together, in first-seen order.
+
+    The spans' bytes are not copied field by field: each is framed (key, length), the
+    sizes of the enclosing ScopeSpans and ResourceSpans are summed, and the whole
+    request is written by one `bytes.join`."""
+    by_key: dict[Any, list[list[bytes]]] = {}
+    for env, spans in groups:
+        if not spans:
+            continue
+        k = env.key if type(env) is Envelope else env
+        lists = by_key.get(k)
+        if lists is None:
+            by_key[k] = [spans]
+        else:
+            lists.append(spans)
+    by_resource: dict[tuple[bytes, bytes], list[tuple[list[bytes], int]]] = {}
+    for (res, rschema, scope, sschema), lists in by_key.items():
+        spans = lists[0] if len(lists) == 1 else list(itertools.chain.from_iterable(lists))
+        parts, size = _framed(spans)
+        if scope:
+            parts[:0] = (_head(T1, len(scope)), scope)
+            size += len(parts[0]) + len(scope)
+        if sschema:
+            tail = _head(T3, len(sschema))
+            parts += (tail, sschema)
+            size += len(tail) + len(sschema)
+        head = _head(T2, size)
+        parts.insert(0, head)
+        by_resource.setdefault((res, rschema), []).append((parts, size + len(head)))
+    out: list[bytes] = []
+    for (res, rschema), blocks in by_resource.items():
+        rparts: list[bytes] = [_head(T1, len(res)), res] if res else []
+        for parts, _ in blocks:
+            rparts += parts
         if rschema:
-            rs.append(_field(T3, rschema.encode()))
-        parts.append(_field(T1, b"".join(rs)))
-    return b"".join(parts)
+            rparts += (_head(T3, len(rschema)), rschema)
+        size = sum(size for _, size in blocks) + (len(rparts[0]) + len(res) if res else 0) \
+            + (len(rparts[-2]) + len(rschema) if rschema else 0)
+        out.append(_head(T1, size))
+        out += rparts
+    return b"".join(out)
 
 
 class WireError(ValueError):

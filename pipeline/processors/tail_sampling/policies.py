@@ -23,6 +23,10 @@ from collections.abc import Callable, Sequence
 from fractions import Fraction
 from typing import Any
 
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+from pipeline.pdata.wire import varint
 from pipeline.processors.tail_sampling.config import (
     STATUS_CODES,
     CompositeCfg,
@@ -30,9 +34,9 @@ from pipeline.processors.tail_sampling.config import (
     Policy,
     section_key,
 )
-from pipeline.processors.tail_sampling.encode import varint
 from pipeline.processors.tail_sampling.slo import SpanClassifier, span_slos
 
+VALUE_CACHE = 4096  # serialized attribute values remembered per watched key
 DEFAULT_HASH_SALT = "default-hash-seed"  # the Collector's, when hash_salt is empty
 _FNV_OFFSET = 0xCBF29CE484222325
 _FNV_PRIME = 0x100000001B3
@@ -54,13 +58,15 @@ SAMPLED_ONES = (Decision.SAMPLED, Decision.INVERT_SAMPLED)
 class TraceData:
     """A trace waiting for its decision: its spans and the summary policies read."""
 
-    __slots__ = ("end", "facts", "first_seen", "nbytes", "records", "spans", "start",
-                 "status", "trace_id")
+    __slots__ = ("end", "env", "envs", "facts", "first_seen", "nbytes", "records", "spans",
+                 "start", "status", "trace_id")
 
     def __init__(self, trace_id: bytes, first_seen: float):
         self.trace_id = trace_id
         self.first_seen = first_seen
-        self.spans: list[tuple[Any, bytes]] = []  # (envelope, encoded span)
+        self.spans: list[bytes] = []  # encoded spans
+        self.env: Any = None  # the envelope (resource and scope) of its first span ...
+        self.envs: list[Any] | None = None  # ... or of each span, once they differ
         self.start = 1 << 64
         self.end = 0
         self.status = 0  # bit 1 << code: UNSET 1, OK 2, ERROR 4
@@ -71,6 +77,24 @@ class TraceData:
     @property
     def span_count(self) -> int:
         return len(self.spans)
+
+    def add(self, env: Any, span: bytes) -> None:
+        """A span and its envelope (the ingest loops inline this)."""
+        e = self.env
+        if e is not env:
+            if e is None:
+                self.env = env
+            elif self.envs is None:
+                self.envs = [e] * len(self.spans)
+        if self.envs is not None:
+            self.envs.append(env)
+        self.spans.append(span)
+
+    def groups(self) -> list[tuple[Any, list[bytes]]]:
+        """Its spans as (envelope, spans) groups, in order."""
+        if self.envs is None:
+            return [(self.env, self.spans)] if self.spans else []
+        return [(e, [sb]) for e, sb in zip(self.envs, self.spans, strict=True)]
 
 
 # --- facts: what is computed per span at ingest -----------------------------------------
@@ -89,6 +113,10 @@ class Facts:
         self.need_bytes = False
         self._key_bytes: dict[str, bytes] = {}
         self._needles: dict[int, list[bytes]] = {}
+        # Serialized AnyValue -> the bits its key's tests set (the projection path reads
+        # attributes as bytes); bounded per key.
+        self._by_bytes: dict[str, dict[bytes, int]] = {}
+        self._filters: dict[tuple[bytes, ...], Callable[[bytes], Any]] = {}
 
     def sizes(self) -> None:
         """A policy reads the traces' encoded size: keep it per span at ingest."""
@@ -147,6 +175,68 @@ class Facts:
                 for test, bit in tests:
                     if test(v):
                         bits |= bit
+        return bits
+
+    def value_bits(self, key: str, value: bytes) -> int:
+        """Bits set by `value` (a serialized AnyValue) of attribute `key`: every test of
+        the key (a test that `active` left out cannot hold in this request anyway)."""
+        cache = self._by_bytes.get(key)
+        if cache is None:
+            cache = self._by_bytes[key] = {}
+        bits = cache.get(value)
+        if bits is None:
+            bits = 0
+            try:
+                v = AnyValue.FromString(value)
+            except DecodeError:  # not a value (e.g. a string not UTF-8): matches nothing
+                v = None
+            if v is not None:
+                for test, bit in self.attrs[key]:
+                    if test(v):
+                        bits |= bit
+            if len(cache) < VALUE_CACHE:
+                cache[value] = bits
+        return bits
+
+    def span_filter(self, watch: dict[str, list[tuple[AnyTest, int]]],
+                    ) -> Callable[[bytes], Any] | None:
+        """A search over a span's bytes that finds something when a test of `watch` may
+        hold in the span: one of the exact string values looked for (a span without any
+        of them cannot match). None when a test has no such values (regex, numeric,
+        boolean): every span is looked into."""
+        out: list[bytes] = []
+        for tests in watch.values():
+            for _, bit in tests:
+                needles = self._needles.get(bit)
+                if needles is None:
+                    return None
+                out.extend(needles)
+        k = tuple(sorted(set(out)))
+        search = self._filters.get(k)
+        if search is None:
+            search = re.compile(b"|".join(re.escape(n) for n in k)).search
+            if len(self._filters) < 64:
+                self._filters[k] = search
+        return search
+
+    def map_bits(self, attributes: Any, watch: dict[str, list[tuple[AnyTest, int]]]) -> int:
+        """Bits set by a projection's attribute map (`map<string, bytes>`)."""
+        bits = 0
+        get = attributes.get
+        for key in watch:
+            v = get(key)
+            if v is not None:
+                bits |= self.value_bits(key, v)
+        return bits
+
+    def state_bits(self, ts: bytes) -> int:
+        """Bits set by a span's W3C trace state (as bytes)."""
+        bits = 0
+        if ts:
+            entries = _parse_tracestate(ts.decode("utf-8", "replace"))
+            for key, values, bit in self.trace_state:
+                if entries.get(key) in values:
+                    bits |= bit
         return bits
 
     def resource_texts(self, attributes: Any) -> dict[str, str]:
@@ -235,6 +325,14 @@ class Evaluator:
     def evaluate(self, t: TraceData, now: float) -> Decision:
         raise NotImplementedError
 
+    def batch(self, traces: Sequence[TraceData], now: float) -> list[Decision]:
+        """`evaluate` over traces in order (the stateless policies do it in one pass)."""
+        ev = self.evaluate
+        return [ev(t, now) for t in traces]
+
+
+_S, _N = Decision.SAMPLED, Decision.NOT_SAMPLED
+
 
 class AlwaysSample(Evaluator):
     def evaluate(self, t: TraceData, now: float) -> Decision:
@@ -253,6 +351,16 @@ class Latency(Evaluator):
         ok = ms > self.lo if not self.hi else self.lo < ms <= self.hi
         return Decision.SAMPLED if ok else Decision.NOT_SAMPLED
 
+    def batch(self, traces: Sequence[TraceData], now: float) -> list[Decision]:
+        if self.hi:
+            return super().batch(traces, now)
+        # ms > lo, ms = the duration truncated to milliseconds: end - start >= (lo+1) ms
+        # (a negative duration is never over a non-negative threshold).
+        if self.lo < 0:
+            return super().batch(traces, now)
+        least = (self.lo + 1) * 1_000_000
+        return [_S if t.end - t.start >= least and t.spans else _N for t in traces]
+
 
 class StatusCode(Evaluator):
     def __init__(self, codes: Sequence[str]):
@@ -262,6 +370,10 @@ class StatusCode(Evaluator):
 
     def evaluate(self, t: TraceData, now: float) -> Decision:
         return Decision.SAMPLED if t.status & self.mask else Decision.NOT_SAMPLED
+
+    def batch(self, traces: Sequence[TraceData], now: float) -> list[Decision]:
+        mask = self.mask
+        return [_S if t.status & mask else _N for t in traces]
 
 
 class Fact(Evaluator):
@@ -275,6 +387,12 @@ class Fact(Evaluator):
         if self.invert:
             return Decision.INVERT_NOT_SAMPLED if hit else Decision.INVERT_SAMPLED
         return Decision.SAMPLED if hit else Decision.NOT_SAMPLED
+
+    def batch(self, traces: Sequence[TraceData], now: float) -> list[Decision]:
+        if self.invert:
+            return super().batch(traces, now)
+        bit = self.bit
+        return [_S if t.facts & bit else _N for t in traces]
 
 
 def fnv1a64(data: bytes, h: int = _FNV_OFFSET) -> int:
@@ -318,6 +436,23 @@ class Probabilistic(Evaluator):
 
     def evaluate(self, t: TraceData, now: float) -> Decision:
         return Decision.SAMPLED if self.sampled(t.trace_id) else Decision.NOT_SAMPLED
+
+    def batch(self, traces: Sequence[TraceData], now: float) -> list[Decision]:
+        seed, threshold, prime = self.seed, self.threshold, _FNV_PRIME
+        out = []
+        for t in traces:
+            tid = t.trace_id
+            if len(tid) > 32:
+                h = fnv1a64(tid, seed)
+            else:
+                # FNV-1a with the 64-bit mask taken once at the end: the low 64 bits of
+                # a product and of an xor with a byte depend only on the low 64 bits.
+                h = seed
+                for b in tid:
+                    h = (h ^ b) * prime
+                h &= _MASK64
+            out.append(_S if h <= threshold else _N)
+        return out
 
 
 class RateLimiting(Evaluator):
@@ -474,6 +609,9 @@ def compile_policy(p: Policy | LeafPolicy | Any, facts: Facts) -> Evaluator:
 
 def combine(decisions: Sequence[Decision]) -> bool:
     """The Collector's final decision over every policy's."""
+    if Decision.SAMPLED in decisions:  # the common case first
+        return Decision.DROPPED not in decisions and \
+            Decision.INVERT_NOT_SAMPLED not in decisions
     seen = set(decisions)
     if Decision.DROPPED in seen or Decision.INVERT_NOT_SAMPLED in seen:
         return False

@@ -20,6 +20,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from google.protobuf.message import DecodeError
+
 from pipeline.component import (
     Component,
     ComponentHealth,
@@ -33,7 +35,12 @@ from pipeline.exporterhelper.diskqueue import queue_directory
 from pipeline.pdata.batch import Batch
 from pipeline.processors.tail_sampling.config import TailSamplingConfig
 from pipeline.processors.tail_sampling.durable import WaitingStore
-from pipeline.processors.tail_sampling.encode import WireError, encode_request, span_slices
+from pipeline.processors.tail_sampling.encode import (
+    Envelope,
+    WireError,
+    encode_request,
+    span_slices,
+)
 from pipeline.processors.tail_sampling.policies import (
     SAMPLED_ONES,
     Decision,
@@ -44,6 +51,12 @@ from pipeline.processors.tail_sampling.policies import (
     compile_policy,
 )
 from pipeline.processors.tail_sampling.telemetry import Instruments
+from pipeline.proto.otelpipe.tailsampling_pb2 import (
+    Envelopes,
+    SpanAttributes,
+    SpanFacts,
+)
+from pipeline.proto.otelpipe.tailsampling_pb2 import Status as StatusView
 
 SAMPLED_RECORD = {"otelpipe.tail_sampling": "sampled"}  # metadata of a decided record
 _DECIDED = b"decided"  # trace id of the holder of a decided record
@@ -52,6 +65,23 @@ CHUNK_TRACES = 2000  # traces decided between two yields to the event loop ...
 CHUNK_SPANS = 20_000  # ... or this many spans (their encoding is the costly part)
 EVICTION_LOG_INTERVAL = 10.0  # seconds between two warnings about evictions
 MAX_TICK = 1.0
+
+
+ENVELOPES = 10_000  # distinct (resource, scope) envelopes shared across requests
+_STATUS_BITS: dict[bytes, int] = {b"": 1, b"\x18\x00": 1, b"\x18\x01": 2, b"\x18\x02": 4}
+STATUS_CACHE = 1024  # serialized statuses (codes with their messages) remembered
+
+
+def _status_bit(status: bytes) -> int:
+    """The status bit (1 << code: UNSET 1, OK 2, ERROR 4) of a serialized Status."""
+    try:
+        code = StatusView.FromString(status).code
+    except DecodeError:
+        code = 0
+    bit = 1 << (code if 0 <= code < 3 else 0)
+    if len(_STATUS_BITS) < STATUS_CACHE:
+        _STATUS_BITS[status] = bit
+    return bit
 
 
 class _LRU:
@@ -117,6 +147,7 @@ class TailSamplingProcessor(Component, Consumer):
         self.last_tick_seconds = 0.0
         self.last_error: str | None = None
         self._evict_logged = float("-inf")
+        self._envs: dict[tuple[bytes, bytes, bytes, bytes], Envelope] = {}
 
     # Lifecycle ---------------------------------------------------------------------------
     async def start(self, host: Host) -> None:
@@ -181,21 +212,28 @@ class TailSamplingProcessor(Component, Consumer):
         # store is closed).
         if self._closed and self.store is not None:
             raise RetryableError("tail_sampling has shut down", retry_after=1.0)
-        raw = batch.to_bytes() if batch.has_raw else None
-        msg = batch.message
+        # The spans are read from the request's bytes (serialized once if an upstream
+        # processor decoded it) through two projections; the decoded message only when
+        # a policy needs whole spans (slo).
+        raw = batch.to_bytes()
+        views = self._views(raw)
         if self.config.block_on_overflow:
-            await self._wait_for_room(msg)
+            await self._wait_for_room(batch.message)
         key = None
         if self.store is not None:
             # Durable before anything is kept: a refused write leaves nothing behind.
             key = await self.store.put(batch.to_bytes(), batch.items)
-        late, holder = self._ingest(msg, self.clock(), key, raw)
+        if views is not None:
+            late, holder = self._ingest_views(views, raw, self.clock(), key)
+        else:
+            late, holder = self._ingest(batch.message, self.clock(), key, raw)
         if self._closed:
             await self.decide_due(float("inf"))
         if late:
             # Spans of decided, sampled traces follow the decision now; if the next
             # consumer refuses them they are retried at the next tick, like the traces.
-            await self._deliver(Batch(Signal.TRACES, raw=encode_request(late), items=len(late)),
+            await self._deliver(Batch(Signal.TRACES, raw=encode_request(
+                [(env, [sb]) for env, sb in late]), items=len(late)),
                                 [holder] if holder is not None else [])
 
     def _decided(self, tid: bytes) -> bool | None:
@@ -205,6 +243,95 @@ class TailSamplingProcessor(Component, Consumer):
             if d is None:
                 d = self.dropped_cache.get(tid)
         return d
+
+    def _views(self, raw: bytes) -> tuple[Any, Any] | None:
+        """The request's two projections (spans as bytes, what policies read), parsed by
+        upb; None when the policies need the whole span (slo) or the bytes are not read."""
+        if self.facts.slo:
+            return None
+        try:
+            return Envelopes.FromString(raw), SpanFacts.FromString(raw)
+        except DecodeError:
+            return None
+
+    def _ingest_views(self, views: tuple[Any, Any], raw: bytes, now: float, key: int | None,
+                      ) -> tuple[list[tuple[Any, Any]], TraceData | None]:
+        """`_ingest` over the projections: no Python walk over the wire, no re-encoding
+        of resources and scopes. A span's attributes are parsed (`SpanAttributes`, one
+        map lookup per watched key) only when a policy may match in it: its bytes hold
+        one of the exact values looked for, or a test has no such values."""
+        pending = self.pending
+        facts = self.facts
+        watch = facts.active(raw)
+        may_match = facts.span_filter(watch) if watch else None
+        map_bits = facts.map_bits
+        attrs_of = SpanAttributes.FromString
+        state = facts.state_bits if facts.trace_state else None
+        status_bit = _STATUS_BITS.get
+        sizes = facts.need_bytes or self.max_bytes > 0
+        decided = self._decided
+        intern = self._env
+        new = 0
+        late: list[tuple[Any, Any]] = []
+        late_dropped: list[tuple[Any, Any]] = []
+        touched: set[bytes] = set()
+        track = key is not None or self.max_bytes > 0
+        envs, spanfacts = views
+        for er, fr in zip(envs.resources, spanfacts.resources, strict=True):
+            rbits = map_bits(fr.resource.attributes, watch) if watch else 0
+            res, rschema = er.resource, er.schema_url
+            for es, fs in zip(er.scopes, fr.scopes, strict=True):
+                env = intern(res, rschema, es.scope, es.schema_url)
+                for sb, span in zip(es.spans, fs.spans, strict=True):
+                    tid = span.trace_id
+                    t = pending.get(tid)
+                    if t is None:
+                        d = decided(tid)
+                        if d is not None:  # late: follows the decision
+                            (late if d else late_dropped).append((env, sb))
+                            continue
+                        t = pending[tid] = TraceData(tid, now)
+                        new += 1
+                    if t.env is not env or t.envs is not None:
+                        t.add(env, sb)
+                    else:
+                        t.spans.append(sb)
+                    v = span.start
+                    if v < t.start:
+                        t.start = v
+                    v = span.end
+                    if v > t.end:
+                        t.end = v
+                    st = span.status
+                    bit = status_bit(st)
+                    t.status |= bit if bit is not None else _status_bit(st)
+                    bits = rbits
+                    if watch and (may_match is None or may_match(sb)):
+                        bits |= map_bits(attrs_of(sb).attributes, watch)
+                    if state is not None:
+                        bits |= state(span.trace_state)
+                    if bits:
+                        t.facts |= bits
+                    if sizes:
+                        t.nbytes += len(sb)
+                    if track:
+                        touched.add(tid)
+        holder = self._hold(key, touched, bool(late)) if key is not None else None
+        if self.max_bytes:
+            self._drop_oversized(touched)
+        self._ingested(new, len(late), len(late_dropped))
+        return late, holder
+
+    def _env(self, res: bytes, rschema: bytes, scope: bytes, sschema: bytes) -> Envelope:
+        """The one envelope of a resource and scope (shared by their spans across
+        requests; at most ENVELOPES remembered, then they start over)."""
+        k = (res, rschema, scope, sschema)
+        env = self._envs.get(k)
+        if env is None:
+            if len(self._envs) >= ENVELOPES:
+                self._envs.clear()
+            env = self._envs[k] = Envelope(k)
+        return env
 
     def _ingest(self, msg: Any, now: float, key: int | None, raw: bytes | None = None,
                 ) -> tuple[list[tuple[Any, Any]], TraceData | None]:
@@ -229,7 +356,7 @@ class TailSamplingProcessor(Component, Consumer):
             rtexts = facts.resource_texts(res_attrs) if facts.slo else {}
             cut_r = cut[ri]
             for si, ss in enumerate(rs.scope_spans):
-                env = (*env_r, *_scope_env(ss))
+                env = self._env(*env_r, *_scope_env(ss))
                 encoded = cut_r[si]
                 for span, sb in zip(ss.spans, encoded, strict=True):
                     tid = span.trace_id
@@ -244,7 +371,10 @@ class TailSamplingProcessor(Component, Consumer):
                             continue
                         t = pending[tid] = TraceData(tid, now)
                         new += 1
-                    t.spans.append((env, sb))
+                    if t.env is not env or t.envs is not None:
+                        t.add(env, sb)
+                    else:
+                        t.spans.append(sb)
                     v = span.start_time_unix_nano
                     if v < t.start:
                         t.start = v
@@ -408,6 +538,25 @@ class TailSamplingProcessor(Component, Consumer):
                 break  # an earlier inverted not-sampled still wins, as in the Collector
         return combine(decisions)
 
+    def decide_chunk(self, chunk: list[TraceData], now: float,
+                     counts: dict[str, list[int]]) -> list[bool]:
+        """`decide` over traces in order, one policy at a time over all of them (each
+        policy sees the traces in the same order as trace by trace, so the stateful ones
+        — rate limiting, composite — decide alike)."""
+        if self.first_match or self.drops:
+            return [self.decide(t, now, counts) for t in chunk]
+        columns = []
+        for ev in self.policies:
+            col = ev.batch(chunk, now)
+            yes = col.count(Decision.SAMPLED) + col.count(Decision.INVERT_SAMPLED)
+            c = counts[ev.name]
+            c[0] += yes
+            c[1] += len(col) - yes
+            columns.append(col)
+        if not columns:
+            return [False] * len(chunk)
+        return [combine(ds) for ds in zip(*columns, strict=True)]
+
     async def decide_due(self, now: float) -> int:
         """Decide every trace whose decision_wait is over at `now`; emit the sampled ones.
         Returns the number of traces decided."""
@@ -432,8 +581,7 @@ class TailSamplingProcessor(Component, Consumer):
             sampled: list[TraceData] = []
             wall = self.clock()
             counts = self.m.policy_counts()
-            for t in chunk:
-                keep = self.decide(t, wall, counts)
+            for t, keep in zip(chunk, self.decide_chunk(chunk, wall, counts), strict=True):
                 self.recent.put(t.trace_id, keep)
                 if keep:
                     self.sampled_cache.put(t.trace_id, True)
@@ -486,10 +634,11 @@ class TailSamplingProcessor(Component, Consumer):
             await self._send(group, n)
 
     async def _send(self, traces: list[TraceData], n: int) -> None:
-        raw = encode_request([p for t in traces for p in t.spans])
+        raw = encode_request([g for t in traces for g in t.groups()])
         batch = Batch(Signal.TRACES, raw=raw, items=n)
         for t in traces:
             t.spans = []  # the batch holds them now
+            t.envs = None
         await self._deliver(batch, traces)
 
     async def _deliver(self, batch: Batch, traces: list[TraceData]) -> None:
@@ -572,10 +721,11 @@ def _cut(msg: Any, raw: bytes | None) -> list[list[list[bytes]]]:
             for rs in msg.resource_spans]
 
 
-def _resource_env(rs: Any) -> tuple[bytes, str]:
+def _resource_env(rs: Any) -> tuple[bytes, bytes]:
     return (rs.resource.SerializeToString() if rs.HasField("resource") else b"",
-            rs.schema_url)
+            rs.schema_url.encode())
 
 
-def _scope_env(ss: Any) -> tuple[bytes, str]:
-    return (ss.scope.SerializeToString() if ss.HasField("scope") else b"", ss.schema_url)
+def _scope_env(ss: Any) -> tuple[bytes, bytes]:
+    return (ss.scope.SerializeToString() if ss.HasField("scope") else b"",
+            ss.schema_url.encode())

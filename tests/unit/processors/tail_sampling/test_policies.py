@@ -288,3 +288,44 @@ async def test_bytes_limiting_counts_encoded_span_bytes() -> None:
                            burst_capacity=2 * one)], spans) == {1, 2}
     assert await decide([p("b", "bytes_limiting", bytes_per_second=3 * one)], spans) == \
         {1, 2, 3}
+
+
+def test_decisions_policy_by_policy_are_trace_by_trace_ones() -> None:
+    """`decide_chunk` (each policy over the whole chunk, the stateless ones in one pass)
+    decides and counts exactly as `decide` trace by trace, stateful policies included."""
+    import random
+
+    from pipeline.processors.tail_sampling.policies import TraceData
+
+    policies = [
+        p("slow", "latency", threshold_ms=1500), p("band", "latency", threshold_ms=10,
+                                                   upper_threshold_ms=900),
+        p("zero", "latency", threshold_ms=0),
+        p("err", "status_code", status_codes=["ERROR", "OK"]),
+        p("pct", "probabilistic", sampling_percentage=37.5, hash_salt="s"),
+        p("cart", "string_attribute", key="http.route", values=["/api/cart"]),
+        p("notcart", "string_attribute", key="http.route", values=["/x"], invert_match=True),
+        p("rate", "rate_limiting", spans_per_second=40),
+        p("few", "span_count", min_spans=2, max_spans=5),
+    ]
+    rnd = random.Random(5)
+    for round_ in range(30):
+        chosen = rnd.sample(policies, rnd.randint(1, len(policies)))
+        a, b = make(Sink(), chosen), make(Sink(), chosen)
+        traces = []
+        for _ in range(rnd.randint(0, 200)):
+            t = TraceData(rnd.randbytes(16), 0.0)
+            t.spans = [b""] * rnd.randint(0, 8)
+            if t.spans:
+                t.start = rnd.getrandbits(40)
+                t.end = t.start + rnd.choice([-1, 1, -1_000_000, 999_999, 1_000_000,
+                                              10_999_999, 1_500_999_999, 1_501_000_000,
+                                              rnd.getrandbits(35)])
+            t.status = rnd.randrange(8)
+            t.facts = rnd.getrandbits(len(chosen))
+            traces.append(t)
+        ca, cb = a.m.policy_counts(), b.m.policy_counts()
+        got = a.decide_chunk(traces, 1000.0, ca)
+        want = [b.decide(t, 1000.0, cb) for t in traces]
+        assert got == want, round_
+        assert ca == cb, round_
