@@ -18,7 +18,7 @@ import itertools
 from collections.abc import Iterable
 from typing import Any
 
-from pipeline.pdata.wire import SMALL_VARINTS, varint
+from pipeline.pdata.wire import SMALL_VARINTS, read_varint, varint
 
 __all__ = ["Envelope", "WireError", "encode_request", "span_slices", "varint"]
 
@@ -113,23 +113,10 @@ class WireError(ValueError):
     """The bytes are not the protobuf the walk expects (the caller re-encodes instead)."""
 
 
-def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
-    result = shift = 0
-    while True:
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if b < 0x80:
-            return result, pos
-        shift += 7
-        if shift > 63:
-            raise WireError("varint too long")
-
-
 def _fields(buf: bytes, pos: int, end: int, want: int) -> list[tuple[int, int]]:
     """(start, end) of every length-delimited field number `want` in buf[pos:end]."""
     out: list[tuple[int, int]] = []
-    rv = _read_varint
+    rv = read_varint  # IndexError when truncated, ValueError past ten bytes
     while pos < end:
         key = buf[pos]
         if key < 0x80:
@@ -173,3 +160,5 @@ def span_slices(raw: bytes) -> list[list[list[bytes]]]:
         return out
     except IndexError:
         raise WireError("truncated") from None
+    except ValueError as exc:
+        raise WireError(str(exc)) from None
