@@ -30,6 +30,7 @@ class LoopLag:
         self.late = 0.0
         self.ticks = 0
         self._task: asyncio.Task[None] | None = None
+        self._ticked = asyncio.Event()
 
     async def _run(self) -> None:
         while True:
@@ -38,6 +39,7 @@ class LoopLag:
             self.worst = max(self.worst, time.thread_time() - c0)
             self.late = max(self.late, time.perf_counter() - t0 - _TICK)
             self.ticks += 1
+            self._ticked.set()
 
     async def __aenter__(self) -> LoopLag:
         # As `otelpipe run` does at start (cli: gc.freeze): the heap a whole test session
@@ -52,6 +54,11 @@ class LoopLag:
     async def __aexit__(self, et: type[BaseException] | None, ev: BaseException | None,
                         tb: TracebackType | None) -> None:
         assert self._task is not None
+        # one more tick after the work: a step that held the loop until the end of the
+        # block is measured, and work done before the first tick still counts one
+        self._ticked.clear()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._ticked.wait(), 1.0)
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
