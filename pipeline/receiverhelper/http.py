@@ -264,6 +264,11 @@ class _Guard(asyncio.Protocol):
             self._inner.resume_writing()
 
     # The middleware's view ----------------------------------------------------------
+    @property
+    def busy(self) -> bool:
+        """A request has begun on this connection and not finished (nor the connection)."""
+        return self._inner is not None and self._state in (_HEADERS, _ACTIVE)
+
     def request_started(self) -> None:
         self._state = _ACTIVE
         self._cancel()
@@ -343,13 +348,14 @@ class HTTPServer:
         self.budget = ListenerBudget(self.limits.max_in_flight_bytes) \
             if self.limits.max_in_flight_bytes is not None else None
         self._runner: web.AppRunner | None = None
+        self._listener: _Listener | None = None
 
     async def start(self) -> None:
         from aiohttp import web
 
         host, port = split_endpoint(self.endpoint)
         limits = self.limits
-        listener = _Listener(limits, self.endpoint, self.telemetry)
+        listener = self._listener = _Listener(limits, self.endpoint, self.telemetry)
         self.app.middlewares.insert(0, _budget_middleware(listener, self.budget))
         self._runner = web.AppRunner(self.app, access_log=None,
                                      shutdown_timeout=self.shutdown_timeout,
@@ -374,10 +380,28 @@ class HTTPServer:
 
     async def stop(self) -> None:
         if self._runner is not None:
-            await self._runner.cleanup()  # stops accepting, waits for in-flight handlers
+            await self._finish_requests(self._runner)
+            await self._runner.cleanup()  # waits for in-flight handlers
             self._runner = None
         if self.budget is not None:
             self.budget.close()
+
+    async def _finish_requests(self, runner: web.AppRunner) -> None:
+        """Stop accepting, then let the requests already begun (headers or body still
+        arriving, or being handled) finish, up to `shutdown_timeout`. aiohttp's own
+        graceful shutdown closes every connection first and from then on drops what a
+        closing connection receives, the rest of a body included: a request caught
+        mid-body waited for it until the whole drain ran out."""
+        for site in list(runner.sites):
+            await site.stop()
+        listener = self._listener
+        if listener is None:
+            return
+        busy = [g for g in listener.guards.values() if g.busy]
+        deadline = asyncio.get_running_loop().time() + self.shutdown_timeout
+        while busy and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.01)  # polling the connections' state
+            busy = [g for g in busy if g.busy]
 
 
 def _budget_middleware(listener: _Listener, budget: ListenerBudget | None) -> Any:
