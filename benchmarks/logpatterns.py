@@ -33,7 +33,8 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
 from pipeline.component import Signal
-from pipeline.connectors.logpatterns import LogPatternsConfig, LogPatternsConnector
+from pipeline.connectors.logpatterns.config import LogPatternsConfig
+from pipeline.connectors.logpatterns.connector import LogPatternsConnector
 from pipeline.pdata.batch import Batch
 from pipeline.processors.logstruct.templates import TemplateMiner, TemplateSettings
 from tests.support import connector_settings

@@ -16,7 +16,8 @@ from pipeline.component import (
     PipelineInfo,
     Signal,
 )
-from pipeline.connectors.logpatterns import LogPatternsConfig, LogPatternsConnector
+from pipeline.connectors.logpatterns.config import LogPatternsConfig
+from pipeline.connectors.logpatterns.connector import LogPatternsConnector
 from pipeline.extensions._statuspage.patterns import read_patterns, render_patterns
 from pipeline.extensions._statuspage.render import render_html
 from tests.support import Sink, connector_settings

@@ -10,12 +10,9 @@ from pydantic import ValidationError
 
 from pipeline.aggregation.store import OVERFLOW_ATTRIBUTE
 from pipeline.component import Kind, Signal
-from pipeline.connectors.logpatterns import (
-    LogPatternsConfig,
-    LogPatternsConnector,
-    LogsProjection,
-    factory,
-)
+from pipeline.connectors.logpatterns import factory
+from pipeline.connectors.logpatterns.config import LogPatternsConfig, LogsProjection
+from pipeline.connectors.logpatterns.connector import LogPatternsConnector
 from pipeline.errors import RetryableError
 from pipeline.exporters.alertmanager import events_from_batch
 from pipeline.pdata.batch import Batch
