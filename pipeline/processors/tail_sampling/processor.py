@@ -41,12 +41,11 @@ from pipeline.processors.tail_sampling.encode import (
     encode_request,
     span_slices,
 )
+from pipeline.processors.tail_sampling.facts import Facts, TraceData
 from pipeline.processors.tail_sampling.policies import (
     SAMPLED_ONES,
     Decision,
     Evaluator,
-    Facts,
-    TraceData,
     combine,
     compile_policy,
 )
