@@ -9,7 +9,7 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from pipeline.config.model import pydantic_problems
-from pipeline.exporters.alertmanager import AlertmanagerExporterConfig
+from pipeline.exporters.alertmanager.config import AlertmanagerExporterConfig
 from pipeline.exporters.elasticsearch import ElasticsearchExporterConfig
 from pipeline.exporters.loki import LokiExporterConfig
 from pipeline.exporters.otlp import OTLPExporterConfig
