@@ -361,7 +361,7 @@ class TailSamplingProcessor(WaitingTraces, Component, Consumer):
 
     # Status ------------------------------------------------------------------------------
     def sampling_status(self) -> dict[str, Any]:
-        """What the status page shows of this processor (`SamplingStatusSource`)."""
+        """What the status page shows of this processor (read by shape, by its name)."""
         return {
             "processor": self.id, "pipeline": self.pipeline,
             "decision_wait_seconds": self.wait, "num_traces": self.config.num_traces,
