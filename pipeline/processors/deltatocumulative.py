@@ -30,10 +30,12 @@ attribute order does not matter. For each delta point of a stream:
   duplicate, e.g. a retried request, is not added twice). A gap (start after the last
   time) is accepted.
 - with `out_of_order: accumulate`: every point is added whatever its times (the stream's
-  time is the latest seen, its start the earliest). This is for one stream fed by several
-  producers whose deltas interleave, as the worker processes of `otelpipe run --workers
-  N` that each aggregate part of the spans; it cannot tell a redelivered delta from a new
-  one (at-least-once: a duplicate is counted twice).
+  time is the latest seen, its start the earliest), except one with the same start and
+  time as one of the stream's last 8 points (`duplicate`: a redelivered delta; two
+  producers never close a window at the same nanosecond). This is for one stream fed by
+  several producers whose deltas interleave, as the worker processes of `otelpipe run
+  --workers N` that each aggregate part of the spans. A redelivery older than the
+  stream's last 8 points is counted twice (at-least-once).
 
 Metrics that are not delta (gauges, summaries, cumulative sums and histograms) pass
 unchanged, and a batch without delta metrics keeps its bytes. A metric whose points were
@@ -48,7 +50,7 @@ Unlike the Collector (`max_streams` unlimited by default) the default is 100000:
 is bounded (≈ 0.39 KB a sum stream, ≈ 0.65 KB a 17-bucket histogram stream, with 5
 point attributes).
 `otelpipe_processor_deltatocumulative_datapoints{outcome=...}` counts points by outcome
-(`started`, `accumulated`, `reset`, `limit`, `out_of_order`, `older_start`),
+(`started`, `accumulated`, `reset`, `limit`, `out_of_order`, `older_start`, `duplicate`),
 `otelpipe_processor_deltatocumulative_streams` is the number tracked.
 
 Cost: the request is decoded once; per delta point the stream key is built from the
@@ -60,6 +62,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import struct
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -93,7 +96,8 @@ DATAPOINTS = CounterSpec(
     "otelpipe_processor_deltatocumulative_datapoints",
     "Delta data points a deltatocumulative processor handled, by outcome: started (a new "
     "stream), accumulated, reset (histogram bounds changed), or dropped: limit "
-    "(max_streams), out_of_order, older_start.", ("processor", "pipeline", "outcome"))
+    "(max_streams), out_of_order, older_start, duplicate.",
+    ("processor", "pipeline", "outcome"))
 STREAMS = GaugeSpec(
     "otelpipe_processor_deltatocumulative_streams",
     "Streams a deltatocumulative processor tracks.", ("processor", "pipeline"))
@@ -101,7 +105,11 @@ EXPIRED = CounterSpec(
     "otelpipe_processor_deltatocumulative_streams_expired",
     "Streams forgotten after max_stale without a point.", ("processor", "pipeline"))
 
-OUTCOMES = ("started", "accumulated", "reset", "limit", "out_of_order", "older_start")
+OUTCOMES = ("started", "accumulated", "reset", "limit", "out_of_order", "older_start",
+            "duplicate")
+# accumulate: the (start, time) of each stream's last 8 points, to drop a delta seen again.
+_SEEN = struct.Struct("<QQ")
+_SEEN_KEEP = 8 * _SEEN.size
 
 
 class DeltaToCumulativeConfig(ComponentConfig):
@@ -115,7 +123,8 @@ class DeltaToCumulativeConfig(ComponentConfig):
     out_of_order: Literal["drop", "accumulate"] = Field(
         "drop", description="drop: a point older than its stream's last one (or starting "
         "before the stream) is dropped, as the Collector does; accumulate: every point is "
-        "added, for streams fed by several producers (otelpipe's workers)")
+        "added (but a repeat of one of the stream's last 8 windows), for streams fed by "
+        "several producers (otelpipe's workers)")
 
 
 Key = tuple[bytes, bytes]
@@ -286,7 +295,8 @@ class DeltaToCumulativeProcessor(Component, Consumer):
     # One stream at a time ---------------------------------------------------------------
 
     def _order(self, state: list[Any], start: int, t: int, counts: _Counts) -> bool:
-        """Update the stream's start and time for a point; False if the point is dropped."""
+        """Update the stream's start and time for a point; False if the point is dropped.
+        `state[-2]` holds the (start, time) of the stream's last points (accumulate)."""
         if self.drop_late:
             if start < state[0]:
                 counts.n["older_start"] += 1
@@ -295,12 +305,24 @@ class DeltaToCumulativeProcessor(Component, Consumer):
                 counts.n["out_of_order"] += 1
                 return False
             state[1] = t
-        else:
-            if start < state[0]:
-                state[0] = start
-            if t > state[1]:
-                state[1] = t
+            return True
+        entry = _SEEN.pack(start, t)
+        seen: bytes = state[-2]
+        i = seen.find(entry)
+        while i >= 0 and i % _SEEN.size:
+            i = seen.find(entry, i + 1)
+        if i >= 0:  # the same window again: a redelivered delta
+            counts.n["duplicate"] += 1
+            return False
+        state[-2] = (seen + entry)[-_SEEN_KEEP:]
+        if start < state[0]:
+            state[0] = start
+        if t > state[1]:
+            state[1] = t
         return True
+
+    def _seen(self, start: int, t: int) -> bytes:
+        return _SEEN.pack(start, t) if not self.drop_late else b""
 
     def _room(self, counts: _Counts) -> bool:
         if len(self.streams) >= self.max_streams:
@@ -311,7 +333,7 @@ class DeltaToCumulativeProcessor(Component, Consumer):
 
     def _numbers(self, mkey: bytes, points: Any, keys: Any, lo: int, hi: int, now: float,
                  counts: _Counts) -> list[int]:
-        # state: [start, time, total (int or float), last update]
+        # state: [start, time, total (int or float), seen, last update]
         streams = self.streams
         drops: list[int] = []
         for i in range(lo, hi):
@@ -324,7 +346,7 @@ class DeltaToCumulativeProcessor(Component, Consumer):
             state = streams.get(key)
             if state is None:
                 if self._room(counts):
-                    streams[key] = [start, t, v, now]
+                    streams[key] = [start, t, v, self._seen(start, t), now]
                 else:
                     drops.append(i)
                 continue
@@ -335,7 +357,7 @@ class DeltaToCumulativeProcessor(Component, Consumer):
             if isinstance(total, int) and not -INT64_MAX - 1 <= total <= INT64_MAX:
                 total = float(total)
             state[2] = total
-            state[3] = now
+            state[-1] = now
             streams.move_to_end(key)
             counts.n["accumulated"] += 1
             dp.start_time_unix_nano = state[0]
@@ -348,7 +370,7 @@ class DeltaToCumulativeProcessor(Component, Consumer):
 
     def _histograms(self, mkey: bytes, points: Any, keys: Any, lo: int, hi: int, now: float,
                     counts: _Counts) -> list[int]:
-        # state: [start, time, count, sum, min, max, bounds, buckets, last update];
+        # state: [start, time, count, sum, min, max, bounds, buckets, seen, last update];
         # sum/min/max None when absent.
         streams = self.streams
         drops: list[int] = []
@@ -360,7 +382,7 @@ class DeltaToCumulativeProcessor(Component, Consumer):
             state = streams.get(key)
             if state is None:
                 if self._room(counts):
-                    streams[key] = _histogram_state(dp, start, t, now)
+                    streams[key] = _histogram_state(dp, start, t, self._seen(start, t), now)
                 else:
                     drops.append(i)
                 continue
@@ -370,7 +392,7 @@ class DeltaToCumulativeProcessor(Component, Consumer):
             if state[6] != tuple(dp.explicit_bounds):
                 # Bounds changed: no way to add; the stream starts over from this point.
                 counts.n["reset"] += 1
-                streams[key] = _histogram_state(dp, start, t, now)
+                streams[key] = _histogram_state(dp, start, t, state[-2], now)
                 streams.move_to_end(key)
                 continue
             state[2] += dp.count
@@ -389,7 +411,7 @@ class DeltaToCumulativeProcessor(Component, Consumer):
             else:  # malformed: add what both have (the Collector's best effort)
                 for b in range(min(len(buckets), len(incoming))):
                     buckets[b] += incoming[b]
-            state[8] = now
+            state[-1] = now
             streams.move_to_end(key)
             counts.n["accumulated"] += 1
             dp.start_time_unix_nano = state[0]
@@ -403,7 +425,7 @@ class DeltaToCumulativeProcessor(Component, Consumer):
 
     def _expos(self, mkey: bytes, points: Any, keys: Any, lo: int, hi: int, now: float,
                counts: _Counts) -> list[int]:
-        # state: [start, time, Expo, last update]
+        # state: [start, time, Expo, seen, last update]
         streams = self.streams
         drops: list[int] = []
         for i in range(lo, hi):
@@ -414,7 +436,7 @@ class DeltaToCumulativeProcessor(Component, Consumer):
             state = streams.get(key)
             if state is None:
                 if self._room(counts):
-                    streams[key] = [start, t, Expo.of(dp), now]
+                    streams[key] = [start, t, Expo.of(dp), self._seen(start, t), now]
                 else:
                     drops.append(i)
                 continue
@@ -423,7 +445,7 @@ class DeltaToCumulativeProcessor(Component, Consumer):
                 continue
             total: Expo = state[2]
             total.add(Expo.of(dp))
-            state[3] = now
+            state[-1] = now
             streams.move_to_end(key)
             counts.n["accumulated"] += 1
             dp.start_time_unix_nano = state[0]
@@ -449,10 +471,10 @@ def _bounds(dp: Any) -> tuple[float, ...]:
     return bounds
 
 
-def _histogram_state(dp: Any, start: int, t: int, now: float) -> list[Any]:
+def _histogram_state(dp: Any, start: int, t: int, seen: bytes, now: float) -> list[Any]:
     return [start, t, dp.count, dp.sum if dp.HasField("sum") else None,
             dp.min if dp.HasField("min") else None, dp.max if dp.HasField("max") else None,
-            _bounds(dp), list(dp.bucket_counts), now]
+            _bounds(dp), list(dp.bucket_counts), seen, now]
 
 
 def _set_optional(dp: Any, name: str, value: float | None) -> None:

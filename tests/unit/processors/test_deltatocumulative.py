@@ -500,3 +500,23 @@ async def test_a_wider_zero_bucket_takes_the_buckets_it_covers() -> None:
     assert trimmed(last.positive.offset, last.positive.bucket_counts) == expected["positive"]
     assert trimmed(last.negative.offset, last.negative.bucket_counts) == expected["negative"]
     assert last.count == len(everything)
+
+
+async def test_accumulate_drops_a_redelivered_window_of_the_last_eight() -> None:
+    proc, sink, tel, _ = make(out_of_order="accumulate")
+    windows = [(T0 + 10 * k + (k % 2) * 3, T0 + 10 * (k + 1) + (k % 2) * 3) for k in range(12)]
+    total = 0
+    for k, (start, end) in enumerate(windows):
+        out = await run(proc, sink, request(sum_metric([(start, end, k + 1)])))
+        total += k + 1
+        assert [value(dp) for dp in points(out)] == [total]
+    # A retry of each of the last 8 windows: dropped; the 9th back is not remembered.
+    for start, end in windows[-8:]:
+        assert await run(proc, sink, request(sum_metric([(start, end, 1000)]))) is None
+    assert counted(tel, "duplicate") == 8
+    start, end = windows[-9]
+    out = await run(proc, sink, request(sum_metric([(start, end, 1000)])))
+    assert [value(dp) for dp in points(out)] == [total + 1000]
+    # Same start, another end (or the reverse): not a repeat.
+    out = await run(proc, sink, request(sum_metric([(windows[-1][0], windows[-1][1] + 1, 1)])))
+    assert [value(dp) for dp in points(out)] == [total + 1001]
