@@ -47,8 +47,8 @@ Streams not updated for `max_stale` are forgotten (checked on every batch, oldes
 the streams are kept in update order, so this costs one look per batch plus one per
 expired stream), which makes room again; a forgotten stream that comes back starts over.
 Unlike the Collector (`max_streams` unlimited by default) the default is 100000: memory
-is bounded (≈ 0.39 KB a sum stream, ≈ 0.65 KB a 17-bucket histogram stream, with 5
-point attributes).
+is bounded (≈ 0.45 KB a sum stream, ≈ 0.7 KB a 17-bucket histogram stream, with 5
+point attributes: `python -m benchmarks.deltatocumulative`).
 `otelpipe_processor_deltatocumulative_datapoints{outcome=...}` counts points by outcome
 (`started`, `accumulated`, `reset`, `limit`, `out_of_order`, `older_start`, `duplicate`),
 `otelpipe_processor_deltatocumulative_streams` is the number tracked.
