@@ -53,19 +53,23 @@ point attributes: `python -m benchmarks.deltatocumulative`).
 (`started`, `accumulated`, `reset`, `limit`, `out_of_order`, `older_start`, `duplicate`),
 `otelpipe_processor_deltatocumulative_streams` is the number tracked.
 
-Cost: the request is decoded once; per delta point the stream key is built from the
-serialized attributes, then one dict lookup and a few field writes. A big batch yields
+Cost: the request is decoded once, and read once more through a projection
+(proto/otelpipe/deltatocumulative.proto) that keeps attributes serialized and a
+histogram's bounds and bucket counts as packed bytes; per delta point the stream key is
+the sorted serialized attributes, then one dict lookup and a few field writes. A big batch yields
 to the event loop every 2000 points (a big metric is handled in slices).
 """
 
 from __future__ import annotations
 
+import array
 import asyncio
 import math
 import struct
+import sys
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
@@ -82,7 +86,7 @@ from pipeline.component import (
 )
 from pipeline.config.types import Duration
 from pipeline.pdata.batch import Batch
-from pipeline.proto.otelpipe import semconv_pb2
+from pipeline.proto.otelpipe import deltatocumulative_pb2
 from pipeline.telemetry.metrics import CounterSpec, GaugeSpec
 
 DELTA = AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA
@@ -130,19 +134,10 @@ class DeltaToCumulativeConfig(ComponentConfig):
 Key = tuple[bytes, bytes]
 
 
-def _attrs(kvs: Any) -> bytes:
-    """Attributes as one canonical bytes value: the serialized KeyValues, sorted (their
-    order does not make another stream) and concatenated (serialized KeyValues delimit
-    themselves)."""
-    if not kvs:
-        return b""
-    if len(kvs) == 1:
-        return kvs[0].SerializeToString()  # type: ignore[no-any-return]
-    return b"".join(sorted([kv.SerializeToString() for kv in kvs]))
-
-
 def _serialized(kvs: Any) -> bytes:
-    """`_attrs` of KeyValues read through the projection (already serialized)."""
+    """Attributes (serialized KeyValues, read through the projection) as one canonical
+    bytes value: sorted (their order does not make another stream) and concatenated
+    (serialized KeyValues delimit themselves)."""
     n = len(kvs)
     if n > 1:
         return b"".join(sorted(kvs))
@@ -153,12 +148,13 @@ def _pack(*parts: bytes) -> bytes:
     return b"".join(len(p).to_bytes(4, "little") + p for p in parts)
 
 
-def _scope_key(rkey: bytes, scope: Any) -> bytes:
-    return _pack(rkey, scope.name.encode(), scope.version.encode(), _attrs(scope.attributes))
+def _scope_key(rkey: bytes, scope: Any, projected: Any) -> bytes:
+    return _pack(rkey, scope.name.encode(), scope.version.encode(),
+                 _serialized(projected.attributes))
 
 
 _DELTA_KINDS = frozenset({"sum", "histogram", "exponential_histogram"})
-# The projection's field for each kind (proto/otelpipe/semconv.proto).
+# The projection's field for each kind (proto/otelpipe/deltatocumulative.proto).
 _PROJ_FIELD = {"sum": "sum", "histogram": "histogram",
                "exponential_histogram": "exponential_histogram"}
 
@@ -210,9 +206,10 @@ class DeltaToCumulativeProcessor(Component, Consumer):
         to send (every point was a dropped delta)."""
         if not _has_delta(batch.message):
             return True  # nothing to do: the batch keeps its bytes
-        # The same request through a projection that keeps attributes serialized: the
-        # stream keys are built from those bytes (indexes match the decoded request's).
-        proj = semconv_pb2.MetricsRequest.FromString(batch.to_bytes())
+        # The same request through a projection that keeps attributes serialized (the
+        # stream keys are built from those bytes) and histogram buckets and bounds as
+        # packed bytes; its indexes match the decoded request's.
+        proj = deltatocumulative_pb2.MetricsRequest.FromString(batch.to_bytes())
         msg = batch.mutable()
         now = self.clock()
         self.expire(now)
@@ -235,7 +232,7 @@ class DeltaToCumulativeProcessor(Component, Consumer):
                         if skey is None:
                             if rkey is None:
                                 rkey = _serialized(prm.resource.attributes)
-                            skey = _scope_key(rkey, sm.scope)
+                            skey = _scope_key(rkey, sm.scope, psm.scope)
                         keys = getattr(pmetrics[mi], _PROJ_FIELD[kind]).points
                         await self._metric(skey, m, kind, c, keys, now, counts)
                         if not c.data_points:
@@ -379,20 +376,23 @@ class DeltaToCumulativeProcessor(Component, Consumer):
             key = (mkey, _serialized(keys[i].attributes))
             start = dp.start_time_unix_nano
             t = dp.time_unix_nano
+            bounds, incoming = _layout(dp, keys[i])
             state = streams.get(key)
             if state is None:
                 if self._room(counts):
-                    streams[key] = _histogram_state(dp, start, t, self._seen(start, t), now)
+                    streams[key] = _histogram_state(dp, start, t, bounds, incoming,
+                                                    self._seen(start, t), now)
                 else:
                     drops.append(i)
                 continue
             if not self._order(state, start, t, counts):
                 drops.append(i)
                 continue
-            if state[6] != tuple(dp.explicit_bounds):
+            if state[6] != bounds:
                 # Bounds changed: no way to add; the stream starts over from this point.
                 counts.n["reset"] += 1
-                streams[key] = _histogram_state(dp, start, t, state[-2], now)
+                streams[key] = _histogram_state(dp, start, t, bounds, incoming, state[-2],
+                                                now)
                 streams.move_to_end(key)
                 continue
             state[2] += dp.count
@@ -405,7 +405,6 @@ class DeltaToCumulativeProcessor(Component, Consumer):
             state[5] = max(state[5], dp.max) if state[5] is not None and dp.HasField(
                 "max") else None
             buckets = state[7]
-            incoming = dp.bucket_counts
             if len(incoming) == len(buckets):
                 buckets = state[7] = [a + b for a, b in zip(buckets, incoming, strict=True)]
             else:  # malformed: add what both have (the Collector's best effort)
@@ -454,27 +453,40 @@ class DeltaToCumulativeProcessor(Component, Consumer):
         return drops
 
 
-_BOUNDS: dict[tuple[float, ...], tuple[float, ...]] = {}
+_BOUNDS: dict[bytes, bytes] = {}
 _BOUNDS_LIMIT = 1000
+_LITTLE = sys.byteorder == "little"
 
 
-def _bounds(dp: Any) -> tuple[float, ...]:
-    """The point's explicit bounds, one shared tuple per distinct set (streams of one
-    histogram share their bounds; at most 1000 sets are shared, beyond each stream
-    holds its own)."""
-    bounds = tuple(dp.explicit_bounds)
+def _layout(dp: Any, projected: Any) -> tuple[bytes, Sequence[int]]:
+    """A histogram point's explicit bounds as packed doubles (compared as bytes) and its
+    bucket counts, read from the projection's packed payloads; from the decoded point
+    when the sender wrote them unpacked (the projection's bytes then disagree with the
+    decoded lengths). Streams of one histogram share one bounds value (at most 1000
+    distinct ones are shared)."""
+    bounds: bytes = projected.explicit_bounds
+    raw: bytes = projected.bucket_counts
+    if len(bounds) != 8 * len(dp.explicit_bounds):
+        bounds = struct.pack(f"<{len(dp.explicit_bounds)}d", *dp.explicit_bounds)
+    if len(raw) == 8 * len(dp.bucket_counts):
+        counts = array.array("Q", raw)
+        if not _LITTLE:
+            counts.byteswap()
+    else:
+        counts = array.array("Q", dp.bucket_counts)
     known = _BOUNDS.get(bounds)
     if known is not None:
-        return known
+        return known, counts
     if len(_BOUNDS) < _BOUNDS_LIMIT:
         _BOUNDS[bounds] = bounds
-    return bounds
+    return bounds, counts
 
 
-def _histogram_state(dp: Any, start: int, t: int, seen: bytes, now: float) -> list[Any]:
+def _histogram_state(dp: Any, start: int, t: int, bounds: bytes, counts: Sequence[int],
+                     seen: bytes, now: float) -> list[Any]:
     return [start, t, dp.count, dp.sum if dp.HasField("sum") else None,
             dp.min if dp.HasField("min") else None, dp.max if dp.HasField("max") else None,
-            _bounds(dp), list(dp.bucket_counts), seen, now]
+            bounds, list(counts), seen, now]
 
 
 def _set_optional(dp: Any, name: str, value: float | None) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+import struct
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,6 +20,7 @@ from pydantic import ValidationError
 
 from pipeline.component import Signal
 from pipeline.pdata.batch import Batch
+from pipeline.pdata.wire import varint
 from pipeline.processors.deltatocumulative import (
     DeltaToCumulativeConfig,
     DeltaToCumulativeProcessor,
@@ -520,3 +522,33 @@ async def test_accumulate_drops_a_redelivered_window_of_the_last_eight() -> None
     # Same start, another end (or the reverse): not a repeat.
     out = await run(proc, sink, request(sum_metric([(windows[-1][0], windows[-1][1] + 1, 1)])))
     assert [value(dp) for dp in points(out)] == [total + 1001]
+
+
+def field(number: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field."""
+    return varint(number << 3 | 2) + varint(len(payload)) + payload
+
+
+async def test_histogram_buckets_written_unpacked_are_read_too() -> None:
+    """A sender may write repeated numbers unpacked (one tag per element): the bytes the
+    projection reads are then empty and the decoded point is used."""
+    proc, sink, _, _ = make()
+
+    def unpacked(t: int, counts: list[int]) -> bytes:
+        dp = struct.pack("<BQ", 3 << 3 | 1, t) + struct.pack("<BQ", 4 << 3 | 1, sum(counts))
+        dp += b"".join(struct.pack("<Bd", 7 << 3 | 1, b) for b in (1.0, 2.0))
+        dp += b"".join(struct.pack("<BQ", 6 << 3 | 1, c) for c in counts)
+        histogram = field(1, dp) + bytes([2 << 3]) + varint(DELTA)
+        metric = field(1, b"latency") + field(9, histogram)
+        return field(1, field(2, field(2, metric)))
+
+    for t, counts, total in ((1, [1, 2, 3], [1, 2, 3]), (2, [4, 0, 1], [5, 2, 4])):
+        await proc.consume(Batch(Signal.METRICS, raw=unpacked(t, counts)))
+        out = ExportMetricsServiceRequest.FromString(sink.batches[-1].to_bytes())
+        dp = points(out)[-1]
+        assert list(dp.explicit_bounds) == [1.0, 2.0]
+        assert list(dp.bucket_counts) == total
+        assert dp.count == sum(total)
+    # The same stream written packed: one layout, it adds up.
+    out = await run(proc, sink, ExportMetricsServiceRequest.FromString(unpacked(3, [1, 1, 1])))
+    assert list(points(out)[-1].bucket_counts) == [6, 3, 5]
