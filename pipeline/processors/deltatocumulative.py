@@ -50,7 +50,9 @@ Unlike the Collector (`max_streams` unlimited by default) the default is 100000:
 is bounded (≈ 0.45 KB a sum stream, ≈ 0.7 KB a 17-bucket histogram stream, with 5
 point attributes: `python -m benchmarks.deltatocumulative`).
 `otelpipe_processor_deltatocumulative_datapoints{outcome=...}` counts points by outcome
-(`started`, `accumulated`, `reset`, `limit`, `out_of_order`, `older_start`, `duplicate`),
+(`started`, `accumulated`, `reset`, `limit`, `out_of_order`, `older_start`, `duplicate`,
+`invalid`: an exponential histogram point with a scale outside the data model's -10..20
+or a zero threshold that is not a finite number >= 0, dropped),
 `otelpipe_processor_deltatocumulative_streams` is the number tracked.
 
 Cost: the request is decoded once, and read once more through a projection
@@ -100,7 +102,8 @@ DATAPOINTS = CounterSpec(
     "otelpipe_processor_deltatocumulative_datapoints",
     "Delta data points a deltatocumulative processor handled, by outcome: started (a new "
     "stream), accumulated, reset (histogram bounds changed), or dropped: limit "
-    "(max_streams), out_of_order, older_start, duplicate.",
+    "(max_streams), out_of_order, older_start, duplicate, invalid (an exponential "
+    "histogram with a scale outside -10..20 or a zero threshold not finite and >= 0).",
     ("processor", "pipeline", "outcome"))
 STREAMS = GaugeSpec(
     "otelpipe_processor_deltatocumulative_streams",
@@ -110,7 +113,9 @@ EXPIRED = CounterSpec(
     "Streams forgotten after max_stale without a point.", ("processor", "pipeline"))
 
 OUTCOMES = ("started", "accumulated", "reset", "limit", "out_of_order", "older_start",
-            "duplicate")
+            "duplicate", "invalid")
+# The scales the data model allows an exponential histogram.
+MIN_SCALE, MAX_SCALE = -10, 20
 # accumulate: the (start, time) of each stream's last 8 points, to drop a delta seen again.
 _SEEN = struct.Struct("<QQ")
 _SEEN_KEEP = 8 * _SEEN.size
@@ -429,6 +434,11 @@ class DeltaToCumulativeProcessor(Component, Consumer):
         drops: list[int] = []
         for i in range(lo, hi):
             dp = points[i]
+            zero = dp.zero_threshold
+            if not (MIN_SCALE <= dp.scale <= MAX_SCALE and 0 <= zero < math.inf):
+                counts.n["invalid"] += 1  # no bucket math on it: dropped
+                drops.append(i)
+                continue
             key = (mkey, _serialized(keys[i].attributes))
             start = dp.start_time_unix_nano
             t = dp.time_unix_nano

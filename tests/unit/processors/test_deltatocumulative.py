@@ -552,3 +552,16 @@ async def test_histogram_buckets_written_unpacked_are_read_too() -> None:
     # The same stream written packed: one layout, it adds up.
     out = await run(proc, sink, ExportMetricsServiceRequest.FromString(unpacked(3, [1, 1, 1])))
     assert list(points(out)[-1].bucket_counts) == [6, 3, 5]
+
+
+@pytest.mark.parametrize(("scale", "zero"), [(21, 0.0), (-11, 0.0), (1000, 0.0),
+                                             (3, math.nan), (3, -1.0), (3, math.inf)])
+async def test_an_exponential_histogram_out_of_the_data_model_is_dropped(
+        scale: int, zero: float) -> None:
+    proc, sink, tel, _ = make()
+    good = expo_point([1.5, 2.5], 3, t=1)
+    bad = {**expo_point([1.5, 2.5], 3, t=2), "scale": scale, "zero_threshold": zero}
+    later = expo_point([1.5], 3, t=3)
+    out = await run(proc, sink, request(expo_metric([good, bad, later])))
+    assert [dp.count for dp in points(out)] == [2, 3]
+    assert counted(tel, "invalid") == 1
