@@ -1,0 +1,411 @@
+"""The `deltatocumulative` processor: streams, their state and the batch walk (see the
+package's docstring for the behaviour)."""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import math
+import struct
+import sys
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
+
+from pipeline.component import Component, Consumer, ProcessorCreateSettings
+from pipeline.pdata.batch import Batch
+from pipeline.processors.deltatocumulative.config import DeltaToCumulativeConfig
+from pipeline.processors.deltatocumulative.expo import MAX_SCALE, MIN_SCALE, Expo, set_optional
+from pipeline.proto.otelpipe import deltatocumulative_pb2
+from pipeline.telemetry.metrics import CounterSpec, GaugeSpec
+
+DELTA = AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA
+CUMULATIVE = AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
+YIELD_EVERY = 2000
+INT64_MAX = 2**63 - 1
+
+DATAPOINTS = CounterSpec(
+    "otelpipe_processor_deltatocumulative_datapoints",
+    "Delta data points a deltatocumulative processor handled, by outcome: started (a new "
+    "stream), accumulated, reset (histogram bounds changed), or dropped: limit "
+    "(max_streams), out_of_order, older_start, duplicate, invalid (an exponential "
+    "histogram with a scale outside -10..20 or a zero threshold not finite and >= 0).",
+    ("processor", "pipeline", "outcome"))
+STREAMS = GaugeSpec(
+    "otelpipe_processor_deltatocumulative_streams",
+    "Streams a deltatocumulative processor tracks.", ("processor", "pipeline"))
+EXPIRED = CounterSpec(
+    "otelpipe_processor_deltatocumulative_streams_expired",
+    "Streams forgotten after max_stale without a point.", ("processor", "pipeline"))
+
+OUTCOMES = ("started", "accumulated", "reset", "limit", "out_of_order", "older_start",
+            "duplicate", "invalid")
+# accumulate: the (start, time) of each stream's last 8 points, to drop a delta seen again.
+_SEEN = struct.Struct("<QQ")
+_SEEN_KEEP = 8 * _SEEN.size
+
+
+Key = tuple[bytes, bytes]
+
+
+def _serialized(kvs: Any) -> bytes:
+    """Attributes (serialized KeyValues, read through the projection) as one canonical
+    bytes value: sorted (their order does not make another stream) and concatenated
+    (serialized KeyValues delimit themselves)."""
+    n = len(kvs)
+    if n > 1:
+        return b"".join(sorted(kvs))
+    return kvs[0] if n else b""
+
+
+def _pack(*parts: bytes) -> bytes:
+    return b"".join(len(p).to_bytes(4, "little") + p for p in parts)
+
+
+def _scope_key(rkey: bytes, scope: Any, projected: Any) -> bytes:
+    return _pack(rkey, scope.name.encode(), scope.version.encode(),
+                 _serialized(projected.attributes))
+
+
+_DELTA_KINDS = frozenset({"sum", "histogram", "exponential_histogram"})
+# The projection's field for each kind (proto/otelpipe/deltatocumulative.proto).
+_PROJ_FIELD = {"sum": "sum", "histogram": "histogram",
+               "exponential_histogram": "exponential_histogram"}
+
+
+def _has_delta(msg: Any) -> bool:
+    for rm in msg.resource_metrics:
+        for sm in rm.scope_metrics:
+            for m in sm.metrics:
+                kind = m.WhichOneof("data")
+                if kind in _DELTA_KINDS and getattr(m, kind).aggregation_temporality == DELTA:
+                    return True
+    return False
+
+
+class _Counts:
+    __slots__ = ("n",)
+
+    def __init__(self) -> None:
+        self.n = dict.fromkeys(OUTCOMES, 0)
+
+
+class DeltaToCumulativeProcessor(Component, Consumer):
+    def __init__(self, settings: ProcessorCreateSettings, config: DeltaToCumulativeConfig,
+                 *, clock: Callable[[], float] = time.monotonic):
+        self.next = settings.next_consumer
+        self.log = settings.logger
+        self.clock = clock
+        self.max_stale = config.max_stale
+        self.max_streams = config.max_streams
+        self.drop_late = config.out_of_order == "drop"
+        # Stream key -> state (a list, see _number / _histogram / _expo); in update order,
+        # so the stalest stream is first.
+        self.streams: OrderedDict[Key, list[Any]] = OrderedDict()
+        labels = (str(settings.id), settings.pipeline_id)
+        t = settings.telemetry
+        self._points = {o: t.counter(DATAPOINTS).labels(*labels, o) for o in OUTCOMES}
+        self._streams_gauge = t.gauge(STREAMS).labels(*labels)
+        self._expired = t.counter(EXPIRED).labels(*labels)
+        self._limit_logged = float("-inf")
+
+    async def consume(self, batch: Batch) -> None:
+        if await self.apply(batch):
+            await self.next.consume(batch)
+
+    # Batch ------------------------------------------------------------------------------
+
+    async def apply(self, batch: Batch) -> bool:
+        """Turn the batch's delta metrics cumulative, in place; False if nothing is left
+        to send (every point was a dropped delta)."""
+        if not _has_delta(batch.message):
+            return True  # nothing to do: the batch keeps its bytes
+        # The same request through a projection that keeps attributes serialized (the
+        # stream keys are built from those bytes) and histogram buckets and bounds as
+        # packed bytes; its indexes match the decoded request's.
+        proj = deltatocumulative_pb2.MetricsRequest.FromString(batch.to_bytes())
+        msg = batch.mutable()
+        now = self.clock()
+        self.expire(now)
+        counts = _Counts()
+        try:
+            for rm, prm in zip(msg.resource_metrics, proj.resources, strict=True):
+                rkey: bytes | None = None
+                for sm, psm in zip(rm.scope_metrics, prm.scopes, strict=True):
+                    skey: bytes | None = None
+                    metrics = sm.metrics
+                    pmetrics = psm.metrics
+                    empty: list[int] = []
+                    for mi, m in enumerate(metrics):
+                        kind = m.WhichOneof("data")
+                        if kind not in _DELTA_KINDS:
+                            continue
+                        c = getattr(m, kind)
+                        if c.aggregation_temporality != DELTA:
+                            continue
+                        if skey is None:
+                            if rkey is None:
+                                rkey = _serialized(prm.resource.attributes)
+                            skey = _scope_key(rkey, sm.scope, psm.scope)
+                        keys = getattr(pmetrics[mi], _PROJ_FIELD[kind]).points
+                        await self._metric(skey, m, kind, c, keys, now, counts)
+                        if not c.data_points:
+                            empty.append(mi)
+                    for mi in reversed(empty):
+                        del metrics[mi]
+        finally:
+            self._count(counts, now)
+        return any(sm.metrics for rm in msg.resource_metrics for sm in rm.scope_metrics)
+
+    async def _metric(self, skey: bytes, m: Any, kind: str, c: Any, keys: Any, now: float,
+                      counts: _Counts) -> None:
+        """Accumulate one delta metric's points (dropped ones removed), yielding to the
+        event loop every YIELD_EVERY points."""
+        mono = b"1" if kind == "sum" and c.is_monotonic else b"0"
+        mkey = _pack(skey, m.name.encode(), m.unit.encode(), kind.encode(), mono)
+        points = c.data_points
+        step = (self._numbers if kind == "sum" else self._histograms if kind == "histogram"
+                else self._expos)
+        n = len(points)
+        drops: list[int] = []
+        for lo in range(0, n, YIELD_EVERY):
+            if lo:
+                await asyncio.sleep(0)
+            drops += step(mkey, points, keys, lo, min(n, lo + YIELD_EVERY), now, counts)
+        c.aggregation_temporality = CUMULATIVE
+        for i in reversed(drops):
+            del points[i]
+
+    def _count(self, counts: _Counts, now: float) -> None:
+        for outcome, n in counts.n.items():
+            if n:
+                self._points[outcome].inc(n)
+        self._streams_gauge.set(len(self.streams))
+        if counts.n["limit"] and now - self._limit_logged >= 60:
+            self._limit_logged = now
+            self.log.warning("deltatocumulative: max_streams reached, points of new streams "
+                             "dropped", extra={"max_streams": self.max_streams,
+                                               "dropped": counts.n["limit"]})
+
+    def expire(self, now: float) -> int:
+        """Forget the streams not updated for max_stale; how many."""
+        streams = self.streams
+        deadline = now - self.max_stale
+        n = 0
+        while streams:
+            state = next(iter(streams.values()))
+            if state[-1] > deadline:
+                break
+            streams.popitem(last=False)
+            n += 1
+        if n:
+            self._expired.inc(n)
+            self._streams_gauge.set(len(streams))
+        return n
+
+    # One stream at a time ---------------------------------------------------------------
+
+    def _order(self, state: list[Any], start: int, t: int, counts: _Counts) -> bool:
+        """Update the stream's start and time for a point; False if the point is dropped.
+        `state[-2]` holds the (start, time) of the stream's last points (accumulate)."""
+        if self.drop_late:
+            if start < state[0]:
+                counts.n["older_start"] += 1
+                return False
+            if t <= state[1]:
+                counts.n["out_of_order"] += 1
+                return False
+            state[1] = t
+            return True
+        entry = _SEEN.pack(start, t)
+        seen: bytes = state[-2]
+        i = seen.find(entry)
+        while i >= 0 and i % _SEEN.size:
+            i = seen.find(entry, i + 1)
+        if i >= 0:  # the same window again: a redelivered delta
+            counts.n["duplicate"] += 1
+            return False
+        state[-2] = (seen + entry)[-_SEEN_KEEP:]
+        if start < state[0]:
+            state[0] = start
+        if t > state[1]:
+            state[1] = t
+        return True
+
+    def _seen(self, start: int, t: int) -> bytes:
+        return _SEEN.pack(start, t) if not self.drop_late else b""
+
+    def _room(self, counts: _Counts) -> bool:
+        if len(self.streams) >= self.max_streams:
+            counts.n["limit"] += 1
+            return False
+        counts.n["started"] += 1
+        return True
+
+    def _numbers(self, mkey: bytes, points: Any, keys: Any, lo: int, hi: int, now: float,
+                 counts: _Counts) -> list[int]:
+        # state: [start, time, total (int or float), seen, last update]
+        streams = self.streams
+        drops: list[int] = []
+        for i in range(lo, hi):
+            dp = points[i]
+            key = (mkey, _serialized(keys[i].attributes))
+            which = dp.WhichOneof("value")
+            v: int | float = dp.as_int if which == "as_int" else dp.as_double
+            start = dp.start_time_unix_nano
+            t = dp.time_unix_nano
+            state = streams.get(key)
+            if state is None:
+                if self._room(counts):
+                    streams[key] = [start, t, v, self._seen(start, t), now]
+                else:
+                    drops.append(i)
+                continue
+            if not self._order(state, start, t, counts):
+                drops.append(i)
+                continue
+            total = state[2] + v
+            if isinstance(total, int) and not -INT64_MAX - 1 <= total <= INT64_MAX:
+                total = float(total)
+            state[2] = total
+            state[-1] = now
+            streams.move_to_end(key)
+            counts.n["accumulated"] += 1
+            dp.start_time_unix_nano = state[0]
+            dp.time_unix_nano = state[1]
+            if isinstance(total, int):
+                dp.as_int = total
+            else:
+                dp.as_double = total
+        return drops
+
+    def _histograms(self, mkey: bytes, points: Any, keys: Any, lo: int, hi: int, now: float,
+                    counts: _Counts) -> list[int]:
+        # state: [start, time, count, sum, min, max, bounds, buckets, seen, last update];
+        # sum/min/max None when absent.
+        streams = self.streams
+        drops: list[int] = []
+        for i in range(lo, hi):
+            dp = points[i]
+            key = (mkey, _serialized(keys[i].attributes))
+            start = dp.start_time_unix_nano
+            t = dp.time_unix_nano
+            bounds, incoming = _layout(dp, keys[i])
+            state = streams.get(key)
+            if state is None:
+                if self._room(counts):
+                    streams[key] = _histogram_state(dp, start, t, bounds, incoming,
+                                                    self._seen(start, t), now)
+                else:
+                    drops.append(i)
+                continue
+            if not self._order(state, start, t, counts):
+                drops.append(i)
+                continue
+            if state[6] != bounds:
+                # Bounds changed: no way to add; the stream starts over from this point.
+                counts.n["reset"] += 1
+                streams[key] = _histogram_state(dp, start, t, bounds, incoming, state[-2],
+                                                now)
+                streams.move_to_end(key)
+                continue
+            state[2] += dp.count
+            if state[3] is not None and dp.HasField("sum"):
+                state[3] += dp.sum
+            else:
+                state[3] = None
+            state[4] = min(state[4], dp.min) if state[4] is not None and dp.HasField(
+                "min") else None
+            state[5] = max(state[5], dp.max) if state[5] is not None and dp.HasField(
+                "max") else None
+            buckets = state[7]
+            if len(incoming) == len(buckets):
+                buckets = state[7] = [a + b for a, b in zip(buckets, incoming, strict=True)]
+            else:  # malformed: add what both have (the Collector's best effort)
+                for b in range(min(len(buckets), len(incoming))):
+                    buckets[b] += incoming[b]
+            state[-1] = now
+            streams.move_to_end(key)
+            counts.n["accumulated"] += 1
+            dp.start_time_unix_nano = state[0]
+            dp.time_unix_nano = state[1]
+            dp.count = state[2]
+            set_optional(dp, "sum", state[3])
+            set_optional(dp, "min", state[4])
+            set_optional(dp, "max", state[5])
+            dp.bucket_counts[:] = buckets
+        return drops
+
+    def _expos(self, mkey: bytes, points: Any, keys: Any, lo: int, hi: int, now: float,
+               counts: _Counts) -> list[int]:
+        # state: [start, time, Expo, seen, last update]
+        streams = self.streams
+        drops: list[int] = []
+        for i in range(lo, hi):
+            dp = points[i]
+            zero = dp.zero_threshold
+            if not (MIN_SCALE <= dp.scale <= MAX_SCALE and 0 <= zero < math.inf):
+                counts.n["invalid"] += 1  # no bucket math on it: dropped
+                drops.append(i)
+                continue
+            key = (mkey, _serialized(keys[i].attributes))
+            start = dp.start_time_unix_nano
+            t = dp.time_unix_nano
+            state = streams.get(key)
+            if state is None:
+                if self._room(counts):
+                    streams[key] = [start, t, Expo.of(dp), self._seen(start, t), now]
+                else:
+                    drops.append(i)
+                continue
+            if not self._order(state, start, t, counts):
+                drops.append(i)
+                continue
+            total: Expo = state[2]
+            total.add(Expo.of(dp))
+            state[-1] = now
+            streams.move_to_end(key)
+            counts.n["accumulated"] += 1
+            dp.start_time_unix_nano = state[0]
+            dp.time_unix_nano = state[1]
+            total.write(dp)
+        return drops
+
+
+_BOUNDS: dict[bytes, bytes] = {}
+_BOUNDS_LIMIT = 1000
+_LITTLE = sys.byteorder == "little"
+
+
+def _layout(dp: Any, projected: Any) -> tuple[bytes, Sequence[int]]:
+    """A histogram point's explicit bounds as packed doubles (compared as bytes) and its
+    bucket counts, read from the projection's packed payloads; from the decoded point
+    when the sender wrote them unpacked (the projection's bytes then disagree with the
+    decoded lengths). Streams of one histogram share one bounds value (at most 1000
+    distinct ones are shared)."""
+    bounds: bytes = projected.explicit_bounds
+    raw: bytes = projected.bucket_counts
+    if len(bounds) != 8 * len(dp.explicit_bounds):
+        bounds = struct.pack(f"<{len(dp.explicit_bounds)}d", *dp.explicit_bounds)
+    if len(raw) == 8 * len(dp.bucket_counts):
+        counts = array.array("Q", raw)
+        if not _LITTLE:
+            counts.byteswap()
+    else:
+        counts = array.array("Q", dp.bucket_counts)
+    known = _BOUNDS.get(bounds)
+    if known is not None:
+        return known, counts
+    if len(_BOUNDS) < _BOUNDS_LIMIT:
+        _BOUNDS[bounds] = bounds
+    return bounds, counts
+
+
+def _histogram_state(dp: Any, start: int, t: int, bounds: bytes, counts: Sequence[int],
+                     seen: bytes, now: float) -> list[Any]:
+    return [start, t, dp.count, dp.sum if dp.HasField("sum") else None,
+            dp.min if dp.HasField("min") else None, dp.max if dp.HasField("max") else None,
+            bounds, list(counts), seen, now]
