@@ -112,12 +112,12 @@ def main() -> int:
             line += f"  before/otelcol {summary[route]['ratio_before']}"
         print(line)
     print(f"load average at the rounds' starts: {min(loads):.1f}-{max(loads):.1f}")
-    path = write_result(args.name, {
+    out = write_result(args.name, {
         "date": dt.datetime.now(dt.UTC).isoformat(), "requests": args.requests,
         "concurrency": args.concurrency, "spans_per_request": 100,
         "attributes_per_span": 10, "loads": loads, "before": args.before,
         "spans_per_cpu_s": figures, "summary": summary})
-    print(f"wrote {path}")
+    print(f"wrote {out}")
     return 0
 
 
