@@ -123,7 +123,10 @@ def start(kind: str, config: dict, ports: list[int], sink: bool = False
         cmd = [peer_binary(), "--config", str(cfg)]
     log_path = workdir / "out.log"
     with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
+        # The agent runs from its work directory, so that PYTHONPATH decides which
+        # checkout it imports (benchmarks.grpc_routes --before); the sink gateway needs REPO.
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                cwd=REPO if sink else workdir)
     try:
         for p in ports:
             wait_port(p)

@@ -33,6 +33,8 @@ from __future__ import annotations
 import bisect
 import itertools
 from collections.abc import Hashable
+from itertools import count, repeat
+from operator import attrgetter, sub
 from typing import Any
 
 from google.protobuf.message import DecodeError
@@ -73,6 +75,10 @@ MAX_RESOURCES = 4096  # distinct (service.name, dimension values) of resources r
 # proto/otelpipe/redmetrics.proto (proto2: attribute map keys are not UTF-8 checked while
 # parsing; `get` by key never decodes stored keys)
 TracesProjection = redmetrics_pb2.TracesRequest
+# Column readers of the projected Span (C-level, for `map` over a scope's spans).
+_NAME, _KIND, _STATUS, _ATTRIBUTES, _START, _END = map(
+    attrgetter, ("name", "kind", "status", "attributes", "start", "end"))
+_MAP_GET = type(redmetrics_pb2.Span().attributes).get
 
 
 class DimensionConfig(ComponentConfig):
@@ -350,57 +356,81 @@ class RedMetricsConnector(AggregatingConnector):
         `attributes` is a map over the KeyValues, so only the wanted keys are
         looked up, in C. Decoding (status code, values, 5xx probes) happens only
         when a key is new (`_canonical`, `_describe`).
+
+        The fields of a scope's spans are read column by column (`map` over the
+        span list, `zip` into the keys, the series looked up with `map`), so the
+        per-span Python is only the histogram update; spans are processed in order,
+        so series creation, the cardinality limit and exemplars are as span by span.
         """
-        sset = self.series
-        cache_get = sset.cache.get
-        resolve = sset.resolve
-        canonical = self._canonical
-        describe = self._describe
+        cache_get = self.series.cache.get
         keys = self.keys
-        bounds = self.bounds_ns
-        bisect_left = bisect.bisect_left
-        exponential = self.exponential
-        exemplars = self.exemplars
-        ok = self.exemplar_ok
-        max_exp = ExpHistogramSeries.MAX_EXEMPLARS
         resource_id = self._resource_id
-        if self.detour_slots:
-            resolve = self._resolve
-        detour = DETOUR
-        watched = self.watch.active
+        columns = self._columns
         n = 0
         for rs in req.resources:
             rget = rs.resource.attributes.get
             rdefs = [rget(k) for k in keys]
             rid = resource_id((rget("service.name"), *rdefs))
             for scope in rs.scopes:
-                spans = scope.spans
+                spans = list(scope.spans)
+                if not spans:
+                    continue
                 n += len(spans)
-                for sp in spans:
-                    key = (rid, sp.name, sp.kind, sp.status,
-                           *map(sp.attributes.get, keys, rdefs))
-                    s: Any = cache_get(key)
+                attrs = list(map(_ATTRIBUTES, spans))
+                raw = list(zip(repeat(rid), map(_NAME, spans), map(_KIND, spans),
+                               map(_STATUS, spans),
+                               *[map(_MAP_GET, attrs, repeat(k), repeat(v))
+                                 for k, v in zip(keys, rdefs, strict=True)]))
+                ends = list(map(_END, spans))
+                ds = list(map(sub, ends, map(_START, spans)))
+                if min(ds) < 0:
+                    ds = [d if d > 0 else 0 for d in ds]
+                columns(rs, spans, raw, list(map(cache_get, raw)), ends, ds)
+        if self.watch.active:
+            self._end_batch(n)
+
+    def _columns(self, rs: Any, spans: list[Any], raw: list[Any], found: list[Any],
+                 ends: list[int], ds: list[int]) -> None:
+        """Update the series of one scope's spans: `raw` keys, `found` their cached
+        series (None: a miss, resolved here in span order), `ends` and clamped
+        durations `ds`."""
+        cache_get = self.series.cache.get
+        resolve = self._resolve if self.detour_slots else self.series.resolve
+        canonical = self._canonical
+        describe = self._describe
+        detour = DETOUR
+        exemplars = self.exemplars
+        ok = self.exemplar_ok
+        if self.exponential:
+            max_exp = ExpHistogramSeries.MAX_EXEMPLARS
+            for j, key, s, d in zip(count(), raw, found, ds):
+                if s is None:
+                    s = cache_get(key)
                     if s is None:
                         s = resolve(key, canonical, describe)
-                    if s is detour:
-                        s = self._detour(key, sp, rs)
-                    end = sp.end
-                    d = end - sp.start
-                    if d < 0:
-                        d = 0
-                    if exponential:
-                        s.observe(d, (sp.trace_id, sp.span_id, d, end) if exemplars and (
-                            ok is None or (len(s.exemplars) < max_exp
-                                           and ok(sp.trace_id, d, sp.status))) else None)
-                        continue
-                    i = bisect_left(bounds, d)
-                    s.buckets[i] += 1
-                    s.sum += d
-                    if exemplars and s.exemplars[i] is None and (
-                            ok is None or ok(sp.trace_id, d, sp.status)):
-                        s.exemplars[i] = (sp.trace_id, sp.span_id, d, end)
-        if watched:
-            self._end_batch(n)
+                if s is detour:
+                    s = self._detour(key, spans[j], rs)
+                ex = None
+                if exemplars and (ok is None or (len(s.exemplars) < max_exp
+                                                 and ok(spans[j].trace_id, d, key[3]))):
+                    sp = spans[j]
+                    ex = (sp.trace_id, sp.span_id, d, ends[j])
+                s.observe(d, ex)
+            return
+        for j, key, s, i, d in zip(count(), raw, found,
+                                   map(bisect.bisect_left, repeat(self.bounds_ns), ds), ds):
+            if s is None:
+                s = cache_get(key)
+                if s is None:
+                    s = resolve(key, canonical, describe)
+            if s is detour:
+                s = self._detour(key, spans[j], rs)
+            s.buckets[i] += 1
+            s.sum += d
+            if exemplars and s.exemplars[i] is None and (
+                    ok is None or ok(spans[j].trace_id, d, key[3])):
+                sp = spans[j]
+                s.exemplars[i] = (sp.trace_id, sp.span_id, d, ends[j])
 
     def _code(self, status: bytes, vals: tuple[Any, ...]) -> int:
         if not status:
