@@ -52,7 +52,8 @@ class GRPCSettings(ComponentConfig):
                     "max_connection_age_grace, time, timeout) and enforcement_policy "
                     "(min_time, permit_without_stream), as in the Collector.")
     so_reuseport: bool = Field(
-        False, description="Set SO_REUSEPORT so several worker processes share the port.")
+        False, description="Set SO_REUSEPORT so several worker processes share the port "
+                           "(set by `service.workers` > 1).")
     tls: TLSServerSettings | None = Field(
         None, description="Serve TLS with this certificate (client_ca_file: mutual TLS).")
     auth: ServerAuthSettings | None = Field(
@@ -62,6 +63,9 @@ class GRPCSettings(ComponentConfig):
 
 class HTTPSettings(HTTPServerSettings):
     endpoint: Endpoint = Field("localhost:4318", description="host:port to listen on.")
+    so_reuseport: bool = Field(
+        False, description="Set SO_REUSEPORT so several worker processes share the port "
+                           "(set by `service.workers` > 1).")
     traces_url_path: str = "/v1/traces"
     logs_url_path: str = "/v1/logs"
     metrics_url_path: str = "/v1/metrics"
