@@ -40,8 +40,14 @@ raw configs, both ordinary configs that `validate_config` accepts and `Service` 
   cumulative temporality; exporter `forward/_merge_<Q>_workers`) and Q receives
   that forward connector instead of the connectors. A scrape then shows one series
   per key, whose value is the sum over the processes: the value one process would
-  have shown. (Connectors whose user temporality is delta go through
-  `metrics/_merge_<Q>_delta_workers`, without the processor: deltas stay deltas.)
+  have shown. The processor runs with `out_of_order: accumulate` (the processes'
+  deltas of one stream interleave in time; the Collector's `drop` would lose some)
+  and `max_stale` = the connectors' `series_expiry`. (Connectors whose user
+  temporality is delta go through `metrics/_merge_<Q>_delta_workers`, without the
+  processor: deltas stay deltas.) What differs from one process: the cardinality
+  limit holds per process (up to N times the series before overflow), a gauge
+  derived by logmetrics is the last value any process flushed, and a killed worker
+  loses what it aggregated since its last flush (as one process does when killed).
 
 **A worker runs the part of the graph that can be sharded**: the shardable
 receivers, the pipelines they feed up to a cut, shardable exporters, and the
@@ -140,6 +146,11 @@ class _Planner:
         self.worker: dict[str, dict[str, Any]] = {s: {} for s in SECTIONS}
         self.worker_pipelines: dict[str, dict[str, list[str]]] = {}
         self.internal: set[tuple[str, str]] = set()  # (section or "pipelines", id)
+        # found while placing the pipelines
+        self.in_worker: set[ComponentID] = set()  # connectors that run in the workers
+        self.merged_into: dict[tuple[str, bool], list[ComponentID]] = {}  # (Q, cumulative)
+        self.cuts: dict[str, int] = {}  # pipeline -> index of its first runs-once processor
+        self.exits: dict[str, list[ComponentID]] = {}  # pipeline -> its runs-once exporters
 
     # placement ----------------------------------------------------------------
     def factory(self, kind: Kind, cid: ComponentID) -> Factory:
@@ -168,46 +179,13 @@ class _Planner:
 
     # the plan -----------------------------------------------------------------
     def run(self) -> WorkerPlan:
-        in_worker: set[ComponentID] = set()   # connectors that run in the workers
-        merged_into: dict[tuple[str, bool], list[ComponentID]] = {}
-        cuts: dict[str, int] = {}
-        exits: dict[str, list[ComponentID]] = {}
+        self.check_names()
         for p in self.ordered_pipelines():
-            receivers: list[ComponentID] = []
-            for r in p.receivers:
-                kind = self.kind_of(r, Kind.RECEIVER, Kind.CONNECTOR)
-                if kind is Kind.RECEIVER and not self.once(kind, r):
-                    receivers.append(r)
-                elif kind is Kind.CONNECTOR and r in in_worker:
-                    if self.merges(r):
-                        merged_into.setdefault((p.id, self.wants_cumulative(r)), []).append(r)
-                    else:
-                        receivers.append(r)
-            if not receivers:
-                continue
-            cut = next((i for i, proc in enumerate(p.processors)
-                        if self.once(Kind.PROCESSOR, proc)), None)
-            if cut is not None:
-                cuts[p.id] = cut
-                link = self.link(f"_link_{_name(p.id)}{SUFFIX}")
-                self.worker_pipeline(p.id, receivers, p.processors[:cut], [link])
-                continue
-            kept: list[ComponentID] = []
-            once: list[ComponentID] = []
-            for e in p.exporters:
-                kind = self.kind_of(e, Kind.EXPORTER, Kind.CONNECTOR)
-                (once if self.once(kind, e) else kept).append(e)
-                if kind is Kind.CONNECTOR and not self.once(kind, e):
-                    in_worker.add(e)
-            if once:
-                exits[p.id] = once
-                kept.append(self.link(f"_link_exit_{_name(p.id)}{SUFFIX}"))
-            self.worker_pipeline(p.id, receivers, p.processors, kept)
-
-        self.merge(merged_into)
-        for pid, cut in cuts.items():
+            self.place(p)
+        self.merge()
+        for pid, cut in self.cuts.items():
             self.cut(self.cfg.pipelines[pid], cut)
-        for pid, once in exits.items():
+        for pid, once in self.exits.items():
             self.exit(self.cfg.pipelines[pid], once)
         self.reuse_ports()
         self.check_clashes()
@@ -219,6 +197,48 @@ class _Planner:
         return WorkerPlan(self.output(self.primary, self.primary_pipelines, primary=True),
                           self.output(self.worker, self.worker_pipelines, primary=False),
                           tuple(self.links), tuple(self.notes), idle)
+
+    def check_names(self) -> None:
+        named: dict[str, str] = {}
+        for pid in self.cfg.pipelines:
+            if (other := named.setdefault(_name(pid), pid)) != pid:
+                raise ConfigError([
+                    f"service.pipelines: {other} and {pid} would share the workers' internal "
+                    f"ids (a / of a pipeline id becomes . in them); rename one"])
+
+    def place(self, p: PipelineConfig) -> None:
+        """What of pipeline `p` runs in the workers (the pipelines that feed its
+        connectors placed already)."""
+        receivers: list[ComponentID] = []
+        for r in p.receivers:
+            kind = self.kind_of(r, Kind.RECEIVER, Kind.CONNECTOR)
+            if kind is Kind.RECEIVER and not self.once(kind, r):
+                receivers.append(r)
+            elif kind is Kind.CONNECTOR and r in self.in_worker:
+                if self.merges(r):
+                    self.merged_into.setdefault((p.id, self.wants_cumulative(r)), []).append(r)
+                else:
+                    receivers.append(r)
+        if not receivers:
+            return
+        cut = next((i for i, proc in enumerate(p.processors)
+                    if self.once(Kind.PROCESSOR, proc)), None)
+        if cut is not None:
+            self.cuts[p.id] = cut
+            link = self.link(f"_link_{_name(p.id)}{SUFFIX}")
+            self.worker_pipeline(p.id, receivers, p.processors[:cut], [link])
+            return
+        kept: list[ComponentID] = []
+        once: list[ComponentID] = []
+        for e in p.exporters:
+            kind = self.kind_of(e, Kind.EXPORTER, Kind.CONNECTOR)
+            (once if self.once(kind, e) else kept).append(e)
+            if kind is Kind.CONNECTOR and not self.once(kind, e):
+                self.in_worker.add(e)
+        if once:
+            self.exits[p.id] = once
+            kept.append(self.link(f"_link_exit_{_name(p.id)}{SUFFIX}"))
+        self.worker_pipeline(p.id, receivers, p.processors, kept)
 
     def ordered_pipelines(self) -> list[PipelineConfig]:
         """Pipelines in data-flow order: one that feeds a connector comes before the
@@ -289,34 +309,33 @@ class _Planner:
         (self.primary if primary else self.worker)[kind.section][str(cid)] = settings
         self.internal.add((kind.section, str(cid)))
 
-    def merge(self, merged_into: dict[tuple[str, bool], list[ComponentID]]) -> None:
+    def merge(self) -> None:
         """Each process's aggregating connectors meet in `metrics/_merge_<Q>_workers`."""
-        for (qid, cumulative), connectors in merged_into.items():
+        for (qid, cumulative), connectors in self.merged_into.items():
             for cid in connectors:
-                self.primary[Kind.CONNECTOR.section][self.keys[(Kind.CONNECTOR, cid)]] = {
-                    **(self.primary[Kind.CONNECTOR.section][self.keys[(Kind.CONNECTOR, cid)]]
-                       or {}), "aggregation_temporality": "delta"}
+                self.delta(cid)
             name = f"_merge_{_name(qid)}{'' if cumulative else '_delta'}{SUFFIX}"
             link = self.link(name.replace("_merge_", "_link_merge_", 1))
             forward = ComponentID("forward", name)
             self.define(Kind.CONNECTOR, forward, {}, primary=True)
-            processors: list[ComponentID] = []
-            if cumulative:
-                processors.append(self.d2c(name, connectors))
+            processors = [self.d2c(name, connectors)] if cumulative else []
             mid = f"metrics/{name}"
             self.primary_pipelines[mid] = _pipeline([*connectors, link], processors, [forward])
             self.worker_pipeline(mid, connectors, [], [link])
             self.internal.add(("pipelines", mid))
+            # Q receives the merge where it received the first of the connectors
             q = self.primary_pipelines[qid]
-            at = min(q["receivers"].index(str(c)) for c in connectors)
-            rest = [r for r in q["receivers"] if r not in {str(c) for c in connectors}]
-            rest.insert(min(at, len(rest)), str(forward))
-            q["receivers"] = rest
-        for (_qid, _), connectors in merged_into.items():
-            for cid in connectors:  # the workers' copies: delta too
-                key = self.keys[(Kind.CONNECTOR, cid)]
-                self.worker[Kind.CONNECTOR.section][key] = copy.deepcopy(
-                    self.primary[Kind.CONNECTOR.section][key])
+            merged = {str(c) for c in connectors}
+            at = min(q["receivers"].index(c) for c in merged)
+            q["receivers"] = [r for r in q["receivers"] if r not in merged]
+            q["receivers"].insert(at, str(forward))
+
+    def delta(self, cid: ComponentID) -> None:
+        """The connector aggregates with delta temporality, in every process."""
+        section, key = Kind.CONNECTOR.section, self.keys[(Kind.CONNECTOR, cid)]
+        settings = {**(self.primary[section][key] or {}), "aggregation_temporality": "delta"}
+        self.primary[section][key] = settings
+        self.worker[section][key] = copy.deepcopy(settings)
 
     def d2c(self, name: str, connectors: list[ComponentID]) -> ComponentID:
         cid = ComponentID(D2C_TYPE, name)

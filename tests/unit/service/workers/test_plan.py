@@ -247,6 +247,18 @@ def test_a_link_directory_too_long_for_a_socket_is_refused(tmp_path: Path) -> No
     assert "longer than 107 bytes" in err.value.problems[0]
 
 
+def test_pipeline_ids_that_would_share_a_link_are_refused(tmp_path: Path) -> None:
+    raw = _simple("file")
+    raw["exporters"]["file"] = {"path": str(tmp_path / "x.jsonl")}
+    pipelines = raw["service"]["pipelines"]
+    pipelines["traces/a.b"] = pipelines["traces/a/b"] = pipelines.pop("traces")
+    with pytest.raises(ConfigError) as err:
+        planned(raw, tmp_path)
+    assert err.value.problems == [
+        "service.pipelines: traces/a.b and traces/a/b would share the workers' internal ids "
+        "(a / of a pipeline id becomes . in them); rename one"]
+
+
 class _ListenerConfig(ComponentConfig):
     endpoint: str = Field("127.0.0.1:9999")
 
