@@ -63,8 +63,9 @@ nothing shardable gives workers an idle config (a loopback listener on port 0 in
 Internal ids end with `_workers` and start with `_` (`otlp/_link_traces_workers`,
 `metrics/_merge_metrics.red_workers`; a `/` of a pipeline id becomes `.`); a user id
 that clashes with one is refused. So is a config that cannot be planned, with the
-reason (a shardable listener without an `so_reuseport` setting, a link socket path
-too long for a unix socket, a merging connector without temporality).
+reason (a shardable listener without an `so_reuseport` setting or on a unix socket,
+a link socket path too long for a unix socket, a merging connector without
+temporality).
 """
 
 from __future__ import annotations
@@ -446,7 +447,12 @@ def _set_reuse_port(raw: Any, model: BaseModel, path: str, problems: list[str]) 
     fields = type(model).model_fields
     if not isinstance(raw, dict):
         raw = {}
-    if "so_reuseport" in fields:
+    endpoint = getattr(model, "endpoint", None)
+    if isinstance(endpoint, str) and endpoint.startswith("unix:"):
+        problems.append(f"{path}: listens on {endpoint}, a unix socket, which the worker "
+                        "processes cannot share: listen on host:port, or run it with "
+                        "service.workers: 1")
+    elif "so_reuseport" in fields:
         raw["so_reuseport"] = True
     elif "endpoint" in fields:
         problems.append(f"{path}: listens on {getattr(model, 'endpoint', '?')} but cannot "

@@ -277,6 +277,17 @@ def test_a_listener_that_cannot_share_its_port_is_refused(tmp_path: Path) -> Non
         "other workers (no so_reuseport setting): run it with service.workers: 1"]
 
 
+def test_a_listener_on_a_unix_socket_is_refused(tmp_path: Path) -> None:
+    raw = _simple()
+    raw["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"] = f"unix:{tmp_path}/s"
+    with pytest.raises(ConfigError) as err:
+        planned(raw, tmp_path)
+    assert err.value.problems == [
+        f"receivers.otlp.protocols.grpc: listens on unix:{tmp_path}/s, a unix socket, which "
+        "the worker processes cannot share: listen on host:port, or run it with "
+        "service.workers: 1"]
+
+
 def _no_create(settings: ReceiverCreateSettings, config: _ListenerConfig) -> Any:
     raise AssertionError("not created")
 
