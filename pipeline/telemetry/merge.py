@@ -36,9 +36,10 @@ Exposition timestamps are dropped (prometheus_client writes none).
 
 Cost: the merge runs on the primary's event loop at every scrape, so it does not run
 prometheus_client's parser over every line (≈ 19 µs a line: 4 processes × 1424 lines
-took 110 ms of CPU; this way 21 ms, 52 ms for the first merge). It splits each line into its series text and value and identifies the
-series (name and sorted labels) through a cache keyed by the series text; only a text
-not seen before goes through prometheus_client's parser (label escapes and all). A
+took 110 ms of CPU; this way 21 ms, 52 ms for the first merge). It splits each line
+into its series text and value and identifies the series (name and sorted labels)
+through a cache keyed by the series text; only a text not seen before goes through
+prometheus_client's parser (label escapes and all). A
 series is written back as the text it arrived in (a per-process one rebuilt with its
 `worker` label). The cache holds at most 100k series texts (cleared when full).
 
