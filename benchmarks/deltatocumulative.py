@@ -29,10 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline.component import Consumer, Signal
 from pipeline.pdata.batch import Batch
-from pipeline.processors.deltatocumulative import (
-    DeltaToCumulativeConfig,
-    DeltaToCumulativeProcessor,
-)
+from pipeline.processors.deltatocumulative.config import DeltaToCumulativeConfig
+from pipeline.processors.deltatocumulative.processor import DeltaToCumulativeProcessor
 from pipeline.telemetry.metrics import Telemetry
 from tests.support import processor_settings
 

@@ -21,11 +21,9 @@ from pydantic import ValidationError
 from pipeline.component import Signal
 from pipeline.pdata.batch import Batch
 from pipeline.pdata.wire import varint
-from pipeline.processors.deltatocumulative import (
-    DeltaToCumulativeConfig,
-    DeltaToCumulativeProcessor,
-    factory,
-)
+from pipeline.processors.deltatocumulative import factory
+from pipeline.processors.deltatocumulative.config import DeltaToCumulativeConfig
+from pipeline.processors.deltatocumulative.processor import DeltaToCumulativeProcessor
 from pipeline.telemetry.metrics import Telemetry
 from tests.builders import T0, kv, metrics_request
 from tests.support import Sink, processor_settings

@@ -1,66 +1,5 @@
-"""`deltatocumulative` processor: delta sums, histograms and exponential histograms become
-cumulative, by adding up each stream's deltas in memory (the Collector contrib's
-`deltatocumulative`, with its keys).
-
-```yaml
-processors:
-  deltatocumulative:
-    max_stale: 5m          # forget a stream that received nothing for this long
-    max_streams: 100000    # streams tracked at most; a new stream beyond: its points dropped
-    out_of_order: drop     # drop (the Collector's) | accumulate (several producers per stream)
-```
-
-A *stream* is what the Collector identifies as one: resource attributes, scope (name,
-version, attributes), metric (name, unit, type, monotonicity) and the point's attributes;
-attribute order does not matter. For each delta point of a stream:
-
-- the first one starts the stream and passes unchanged (its start time is the stream's);
-- a later one is added to the stream and leaves as the running total, with the stream's
-  start time and its own time. Sums add their values (an int stream stays an int until a
-  double arrives; a total beyond int64 becomes a double); histograms add `count`, `sum`
-  (dropped once a point has none), bucket counts, and keep the least `min` and greatest
-  `max`; a histogram whose explicit bounds change starts over from that point (the
-  Collector's reset). Exponential histograms are merged bucket by bucket after bringing
-  both to the coarser scale, downscaled further so that each side holds at most 160
-  buckets (the Collector's limit), and, when their zero thresholds differ, with the zero
-  bucket widened to the upper bound of the bucket holding the wider threshold;
-- with `out_of_order: drop` (default, the Collector's): a point whose start time is before
-  the stream's is dropped (`older_start`: it belongs to an older series), and a point whose
-  time is not after the stream's last time is dropped (`out_of_order`; so an exact
-  duplicate, e.g. a retried request, is not added twice). A gap (start after the last
-  time) is accepted.
-- with `out_of_order: accumulate`: every point is added whatever its times (the stream's
-  time is the latest seen, its start the earliest), except one with the same start and
-  time as one of the stream's last 8 points (`duplicate`: a redelivered delta; two
-  producers never close a window at the same nanosecond). This is for one stream fed by
-  several producers whose deltas interleave, as the worker processes of `otelpipe run
-  --workers N` that each aggregate part of the spans. A redelivery older than the
-  stream's last 8 points is counted twice (at-least-once).
-
-Metrics that are not delta (gauges, summaries, cumulative sums and histograms) pass
-unchanged, and a batch without delta metrics keeps its bytes. A metric whose points were
-all dropped is removed.
-
-Limits (`max_streams`): a point of a new stream when `max_streams` streams are tracked is
-dropped and counted (`outcome="limit"`), as in the Collector; tracked streams go on.
-Streams not updated for `max_stale` are forgotten (checked on every batch, oldest first:
-the streams are kept in update order, so this costs one look per batch plus one per
-expired stream), which makes room again; a forgotten stream that comes back starts over.
-Unlike the Collector (`max_streams` unlimited by default) the default is 100000: memory
-is bounded (≈ 0.45 KB a sum stream, ≈ 0.7 KB a 17-bucket histogram stream, with 5
-point attributes: `python -m benchmarks.deltatocumulative`).
-`otelpipe_processor_deltatocumulative_datapoints{outcome=...}` counts points by outcome
-(`started`, `accumulated`, `reset`, `limit`, `out_of_order`, `older_start`, `duplicate`,
-`invalid`: an exponential histogram point with a scale outside the data model's -10..20
-or a zero threshold that is not a finite number >= 0, dropped),
-`otelpipe_processor_deltatocumulative_streams` is the number tracked.
-
-Cost: the request is decoded once, and read once more through a projection
-(proto/otelpipe/deltatocumulative.proto) that keeps attributes serialized and a
-histogram's bounds and bucket counts as packed bytes; per delta point the stream key is
-the sorted serialized attributes, then one dict lookup and a few field writes. A big batch yields
-to the event loop every 2000 points (a big metric is handled in slices).
-"""
+"""The `deltatocumulative` processor: streams, their state and the batch walk (see the
+package's docstring for the behaviour)."""
 
 from __future__ import annotations
 
@@ -72,29 +11,19 @@ import sys
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Any
 
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
-from pydantic import Field
 
-from pipeline.component import (
-    Component,
-    ComponentConfig,
-    Consumer,
-    Factory,
-    Kind,
-    ProcessorCreateSettings,
-    Signal,
-)
-from pipeline.config.types import Duration
+from pipeline.component import Component, Consumer, ProcessorCreateSettings
 from pipeline.pdata.batch import Batch
+from pipeline.processors.deltatocumulative.config import DeltaToCumulativeConfig
+from pipeline.processors.deltatocumulative.expo import MAX_SCALE, MIN_SCALE, Expo, set_optional
 from pipeline.proto.otelpipe import deltatocumulative_pb2
 from pipeline.telemetry.metrics import CounterSpec, GaugeSpec
 
 DELTA = AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA
 CUMULATIVE = AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
-DEFAULT_MAX_STREAMS = 100_000
-MAX_EXPO_BUCKETS = 160
 YIELD_EVERY = 2000
 INT64_MAX = 2**63 - 1
 
@@ -114,26 +43,9 @@ EXPIRED = CounterSpec(
 
 OUTCOMES = ("started", "accumulated", "reset", "limit", "out_of_order", "older_start",
             "duplicate", "invalid")
-# The scales the data model allows an exponential histogram.
-MIN_SCALE, MAX_SCALE = -10, 20
 # accumulate: the (start, time) of each stream's last 8 points, to drop a delta seen again.
 _SEEN = struct.Struct("<QQ")
 _SEEN_KEEP = 8 * _SEEN.size
-
-
-class DeltaToCumulativeConfig(ComponentConfig):
-    max_stale: Duration = Field(
-        300.0, gt=0, description="forget a stream that received no point for this long "
-                                 "(the Collector's key and default, 5m)")
-    max_streams: int = Field(
-        DEFAULT_MAX_STREAMS, ge=1,
-        description="streams tracked at most; a point of a new stream beyond is dropped and "
-                    "counted (the Collector's default is unlimited, otelpipe's 100000)")
-    out_of_order: Literal["drop", "accumulate"] = Field(
-        "drop", description="drop: a point older than its stream's last one (or starting "
-        "before the stream) is dropped, as the Collector does; accumulate: every point is "
-        "added (but a repeat of one of the stream's last 8 windows), for streams fed by "
-        "several producers (otelpipe's workers)")
 
 
 Key = tuple[bytes, bytes]
@@ -421,9 +333,9 @@ class DeltaToCumulativeProcessor(Component, Consumer):
             dp.start_time_unix_nano = state[0]
             dp.time_unix_nano = state[1]
             dp.count = state[2]
-            _set_optional(dp, "sum", state[3])
-            _set_optional(dp, "min", state[4])
-            _set_optional(dp, "max", state[5])
+            set_optional(dp, "sum", state[3])
+            set_optional(dp, "min", state[4])
+            set_optional(dp, "max", state[5])
             dp.bucket_counts[:] = buckets
         return drops
 
@@ -497,170 +409,3 @@ def _histogram_state(dp: Any, start: int, t: int, bounds: bytes, counts: Sequenc
     return [start, t, dp.count, dp.sum if dp.HasField("sum") else None,
             dp.min if dp.HasField("min") else None, dp.max if dp.HasField("max") else None,
             bounds, list(counts), seen, now]
-
-
-def _set_optional(dp: Any, name: str, value: float | None) -> None:
-    if value is None:
-        dp.ClearField(name)
-    else:
-        setattr(dp, name, value)
-
-
-# Exponential histograms ---------------------------------------------------------------
-
-
-class Expo:
-    """The accumulated state of an exponential histogram stream: scale, zero bucket and
-    the positive and negative buckets as (offset, dense counts)."""
-
-    __slots__ = ("count", "max", "min", "neg", "neg_offset", "pos", "pos_offset", "scale",
-                 "sum", "zero_count", "zero_threshold")
-
-    def __init__(self, count: int, total: float | None, lo: float | None, hi: float | None,
-                 scale: int, zero_count: int, zero_threshold: float,
-                 pos: tuple[int, list[int]], neg: tuple[int, list[int]]):
-        self.count, self.sum, self.min, self.max = count, total, lo, hi
-        self.scale, self.zero_count, self.zero_threshold = scale, zero_count, zero_threshold
-        self.pos_offset, self.pos = pos
-        self.neg_offset, self.neg = neg
-
-    @classmethod
-    def of(cls, dp: Any) -> Expo:
-        return cls(dp.count, dp.sum if dp.HasField("sum") else None,
-                   dp.min if dp.HasField("min") else None,
-                   dp.max if dp.HasField("max") else None, dp.scale, dp.zero_count,
-                   dp.zero_threshold,
-                   (dp.positive.offset, list(dp.positive.bucket_counts)),
-                   (dp.negative.offset, list(dp.negative.bucket_counts)))
-
-    def add(self, other: Expo) -> None:
-        # The coarser scale, at most 160 buckets a side, then the wider zero bucket.
-        if other.scale < self.scale:
-            self.downscale(self.scale - other.scale)
-        elif other.scale > self.scale:
-            other.downscale(other.scale - self.scale)
-        extra = max(_extra_scale(self.pos_offset, self.pos, other.pos_offset, other.pos),
-                    _extra_scale(self.neg_offset, self.neg, other.neg_offset, other.neg))
-        if extra:
-            self.downscale(extra)
-            other.downscale(extra)
-        if other.zero_threshold != self.zero_threshold:
-            # The zero bucket widens to the upper bound of the bucket holding the wider
-            # threshold, so that no bucket straddles it (the Collector's WidenZero).
-            width = max(self.zero_threshold, other.zero_threshold)
-            index = _index(width, self.scale)
-            threshold = 2.0 ** ((index + 1) / 2.0 ** self.scale)
-            self.widen_zero(index, threshold)
-            other.widen_zero(index, threshold)
-        self.pos_offset, self.pos = _merge(self.pos_offset, self.pos, other.pos_offset,
-                                           other.pos)
-        self.neg_offset, self.neg = _merge(self.neg_offset, self.neg, other.neg_offset,
-                                           other.neg)
-        self.count += other.count
-        self.zero_count += other.zero_count
-        self.sum = self.sum + other.sum if self.sum is not None and other.sum is not None \
-            else None
-        self.min = min(self.min, other.min) if self.min is not None and other.min is not None \
-            else None
-        self.max = max(self.max, other.max) if self.max is not None and other.max is not None \
-            else None
-
-    def downscale(self, by: int) -> None:
-        self.pos_offset, self.pos = _downscale(self.pos_offset, self.pos, by)
-        self.neg_offset, self.neg = _downscale(self.neg_offset, self.neg, by)
-        self.scale -= by
-
-    def widen_zero(self, last: int, threshold: float) -> None:
-        """Count the buckets up to index `last` (both signs) as zeros; the zero bucket is
-        now [-threshold, threshold], threshold being bucket `last`'s upper bound."""
-        for side in ("pos", "neg"):
-            offset: int = getattr(self, side + "_offset")
-            counts: list[int] = getattr(self, side)
-            cut = min(max(last - offset + 1, 0), len(counts))
-            if cut:
-                self.zero_count += sum(counts[:cut])
-                setattr(self, side, counts[cut:])
-                setattr(self, side + "_offset", offset + cut)
-        self.zero_threshold = threshold
-
-    def write(self, dp: Any) -> None:
-        dp.count = self.count
-        _set_optional(dp, "sum", self.sum)
-        _set_optional(dp, "min", self.min)
-        _set_optional(dp, "max", self.max)
-        dp.scale = self.scale
-        dp.zero_count = self.zero_count
-        dp.zero_threshold = self.zero_threshold
-        dp.positive.offset = self.pos_offset
-        dp.positive.bucket_counts[:] = self.pos
-        dp.negative.offset = self.neg_offset
-        dp.negative.bucket_counts[:] = self.neg
-
-
-def _index(value: float, scale: int) -> int:
-    """The bucket holding `value` > 0 at `scale`: bucket i holds (base**i, base**(i+1)],
-    base = 2**(2**-scale)."""
-    return math.ceil(math.log2(value) * 2.0 ** scale) - 1
-
-
-def _span(offset: int, counts: list[int]) -> tuple[int, int] | None:
-    """(first, last) index of the non-zero buckets, or None."""
-    lo = next((i for i, c in enumerate(counts) if c), None)
-    if lo is None:
-        return None
-    hi = next(i for i in range(len(counts) - 1, -1, -1) if counts[i])
-    return offset + lo, offset + hi
-
-
-def _extra_scale(a_off: int, a: list[int], b_off: int, b: list[int]) -> int:
-    """How much further to downscale so that the merged non-zero buckets fit in 160."""
-    spans = [s for s in (_span(a_off, a), _span(b_off, b)) if s is not None]
-    if not spans:
-        return 0
-    lo = min(s[0] for s in spans)
-    hi = max(s[1] for s in spans)
-    by = 0
-    while (hi >> by) - (lo >> by) + 1 > MAX_EXPO_BUCKETS:
-        by += 1
-    return by
-
-
-def _downscale(offset: int, counts: list[int], by: int) -> tuple[int, list[int]]:
-    """Buckets at scale s to scale s - by: index i goes to i >> by (floor: also for
-    negative indexes)."""
-    span = _span(offset, counts)
-    if by <= 0 or span is None:
-        return (offset, counts) if span is not None or by <= 0 else (0, [])
-    lo = span[0] >> by
-    out = [0] * ((span[1] >> by) - lo + 1)
-    for i, c in enumerate(counts):
-        if c:
-            out[((offset + i) >> by) - lo] += c
-    return lo, out
-
-
-def _merge(a_off: int, a: list[int], b_off: int, b: list[int]) -> tuple[int, list[int]]:
-    """The bucket-wise sum of two (offset, counts) at one scale, without zero ends."""
-    spans = [s for s in (_span(a_off, a), _span(b_off, b)) if s is not None]
-    if not spans:
-        return 0, []
-    lo = min(s[0] for s in spans)
-    out = [0] * (max(s[1] for s in spans) - lo + 1)
-    for off, counts in ((a_off, a), (b_off, b)):
-        base = off - lo
-        for i, c in enumerate(counts):
-            if c:
-                out[base + i] += c
-    return lo, out
-
-
-def _create(settings: ProcessorCreateSettings,
-            config: DeltaToCumulativeConfig) -> DeltaToCumulativeProcessor:
-    return DeltaToCumulativeProcessor(settings, config)
-
-
-factory = Factory(type="deltatocumulative", kind=Kind.PROCESSOR,
-                  config_model=DeltaToCumulativeConfig, create=_create,
-                  signals=frozenset({Signal.METRICS}),
-                  description="delta sums and histograms to cumulative, per stream "
-                              "(max_stale, max_streams)")
