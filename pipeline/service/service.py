@@ -293,6 +293,8 @@ async def run(config: Config, *, telemetry: Telemetry | None = None,
     except Exception as exc:
         if service.started():  # a hook failed: the service itself runs
             log.error("could not start", extra={"error": str(exc)})
+            if hooks is not None:
+                await hooks.stopping()
             await service.shutdown()
         return 1
     await stop.wait()

@@ -11,7 +11,8 @@ spans: every acknowledged span must be in the sink's file.
 - SIGKILL of the worker mid-load: the clients' retries land on the other process
   (at-least-once: every acknowledged span is in the file), and the worker is
   replaced (a new pid, counted as a restart in /health/detailed and /metrics);
-- SIGTERM drains every process and exits 0 with nothing lost;
+- SIGTERM (or Ctrl-C to the process group) drains every process and exits 0 with
+  nothing lost;
 - `--workers 2` overrides `service.workers: 1`.
 """
 
@@ -82,7 +83,8 @@ class Supervised(OtelpipeProcess):
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pipeline", "run", "-c", str(self.config_path), *self.args],
-            stdout=self._log, stderr=subprocess.STDOUT, env=self.env, cwd=self.tmp_path)
+            stdout=self._log, stderr=subprocess.STDOUT, env=self.env, cwd=self.tmp_path,
+            start_new_session=True)  # a process group of its own, as in a terminal
         return self
 
 
@@ -314,7 +316,13 @@ def test_sigkill_of_a_worker_mid_load_loses_nothing_and_it_is_replaced(
     assert "worker exited: starting it again" in logs
 
 
-def test_sigterm_drains_every_process(tmp_path: Path, sink: tuple[int, Path]) -> None:
+@pytest.mark.parametrize("group", [False, True],
+                         ids=["SIGTERM to the supervisor", "SIGINT to the process group"])
+def test_a_signal_drains_every_process(tmp_path: Path, sink: tuple[int, Path],
+                                       group: bool) -> None:
+    """SIGTERM as Kubernetes sends it (to the supervisor), or Ctrl-C in a terminal
+    (SIGINT to the whole foreground process group): either way each worker drains
+    once (a second signal would make it exit undrained), then the primary."""
     sink_port, out = sink
     proc, gport, hport, _health, states = start_service(tmp_path, sink_port)
     worker_pid = states[1]["pid"]
@@ -323,7 +331,10 @@ def test_sigterm_drains_every_process(tmp_path: Path, sink: tuple[int, Path]) ->
         eventually(lambda: clients.acked() >= 100, timeout=120, interval=0.05,
                    what="100 acknowledged requests")
         assert proc.proc is not None
-        proc.proc.send_signal(signal.SIGTERM)
+        if group:
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            proc.proc.send_signal(signal.SIGTERM)
         code = proc.proc.wait(2 * SHUTDOWN_TIMEOUT + 30)
     finally:
         clients.give_up.set()

@@ -235,8 +235,11 @@ class Supervisor:
             os.unlink(w.control)  # the previous process's: readiness is its reappearance
         orders = Orders(index=w.index, supervisor_pid=os.getpid(),
                         config=self.worker_config, control=w.control)
+        # Its own session: a terminal's Ctrl-C reaches the supervisor only, which passes
+        # it on once (a worker that got it twice would exit without draining).
         proc = await asyncio.create_subprocess_exec(*self.command,
-                                                    stdin=asyncio.subprocess.PIPE)
+                                                    stdin=asyncio.subprocess.PIPE,
+                                                    start_new_session=True)
         assert proc.stdin is not None
         try:
             proc.stdin.write(orders.to_json())
