@@ -13,7 +13,7 @@ process, so the kernel spreads connections over them.
   `service.shutdown_timeout`), then the primary drains. A second signal goes to
   the workers too, and everything exits at once.
 - `/metrics` on the primary sums the metrics of every process
-  (`pipeline.telemetry.merge`), which each worker serves on its control socket.
+  (`pipeline.telemetry.merge.ExpositionMerger`), which each worker serves on its control socket.
 - A worker dies with the supervisor (PR_SET_PDEATHSIG: it gets SIGTERM and drains).
 """
 
@@ -39,7 +39,7 @@ from pipeline.service.service import Service, run
 from pipeline.service.workers.child import Orders
 from pipeline.service.workers.control import ask
 from pipeline.service.workers.plan import plan
-from pipeline.telemetry.merge import merge_expositions
+from pipeline.telemetry.merge import ExpositionMerger
 from pipeline.telemetry.metrics import CounterSpec, Telemetry
 
 log = logging.getLogger("otelpipe.service.workers")
@@ -175,6 +175,9 @@ class Supervisor:
                         for i in range(1, count)]
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
+        # Keeps summed counters monotonic across a worker's restart, and counts a worker
+        # that does not answer a scrape with its last values.
+        self._merger = ExpositionMerger()
 
     # RunHooks -------------------------------------------------------------------
     async def started(self, service: Service) -> None:
@@ -218,8 +221,8 @@ class Supervisor:
         return [primary, *(w.as_dict() for w in self.workers)]
 
     async def merged_metrics(self, own: bytes) -> bytes:
-        """The sum over processes of their metrics (workers that do not answer within
-        METRICS_TIMEOUT are left out)."""
+        """The sum over processes of their metrics (a worker that does not answer within
+        METRICS_TIMEOUT counts with its last answer)."""
         live = [w for w in self.workers if w.state in ("running", "stopping")]
         answers = await asyncio.gather(*(ask(w.control, "metrics", METRICS_TIMEOUT)
                                          for w in live))
@@ -227,7 +230,7 @@ class Supervisor:
         for w, text in zip(live, answers, strict=True):
             if text is not None:
                 texts[str(w.index)] = text.decode(errors="replace")
-        return merge_expositions(texts).encode()
+        return self._merger.merge(texts).encode()
 
     # Processes --------------------------------------------------------------------
     async def _spawn(self, w: Worker) -> None:
