@@ -102,7 +102,7 @@ def cmd_worker() -> int:
     tune_gc()
     from pipeline.service import run
 
-    return _run_loop(run(config, hooks=WorkerHooks(orders.control)))
+    return _run_loop(run(config, hooks=WorkerHooks(orders.control, orders.supervisor_pid)))
 
 
 def _run_loop(main: Coroutine[Any, Any, int]) -> int:

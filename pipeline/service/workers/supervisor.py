@@ -14,7 +14,7 @@ process, so the kernel spreads connections over them.
   the workers too, and everything exits at once.
 - `/metrics` on the primary sums the metrics of every process
   (`pipeline.telemetry.merge.ExpositionMerger`), which each worker serves on its control socket.
-- A worker dies with the supervisor (PR_SET_PDEATHSIG: it gets SIGTERM and drains).
+- A worker dies with the supervisor (PR_SET_PDEATHSIG: it drains and exits).
 """
 
 from __future__ import annotations
@@ -211,9 +211,10 @@ class Supervisor:
         log.info("workers stopped", extra={
             "exits": {str(w.index): w.last_exit for w in self.workers}})
 
-    def second_signal(self, sig: signal.Signals) -> None:
+    def second_signal(self, sig: signal.Signals) -> bool:
         for w in self.workers:
             self._signal(w, sig)
+        return True
 
     # Health and metrics -----------------------------------------------------------
     def states(self) -> list[dict[str, Any]]:
