@@ -54,6 +54,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     try:
         raw = load_config(args.config)
+        service = raw.get("service")
+        if args.workers not in (None, 1) or (
+                isinstance(service, dict) and service.get("workers") not in (None, 1, "1")):
+            # Before gRPC loads (validation loads it): the supervisor forks only to exec
+            # a worker, gRPC's fork handlers are of no use, and they print a line that is
+            # not JSON on every fork.
+            os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
         config = validate_config(raw, default_registry())
         workers = args.workers if args.workers is not None else config.service.worker_count()
         prepared = None
