@@ -11,8 +11,9 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 )
 
 from pipeline.receivers.prometheus.config import RelabelConfig
+from pipeline.receivers.prometheus.otlpmetrics import ScrapeResult, resource_metrics
 from pipeline.receivers.prometheus.relabel import compile_rules
-from pipeline.receivers.prometheus.target import ScrapeResult, TargetState, resource_metrics
+from pipeline.receivers.prometheus.target import TargetState
 
 NO_RECORDED_VALUE = 1
 

@@ -58,7 +58,7 @@ from pipeline.config.retry import ExporterSettings, QueueSettings, RetrySettings
 from pipeline.errors import RetryableError
 from pipeline.exporterhelper import Exporter
 from pipeline.pdata.batch import Batch
-from pipeline.pdata.logrecords import dumps_flat
+from pipeline.pdata.flatlogs import dumps_flat
 from pipeline.pdata.offload import OFF_LOOP_BYTES, Offload, OffloadError
 from pipeline.pdata.otlp import REQUEST_TYPES
 from pipeline.pdata.otlpjson import encode_request, flat_records

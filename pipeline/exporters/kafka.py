@@ -50,7 +50,7 @@ from pipeline.errors import PermanentError, RetryableError
 from pipeline.exporterhelper import Exporter
 from pipeline.kafkahelper import client_kwargs, connect_error, describe, is_permanent
 from pipeline.pdata.batch import Batch, split_request
-from pipeline.pdata.logrecords import flat_group_records
+from pipeline.pdata.flatlogs import flat_group_records
 from pipeline.pdata.offload import OFF_LOOP_BYTES, Offload, OffloadError
 from pipeline.pdata.otlp import REQUEST_TYPES
 from pipeline.pdata.otlpjson import encode_request, flat_records

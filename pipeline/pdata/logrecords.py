@@ -23,24 +23,19 @@ Model:
   someone asks for `records`; until then it encodes straight from the lines.
 
 A `Batch` (pdata/batch.py) can carry a list of groups instead of OTLP bytes.
+The groups as flat JSON objects (the `json` format) are in `pdata/flatlogs.py`.
 
-Size: a little over the ~600-line guideline on purpose: a hot path kept in one
-module. The model and its hand-written encoder share module-level caches
-(encoded keys, attribute headers, prefixes) and bound helpers that the
-per-record loops read as globals; split, they would cost attribute lookups
-across modules on every record.
+The model and its hand-written encoder stay in one module: they share module-level
+caches (encoded keys, attribute headers, prefixes) and bound helpers that the
+per-record loops read as globals.
 """
 
 from __future__ import annotations
 
-import base64
-import datetime as dt
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from itertools import chain, repeat
 from typing import Any
-
-import orjson
 
 from pipeline.pdata.logfields import dumps as json_text
 from pipeline.pdata.wire import SMALL_VARINTS, ld, varint
@@ -50,8 +45,6 @@ __all__ = [
     "LogRecord",
     "encode_groups",
     "encode_record",
-    "flat_group_records",
-    "flat_value",
 ]
 
 MAX_DEPTH = 31
@@ -559,77 +552,3 @@ def encode_group(g: LogGroup) -> bytes:
 def encode_groups(groups: list[LogGroup]) -> bytes:
     """A serialized `ExportLogsServiceRequest` (one ResourceLogs per group)."""
     return b"".join([ld(b"\x0a", encode_group(g)) for g in groups])
-
-
-# ---------------------------------------------------------------------------------------
-# Flat JSON records (the same objects as `otlpjson.flat_log_records` of the encoding)
-
-
-def flat_value(v: Any, depth: int = 1) -> Any:
-    """The value `otlpjson.any_value` gives for the encoding of `v`."""
-    t = type(v)
-    if t is str or t is bool or t is float or v is None:
-        return v
-    if t is int:
-        return v if _INT64_MIN <= v <= _INT64_MAX else str(v)
-    if t is dict:
-        if depth > MAX_DEPTH:
-            return json_text(v)
-        d = depth + 1
-        return {str(k): flat_value(x, d) for k, x in v.items() if x is not None}
-    if t is list or t is tuple:
-        if depth > MAX_DEPTH:
-            return json_text(v)
-        d = depth + 1
-        return [flat_value(x, d) for x in v]
-    if t is bytes or t is bytearray or t is memoryview:
-        return base64.b64encode(v).decode()
-    return str(v)
-
-
-_PLAIN = frozenset((str, bool, float))
-_SECONDS: dict[int, str] = {}
-
-
-def rfc3339_nanos(ns: int) -> str | None:
-    """As `otlpjson.rfc3339_nanos`, with the second's text cached."""
-    if not ns:
-        return None
-    secs, frac = divmod(ns, 1_000_000_000)
-    head = _SECONDS.get(secs)
-    if head is None:
-        if len(_SECONDS) >= 4096:
-            _SECONDS.clear()
-        head = _SECONDS[secs] = dt.datetime.fromtimestamp(secs, dt.UTC).strftime(
-            "%Y-%m-%dT%H:%M:%S")
-    return f"{head}.{frac:09d}Z"
-
-
-def flat_group_records(groups: list[LogGroup]) -> Iterator[dict[str, Any]]:
-    """One flat object per record: resource and record attributes at the top level."""
-    plain = _PLAIN
-    for g in groups:
-        res = {k: flat_value(v) for k, v in g.resource.items()}
-        scope = g.scope_name
-        for r in g.records:
-            body = r.body
-            rec: dict[str, Any] = {
-                "time": rfc3339_nanos(r.time_unix_nano or r.observed_time_unix_nano),
-                "severity_text": r.severity_text or None,
-                "severity_number": r.severity_number or None,
-                "body": body if type(body) in plain else flat_value(body),
-                "trace_id": r.trace_id.hex() or None,
-                "span_id": r.span_id.hex() or None,
-            }
-            if scope:
-                rec["scope.name"] = scope
-            rec.update(res)
-            for k, v in r.attributes.items():
-                rec[k] = v if type(v) in plain else flat_value(v)
-            yield {k: v for k, v in rec.items() if v is not None}
-
-
-def dumps_flat(groups: list[LogGroup]) -> bytes:
-    """`format: json` lines of record groups."""
-    dumps = orjson.dumps
-    return b"".join([dumps(r) + b"\n" for r in flat_group_records(groups)])

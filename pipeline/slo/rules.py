@@ -55,7 +55,8 @@ from pipeline.pdata.prometheus.names import (
     label_name,
     metric_name,
 )
-from pipeline.slo.engine import SLOTracker, window_name
+from pipeline.slo.buckets import window_name
+from pipeline.slo.engine import SLOTracker
 from pipeline.slo.model import SLO, TIME_UNITS, AlertingConfig, Selector
 
 DEFAULT_RUNBOOK = "docs/runbook.md"

@@ -25,7 +25,8 @@ import pytest
 from pipeline.component import Signal
 from pipeline.connectors.slo import factory as slo_factory
 from pipeline.connectors.slo.config import SLOConnectorConfig
-from pipeline.exporters.alertmanager import AlertmanagerExporter, AlertmanagerExporterConfig
+from pipeline.exporters.alertmanager.config import AlertmanagerExporterConfig
+from pipeline.exporters.alertmanager.exporter import AlertmanagerExporter
 from pipeline.pdata.batch import Batch
 from pipeline.slo.engine import AlertTransition
 from tests.support import (

@@ -2,7 +2,8 @@
 
 Not a component: a helper package of `pipeline.extensions.health`. Modules:
 `sampler` (throughput from the pipeline's own counters), `view` (the snapshot:
-the view model), `render` (HTML and SVG), `page` (settings and handlers).
+the view model), `render` (HTML and SVG), `page` (settings and handlers),
+`sources` (reading a section's state from the components by shape).
 
 ```yaml
 extensions:

@@ -2,9 +2,9 @@
 the top patterns by count per service, the patterns new (or back) in the last hour with
 their first line, and the rate changes of the last hour.
 
-A connector offers its state through `pattern_status()` (`PatternStatusSource`, matched
-by shape: extensions never import components). The dict it returns is passed through to
-`/status.json` under `patterns`; `render_patterns` draws it, every text escaped.
+A connector offers its state through a method `pattern_status() -> dict` (matched by
+shape, `sources.py`). The dict it returns is passed through to `/status.json` under
+`patterns`; `render_patterns` draws it, every text escaped.
 """
 
 from __future__ import annotations
@@ -12,9 +12,10 @@ from __future__ import annotations
 import datetime
 import html
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from pipeline.component import Host, Kind
+from pipeline.extensions._statuspage.sources import component_states
 
 e = html.escape
 MAX_TEXT = 300  # characters of a template or first line shown (the JSON has them whole)
@@ -25,24 +26,9 @@ STYLE = ("<style>.patterns code{white-space:pre-wrap;word-break:break-all;font-s
          ".patterns .down{color:#d97706;font-weight:600}</style>")
 
 
-@runtime_checkable
-class PatternStatusSource(Protocol):
-    def pattern_status(self) -> dict[str, Any]: ...
-
-
 def read_patterns(host: Host | None) -> list[dict[str, Any]]:
     """The state of every log patterns connector the host runs (once each)."""
-    if host is None:
-        return []
-    out: list[dict[str, Any]] = []
-    seen: set[int] = set()
-    for entry in host.component_entries():
-        comp = entry.component
-        if entry.kind is Kind.CONNECTOR and isinstance(comp, PatternStatusSource) \
-                and id(comp) not in seen:
-            seen.add(id(comp))
-            out.append(comp.pattern_status())
-    return out
+    return component_states(host, Kind.CONNECTOR, "pattern_status")
 
 
 def _clip(v: Any) -> str:

@@ -2,40 +2,26 @@
 (per pipeline) with traces waiting, decisions, late spans, evictions and each policy's
 votes.
 
-A processor offers its state through `sampling_status()` (`SamplingStatusSource`,
-matched by shape: extensions never import components). The dict it returns is passed
-through to `/status.json` under `sampling`; `render_sampling` draws it.
+A processor offers its state through a method `sampling_status() -> dict` (matched by
+shape, `sources.py`). The dict it returns is passed through to `/status.json` under
+`sampling`; `render_sampling` draws it.
 """
 
 from __future__ import annotations
 
 import html
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from pipeline.component import Host, Kind
+from pipeline.extensions._statuspage.sources import component_states
 
 e = html.escape
 
 
-@runtime_checkable
-class SamplingStatusSource(Protocol):
-    def sampling_status(self) -> dict[str, Any]: ...
-
-
 def read_sampling(host: Host | None) -> list[dict[str, Any]]:
     """The state of every tail sampling processor the host runs (once per pipeline)."""
-    if host is None:
-        return []
-    out: list[dict[str, Any]] = []
-    seen: set[int] = set()
-    for entry in host.component_entries():
-        comp = entry.component
-        if entry.kind is Kind.PROCESSOR and isinstance(comp, SamplingStatusSource) \
-                and id(comp) not in seen:
-            seen.add(id(comp))
-            out.append(comp.sampling_status())
-    return out
+    return component_states(host, Kind.PROCESSOR, "sampling_status")
 
 
 def _num(v: Any) -> str:

@@ -32,7 +32,8 @@ from typing import Any
 from pipeline.component import Component, Consumer, ProcessorCreateSettings, Signal
 from pipeline.pdata.anyvalue import any_value
 from pipeline.pdata.batch import Batch
-from pipeline.pdata.logrecords import LogGroup, LogRecord, flat_value
+from pipeline.pdata.flatlogs import flat_value
+from pipeline.pdata.logrecords import LogGroup, LogRecord
 from pipeline.processors.logstruct.config import LogStructConfig
 from pipeline.processors.logstruct.exceptions import find_exception
 from pipeline.processors.logstruct.masks import PARAM

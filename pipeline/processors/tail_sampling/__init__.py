@@ -17,8 +17,10 @@ processors:
     directory: /var/lib/otelpipe/tail_sampling
 ```
 
-Modules: `config` (the keys), `policies` (evaluators, the decision rules), `slo`
-(does a span count against an SLO), `processor` (grouping, the tick, emitting),
+Modules: `config` (the keys), `facts` (the trace summary and per-span facts policies
+read), `policies` (evaluators, the decision rules), `slo`
+(does a span count against an SLO), `waiting` (spans joining their waiting traces,
+decided ids, eviction), `processor` (lifecycle, the tick, emitting),
 `encode` (sampled spans back to OTLP), `durable` (storage disk), `telemetry`.
 See docs/tail_sampling.md.
 """

@@ -18,16 +18,18 @@ from pipeline.pdata.batch import Batch
 from pipeline.receiverhelper.obs import ReceiverObs
 from pipeline.receivers.prometheus.config import PrometheusReceiverConfig, ScrapeConfig
 from pipeline.receivers.prometheus.discovery import FileSD, Group, Target, build_targets
+from pipeline.receivers.prometheus.otlpmetrics import (
+    ScrapeResult,
+    attrs_bytes,
+    gauge_metric,
+    resource_metrics,
+)
 from pipeline.receivers.prometheus.relabel import compile_rules
 from pipeline.receivers.prometheus.target import (
     CHUNK_LINES,
     ParseError,
     SampleLimitExceeded,
-    ScrapeResult,
     TargetState,
-    attrs_bytes,
-    gauge_metric,
-    resource_metrics,
 )
 from pipeline.telemetry.metrics import CounterSpec
 

@@ -9,8 +9,8 @@ import pytest
 from pydantic import BaseModel, ValidationError
 
 from pipeline.config.model import pydantic_problems
-from pipeline.exporters.alertmanager import AlertmanagerExporterConfig
-from pipeline.exporters.elasticsearch import ElasticsearchExporterConfig
+from pipeline.exporters.alertmanager.config import AlertmanagerExporterConfig
+from pipeline.exporters.elasticsearch.config import ElasticsearchExporterConfig
 from pipeline.exporters.loki import LokiExporterConfig
 from pipeline.exporters.otlp import OTLPExporterConfig
 from pipeline.exporters.otlphttp import OTLPHTTPExporterConfig

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import orjson
 import pytest
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue
@@ -19,12 +18,9 @@ from pipeline.pdata.logrecords import (
     LogGroup,
     LogRecord,
     any_value,
-    dumps_flat,
     encode_groups,
     encode_record,
-    flat_group_records,
 )
-from pipeline.pdata.otlpjson import flat_log_records
 
 VALUES: list[Any] = [
     "", "x", "héllo wörld ✓ 日本語 🎉", "a" * 200, "b" * 20000,
@@ -180,16 +176,6 @@ def test_lines_group_encodes_like_its_records() -> None:
     assert encode_groups(lazy) == encode_groups(built)
     assert built[1].records[1].attributes == {"log.split": True, "log.invalid_encoding": True}
     assert built[0].records[1].body == "ünïcode"
-
-
-def test_flat_records_equal_otlp_path() -> None:
-    groups = groups_sample()
-    req = ExportLogsServiceRequest()
-    req.ParseFromString(encode_groups(groups))
-    assert orjson.dumps(list(flat_group_records(groups))) == \
-        orjson.dumps(list(flat_log_records(req)))
-    assert dumps_flat(groups) == b"".join(orjson.dumps(r) + b"\n"
-                                          for r in flat_log_records(req))
 
 
 def records_batch(n: int, groups: int = 1) -> Batch:

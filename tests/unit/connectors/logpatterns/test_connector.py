@@ -14,7 +14,7 @@ from pipeline.connectors.logpatterns import factory
 from pipeline.connectors.logpatterns.config import LogPatternsConfig, LogsProjection
 from pipeline.connectors.logpatterns.connector import LogPatternsConnector
 from pipeline.errors import RetryableError
-from pipeline.exporters.alertmanager import events_from_batch
+from pipeline.exporters.alertmanager.events import events_from_batch
 from pipeline.pdata.batch import Batch
 from pipeline.registry import default_registry
 from tests.support import Sink, connector_settings

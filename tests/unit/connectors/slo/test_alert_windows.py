@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pipeline.exporters.alertmanager import events_from_batch
+from pipeline.exporters.alertmanager.events import events_from_batch
 from pipeline.extensions._statuspage.view import slo_json, slo_view
 from tests.support import Sink
 from tests.unit.connectors.slo.support import attrs, new_sim

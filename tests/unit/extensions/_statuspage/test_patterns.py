@@ -4,16 +4,12 @@ passed to /status.json, rendered escaped."""
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pipeline.component import (
-    Component,
     ComponentEntry,
     ComponentID,
-    Host,
     Kind,
-    PipelineInfo,
     Signal,
 )
 from pipeline.connectors.logpatterns.config import LogPatternsConfig
@@ -22,23 +18,7 @@ from pipeline.extensions._statuspage.patterns import read_patterns, render_patte
 from pipeline.extensions._statuspage.render import render_html
 from tests.support import Sink, connector_settings
 from tests.unit.connectors.spans import FakeClock, log_batch
-
-
-class _Host(Host):
-    def __init__(self, entries: list[ComponentEntry]):
-        self.entries = entries
-
-    def components(self) -> Mapping[tuple[Kind, ComponentID], Component]:
-        return {}
-
-    def component_entries(self) -> Sequence[ComponentEntry]:
-        return self.entries
-
-    def pipelines(self) -> Mapping[str, PipelineInfo]:
-        return {}
-
-    def started(self) -> bool:
-        return True
+from tests.unit.extensions._statuspage.hosts import EntriesHost
 
 
 def rec(tid: str, template: str, body: str) -> dict[str, Any]:
@@ -75,7 +55,8 @@ async def connector() -> tuple[LogPatternsConnector, FakeClock]:
 async def test_read_and_render_a_logpatterns_connector() -> None:
     c, clock = await connector()
     cid = ComponentID.parse("logpatterns/app")
-    host = _Host([ComponentEntry(Kind.CONNECTOR, cid, c), ComponentEntry(Kind.CONNECTOR, cid, c)])
+    host = EntriesHost([ComponentEntry(Kind.CONNECTOR, cid, c),
+                        ComponentEntry(Kind.CONNECTOR, cid, c)])
     items = read_patterns(host)
     assert len(items) == 1  # once
     s = items[0]

@@ -3,15 +3,10 @@ shape, passed to /status.json, rendered escaped."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-
 from pipeline.component import (
-    Component,
     ComponentEntry,
     ComponentID,
-    Host,
     Kind,
-    PipelineInfo,
     Signal,
 )
 from pipeline.extensions._statuspage.render import render_html
@@ -19,24 +14,8 @@ from pipeline.extensions._statuspage.sampling import read_sampling, render_sampl
 from pipeline.processors.tail_sampling.config import TailSamplingConfig
 from pipeline.processors.tail_sampling.processor import TailSamplingProcessor
 from tests.support import Sink, processor_settings
+from tests.unit.extensions._statuspage.hosts import EntriesHost
 from tests.unit.processors.tail_sampling.spans import S, batch
-
-
-class _Host(Host):
-    def __init__(self, entries: list[ComponentEntry]):
-        self.entries = entries
-
-    def components(self) -> Mapping[tuple[Kind, ComponentID], Component]:
-        return {}
-
-    def component_entries(self) -> Sequence[ComponentEntry]:
-        return self.entries
-
-    def pipelines(self) -> Mapping[str, PipelineInfo]:
-        return {}
-
-    def started(self) -> bool:
-        return True
 
 
 async def test_read_and_render_a_tail_sampling_processor() -> None:
@@ -49,7 +28,7 @@ async def test_read_and_render_a_tail_sampling_processor() -> None:
     await proc.decide_due(float("inf"))
     await proc.consume(batch([S(9)]))
     pid = ComponentID.parse("tail_sampling/gw")
-    host = _Host([ComponentEntry(Kind.PROCESSOR, pid, proc, "traces"),
+    host = EntriesHost([ComponentEntry(Kind.PROCESSOR, pid, proc, "traces"),
                   ComponentEntry(Kind.PROCESSOR, pid, proc, "traces")])  # once
     items = read_sampling(host)
     assert len(items) == 1

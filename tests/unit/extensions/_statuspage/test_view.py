@@ -3,31 +3,16 @@ metrics, read through its `status()` (`pipeline.slo.engine.SLOStatus`)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import pytest
 
-from pipeline.component import Component, ComponentID, Host, Kind, PipelineInfo
+from pipeline.component import Component, ComponentID, Kind
 from pipeline.connectors.slo.config import SLOConnectorConfig
 from pipeline.connectors.slo.connector import SLOConnector
 from pipeline.extensions._statuspage.render import render_burndown
 from pipeline.extensions._statuspage.view import read_slos, slo_json, slo_view
 from tests.support import connector_settings
+from tests.unit.connectors.slo.support import StaticHost
 from tests.unit.slo.sim import DAY, MINUTE, Clock, RedTraffic
-
-
-class StaticHost(Host):
-    def __init__(self, components: Mapping[tuple[Kind, ComponentID], Component]):
-        self._components = components
-
-    def components(self) -> Mapping[tuple[Kind, ComponentID], Component]:
-        return self._components
-
-    def pipelines(self) -> Mapping[str, PipelineInfo]:
-        return {}
-
-    def started(self) -> bool:
-        return True
 
 
 async def fed_connector(clock: Clock) -> SLOConnector:

@@ -18,7 +18,8 @@ from pipeline.processors.tail_sampling.encode import (
     encode_request,
     span_slices,
 )
-from pipeline.processors.tail_sampling.processor import TailSamplingProcessor, _cut
+from pipeline.processors.tail_sampling.processor import TailSamplingProcessor
+from pipeline.processors.tail_sampling.waiting import _cut
 from tests.support import Sink, processor_settings
 from tests.unit.processors.tail_sampling.spans import S, request
 

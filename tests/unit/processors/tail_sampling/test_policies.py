@@ -295,7 +295,7 @@ def test_decisions_policy_by_policy_are_trace_by_trace_ones() -> None:
     decides and counts exactly as `decide` trace by trace, stateful policies included."""
     import random
 
-    from pipeline.processors.tail_sampling.policies import TraceData
+    from pipeline.processors.tail_sampling.facts import TraceData
 
     policies = [
         p("slow", "latency", threshold_ms=1500), p("band", "latency", threshold_ms=10,

@@ -97,7 +97,7 @@ def test_staleness_for_series_that_disappear_and_failed_scrapes() -> None:
     assert res.points == len(pts)
     # the target is down: every series still live is marked stale, once
     res = st.fail(T3)
-    from pipeline.receivers.prometheus.target import resource_metrics
+    from pipeline.receivers.prometheus.otlpmetrics import resource_metrics
     from tests.promscrape import points
 
     pts = points(resource_metrics([], res.payload))

@@ -12,17 +12,11 @@ import pytest
 from aiohttp import web
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
-from pydantic import ValidationError
 
 from pipeline.component import Signal
 from pipeline.errors import PermanentError, RetryableError
-from pipeline.exporters.alertmanager import (
-    AlertmanagerExporter,
-    AlertmanagerExporterConfig,
-    category_of,
-    event_from_record,
-    factory,
-)
+from pipeline.exporters.alertmanager.config import AlertmanagerExporterConfig
+from pipeline.exporters.alertmanager.exporter import AlertmanagerExporter
 from pipeline.pdata.batch import Batch
 from pipeline.telemetry.metrics import Telemetry
 from tests.secretsdata import assert_no_secret, basic, leaky_backend
@@ -440,36 +434,6 @@ async def test_body_is_the_description_and_event_name_gives_the_state(am: FakeAM
         await exp.shutdown()
     assert am.posts[0][0]["annotations"]["description"] == "api-availability burns 14.4x"
     assert am.posts[0][0]["labels"]["service"] == "api"
-
-
-def test_event_parsing_variants() -> None:
-    ev = event_from_record({"slo.name": "a", "alert.state": "RESOLVED",
-                            "alert.windows": "6h,30m", "alert.burn_rates": {"6h": 7}},
-                           now=NOW)
-    assert ev is not None
-    assert not ev.firing
-    assert ev.windows == "6h/30m"
-    assert ev.burn_rates == {"6h": 7.0}
-    assert ev.time == NOW
-    assert ev.severity == "page"
-    assert event_from_record({"alert.state": "firing"}, now=NOW) is None
-    assert category_of("db-consistency") == "consistency"
-    assert category_of("api-latency-p95") == "latency"
-    assert category_of("x", "availability") == "availability"
-    assert category_of("checkout") == "burn-rate"
-
-
-def test_config_validation() -> None:
-    with pytest.raises(ValidationError, match="http"):
-        AlertmanagerExporterConfig.model_validate({"endpoint": "alertmanager:9093"})
-    with pytest.raises(ValidationError, match="label name"):
-        AlertmanagerExporterConfig.model_validate({"labels": {"bad-name": "x"}})
-    with pytest.raises(ValidationError, match="bad template"):
-        AlertmanagerExporterConfig.model_validate({"alertname": "{nope}"})
-    cfg = AlertmanagerExporterConfig.model_validate({"resend_interval": "30s"})
-    assert cfg.ttl == 120
-    assert cfg.endpoint == "http://localhost:9093"
-    assert factory.signals == frozenset({Signal.LOGS})
 
 
 async def test_metrics_batches_are_refused_permanently(am: FakeAM) -> None:

@@ -18,11 +18,9 @@ from pydantic import ValidationError
 
 from pipeline.component import Signal
 from pipeline.errors import PermanentError, RetryableError
-from pipeline.exporters.elasticsearch import (
-    ElasticsearchExporter,
-    ElasticsearchExporterConfig,
-    factory,
-)
+from pipeline.exporters.elasticsearch import factory
+from pipeline.exporters.elasticsearch.config import ElasticsearchExporterConfig
+from pipeline.exporters.elasticsearch.exporter import ElasticsearchExporter
 from pipeline.pdata.batch import Batch
 from pipeline.telemetry.metrics import Telemetry
 from tests.secretsdata import assert_no_secret, basic, leaky_backend
