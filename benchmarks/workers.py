@@ -202,7 +202,7 @@ def drive(target: Target, loadgens: int, seconds: float, spans: int) -> dict[str
     """`loadgens` load processes for `seconds`: spans/s, target CPU, loadgen CPU."""
     cmd = [sys.executable, "-m", "benchmarks.workers", "load", "--endpoint",
            f"127.0.0.1:{target.grpc}", "--seconds", str(seconds), "--spans", str(spans)]
-    cpu0 = sum(cpu_seconds(p) for p in target.pids)
+    cpu0 = [cpu_seconds(p) for p in target.pids]
     t0 = time.monotonic()
     procs = [subprocess.Popen([*cmd, "--seed", str(i)], cwd=REPO, stdout=subprocess.PIPE,
                               env={**os.environ, "PYTHONPATH": str(REPO)})
@@ -218,8 +218,9 @@ def drive(target: Target, loadgens: int, seconds: float, spans: int) -> dict[str
         load_cpu += usage.ru_utime + usage.ru_stime
         results.append(json.loads(out.decode().strip().splitlines()[-1]))
     wall = time.monotonic() - t0
-    per_pid = [round(cpu_seconds(p), 2) for p in target.pids]
-    cpu = sum(cpu_seconds(p) for p in target.pids) - cpu0
+    per_process = [round(cpu_seconds(p) - c0, 2) for p, c0 in zip(target.pids, cpu0,
+                                                                    strict=True)]
+    cpu = sum(per_process)
     sent = sum(r["spans"] for r in results)
     elapsed = max(r["elapsed_s"] for r in results)
     return {"target": target.name, "spans": sent, "seconds": round(elapsed, 2),
@@ -229,7 +230,7 @@ def drive(target: Target, loadgens: int, seconds: float, spans: int) -> dict[str
             "loadgen_cpu_s": round(load_cpu, 2),
             "loadgen_cores_used": round(load_cpu / wall, 2),
             "errors": sum(r["errors"] for r in results),
-            "cpu_s_per_process_total": per_pid}
+            "target_cpu_s_per_process": per_process}
 
 
 def uptime() -> str:
@@ -254,7 +255,8 @@ def cmd_throughput(args: argparse.Namespace) -> int:
             print(f"{row['target']:24} {row['spans_per_s']:>9,} spans/s  "
                   f"target {row['target_cores_used']:.2f} cores "
                   f"({row['spans_per_cpu_s']:,} spans/CPU-s)  "
-                  f"loadgen {row['loadgen_cores_used']:.2f} cores  errors {row['errors']}",
+                  f"loadgen {row['loadgen_cores_used']:.2f} cores  errors {row['errors']}  "
+                  f"CPU s per process {row['target_cpu_s_per_process']}",
                   flush=True)
     print(uptime(), flush=True)
     best: dict[str, int] = {}
