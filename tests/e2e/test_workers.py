@@ -315,6 +315,7 @@ def test_sigkill_of_a_worker_mid_load_loses_nothing_and_it_is_replaced(
         assert new is not None
         assert new["pid"] != worker["pid"]
         assert new["last_exit"] == "killed by SIGKILL"
+        assert detailed(health)["status"] == "healthy"
         assert psutil.Process(new["pid"]).ppid() == proc.pid
         after = clients.acked()
         eventually(lambda: clients.acked() >= after + 50, timeout=120, interval=0.05,
