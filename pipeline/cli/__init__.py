@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import gc
 import os
+import shutil
 import sys
 from collections.abc import Coroutine, Sequence
 from typing import Any
@@ -17,7 +18,7 @@ from pipeline.cli import ports, slo
 from pipeline.cli.slo import EXIT_INVALID_CONFIG
 from pipeline.component import Kind
 from pipeline.config.loader import load_config
-from pipeline.config.model import Config, build_json_schema, check_workers, validate_config
+from pipeline.config.model import build_json_schema, check_workers, validate_config
 from pipeline.errors import ConfigError
 from pipeline.registry import default_registry
 from pipeline.telemetry.logs import setup_logging
@@ -25,15 +26,17 @@ from pipeline.telemetry.logs import setup_logging
 WORKER_COMMAND = "_worker"
 
 
-def _load(paths: Sequence[str]) -> Config:
-    return validate_config(load_config(paths), default_registry())
-
-
 def cmd_validate(args: argparse.Namespace) -> int:
     if slo.is_slo_definitions(args.config):
         return slo.validate_slo_definitions(args.config[0])
     try:
-        config = _load(args.config)
+        raw = load_config(args.config)
+        config = validate_config(raw, default_registry())
+        workers = config.service.worker_count()
+        if workers > 1:  # the configs of the processes must be valid too
+            from pipeline.service.workers.supervisor import prepare
+
+            shutil.rmtree(prepare(raw, config, workers).link_dir, ignore_errors=True)
     except ConfigError as exc:
         print(f"invalid configuration ({len(exc.problems)} problem"
               f"{'s' if len(exc.problems) != 1 else ''}):", file=sys.stderr)
@@ -51,6 +54,13 @@ def cmd_validate(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     try:
         raw = load_config(args.config)
+        service = raw.get("service")
+        if args.workers not in (None, 1) or (
+                isinstance(service, dict) and service.get("workers") not in (None, 1, "1")):
+            # Before gRPC loads (validation loads it): the supervisor forks only to exec
+            # a worker, gRPC's fork handlers are of no use, and they print a line that is
+            # not JSON on every fork.
+            os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
         config = validate_config(raw, default_registry())
         workers = args.workers if args.workers is not None else config.service.worker_count()
         prepared = None
@@ -99,7 +109,7 @@ def cmd_worker() -> int:
     tune_gc()
     from pipeline.service import run
 
-    return _run_loop(run(config, hooks=WorkerHooks(orders.control)))
+    return _run_loop(run(config, hooks=WorkerHooks(orders.control, orders.supervisor_pid)))
 
 
 def _run_loop(main: Coroutine[Any, Any, int]) -> int:

@@ -29,7 +29,9 @@ Endpoints (all JSON via orjson, `Cache-Control: no-store`):
   (the reason, or null), `event_loop_lag_seconds` (how late the service's
   100 ms timer fired last) and `event_loop_lag_max_seconds` (the most over the
   last 10 s); with `service.workers` > 1, `workers`: each process (index, pid,
-  state, restarts, last exit; index 0 is this one, the primary).
+  state, restarts, last exit; index 0 is this one, the primary), and the status
+  is `degraded` while one is not running (readiness is not affected: the other
+  processes serve).
 - `GET /metrics`, `GET /health/metrics`: the pipeline's own metrics in the
   Prometheus text format (process RSS/CPU as `otelpipe_process_*`); with
   workers, summed over every process (per-process gauges keep a `worker` label).
@@ -278,6 +280,8 @@ class HealthExtension(Component):
             workers = self.host.workers()
             if workers is not None:
                 body["workers"] = workers
+                if status == "healthy" and any(w["state"] != "running" for w in workers):
+                    body["status"] = "degraded"  # one starting or being restarted
         if not running:
             body["reason"] = _NOT_RUNNING
         return _json(body)

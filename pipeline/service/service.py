@@ -266,7 +266,9 @@ class RunHooks(Protocol):
 
     async def stopping(self) -> None: ...
 
-    def second_signal(self, sig: os_signal.Signals) -> None: ...
+    def second_signal(self, sig: os_signal.Signals) -> bool:
+        """A second signal arrived during the drain: pass it on; False ignores it."""
+        ...
 
 
 async def run(config: Config, *, telemetry: Telemetry | None = None,
@@ -279,8 +281,8 @@ async def run(config: Config, *, telemetry: Telemetry | None = None,
 
     def on_signal(sig: os_signal.Signals) -> None:
         if stop.is_set():
-            if hooks is not None:
-                hooks.second_signal(sig)
+            if hooks is not None and not hooks.second_signal(sig):
+                return
             exit_undrained(service, sig)
         stop.set()
 
@@ -293,6 +295,8 @@ async def run(config: Config, *, telemetry: Telemetry | None = None,
     except Exception as exc:
         if service.started():  # a hook failed: the service itself runs
             log.error("could not start", extra={"error": str(exc)})
+            if hooks is not None:
+                await hooks.stopping()
             await service.shutdown()
         return 1
     await stop.wait()

@@ -1,17 +1,20 @@
 """`otelpipe run` with `service.workers: 2` (and `--workers`): real processes, real
 OTLP clients, a real sink.
 
-The service under test receives OTLP over gRPC and HTTP and exports with an `otlp`
-exporter without a sending queue, so a request is acknowledged only once the sink
-(a second, single-process otelpipe writing each span as a JSON line) accepted its
-spans: every acknowledged span must be in the sink's file.
+The service under test receives OTLP over gRPC and HTTP and writes each span as a
+JSON line, in one of two ways: an `otlp` exporter without a sending queue (it runs in
+every process) to a sink (a second, single-process otelpipe with a `file` exporter),
+or a `file` exporter, which runs once: in the primary, the workers' spans crossing
+the internal link. Either way a request is acknowledged only once its spans are in
+the file: every acknowledged span must be there.
 
 - both processes get connections (the kernel spreads them over the SO_REUSEPORT
   sockets), and each acknowledged span reaches the sink exactly once;
 - SIGKILL of the worker mid-load: the clients' retries land on the other process
   (at-least-once: every acknowledged span is in the file), and the worker is
   replaced (a new pid, counted as a restart in /health/detailed and /metrics);
-- SIGTERM drains every process and exits 0 with nothing lost;
+- SIGTERM (or Ctrl-C to the process group) drains every process and exits 0 with
+  nothing lost;
 - `--workers 2` overrides `service.workers: 1`.
 """
 
@@ -26,6 +29,8 @@ import sys
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -57,17 +62,17 @@ def sink_config(port: int, out: Path) -> dict[str, Any]:
     }
 
 
-def service_config(gport: int, hport: int, health: int, sink: int,
+def service_config(gport: int, hport: int, health: int, exporters: dict[str, Any],
                    workers: int = 2) -> dict[str, Any]:
     return {
         "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": f"127.0.0.1:{gport}"},
                                              "http": {"endpoint": f"127.0.0.1:{hport}"}}}},
-        "exporters": {"otlp": {"endpoint": f"127.0.0.1:{sink}", "tls": {"insecure": True},
-                               "sending_queue": {"enabled": False}}},
+        "exporters": exporters,
         "extensions": {"health": {"endpoint": f"127.0.0.1:{health}"}},
         "service": {"workers": workers, "shutdown_timeout": f"{SHUTDOWN_TIMEOUT}s",
                     "extensions": ["health"],
-                    "pipelines": {"traces": {"receivers": ["otlp"], "exporters": ["otlp"]}}},
+                    "pipelines": {"traces": {"receivers": ["otlp"],
+                                             "exporters": list(exporters)}}},
     }
 
 
@@ -82,7 +87,8 @@ class Supervised(OtelpipeProcess):
         self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pipeline", "run", "-c", str(self.config_path), *self.args],
-            stdout=self._log, stderr=subprocess.STDOUT, env=self.env, cwd=self.tmp_path)
+            stdout=self._log, stderr=subprocess.STDOUT, env=self.env, cwd=self.tmp_path,
+            start_new_session=True)  # a process group of its own, as in a terminal
         return self
 
 
@@ -188,22 +194,41 @@ class Clients:
         return "ok" if resp.status == 200 else f"http {resp.status}"
 
 
-@pytest.fixture
-def sink(tmp_path: Path) -> Any:
+Sink = tuple[dict[str, Any], Path]  # the service's exporters, the file they fill
+
+
+@contextmanager
+def otlp_sink(tmp_path: Path) -> Iterator[Sink]:
+    """An `otlp` exporter without a sending queue (in every process) to a sink process."""
     port = free_port()
-    out = tmp_path / "sink" / "spans.jsonl"
-    (tmp_path / "sink").mkdir()
-    with OtelpipeProcess(sink_config(port, out), tmp_path / "sink", wait_ports=(port,)):
-        yield port, out
+    home = tmp_path / "sink"
+    home.mkdir()
+    out = home / "spans.jsonl"
+    with OtelpipeProcess(sink_config(port, out), home, wait_ports=(port,)):
+        yield {"otlp": {"endpoint": f"127.0.0.1:{port}", "tls": {"insecure": True},
+                        "sending_queue": {"enabled": False}}}, out
 
 
-def start_service(tmp_path: Path, sink_port: int, *, workers: int = 2,
+@pytest.fixture(params=["otlp exporter to a sink", "file exporter in the primary"])
+def sink(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Sink]:
+    """Where acknowledged spans are counted: a sink process behind an exporter that
+    every process runs, or the `file` exporter, which runs once (in the primary, the
+    workers' spans crossing the internal link)."""
+    if request.param == "file exporter in the primary":
+        out = tmp_path / "out" / "spans.jsonl"
+        yield {"file": {"path": str(out), "format": "json"}}, out
+        return
+    with otlp_sink(tmp_path) as s:
+        yield s
+
+
+def start_service(tmp_path: Path, exporters: dict[str, Any], *, workers: int = 2,
                   args: tuple[str, ...] = ()) -> tuple[Supervised, int, int, int,
                                                        list[dict[str, Any]]]:
     gport, hport, health = free_port(), free_port(), free_port()
     home = tmp_path / "service"
     home.mkdir()
-    proc = Supervised(service_config(gport, hport, health, sink_port, workers), home,
+    proc = Supervised(service_config(gport, hport, health, exporters, workers), home,
                       args).start()
     try:
         states = eventually(lambda: running_workers(health, 2, proc), timeout=START_TIMEOUT,
@@ -221,9 +246,9 @@ def held_connections(pid: int, port: int) -> int:
 
 
 def test_two_workers_share_the_port_and_each_span_arrives_once(
-        tmp_path: Path, sink: tuple[int, Path]) -> None:
-    sink_port, out = sink
-    proc, gport, hport, _health, states = start_service(tmp_path, sink_port)
+        tmp_path: Path, sink: Sink) -> None:
+    exporters, out = sink
+    proc, gport, hport, _health, states = start_service(tmp_path, exporters)
     try:
         assert [w["index"] for w in states] == [0, 1]
         assert states[0]["pid"] == proc.pid
@@ -268,9 +293,9 @@ def test_two_workers_share_the_port_and_each_span_arrives_once(
 
 
 def test_sigkill_of_a_worker_mid_load_loses_nothing_and_it_is_replaced(
-        tmp_path: Path, sink: tuple[int, Path]) -> None:
-    sink_port, out = sink
-    proc, gport, hport, health, states = start_service(tmp_path, sink_port)
+        tmp_path: Path, sink: Sink) -> None:
+    exporters, out = sink
+    proc, gport, hport, health, states = start_service(tmp_path, exporters)
     worker = states[1]
     try:
         clients = Clients(gport, hport).start()
@@ -290,6 +315,7 @@ def test_sigkill_of_a_worker_mid_load_loses_nothing_and_it_is_replaced(
         assert new is not None
         assert new["pid"] != worker["pid"]
         assert new["last_exit"] == "killed by SIGKILL"
+        assert detailed(health)["status"] == "healthy"
         assert psutil.Process(new["pid"]).ppid() == proc.pid
         after = clients.acked()
         eventually(lambda: clients.acked() >= after + 50, timeout=120, interval=0.05,
@@ -314,16 +340,25 @@ def test_sigkill_of_a_worker_mid_load_loses_nothing_and_it_is_replaced(
     assert "worker exited: starting it again" in logs
 
 
-def test_sigterm_drains_every_process(tmp_path: Path, sink: tuple[int, Path]) -> None:
-    sink_port, out = sink
-    proc, gport, hport, _health, states = start_service(tmp_path, sink_port)
+@pytest.mark.parametrize("group", [False, True],
+                         ids=["SIGTERM to the supervisor", "SIGINT to the process group"])
+def test_a_signal_drains_every_process(tmp_path: Path, sink: Sink,
+                                       group: bool) -> None:
+    """SIGTERM as Kubernetes sends it (to the supervisor), or Ctrl-C in a terminal
+    (SIGINT to the whole foreground process group): either way each worker drains
+    once (a second signal would make it exit undrained), then the primary."""
+    exporters, out = sink
+    proc, gport, hport, _health, states = start_service(tmp_path, exporters)
     worker_pid = states[1]["pid"]
     clients = Clients(gport, hport).start()
     try:
         eventually(lambda: clients.acked() >= 100, timeout=120, interval=0.05,
                    what="100 acknowledged requests")
         assert proc.proc is not None
-        proc.proc.send_signal(signal.SIGTERM)
+        if group:
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            proc.proc.send_signal(signal.SIGTERM)
         code = proc.proc.wait(2 * SHUTDOWN_TIMEOUT + 30)
     finally:
         clients.give_up.set()
@@ -332,7 +367,7 @@ def test_sigterm_drains_every_process(tmp_path: Path, sink: tuple[int, Path]) ->
     assert code == 0, proc.logs()
     assert not psutil.pid_exists(worker_pid) or \
         psutil.Process(worker_pid).status() == psutil.STATUS_ZOMBIE
-    logs = [orjson.loads(line) for line in proc.logs().splitlines() if line.startswith("{")]
+    logs = [orjson.loads(line) for line in proc.logs().splitlines()]  # JSON, every one
     stopped = [r for r in logs if r["msg"] == "stopped"]
     assert sorted(r.get("worker", 0) for r in stopped) == [0, 1], stopped
     assert all(r["drained"] is True for r in stopped), stopped
@@ -348,10 +383,10 @@ def test_sigterm_drains_every_process(tmp_path: Path, sink: tuple[int, Path]) ->
     assert all(n == SPANS_PER_REQUEST for n in got.values())
 
 
-def test_workers_flag_overrides_the_config(tmp_path: Path, sink: tuple[int, Path]) -> None:
-    sink_port, _ = sink
-    proc, _, _, health, states = start_service(tmp_path, sink_port, workers=1,
-                                               args=("--workers", "2"))
+def test_workers_flag_overrides_the_config(tmp_path: Path) -> None:
+    out = tmp_path / "out" / "spans.jsonl"
+    proc, _, _, health, states = start_service(
+        tmp_path, {"file": {"path": str(out)}}, workers=1, args=("--workers", "2"))
     try:
         assert len(states) == 2
         status, metrics = http_get(f"http://127.0.0.1:{health}/metrics")
@@ -373,3 +408,26 @@ def test_a_bad_workers_flag_is_refused(value: str) -> None:
     assert result.returncode == 2
     assert "--workers: expected a number of processes from 1 to 256 or `auto`" \
         in result.stderr, result.stderr
+
+
+def test_workers_exit_when_the_supervisor_is_killed(tmp_path: Path) -> None:
+    """PR_SET_PDEATHSIG: SIGKILL of the supervisor (nothing can forward a signal) still
+    ends its workers: the kernel sends them SIGTERM, they drain and exit, and the port
+    is free again."""
+    with otlp_sink(tmp_path) as (exporters, _):
+        proc, gport, hport, _, states = start_service(tmp_path, exporters)
+    worker = psutil.Process(states[1]["pid"])
+    try:
+        proc.kill()
+        eventually(lambda: not worker.is_running() or
+                   worker.status() == psutil.STATUS_ZOMBIE,
+                   timeout=2 * SHUTDOWN_TIMEOUT + 30, interval=0.1, what="the worker gone")
+        eventually(lambda: not port_open(gport) and not port_open(hport),
+                   timeout=30, interval=0.1, what="the ports closed")
+    finally:
+        if worker.is_running():
+            worker.kill()
+    logs = [orjson.loads(line) for line in proc.logs().splitlines() if line.startswith("{")]
+    stopped = [r for r in logs if r["msg"] == "stopped" and r.get("worker") == 1]
+    assert stopped, proc.logs()
+    assert stopped[-1]["drained"] is True

@@ -1,13 +1,15 @@
 """A worker process: `python -m pipeline _worker`, started by the supervisor.
 
 It reads its orders as one JSON object on stdin (never a file or argv: the config
-holds resolved secrets), asks the kernel to send it SIGTERM when the supervisor
-dies (PR_SET_PDEATHSIG), runs the worker config with the ordinary `Service`, and
-answers the supervisor on its control socket once started.
+holds resolved secrets), asks the kernel to signal it when the supervisor dies
+(PR_SET_PDEATHSIG: it then drains and exits as on SIGTERM), runs the worker config
+with the ordinary `Service`, and answers the supervisor on its control socket once
+started.
 """
 
 from __future__ import annotations
 
+import asyncio
 import ctypes
 import logging
 import os
@@ -22,6 +24,10 @@ from pipeline.service.service import Service
 from pipeline.service.workers.control import ControlServer
 
 PR_SET_PDEATHSIG = 1
+# Not SIGTERM: the kernel may send it several times (see WorkerHooks._orphaned).
+PARENT_DEATH_SIGNAL = signal.SIGHUP
+
+log = logging.getLogger("otelpipe.service.workers")
 MAX_ORDERS = 64 * 1024 * 1024
 
 
@@ -53,10 +59,13 @@ class Orders:
 
 
 def die_with(parent_pid: int) -> None:
-    """SIGTERM this process when its parent dies (so a worker drains and exits when the
-    supervisor is gone); exit at once if it is gone already."""
+    """Have the kernel signal this process (PARENT_DEATH_SIGNAL) when its parent dies, so
+    that a worker drains and exits when the supervisor is gone (`WorkerHooks` turns
+    the signal into one SIGTERM, and until then ignores it); exit at once if the parent
+    is gone already."""
+    signal.signal(PARENT_DEATH_SIGNAL, signal.SIG_IGN)
     libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGTERM), 0, 0, 0) != 0:
+    if libc.prctl(PR_SET_PDEATHSIG, int(PARENT_DEATH_SIGNAL), 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
     if os.getppid() != parent_pid:  # died before prctl: nobody will signal us
         raise SystemExit(f"worker: supervisor {parent_pid} is gone")
@@ -78,13 +87,18 @@ class WorkerHooks:
     """A worker's additions to `run`: its control socket, open from the end of the
     service's start until the process exits."""
 
-    def __init__(self, control: str):
+    def __init__(self, control: str, supervisor_pid: int):
         self.control_path = control
+        self.supervisor_pid = supervisor_pid
+        self._orphan = False
         self.service: Service | None = None
         self._control: ControlServer | None = None
 
     async def started(self, service: Service) -> None:
         self.service = service
+        asyncio.get_running_loop().add_signal_handler(PARENT_DEATH_SIGNAL, self._orphaned)
+        if os.getppid() != self.supervisor_pid:  # died while this one started
+            self._orphaned()
         self._control = ControlServer(self.control_path, {
             "metrics": self._metrics, "health": self._health})
         await self._control.start()
@@ -92,8 +106,19 @@ class WorkerHooks:
     async def stopping(self) -> None:
         pass  # the socket answers during the drain too; it goes with the process
 
-    def second_signal(self, sig: signal.Signals) -> None:
-        pass
+    def second_signal(self, sig: signal.Signals) -> bool:
+        return True  # the supervisor got a second one too: exit now
+
+    def _orphaned(self) -> None:
+        """The supervisor died: drain and exit, as on SIGTERM. Once: the kernel repeats
+        the parent-death signal each time the dead supervisor's children pass from one
+        of its exiting threads to the next, and a second SIGTERM would cut the drain."""
+        if self._orphan:
+            return
+        self._orphan = True
+        log.warning("supervisor gone: draining and exiting",
+                    extra={"supervisor_pid": self.supervisor_pid})
+        os.kill(os.getpid(), signal.SIGTERM)
 
     async def _metrics(self) -> bytes:
         assert self.service is not None

@@ -171,3 +171,23 @@ async def test_control_socket(tmp_path: Path) -> None:
     finally:
         await server.stop()
     assert not (tmp_path / "c.sock").exists()
+
+
+def test_validate_plans_the_processes(tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    from pipeline.cli import main
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("""
+receivers: {otlp: {protocols: {grpc: {endpoint: "127.0.0.1:4317"}}}}
+exporters: {nop: {}}
+service:
+  workers: 3
+  pipelines: {traces: {receivers: [otlp], exporters: [nop]}}
+""")
+    assert main(["validate", "-c", str(cfg)]) == 0
+    assert "configuration is valid" in capsys.readouterr().out
+    cfg.write_text(cfg.read_text().replace("workers: 3", "workers: -1"))
+    assert main(["validate", "-c", str(cfg)]) == 2
+    assert "service.workers: expected a number of processes from 1 to 256 or `auto`" \
+        in capsys.readouterr().err
