@@ -196,6 +196,11 @@ class ExtensionCreateSettings(CreateSettings):
     kind: ClassVar[Kind] = Kind.EXTENSION
 
 
+def never(config: Any) -> bool:
+    """The default `Factory.runs_once`: the component may run in every worker process."""
+    return False
+
+
 # A bare `Factory` (a registry holds every kind) is `Factory[Any, Any]`.
 SettingsT = TypeVar("SettingsT", bound=CreateSettings, default=Any)
 ConfigT = TypeVar("ConfigT", bound=ComponentConfig, default=Any)
@@ -207,6 +212,14 @@ class Factory(Generic[SettingsT, ConfigT]):
 
     `create` gets the settings of the factory's kind (`ReceiverCreateSettings` for a
     receiver, ...) and an instance of `config_model`.
+
+    With `service.workers` > 1 (`pipeline.service.workers.plan`): `runs_once(config)`
+    is true for a component that must exist in one process only (it owns a file, a
+    port nobody may share, state that must see every item, or it polls a source
+    that every process would poll again); it then runs in the primary process, and
+    the data that must reach it crosses a link from the workers. `merges_per_worker`
+    marks an aggregating connector that runs in every process with delta
+    temporality, its outputs merged in the primary.
     """
 
     type: str
@@ -217,6 +230,8 @@ class Factory(Generic[SettingsT, ConfigT]):
     connector_pairs: frozenset[tuple[Signal, Signal]] = frozenset()
     description: str = ""
     aliases: tuple[str, ...] = ()
+    runs_once: Callable[[ConfigT], bool] = never
+    merges_per_worker: bool = False
 
     def supports(self, signal: Signal) -> bool:
         return signal in self.signals

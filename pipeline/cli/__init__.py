@@ -6,8 +6,10 @@ import argparse
 import asyncio
 import gc
 import os
+import shutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
+from typing import Any
 
 import orjson
 
@@ -16,21 +18,25 @@ from pipeline.cli import ports, slo
 from pipeline.cli.slo import EXIT_INVALID_CONFIG
 from pipeline.component import Kind
 from pipeline.config.loader import load_config
-from pipeline.config.model import Config, build_json_schema, validate_config
+from pipeline.config.model import build_json_schema, check_workers, validate_config
 from pipeline.errors import ConfigError
 from pipeline.registry import default_registry
 from pipeline.telemetry.logs import setup_logging
 
-
-def _load(paths: Sequence[str]) -> Config:
-    return validate_config(load_config(paths), default_registry())
+WORKER_COMMAND = "_worker"
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
     if slo.is_slo_definitions(args.config):
         return slo.validate_slo_definitions(args.config[0])
     try:
-        config = _load(args.config)
+        raw = load_config(args.config)
+        config = validate_config(raw, default_registry())
+        workers = config.service.worker_count()
+        if workers > 1:  # the configs of the processes must be valid too
+            from pipeline.service.workers.supervisor import prepare
+
+            shutil.rmtree(prepare(raw, config, workers).link_dir, ignore_errors=True)
     except ConfigError as exc:
         print(f"invalid configuration ({len(exc.problems)} problem"
               f"{'s' if len(exc.problems) != 1 else ''}):", file=sys.stderr)
@@ -47,7 +53,21 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     try:
-        config = _load(args.config)
+        raw = load_config(args.config)
+        service = raw.get("service")
+        if args.workers not in (None, 1) or (
+                isinstance(service, dict) and service.get("workers") not in (None, 1, "1")):
+            # Before gRPC loads (validation loads it): the supervisor forks only to exec
+            # a worker, gRPC's fork handlers are of no use, and they print a line that is
+            # not JSON on every fork.
+            os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "0")
+        config = validate_config(raw, default_registry())
+        workers = args.workers if args.workers is not None else config.service.worker_count()
+        prepared = None
+        if workers > 1:
+            from pipeline.service.workers.supervisor import prepare
+
+            prepared = prepare(raw, config, workers)
     except ConfigError as exc:
         for p in exc.problems:
             print(f"error: {p}", file=sys.stderr)
@@ -58,14 +78,55 @@ def cmd_run(args: argparse.Namespace) -> int:
     log = logging.getLogger("otelpipe.service")
     for w in config.warnings:
         log.warning(w)
+    tune_gc()
+    if prepared is not None:
+        from pipeline.service.workers.supervisor import run_supervised
+
+        return _run_loop(run_supervised(prepared))
     from pipeline.service import run
 
+    return _run_loop(run(config))
+
+
+def cmd_worker() -> int:
+    """`python -m pipeline _worker`: a worker process of `run --workers N`; its orders
+    (config included) arrive as JSON on stdin from the supervisor."""
+    from pipeline.service.workers.child import Orders, WorkerHooks, WorkerLogFilter, die_with
+
+    try:
+        orders = Orders.read(sys.stdin.buffer)
+        die_with(orders.supervisor_pid)
+        config = validate_config(orders.config, default_registry())
+    except ConfigError as exc:
+        for p in exc.problems:
+            print(f"error: {p}", file=sys.stderr)
+        return EXIT_INVALID_CONFIG
+    setup_logging(config.service.telemetry.logs.level)
+    import logging
+
+    for handler in logging.getLogger("otelpipe").handlers:
+        handler.addFilter(WorkerLogFilter(orders.index))
     tune_gc()
+    from pipeline.service import run
+
+    return _run_loop(run(config, hooks=WorkerHooks(orders.control, orders.supervisor_pid)))
+
+
+def _run_loop(main: Coroutine[Any, Any, int]) -> int:
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency; keep running without it
-        return asyncio.run(run(config))
-    return uvloop.run(run(config))
+        return asyncio.run(main)
+    return uvloop.run(main)
+
+
+def workers_arg(value: str) -> int:
+    from pipeline.config.model import resolve_workers
+
+    try:
+        return resolve_workers(check_workers(value))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def tune_gc() -> None:
@@ -135,6 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run the pipelines", epilog=ports.run_epilog(),
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     config_arg(p)
+    p.add_argument("--workers", type=workers_arg, default=None, metavar="N|auto",
+                   help="processes sharing the work (overrides service.workers; auto: "
+                        "one per CPU)")
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("validate", help="check a config; exit 2 with every problem if invalid")
     config_arg(p)
@@ -153,6 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if (sys.argv[1:] if argv is None else list(argv))[:1] == [WORKER_COMMAND]:
+        return cmd_worker()  # internal: not in the help
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.command is None:

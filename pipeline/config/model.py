@@ -7,16 +7,18 @@ print all of them at once.
 from __future__ import annotations
 
 import difflib
+import os
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from pipeline.component import ComponentConfig, ComponentID, Factory, Kind, Signal
 from pipeline.config.types import Duration
 from pipeline.errors import ConfigError
 from pipeline.registry import Registry
 
+MAX_WORKERS = 256
 SECTIONS = {k.section: k for k in (Kind.RECEIVER, Kind.PROCESSOR, Kind.EXPORTER,
                                    Kind.CONNECTOR, Kind.EXTENSION)}
 
@@ -38,6 +40,19 @@ class TelemetryModel(BaseModel):
     logs: TelemetryLogsModel = TelemetryLogsModel()
 
 
+def check_workers(value: Any) -> int | str:
+    """One precise error for a bad `service.workers` (not one per member of the union)."""
+    if value == "auto":
+        return "auto"
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)  # from ${env:…}
+    if isinstance(value, bool) or not isinstance(value, int) \
+            or not 1 <= value <= MAX_WORKERS:
+        raise ValueError(f"expected a number of processes from 1 to {MAX_WORKERS} or "
+                         f"`auto` (one per CPU), got {value!r}")
+    return value
+
+
 class ServiceModel(BaseModel):
     model_config = ConfigDict(extra="forbid")
     extensions: list[str] = []
@@ -45,6 +60,22 @@ class ServiceModel(BaseModel):
     telemetry: TelemetryModel = TelemetryModel()
     shutdown_timeout: Duration = Field(
         30.0, description="How long SIGTERM/SIGINT may take to drain in-flight data.")
+    workers: Annotated[int | Literal["auto"], BeforeValidator(check_workers)] = Field(
+        1,
+        description="Processes that run the pipelines: 1 (one process), a number, or "
+                    "`auto` (one per CPU this process may run on). With more than one, "
+                    "`otelpipe run` supervises the others and shares the OTLP and "
+                    "jsonlogs ports with them (SO_REUSEPORT); `--workers` overrides it.")
+
+    def worker_count(self) -> int:
+        """`workers` as a number (`auto`: the CPUs this process may run on)."""
+        return resolve_workers(self.workers)
+
+
+def resolve_workers(value: int | str) -> int:
+    if value == "auto":
+        return max(1, min(MAX_WORKERS, len(os.sched_getaffinity(0))))
+    return int(value)
 
 
 @dataclass(frozen=True)

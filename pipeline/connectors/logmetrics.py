@@ -383,5 +383,6 @@ def _create(settings: ConnectorCreateSettings, config: LogMetricsConfig) -> LogM
 
 factory = Factory(type="logmetrics", kind=Kind.CONNECTOR, config_model=LogMetricsConfig,
                   create=_create, connector_pairs=frozenset({(Signal.LOGS, Signal.METRICS)}),
+                  merges_per_worker=True,
                   description="counters, sums, histograms and gauges from matching log records")
 

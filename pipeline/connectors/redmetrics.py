@@ -506,4 +506,5 @@ def _create(settings: ConnectorCreateSettings, config: RedMetricsConfig) -> RedM
 factory = Factory(type="redmetrics", kind=Kind.CONNECTOR, config_model=RedMetricsConfig,
                   create=_create, connector_pairs=frozenset({(Signal.TRACES, Signal.METRICS)}),
                   aliases=("spanmetrics",),
+                  merges_per_worker=True,
                   description="RED metrics (calls, errors, duration histogram) from spans")

@@ -318,4 +318,5 @@ def _create(settings: ExporterCreateSettings, config: FileConfig) -> FileExporte
 
 factory = Factory(type="file", kind=Kind.EXPORTER, config_model=FileConfig, create=_create,
                   signals=frozenset(Signal),
+                  runs_once=lambda config: True,  # one writer per file
                   description="writes OTLP JSON lines or flat JSON records to a file")

@@ -59,7 +59,8 @@ RETRYABLE_CODES = frozenset({"CANCELLED", "DEADLINE_EXCEEDED", "ABORTED", "OUT_O
 class OTLPExporterConfig(ClientSettings, ExporterSettings):
     endpoint: str = Field(
         description="host:port of the OTLP gRPC server; an http:// prefix means plaintext, "
-                    "https:// means TLS")
+                    "https:// means TLS; unix:/path/to/socket is a local unix socket "
+                    "(plaintext)")
     compression: Literal["gzip", "none"] = "gzip"
     balancer_name: Literal["pick_first", "round_robin"] = Field(
         "pick_first", description="gRPC load balancing over the addresses the name resolves to")
@@ -73,13 +74,16 @@ class OTLPExporterConfig(ClientSettings, ExporterSettings):
             raise ValueError("tls.min_version: the gRPC client negotiates TLS 1.2 or newer "
                              "and cannot be restricted further; leave it at 1.2")
         target, _ = split_endpoint(self.endpoint)
-        if not target or ":" not in target.rsplit("]", 1)[-1]:
+        if target.startswith("unix:"):
+            if not target.removeprefix("unix:").strip("/"):
+                raise ValueError(f"endpoint {self.endpoint!r}: expected unix:/path/to/socket")
+        elif not target or ":" not in target.rsplit("]", 1)[-1]:
             raise ValueError(f"endpoint {self.endpoint!r}: expected host:port")
         return self
 
     def plaintext(self) -> bool:
-        _, scheme = split_endpoint(self.endpoint)
-        if scheme == "http":
+        target, scheme = split_endpoint(self.endpoint)
+        if scheme == "http" or target.startswith("unix:"):
             return True
         if scheme == "https":
             return False

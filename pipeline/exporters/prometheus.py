@@ -287,5 +287,6 @@ def _create(settings: ExporterCreateSettings, config: PrometheusConfig) -> Prome
 
 factory = Factory(type="prometheus", kind=Kind.EXPORTER, config_model=PrometheusConfig,
                   create=_create, signals=frozenset({Signal.METRICS}),
+                  runs_once=lambda config: True,  # one scrape endpoint
                   description="serves received metrics on a Prometheus scrape endpoint "
                               "(text format and OpenMetrics with exemplars)")

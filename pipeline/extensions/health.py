@@ -28,9 +28,13 @@ Endpoints (all JSON via orjson, `Cache-Control: no-store`):
   and the last failure (scrubbed) with its time; `memory_limiter_refusing`
   (the reason, or null), `event_loop_lag_seconds` (how late the service's
   100 ms timer fired last) and `event_loop_lag_max_seconds` (the most over the
-  last 10 s).
+  last 10 s); with `service.workers` > 1, `workers`: each process (index, pid,
+  state, restarts, last exit; index 0 is this one, the primary), and the status
+  is `degraded` while one is not running (readiness is not affected: the other
+  processes serve).
 - `GET /metrics`, `GET /health/metrics`: the pipeline's own metrics in the
-  Prometheus text format (process RSS/CPU as `otelpipe_process_*`).
+  Prometheus text format (process RSS/CPU as `otelpipe_process_*`); with
+  workers, summed over every process (per-process gauges keep a `worker` label).
 - `GET /status` (HTML) and `GET /status.json`: pipelines and components with
   health, throughput and queue depth, and every SLO of the `slo` connectors
   with a burn-down chart (see `pipeline/extensions/_statuspage/`).
@@ -52,7 +56,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import orjson
 from pydantic import Field
@@ -127,6 +131,15 @@ class HealthConfig(ComponentConfig):
     read_header_timeout: Duration = read_header_timeout_field()
     read_timeout: Duration = read_timeout_field()
     idle_timeout: Duration = idle_timeout_field()
+
+
+@runtime_checkable
+class Supervised(Protocol):
+    """A host that may run in several processes (`service.workers`): the service."""
+
+    def workers(self) -> list[dict[str, Any]] | None: ...
+
+    async def metrics_exposition(self) -> bytes: ...
 
 
 @dataclass
@@ -263,6 +276,12 @@ class HealthExtension(Component):
         body["event_loop_lag_max_seconds"] = pressure.LOOP_LAG.recent_max
         if self.config.status_page.enabled:
             body["status_page"] = self.status_page.sampler_state()
+        if isinstance(self.host, Supervised):
+            workers = self.host.workers()
+            if workers is not None:
+                body["workers"] = workers
+                if status == "healthy" and any(w["state"] != "running" for w in workers):
+                    body["status"] = "degraded"  # one starting or being restarted
         if not running:
             body["reason"] = _NOT_RUNNING
         return _json(body)
@@ -270,7 +289,10 @@ class HealthExtension(Component):
     async def _metrics(self, request: web.Request) -> web.Response:
         from aiohttp import web
 
-        return web.Response(body=self.telemetry.render(),
+        host = self.host
+        text = await host.metrics_exposition() if isinstance(host, Supervised) \
+            else self.telemetry.render()
+        return web.Response(body=text,
                             headers={"Content-Type": self.telemetry.content_type,
                                      "Cache-Control": "no-store"})
 

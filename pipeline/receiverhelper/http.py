@@ -305,9 +305,9 @@ class _GuardedSite(web.TCPSite):
     """A TCPSite whose connections go through the listener's `_Guard`."""
 
     def __init__(self, runner: web.AppRunner, host: str, port: int, listener: _Listener,
-                 ssl_context: ssl.SSLContext | None):
-        super().__init__(runner, host, port, reuse_address=True, ssl_context=ssl_context,
-                         backlog=BACKLOG)
+                 ssl_context: ssl.SSLContext | None, reuse_port: bool = False):
+        super().__init__(runner, host, port, reuse_address=True, reuse_port=reuse_port,
+                         ssl_context=ssl_context, backlog=BACKLOG)
         self._listener = listener
 
     async def start(self) -> None:
@@ -319,6 +319,7 @@ class _GuardedSite(web.TCPSite):
         self._server = await loop.create_server(
             self._listener.factory(server), self._host, self._port, ssl=ssl_context,
             backlog=self._backlog, reuse_address=self._reuse_address,
+            reuse_port=self._reuse_port,
             ssl_handshake_timeout=self._listener.limits.read_header_timeout
             if ssl_context is not None else None)
         if self._server.sockets:
@@ -328,6 +329,9 @@ class _GuardedSite(web.TCPSite):
 class HTTPServer:
     """An aiohttp server on one endpoint with its budgets, stopped gracefully.
 
+    `reuse_port`: bind with SO_REUSEPORT, so that worker processes share the port
+    (the kernel spreads connections among them).
+
     Pass `auto_decompress=False` when the handlers inflate bodies themselves
     with `read_body` (aiohttp would otherwise inflate gzip/deflate first,
     without our size limit, and answer zstd with a plain-text 400).
@@ -336,8 +340,10 @@ class HTTPServer:
     def __init__(self, app: web.Application, endpoint: str, logger: logging.Logger,
                  *, shutdown_timeout: float = 5.0, auto_decompress: bool = True,
                  ssl_context: ssl.SSLContext | None = None,
-                 limits: ServerLimits | None = None, telemetry: Telemetry | None = None):
+                 limits: ServerLimits | None = None, telemetry: Telemetry | None = None,
+                 reuse_port: bool = False):
         self.app = app
+        self.reuse_port = reuse_port
         self.endpoint = endpoint
         self.log = logger
         self.shutdown_timeout = shutdown_timeout
@@ -367,7 +373,8 @@ class HTTPServer:
                                      # with it the export it waits for (and its retries)
                                      handler_cancellation=True)
         await self._runner.setup()
-        site = _GuardedSite(self._runner, host, port, listener, self.ssl_context)
+        site = _GuardedSite(self._runner, host, port, listener, self.ssl_context,
+                            self.reuse_port)
         try:
             await site.start()
         except OSError as exc:

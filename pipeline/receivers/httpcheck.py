@@ -368,6 +368,7 @@ factory = Factory(
     config_model=HttpCheckConfig,
     create=_create,
     signals=frozenset({Signal.METRICS}),
+    runs_once=lambda config: True,  # one probe per interval, not one per process
     description="Probes HTTP endpoints: status per class, duration, errors, and success "
                 "against the expected status (availability SLI).",
 )

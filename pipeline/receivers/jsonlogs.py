@@ -145,6 +145,9 @@ _UTF8_NAMES = frozenset({"utf-8", "utf8", "us-ascii", "ascii"})
 class JsonLogsConfig(HTTPServerSettings):
     endpoint: Endpoint = Field("localhost:8081", description="host:port to listen on.")
     path: str = Field("/logs", description="URL path that accepts POSTed logs.")
+    so_reuseport: bool = Field(
+        False, description="Set SO_REUSEPORT so several worker processes share the port "
+                           "(set by `service.workers` > 1).")
     max_line_size: int = Field(
         DEFAULT_MAX_LINE, gt=0,
         description="Longest line in bytes; longer lines are cut and flagged log.truncated.")
@@ -474,7 +477,7 @@ class JsonLogsReceiver(Component):
         self._server = HTTPServer(
             app, cfg.endpoint, self.log, auto_decompress=False,
             ssl_context=cfg.tls.ssl_context() if cfg.tls is not None else None,
-            limits=ServerLimits.of(cfg), telemetry=self.telemetry)
+            limits=ServerLimits.of(cfg), telemetry=self.telemetry, reuse_port=cfg.so_reuseport)
         await self._server.start()
 
     async def shutdown(self) -> None:

@@ -14,7 +14,7 @@ import os
 import signal as os_signal
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from pipeline.component import (
     Component,
@@ -42,6 +42,12 @@ from pipeline.telemetry.metrics import Telemetry
 log = logging.getLogger("otelpipe.service")
 
 
+class Supervision(Protocol):
+    def states(self) -> list[dict[str, Any]]: ...
+
+    async def merged_metrics(self, own: bytes) -> bytes: ...
+
+
 class Service(Host):
     def __init__(self, config: Config, telemetry: Telemetry | None = None):
         self.config = config
@@ -53,6 +59,9 @@ class Service(Host):
         # What is inside each receiver's pipelines and each exporter right now (the
         # report of a drain cut short by a second signal).
         self._in_flight: dict[tuple[Kind, ComponentID], InFlight] = {}
+        # The supervisor of the worker processes, in the primary of several
+        # (`service.workers` > 1): the health extension lists them and sums their metrics.
+        self.supervisor: Supervision | None = None
         self._build()
 
     # Host -----------------------------------------------------------------
@@ -68,6 +77,20 @@ class Service(Host):
 
     def started(self) -> bool:
         return self._started
+
+    # Several processes (read by the health extension) -------------------------
+    def workers(self) -> list[dict[str, Any]] | None:
+        """Each process of this service (index, pid, state, restarts, last exit), or None
+        when it runs in one process."""
+        return None if self.supervisor is None else self.supervisor.states()
+
+    async def metrics_exposition(self) -> bytes:
+        """This service's metrics in the Prometheus text format: with workers, summed over
+        every process (a `worker` label where a sum means nothing)."""
+        own = self.telemetry.render()
+        if self.supervisor is None:
+            return own
+        return await self.supervisor.merged_metrics(own)
 
     # Build ----------------------------------------------------------------
     @staticmethod
@@ -235,15 +258,31 @@ def exit_undrained(service: Service, sig: os_signal.Signals) -> None:
         os._exit(128 + int(sig))
 
 
-async def run(config: Config) -> int:
+class RunHooks(Protocol):
+    """What a process of several adds to `run`: the supervisor (spawn the workers once the
+    primary runs, drain them before it) or a worker (its control socket)."""
+
+    async def started(self, service: Service) -> None: ...
+
+    async def stopping(self) -> None: ...
+
+    def second_signal(self, sig: os_signal.Signals) -> bool:
+        """A second signal arrived during the drain: pass it on; False ignores it."""
+        ...
+
+
+async def run(config: Config, *, telemetry: Telemetry | None = None,
+              hooks: RunHooks | None = None) -> int:
     """Run until SIGTERM/SIGINT, then drain within service.shutdown_timeout; a second
     signal during the drain exits at once (`exit_undrained`)."""
-    service = Service(config)
+    service = Service(config, telemetry)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
     def on_signal(sig: os_signal.Signals) -> None:
         if stop.is_set():
+            if hooks is not None and not hooks.second_signal(sig):
+                return
             exit_undrained(service, sig)
         stop.set()
 
@@ -251,12 +290,21 @@ async def run(config: Config) -> int:
         loop.add_signal_handler(sig, on_signal, sig)
     try:
         await service.start()
-    except Exception:
+        if hooks is not None:
+            await hooks.started(service)
+    except Exception as exc:
+        if service.started():  # a hook failed: the service itself runs
+            log.error("could not start", extra={"error": str(exc)})
+            if hooks is not None:
+                await hooks.stopping()
+            await service.shutdown()
         return 1
     await stop.wait()
     log.info("shutting down", extra={"timeout_s": config.service.shutdown_timeout,
                                      "hint": "a second SIGINT/SIGTERM exits at once, "
                                              "without draining"})
+    if hooks is not None:
+        await hooks.stopping()
     clean = await service.shutdown()
     log.info("stopped", extra={"drained": clean})
     return 0

@@ -549,5 +549,6 @@ factory = Factory(type="logpatterns", kind=Kind.CONNECTOR, config_model=LogPatte
                   create=_create,
                   connector_pairs=frozenset({(Signal.LOGS, Signal.METRICS),
                                              (Signal.LOGS, Signal.LOGS)}),
+                  runs_once=lambda config: True,  # sees every record
                   description="log pattern counts, and events on new, reappearing and "
                               "rate-changing patterns (from logstruct templates)")

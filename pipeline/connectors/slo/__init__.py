@@ -77,4 +77,5 @@ factory = Factory(type="slo", kind=Kind.CONNECTOR, config_model=SLOConnectorConf
                   create=_create,
                   connector_pairs=frozenset({(Signal.METRICS, Signal.METRICS),
                                              (Signal.METRICS, Signal.LOGS)}),
+                  runs_once=lambda config: True,  # one engine and state file
                   description="SLIs, error budgets and burn-rate alerts from metrics")

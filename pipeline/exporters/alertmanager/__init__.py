@@ -68,5 +68,6 @@ def _create(settings: ExporterCreateSettings,
 factory = Factory(type="alertmanager", kind=Kind.EXPORTER,
                   config_model=AlertmanagerExporterConfig, create=_create,
                   signals=frozenset({Signal.LOGS}),
+                  runs_once=lambda config: True,  # one alert state
                   description="SLO burn-rate alert events to Prometheus Alertmanager (v2 API), "
                               "resolved on recovery, re-sent periodically")

@@ -27,6 +27,7 @@ factory = Factory(
     config_model=LogStructConfig,
     create=_create,
     signals=frozenset({Signal.LOGS}),
+    runs_once=lambda config: config.templates.enabled,  # template ids
     description="parses log lines (JSON, logfmt, syslog, access/error logs, klog, container "
                 "wrappers, regex, grok) into structured records; template mining",
 )

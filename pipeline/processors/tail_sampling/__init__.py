@@ -39,5 +39,6 @@ def _create(settings: ProcessorCreateSettings,
 
 factory = Factory(type="tail_sampling", kind=Kind.PROCESSOR, config_model=TailSamplingConfig,
                   create=_create, signals=frozenset({Signal.TRACES}),
+                  runs_once=lambda config: True,  # sees every span of a trace
                   description="samples whole traces by policy after decision_wait "
                               "(the Collector's tail_sampling; slo policy; storage: disk)")

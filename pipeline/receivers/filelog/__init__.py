@@ -102,6 +102,7 @@ factory = Factory(
     config_model=FileLogConfig,
     create=_create,
     signals=frozenset({Signal.LOGS}),
+    runs_once=lambda config: True,  # checkpoints, and one reader per file
     description="Tails files by glob, one log record per line (or multiline record), "
                 "with checkpointed offsets and rotation handling.",
 )

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from pipeline.component import ComponentConfig, Signal
 from pipeline.config.tls import ServerAuthSettings, TLSServerSettings
@@ -18,8 +18,26 @@ from pipeline.receiverhelper.http import (
 )
 
 
+def _check_grpc_endpoint(value: object) -> str:
+    if isinstance(value, str) and value.startswith("unix:"):
+        if not value.removeprefix("unix:").strip("/") or "\x00" in value:
+            raise ValueError(f"invalid endpoint {value!r}: expected unix:/path/to/socket")
+        return value
+    _host, sep, port = value.rpartition(":") if isinstance(value, str) else ("", "", "")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ValueError(f"invalid endpoint {value!r}: expected host:port, e.g. 0.0.0.0:4317, "
+                         "or unix:/path/to/socket")
+    return str(value)
+
+
+GRPCEndpoint = Annotated[str, BeforeValidator(_check_grpc_endpoint),
+                         Field(json_schema_extra={"pattern": r"^(unix:.+|.*:\d+)$"})]
+"""host:port, or `unix:/path` (a unix socket, as gRPC spells it: the workers' links)."""
+
+
 class GRPCSettings(ComponentConfig):
-    endpoint: Endpoint = Field("localhost:4317", description="host:port to listen on.")
+    endpoint: GRPCEndpoint = Field(
+        "localhost:4317", description="host:port to listen on, or unix:/path/to/socket.")
     max_recv_msg_size_mib: int = Field(
         4, gt=0, description="Largest accepted request in MiB (RESOURCE_EXHAUSTED above).")
     max_concurrent_streams: int = Field(
@@ -34,7 +52,8 @@ class GRPCSettings(ComponentConfig):
                     "max_connection_age_grace, time, timeout) and enforcement_policy "
                     "(min_time, permit_without_stream), as in the Collector.")
     so_reuseport: bool = Field(
-        False, description="Set SO_REUSEPORT so several worker processes share the port.")
+        False, description="Set SO_REUSEPORT so several worker processes share the port "
+                           "(set by `service.workers` > 1).")
     tls: TLSServerSettings | None = Field(
         None, description="Serve TLS with this certificate (client_ca_file: mutual TLS).")
     auth: ServerAuthSettings | None = Field(
@@ -44,6 +63,9 @@ class GRPCSettings(ComponentConfig):
 
 class HTTPSettings(HTTPServerSettings):
     endpoint: Endpoint = Field("localhost:4318", description="host:port to listen on.")
+    so_reuseport: bool = Field(
+        False, description="Set SO_REUSEPORT so several worker processes share the port "
+                           "(set by `service.workers` > 1).")
     traces_url_path: str = "/v1/traces"
     logs_url_path: str = "/v1/logs"
     metrics_url_path: str = "/v1/metrics"

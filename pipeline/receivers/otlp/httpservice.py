@@ -112,7 +112,8 @@ async def start_http(receiver: OTLPReceiver, cfg: HTTPSettings) -> None:
     server = HTTPServer(app, cfg.endpoint, receiver.log, shutdown_timeout=HTTP_SHUTDOWN_TIMEOUT,
                         auto_decompress=False,
                         ssl_context=cfg.tls.ssl_context() if cfg.tls is not None else None,
-                        limits=ServerLimits.of(cfg), telemetry=receiver.settings.telemetry)
+                        limits=ServerLimits.of(cfg), telemetry=receiver.settings.telemetry,
+                        reuse_port=cfg.so_reuseport)
     await server.start()
     receiver._http_server = server
 

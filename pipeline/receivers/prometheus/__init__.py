@@ -51,6 +51,7 @@ factory = Factory(
     config_model=PrometheusReceiverConfig,
     create=_create,
     signals=frozenset({Signal.METRICS}),
+    runs_once=lambda config: True,  # one scrape per target
     description="Scrapes Prometheus and OpenMetrics endpoints (static and file_sd targets, "
                 "relabelling) into OTLP metrics, as the Collector's prometheus receiver.",
 )

@@ -107,6 +107,7 @@ factory = Factory(
     config_model=ReplicationLagConfig,
     create=_create,
     signals=frozenset({Signal.METRICS}),
+    runs_once=lambda config: True,  # one heartbeat writer
     description="PostgreSQL replication lag: heartbeat row written on the primary and read "
                 "on each replica, plus pg_stat_replication.",
 )

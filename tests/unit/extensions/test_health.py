@@ -517,3 +517,39 @@ def test_scrub(text: str, expected: str) -> None:
 
 def test_scrub_bounds_length() -> None:
     assert len(scrub("x" * 5000)) == health.MAX_ERROR_CHARS + 1
+
+
+class FakeSupervision:
+    """The supervisor of `service.workers` > 1 as the service shows it to health."""
+
+    def __init__(self) -> None:
+        self.workers = [{"index": 0, "pid": 10, "state": "running", "restarts": 0,
+                         "last_exit": None, "last_exit_time": None, "primary": True},
+                        {"index": 1, "pid": 11, "state": "running", "restarts": 2,
+                         "last_exit": "killed by SIGKILL", "last_exit_time": 1.0}]
+        self.own: bytes | None = None
+
+    def states(self) -> list[dict[str, Any]]:
+        return self.workers
+
+    async def merged_metrics(self, own: bytes) -> bytes:
+        self.own = own
+        return b"# TYPE merged counter\nmerged_total 3.0\n"
+
+
+async def test_detailed_lists_the_workers_and_metrics_sum_them() -> None:
+    async with running() as r:
+        _, body, _ = await r.get("/health/detailed")
+        assert "workers" not in body  # one process
+        sup = FakeSupervision()
+        r.service.supervisor = sup
+        _, body, _ = await r.get("/health/detailed")
+        assert body["workers"] == sup.workers
+        assert body["status"] == "healthy"
+        sup.workers[1]["state"] = "restarting"
+        _, body, _ = await r.get("/health/detailed")
+        assert body["status"] == "degraded"
+        assert (await r.get("/health/readiness"))[0] == 200  # the others serve
+        assert await r.raw("/metrics") == b"# TYPE merged counter\nmerged_total 3.0\n"
+        assert sup.own is not None
+        assert b"otelpipe_process_resident_memory_bytes" in sup.own  # its own registry

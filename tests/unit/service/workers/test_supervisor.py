@@ -1,0 +1,193 @@
+"""The supervisor with real child processes: small Python scripts standing in for
+`python -m pipeline _worker` (they read the orders on stdin as a worker does)."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from pipeline.service.workers import supervisor as sup
+from pipeline.service.workers.supervisor import Supervisor, describe_exit, share_listeners
+from pipeline.telemetry.metrics import Telemetry
+from tests.support import aeventually
+
+# Appends "<index> <time>" to a file, then exits with the code given.
+EXITS = """
+import sys, time, orjson
+orders = orjson.loads(sys.stdin.buffer.read())
+with open(sys.argv[1], "a") as f:
+    f.write(f"{orders['index']} {time.monotonic()}\\n")
+sys.exit(int(sys.argv[2]))
+"""
+
+# Answers on the control socket until SIGTERM (then exits 0), or ignores SIGTERM.
+RUNS = """
+import asyncio, signal, sys, orjson
+orders = orjson.loads(sys.stdin.buffer.read())
+async def main():
+    stop = asyncio.Event()
+    if sys.argv[1] == "drain":
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    else:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    async def serve(r, w):
+        cmd = (await r.readline()).strip()
+        w.write(b"# TYPE x counter\\nx_total 1.0\\n" if cmd == b"metrics" else b"{}")
+        await w.drain()
+        w.close()
+    await asyncio.start_unix_server(serve, path=orders["control"])
+    await stop.wait()
+asyncio.run(main())
+"""
+
+
+def supervisor(tmp_path: Path, script: str, *args: str, count: int = 2,
+               shutdown_timeout: float = 5.0) -> Supervisor:
+    path = tmp_path / "worker.py"
+    path.write_text(script)
+    return Supervisor({"receivers": {}}, count, str(tmp_path), Telemetry(),
+                      shutdown_timeout=shutdown_timeout,
+                      command=[sys.executable, str(path), *args])
+
+
+class FakeService:
+    supervisor: Any = None
+
+
+async def test_a_worker_that_exits_is_restarted_with_backoff(tmp_path: Path) -> None:
+    starts = tmp_path / "starts"
+    s = supervisor(tmp_path, EXITS, str(starts), "3")
+    await s.started(FakeService())  # type: ignore[arg-type]
+    try:
+        await aeventually(lambda: starts.exists() and
+                          len(starts.read_text().splitlines()) >= 3 and
+                          s.workers[0].state == "restarting",
+                          timeout=60, interval=0.05, what="two restarts")
+        w = s.workers[0].as_dict()
+        assert w["last_exit"] == "exit code 3"
+        assert w["index"] == 1
+        times = [float(line.split()[1]) for line in starts.read_text().splitlines()]
+        # 1 s before the first restart, 2 s before the second (at least: never less).
+        assert times[1] - times[0] >= sup.BACKOFF_FIRST
+        assert times[2] - times[1] >= 2 * sup.BACKOFF_FIRST
+        assert s.restarts.labels(worker="1")._value.get() == s.workers[0].restarts
+    finally:
+        await s.stopping()
+    assert s.workers[0].state == "stopped"
+
+
+async def test_running_workers_drain_on_stopping_and_their_metrics_merge(
+        tmp_path: Path) -> None:
+    s = supervisor(tmp_path, RUNS, "drain", count=3)
+    await s.started(FakeService())  # type: ignore[arg-type]
+    await aeventually(lambda: all(w.state == "running" for w in s.workers), timeout=60,
+                      interval=0.05, what="workers running")
+    states = s.states()
+    assert [w["index"] for w in states] == [0, 1, 2]
+    assert states[0]["primary"] is True
+    merged = await s.merged_metrics(b"# TYPE x counter\nx_total 2.0\n")
+    assert "x_total 4.0" in merged.decode()
+    await s.stopping()
+    assert [w.state for w in s.workers] == ["stopped", "stopped"]
+    assert [w.last_exit for w in s.workers] == ["exit code 0", "exit code 0"]
+    assert all(w.restarts == 0 for w in s.workers)
+
+
+async def test_a_worker_that_does_not_drain_is_killed(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sup, "KILL_GRACE", 0.5)
+    s = supervisor(tmp_path, RUNS, "ignore", shutdown_timeout=0.5)
+    await s.started(FakeService())  # type: ignore[arg-type]
+    await aeventually(lambda: s.workers[0].state == "running", timeout=60, interval=0.05,
+                      what="worker running")
+    await s.stopping()
+    assert s.workers[0].last_exit == "killed by SIGKILL"
+    assert s.workers[0].state == "stopped"
+
+
+def test_share_listeners_sets_reuseport_on_shardable_receivers_only() -> None:
+    raw: dict[str, Any] = {
+        "receivers": {"otlp": {"protocols": {"grpc": None, "http": {"endpoint": "x:1"}}},
+                      "otlp/b": {"protocols": {"grpc": {}}},
+                      "jsonlogs": None, "filelog": {"include": ["a"]}},
+        "service": {"pipelines": {}}}
+    out = share_listeners(raw)
+    assert out["receivers"] == {
+        "otlp": {"protocols": {"grpc": {"so_reuseport": True},
+                               "http": {"endpoint": "x:1", "so_reuseport": True}}},
+        "otlp/b": {"protocols": {"grpc": {"so_reuseport": True}}},
+        "jsonlogs": {"so_reuseport": True}, "filelog": {"include": ["a"]}}
+    assert raw["receivers"]["otlp"]["protocols"]["grpc"] is None  # a copy
+    assert share_listeners({"service": {}}) == {"service": {}}
+
+
+def test_describe_exit() -> None:
+    assert describe_exit(0) == "exit code 0"
+    assert describe_exit(-signal.SIGKILL) == "killed by SIGKILL"
+    assert describe_exit(-200) == "killed by signal 200"
+
+
+def test_orders_roundtrip() -> None:
+    from io import BytesIO
+
+    from pipeline.service.workers.child import Orders
+
+    o = Orders(index=3, supervisor_pid=7, config={"a": [1]}, control="/x")
+    assert Orders.read(BytesIO(o.to_json())) == o
+    assert orjson.loads(o.to_json())["config"] == {"a": [1]}
+
+
+@pytest.mark.parametrize("raw", [b"", b"{", b"[]", b'{"index": 1}', b'{"index": "x", '
+                                 b'"supervisor_pid": 1, "config": {}, "control": "/x"}'])
+def test_bad_orders_are_refused(raw: bytes) -> None:
+    from io import BytesIO
+
+    from pipeline.errors import ConfigError
+    from pipeline.service.workers.child import Orders
+
+    with pytest.raises(ConfigError, match="worker orders: expected the supervisor's JSON"):
+        Orders.read(BytesIO(raw))
+
+
+async def test_control_socket(tmp_path: Path) -> None:
+    from pipeline.service.workers.control import ControlServer, ask
+
+    async def answer() -> bytes:
+        return b"x" * 300_000
+
+    path = str(tmp_path / "c.sock")
+    assert await ask(path, "metrics", 1.0) is None  # nobody listens
+    server = ControlServer(path, {"metrics": answer})
+    await server.start()
+    try:
+        assert await ask(path, "metrics", 5.0) == b"x" * 300_000
+        assert await ask(path, "nonsense", 5.0) == b""
+        assert (tmp_path / "c.sock").stat().st_mode & 0o777 == 0o600
+    finally:
+        await server.stop()
+    assert not (tmp_path / "c.sock").exists()
+
+
+def test_validate_plans_the_processes(tmp_path: Path,
+                                      capsys: pytest.CaptureFixture[str]) -> None:
+    from pipeline.cli import main
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("""
+receivers: {otlp: {protocols: {grpc: {endpoint: "127.0.0.1:4317"}}}}
+exporters: {nop: {}}
+service:
+  workers: 3
+  pipelines: {traces: {receivers: [otlp], exporters: [nop]}}
+""")
+    assert main(["validate", "-c", str(cfg)]) == 0
+    assert "configuration is valid" in capsys.readouterr().out
+    cfg.write_text(cfg.read_text().replace("workers: 3", "workers: -1"))
+    assert main(["validate", "-c", str(cfg)]) == 2
+    assert "service.workers: expected a number of processes from 1 to 256 or `auto`" \
+        in capsys.readouterr().err
