@@ -50,7 +50,7 @@ def published_settings(parser: str) -> dict[str, dict[str, Any]]:
 
 
 def run(parser: str, system: str, setting: dict[str, Any], loghub: Path,
-        out: Path) -> dict[str, Any]:
+        out: Path, brain_threshold: int | None = None) -> dict[str, Any]:
     from logparser import Brain, Drain
 
     indir = str(loghub / system)
@@ -59,7 +59,8 @@ def run(parser: str, system: str, setting: dict[str, Any], loghub: Path,
         p: Any = Brain.LogParser(log_format=setting["log_format"], indir=indir,
                                  outdir=str(out), rex=setting["regex"],
                                  delimeter=setting["delimiter"],
-                                 threshold=setting["theshold"], logname=system)
+                                 threshold=brain_threshold or setting["theshold"],
+                                 logname=system)
     else:
         p = Drain.LogParser(log_format=setting["log_format"], indir=indir, outdir=str(out),
                             rex=setting["regex"], depth=setting["depth"], st=setting["st"])
@@ -77,6 +78,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--loghub", required=True, type=Path)
     ap.add_argument("--systems", required=True)
+    ap.add_argument("--brain-threshold", type=int, default=None,
+                    help="one threshold for every system instead of the published ones")
     args = ap.parse_args()
     result: dict[str, dict[str, Any]] = {}
     settings = {name: published_settings(name) for name in ("Brain", "Drain")}
@@ -87,7 +90,7 @@ def main() -> int:
                 out = Path(tmp) / name / system
                 os.makedirs(out)
                 result[system][name.lower()] = run(name, system, settings[name][system],
-                                                   args.loghub, out)
+                                                   args.loghub, out, args.brain_threshold)
     json.dump(result, sys.stdout)
     return 0
 

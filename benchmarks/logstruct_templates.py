@@ -114,14 +114,17 @@ def ours_final_templates(settings: TemplateSettings, messages: Sequence[str]) ->
     return [text[i] for i in ids]
 
 
-def logparser3_peers(python: str, systems: Sequence[str]) -> dict[str, Any]:
-    """Brain and Drain with their published settings (see loghub_logparser3.py)."""
+def logparser3_peers(python: str, systems: Sequence[str],
+                     brain_threshold: int | None = None) -> dict[str, Any]:
+    """Brain and Drain with their published settings (see loghub_logparser3.py); Brain
+    with one `brain_threshold` for every system when given."""
     import json
     import subprocess
 
     script = Path(__file__).resolve().with_name("loghub_logparser3.py")
     out = subprocess.run([python, str(script), "--loghub", str(loghub_dir()),
-                          "--systems", ",".join(systems)],
+                          "--systems", ",".join(systems)]
+                         + (["--brain-threshold", str(brain_threshold)] if brain_threshold else []),
                          check=True, capture_output=True, text=True)
     peers: dict[str, Any] = json.loads(out.stdout)
     return peers
@@ -213,7 +216,7 @@ def score_system(system: str, peers: dict[str, Callable[[], Callable[[str], str]
             row[name]["parsing_accuracy"] = round(parsing_accuracy(
                 ours_final_templates(settings, messages), truth_templates), 4)
     for peer, result in tuned.items():
-        name = f"{peer} (tuned)"
+        name = result.get("label", f"{peer} (tuned)")
         spent[name] = result["cpu_s"]
         row[name] = {"accuracy": round(grouping_accuracy(result["event_ids"], truth), 4),
                      "parsing_accuracy": round(parsing_accuracy(result["templates"],
@@ -221,6 +224,23 @@ def score_system(system: str, peers: dict[str, Callable[[], Callable[[str], str]
                      "templates": len(set(result["event_ids"])),
                      "lines_per_cpu_s": round(len(messages) / max(result["cpu_s"], 1e-9))}
     return row, spent
+
+
+def settings_from(args: argparse.Namespace) -> TemplateSettings:
+    """Our miner's settings: the defaults unless an option changes one."""
+    overrides: dict[str, Any] = {"enabled": True}
+    if args.sim is not None:
+        overrides["similarity_threshold"] = args.sim
+    if args.depth is not None:
+        overrides["depth"] = args.depth
+    if args.cache_size is not None:
+        overrides["cache_size"] = args.cache_size
+    if args.masks is not None:
+        overrides["masks"] = [m for m in args.masks.split(",") if m]
+    for item in args.set:
+        key, _, value = item.partition("=")
+        overrides[key] = value
+    return TemplateSettings(**overrides)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -232,32 +252,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--masks", default=None, help="comma-separated built-in mask names")
     ap.add_argument("--cache-size", type=int, default=None,
                     help="our exact-message cache (0 = off) to see the uncached cost")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="another template setting for ours (e.g. constant_after=10), to "
+                         "see what a rule does; the documented figures use the defaults")
     ap.add_argument("--no-drain3", action="store_true")
     ap.add_argument("--logparser3", metavar="PYTHON", default=None,
                     help="interpreter with logparser3 installed: adds Brain and Drain")
+    ap.add_argument("--brain-threshold", type=int, default=None,
+                    help="with --logparser3: Brain with this one threshold for every system "
+                         "(its published ones: 2 to 6 per system)")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args(argv)
 
-    overrides: dict[str, Any] = {"enabled": True}
-    if args.sim is not None:
-        overrides["similarity_threshold"] = args.sim
-    if args.depth is not None:
-        overrides["depth"] = args.depth
-    if args.cache_size is not None:
-        overrides["cache_size"] = args.cache_size
-    if args.masks is not None:
-        overrides["masks"] = [m for m in args.masks.split(",") if m]
-    settings = TemplateSettings(**overrides)
+    settings = settings_from(args)
     systems = [s for s in args.systems.split(",") if s]
 
     peers: dict[str, Callable[[], Callable[[str], str]]] = {"ours": ours_factory(settings)}
     if not args.no_drain3:
         peers["drain3"] = drain3_factory(settings)
 
-    tuned = logparser3_peers(args.logparser3, systems) if args.logparser3 else {}
+    tuned = (logparser3_peers(args.logparser3, systems, args.brain_threshold)
+             if args.logparser3 else {})
     per_system: dict[str, dict[str, Any]] = {}
     total_lines = 0
-    names = list(peers) + ([f"{n} (tuned)" for n in ("brain", "drain")] if tuned else [])
+    brain = f"brain (th {args.brain_threshold})" if args.brain_threshold else "brain (tuned)"
+    for rows in tuned.values():
+        rows["brain"]["label"] = brain
+    names = list(peers) + ([brain, "drain (tuned)"] if tuned else [])
     cpu: dict[str, float] = dict.fromkeys(names, 0.0)
     for system in systems:
         row, spent = score_system(system, peers, tuned.get(system, {}), settings, args.reps)

@@ -1,9 +1,12 @@
 """Processor `logstruct`: turn unstructured log lines into structured records.
 
-`config.py` holds the config, `processor.py` the processor, `parsers/` one
-module per parser type, `normalize.py` (with `timestamps.py`, `severity.py`,
-`tracecontext.py`, `semconv.py`) what parsed fields become, `record.py` the
-parse result, `templates.py` the template miner and `grok.py` the grok library.
+`config.py` holds the config, `processor.py` the processor (`steps.py` its parser
+list's entries and text helpers), `parsers/` one module per parser type,
+`normalize.py` (with `timestamps.py`, `severity.py`, `tracecontext.py`, `semconv.py`)
+what parsed fields become, `record.py` the parse result, `exceptions.py` stack traces,
+`templates.py` the template miner (`templatetree.py` its tree, templates and token
+rules, `templatestore.py` its persisted file, `masks.py` its masks) and `grok.py` the
+grok library.
 See docs/logstruct.md for the configuration reference.
 """
 

@@ -34,9 +34,9 @@ match, with anchored regexes without nested repetition: linear in the text.
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-__all__ = ["FoundException", "find_exception"]
+__all__ = ["FoundException", "find_exception", "tag_exception", "tag_exception_otlp"]
 
 
 class FoundException(NamedTuple):
@@ -210,3 +210,46 @@ def _go(text: str) -> FoundException | None:
     if kind == "panic" and message.startswith("runtime error: "):
         kind = "runtime.Error"
     return FoundException(kind, message, _trace(text, i), i)
+
+
+# -- applied to a record (the processor) ---------------------------------------------
+
+_OTLP_KEYS = frozenset({"exception.type", "exception.stacktrace"})
+
+
+def tag_exception(attrs: dict[str, Any], message: str) -> str:
+    """`exception.*` of a stack trace in the message (or in an
+    `exception.stacktrace` attribute a parser found) unless the record has
+    `exception.type`; returns the text to mine the template from: the message
+    before the stack trace (or the exception's first line)."""
+    if "exception.type" in attrs:
+        return message
+    st = attrs.get("exception.stacktrace")
+    own = isinstance(st, str)
+    found = find_exception(st if isinstance(st, str) else message)
+    if found is None:
+        return message
+    attrs["exception.type"] = found.type
+    attrs["exception.message"] = found.message
+    if own:
+        return message
+    attrs["exception.stacktrace"] = found.stacktrace
+    head = message[:found.start].rstrip()
+    return head or found.stacktrace.partition("\n")[0]
+
+
+def tag_exception_otlp(lr: Any, message: str) -> str:
+    """`tag_exception` for an OTLP LogRecord."""
+    have = {kv.key: kv for kv in lr.attributes if kv.key in _OTLP_KEYS}
+    if "exception.type" in have:
+        return message
+    attrs: dict[str, Any] = {}
+    kv = have.get("exception.stacktrace")
+    if kv is not None and kv.value.WhichOneof("value") == "string_value":
+        attrs["exception.stacktrace"] = kv.value.string_value
+    tmpl = tag_exception(attrs, message)
+    add = lr.attributes.add
+    for k, v in attrs.items():
+        if k not in have:
+            add(key=k).value.string_value = v
+    return tmpl

@@ -22,8 +22,6 @@ whatever it contains (tests/unit/processors/logstruct/test_bounds.py).
 
 from __future__ import annotations
 
-import logging
-import re
 import sys
 import time
 from collections.abc import Callable
@@ -35,22 +33,27 @@ from pipeline.pdata.batch import Batch
 from pipeline.pdata.flatlogs import flat_value
 from pipeline.pdata.logrecords import LogGroup, LogRecord
 from pipeline.processors.logstruct.config import LogStructConfig
-from pipeline.processors.logstruct.exceptions import find_exception
-from pipeline.processors.logstruct.masks import PARAM
+from pipeline.processors.logstruct.exceptions import tag_exception, tag_exception_otlp
 from pipeline.processors.logstruct.normalize import Normalizer
-from pipeline.processors.logstruct.parsers.auto import AutoParser, AutoParserConfig
-from pipeline.processors.logstruct.parsers.base import (
-    SOURCE,
-    Parser,
-    ParserConfigBase,
-    WhenConfig,
-)
+from pipeline.processors.logstruct.parsers.auto import AutoParserConfig
+from pipeline.processors.logstruct.parsers.base import Parser, ParserConfigBase
 from pipeline.processors.logstruct.record import Record, apply_record, write_record
+from pipeline.processors.logstruct.steps import (
+    Condition,
+    Step,
+    attr_text,
+    clip_words,
+    decode,
+    failure,
+    source_key,
+    utf8_len,
+)
 from pipeline.processors.logstruct.templates import TemplateMiner
 from pipeline.processors.logstruct.timestamps import TimeParser
 from pipeline.telemetry.metrics import CounterSpec
 
-__all__ = ["PARSED", "PARSE_ERRORS", "SKIPPED_ATTRIBUTE", "TOO_LONG", "LogStructProcessor"]
+__all__ = ["PARSED", "PARSE_ERRORS", "SKIPPED_ATTRIBUTE", "TOO_LONG", "LogStructProcessor",
+           "clip_words"]
 
 PARSED = CounterSpec(
     "otelpipe_processor_logstruct_parsed_records",
@@ -69,102 +72,6 @@ SKIPPED_ATTRIBUTE = "log.parse_skipped"
 TOO_LONG = "too_long"
 
 
-class _Condition:
-    """A parser's `when:`, compiled."""
-
-    __slots__ = ("attrs", "needs_resource", "prefixes", "resource", "search")
-
-    def __init__(self, cfg: WhenConfig):
-        self.search = re.compile(cfg.matches).search if cfg.matches is not None else None
-        sw = cfg.starts_with
-        self.prefixes: tuple[str, ...] | None = None if sw is None else \
-            ((sw,) if isinstance(sw, str) else tuple(sw))
-        self.attrs = list((cfg.attributes or {}).items())
-        self.resource = list((cfg.resource or {}).items())
-        self.needs_resource = bool(self.resource)
-
-    def __call__(self, text: str, lr: Any, res: dict[str, Any] | None,
-                 native: bool = False) -> bool:
-        if self.prefixes is not None and not text.startswith(self.prefixes):
-            return False
-        if self.search is not None and self.search(text) is None:
-            return False
-        if self.attrs:
-            if lr is None:
-                return False
-            if native:  # a pdata.logrecords.LogRecord
-                attrs = lr.attributes
-                for k, v in self.attrs:
-                    if k not in attrs or flat_value(attrs[k]) != v:
-                        return False
-            else:
-                have = {kv.key: kv for kv in lr.attributes}
-                for k, v in self.attrs:
-                    kv = have.get(k)
-                    if kv is None or any_value(kv.value) != v:
-                        return False
-        if self.resource:
-            if res is None:
-                return False
-            for k, v in self.resource:
-                if res.get(k) != v:
-                    return False
-        return True
-
-
-class _Step:
-    """One parser of the list: where its text comes from and when it applies."""
-
-    __slots__ = ("auto", "parser", "source", "when")
-
-    def __init__(self, parser: Parser, when: _Condition | None, source: str | None):
-        self.parser = parser
-        self.when = when
-        self.source = source  # attribute key, or None for the body
-        self.auto = parser if isinstance(parser, AutoParser) else None
-
-
-def _source_key(source: str) -> str | None:
-    m = SOURCE.match(source)
-    assert m is not None
-    return m.group("key")
-
-
-def _attr_text(lr: Any, key: str, native: bool = False) -> str | None:
-    if native:
-        v = lr.attributes.get(key)
-        return v if type(v) is str else None
-    for kv in lr.attributes:
-        if kv.key == key:
-            v = kv.value
-            if v.WhichOneof("value") == "string_value":
-                return str(v.string_value)
-            return None
-    return None
-
-
-def _utf8_len(text: str) -> int:
-    return len(text.encode("utf-8", "surrogatepass"))
-
-
-def clip_words(text: str, limit: int) -> str:
-    """The first `limit` characters of `text` cut after the last whole word, and one
-    `<*>` standing for the rest (what the template miner sees of a too long message)."""
-    head = text[:limit + 1]
-    if head[-1:].isspace():
-        head = head.rstrip()
-    else:  # the last word may be cut: drop it
-        parts = head.rsplit(None, 1)
-        head = parts[0] if len(parts) == 2 else ""
-    return f"{head} {PARAM}" if head else PARAM
-
-
-def _failure(exc: Exception, log: logging.Logger) -> str:
-    """The `log.parse_error` of a parser that raised."""
-    log.debug("logstruct parser raised", exc_info=True)
-    return f"parser failed: {type(exc).__name__}: {exc}"[:200]
-
-
 class LogStructProcessor(Component, Consumer):
     def __init__(self, settings: ProcessorCreateSettings, config: LogStructConfig, *,
                  clock: Callable[[], float] = time.time):
@@ -173,13 +80,13 @@ class LogStructProcessor(Component, Consumer):
         self.log = settings.logger
         self.clock = clock
         self._norms: dict[tuple[str | None, str | None], Normalizer] = {}
-        steps: list[_Step] = []
+        steps: list[Step] = []
         for pc in config.parsers:
-            steps.append(_Step(self._build(pc), _Condition(pc.when) if pc.when else None,
-                               _source_key(pc.source or config.source)))
+            steps.append(Step(self._build(pc), Condition(pc.when) if pc.when else None,
+                              source_key(pc.source or config.source)))
         if config.auto:
-            steps.append(_Step(self._build(AutoParserConfig(type="auto")), None,
-                               _source_key(config.source)))
+            steps.append(Step(self._build(AutoParserConfig(type="auto")), None,
+                              source_key(config.source)))
         for st in steps:
             st.parser.set_reparse(self._reparse)
         self.steps = steps
@@ -206,11 +113,10 @@ class LogStructProcessor(Component, Consumer):
         self._window_chars = config.max_parse_bytes // 4 if config.max_parse_bytes \
             else sys.maxsize
         self._exceptions = config.exceptions
-        self._exc_otlp_attrs = frozenset({"exception.type", "exception.stacktrace"})
 
     def _too_long(self, text: str) -> bool:
         """Is `text` longer than `max_parse_bytes`? (Call when over `_window_chars`.)"""
-        return len(text) > self._window or _utf8_len(text) > self._window
+        return len(text) > self._window or utf8_len(text) > self._window
 
     def _norm(self, time_format: str | None, timezone: str | None) -> Normalizer:
         tf = time_format or self.config.time_format
@@ -267,7 +173,7 @@ class LogStructProcessor(Component, Consumer):
                     continue
                 text = body
             else:
-                src = _attr_text(lr, st.source, native)
+                src = attr_text(lr, st.source, native)
                 if src is None:
                     continue
                 if len(src) > wc and self._too_long(src):
@@ -292,7 +198,7 @@ class LogStructProcessor(Component, Consumer):
             reason = p.reason
         return None, TOO_LONG if skipped else reason
 
-    def _head(self, text: str, st: _Step) -> int:
+    def _head(self, text: str, st: Step) -> int:
         """A text over the parse window that a windowed parser (regex, grok) may read
         the first lines of: where those lines end (a newline within the window); 0: not
         parsed."""
@@ -303,42 +209,6 @@ class LogStructProcessor(Component, Consumer):
         if len(head) > n:  # the characters within n bytes (a cut sequence is dropped)
             n = len(head[:n].decode("utf-8", "ignore"))
         return max(text.rfind("\n", 0, n), 0)
-
-    def _exception(self, attrs: dict[str, Any], message: str) -> str:
-        """`exception.*` of a stack trace in the message (or in an
-        `exception.stacktrace` attribute a parser found) unless the record has
-        `exception.type`; returns the text to mine the template from: the message
-        before the stack trace (or the exception's first line)."""
-        if "exception.type" in attrs:
-            return message
-        st = attrs.get("exception.stacktrace")
-        own = isinstance(st, str)
-        found = find_exception(st if isinstance(st, str) else message)
-        if found is None:
-            return message
-        attrs["exception.type"] = found.type
-        attrs["exception.message"] = found.message
-        if own:
-            return message
-        attrs["exception.stacktrace"] = found.stacktrace
-        head = message[:found.start].rstrip()
-        return head or found.stacktrace.partition("\n")[0]
-
-    def _exception_otlp(self, lr: Any, message: str) -> str:
-        """`_exception` for an OTLP LogRecord."""
-        have = {kv.key: kv for kv in lr.attributes if kv.key in self._exc_otlp_attrs}
-        if "exception.type" in have:
-            return message
-        attrs: dict[str, Any] = {}
-        kv = have.get("exception.stacktrace")
-        if kv is not None and kv.value.WhichOneof("value") == "string_value":
-            attrs["exception.stacktrace"] = kv.value.string_value
-        tmpl = self._exception(attrs, message)
-        add = lr.attributes.add
-        for k, v in attrs.items():
-            if k not in have:
-                add(key=k).value.string_value = v
-        return tmpl
 
     async def consume(self, batch: Batch) -> None:
         if batch.signal is Signal.LOGS:
@@ -392,10 +262,10 @@ class LogStructProcessor(Component, Consumer):
                 if self.config.keep_original:
                     rec.attrs["log.record.original"] = parsed
                 if self._exceptions and "exception.stacktrace" in rec.attrs:
-                    self._exception(rec.attrs, "")  # a trace a parser found in a field
+                    tag_exception(rec.attrs, "")  # a trace a parser found in a field
                 (apply_record if native else write_record)(rec, lr)
         except Exception as exc:  # a parser bug must not lose the batch
-            fmt, parsed = None, _failure(exc, self.log)
+            fmt, parsed = None, failure(exc, self.log)
         if fmt is not None:
             formats[fmt] = formats.get(fmt, 0) + 1
             if type(rec.body) is str:
@@ -442,7 +312,7 @@ class LogStructProcessor(Component, Consumer):
                 if tb is not str:
                     if tb is not bytes:
                         continue  # no text to parse (structured or no body)
-                    text, invalid_utf8 = _decode(text)
+                    text, invalid_utf8 = decode(text)
                 elif not text and all_body:
                     continue
                 message = text
@@ -452,7 +322,7 @@ class LogStructProcessor(Component, Consumer):
                                               errors)
                 if exceptions and ("\n" in message
                                    or "exception.stacktrace" in lr.attributes):
-                    message = self._exception(lr.attributes, message)
+                    message = tag_exception(lr.attributes, message)
                 if miner is not None and message:
                     self._tag_template(lr.attributes, message)
         self._count(formats, errors)
@@ -549,7 +419,7 @@ class LogStructProcessor(Component, Consumer):
                     elif rec.span_id:
                         lr.span_id = rec.span_id
             except Exception as exc:  # a parser bug must not lose the batch
-                fmt, parsed = None, _failure(exc, self.log)
+                fmt, parsed = None, failure(exc, self.log)
                 lr = out[-1] = self._line_record(g, i, text)  # as it was before parsing
                 message = text
             if fmt is not None:
@@ -557,7 +427,7 @@ class LogStructProcessor(Component, Consumer):
             else:
                 self._mark(lr, parsed, True, errors)
             if exceptions and ("\n" in message or "exception.stacktrace" in lr.attributes):
-                message = self._exception(lr.attributes, message)
+                message = tag_exception(lr.attributes, message)
             if miner is not None and message:
                 self._tag_template(lr.attributes, message)
         g.set_records(out)
@@ -582,7 +452,7 @@ class LogStructProcessor(Component, Consumer):
                     if not text:
                         kind = body.WhichOneof("value")
                         if kind == "bytes_value":
-                            text, invalid_utf8 = _decode(body.bytes_value)
+                            text, invalid_utf8 = decode(body.bytes_value)
                         elif kind != "string_value" or self._all_body:
                             continue  # no text to parse (structured or empty body)
                     message = text
@@ -591,7 +461,7 @@ class LogStructProcessor(Component, Consumer):
                         message = self._parse_one(text, lr, res, invalid_utf8, False,
                                                   formats, errors)
                     if exceptions and "\n" in message:
-                        message = self._exception_otlp(lr, message)
+                        message = tag_exception_otlp(lr, message)
                     if miner is not None and message:
                         tid, template = self._template(message)
                         add = lr.attributes.add
@@ -606,10 +476,3 @@ class LogStructProcessor(Component, Consumer):
             except OSError as exc:
                 self.log.warning("cannot save log templates: %s", exc)
 
-
-def _decode(raw: bytes) -> tuple[str, bool]:
-    """(text, invalid UTF-8) of a bytes body: invalid sequences replaced."""
-    try:
-        return raw.decode(), False
-    except UnicodeDecodeError:
-        return raw.decode(errors="replace"), True

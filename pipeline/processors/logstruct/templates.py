@@ -27,26 +27,23 @@ messages of at most 2,048 characters, each generation at most 1/8 of
 `max_template_bytes`; an evicted template lets go of its text and tokens at once,
 though the cache may still name it.
 
-Masks are in `masks.py`. Hot path: one precompiled regex per run of masks with the same replacement
-(one regex for the default set), `str.split`, dict lookups down a shallow tree,
-and a cache of recent exact and masked messages that skips all of it for
-repeated lines. The miner is not thread-safe; the pipeline calls it from one
-event loop.
+Masks are in `masks.py`, the tree's nodes, templates and token rules in
+`templatetree.py`, the store's file format in `templatestore.py`. Hot path: one
+precompiled regex per run of masks with the same replacement (one regex for the
+default set), `str.split`, dict lookups down a shallow tree, and a cache of recent
+exact and masked messages that skips all of it for repeated lines. The miner is not
+thread-safe; the pipeline calls it from one event loop.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import logging
 import os
-import re
-import tempfile
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from operator import eq
-from typing import Any
 
 import orjson
 from pydantic import Field, model_validator
@@ -54,15 +51,27 @@ from pydantic import Field, model_validator
 from pipeline.component import ComponentConfig
 from pipeline.config.types import ByteSize, Duration
 from pipeline.processors.logstruct.masks import PARAM, MaskEntry, compile_masks, default_masks
+from pipeline.processors.logstruct.templatestore import FORMAT_VERSION, parse_store, write_store
+from pipeline.processors.logstruct.templatetree import (
+    KEYED,
+    PARAM_RUN,
+    WORD,
+    Cluster,
+    Node,
+    apart,
+    clip_words,
+    covers,
+    variable_like,
+)
 
 __all__ = ["TemplateMiner", "TemplateSettings"]
 
 log = logging.getLogger(__name__)
 
 _NO_TOKEN = " <*>"  # equals no token: tokens come from str.split, without whitespace
-_FORMAT_VERSION = 1
 _CACHE_MAX_LEN = 2048
 _CACHE_ENTRY_COST = 100  # a str object and a dict slot, besides the characters
+
 
 class TemplateSettings(ComponentConfig):
     """`logstruct.templates`: online template mining."""
@@ -115,91 +124,6 @@ class TemplateSettings(ComponentConfig):
         return self
 
 
-class _Node:
-    __slots__ = ("children", "clusters")
-
-    def __init__(self) -> None:
-        self.children: dict[str, _Node] = {}
-        self.clusters: list[_Cluster] = []
-
-
-# What one template occupies, estimated (CPython 3.11, 64-bit): the cluster, its id,
-# tree path and leaf entry; per token a str object and a list slot; the template text
-# (counted twice: the joined template and the token strings hold the same characters).
-_COST_BASE = 640
-_COST_PER_TOKEN = 64
-
-
-def _cost(tokens: list[str], template: str) -> int:
-    """Bytes a template is charged against `max_template_bytes`."""
-    return _COST_BASE + _COST_PER_TOKEN * len(tokens) + 2 * len(template)
-
-
-class _Cluster:
-    __slots__ = ("alive", "cost", "id", "keyed", "leaf", "params", "route", "size",
-                 "template", "tokens")
-
-    def __init__(self, cid: str, tokens: list[str], size: int = 1) -> None:
-        self.id = cid
-        self.size = size
-        self.alive = True
-        self.leaf: _Node | None = None
-        self.route: tuple[str, ...] = ()
-        self.set_tokens(tokens)
-
-    def set_tokens(self, tokens: list[str]) -> None:
-        self.tokens = tokens
-        self.template = " ".join(tokens)
-        self.params = tokens.count(PARAM)
-        self.cost = _cost(tokens, self.template)
-        #: (position, `key=`) of each keyed variable `key=<*>`: it covers `key=` + any value
-        self.keyed = tuple((i, t[:-3]) for i, t in enumerate(tokens)
-                           if t.endswith(_KEYED_PARAM) and _KEY.fullmatch(t[:-3]))
-
-
-# `key=value` tokens: when the values of a template and a message differ, the key stays
-# (`user=<*>`) and an empty value (`rhost=`) stays apart from a filled one.
-_KEYED_PARAM = "=" + PARAM
-_KEY = re.compile(r"[\w.\-]+=")
-_KEYED = re.compile(r"([\w.\-]+=)(.+)")
-# A word: letters (a dash or underscore inside, up to two trailing digits such as
-# `SOCKS5`, one trailing punctuation mark), optionally as a keyed value (`user=root`).
-_WORD = re.compile(r"(?:[\w.\-]+=)?[A-Za-z][A-Za-z_\-]*+\d{0,2}[:;,.]?")
-
-
-def _covers(token: str, keyed: tuple[tuple[int, str], ...], i: int) -> bool:
-    """Whether the keyed variable at position `i` of a template covers `token`."""
-    for pos, key in keyed:
-        if pos == i:
-            return len(token) > len(key) and token.startswith(key)
-    return False
-
-
-def _apart(a: str, b: str) -> bool:
-    """Tokens that differ in form, not in value: an empty keyed value against a filled
-    one (`rhost=` / `rhost=<*>`), or letters added to the same token (`failure;` /
-    `failures;`, `(uid=<*>)` / `LOGIN(uid=<*>)`)."""
-    if a.endswith("=") != b.endswith("=") and a.partition("=")[0] == b.partition("=")[0] \
-            and "=" in a and "=" in b:
-        return True
-    shorter = min(len(a), len(b))
-    i = 0
-    while i < shorter and a[i] == b[i]:
-        i += 1
-    j = 0
-    while j < shorter - i and a[-1 - j] == b[-1 - j]:
-        j += 1
-    extra = a[i:len(a) - j] or b[i:len(b) - j]
-    # exactly one side has extra characters (the other is a prefix+suffix of it)
-    return bool((i or j) and extra.isalpha() and (len(a) == i + j or len(b) == i + j))
-
-
-def _variable_like(token: str, _search: Callable[[str], re.Match[str] | None]
-                   = re.compile(r"\d|<\*>").search) -> bool:
-    """Digits or a masked part: the token likely varies, so it routes to `<*>` in the tree."""
-    return _search(token) is not None
-
-
 class TemplateMiner:
     """Drain-style online miner. `match(message)` → `(template_id, template)`."""
 
@@ -225,11 +149,11 @@ class TemplateMiner:
         self._cache_max_bytes = s.max_template_bytes // 8
         self._cache_bytes = 0
         self._clock = clock
-        self._root: dict[int, _Node] = {}
-        self._lru: OrderedDict[str, _Cluster] = OrderedDict()
+        self._root: dict[int, Node] = {}
+        self._lru: OrderedDict[str, Cluster] = OrderedDict()
         # two generations of recent messages (raw and masked) → cluster
-        self._cache: dict[str, _Cluster] = {}
-        self._cache_old: dict[str, _Cluster] = {}
+        self._cache: dict[str, Cluster] = {}
+        self._cache_old: dict[str, Cluster] = {}
         self._dirty = False
         self._last_save = clock()
         self._calls = 0
@@ -256,7 +180,7 @@ class TemplateMiner:
             return c.id, c.template
 
         masked = self._mask(message if len(message) < self._clip_at else
-                            _clip_words(message, self._max_tokens))
+                            clip_words(message, self._max_tokens))
         if masked is not message:
             c = cache.get(masked) or self._cache_old.get(masked)
             if c is not None and c.alive:
@@ -266,7 +190,7 @@ class TemplateMiner:
                 self._remember(masked, c)
                 return c.id, c.template
 
-        text = _PARAM_RUN.sub(PARAM, masked) if self._merge and PARAM in masked else masked
+        text = PARAM_RUN.sub(PARAM, masked) if self._merge and PARAM in masked else masked
         cap = self._max_tokens
         tokens = text.split(None, cap)
         if len(tokens) > cap:  # a custom mask's replacement may add words
@@ -304,24 +228,11 @@ class TemplateMiner:
         if not path:
             return
         doc = {
-            "version": _FORMAT_VERSION,
+            "version": FORMAT_VERSION,
             "templates": [{"id": c.id, "tokens": c.tokens, "size": c.size, "route": c.route}
                           for c in self._lru.values()],
         }
-        data = orjson.dumps(doc)
-        directory = os.path.dirname(os.path.abspath(path))
-        os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".templates-", suffix=".tmp", dir=directory)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        write_store(path, orjson.dumps(doc))
         self._dirty = False
         self._last_save = self._clock()
 
@@ -344,14 +255,14 @@ class TemplateMiner:
             log.warning("template store %s unreadable, starting empty: %s", path, exc)
             return 0
         try:
-            entries = _parse_store(raw)
+            entries = parse_store(raw)
         except (ValueError, TypeError, KeyError) as exc:
             log.warning("template store %s is corrupt, starting empty: %s", path, exc)
             return 0
         for cid, tokens, size, route in entries[-self._max_templates:]:
             if cid in self._lru:
                 continue
-            self._insert(_Cluster(cid, tokens, size), route)
+            self._insert(Cluster(cid, tokens, size), route)
         self._dirty = False
         return len(self._lru)
 
@@ -374,7 +285,7 @@ class TemplateMiner:
         self._dirty = False
         self._bytes = 0
 
-    def _remember(self, key: str, c: _Cluster) -> None:
+    def _remember(self, key: str, c: Cluster) -> None:
         n = len(key)
         if n > _CACHE_MAX_LEN:  # a few huge lines must not pin megabytes
             return
@@ -396,7 +307,7 @@ class TemplateMiner:
             message = rx.sub(repl, message)
         return message
 
-    def _find_leaf(self, tokens: list[str]) -> _Node | None:
+    def _find_leaf(self, tokens: list[str]) -> Node | None:
         node = self._root.get(len(tokens))
         if node is None:
             return None
@@ -412,23 +323,23 @@ class TemplateMiner:
 
     def _route(self, tokens: list[str]) -> tuple[str, ...]:
         """The tree keys a new template is filed under (digits and overflow → `<*>`)."""
-        node: _Node | None = self._root.get(len(tokens))
+        node: Node | None = self._root.get(len(tokens))
         keys = []
         for token in tokens[:min(self._max_depth, len(tokens) - 1)]:
             key = token
             if node is None:
-                if token != PARAM and _variable_like(token):
+                if token != PARAM and variable_like(token):
                     key = PARAM
             elif token not in node.children:
                 children = node.children
-                if (token != PARAM and _variable_like(token)) or \
+                if (token != PARAM and variable_like(token)) or \
                         len(children) >= self._max_children - (PARAM not in children):
                     key = PARAM
             keys.append(key)
             node = node.children.get(key) if node is not None else None
         return tuple(keys)
 
-    def _best(self, leaf: _Node, tokens: list[str]) -> _Cluster | None:
+    def _best(self, leaf: Node, tokens: list[str]) -> Cluster | None:
         """The most similar template at a leaf, if similar enough (or covering the message).
 
         Similarity is the share of positions where the template has the
@@ -440,7 +351,7 @@ class TemplateMiner:
         n = len(tokens)
         if not n:
             return clusters[0] if clusters else None
-        best: _Cluster | None = None
+        best: Cluster | None = None
         best_same = -1
         best_params = -1
         # a `<*>` of the message must not count as equal to one of the template: compare
@@ -463,18 +374,18 @@ class TemplateMiner:
             return None
         return best
 
-    def _another_event(self, c: _Cluster, tokens: list[str]) -> bool:
+    def _another_event(self, c: Cluster, tokens: list[str]) -> bool:
         """Whether the constants where `tokens` differs from template `c` say it is
-        another event: a token apart in form (`_apart`), `distinct_words` words, or a
+        another event: a token apart in form (`apart`), `distinct_words` words, or a
         word against one that stayed the same in `constant_after` messages."""
         words = 0
         keyed = c.keyed
         for i, (a, b) in enumerate(zip(c.tokens, tokens, strict=True)):
-            if a in (b, PARAM) or (keyed and _covers(b, keyed, i)):
+            if a in (b, PARAM) or (keyed and covers(b, keyed, i)):
                 continue
-            if _apart(a, b):
+            if apart(a, b):
                 return True
-            if _WORD.fullmatch(a) and _WORD.fullmatch(b):
+            if WORD.fullmatch(a) and WORD.fullmatch(b):
                 words += 1
         if not words:
             return False
@@ -482,11 +393,11 @@ class TemplateMiner:
         return bool((need and words >= need)
                     or (self._constant_after and c.size >= self._constant_after))
 
-    def _add(self, tokens: list[str]) -> _Cluster:
+    def _add(self, tokens: list[str]) -> Cluster:
         leaf = self._find_leaf(tokens)
         c = self._best(leaf, tokens) if leaf is not None else None
         if c is None:
-            c = _Cluster(self._new_id(tokens), tokens)
+            c = Cluster(self._new_id(tokens), tokens)
             self._insert(c)
             self._dirty = True
             return c
@@ -494,11 +405,11 @@ class TemplateMiner:
         keyed = c.keyed
         changed = False
         for i, (a, b) in enumerate(zip(template, tokens, strict=True)):
-            if a != b and a != PARAM and not (keyed and _covers(b, keyed, i)):
+            if a != b and a != PARAM and not (keyed and covers(b, keyed, i)):
                 if not changed:
                     template = list(template)
                     changed = True
-                ka, kb = _KEYED.fullmatch(a), _KEYED.fullmatch(b)
+                ka, kb = KEYED.fullmatch(a), KEYED.fullmatch(b)
                 template[i] = (ka.group(1) + PARAM if ka and kb and ka.group(1) == kb.group(1)
                                else PARAM)
         c.size += 1
@@ -520,7 +431,7 @@ class TemplateMiner:
             cid = f"{digest}-{n}"
         return cid
 
-    def _insert(self, c: _Cluster, route: tuple[str, ...] | None = None) -> None:
+    def _insert(self, c: Cluster, route: tuple[str, ...] | None = None) -> None:
         lru = self._lru
         while lru and (len(lru) >= self._max_templates
                        or self._bytes + c.cost > self._max_bytes):
@@ -532,11 +443,11 @@ class TemplateMiner:
         c.route = route
         node = self._root.get(len(c.tokens))
         if node is None:
-            node = self._root[len(c.tokens)] = _Node()
+            node = self._root[len(c.tokens)] = Node()
         for key in route:
             child = node.children.get(key)
             if child is None:
-                child = node.children[key] = _Node()
+                child = node.children[key] = Node()
             node = child
         node.clusters.append(c)
         c.leaf = node
@@ -553,7 +464,7 @@ class TemplateMiner:
         self._bytes -= old.cost
         self.evicted += 1
 
-    def _unlink(self, c: _Cluster) -> None:
+    def _unlink(self, c: Cluster) -> None:
         """Take a template out of the tree, dropping nodes left empty (bounded memory)."""
         leaf = c.leaf
         if leaf is None:
@@ -566,7 +477,7 @@ class TemplateMiner:
         root = self._root.get(n)
         if root is None:
             return
-        path: list[tuple[_Node, str]] = []
+        path: list[tuple[Node, str]] = []
         node = root
         for key in c.route:
             path.append((node, key))
@@ -579,42 +490,4 @@ class TemplateMiner:
         if not root.children and not root.clusters:
             del self._root[n]
 
-
-# A token made only of variables and punctuation: `<*>`, `(<*>)`, `<*>:<*>,` … That is
-# a whole token (`(?!\S)` after it) of non-word characters holding `<*>`: the look-ahead
-# finds the `<*>` without consuming, then the token is taken possessively. (The plain
-# form `[^\w\s]*<\*>[^\w\s]*` backtracks quadratically over a long token such as
-# `<*>:<*>:<*>…`, since `<`, `*` and `>` are themselves non-word characters.)
-_PARAM_TOKEN = r"(?=[^\w\s]*?<\*>)[^\w\s]++(?!\S)"
-# Two or more such tokens in a row: one variable that spans several tokens
-# (`2034 bytes (1.98 KB)` → `<*> (<*>)` → `<*>`). Atomic: once a run is found it is
-# not re-tried shorter, so each token is looked at a bounded number of times.
-_PARAM_RUN = re.compile(rf"(?<!\S)(?>{_PARAM_TOKEN}(?:\s++{_PARAM_TOKEN})++)")
-
-
-def _clip_words(message: str, cap: int) -> str:
-    """`message` with its words past the first `cap - 1` replaced by one `<*>` (the
-    words joined by single spaces then); unchanged if it has at most `cap` words."""
-    words = message.split(None, cap)
-    if len(words) <= cap:
-        return message
-    words[cap - 1:] = [PARAM]
-    return " ".join(words)
-
-
-def _parse_store(raw: bytes) -> list[tuple[str, list[str], int, tuple[str, ...] | None]]:
-    doc: Any = orjson.loads(raw)
-    if not isinstance(doc, dict) or doc.get("version") != _FORMAT_VERSION:
-        raise ValueError(f"unsupported format (version {doc.get('version')!r})"
-                         if isinstance(doc, dict) else "not a JSON object")
-    out = []
-    for e in doc["templates"]:
-        cid, tokens, size, route = e["id"], e["tokens"], e.get("size", 1), e.get("route")
-        if not (isinstance(cid, str) and isinstance(tokens, list)
-                and all(isinstance(t, str) for t in tokens) and isinstance(size, int)
-                and (route is None or (isinstance(route, list)
-                                       and all(isinstance(t, str) for t in route)))):
-            raise ValueError(f"malformed template entry {e!r}")
-        out.append((cid, tokens, size, tuple(route) if route is not None else None))
-    return out
 

@@ -18,7 +18,8 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from pipeline.processors.logstruct.masks import DEFAULT_MASKS, PARAM, CustomMask
-from pipeline.processors.logstruct.templates import _PARAM_RUN, TemplateMiner, TemplateSettings
+from pipeline.processors.logstruct.templates import TemplateMiner, TemplateSettings
+from pipeline.processors.logstruct.templatetree import PARAM_RUN
 from tests.unit.processors.logstruct.bounds import BOUND_S, SHAPES, assert_linear, best_of
 
 
@@ -393,7 +394,7 @@ def test_param_run_rewrite_equals_the_previous_regex(parts: list[str]) -> None:
     import re
 
     text = " ".join(parts)
-    assert _PARAM_RUN.sub(PARAM, text) == re.sub(_OLD_PARAM_RUN, PARAM, text)
+    assert PARAM_RUN.sub(PARAM, text) == re.sub(_OLD_PARAM_RUN, PARAM, text)
 
 
 @pytest.mark.parametrize("shape", sorted(SHAPES))
@@ -436,7 +437,7 @@ def test_settings_of_the_bounds() -> None:
 
 
 def test_store_bounded_in_bytes_and_accounted_exactly() -> None:
-    from pipeline.processors.logstruct.templates import _cost
+    from pipeline.processors.logstruct.templatetree import template_cost
 
     limit = 64 * 1024
     m = miner(max_template_bytes=limit)
@@ -449,7 +450,7 @@ def test_store_bounded_in_bytes_and_accounted_exactly() -> None:
     assert m.evicted > 0
     held = list(m._lru.values())
     assert m.held_bytes == sum(c.cost for c in held)
-    assert all(c.cost == _cost(c.tokens, c.template) for c in held)
+    assert all(c.cost == template_cost(c.tokens, c.template) for c in held)
     # an evicted template lets go of its text at once, though the cache may name it
     dead = [c for c in m._cache.values() if not c.alive]
     assert all(c.tokens == [] and c.template == "" for c in dead)
