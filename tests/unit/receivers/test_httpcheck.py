@@ -130,11 +130,12 @@ async def test_200_500_timeout_refused(server: str) -> None:
     assert "0.2s" in errors[f"{server}/slow"]["error.message"]
     assert errors[refused_url]["error.type"] == "connection_refused"
 
-    # Duration in ms: the timeout is ~200 ms, the others fast.
+    # Duration in ms: a timed-out probe took at least its 200 ms timeout (in seconds it
+    # would read 0.2). No upper bounds: on a loaded machine a fast probe can take 600 ms.
     dur = {a["http.url"]: v for (n, u, a, v, _m) in pts if n == "httpcheck.duration"}
     assert all(u == "ms" for (n, u, *_r) in pts if n == "httpcheck.duration")
-    assert 150 <= dur[f"{server}/slow"] < 1000
-    assert dur[f"{server}/health"] < 150
+    assert dur[f"{server}/slow"] >= 150
+    assert dur[f"{server}/health"] > 0
 
     # Types and units as the Collector declares them.
     metrics = {n: m for (n, _u, _a, _v, m) in pts}
