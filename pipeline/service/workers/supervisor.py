@@ -199,8 +199,7 @@ class Supervisor:
                 w.state = "stopping"
         if not self._tasks:
             return
-        _, late = await asyncio.wait(self._tasks,
-                                        timeout=self.shutdown_timeout + KILL_GRACE)
+        _, late = await asyncio.wait(self._tasks, timeout=self.shutdown_timeout + KILL_GRACE)
         for w in self.workers:
             if w.state == "stopping":
                 log.error("worker did not drain in time: killed",
