@@ -7,6 +7,7 @@ import asyncio
 import gc
 import os
 import shutil
+import signal
 import sys
 from collections.abc import Coroutine, Sequence
 from typing import Any
@@ -107,9 +108,13 @@ def cmd_worker() -> int:
     for handler in logging.getLogger("otelpipe").handlers:
         handler.addFilter(WorkerLogFilter(orders.index))
     tune_gc()
+    # A terminal's Ctrl-C reaches the whole process group: the supervisor passes it on
+    # as SIGTERM (once per signal it gets), so the worker drains once, not twice.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     from pipeline.service import run
 
-    return _run_loop(run(config, hooks=WorkerHooks(orders.control, orders.supervisor_pid)))
+    return _run_loop(run(config, hooks=WorkerHooks(orders.control, orders.supervisor_pid),
+                         stop_signals=(signal.SIGTERM,)))
 
 
 def _run_loop(main: Coroutine[Any, Any, int]) -> int:

@@ -46,7 +46,8 @@ default and in `configs/*.yaml` (whose own default is `0.0.0.0:<port>`)."""
 
 OVERRIDES = (
     Override("OTELPIPE_DATA_DIR", "./otelpipe-data", "where the `file` exporters write",
-             ("default.yaml", "filelog.yaml", "gateway-kafka.yaml", "logstruct.yaml")),
+             ("default.yaml", "filelog.yaml", "gateway-kafka.yaml", "logstruct.yaml",
+              "workers.yaml")),
     Override("KAFKA_BROKERS", "localhost:9092", "the Kafka bootstrap broker",
              ("agent-kafka.yaml", "gateway-kafka.yaml")),
     Override("OTELPIPE_KAFKA_GROUP", "otelpipe-gateway", "the gateways' consumer group",
@@ -73,7 +74,11 @@ OVERRIDES = (
              "where `tail_sampling` keeps waiting traces (`storage: disk`)",
              ("tail-sampling-slo.yaml",)),
     Override("OTELPIPE_JAEGER_ENDPOINT", "127.0.0.1:14317",
-             "the Jaeger OTLP/gRPC endpoint sampled traces go to", ("tail-sampling-slo.yaml",)),
+             "the Jaeger OTLP/gRPC endpoint (sampled) traces go to",
+             ("tail-sampling-slo.yaml", "workers.yaml")),
+    Override("OTELPIPE_WORKERS", "auto",
+             "processes sharing the ports (`service.workers`: a number, or `auto`: one per "
+             "CPU)", ("workers.yaml",)),
 )
 """The other variables the shipped configs read (`${env:VAR:-default}`)."""
 

@@ -272,9 +272,12 @@ class RunHooks(Protocol):
 
 
 async def run(config: Config, *, telemetry: Telemetry | None = None,
-              hooks: RunHooks | None = None) -> int:
-    """Run until SIGTERM/SIGINT, then drain within service.shutdown_timeout; a second
-    signal during the drain exits at once (`exit_undrained`)."""
+              hooks: RunHooks | None = None,
+              stop_signals: tuple[os_signal.Signals, ...] = (os_signal.SIGTERM,
+                                                             os_signal.SIGINT)) -> int:
+    """Run until one of `stop_signals` (SIGTERM, SIGINT), then drain within
+    service.shutdown_timeout; a second signal during the drain exits at once
+    (`exit_undrained`)."""
     service = Service(config, telemetry)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -286,7 +289,7 @@ async def run(config: Config, *, telemetry: Telemetry | None = None,
             exit_undrained(service, sig)
         stop.set()
 
-    for sig in (os_signal.SIGTERM, os_signal.SIGINT):
+    for sig in stop_signals:
         loop.add_signal_handler(sig, on_signal, sig)
     try:
         await service.start()

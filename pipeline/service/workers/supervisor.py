@@ -9,9 +9,11 @@ process, so the kernel spreads connections over them.
 - A worker that exits is started again after a backoff (1 s, doubling to 30 s;
   back to 1 s once a worker stayed up 60 s), counted in
   `otelpipe_worker_restarts_total` and shown in `/health/detailed`.
-- SIGTERM/SIGINT: the workers get it first and drain (each within
-  `service.shutdown_timeout`), then the primary drains. A second signal goes to
-  the workers too, and everything exits at once.
+- SIGTERM/SIGINT: the workers get SIGTERM and drain (each within
+  `service.shutdown_timeout`), then the primary drains. A second signal is passed
+  on too (SIGTERM again), and everything exits at once. Workers ignore SIGINT (a
+  terminal's Ctrl-C reaches the whole process group): they hear it from the
+  supervisor, once.
 - `/metrics` on the primary sums the metrics of every process
   (`pipeline.telemetry.merge.ExpositionMerger`), which each worker serves on its control socket.
 - A worker dies with the supervisor (PR_SET_PDEATHSIG: it drains and exits).
@@ -199,8 +201,7 @@ class Supervisor:
                 w.state = "stopping"
         if not self._tasks:
             return
-        _, late = await asyncio.wait(self._tasks,
-                                        timeout=self.shutdown_timeout + KILL_GRACE)
+        _, late = await asyncio.wait(self._tasks, timeout=self.shutdown_timeout + KILL_GRACE)
         for w in self.workers:
             if w.state == "stopping":
                 log.error("worker did not drain in time: killed",
@@ -213,7 +214,7 @@ class Supervisor:
 
     def second_signal(self, sig: signal.Signals) -> bool:
         for w in self.workers:
-            self._signal(w, sig)
+            self._signal(w, signal.SIGTERM)  # their second: they exit at once
         return True
 
     # Health and metrics -----------------------------------------------------------
@@ -245,11 +246,12 @@ class Supervisor:
             os.unlink(w.control)  # the previous process's: readiness is its reappearance
         orders = Orders(index=w.index, supervisor_pid=os.getpid(),
                         config=self.worker_config, control=w.control)
-        # Its own session: a terminal's Ctrl-C reaches the supervisor only, which passes
-        # it on once (a worker that got it twice would exit without draining).
+        # Same session and process group (not a session of its own: with the kernel's
+        # autogroup scheduling, a worker alone in its session got a fraction of the CPU
+        # the primary got); a terminal's Ctrl-C reaches it too, and it ignores SIGINT:
+        # the supervisor passes signals on as SIGTERM.
         proc = await asyncio.create_subprocess_exec(*self.command,
-                                                    stdin=asyncio.subprocess.PIPE,
-                                                    start_new_session=True)
+                                                    stdin=asyncio.subprocess.PIPE)
         assert proc.stdin is not None
         try:
             proc.stdin.write(orders.to_json())
