@@ -10,7 +10,7 @@ import re
 from typing import Any
 
 from pipeline.pdata.anyvalue import any_value
-from pipeline.pdata.logrecords import flat_value
+from pipeline.pdata.flatlogs import flat_value
 from pipeline.processors.logstruct.masks import PARAM
 from pipeline.processors.logstruct.parsers.auto import AutoParser
 from pipeline.processors.logstruct.parsers.base import SOURCE, Parser, WhenConfig
