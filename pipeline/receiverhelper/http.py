@@ -268,14 +268,15 @@ class _Guard(asyncio.Protocol):
     def _refuse_peer(self, transport: asyncio.Transport, peers: PeerBudget, key: str,
                      retry_after: float) -> None:
         """A connection of a peer out of its error budget: nothing of it is read; the
-        429 is written after REFUSAL_DELAY (bounded per peer, see `receiverhelper.peers`)
-        so that a flooding client waits rather than reconnects at once; or at once and
-        closed when too many of the peer's connections wait already."""
+        429 is written after REFUSAL_DELAY so that a flooding client waits rather than
+        reconnects at once (see `receiverhelper.peers`); or at once and closed when
+        `max_connections` refused connections wait already."""
         listener = self._listener
         peers.refused()
         answer = _peer_refusal(refusal_message(peers, key, retry_after), retry_after)
-        if listener.lingering >= listener.limits.max_connections or \
-                not transport.can_write_eof() or not peers.try_delay(key):
+        limit = listener.limits.max_connections  # waiting connections hold no body
+        if listener.lingering >= limit or not transport.can_write_eof() or \
+                not peers.try_delay(key, limit=limit):
             transport.write(answer)
             transport.close()
             return

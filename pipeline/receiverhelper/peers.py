@@ -19,12 +19,14 @@ a token bucket of `burst` tokens refilled at `errors_per_second`:
   again. Its debt is capped at `burst`, so a peer is refused at most
   2 × burst / errors_per_second seconds after its last failure (20 s with the
   defaults).
-- the refusal is answered after `REFUSAL_DELAY` (one second) for up to
-  `MAX_DELAYED_PER_PEER` requests of a peer at once: an attacker that sends
-  as fast as it is answered (the usual flood) then gets one answer per second
-  per connection or stream instead of thousands, and so costs next to nothing;
-  beyond that, refusals are immediate. gRPC's delayed refusals also hold their
-  message (already read by gRPC core), at most `MAX_DELAYED_BYTES` per listener.
+- the refusal is answered after `REFUSAL_DELAY` (one second): an attacker that
+  sends as fast as it is answered (the usual flood) then gets one answer per
+  second per connection or stream instead of thousands, and so costs next to
+  nothing. A refused HTTP connection waits with reading paused (a socket, no
+  body), at most `max_connections` of them per listener; a refused gRPC call
+  holds its message (already read by gRPC core): at most
+  `MAX_DELAYED_PER_PEER` per peer and `MAX_DELAYED_BYTES` per listener wait.
+  Beyond these, refusals are immediate.
 
 Only peers with a recent failure are tracked (a peer whose bucket is full again
 is forgotten), at most `max_peers` per listener (the oldest is forgotten
@@ -205,11 +207,12 @@ class PeerBudget:
 
     # Delayed refusals -------------------------------------------------------------------
 
-    def try_delay(self, key: str, size: int = 0) -> bool:
-        """Whether a refusal of `key` (holding `size` bytes) may wait REFUSAL_DELAY; if so
-        the caller calls `undelay` after."""
+    def try_delay(self, key: str, size: int = 0, limit: int = MAX_DELAYED_PER_PEER) -> bool:
+        """Whether a refusal of `key` (holding `size` bytes) may wait REFUSAL_DELAY, with
+        at most `limit` of the peer's waiting at once; if so the caller calls `undelay`
+        after."""
         peer = self._peers.get(key)
-        if peer is None or peer.delayed >= MAX_DELAYED_PER_PEER or \
+        if peer is None or peer.delayed >= limit or \
                 (size and self.delayed_bytes + size > MAX_DELAYED_BYTES):
             return False
         peer.delayed += 1
