@@ -41,6 +41,7 @@ sidecar's localhost): one client's flood blocks the others on that address.
 from __future__ import annotations
 
 import contextvars
+import functools
 import ipaddress
 import time
 from collections import OrderedDict
@@ -110,8 +111,10 @@ def peer_key(address: Any) -> str | None:
     return str(ip)
 
 
+@functools.lru_cache(maxsize=4096)
 def grpc_peer_key(peer: str | None) -> str | None:
-    """The budget key of a gRPC peer string (`ipv4:1.2.3.4:5678`, `ipv6:[::1]:5678`)."""
+    """The budget key of a gRPC peer string (`ipv4:1.2.3.4:5678`, `ipv6:[::1]:5678`);
+    cached: computed per call, and a connection's calls share their peer string."""
     if not peer:
         return None
     kind, _, rest = peer.partition(":")
@@ -222,7 +225,7 @@ class PeerBudget:
     def undelay(self, key: str, size: int = 0) -> None:
         self.delayed_bytes -= size
         peer = self._peers.get(key)
-        if peer is not None:
+        if peer is not None and peer.delayed > 0:  # (forgotten meanwhile: max_peers)
             peer.delayed -= 1
 
 
