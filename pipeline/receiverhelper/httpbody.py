@@ -16,7 +16,7 @@ from pipeline.errors import RetryableError
 from pipeline.receiverhelper import pressure
 from pipeline.receiverhelper.body import BodyError, decompress, decompress_async
 from pipeline.receiverhelper.budget import Reservation
-from pipeline.receiverhelper.peers import note_bytes
+from pipeline.receiverhelper.peers import current, note_bytes, refusal_message
 
 DEFAULT_READ_TIMEOUT = 30.0
 # Compressed bodies larger than this are inflated a MiB per loop step. Deflate inflates at
@@ -74,7 +74,19 @@ async def read_body(request: web.Request, limit: int) -> bytes:
         # a MiB per loop step (a thread held the GIL too often: see decompress_async).
         try:
             if len(body) > INLINE_DECOMPRESS_BYTES:
-                inflated = await decompress_async(body, encoding, limit)
+                attempt = current()
+                if attempt is None:
+                    inflated = await decompress_async(body, encoding, limit)
+                else:  # one big inflation per peer at a time (receiverhelper.peers)
+                    async with attempt.budget.inflating(attempt.key):
+                        # Its peer may have run out while this one waited its turn.
+                        retry_after = attempt.budget.exhausted(attempt.key)
+                        if retry_after is not None:
+                            attempt.budget.refused()
+                            raise Refused(refusal_message(attempt.budget, attempt.key,
+                                                          retry_after), retry_after,
+                                          "peer_error_budget")
+                        inflated = await decompress_async(body, encoding, limit)
             else:
                 inflated = decompress(body, encoding, limit)
         except BodyError as exc:

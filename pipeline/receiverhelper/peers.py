@@ -40,12 +40,14 @@ sidecar's localhost): one client's flood blocks the others on that address.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import contextvars
 import functools
 import ipaddress
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from pydantic import Field
@@ -148,6 +150,8 @@ class PeerBudget:
         self.clock = clock
         self._peers: OrderedDict[str, _Peer] = OrderedDict()
         self.delayed_bytes = 0
+        # key -> (lock, users): a peer's big inflations run one at a time.
+        self._inflating: dict[str, tuple[asyncio.Lock, int]] = {}
         self._refused = telemetry.counter(PEER_REFUSED).labels(endpoint, transport) \
             if telemetry is not None else None
         self._blocked = telemetry.counter(PEER_BLOCKED).labels(endpoint, transport) \
@@ -176,6 +180,15 @@ class PeerBudget:
         if tokens >= 1.0:
             return None
         return max(1.0 - tokens, 1.0) / self.rate
+
+    def exhausted(self, key: str) -> float | None:
+        """Like `refusal`, not counting the requests in progress: None if `key` has a
+        token left, else the seconds until it has one."""
+        peer = self._peers.get(key)
+        if peer is None:
+            return None
+        tokens = self._refill(key, peer, self.clock())
+        return None if tokens >= 1.0 else (1.0 - tokens) / self.rate
 
     def peer(self, key: str) -> _Peer | None:
         return self._peers.get(key)
@@ -207,6 +220,27 @@ class PeerBudget:
     def refused(self) -> None:
         if self._refused is not None:
             self._refused.inc()
+
+    @contextlib.asynccontextmanager
+    async def inflating(self, key: str) -> AsyncIterator[None]:
+        """Hold the peer's inflation turn: one big body of a peer is inflated at a time
+        (the others wait their turn, holding only their compressed bytes). Four gzip bombs
+        sent at once by a peer with a full budget are then inflated one after the other,
+        a MiB per loop step, rather than four MiB per step: other peers wait one step of
+        inflation per loop iteration, and the first bomb's failure is charged before the
+        next starts. One event loop: serializing costs a peer no throughput."""
+        entry = self._inflating.get(key)
+        lock, users = entry if entry is not None else (asyncio.Lock(), 0)
+        self._inflating[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._inflating[key]
+            if users <= 1:
+                del self._inflating[key]
+            else:
+                self._inflating[key] = (lock, users - 1)
 
     # Delayed refusals -------------------------------------------------------------------
 
@@ -276,6 +310,11 @@ def note_failure(reason: str) -> None:
     attempt = CURRENT.get()
     if attempt is not None and reason in SENDER_FAULTS and attempt.reason is None:
         attempt.reason = reason
+
+
+def current() -> Attempt | None:
+    """The request being handled by a listener with peer budgets, if any."""
+    return CURRENT.get()
 
 
 def note_bytes(n: int) -> None:

@@ -14,7 +14,8 @@ from aiohttp import web
 
 from pipeline.receiverhelper import peers as peers_module
 from pipeline.receiverhelper.body import BodyError
-from pipeline.receiverhelper.http import HTTPServer, ServerLimits, read_body
+from pipeline.receiverhelper.http import HTTPServer, Refused, ServerLimits, read_body
+from pipeline.receiverhelper.httpbody import INLINE_DECOMPRESS_BYTES
 from pipeline.receiverhelper.peers import (
     COST_UNIT,
     MAX_DELAYED_BYTES,
@@ -187,6 +188,8 @@ async def fail(request: web.Request) -> web.Response:
 async def fail_big(request: web.Request) -> web.Response:
     try:
         await read_body(request, 2 * COST_UNIT)
+    except Refused as exc:  # as the receivers answer it: not the sender's fault
+        return web.Response(status=503, text=str(exc), headers=exc.headers)
     except BodyError as exc:
         note_failure("too_large")
         return web.Response(status=exc.status)
@@ -333,3 +336,43 @@ async def test_disabled_budget_never_refuses() -> None:
     async with serving(limits) as (port, _):
         for _ in range(5):
             assert status((await exchange(port, "127.0.0.2", post("/fail")))[0]) == 400
+
+
+async def test_a_peers_big_inflations_run_one_at_a_time() -> None:
+    """Four bombs sent at once by a peer with a full budget (5 tokens, 3 a bomb): inflated
+    one after the other, so after the second failure the peer is out and the last two
+    are refused (503 + Retry-After) without being inflated. Another peer's bomb is not
+    kept waiting by them."""
+    import zlib
+
+    c = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    bomb = c.compress(bytes(20 * COST_UNIT)) + c.flush()
+    assert len(bomb) > INLINE_DECOMPRESS_BYTES  # inflated a MiB per step, not inline
+    head = (b"POST /big HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Encoding: "
+            b"gzip\r\nContent-Length: %d\r\n\r\n" % len(bomb))
+    limits = ServerLimits(max_in_flight_bytes=100_000_000, peer_error_budget=
+                          PeerErrorBudgetSettings(errors_per_second=0.1, burst=5))
+
+    async def bomber(source: str, started: asyncio.Event) -> bytes:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port,
+                                                       local_addr=(source, 0))
+        try:
+            writer.write(head)  # all admitted first (the peer has not failed yet) …
+            await started.wait()
+            writer.write(bomb)  # … then all bodies at once
+            return await asyncio.wait_for(reader.read(), 10)
+        finally:
+            writer.close()
+
+    async with serving(limits) as (port, _):
+        go = asyncio.Event()
+        tasks = [asyncio.ensure_future(bomber(src, go)) for src in ["127.0.0.2"] * 4 +
+                 ["127.0.0.3"]]
+        await asyncio.sleep(0.3)
+        go.set()
+        answers = [(a, 0.0) for a in await asyncio.gather(*tasks)]
+        statuses = [status(a) for a, _ in answers]
+        assert sorted(statuses[:4]) == [413, 413, 503, 503], statuses
+        assert statuses[4] == 413
+        refused = [a for a, _ in answers if status(a) == 503]
+        assert all(b"Retry-After: " in a and b"(last: too_large)" in a for a in refused)
