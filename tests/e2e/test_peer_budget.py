@@ -11,7 +11,8 @@ cannot choose its source address), a normal client from 127.0.0.1, both at once:
   in the file; the refusals are in `otelpipe_receiver_peer_refused_total`;
 - gzip bombs (64 MiB of zeros, 65 KB gzipped) from 4 senders back to back: each
   costs 21 tokens (1 + 20 MiB inflated), so at most about (burst + rate × time) / 21
-  + the senders in flight are inflated; the rest are refused.
+  + the senders in flight are inflated (one at a time); the rest are refused (429
+  before being read, or 503 + Retry-After while waiting their inflation turn).
 
 Counts, not latencies, are asserted (the machine running the tests is shared); the
 target's CPU seconds during each flood are printed.
