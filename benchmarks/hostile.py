@@ -12,7 +12,10 @@ with the default budgets. Three kinds of processes:
   `refused` = HTTP 503/429 or gRPC UNAVAILABLE/RESOURCE_EXHAUSTED, `error` =
   anything else, a timeout included);
 - one *attacker* per phase (`python -m benchmarks.hostile attack NAME …`), each
-  bounded in time (`ATTACK_SECONDS`, or one request for the grok line);
+  bounded in time (`ATTACK_SECONDS`, or one request for the grok line), connecting
+  from 127.0.0.2 (`ATTACKER_ADDRESS`; gRPC through a relay in its process) while the
+  normal clients connect from 127.0.0.1: two hosts as far as the target's per-peer
+  error budget can tell;
 - this controller: runs the phases in turn (a quiet baseline first), and per
   phase resets the target's peak RSS (`/proc/<pid>/clear_refs`), scrapes the
   loop-lag histogram before and after, polls `/health/detailed` for the largest
@@ -141,6 +144,46 @@ def gzip_bomb(size: int = 64 * MIB) -> bytes:
     return b"".join([*(c.compress(zeros) for _ in range(size // MIB)), c.flush()])
 
 
+# The attackers' own address ----------------------------------------------------------
+# The attackers connect from 127.0.0.2, the normal clients from 127.0.0.1: two hosts, as
+# far as the target can tell. (A per-peer budget cannot tell apart two clients on one
+# address; with both on 127.0.0.1 the normal clients would share the attackers' budget.)
+ATTACKER_ADDRESS = "127.0.0.2"
+
+
+async def attacker_connection(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    return await asyncio.open_connection("127.0.0.1", port,
+                                         local_addr=(ATTACKER_ADDRESS, 0))
+
+
+async def _pump(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    try:
+        while data := await reader.read(256 * 1024):
+            writer.write(data)
+            await writer.drain()
+    except ConnectionError:
+        pass
+    finally:
+        writer.close()
+
+
+async def grpc_relay(target_port: int) -> tuple[asyncio.Server, int]:
+    """A TCP relay in the attacker's process: gRPC's client cannot bind a source
+    address, so its channel connects here and the relay connects to the target from
+    ATTACKER_ADDRESS. Returns the relay's server and port."""
+
+    async def relay(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await attacker_connection(target_port)
+        except OSError:
+            writer.close()
+            return
+        await asyncio.gather(_pump(reader, up_writer), _pump(up_reader, writer))
+
+    server = await asyncio.start_server(relay, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
 # Raw HTTP/1.1 over asyncio streams ---------------------------------------------------
 
 async def read_status(reader: asyncio.StreamReader, wait: float) -> str:
@@ -164,7 +207,7 @@ def request_head(path: str, headers: dict[str, str]) -> bytes:
 async def post(port: int, path: str, body: bytes, headers: dict[str, str]) -> str:
     """One POST on a fresh connection; the answer's status."""
     try:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        reader, writer = await attacker_connection(port)
     except OSError as exc:
         return f"connect {type(exc).__name__}"
     try:
@@ -201,7 +244,7 @@ async def _slowloris_one(port: int, deadline: float, seen: Counter[str]) -> None
     """Headers one byte a second; reconnect when the server closes, until `deadline`."""
     while time.monotonic() < deadline:
         try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            reader, writer = await attacker_connection(port)
         except OSError as exc:
             seen[f"connect {type(exc).__name__}"] += 1
             await asyncio.sleep(1)
@@ -235,7 +278,7 @@ async def _trickle_one(port: int, deadline: float, seen: Counter[str]) -> None:
     head = request_head("/v1/traces", {"Content-Type": PB, "Content-Length": str(19_000_000)})
     while time.monotonic() < deadline:
         try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            reader, writer = await attacker_connection(port)
         except OSError as exc:
             seen[f"connect {type(exc).__name__}"] += 1
             await asyncio.sleep(0.5)
@@ -268,7 +311,7 @@ async def idle_flood(a: argparse.Namespace) -> dict[str, int]:
     conns = []
     for _ in range(2000):
         try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", a.http_port)
+            reader, writer = await attacker_connection(a.http_port)
         except OSError as exc:
             seen[f"connect {type(exc).__name__}"] += 1
             continue
@@ -305,8 +348,10 @@ async def malformed(a: argparse.Namespace) -> dict[str, int]:
 
     rng = random.Random(7)
     bodies = [_garbage(rng) for _ in range(256)]
-    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=16))
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{a.grpc_port}")
+    relay, relay_port = await grpc_relay(a.grpc_port)
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(
+        limit=16, local_addr=(ATTACKER_ADDRESS, 0)))
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{relay_port}")
     call = channel.unary_unary(TRACE_METHOD, request_serializer=None, response_deserializer=None)
     url = f"http://127.0.0.1:{a.http_port}/v1/traces"
 
@@ -332,6 +377,7 @@ async def malformed(a: argparse.Namespace) -> dict[str, int]:
     finally:
         await session.close()
         await channel.close()
+        relay.close()
     return {**results[0], **results[1]}
 
 
@@ -344,7 +390,7 @@ async def gzip_bombs(a: argparse.Namespace) -> dict[str, int]:
 async def _chunked_oversized(port: int) -> str:
     """A chunked body of 25 MB (no Content-Length): cut off at the limit."""
     try:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        reader, writer = await attacker_connection(port)
     except OSError as exc:
         return f"connect {type(exc).__name__}"
     answer = asyncio.ensure_future(read_status(reader, REQUEST_TIMEOUT))
@@ -371,14 +417,15 @@ async def oversized(a: argparse.Namespace) -> dict[str, int]:
     import grpc
     import grpc.aio
 
-    channel = grpc.aio.insecure_channel(f"127.0.0.1:{a.grpc_port}",
+    relay, relay_port = await grpc_relay(a.grpc_port)
+    channel = grpc.aio.insecure_channel(f"127.0.0.1:{relay_port}",
                                         options=[("grpc.max_send_message_length", 64 * MIB)])
     call = channel.unary_unary(TRACE_METHOD, request_serializer=None, response_deserializer=None)
     big = bytes(5 * MIB)
 
     async def announced() -> str:
         try:
-            reader, writer = await asyncio.open_connection("127.0.0.1", a.http_port)
+            reader, writer = await attacker_connection(a.http_port)
         except OSError as exc:
             return f"connect {type(exc).__name__}"
         try:
@@ -403,6 +450,7 @@ async def oversized(a: argparse.Namespace) -> dict[str, int]:
             flood(1, ATTACK_SECONDS, grpc_big))
     finally:
         await channel.close()
+        relay.close()
     return {k: v for r in results for k, v in r.items()}
 
 

@@ -1,6 +1,9 @@
 """`memory_limiter` processor: refuses data while the process uses too much memory.
 
-Every `check_interval` it reads the process RSS. Above the soft limit
+Every `check_interval` it reads the process RSS, plus what its worker processes
+hold (the offload and decode workers of pdata/offload.py: their anonymous memory,
+not the interpreter they share with us; ≈ 10 MiB idle each, hundreds while
+encoding or decoding a big batch). Above the soft limit
 (`limit_mib - spike_limit_mib`) it refuses batches with a retryable error, so
 receivers answer 503 / UNAVAILABLE and clients back off; above the hard limit
 it also forces a garbage collection. It accepts again once usage is back under
@@ -35,6 +38,7 @@ from pipeline.component import (
 from pipeline.config.types import Duration
 from pipeline.errors import RetryableError
 from pipeline.pdata.batch import Batch
+from pipeline.pdata.offload import workers_memory
 from pipeline.receiverhelper import pressure
 from pipeline.telemetry.metrics import CounterSpec, GaugeSpec
 
@@ -137,6 +141,11 @@ def current_rss() -> int:
         return int(f.read().split()[1]) * _PAGE
 
 
+def current_usage() -> tuple[int, int]:
+    """(the process's RSS, what its worker processes hold) in bytes."""
+    return current_rss(), workers_memory()
+
+
 class MemoryLimiter(Component, Consumer):
     def __init__(self, settings: ProcessorCreateSettings, config: MemoryLimiterConfig):
         self.next = settings.next_consumer
@@ -167,14 +176,16 @@ class MemoryLimiter(Component, Consumer):
             self.check()
 
     def check(self) -> int:
-        rss = current_rss()
-        if rss > self.soft:
-            if rss > self.hard:
+        """Compare the usage with the limits (refuse or accept); returns the usage."""
+        rss, workers = current_usage()
+        if rss + workers > self.soft:
+            if rss + workers > self.hard:
                 gc.collect()
             release_memory()
-            rss = current_rss()
+            rss, workers = current_usage()
+        usage = rss + workers
         was = self.refusing
-        self.refusing = rss > self.soft
+        self.refusing = usage > self.soft
         if self.refusing != was:
             self._gauge.set(1 if self.refusing else 0)
             if self.refusing:
@@ -184,9 +195,9 @@ class MemoryLimiter(Component, Consumer):
             (self.log.warning if self.refusing else self.log.info)(
                 "memory above soft limit: refusing data" if self.refusing
                 else "memory back under soft limit: accepting data",
-                extra={"rss_mib": rss // MIB, "soft_limit_mib": self.soft // MIB,
-                       "hard_limit_mib": self.hard // MIB})
-        return rss
+                extra={"rss_mib": rss // MIB, "workers_mib": workers // MIB,
+                       "soft_limit_mib": self.soft // MIB, "hard_limit_mib": self.hard // MIB})
+        return usage
 
     async def consume(self, batch: Batch) -> None:
         if self.refusing:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from pipeline.component import CreateSettings
 from pipeline.config.tls import ServerAuthSettings, TLSServerSettings
 from pipeline.receiverhelper.obs import FAILED_REQUESTS
+from pipeline.receiverhelper.peers import note_failure
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -96,6 +97,7 @@ class Authenticator:
     def rejected(self, reason: str, remote: str | None) -> None:
         """Count a rejected request; log it unless one was logged recently."""
         self._failed.inc()
+        note_failure("unauthenticated")
         now = self.clock()
         if now - self._last_log < self.log_interval:
             self._suppressed += 1

@@ -18,6 +18,11 @@ Pure bookkeeping: no I/O, no locks (one event loop; gRPC handlers run on it too)
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipeline.receiverhelper.peers import Attempt, PeerBudget
+
 DEFAULT_MAX_IN_FLIGHT_BYTES = 64 * 1024 * 1024
 
 
@@ -45,10 +50,12 @@ POOL = Pool()
 class ListenerBudget:
     """One listener's share; `open()` when it starts listening, `close()` when it stops."""
 
-    def __init__(self, capacity: int, pool: Pool = POOL):
+    def __init__(self, capacity: int, pool: Pool = POOL, peers: PeerBudget | None = None):
         self.capacity = capacity
         self.pool = pool
         self.used = 0
+        # The listener's per-peer error budgets (gRPC: admission reads them here).
+        self.peers = peers
 
     def open(self) -> None:
         self.pool.register(self)
@@ -74,13 +81,15 @@ class ListenerBudget:
 
 
 class Reservation:
-    """What one request holds; released at once when the request is done."""
+    """What one request holds; released at once when the request is done. `attempt`
+    (gRPC): the request's peer, charged on release if the request failed by its doing."""
 
-    __slots__ = ("budget", "held")
+    __slots__ = ("attempt", "budget", "held")
 
-    def __init__(self, budget: ListenerBudget):
+    def __init__(self, budget: ListenerBudget, attempt: Attempt | None = None):
         self.budget = budget
         self.held = 0
+        self.attempt = attempt
 
     def take(self, n: int) -> bool:
         if n <= 0:
@@ -94,3 +103,7 @@ class Reservation:
         if self.held:
             self.budget.release(self.held)
             self.held = 0
+        attempt = self.attempt
+        if attempt is not None:
+            self.attempt = None
+            attempt.settle()

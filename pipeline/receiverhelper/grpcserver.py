@@ -16,20 +16,36 @@ What gRPC core enforces with these arguments:
   (or at all without an RPC in progress, unless `permit_without_stream`) is
   disconnected after two strikes (GOAWAY `too_many_pings`);
 - `max_concurrent_streams` per connection and `max_recv_msg_size_mib` per message.
+
+And in Python, at admission (`try_admit`): the peer's error budget
+(`receiverhelper.peers`: a peer whose calls keep failing is answered
+RESOURCE_EXHAUSTED with RetryInfo, after a delay), the memory limiter, the bytes
+in flight.
 """
 
 from __future__ import annotations
+
+import asyncio
 
 import grpc
 import grpc.aio
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from pydantic import Field
 
-from pipeline.component import ComponentConfig
+from pipeline.component import ComponentConfig, CreateSettings
 from pipeline.config.types import Duration
 from pipeline.receiverhelper import pressure
 from pipeline.receiverhelper.budget import ListenerBudget, Reservation
 from pipeline.receiverhelper.obs import ReceiverObs
+from pipeline.receiverhelper.peers import (
+    CURRENT,
+    REFUSAL_DELAY,
+    Attempt,
+    PeerBudget,
+    PeerErrorBudgetSettings,
+    grpc_peer_key,
+    refusal_message,
+)
 
 HANDSHAKE_TIMEOUT = 10.0
 MAX_PING_STRIKES = 2
@@ -109,46 +125,98 @@ def grpc_status_details(code: int, message: str, retry_after: float | None) -> b
     return serialized
 
 
+def listener_budget(max_in_flight_bytes: int, peers: PeerErrorBudgetSettings | None,
+                    endpoint: str, settings: CreateSettings) -> ListenerBudget:
+    """A gRPC listener's budget: its bytes in flight and its peers' error budgets."""
+    return ListenerBudget(max_in_flight_bytes, peers=PeerBudget(
+        peers, endpoint=endpoint, transport="grpc", telemetry=settings.telemetry)
+        if peers is not None and peers.enabled else None)
+
+
 class Refused:
-    """Why a message was refused at admission: answered UNAVAILABLE with RetryInfo."""
+    """Why a message was refused at admission: answered UNAVAILABLE with RetryInfo (or
+    RESOURCE_EXHAUSTED, by the peer's error budget, after a delay when `delayed`)."""
 
-    __slots__ = ("message", "retry_after")
+    __slots__ = ("code", "delayed", "message", "retry_after")
 
-    def __init__(self, message: str, retry_after: float):
+    def __init__(self, message: str, retry_after: float, code: int = code_pb2.UNAVAILABLE,
+                 delayed: tuple[PeerBudget, str, int] | None = None):
         self.message = message
         self.retry_after = retry_after
+        self.code = code
+        self.delayed = delayed  # (peers, key, bytes held) of a delayed refusal
 
 
-def try_admit(budget: ListenerBudget, obs: ReceiverObs, raw: bytes) -> Reservation | Refused:
-    """Admission of a message without touching the call: the reservation holding its
-    bytes (the caller releases it when the RPC's work is done), or the refusal
-    (counted) while the memory limiter refuses or it does not fit the in-flight
-    budget. gRPC has read the message already: refusing frees it at once, before the
-    parse and the pipeline."""
+def _peer_admission(peers: PeerBudget, raw: bytes, context: grpc.aio.ServicerContext[
+        bytes, bytes]) -> Attempt | Refused | None:
+    key = grpc_peer_key(context.peer())
+    if key is None:
+        return None
+    retry_after = peers.refusal(key)
+    if retry_after is None:
+        attempt = Attempt(peers, key)
+        attempt.bytes = len(raw)
+        CURRENT.set(attempt)  # each RPC runs in its own task: its own context
+        return attempt
+    peers.refused()
+    size = len(raw)
+    return Refused(refusal_message(peers, key, retry_after), retry_after,
+                   code_pb2.RESOURCE_EXHAUSTED,
+                   (peers, key, size) if peers.try_delay(key, size) else None)
+
+
+def try_admit(budget: ListenerBudget, obs: ReceiverObs, raw: bytes,
+              context: grpc.aio.ServicerContext[bytes, bytes] | None = None
+              ) -> Reservation | Refused:
+    """Admission of a message: the reservation holding its bytes (the caller releases
+    it when the RPC's work is done, which also charges the peer's error budget if the
+    call failed by the sender's doing), or the refusal (counted) while the peer is out
+    of its error budget (with `context`), the memory limiter refuses or it does not fit
+    the in-flight budget. gRPC has read the message already: refusing frees it at
+    once, before the parse and the pipeline."""
+    attempt = None
+    if budget.peers is not None and context is not None:
+        admitted = _peer_admission(budget.peers, raw, context)
+        if isinstance(admitted, Refused):
+            return admitted
+        attempt = admitted
     refusal = pressure.MEMORY.refusal()
     if refusal is None:
-        reservation = Reservation(budget)
+        reservation = Reservation(budget, attempt)
         if reservation.take(len(raw)):
             return reservation
+        reservation.release()  # the attempt's held token
         obs.failed_request("in_flight_bytes")
         return Refused("too many request bytes in flight (max_in_flight_bytes); retry later",
                        1.0)
+    if attempt is not None:
+        attempt.settle()
     obs.failed_request("memory_limiter")
     return Refused(f"memory limit: {refusal.reason}", refusal.retry_after)
 
 
 async def refuse(refused: Refused, context: grpc.aio.ServicerContext[bytes, bytes]) -> None:
-    """Abort the call with `refused` (UNAVAILABLE, google.rpc.Status with RetryInfo)."""
-    await context.abort(grpc.StatusCode.UNAVAILABLE, refused.message, trailing_metadata=(
+    """Abort the call with `refused` (UNAVAILABLE or RESOURCE_EXHAUSTED, google.rpc.Status
+    with RetryInfo), after REFUSAL_DELAY for a delayed refusal by the peer's budget."""
+    if refused.delayed is not None:
+        peers, key, size = refused.delayed
+        refused.delayed = None
+        try:
+            await asyncio.sleep(REFUSAL_DELAY)
+        finally:
+            peers.undelay(key, size)
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED if refused.code == code_pb2.RESOURCE_EXHAUSTED \
+        else grpc.StatusCode.UNAVAILABLE
+    await context.abort(code, refused.message, trailing_metadata=(
         ("grpc-status-details-bin",
-         grpc_status_details(code_pb2.UNAVAILABLE, refused.message, refused.retry_after)),))
+         grpc_status_details(refused.code, refused.message, refused.retry_after)),))
 
 
 async def admit(budget: ListenerBudget, obs: ReceiverObs, raw: bytes,
                 context: grpc.aio.ServicerContext[bytes, bytes]) -> None:
     """`try_admit`, holding the bytes until the RPC ends (a done callback), or abort the
     call with the refusal."""
-    admitted = try_admit(budget, obs, raw)
+    admitted = try_admit(budget, obs, raw, context)
     if isinstance(admitted, Refused):
         await refuse(admitted, context)
         return

@@ -12,7 +12,10 @@ Every listener (otlp HTTP, jsonlogs, health, the prometheus exporter) gets:
   `503` with `Retry-After: 1` and closed at once, before anything is read;
 - (listeners that read bodies) `max_in_flight_bytes`: see `receiverhelper.budget`;
   `read_body` reserves a request's bytes before reading them and refuses it (503 +
-  Retry-After) while the memory_limiter refuses (`receiverhelper.pressure`).
+  Retry-After) while the memory_limiter refuses (`receiverhelper.pressure`);
+- (listeners that read bodies) `peer_error_budget`: see `receiverhelper.peers`; a
+  remote address whose requests keep failing is answered 429 + Retry-After when it
+  connects or starts a request, before anything of it is read.
 
 How: the aiohttp protocol of each connection sits behind a thin `asyncio.Protocol`
 (`_Guard`) that counts the connection, arms one timer per state (idle, reading
@@ -26,7 +29,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol, cast
 
@@ -37,22 +40,30 @@ from pydantic import Field
 from pipeline.component import ComponentConfig
 from pipeline.config.tls import ServerAuthSettings, TLSServerSettings
 from pipeline.config.types import Duration, Endpoint, split_endpoint
-from pipeline.errors import RetryableError
-from pipeline.receiverhelper import pressure
-from pipeline.receiverhelper.body import BodyError, decompress, decompress_async
 from pipeline.receiverhelper.budget import (
     DEFAULT_MAX_IN_FLIGHT_BYTES,
     ListenerBudget,
     Reservation,
 )
+from pipeline.receiverhelper.httpbody import DEFAULT_READ_TIMEOUT, READ_TIMEOUT, RESERVATION
+from pipeline.receiverhelper.httpbody import Refused as Refused  # re-exported
+from pipeline.receiverhelper.httpbody import read_body as read_body  # re-exported
+from pipeline.receiverhelper.httpbody import (
+    retry_after_header as retry_after_header,  # re-exported
+)
+from pipeline.receiverhelper.peers import (
+    CURRENT,
+    REFUSAL_DELAY,
+    Attempt,
+    PeerBudget,
+    PeerErrorBudgetSettings,
+    peer_key,
+    refusal_message,
+)
 from pipeline.telemetry.metrics import CounterSpec, GaugeSpec, Telemetry
 
 DEFAULT_MAX_BODY = 20 * 1024 * 1024  # the Collector's confighttp default
-# Compressed bodies larger than this are inflated a MiB per loop step. Deflate inflates at
-# most ~1,032:1, so a body this small yields at most ~4 MB (a few ms); a bomb is larger.
-INLINE_DECOMPRESS_BYTES = 4 * 1024
 DEFAULT_READ_HEADER_TIMEOUT = 10.0
-DEFAULT_READ_TIMEOUT = 30.0
 DEFAULT_IDLE_TIMEOUT = 60.0
 DEFAULT_MAX_CONNECTIONS = 1000
 # After an answer sent before the body was read, aiohttp reads and drops the rest for
@@ -73,6 +84,14 @@ CLOSED_CONNECTIONS = CounterSpec(
 _REFUSAL = (b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n"
             b"Content-Type: text/plain\r\nContent-Length: 22\r\nConnection: close\r\n\r\n"
             b"too many connections\r\n")
+
+
+def _peer_refusal(message: str, retry_after: float) -> bytes:
+    """A whole `429` answer for a connection refused by its peer's error budget."""
+    body = message.encode() + b"\r\n"
+    return (b"HTTP/1.1 429 Too Many Requests\r\nRetry-After: %d\r\n"
+            b"Content-Type: text/plain\r\nContent-Length: %d\r\nConnection: close\r\n\r\n"
+            % (max(1, round(retry_after)), len(body))) + body
 
 
 def read_header_timeout_field(default: float = DEFAULT_READ_HEADER_TIMEOUT) -> Any:
@@ -114,6 +133,11 @@ class HTTPServerSettings(ComponentConfig):
     read_timeout: Duration = read_timeout_field()
     idle_timeout: Duration = idle_timeout_field()
     max_connections: int = max_connections_field()
+    peer_error_budget: PeerErrorBudgetSettings = Field(
+        default_factory=PeerErrorBudgetSettings, description=(
+            "Per remote address: enabled, errors_per_second, burst, max_peers. A peer whose "
+            "requests keep failing (malformed, too large, bad encoding, unauthenticated) "
+            "is answered 429 + Retry-After before its requests are read."))
     tls: TLSServerSettings | None = Field(
         None, description="Serve HTTPS with this certificate (client_ca_file: mutual TLS).")
     auth: ServerAuthSettings | None = Field(
@@ -133,24 +157,26 @@ class _LimitsConfig(Protocol):
 
 @dataclass(frozen=True)
 class ServerLimits:
-    """A listener's budgets; `max_in_flight_bytes` None: it reads no bodies."""
+    """A listener's budgets; `max_in_flight_bytes` None: it reads no bodies;
+    `peer_error_budget` None (or not enabled): no per-peer budget."""
 
     read_header_timeout: float = DEFAULT_READ_HEADER_TIMEOUT
     read_timeout: float = DEFAULT_READ_TIMEOUT
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT
     max_connections: int = DEFAULT_MAX_CONNECTIONS
     max_in_flight_bytes: int | None = None
+    peer_error_budget: PeerErrorBudgetSettings | None = None
 
     @classmethod
     def of(cls, config: _LimitsConfig) -> ServerLimits:
         in_flight = getattr(config, "max_in_flight_bytes", None)
+        peers = getattr(config, "peer_error_budget", None)
         return cls(config.read_header_timeout, config.read_timeout, config.idle_timeout,
-                   config.max_connections, in_flight if isinstance(in_flight, int) else None)
+                   config.max_connections, in_flight if isinstance(in_flight, int) else None,
+                   peers if isinstance(peers, PeerErrorBudgetSettings) else None)
 
 
 _IDLE, _HEADERS, _ACTIVE, _REFUSED = 0, 1, 2, 3
-_LIMITS = web.RequestKey("otelpipe_limits", ServerLimits)
-_RESERVATION = web.RequestKey("otelpipe_reservation", Reservation)
 
 
 class _Listener:
@@ -158,6 +184,10 @@ class _Listener:
 
     def __init__(self, limits: ServerLimits, endpoint: str, telemetry: Telemetry | None):
         self.limits = limits
+        peers = limits.peer_error_budget
+        self.peers = PeerBudget(peers, endpoint=endpoint, transport="http",
+                                telemetry=telemetry) \
+            if peers is not None and peers.enabled else None
         self.open = 0
         self.lingering = 0  # refused connections not closed yet
         self.guards: dict[asyncio.BaseTransport, _Guard] = {}
@@ -184,7 +214,8 @@ class _Listener:
 class _Guard(asyncio.Protocol):
     """One connection: counted, timed per state; the aiohttp protocol does the rest."""
 
-    __slots__ = ("_inner", "_listener", "_make", "_state", "_timer", "_transport")
+    __slots__ = ("_delayed", "_inner", "_listener", "_make", "_state", "_timer",
+                 "_transport", "key")
 
     def __init__(self, listener: _Listener, make: Callable[[], asyncio.Protocol]):
         self._listener = listener
@@ -193,10 +224,20 @@ class _Guard(asyncio.Protocol):
         self._transport: asyncio.Transport | None = None
         self._state = _IDLE
         self._timer: asyncio.TimerHandle | None = None
+        self.key: str | None = None  # the peer's budget key (None: not tracked)
+        self._delayed = False
 
     def connection_made(self, base: asyncio.BaseTransport) -> None:
         listener = self._listener
         transport = cast(asyncio.Transport, base)  # uvloop's are not subclasses
+        peers = listener.peers
+        if peers is not None:
+            key = self.key = peer_key(transport.get_extra_info("peername"))
+            retry_after = peers.refusal(key)
+            if retry_after is not None:
+                assert key is not None
+                self._refuse_peer(transport, peers, key, retry_after)
+                return
         if listener.open >= listener.limits.max_connections:
             self._refuse(transport)
             return
@@ -224,10 +265,50 @@ class _Guard(asyncio.Protocol):
         transport.write_eof()
         self._timer = listener.loop.call_later(REFUSAL_LINGER, transport.close)
 
+    def _refuse_peer(self, transport: asyncio.Transport, peers: PeerBudget, key: str,
+                     retry_after: float) -> None:
+        """A connection of a peer out of its error budget: nothing of it is read; the
+        429 is written after REFUSAL_DELAY so that a flooding client waits rather than
+        reconnects at once (see `receiverhelper.peers`); or at once and closed when
+        `max_connections` refused connections wait already."""
+        listener = self._listener
+        peers.refused()
+        answer = _peer_refusal(refusal_message(peers, key, retry_after), retry_after)
+        limit = listener.limits.max_connections  # waiting connections hold no body
+        if listener.lingering >= limit or not transport.can_write_eof() or \
+                not peers.try_delay(key, limit=limit):
+            transport.write(answer)
+            transport.close()
+            return
+        listener.lingering += 1
+        self._state = _REFUSED
+        self._transport = transport
+        self._delayed = True
+        transport.pause_reading()
+        self._timer = listener.loop.call_later(REFUSAL_DELAY, self._answer_peer, answer)
+
+    def _answer_peer(self, answer: bytes) -> None:
+        self._undelay()
+        transport = self._transport
+        if transport is None or transport.is_closing():
+            return
+        transport.write(answer)
+        transport.write_eof()
+        transport.resume_reading()  # read and drop what the client still sends
+        self._timer = self._listener.loop.call_later(REFUSAL_LINGER, transport.close)
+
+    def _undelay(self) -> None:
+        if self._delayed:
+            self._delayed = False
+            peers = self._listener.peers
+            if peers is not None and self.key is not None:
+                peers.undelay(self.key)
+
     def connection_lost(self, exc: Exception | None) -> None:
         if self._state == _REFUSED:
             self._state = _IDLE
             self._cancel()
+            self._undelay()
             self._listener.lingering -= 1
             return
         inner = self._inner
@@ -293,7 +374,10 @@ class _Guard(asyncio.Protocol):
         transport = self._transport
         if transport is None or transport.is_closing():
             return
-        self._listener.closed(reason)
+        listener = self._listener
+        listener.closed(reason)
+        if reason == "header_timeout" and listener.peers is not None and self.key is not None:
+            listener.peers.charge(self.key, reason)
         # Nothing is owed to the peer in these states; an unread answer is dropped.
         if transport.get_write_buffer_size():
             transport.abort()
@@ -414,113 +498,47 @@ class HTTPServer:
 def _budget_middleware(listener: _Listener, budget: ListenerBudget | None) -> Any:
     limits = listener.limits
     guards = listener.guards
+    peers = listener.peers
 
     @web.middleware
     async def budgets(request: web.Request, handler: Handler) -> web.StreamResponse:
         guard = guards.get(request.transport) if request.transport is not None else None
         if guard is not None:
             guard.request_started()
-        request[_LIMITS] = limits
+        key = guard.key if guard is not None else None
+        attempt = token = None
+        if peers is not None and key is not None:
+            retry_after = peers.refusal(key)
+            if retry_after is not None:
+                if guard is not None:
+                    guard.request_done()
+                return _refuse_request(peers, key, retry_after)
+            attempt = Attempt(peers, key)
+            token = CURRENT.set(attempt)
+        request[READ_TIMEOUT] = limits.read_timeout
         reservation = Reservation(budget) if budget is not None else None
         if reservation is not None:
-            request[_RESERVATION] = reservation
+            request[RESERVATION] = reservation
         try:
             return await handler(request)
         finally:
             if reservation is not None:
                 reservation.release()
+            if attempt is not None:
+                assert token is not None
+                CURRENT.reset(token)
+                attempt.settle()
             if guard is not None:
                 guard.request_done()
 
     return budgets
 
 
-# Request bodies ---------------------------------------------------------------------
-
-
-class Refused(BodyError):
-    """A body not read now (memory limiter, bytes in flight): 503 with a retry delay."""
-
-    def __init__(self, message: str, retry_after: float, reason: str):
-        super().__init__(503, message)
-        self.retry_after = retry_after
-        self.reason = reason  # failed_requests reason: memory_limiter, in_flight_bytes
-
-    @property
-    def headers(self) -> Mapping[str, str]:
-        return {"Retry-After": str(max(1, round(self.retry_after)))}
-
-
-async def read_body(request: web.Request, limit: int) -> bytes:
-    """The request body, inflated per Content-Encoding, within the listener's budgets.
-
-    Raises `BodyError`: 413 above `limit` (announced, read or inflated), 408 when
-    the body does not arrive within `read_timeout`, 400 when it is cut short or
-    badly encoded, 415 for an unknown encoding, and `Refused` (503) when the
-    memory limiter refuses or the bytes do not fit in the in-flight budget, which
-    is checked before anything is read when `Content-Length` is known.
-    """
-    length = request.content_length
-    if length is not None and length > limit:
-        raise BodyError(413, f"request body of {length} bytes exceeds the limit of "
-                             f"{limit} bytes")
-    refusal = pressure.MEMORY.refusal()
-    if refusal is not None:
-        raise Refused(f"memory limit: {refusal.reason}", refusal.retry_after, "memory_limiter")
-    reservation = request.get(_RESERVATION)
-    if reservation is not None and length and not reservation.take(length):
-        raise _over_budget()
-    limits = request.get(_LIMITS) or ServerLimits()
-    counted = reservation if length is None else None  # chunked: count as read
-    try:
-        async with asyncio.timeout(limits.read_timeout):
-            body = await _read(request, limit, counted)
-    except TimeoutError:
-        raise BodyError(408, "request body not received within "
-                             f"{limits.read_timeout:g}s (read_timeout)") from None
-    encoding = request.headers.get("Content-Encoding", "")
-    if encoding:
-        # A big body (a bomb inflating to the limit takes a few hundred ms) is inflated
-        # a MiB per loop step (a thread held the GIL too often: see decompress_async).
-        if len(body) > INLINE_DECOMPRESS_BYTES:
-            inflated = await decompress_async(body, encoding, limit)
-        else:
-            inflated = decompress(body, encoding, limit)
-        if inflated is not body:
-            del body
-            if reservation is not None and not reservation.take(len(inflated)):
-                raise _over_budget()
-            return inflated
-    return body
-
-
-async def _read(request: web.Request, limit: int, counted: Reservation | None) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    try:
-        async for chunk in request.content.iter_any():
-            size += len(chunk)
-            if size > limit:
-                raise BodyError(413, f"request body exceeds the limit of {limit} bytes")
-            if counted is not None and not counted.take(len(chunk)):
-                raise _over_budget()
-            chunks.append(chunk)
-    except BaseException as exc:
-        # Drop what was read now: this frame lives on in the traceback, which an
-        # asyncio task can keep in a reference cycle until the next full collection.
-        chunks.clear()
-        if isinstance(exc, (BodyError, asyncio.CancelledError)) or \
-                not isinstance(exc, Exception):
-            raise
-        # The peer went away or sent a broken chunked encoding (aiohttp's payload errors).
-        raise BodyError(400, f"request body cut short: {type(exc).__name__}") from None
-    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-def _over_budget() -> Refused:
-    return Refused("too many request bytes in flight (max_in_flight_bytes); retry later", 1.0,
-                   "in_flight_bytes")
-
-
-def retry_after_header(err: RetryableError) -> Mapping[str, str]:
-    return {"Retry-After": str(max(1, round(err.retry_after or 1)))}
+def _refuse_request(peers: PeerBudget, key: str, retry_after: float) -> web.Response:
+    """429 for a request of a peer out of its error budget; the connection is closed
+    after it (its next one is refused when it connects, delayed)."""
+    peers.refused()
+    response = web.Response(status=429, text=refusal_message(peers, key, retry_after),
+                            headers={"Retry-After": str(max(1, round(retry_after)))})
+    response.force_close()
+    return response

@@ -14,6 +14,7 @@ from pipeline.component import Consumer, CreateSettings, Signal
 from pipeline.config.secrets import mask_text
 from pipeline.errors import PermanentError, PipelineError, RetryableError, sender_message
 from pipeline.pdata.batch import Batch
+from pipeline.receiverhelper.peers import note_failure
 from pipeline.telemetry.metrics import CounterSpec
 
 _LABELS = ("receiver", "transport", "signal")
@@ -71,6 +72,7 @@ class ReceiverObs:
 
     def failed_request(self, reason: str) -> None:
         self._failed.labels(self._rid, self._transport, reason).inc()
+        note_failure(reason)  # the sender's fault: charged to its peer_error_budget
 
     async def deliver(self, consumer: Consumer, batch: Batch) -> None:
         """Hand a batch to the pipeline and count the outcome; errors propagate."""

@@ -12,24 +12,21 @@ with 1M attributes parses in ≈ 0.25 s, a 20 MB OTLP JSON body decodes in
 ≈ 1-2 s, and a probe thread waits that long). The worker (`DecodeWorker`, one
 per otlp receiver) is started on the first large body; bodies wait for it in
 order. The loop then only moves bytes: the body to the worker, the checked
-protobuf back.
+protobuf back. The process and its framing are pdata/offload.py's `WorkerPipe`
+and `serve`, shared with the exporters' offload worker.
 """
 
 from __future__ import annotations
 
-import asyncio
-import gc
-import os
-import signal as signal_module
 import struct
 import subprocess
-import sys
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from google.protobuf.message import DecodeError
 
 from pipeline.component import Signal
+from pipeline.pdata.offload import WorkerPipe, read_exact, serve
 from pipeline.pdata.otlp import (
     REQUEST_TYPES,
     AttributeLimits,
@@ -148,7 +145,8 @@ def off_loop(body: bytes, is_json: bool) -> bool:
     return len(body) > (OFF_LOOP_JSON_BYTES if is_json else OFF_LOOP_PROTOBUF_BYTES)
 
 
-# The worker: `python -m pipeline.receivers._otlpdecode`, frames on stdin/stdout.
+# The worker: `python -m pipeline.receivers._otlpdecode`, frames on stdin/stdout (the
+# framing of pdata/offload.py's WorkerPipe).
 # Request: signal index, is_json, max attributes, max value length, max events, max
 # links, max array length, body length; body.
 # Answer: status (0 ok, 1 malformed, 2 ok and unchanged: deliver the body), items,
@@ -158,7 +156,6 @@ _SIGNALS = tuple(Signal)
 _REQUEST = struct.Struct(">BBQQQQQQ")
 _ANSWER = struct.Struct(">BQQQQQQQQ")
 _OK, _MALFORMED, _UNCHANGED = 0, 1, 2
-_READ_LIMIT = 1024 * 1024
 
 
 class DecodeWorker:
@@ -171,132 +168,56 @@ class DecodeWorker:
     """
 
     def __init__(self) -> None:
-        self._proc: subprocess.Popen[bytes] | None = None
-        self._writer: asyncio.StreamWriter | None = None
-        self._reader: asyncio.StreamReader | None = None
-        self._lock = asyncio.Lock()
+        self._pipe = WorkerPipe(__name__, "decode worker")
 
-    async def _start(self) -> tuple[asyncio.StreamWriter, asyncio.StreamReader]:
-        proc = self._proc = _spawn()
-        assert proc.stdin is not None
-        assert proc.stdout is not None
-        loop = asyncio.get_running_loop()
-        reader = asyncio.StreamReader(limit=_READ_LIMIT)
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader),
-                                     proc.stdout)
-        transport, protocol = await loop.connect_write_pipe(asyncio.streams.FlowControlMixin,
-                                                            proc.stdin)
-        writer = asyncio.StreamWriter(transport, protocol, None, loop)
-        self._writer, self._reader = writer, reader
-        return writer, reader
+    @property
+    def _proc(self) -> subprocess.Popen[bytes] | None:
+        return self._pipe.proc
 
     async def prepare(self, signal: Signal, body: bytes, is_json: bool,
                       limits: AttributeLimits) -> Prepared:
-        """`prepare` in the worker. Raises MalformedRequest, or RuntimeError when the
-        worker failed (it is started again for the next body)."""
-        # Shielded: a caller that goes away (cancelled gRPC call) must not leave a
-        # half-written frame behind; the exchange finishes, its answer is dropped.
-        return await asyncio.shield(asyncio.ensure_future(
-            self._exchange(signal, body, is_json, limits)))
-
-    async def _exchange(self, signal: Signal, body: bytes, is_json: bool,
-                        limits: AttributeLimits) -> Prepared:
-        async with self._lock:
-            try:
-                if self._writer is None or self._reader is None:
-                    writer, reader = await self._start()
-                else:
-                    writer, reader = self._writer, self._reader
-                writer.write(_REQUEST.pack(_SIGNALS.index(signal), is_json,
-                                           limits.max_attributes, limits.max_value_length,
-                                           limits.max_events, limits.max_links,
-                                           limits.max_array_length, len(body)))
-                writer.write(body)
-                await writer.drain()
-                status, items, rejected, *cut, n = _ANSWER.unpack(
-                    await reader.readexactly(_ANSWER.size))
-                payload = await reader.readexactly(n)
-            except (OSError, EOFError) as exc:  # BrokenPipe, IncompleteReadError
-                await self._kill()
-                raise RuntimeError(f"the decode worker failed: {exc!r}") from None
+        """`prepare` in the worker. Raises MalformedRequest, or RuntimeError
+        (OffloadError) when the worker failed (it is started again for the next body).
+        A caller that goes away (cancelled gRPC call) leaves the exchange to finish:
+        its answer is dropped."""
+        head = _REQUEST.pack(_SIGNALS.index(signal), is_json, limits.max_attributes,
+                             limits.max_value_length, limits.max_events, limits.max_links,
+                             limits.max_array_length, len(body))
+        (status, items, rejected, *cut, _), chunks = await self._pipe.exchange(
+            (head, body), _ANSWER)
+        payload = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         if status == _MALFORMED:
             raise MalformedRequest(payload.decode())
         raw = body if status == _UNCHANGED else payload
         return Prepared(raw if items else None, None, items, rejected, *cut)
 
-    async def _kill(self) -> None:
-        await self._stop(kill=True)
-
-    async def _stop(self, kill: bool) -> None:
-        proc, writer = self._proc, self._writer
-        self._proc = self._writer = self._reader = None
-        if writer is not None:
-            writer.close()  # end of input: the worker exits
-        if proc is None:
-            return
-        if kill:
-            proc.kill()
-        try:
-            await asyncio.to_thread(proc.wait, 5.0)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            await asyncio.to_thread(proc.wait)
-
     async def close(self) -> None:
         """Stop the worker: end of input, then kill if it does not exit in 5 s."""
-        async with self._lock:
-            await self._stop(kill=False)
+        await self._pipe.close()
 
 
-def _spawn() -> subprocess.Popen[bytes]:
-    # subprocess.Popen (vfork + exec: returns at once), not the loop's subprocess
-    # support: uvloop forks, and gRPC's fork handlers then log a warning.
-    return subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE)
-
-
-def _read_exact(stream: BinaryIO, n: int) -> bytes | None:
-    data = stream.read(n)
-    if len(data) < n:
+def _step(inp: BinaryIO) -> tuple[bytes, bytes] | None:
+    """One body in, its answer out (the worker's side)."""
+    head = read_exact(inp, _REQUEST.size)
+    if head is None:
         return None
-    return data
-
-
-def _serve() -> None:
-    """The worker's loop: one frame in, one frame out, until end of input."""
-    signal_module.signal(signal_module.SIGINT, signal_module.SIG_IGN)
-    inp = sys.stdin.buffer
-    out = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
-    sys.stdout = sys.stderr  # nothing else may write into the answer stream
-    gc.freeze()
-    while True:
-        head = _read_exact(inp, _REQUEST.size)
-        if head is None:
-            return
-        sig, is_json, max_attrs, max_len, max_events, max_links, max_array, n = \
-            _REQUEST.unpack(head)
-        body = _read_exact(inp, n)
-        if body is None:
-            return
-        # Decoding builds millions of short-lived containers: the cyclic GC would
-        # triple the time and finds nothing to collect in them.
-        gc.disable()
-        try:
-            p = prepare(_SIGNALS[sig], body, bool(is_json),
-                        AttributeLimits(max_attrs, max_len, max_events, max_links, max_array),
-                        serialize=True)
-            status, payload = (_UNCHANGED, b"") if p.raw is body else (_OK, p.raw or b"")
-            counts = (p.items, p.rejected, p.attributes_dropped, p.values_truncated,
-                      p.events_dropped, p.links_dropped, p.arrays_truncated)
-        except MalformedRequest as exc:
-            status, payload, counts = _MALFORMED, str(exc).encode(), (0,) * 7
-        finally:
-            del body
-            gc.enable()
-        out.write(_ANSWER.pack(status, *counts, len(payload)))
-        out.write(payload)
-        out.flush()
+    sig, is_json, max_attrs, max_len, max_events, max_links, max_array, n = \
+        _REQUEST.unpack(head)
+    body = read_exact(inp, n)
+    if body is None:
+        return None
+    try:
+        p = prepare(_SIGNALS[sig], body, bool(is_json),
+                    AttributeLimits(max_attrs, max_len, max_events, max_links, max_array),
+                    serialize=True)
+        status, payload = (_UNCHANGED, b"") if p.raw is body else (_OK, p.raw or b"")
+        counts = (p.items, p.rejected, p.attributes_dropped, p.values_truncated,
+                  p.events_dropped, p.links_dropped, p.arrays_truncated)
+    except MalformedRequest as exc:
+        status, payload, counts = _MALFORMED, str(exc).encode(), (0,) * 7
+    del body
+    return _ANSWER.pack(status, *counts, len(payload)), payload
 
 
 if __name__ == "__main__":
-    _serve()
+    serve(_step)

@@ -16,6 +16,7 @@ from pipeline.receiverhelper.http import (
     HTTPServerSettings,
     max_in_flight_bytes_field,
 )
+from pipeline.receiverhelper.peers import PeerErrorBudgetSettings
 
 
 def _check_grpc_endpoint(value: object) -> str:
@@ -46,6 +47,11 @@ class GRPCSettings(ComponentConfig):
         DEFAULT_MAX_CONNECTIONS, gt=0,
         description="Open connections of this listener; more are closed as they arrive.")
     max_in_flight_bytes: int = max_in_flight_bytes_field()
+    peer_error_budget: PeerErrorBudgetSettings = Field(
+        default_factory=PeerErrorBudgetSettings, description=(
+            "Per remote address: enabled, errors_per_second, burst, max_peers. A peer whose "
+            "calls keep failing (malformed, unauthenticated) is answered RESOURCE_EXHAUSTED "
+            "with RetryInfo before its message is parsed."))
     keepalive: KeepaliveSettings = Field(
         default_factory=KeepaliveSettings,
         description="server_parameters (max_connection_idle, max_connection_age, "

@@ -81,7 +81,7 @@ def grpc_export(receiver: OTLPReceiver, signal: Signal
             reason = auth.grpc_check(context)
             if reason is not None:
                 await auth.grpc_abort(context, reason)
-        admitted = try_admit(budget, obs, raw)
+        admitted = try_admit(budget, obs, raw, context)
         if isinstance(admitted, Refused):
             await refuse(admitted, context)
             raise AssertionError("unreachable")

@@ -10,6 +10,7 @@ from pipeline.component import Component, Consumer, Host, ReceiverCreateSettings
 from pipeline.pdata.batch import Batch
 from pipeline.receiverhelper.auth import Authenticator
 from pipeline.receiverhelper.budget import ListenerBudget
+from pipeline.receiverhelper.grpcserver import listener_budget
 from pipeline.receiverhelper.http import HTTPServer
 from pipeline.receiverhelper.obs import ReceiverObs
 from pipeline.receivers._otlpdecode import DecodeWorker, Prepared
@@ -52,9 +53,10 @@ class OTLPReceiver(Component):
         self.log = settings.logger
         self.consumers: dict[Signal, Consumer] = dict(settings.consumers)
         self._grpc_server: grpc.aio.Server | None = None
-        self._grpc_budget = ListenerBudget(
-            config.protocols.grpc.max_in_flight_bytes if config.protocols.grpc is not None
-            else 0)
+        grpc_cfg = config.protocols.grpc
+        self._grpc_budget = listener_budget(
+            grpc_cfg.max_in_flight_bytes, grpc_cfg.peer_error_budget, grpc_cfg.endpoint,
+            settings) if grpc_cfg is not None else ListenerBudget(0)
         self._http_server: HTTPServer | None = None
         self.grpc_port: int | None = None
         p = config.protocols

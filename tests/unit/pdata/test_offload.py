@@ -8,7 +8,7 @@ import time
 import pytest
 
 from pipeline.errors import PermanentError
-from pipeline.pdata.offload import Offload, OffloadError
+from pipeline.pdata.offload import Offload, OffloadError, workers_memory
 from tests.loop_lag import LoopLag
 
 
@@ -98,3 +98,45 @@ async def test_cpu_work_in_the_worker_does_not_hold_the_loop() -> None:
         lag.assert_bounded()
     finally:
         await off.close()
+
+
+_HELD: list[bytes] = []
+
+
+def hold(n: int) -> int:
+    """Keep `n` bytes resident in the worker (until `drop`)."""
+    _HELD.append(b"x" * n)
+    return n
+
+
+def drop() -> None:
+    _HELD.clear()
+
+
+def allocate_and_free(n: int) -> int:
+    """Build `n` bytes of small objects and free them before answering (what encoding a
+    big batch does): glibc keeps such memory unless it is trimmed."""
+    chunks = [bytes(1000) + str(i).encode() for i in range(n // 1000)]
+    size = sum(map(len, chunks))
+    del chunks
+    return size
+
+
+async def test_what_a_worker_holds_counts_as_the_process_memory() -> None:
+    assert workers_memory() == 0
+    off = Offload()
+    try:
+        await off.call(add, 1, 1)
+        idle = workers_memory()
+        assert 0 < idle < 64 * 1024 * 1024  # its own heap, not the interpreter it maps
+        await off.call(hold, 200 * 1024 * 1024)
+        assert workers_memory() >= idle + 190 * 1024 * 1024
+        await off.call(drop)
+        assert workers_memory() < idle + 32 * 1024 * 1024
+        # Freed memory leaves the worker after each call (trimmed), so a peak does not
+        # stay counted.
+        assert await off.call(allocate_and_free, 200 * 1024 * 1024) > 190 * 1024 * 1024
+        assert workers_memory() < idle + 32 * 1024 * 1024
+    finally:
+        await off.close()
+    assert workers_memory() == 0

@@ -11,6 +11,7 @@ from pipeline.processors.memory_limiter import (
     MemoryLimiter,
     MemoryLimiterConfig,
     current_rss,
+    current_usage,
     factory,
 )
 from pipeline.receiverhelper import pressure
@@ -125,3 +126,32 @@ async def test_background_check_notices_memory() -> None:
         await proc.shutdown()
     assert proc._task is not None
     assert proc._task.done()
+
+
+async def test_the_memory_of_offload_workers_counts() -> None:
+    """A worker process (pdata/offload.py) holding 300 MiB gets the limiter refusing, as
+    the same ballast in the process itself does; once freed, it accepts again."""
+    from pipeline.pdata.offload import Offload
+    from tests.unit.pdata.test_offload import add, drop, hold
+
+    off = Offload()
+    await off.call(add, 1, 1)  # the worker runs, idle
+    soft_mib = (current_usage()[0] + current_usage()[1]) // MIB + HEADROOM_MIB
+    proc = make(Sink(), Telemetry(), limit_mib=soft_mib + 1000, spike_limit_mib=1000,
+                check_interval="2s")
+    await proc.start(None)  # type: ignore[arg-type]
+    try:
+        assert not proc.refusing
+        await off.call(hold, BALLAST)
+        rss, workers = current_usage()
+        assert rss < soft_mib * MIB < rss + workers
+        assert proc.check() > soft_mib * MIB
+        assert proc.refusing
+        with pytest.raises(RetryableError, match="memory limit"):
+            await proc.consume(traces(1))
+        await off.call(drop)
+        assert proc.check() < soft_mib * MIB
+        assert not proc.refusing
+    finally:
+        await proc.shutdown()
+        await off.close()
