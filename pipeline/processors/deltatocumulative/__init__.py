@@ -37,6 +37,15 @@ attribute order does not matter. For each delta point of a stream:
   --workers N` that each aggregate part of the spans. A redelivery older than the
   stream's last 8 points is counted twice (at-least-once).
 
+A refusal after the processor (a `RetryableError`, or any error but a `PermanentError`,
+from the next consumer) takes back what the refused batch added: its sender sends it
+again, and it must not count twice. Sums, counts, histogram sums and buckets are
+subtracted (addition commutes, so batches added meanwhile stay); a stream the batch
+started, or reset, and nothing updated since is forgotten (or restored); the batch's
+windows are forgotten (so its resend is not a `duplicate`; with `drop`, the stream's time
+goes back). Not taken back: a lower `min` / higher `max`, an earlier start, a histogram
+`sum` dropped because the point had none (its resend brings them again anyway).
+
 Metrics that are not delta (gauges, summaries, cumulative sums and histograms) pass
 unchanged, and a batch without delta metrics keeps its bytes. A metric whose points were
 all dropped is removed.
