@@ -86,7 +86,7 @@ from pipeline.registry import Registry, default_registry
 SUFFIX = "_workers"
 D2C_TYPE = "deltatocumulative"
 MAX_SOCKET_PATH = 107  # sun_path holds 108 bytes, the last a NUL
-LINK_RECV_MSG_MIB = 64  # a worker's batch (after its batch processor) may pass 4 MiB
+LINK_RECV_MSG_MIB = 2047  # gRPC's largest (int32 bytes): the link is trusted, see link()
 LINK_TIMEOUT = "30s"
 NO_LIMITS = {"max_attributes_per_item": 0, "max_attribute_value_length": 0,
              "max_events_per_span": 0, "max_links_per_span": 0,
@@ -285,7 +285,14 @@ class _Planner:
                 self.worker[kind.section][key] = copy.deepcopy(self.primary[kind.section][key])
 
     def link(self, name: str) -> ComponentID:
-        """A link: its receiver in the primary, its exporter in the workers."""
+        """A link: its receiver in the primary, its exporter in the workers.
+
+        The link is trusted (our processes, a 0700 directory) and carries what a worker
+        accepted already, after its processors (a batch processor may join requests into
+        a message larger than any receiver's limit): its message cap is gRPC's largest,
+        so it never refuses for size what a worker took (a refusal would come back to
+        the client on every retry). Its in-flight byte budget still admits one message
+        at a time when it is larger, and memory_limiter guards the primary."""
         path = os.path.join(self.link_dir, f"link-{len(self.links)}.sock")
         if len(os.fsencode(path)) > MAX_SOCKET_PATH:
             self.problems.append(

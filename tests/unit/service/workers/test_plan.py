@@ -353,3 +353,31 @@ async def test_a_link_carries_the_workers_data_to_the_primary(tmp_path: Path) ->
         await worker.shutdown()
         await primary.shutdown()
     assert len(p.links) == 1
+
+
+def _limits_config(limiter: dict[str, Any]) -> dict[str, Any]:
+    return {"receivers": {"otlp": {"protocols": {
+                "grpc": {"endpoint": "127.0.0.1:4317", "max_in_flight_bytes": 40_000_000,
+                         "max_recv_msg_size_mib": 8},
+                "http": {"endpoint": "127.0.0.1:4318"}}},
+            "jsonlogs": {"endpoint": "127.0.0.1:8080", "max_in_flight_bytes": 9_000_000}},
+            "processors": {"memory_limiter": limiter},
+            "connectors": {"redmetrics": {"aggregation_cardinality_limit": 700,
+                                          "series_expiry": 0},
+                           "logmetrics": {"metrics": [{"name": "a"}, {"name": "b"}],
+                                          "aggregation_cardinality_limit": 50}},
+            "exporters": {"prometheus": {"endpoint": "127.0.0.1:0"}, "debug": {}},
+            "service": {"pipelines": {
+                "traces": {"receivers": ["otlp"], "processors": ["memory_limiter"],
+                           "exporters": ["redmetrics"]},
+                "logs": {"receivers": ["jsonlogs"], "exporters": ["logmetrics", "debug"]},
+                "metrics": {"receivers": ["redmetrics", "logmetrics"],
+                            "exporters": ["prometheus"]}}}}
+
+
+def test_the_link_takes_any_message_a_worker_accepted(tmp_path: Path) -> None:
+    _, primary, _ = planned(_limits_config({"limit_mib": 1000}), tmp_path)
+    link: Any = primary.components[Kind.RECEIVER][
+        ComponentID("otlp", f"_link_merge_metrics{SUFFIX}")]
+    assert link.protocols.grpc.max_recv_msg_size_mib * 2**20 < 2**31
+    assert link.protocols.grpc.max_recv_msg_size_mib >= 2047
