@@ -41,8 +41,12 @@ raw configs, both ordinary configs that `validate_config` accepts and `Service` 
   that forward connector instead of the connectors. A scrape then shows one series
   per key, whose value is the sum over the processes: the value one process would
   have shown. The processor runs with `out_of_order: accumulate` (the processes'
-  deltas of one stream interleave in time; the Collector's `drop` would lose some)
-  and `max_stale` = the connectors' `series_expiry`. (Connectors whose user
+  deltas of one stream interleave in time; the Collector's `drop` would lose some),
+  `max_stale` = the connectors' largest `series_expiry` (ten years when one of them
+  is 0, never: a stream the connector keeps must not start over in the merge) and
+  `max_streams` = N x the sum over the connectors of (cardinality limit + 1, the
+  overflow series) x their metrics (each process may fill its limit with other
+  series), or the processor's default if larger. (Connectors whose user
   temporality is delta go through `metrics/_merge_<Q>_delta_workers`, without the
   processor: deltas stay deltas.) What differs from one process: the cardinality
   limit holds per process (up to N times the series before overflow), a gauge
@@ -87,6 +91,7 @@ SUFFIX = "_workers"
 D2C_TYPE = "deltatocumulative"
 MAX_SOCKET_PATH = 107  # sun_path holds 108 bytes, the last a NUL
 LINK_RECV_MSG_MIB = 2047  # gRPC's largest (int32 bytes): the link is trusted, see link()
+NEVER_STALE = 10 * 365 * 86400.0  # max_stale when a merged connector never expires series
 LINK_TIMEOUT = "30s"
 NO_LIMITS = {"max_attributes_per_item": 0, "max_attribute_value_length": 0,
              "max_events_per_span": 0, "max_links_per_span": 0,
@@ -113,7 +118,7 @@ def plan(raw: Mapping[str, Any], config: Config, *, workers: int, link_dir: str,
     """
     if workers < 2:
         raise ValueError(f"a worker plan needs at least 2 processes, got {workers}")
-    return _Planner(raw, config, link_dir, registry or default_registry()).run()
+    return _Planner(raw, config, link_dir, registry or default_registry(), workers).run()
 
 
 def _name(pid: str) -> str:
@@ -122,8 +127,9 @@ def _name(pid: str) -> str:
 
 class _Planner:
     def __init__(self, raw: Mapping[str, Any], config: Config, link_dir: str,
-                 registry: Registry):
+                 registry: Registry, workers: int = 2):
         self.raw = raw
+        self.n = workers
         self.cfg = config
         self.link_dir = os.path.abspath(link_dir)
         self.registry = registry
@@ -361,10 +367,18 @@ class _Planner:
             return cid
         # The processes' deltas of one stream interleave in time: add them all up.
         settings: dict[str, Any] = {"out_of_order": "accumulate"}
-        expiries = [float(getattr(self.settings(Kind.CONNECTOR, c), "series_expiry", 0) or 0)
-                    for c in connectors]
-        if "max_stale" in fields and all(expiries):
-            settings["max_stale"] = max(expiries)  # forget a stream when its series expire
+        models = [self.settings(Kind.CONNECTOR, c) for c in connectors]
+        expiries = [float(getattr(m, "series_expiry", 0) or 0) for m in models]
+        if "max_stale" in fields:
+            # forget a stream when its series expire; never when a connector keeps them
+            settings["max_stale"] = max(expiries) if all(expiries) else NEVER_STALE
+        if "max_streams" in fields:
+            # every process may fill its cardinality limits with other series
+            streams = self.n * sum(
+                (int(getattr(m, "aggregation_cardinality_limit", 0) or 0) + 1)
+                * _metrics_of(m) for m in models)
+            default = fields["max_streams"].default
+            settings["max_streams"] = max(streams, default if isinstance(default, int) else 0)
         self.define(Kind.PROCESSOR, cid, settings, primary=True)
         return cid
 
@@ -472,6 +486,13 @@ def _set_reuse_port(raw: Any, model: BaseModel, path: str, problems: list[str]) 
             if key in raw or _listens(value):
                 raw[key] = _set_reuse_port(raw.get(key), value, f"{path}.{key}", problems)
     return raw
+
+
+def _metrics_of(model: BaseModel) -> int:
+    """Metrics an aggregating connector emits from each series set: its `metrics` list
+    (logmetrics: one set each), else 2 (redmetrics: calls and duration share one set)."""
+    metrics = getattr(model, "metrics", None)
+    return len(metrics) if isinstance(metrics, list | tuple) and metrics else 2
 
 
 def _listens(model: BaseModel) -> bool:

@@ -375,6 +375,24 @@ def _limits_config(limiter: dict[str, Any]) -> dict[str, Any]:
                             "exporters": ["prometheus"]}}}}
 
 
+def test_the_merge_never_forgets_what_a_connector_keeps_and_has_room(tmp_path: Path) -> None:
+    """series_expiry 0 (never) on a merged connector: the merge keeps streams (almost)
+    forever; max_streams holds every process's series up to the cardinality limits."""
+    _, primary, _ = planned(_limits_config({"limit_mib": 1000}), tmp_path, workers=3)
+    d2c: Any = primary.components[Kind.PROCESSOR][
+        ComponentID("deltatocumulative", f"_merge_metrics{SUFFIX}")]
+    assert d2c.max_stale >= 365 * 86400
+    assert d2c.max_streams >= 3 * ((700 + 1) * 2 + (50 + 1) * 2)
+    raw = _limits_config({"limit_mib": 1000})
+    raw["connectors"]["redmetrics"].update(series_expiry="10m",
+                                           aggregation_cardinality_limit=60_000)
+    _, primary, _ = planned(raw, tmp_path, workers=2)
+    d2c = primary.components[Kind.PROCESSOR][
+        ComponentID("deltatocumulative", f"_merge_metrics{SUFFIX}")]
+    assert d2c.max_stale == 600
+    assert d2c.max_streams == 2 * ((60_000 + 1) * 2 + (50 + 1) * 2)
+
+
 def test_the_link_takes_any_message_a_worker_accepted(tmp_path: Path) -> None:
     _, primary, _ = planned(_limits_config({"limit_mib": 1000}), tmp_path)
     link: Any = primary.components[Kind.RECEIVER][
