@@ -53,6 +53,19 @@ raw configs, both ordinary configs that `validate_config` accepts and `Service` 
   derived by logmetrics is the last value any process flushed, and a killed worker
   loses what it aggregated since its last flush (as one process does when killed).
 
+**Limits that hold per process are divided by N**, in the primary and the workers,
+so that all processes together keep to what the user set (a process's share of the
+load is about 1/N, the kernel spreading connections): memory_limiter's `limit_mib`
+and `spike_limit_mib` (the percentage forms are turned into MiB first, then
+divided: an int percentage divided would round away up to 1% of memory per
+process), and the `max_in_flight_bytes` budget of each listener that runs in every
+process. The primary also carries what the workers send over the links, so its
+memory_limiter may refuse before a worker's does; a refusal reaches the client,
+which retries (possibly on another process). The link receivers' message cap is
+gRPC's largest (2047 MiB): the link is trusted and carries what a worker accepted
+already, possibly joined by its batch processor beyond any receiver's limit, which
+a smaller cap would refuse on every retry.
+
 **A worker runs the part of the graph that can be sharded**: the shardable
 receivers, the pipelines they feed up to a cut, shardable exporters, and the
 shardable and aggregating connectors those pipelines feed, and at each cut, exit
@@ -195,6 +208,7 @@ class _Planner:
         for pid, once in self.exits.items():
             self.exit(self.cfg.pipelines[pid], once)
         self.reuse_ports()
+        self.per_process_limits()
         self.check_clashes()
         if self.problems:
             raise ConfigError(list(dict.fromkeys(self.problems)))
@@ -382,6 +396,36 @@ class _Planner:
         self.define(Kind.PROCESSOR, cid, settings, primary=True)
         return cid
 
+    def per_process_limits(self) -> None:
+        """Limits that hold per process are divided by the number of processes, so that
+        all of them together keep to what the user set: memory_limiter's limits (in MiB
+        from the percentages too: an int percentage divided would round) in the primary
+        and the workers, and the in-flight byte budgets of the listeners that run in
+        every process."""
+        for (kind, cid), key in self.keys.items():
+            model = self.settings(kind, cid) if (kind, cid) in self.cfg.factories else None
+            if kind is Kind.PROCESSOR and cid.type == "memory_limiter" and model is not None:
+                limits = getattr(model, "limits_bytes", None)
+                if limits is None:
+                    continue
+                soft, hard = limits()
+                mib = 1024 * 1024
+                hard_mib = max(1, hard // self.n // mib)
+                spike_mib = min((hard - soft) // self.n // mib, hard_mib - 1)
+                for out in (self.primary, self.worker):
+                    raw = out[kind.section].get(key)
+                    if key not in out[kind.section]:
+                        continue
+                    raw = {k: v for k, v in dict(raw or {}).items()
+                           if k not in ("limit_percentage", "spike_limit_percentage")}
+                    raw.update(limit_mib=hard_mib, spike_limit_mib=spike_mib)
+                    out[kind.section][key] = raw
+            elif kind is Kind.RECEIVER and model is not None \
+                    and key in self.worker[kind.section] and not self.once(kind, cid):
+                for out in (self.primary, self.worker):
+                    out[kind.section][key] = _divide(copy.deepcopy(out[kind.section][key]),
+                                                     model, "max_in_flight_bytes", self.n)
+
     def cut(self, p: PipelineConfig, cut: int) -> None:
         """The primary's part of a pipeline cut before its processor `cut`."""
         link = f"otlp/_link_{_name(p.id)}{SUFFIX}"
@@ -493,6 +537,29 @@ def _metrics_of(model: BaseModel) -> int:
     (logmetrics: one set each), else 2 (redmetrics: calls and duration share one set)."""
     metrics = getattr(model, "metrics", None)
     return len(metrics) if isinstance(metrics, list | tuple) and metrics else 2
+
+
+def _divide(raw: Any, model: BaseModel, name: str, n: int) -> Any:
+    """`raw` with key `name` set to its value in `model` divided by `n` wherever `model`
+    (or a model in it, e.g. a protocol) has the key."""
+    fields = type(model).model_fields
+    if not isinstance(raw, dict):
+        raw = {}
+    if name in fields and isinstance(getattr(model, name), int):
+        raw[name] = max(1, getattr(model, name) // n)
+    for field in fields:
+        value = getattr(model, field)
+        if isinstance(value, BaseModel) and _has(value, name):
+            key = next((k for k in (field, fields[field].alias) if k and k in raw), field)
+            raw[key] = _divide(raw.get(key), value, name, n)
+    return raw
+
+
+def _has(model: BaseModel, name: str) -> bool:
+    fields = type(model).model_fields
+    return name in fields or any(
+        isinstance(getattr(model, f), BaseModel) and _has(getattr(model, f), name)
+        for f in fields)
 
 
 def _listens(model: BaseModel) -> bool:

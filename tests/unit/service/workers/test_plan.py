@@ -375,6 +375,37 @@ def _limits_config(limiter: dict[str, Any]) -> dict[str, Any]:
                             "exporters": ["prometheus"]}}}}
 
 
+@pytest.mark.parametrize("workers", [2, 3])
+def test_per_process_limits_are_divided_by_the_processes(tmp_path: Path, workers: int) -> None:
+    """memory_limiter and the listeners' in-flight budgets hold per process: each gets
+    1/N, so that all processes together keep to what the user set."""
+    raw = _limits_config({"limit_mib": 1000, "spike_limit_mib": 300})
+    _, primary, worker = planned(raw, tmp_path, workers=workers)
+    for side in (primary, worker):
+        ml: Any = side.components[Kind.PROCESSOR][ComponentID("memory_limiter")]
+        soft, hard = ml.limits_bytes()
+        assert hard == 1000 // workers * 2**20
+        assert hard - soft == 300 // workers * 2**20
+        otlp: Any = side.components[Kind.RECEIVER][ComponentID("otlp")]
+        assert otlp.protocols.grpc.max_in_flight_bytes == 40_000_000 // workers
+        assert otlp.protocols.http.max_in_flight_bytes == 64 * 2**20 // workers
+        jl: Any = side.components[Kind.RECEIVER][ComponentID("jsonlogs")]
+        assert jl.max_in_flight_bytes == 9_000_000 // workers
+
+
+def test_memory_limits_in_percent_are_divided_in_mib(tmp_path: Path) -> None:
+    raw = _limits_config({"limit_percentage": 50, "spike_limit_percentage": 10})
+    config = validate_config(copy.deepcopy(raw), REGISTRY)
+    ml: Any = config.components[Kind.PROCESSOR][ComponentID("memory_limiter")]
+    soft, hard = ml.limits_bytes()
+    _, primary, worker = planned(raw, tmp_path, workers=3)
+    for side in (primary, worker):
+        got: Any = side.components[Kind.PROCESSOR][ComponentID("memory_limiter")]
+        assert got.limit_percentage is None
+        assert got.limit_mib == hard // 3 // 2**20
+        assert got.spike_limit_mib == (hard - soft) // 3 // 2**20
+
+
 def test_the_merge_never_forgets_what_a_connector_keeps_and_has_room(tmp_path: Path) -> None:
     """series_expiry 0 (never) on a merged connector: the merge keeps streams (almost)
     forever; max_streams holds every process's series up to the cardinality limits."""
