@@ -109,6 +109,7 @@ class DeltaToCumulativeProcessor(Component, Consumer):
         self.max_stale = config.max_stale
         self.max_streams = config.max_streams
         self.drop_late = config.out_of_order == "drop"
+        self.emit_delta = config.emit == "delta"
         # Stream key -> state (a list, see _number / _histogram / _expo); in update order,
         # so the stalest stream is first.
         self.streams: OrderedDict[Key, list[Any]] = OrderedDict()
@@ -193,7 +194,8 @@ class DeltaToCumulativeProcessor(Component, Consumer):
             if lo:
                 await asyncio.sleep(0)
             drops += step(mkey, points, keys, lo, min(n, lo + YIELD_EVERY), now, counts)
-        c.aggregation_temporality = CUMULATIVE
+        if not self.emit_delta:
+            c.aggregation_temporality = CUMULATIVE
         for i in reversed(drops):
             del points[i]
 
@@ -307,6 +309,15 @@ class DeltaToCumulativeProcessor(Component, Consumer):
             state[1] = t
         return True
 
+    @staticmethod
+    def _rewindow(dp: Any, state: list[Any], before: int) -> None:
+        """emit: delta: the point leaves as its stream's next window, from the end of the
+        previous one (at least 1 ns long), so that the stream has one writer."""
+        end = max(state[1], before + 1)
+        state[1] = end
+        dp.start_time_unix_nano = before
+        dp.time_unix_nano = end
+
     def _seen(self, start: int, t: int) -> bytes:
         return _SEEN.pack(start, t) if not self.drop_late else b""
 
@@ -350,6 +361,9 @@ class DeltaToCumulativeProcessor(Component, Consumer):
             state[-1] = now
             streams.move_to_end(key)
             counts.n["accumulated"] += 1
+            if self.emit_delta:
+                self._rewindow(dp, state, before)
+                continue
             dp.start_time_unix_nano = state[0]
             dp.time_unix_nano = state[1]
             if isinstance(total, int):
@@ -412,6 +426,9 @@ class DeltaToCumulativeProcessor(Component, Consumer):
             state[-1] = now
             streams.move_to_end(key)
             counts.n["accumulated"] += 1
+            if self.emit_delta:
+                self._rewindow(dp, state, before)
+                continue
             dp.start_time_unix_nano = state[0]
             dp.time_unix_nano = state[1]
             dp.count = state[2]
@@ -455,6 +472,9 @@ class DeltaToCumulativeProcessor(Component, Consumer):
             state[-1] = now
             streams.move_to_end(key)
             counts.n["accumulated"] += 1
+            if self.emit_delta:
+                self._rewindow(dp, state, before)
+                continue
             dp.start_time_unix_nano = state[0]
             dp.time_unix_nano = state[1]
             total.write(dp)

@@ -36,8 +36,8 @@ raw configs, both ordinary configs that `validate_config` accepts and `Service` 
   logmetrics). Each process aggregates what it receives, with delta temporality
   (each delta counted once wherever it was aggregated); for each user pipeline Q
   they feed, the primary runs `metrics/_merge_<Q>_workers` (receivers: its own
-  connectors and the link; processor `deltatocumulative` when the user asked for
-  cumulative temporality; exporter `forward/_merge_<Q>_workers`) and Q receives
+  connectors and the link; processor `deltatocumulative`; exporter
+  `forward/_merge_<Q>_workers`) and Q receives
   that forward connector instead of the connectors. A scrape then shows one series
   per key, whose value is the sum over the processes: the value one process would
   have shown. The processor runs with `out_of_order: accumulate` (the processes'
@@ -47,9 +47,16 @@ raw configs, both ordinary configs that `validate_config` accepts and `Service` 
   `max_streams` = N x the sum over the connectors of (cardinality limit + 1, the
   overflow series) x their metrics (each process may fill its limit with other
   series), or the processor's default if larger. (Connectors whose user
-  temporality is delta go through `metrics/_merge_<Q>_delta_workers`, without the
-  processor: deltas stay deltas.) What differs from one process: the cardinality
-  limit holds per process (up to N times the series before overflow), a gauge
+  temporality is delta go through `metrics/_merge_<Q>_delta_workers`, whose
+  processor runs with `emit: delta`: each process's delta leaves as it came, re-timed
+  as the next window of its stream (start = the end of the previous window), so that
+  each stream has one writer, as the data model asks, and a delta sent again (a
+  refused or timed-out link call) is dropped as a duplicate. Chosen over a
+  per-process attribute (`otelpipe.worker`) on the delta path: no extra attribute
+  and N times fewer series for the user's backend, the same series as one process,
+  and the workers share one config, so no process index to write into it.) What
+  differs from one process: the cardinality limit holds per process (up to N times
+  the series before overflow), a gauge
   derived by logmetrics is the last value any process flushed, and a killed worker
   loses what it aggregated since its last flush (as one process does when killed).
 
@@ -346,7 +353,7 @@ class _Planner:
             link = self.link(name.replace("_merge_", "_link_merge_", 1))
             forward = ComponentID("forward", name)
             self.define(Kind.CONNECTOR, forward, {}, primary=True)
-            processors = [self.d2c(name, connectors)] if cumulative else []
+            processors = [self.d2c(name, connectors, cumulative=cumulative)]
             mid = f"metrics/{name}"
             self.primary_pipelines[mid] = _pipeline([*connectors, link], processors, [forward])
             self.worker_pipeline(mid, connectors, [], [link])
@@ -365,7 +372,8 @@ class _Planner:
         self.primary[section][key] = settings
         self.worker[section][key] = copy.deepcopy(settings)
 
-    def d2c(self, name: str, connectors: list[ComponentID]) -> ComponentID:
+    def d2c(self, name: str, connectors: list[ComponentID], *,
+            cumulative: bool = True) -> ComponentID:
         cid = ComponentID(D2C_TYPE, name)
         factory = self.registry.get(Kind.PROCESSOR, D2C_TYPE)
         if factory is None:
@@ -381,6 +389,13 @@ class _Planner:
             return cid
         # The processes' deltas of one stream interleave in time: add them all up.
         settings: dict[str, Any] = {"out_of_order": "accumulate"}
+        if not cumulative:
+            if "emit" not in fields:
+                self.problems.append(
+                    f"service.workers: the installed {D2C_TYPE} processor cannot re-emit "
+                    "the processes' deltas as one writer's (no emit: delta)")
+                return cid
+            settings["emit"] = "delta"
         models = [self.settings(Kind.CONNECTOR, c) for c in connectors]
         expiries = [float(getattr(m, "series_expiry", 0) or 0) for m in models]
         if "max_stale" in fields:

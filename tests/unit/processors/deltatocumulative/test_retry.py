@@ -4,6 +4,7 @@ so every delta is counted once."""
 
 from __future__ import annotations
 
+import itertools
 import random
 from typing import Any
 
@@ -165,3 +166,30 @@ async def test_a_refused_exponential_histogram_is_taken_back() -> None:
             for i, c in enumerate(cs) if c]
     assert trim == [(a.positive.offset + i, c) for i, c in
                     enumerate(a.positive.bucket_counts) if c]
+
+
+async def test_emit_delta_makes_one_writer_of_several_producers() -> None:
+    """emit: delta: interleaved, overlapping deltas of two producers leave as they came,
+    re-timed into one contiguous series of windows; a resend is dropped."""
+    rnd = random.Random(11)
+    a = [(T0 + 10 * k, T0 + 10 * (k + 1), rnd.randrange(1, 100)) for k in range(15)]
+    b = [(T0 + 10 * k + 5, T0 + 10 * (k + 1) + 5, rnd.randrange(1, 100)) for k in range(15)]
+    arrivals = sorted(a + b, key=lambda p: (p[1] + rnd.randrange(-12, 12)))
+    proc, sink, tel, _ = make(out_of_order="accumulate", emit="delta")
+    windows: list[tuple[int, int]] = []
+    total: float = 0
+    for p in [*arrivals, arrivals[-2]]:  # a recent one sent again
+        out = await run(proc, sink, request(sum_metric([p])))
+        if out is None:
+            continue
+        m = out.resource_metrics[0].scope_metrics[0].metrics[0]
+        assert m.sum.aggregation_temporality == 1  # DELTA
+        (dp,) = m.sum.data_points
+        windows.append((dp.start_time_unix_nano, dp.time_unix_nano))
+        total += value(dp)
+    assert total == sum(p[2] for p in arrivals)
+    assert len(windows) == len(arrivals)
+    assert counted(tel, "duplicate") == 1
+    # contiguous, each at least 1 ns long: one writer's windows
+    for (s1, e1), (s2, e2) in itertools.pairwise(windows):
+        assert s1 < e1 == s2 < e2

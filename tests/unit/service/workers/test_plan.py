@@ -152,7 +152,10 @@ def test_a_delta_connector_merges_without_conversion(tmp_path: Path) -> None:
     _, primary, worker = planned(raw, tmp_path)
     delta, cumulative = f"_merge_metrics_delta{SUFFIX}", f"_merge_metrics{SUFFIX}"
     assert pipe(primary, f"metrics/{delta}") == (
-        ["redmetrics", f"otlp/_link{delta}"], [], [f"forward/{delta}"])
+        ["redmetrics", f"otlp/_link{delta}"], [f"deltatocumulative/{delta}"],
+        [f"forward/{delta}"])
+    d2c: Any = primary.components[Kind.PROCESSOR][ComponentID("deltatocumulative", delta)]
+    assert (d2c.emit, d2c.out_of_order) == ("delta", "accumulate")
     assert pipe(primary, f"metrics/{cumulative}")[1] == [f"deltatocumulative/{cumulative}"]
     assert pipe(primary, "metrics")[0] == [f"forward/{delta}", f"forward/{cumulative}"]
     assert set(worker.pipelines) == {"traces", f"metrics/{delta}", f"metrics/{cumulative}"}
