@@ -110,8 +110,7 @@ class AggregatingConnector(Component, Consumer):
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         # delta: a refused flush (request, points, snapshots, time), sent again as is
-        self._pending: tuple[ExportMetricsServiceRequest, int, dict[int, Snapshot],
-                             int] | None = None
+        self._pending: tuple[bytes, int, dict[int, Snapshot], int] | None = None
         tel = settings.telemetry
         self._series_gauge = tel.gauge(SERIES)
         self._expired = tel.counter(EXPIRED_SERIES).labels(self.id)
@@ -159,18 +158,25 @@ class AggregatingConnector(Component, Consumer):
                 if expired:
                     self._expired.inc(expired)
             req, points = build_request(self.specs, snapshots, now, self.scope_name)
-            outcome = await self._send(req, points, snapshots, now)
-            if outcome == "kept" and any(s.delta for s in self.sets):
-                self._pending = (req, points, snapshots, now)
+            if not any(s.delta for s in self.sets):
+                return await self._send(req, points, snapshots, now) == "ok"
+            # delta: sent as bytes, kept as bytes: a consumer may change the request it
+            # was handed (deltatocumulative does) before refusing it
+            data = req.SerializeToString()
+            outcome = await self._send(data, points, snapshots, now)
+            if outcome == "kept":
+                self._pending = (data, points, snapshots, now)
             return outcome == "ok"
 
-    async def _send(self, req: ExportMetricsServiceRequest, points: int,
+    async def _send(self, req: ExportMetricsServiceRequest | bytes, points: int,
                     snapshots: dict[int, Snapshot], now: int) -> str:
         """Hand one flush's request on: "ok" (committed), "dropped" (rejected for good:
         committed) or "kept" (refused: the state stays)."""
         if points and self.next is not None:
             try:
-                await self.next.consume(Batch(Signal.METRICS, message=req, items=points))
+                batch = Batch(Signal.METRICS, raw=req, items=points) if isinstance(req, bytes) \
+                    else Batch(Signal.METRICS, message=req, items=points)
+                await self.next.consume(batch)
             except RetryableError as exc:
                 self._flushes["retry"].inc()
                 self.logger.warning("metrics pipeline refused the flush; keeping the "
