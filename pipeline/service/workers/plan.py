@@ -66,9 +66,10 @@ load is about 1/N, the kernel spreading connections): memory_limiter's `limit_mi
 and `spike_limit_mib` (the percentage forms are turned into MiB first, then
 divided: an int percentage divided would round away up to 1% of memory per
 process), and the `max_in_flight_bytes` budget of each listener that runs in every
-process. The primary also carries what the workers send over the links, so its
-memory_limiter may refuse before a worker's does; a refusal reaches the client,
-which retries (possibly on another process). The link receivers' message cap is
+process (a memory limit that leaves a process under 100 MiB below its spike limit is
+reported in `WorkerPlan.notes`). The primary also carries what the workers send over
+the links, so its memory_limiter may refuse before a worker's does; a refusal reaches
+the client, which retries (possibly on another process). The link receivers' message cap is
 gRPC's largest (2047 MiB): the link is trusted and carries what a worker accepted
 already, possibly joined by its batch processor beyond any receiver's limit, which
 a smaller cap would refuse on every retry.
@@ -111,6 +112,7 @@ SUFFIX = "_workers"
 D2C_TYPE = "deltatocumulative"
 MAX_SOCKET_PATH = 107  # sun_path holds 108 bytes, the last a NUL
 LINK_RECV_MSG_MIB = 2047  # gRPC's largest (int32 bytes): the link is trusted, see link()
+MIN_PROCESS_MIB = 100  # about a process's idle footprint (~70 MiB VmRSS) plus headroom
 NEVER_STALE = 10 * 365 * 86400.0  # max_stale when a merged connector never expires series
 LINK_TIMEOUT = "30s"
 NO_LIMITS = {"max_attributes_per_item": 0, "max_attribute_value_length": 0,
@@ -427,6 +429,12 @@ class _Planner:
                 mib = 1024 * 1024
                 hard_mib = max(1, hard // self.n // mib)
                 spike_mib = min((hard - soft) // self.n // mib, hard_mib - 1)
+                if hard_mib - spike_mib < MIN_PROCESS_MIB:
+                    self.notes.append(
+                        f"processors.{key}: its limit divided over {self.n} processes leaves "
+                        f"{hard_mib - spike_mib} MiB below the spike limit in each, less than "
+                        f"one otelpipe process needs ({MIN_PROCESS_MIB} MiB): it may refuse "
+                        "all data; raise limit_mib or use fewer workers")
                 for out in (self.primary, self.worker):
                     raw = out[kind.section].get(key)
                     if key not in out[kind.section]:

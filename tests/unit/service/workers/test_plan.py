@@ -396,6 +396,15 @@ def test_per_process_limits_are_divided_by_the_processes(tmp_path: Path, workers
         assert jl.max_in_flight_bytes == 9_000_000 // workers
 
 
+def test_a_memory_limit_too_small_per_process_is_noted(tmp_path: Path) -> None:
+    p, _, _ = planned(_limits_config({"limit_mib": 512, "spike_limit_mib": 128}), tmp_path,
+                      workers=2)
+    assert not [n for n in p.notes if "memory_limiter" in n]
+    p, _, _ = planned(_limits_config({"limit_mib": 512, "spike_limit_mib": 128}), tmp_path,
+                      workers=8)
+    assert [n for n in p.notes if n.startswith("processors.memory_limiter:")]
+
+
 def test_memory_limits_in_percent_are_divided_in_mib(tmp_path: Path) -> None:
     raw = _limits_config({"limit_percentage": 50, "spike_limit_percentage": 10})
     config = validate_config(copy.deepcopy(raw), REGISTRY)
