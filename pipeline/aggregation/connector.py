@@ -3,9 +3,18 @@
 `AggregatingConnector`: every `metrics_flush_interval` it snapshots the series
 sets, builds one OTLP metrics request (`pipeline.aggregation.emit`) and hands
 it to the metrics pipeline. Only when that succeeds are delta counts
-subtracted and exemplars cleared: a `RetryableError` downstream keeps the
-state, and the next flush sends it again (cumulative values stay right; delta
-values accumulate).
+subtracted and exemplars cleared. A `RetryableError` (or an unexpected error)
+downstream keeps the state:
+
+- cumulative: the next flush sends the current values (they supersede);
+- delta: the refused request is kept as it was and the next flush sends it
+  again *identical* (same points, start and time) before building the next one
+  from what arrived since (whose start is the refused request's time). A
+  consumer that applied the refused request before refusing (or a link call
+  that timed out after the primary applied it) then sees the same (start,
+  time) again, which `deltatocumulative` (`out_of_order: accumulate`) drops as
+  a duplicate; a resend with a new time and a larger value would be counted
+  twice. While the kept request is refused nothing newer is sent.
 
 Acknowledgement: a batch is "delivered" once folded into the aggregates. A
 crash loses what was aggregated since the last flush; that is inherent to
@@ -20,6 +29,9 @@ import time
 from collections.abc import Callable
 from typing import Annotated, Any
 
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
 from pydantic import BeforeValidator, Field
 
 from pipeline.aggregation.emit import MetricSpec, build_request
@@ -97,6 +109,8 @@ class AggregatingConnector(Component, Consumer):
         self.specs: list[MetricSpec] = []
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        # delta: a refused flush (request, points, snapshots, time), sent again as is
+        self._pending: tuple[bytes, int, dict[int, Snapshot], int] | None = None
         tel = settings.telemetry
         self._series_gauge = tel.gauge(SERIES)
         self._expired = tel.counter(EXPIRED_SERIES).labels(self.id)
@@ -128,8 +142,14 @@ class AggregatingConnector(Component, Consumer):
                 self.logger.exception("metrics flush failed")
 
     async def flush(self) -> bool:
-        """Emit the current aggregates; True when the metrics pipeline accepted them."""
+        """Emit the current aggregates; True when the metrics pipeline accepted them
+        (and the refused request kept from an earlier delta flush before them)."""
         async with self._lock:
+            pending = self._pending
+            if pending is not None:
+                if await self._send(*pending) == "kept":
+                    return False
+                self._pending = None
             now = self.clock()
             snapshots = {id(s): s.snapshot(now) for s in self.sets}
             for s in self.sets:
@@ -138,30 +158,46 @@ class AggregatingConnector(Component, Consumer):
                 if expired:
                     self._expired.inc(expired)
             req, points = build_request(self.specs, snapshots, now, self.scope_name)
-            if points and self.next is not None:
-                try:
-                    await self.next.consume(Batch(Signal.METRICS, message=req, items=points))
-                except RetryableError as exc:
-                    self._flushes["retry"].inc()
-                    self.logger.warning("metrics pipeline refused the flush; keeping the "
-                                        "aggregates for the next one",
-                                        extra={"error": str(exc), "data_points": points})
-                    return False
-                except PermanentError as exc:
-                    self._flushes["dropped"].inc()
-                    self.logger.error("metrics pipeline rejected the flush permanently",
-                                      extra={"error": str(exc), "data_points": points})
-                    self._commit(snapshots, now)
-                    return False
-                except Exception as exc:
-                    self._flushes["failed"].inc()
-                    self.logger.error("metrics flush failed; keeping the aggregates",
-                                      extra={"error": str(exc), "data_points": points})
-                    return False
-            self._commit(snapshots, now)
-            self._flushes["ok"].inc()
-            self._points.inc(points)
-            return True
+            if not any(s.delta for s in self.sets):
+                return await self._send(req, points, snapshots, now) == "ok"
+            # delta: sent as bytes, kept as bytes: a consumer may change the request it
+            # was handed (deltatocumulative does) before refusing it
+            data = req.SerializeToString()
+            outcome = await self._send(data, points, snapshots, now)
+            if outcome == "kept":
+                self._pending = (data, points, snapshots, now)
+            return outcome == "ok"
+
+    async def _send(self, req: ExportMetricsServiceRequest | bytes, points: int,
+                    snapshots: dict[int, Snapshot], now: int) -> str:
+        """Hand one flush's request on: "ok" (committed), "dropped" (rejected for good:
+        committed) or "kept" (refused: the state stays)."""
+        if points and self.next is not None:
+            try:
+                batch = Batch(Signal.METRICS, raw=req, items=points) if isinstance(req, bytes) \
+                    else Batch(Signal.METRICS, message=req, items=points)
+                await self.next.consume(batch)
+            except RetryableError as exc:
+                self._flushes["retry"].inc()
+                self.logger.warning("metrics pipeline refused the flush; keeping the "
+                                    "aggregates for the next one",
+                                    extra={"error": str(exc), "data_points": points})
+                return "kept"
+            except PermanentError as exc:
+                self._flushes["dropped"].inc()
+                self.logger.error("metrics pipeline rejected the flush permanently",
+                                  extra={"error": str(exc), "data_points": points})
+                self._commit(snapshots, now)
+                return "dropped"
+            except Exception as exc:
+                self._flushes["failed"].inc()
+                self.logger.error("metrics flush failed; keeping the aggregates",
+                                  extra={"error": str(exc), "data_points": points})
+                return "kept"
+        self._commit(snapshots, now)
+        self._flushes["ok"].inc()
+        self._points.inc(points)
+        return "ok"
 
     def _commit(self, snapshots: dict[int, Snapshot], now: int) -> None:
         for s in self.sets:

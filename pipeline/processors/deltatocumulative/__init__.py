@@ -8,6 +8,7 @@ processors:
     max_stale: 5m          # forget a stream that received nothing for this long
     max_streams: 100000    # streams tracked at most; a new stream beyond: its points dropped
     out_of_order: drop     # drop (the Collector's) | accumulate (several producers per stream)
+    emit: cumulative       # cumulative | delta (otelpipe's: one writer's deltas, see below)
 ```
 
 A *stream* is what the Collector identifies as one: resource attributes, scope (name,
@@ -36,6 +37,23 @@ attribute order does not matter. For each delta point of a stream:
   several producers whose deltas interleave, as the worker processes of `otelpipe run
   --workers N` that each aggregate part of the spans. A redelivery older than the
   stream's last 8 points is counted twice (at-least-once).
+
+A refusal after the processor (a `RetryableError`, or any error but a `PermanentError`,
+from the next consumer) takes back what the refused batch added: its sender sends it
+again, and it must not count twice. Sums, counts, histogram sums and buckets are
+subtracted (addition commutes, so batches added meanwhile stay); a stream the batch
+started, or reset, and nothing updated since is forgotten (or restored); the batch's
+windows are forgotten (so its resend is not a `duplicate`; with `drop`, the stream's time
+goes back). Not taken back: a lower `min` / higher `max`, an earlier start, a histogram
+`sum` dropped because the point had none (its resend brings them again anyway).
+
+With `emit: delta` (otelpipe's; what `otelpipe run --workers N` uses for the
+connectors whose user asked for delta temporality) the streams are tracked as above but
+each accepted point leaves as it came, delta, re-timed as its stream's next window: from
+the end of the stream's previous window to its own time (at least 1 ns later). The
+interleaved, overlapping deltas of several producers become one writer's contiguous
+deltas (the data model's single-writer rule), their sum unchanged; a duplicate is
+dropped as above.
 
 Metrics that are not delta (gauges, summaries, cumulative sums and histograms) pass
 unchanged, and a batch without delta metrics keeps its bytes. A metric whose points were

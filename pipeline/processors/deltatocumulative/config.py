@@ -26,3 +26,8 @@ class DeltaToCumulativeConfig(ComponentConfig):
         "before the stream) is dropped, as the Collector does; accumulate: every point is "
         "added (but a repeat of one of the stream's last 8 windows), for streams fed by "
         "several producers (otelpipe's workers)")
+    emit: Literal["cumulative", "delta"] = Field(
+        "cumulative", description="cumulative: each point leaves as its stream's running "
+        "total; delta (otelpipe's): each accepted point leaves as it came, re-timed as its "
+        "stream's next window (start = the end of the previous one), so that deltas of "
+        "several producers become one writer's contiguous deltas")

@@ -80,6 +80,14 @@ class Expo:
         self.max = max(self.max, other.max) if self.max is not None and other.max is not None \
             else None
 
+    def negated(self) -> Expo:
+        """The opposite of this histogram (adding it takes this one back; min and max
+        are left out: they cannot be taken back)."""
+        return Expo(-self.count, None if self.sum is None else -self.sum, None, None,
+                    self.scale, -self.zero_count, self.zero_threshold,
+                    (self.pos_offset, [-c for c in self.pos]),
+                    (self.neg_offset, [-c for c in self.neg]))
+
     def downscale(self, by: int) -> None:
         self.pos_offset, self.pos = _downscale(self.pos_offset, self.pos, by)
         self.neg_offset, self.neg = _downscale(self.neg_offset, self.neg, by)

@@ -16,6 +16,7 @@ from typing import Any
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
 
 from pipeline.component import Component, Consumer, ProcessorCreateSettings
+from pipeline.errors import PermanentError
 from pipeline.pdata.batch import Batch
 from pipeline.processors.deltatocumulative.config import DeltaToCumulativeConfig
 from pipeline.processors.deltatocumulative.expo import MAX_SCALE, MIN_SCALE, Expo, set_optional
@@ -87,10 +88,16 @@ def _has_delta(msg: Any) -> bool:
 
 
 class _Counts:
-    __slots__ = ("n",)
+    """One batch's outcome counts and its undo log: per point added, (key, state, start,
+    time, the stream's time before, the fresh state's seen (a new or reset stream) or
+    None, the state it replaced (reset) or None, what was added)."""
+
+    __slots__ = ("n", "undo")
 
     def __init__(self) -> None:
         self.n = dict.fromkeys(OUTCOMES, 0)
+        self.undo: list[tuple[Key, list[Any], int, int, int, bytes | None,
+                              list[Any] | None, Any]] = []
 
 
 class DeltaToCumulativeProcessor(Component, Consumer):
@@ -102,6 +109,7 @@ class DeltaToCumulativeProcessor(Component, Consumer):
         self.max_stale = config.max_stale
         self.max_streams = config.max_streams
         self.drop_late = config.out_of_order == "drop"
+        self.emit_delta = config.emit == "delta"
         # Stream key -> state (a list, see _number / _histogram / _expo); in update order,
         # so the stalest stream is first.
         self.streams: OrderedDict[Key, list[Any]] = OrderedDict()
@@ -113,14 +121,24 @@ class DeltaToCumulativeProcessor(Component, Consumer):
         self._limit_logged = float("-inf")
 
     async def consume(self, batch: Batch) -> None:
-        if await self.apply(batch):
-            await self.next.consume(batch)
+        counts = _Counts()
+        if await self.apply(batch, counts):
+            try:
+                await self.next.consume(batch)
+            except PermanentError:
+                raise  # rejected for good: the totals keep it (not sent again)
+            except Exception:
+                # Refused (retryable): the sender sends it again, so what this batch
+                # added is taken back (sums, counts and buckets commute; other batches
+                # may have added since).
+                self.rollback(counts)
+                raise
 
     # Batch ------------------------------------------------------------------------------
 
-    async def apply(self, batch: Batch) -> bool:
+    async def apply(self, batch: Batch, counts: _Counts | None = None) -> bool:
         """Turn the batch's delta metrics cumulative, in place; False if nothing is left
-        to send (every point was a dropped delta)."""
+        to send (every point was a dropped delta). `counts` gets the undo log."""
         if not _has_delta(batch.message):
             return True  # nothing to do: the batch keeps its bytes
         # The same request through a projection that keeps attributes serialized (the
@@ -130,7 +148,8 @@ class DeltaToCumulativeProcessor(Component, Consumer):
         msg = batch.mutable()
         now = self.clock()
         self.expire(now)
-        counts = _Counts()
+        if counts is None:
+            counts = _Counts()
         try:
             for rm, prm in zip(msg.resource_metrics, proj.resources, strict=True):
                 rkey: bytes | None = None
@@ -175,7 +194,8 @@ class DeltaToCumulativeProcessor(Component, Consumer):
             if lo:
                 await asyncio.sleep(0)
             drops += step(mkey, points, keys, lo, min(n, lo + YIELD_EVERY), now, counts)
-        c.aggregation_temporality = CUMULATIVE
+        if not self.emit_delta:
+            c.aggregation_temporality = CUMULATIVE
         for i in reversed(drops):
             del points[i]
 
@@ -206,6 +226,60 @@ class DeltaToCumulativeProcessor(Component, Consumer):
             self._streams_gauge.set(len(streams))
         return n
 
+    def rollback(self, counts: _Counts) -> None:
+        """Take back what a batch added (its `apply` filled `counts.undo`), the batch
+        having been refused downstream: it will be sent again. A stream the batch started
+        (or reset) and nothing updated since is forgotten (or restored); otherwise its
+        totals lose what the batch added: sums, counts, histogram sums and buckets
+        (other batches may have added since; addition commutes). Not taken back: a min or
+        max the batch lowered or raised, an earlier start it brought (the same batch sent
+        again brings them back), a histogram sum dropped because the point had none."""
+        streams = self.streams
+        drop_late = self.drop_late
+        for key, mine, start, t, before, fresh, old, added in reversed(counts.undo):
+            state = streams.get(key)
+            if state is None or state is not mine:
+                continue  # expired or reset since: nothing of it left to take back
+            if fresh is not None and (state[1] == t if drop_late else state[-2] is fresh):
+                if old is None:
+                    del streams[key]
+                else:
+                    streams[key] = old
+                    self._unorder(old, start, t, before)
+                continue
+            self._unorder(state, start, t, before)
+            total = state[2]
+            if isinstance(total, Expo):
+                lo, hi = total.min, total.max
+                total.add(added.negated())
+                total.min, total.max = lo, hi
+            elif isinstance(added, tuple):
+                count, added_sum, incoming = added
+                state[2] -= count
+                if state[3] is not None and added_sum is not None:
+                    state[3] -= added_sum
+                buckets = state[7]
+                for b in range(min(len(buckets), len(incoming))):
+                    buckets[b] -= incoming[b]
+            else:
+                state[2] = total - added
+        self._streams_gauge.set(len(streams))
+
+    def _unorder(self, state: list[Any], start: int, t: int, before: int) -> None:
+        """Forget a taken-back point's window, so that it is not a duplicate when it comes
+        again (accumulate), or restore the stream's time before it (drop)."""
+        if self.drop_late:
+            if state[1] == t:
+                state[1] = before
+            return
+        seen: bytes = state[-2]
+        entry = _SEEN.pack(start, t)
+        i = seen.find(entry)
+        while i >= 0 and i % _SEEN.size:
+            i = seen.find(entry, i + 1)
+        if i >= 0:
+            state[-2] = seen[:i] + seen[i + _SEEN.size:]
+
     # One stream at a time ---------------------------------------------------------------
 
     def _order(self, state: list[Any], start: int, t: int, counts: _Counts) -> bool:
@@ -235,6 +309,15 @@ class DeltaToCumulativeProcessor(Component, Consumer):
             state[1] = t
         return True
 
+    @staticmethod
+    def _rewindow(dp: Any, state: list[Any], before: int) -> None:
+        """emit: delta: the point leaves as its stream's next window, from the end of the
+        previous one (at least 1 ns long), so that the stream has one writer."""
+        end = max(state[1], before + 1)
+        state[1] = end
+        dp.start_time_unix_nano = before
+        dp.time_unix_nano = end
+
     def _seen(self, start: int, t: int) -> bytes:
         return _SEEN.pack(start, t) if not self.drop_late else b""
 
@@ -249,6 +332,7 @@ class DeltaToCumulativeProcessor(Component, Consumer):
                  counts: _Counts) -> list[int]:
         # state: [start, time, total (int or float), seen, last update]
         streams = self.streams
+        undo = counts.undo
         drops: list[int] = []
         for i in range(lo, hi):
             dp = points[i]
@@ -260,13 +344,16 @@ class DeltaToCumulativeProcessor(Component, Consumer):
             state = streams.get(key)
             if state is None:
                 if self._room(counts):
-                    streams[key] = [start, t, v, self._seen(start, t), now]
+                    state = streams[key] = [start, t, v, self._seen(start, t), now]
+                    undo.append((key, state, start, t, t, state[-2], None, v))
                 else:
                     drops.append(i)
                 continue
+            before = state[1]
             if not self._order(state, start, t, counts):
                 drops.append(i)
                 continue
+            undo.append((key, state, start, t, before, None, None, v))
             total = state[2] + v
             if isinstance(total, int) and not -INT64_MAX - 1 <= total <= INT64_MAX:
                 total = float(total)
@@ -274,6 +361,9 @@ class DeltaToCumulativeProcessor(Component, Consumer):
             state[-1] = now
             streams.move_to_end(key)
             counts.n["accumulated"] += 1
+            if self.emit_delta:
+                self._rewindow(dp, state, before)
+                continue
             dp.start_time_unix_nano = state[0]
             dp.time_unix_nano = state[1]
             if isinstance(total, int):
@@ -287,6 +377,7 @@ class DeltaToCumulativeProcessor(Component, Consumer):
         # state: [start, time, count, sum, min, max, bounds, buckets, seen, last update];
         # sum/min/max None when absent.
         streams = self.streams
+        undo = counts.undo
         drops: list[int] = []
         for i in range(lo, hi):
             dp = points[i]
@@ -294,24 +385,29 @@ class DeltaToCumulativeProcessor(Component, Consumer):
             start = dp.start_time_unix_nano
             t = dp.time_unix_nano
             bounds, incoming = _layout(dp, keys[i])
+            added = (dp.count, dp.sum if dp.HasField("sum") else None, incoming)
             state = streams.get(key)
             if state is None:
                 if self._room(counts):
-                    streams[key] = _histogram_state(dp, start, t, bounds, incoming,
-                                                    self._seen(start, t), now)
+                    state = streams[key] = _histogram_state(dp, start, t, bounds, incoming,
+                                                            self._seen(start, t), now)
+                    undo.append((key, state, start, t, t, state[-2], None, added))
                 else:
                     drops.append(i)
                 continue
+            before = state[1]
             if not self._order(state, start, t, counts):
                 drops.append(i)
                 continue
             if state[6] != bounds:
                 # Bounds changed: no way to add; the stream starts over from this point.
                 counts.n["reset"] += 1
-                streams[key] = _histogram_state(dp, start, t, bounds, incoming, state[-2],
-                                                now)
+                fresh = streams[key] = _histogram_state(dp, start, t, bounds, incoming,
+                                                        state[-2], now)
+                undo.append((key, fresh, start, t, before, fresh[-2], state, added))
                 streams.move_to_end(key)
                 continue
+            undo.append((key, state, start, t, before, None, None, added))
             state[2] += dp.count
             if state[3] is not None and dp.HasField("sum"):
                 state[3] += dp.sum
@@ -330,6 +426,9 @@ class DeltaToCumulativeProcessor(Component, Consumer):
             state[-1] = now
             streams.move_to_end(key)
             counts.n["accumulated"] += 1
+            if self.emit_delta:
+                self._rewindow(dp, state, before)
+                continue
             dp.start_time_unix_nano = state[0]
             dp.time_unix_nano = state[1]
             dp.count = state[2]
@@ -343,6 +442,7 @@ class DeltaToCumulativeProcessor(Component, Consumer):
                counts: _Counts) -> list[int]:
         # state: [start, time, Expo, seen, last update]
         streams = self.streams
+        undo = counts.undo
         drops: list[int] = []
         for i in range(lo, hi):
             dp = points[i]
@@ -357,18 +457,24 @@ class DeltaToCumulativeProcessor(Component, Consumer):
             state = streams.get(key)
             if state is None:
                 if self._room(counts):
-                    streams[key] = [start, t, Expo.of(dp), self._seen(start, t), now]
+                    state = streams[key] = [start, t, Expo.of(dp), self._seen(start, t), now]
+                    undo.append((key, state, start, t, t, state[-2], None, Expo.of(dp)))
                 else:
                     drops.append(i)
                 continue
+            before = state[1]
             if not self._order(state, start, t, counts):
                 drops.append(i)
                 continue
+            undo.append((key, state, start, t, before, None, None, Expo.of(dp)))
             total: Expo = state[2]
             total.add(Expo.of(dp))
             state[-1] = now
             streams.move_to_end(key)
             counts.n["accumulated"] += 1
+            if self.emit_delta:
+                self._rewindow(dp, state, before)
+                continue
             dp.start_time_unix_nano = state[0]
             dp.time_unix_nano = state[1]
             total.write(dp)

@@ -36,18 +36,43 @@ raw configs, both ordinary configs that `validate_config` accepts and `Service` 
   logmetrics). Each process aggregates what it receives, with delta temporality
   (each delta counted once wherever it was aggregated); for each user pipeline Q
   they feed, the primary runs `metrics/_merge_<Q>_workers` (receivers: its own
-  connectors and the link; processor `deltatocumulative` when the user asked for
-  cumulative temporality; exporter `forward/_merge_<Q>_workers`) and Q receives
+  connectors and the link; processor `deltatocumulative`; exporter
+  `forward/_merge_<Q>_workers`) and Q receives
   that forward connector instead of the connectors. A scrape then shows one series
   per key, whose value is the sum over the processes: the value one process would
   have shown. The processor runs with `out_of_order: accumulate` (the processes'
-  deltas of one stream interleave in time; the Collector's `drop` would lose some)
-  and `max_stale` = the connectors' `series_expiry`. (Connectors whose user
-  temporality is delta go through `metrics/_merge_<Q>_delta_workers`, without the
-  processor: deltas stay deltas.) What differs from one process: the cardinality
-  limit holds per process (up to N times the series before overflow), a gauge
+  deltas of one stream interleave in time; the Collector's `drop` would lose some),
+  `max_stale` = the connectors' largest `series_expiry` (ten years when one of them
+  is 0, never: a stream the connector keeps must not start over in the merge) and
+  `max_streams` = N x the sum over the connectors of (cardinality limit + 1, the
+  overflow series) x their metrics (each process may fill its limit with other
+  series), or the processor's default if larger. (Connectors whose user
+  temporality is delta go through `metrics/_merge_<Q>_delta_workers`, whose
+  processor runs with `emit: delta`: each process's delta leaves as it came, re-timed
+  as the next window of its stream (start = the end of the previous window), so that
+  each stream has one writer, as the data model asks, and a delta sent again (a
+  refused or timed-out link call) is dropped as a duplicate. Chosen over a
+  per-process attribute (`otelpipe.worker`) on the delta path: no extra attribute
+  and N times fewer series for the user's backend, the same series as one process,
+  and the workers share one config, so no process index to write into it.) What
+  differs from one process: the cardinality limit holds per process (up to N times
+  the series before overflow), a gauge
   derived by logmetrics is the last value any process flushed, and a killed worker
   loses what it aggregated since its last flush (as one process does when killed).
+
+**Limits that hold per process are divided by N**, in the primary and the workers,
+so that all processes together keep to what the user set (a process's share of the
+load is about 1/N, the kernel spreading connections): memory_limiter's `limit_mib`
+and `spike_limit_mib` (the percentage forms are turned into MiB first, then
+divided: an int percentage divided would round away up to 1% of memory per
+process), and the `max_in_flight_bytes` budget of each listener that runs in every
+process (a memory limit that leaves a process under 100 MiB below its spike limit is
+reported in `WorkerPlan.notes`). The primary also carries what the workers send over
+the links, so its memory_limiter may refuse before a worker's does; a refusal reaches
+the client, which retries (possibly on another process). The link receivers' message cap is
+gRPC's largest (2047 MiB): the link is trusted and carries what a worker accepted
+already, possibly joined by its batch processor beyond any receiver's limit, which
+a smaller cap would refuse on every retry.
 
 **A worker runs the part of the graph that can be sharded**: the shardable
 receivers, the pipelines they feed up to a cut, shardable exporters, and the
@@ -86,7 +111,9 @@ from pipeline.registry import Registry, default_registry
 SUFFIX = "_workers"
 D2C_TYPE = "deltatocumulative"
 MAX_SOCKET_PATH = 107  # sun_path holds 108 bytes, the last a NUL
-LINK_RECV_MSG_MIB = 64  # a worker's batch (after its batch processor) may pass 4 MiB
+LINK_RECV_MSG_MIB = 2047  # gRPC's largest (int32 bytes): the link is trusted, see link()
+MIN_PROCESS_MIB = 100  # about a process's idle footprint (~70 MiB VmRSS) plus headroom
+NEVER_STALE = 10 * 365 * 86400.0  # max_stale when a merged connector never expires series
 LINK_TIMEOUT = "30s"
 NO_LIMITS = {"max_attributes_per_item": 0, "max_attribute_value_length": 0,
              "max_events_per_span": 0, "max_links_per_span": 0,
@@ -113,7 +140,7 @@ def plan(raw: Mapping[str, Any], config: Config, *, workers: int, link_dir: str,
     """
     if workers < 2:
         raise ValueError(f"a worker plan needs at least 2 processes, got {workers}")
-    return _Planner(raw, config, link_dir, registry or default_registry()).run()
+    return _Planner(raw, config, link_dir, registry or default_registry(), workers).run()
 
 
 def _name(pid: str) -> str:
@@ -122,8 +149,9 @@ def _name(pid: str) -> str:
 
 class _Planner:
     def __init__(self, raw: Mapping[str, Any], config: Config, link_dir: str,
-                 registry: Registry):
+                 registry: Registry, workers: int = 2):
         self.raw = raw
+        self.n = workers
         self.cfg = config
         self.link_dir = os.path.abspath(link_dir)
         self.registry = registry
@@ -189,6 +217,7 @@ class _Planner:
         for pid, once in self.exits.items():
             self.exit(self.cfg.pipelines[pid], once)
         self.reuse_ports()
+        self.per_process_limits()
         self.check_clashes()
         if self.problems:
             raise ConfigError(list(dict.fromkeys(self.problems)))
@@ -285,7 +314,14 @@ class _Planner:
                 self.worker[kind.section][key] = copy.deepcopy(self.primary[kind.section][key])
 
     def link(self, name: str) -> ComponentID:
-        """A link: its receiver in the primary, its exporter in the workers."""
+        """A link: its receiver in the primary, its exporter in the workers.
+
+        The link is trusted (our processes, a 0700 directory) and carries what a worker
+        accepted already, after its processors (a batch processor may join requests into
+        a message larger than any receiver's limit): its message cap is gRPC's largest,
+        so it never refuses for size what a worker took (a refusal would come back to
+        the client on every retry). Its in-flight byte budget still admits one message
+        at a time when it is larger, and memory_limiter guards the primary."""
         path = os.path.join(self.link_dir, f"link-{len(self.links)}.sock")
         if len(os.fsencode(path)) > MAX_SOCKET_PATH:
             self.problems.append(
@@ -319,7 +355,7 @@ class _Planner:
             link = self.link(name.replace("_merge_", "_link_merge_", 1))
             forward = ComponentID("forward", name)
             self.define(Kind.CONNECTOR, forward, {}, primary=True)
-            processors = [self.d2c(name, connectors)] if cumulative else []
+            processors = [self.d2c(name, connectors, cumulative=cumulative)]
             mid = f"metrics/{name}"
             self.primary_pipelines[mid] = _pipeline([*connectors, link], processors, [forward])
             self.worker_pipeline(mid, connectors, [], [link])
@@ -338,7 +374,8 @@ class _Planner:
         self.primary[section][key] = settings
         self.worker[section][key] = copy.deepcopy(settings)
 
-    def d2c(self, name: str, connectors: list[ComponentID]) -> ComponentID:
+    def d2c(self, name: str, connectors: list[ComponentID], *,
+            cumulative: bool = True) -> ComponentID:
         cid = ComponentID(D2C_TYPE, name)
         factory = self.registry.get(Kind.PROCESSOR, D2C_TYPE)
         if factory is None:
@@ -354,12 +391,63 @@ class _Planner:
             return cid
         # The processes' deltas of one stream interleave in time: add them all up.
         settings: dict[str, Any] = {"out_of_order": "accumulate"}
-        expiries = [float(getattr(self.settings(Kind.CONNECTOR, c), "series_expiry", 0) or 0)
-                    for c in connectors]
-        if "max_stale" in fields and all(expiries):
-            settings["max_stale"] = max(expiries)  # forget a stream when its series expire
+        if not cumulative:
+            if "emit" not in fields:
+                self.problems.append(
+                    f"service.workers: the installed {D2C_TYPE} processor cannot re-emit "
+                    "the processes' deltas as one writer's (no emit: delta)")
+                return cid
+            settings["emit"] = "delta"
+        models = [self.settings(Kind.CONNECTOR, c) for c in connectors]
+        expiries = [float(getattr(m, "series_expiry", 0) or 0) for m in models]
+        if "max_stale" in fields:
+            # forget a stream when its series expire; never when a connector keeps them
+            settings["max_stale"] = max(expiries) if all(expiries) else NEVER_STALE
+        if "max_streams" in fields:
+            # every process may fill its cardinality limits with other series
+            streams = self.n * sum(
+                (int(getattr(m, "aggregation_cardinality_limit", 0) or 0) + 1)
+                * _metrics_of(m) for m in models)
+            default = fields["max_streams"].default
+            settings["max_streams"] = max(streams, default if isinstance(default, int) else 0)
         self.define(Kind.PROCESSOR, cid, settings, primary=True)
         return cid
+
+    def per_process_limits(self) -> None:
+        """Limits that hold per process are divided by the number of processes, so that
+        all of them together keep to what the user set: memory_limiter's limits (in MiB
+        from the percentages too: an int percentage divided would round) in the primary
+        and the workers, and the in-flight byte budgets of the listeners that run in
+        every process."""
+        for (kind, cid), key in self.keys.items():
+            model = self.settings(kind, cid) if (kind, cid) in self.cfg.factories else None
+            if kind is Kind.PROCESSOR and cid.type == "memory_limiter" and model is not None:
+                limits = getattr(model, "limits_bytes", None)
+                if limits is None:
+                    continue
+                soft, hard = limits()
+                mib = 1024 * 1024
+                hard_mib = max(1, hard // self.n // mib)
+                spike_mib = min((hard - soft) // self.n // mib, hard_mib - 1)
+                if hard_mib - spike_mib < MIN_PROCESS_MIB:
+                    self.notes.append(
+                        f"processors.{key}: its limit divided over {self.n} processes leaves "
+                        f"{hard_mib - spike_mib} MiB below the spike limit in each, less than "
+                        f"one otelpipe process needs ({MIN_PROCESS_MIB} MiB): it may refuse "
+                        "all data; raise limit_mib or use fewer workers")
+                for out in (self.primary, self.worker):
+                    raw = out[kind.section].get(key)
+                    if key not in out[kind.section]:
+                        continue
+                    raw = {k: v for k, v in dict(raw or {}).items()
+                           if k not in ("limit_percentage", "spike_limit_percentage")}
+                    raw.update(limit_mib=hard_mib, spike_limit_mib=spike_mib)
+                    out[kind.section][key] = raw
+            elif kind is Kind.RECEIVER and model is not None \
+                    and key in self.worker[kind.section] and not self.once(kind, cid):
+                for out in (self.primary, self.worker):
+                    out[kind.section][key] = _divide(copy.deepcopy(out[kind.section][key]),
+                                                     model, "max_in_flight_bytes", self.n)
 
     def cut(self, p: PipelineConfig, cut: int) -> None:
         """The primary's part of a pipeline cut before its processor `cut`."""
@@ -465,6 +553,36 @@ def _set_reuse_port(raw: Any, model: BaseModel, path: str, problems: list[str]) 
             if key in raw or _listens(value):
                 raw[key] = _set_reuse_port(raw.get(key), value, f"{path}.{key}", problems)
     return raw
+
+
+def _metrics_of(model: BaseModel) -> int:
+    """Metrics an aggregating connector emits from each series set: its `metrics` list
+    (logmetrics: one set each), else 2 (redmetrics: calls and duration share one set)."""
+    metrics = getattr(model, "metrics", None)
+    return len(metrics) if isinstance(metrics, list | tuple) and metrics else 2
+
+
+def _divide(raw: Any, model: BaseModel, name: str, n: int) -> Any:
+    """`raw` with key `name` set to its value in `model` divided by `n` wherever `model`
+    (or a model in it, e.g. a protocol) has the key."""
+    fields = type(model).model_fields
+    if not isinstance(raw, dict):
+        raw = {}
+    if name in fields and isinstance(getattr(model, name), int):
+        raw[name] = max(1, getattr(model, name) // n)
+    for field in fields:
+        value = getattr(model, field)
+        if isinstance(value, BaseModel) and _has(value, name):
+            key = next((k for k in (field, fields[field].alias) if k and k in raw), field)
+            raw[key] = _divide(raw.get(key), value, name, n)
+    return raw
+
+
+def _has(model: BaseModel, name: str) -> bool:
+    fields = type(model).model_fields
+    return name in fields or any(
+        isinstance(getattr(model, f), BaseModel) and _has(getattr(model, f), name)
+        for f in fields)
 
 
 def _listens(model: BaseModel) -> bool:

@@ -69,25 +69,53 @@ async def test_retryable_error_at_flush_keeps_cumulative_state() -> None:
                                          {"connector": "redmetrics", "outcome": "retry"}) == 1
 
 
-async def test_retryable_error_at_flush_keeps_delta_state() -> None:
+async def test_retryable_error_at_flush_resends_the_identical_delta_request() -> None:
+    """Delta: the refused request goes again as it was (same points, start and time: a
+    consumer that applied it drops the repeat), then what arrived since, from its time."""
     sink = Sink()
     clock = FakeClock()
     conn = make(sink, clock, aggregation_temporality="delta")
     start = clock.now
     await conn.consume(span_batch([{"name": "a", "ms": 3}] * 3))
     clock.advance(15)
-    sink.refuse = RetryableError("down")
+    refused_at = clock.now
+    seen: list[bytes] = []
+
+    class Recording(Sink):
+        async def consume(self, batch: Any) -> None:
+            seen.append(batch.to_bytes())
+            raise RetryableError("down")
+
+    conn.next = Recording()
     assert not await conn.flush()
     await conn.consume(span_batch([{"name": "a", "ms": 3}] * 2))
     clock.advance(15)
-    sink.refuse = None
+    assert not await conn.flush()  # refused again: the same request, nothing newer
+    assert len(seen) == 2
+    assert seen[0] == seen[1]
+    conn.next = sink
+    clock.advance(15)
     assert await conn.flush()
-    dp = metrics(sink.batches)[DURATION][0][2]
-    assert dp.count == 5
-    assert dp.start_time_unix_nano == start
+    assert sink.batches[0].to_bytes() == seen[0]
+    first, second = (metrics([b])[DURATION][0][2] for b in sink.batches)
+    assert (first.count, first.start_time_unix_nano, first.time_unix_nano) == \
+        (3, start, refused_at)
+    assert (second.count, second.start_time_unix_nano) == (2, refused_at)
     clock.advance(15)
     await conn.flush()
-    assert len(sink.batches) == 1  # nothing new, nothing sent
+    assert len(sink.batches) == 2  # nothing new, nothing sent
+
+
+async def test_retryable_error_at_shutdown_flush_then_success_sends_both() -> None:
+    sink = Sink()
+    conn = make(sink, aggregation_temporality="delta")
+    await conn.consume(span_batch([{"name": "a"}] * 2))
+    sink.refuse = RetryableError("down")
+    assert not await conn.flush()
+    await conn.consume(span_batch([{"name": "a"}]))
+    sink.refuse = None
+    await conn.shutdown()
+    assert [metrics([b])[CALLS][0][2].as_int for b in sink.batches] == [2, 1]
 
 
 async def test_concurrent_spans_during_a_delta_flush_are_not_lost() -> None:

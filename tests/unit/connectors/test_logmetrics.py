@@ -210,9 +210,11 @@ async def test_retryable_error_at_flush_keeps_state_and_delta_starts() -> None:
     clock.advance(10)
     sink.refuse = None
     assert await conn.flush()
-    [(_, _, dp)] = metrics(sink.batches)["m"]
-    assert dp.as_int == 3
-    assert dp.start_time_unix_nano == t0
+    # the refused request again, identical, then what came since (from its time)
+    first, second = (metrics([b])["m"][0][2] for b in sink.batches)
+    assert (first.as_int, first.start_time_unix_nano, first.time_unix_nano) == \
+        (2, t0, t0 + 10 * 10**9)
+    assert (second.as_int, second.start_time_unix_nano) == (1, first.time_unix_nano)
     assert metric_defs(sink.batches[0])["m"].sum.aggregation_temporality == 1
 
 

@@ -152,7 +152,10 @@ def test_a_delta_connector_merges_without_conversion(tmp_path: Path) -> None:
     _, primary, worker = planned(raw, tmp_path)
     delta, cumulative = f"_merge_metrics_delta{SUFFIX}", f"_merge_metrics{SUFFIX}"
     assert pipe(primary, f"metrics/{delta}") == (
-        ["redmetrics", f"otlp/_link{delta}"], [], [f"forward/{delta}"])
+        ["redmetrics", f"otlp/_link{delta}"], [f"deltatocumulative/{delta}"],
+        [f"forward/{delta}"])
+    d2c: Any = primary.components[Kind.PROCESSOR][ComponentID("deltatocumulative", delta)]
+    assert (d2c.emit, d2c.out_of_order) == ("delta", "accumulate")
     assert pipe(primary, f"metrics/{cumulative}")[1] == [f"deltatocumulative/{cumulative}"]
     assert pipe(primary, "metrics")[0] == [f"forward/{delta}", f"forward/{cumulative}"]
     assert set(worker.pipelines) == {"traces", f"metrics/{delta}", f"metrics/{cumulative}"}
@@ -353,3 +356,89 @@ async def test_a_link_carries_the_workers_data_to_the_primary(tmp_path: Path) ->
         await worker.shutdown()
         await primary.shutdown()
     assert len(p.links) == 1
+
+
+def _limits_config(limiter: dict[str, Any]) -> dict[str, Any]:
+    return {"receivers": {"otlp": {"protocols": {
+                "grpc": {"endpoint": "127.0.0.1:4317", "max_in_flight_bytes": 40_000_000,
+                         "max_recv_msg_size_mib": 8},
+                "http": {"endpoint": "127.0.0.1:4318"}}},
+            "jsonlogs": {"endpoint": "127.0.0.1:8080", "max_in_flight_bytes": 9_000_000}},
+            "processors": {"memory_limiter": limiter},
+            "connectors": {"redmetrics": {"aggregation_cardinality_limit": 700,
+                                          "series_expiry": 0},
+                           "logmetrics": {"metrics": [{"name": "a"}, {"name": "b"}],
+                                          "aggregation_cardinality_limit": 50}},
+            "exporters": {"prometheus": {"endpoint": "127.0.0.1:0"}, "debug": {}},
+            "service": {"pipelines": {
+                "traces": {"receivers": ["otlp"], "processors": ["memory_limiter"],
+                           "exporters": ["redmetrics"]},
+                "logs": {"receivers": ["jsonlogs"], "exporters": ["logmetrics", "debug"]},
+                "metrics": {"receivers": ["redmetrics", "logmetrics"],
+                            "exporters": ["prometheus"]}}}}
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_per_process_limits_are_divided_by_the_processes(tmp_path: Path, workers: int) -> None:
+    """memory_limiter and the listeners' in-flight budgets hold per process: each gets
+    1/N, so that all processes together keep to what the user set."""
+    raw = _limits_config({"limit_mib": 1000, "spike_limit_mib": 300})
+    _, primary, worker = planned(raw, tmp_path, workers=workers)
+    for side in (primary, worker):
+        ml: Any = side.components[Kind.PROCESSOR][ComponentID("memory_limiter")]
+        soft, hard = ml.limits_bytes()
+        assert hard == 1000 // workers * 2**20
+        assert hard - soft == 300 // workers * 2**20
+        otlp: Any = side.components[Kind.RECEIVER][ComponentID("otlp")]
+        assert otlp.protocols.grpc.max_in_flight_bytes == 40_000_000 // workers
+        assert otlp.protocols.http.max_in_flight_bytes == 64 * 2**20 // workers
+        jl: Any = side.components[Kind.RECEIVER][ComponentID("jsonlogs")]
+        assert jl.max_in_flight_bytes == 9_000_000 // workers
+
+
+def test_a_memory_limit_too_small_per_process_is_noted(tmp_path: Path) -> None:
+    p, _, _ = planned(_limits_config({"limit_mib": 512, "spike_limit_mib": 128}), tmp_path,
+                      workers=2)
+    assert not [n for n in p.notes if "memory_limiter" in n]
+    p, _, _ = planned(_limits_config({"limit_mib": 512, "spike_limit_mib": 128}), tmp_path,
+                      workers=8)
+    assert [n for n in p.notes if n.startswith("processors.memory_limiter:")]
+
+
+def test_memory_limits_in_percent_are_divided_in_mib(tmp_path: Path) -> None:
+    raw = _limits_config({"limit_percentage": 50, "spike_limit_percentage": 10})
+    config = validate_config(copy.deepcopy(raw), REGISTRY)
+    ml: Any = config.components[Kind.PROCESSOR][ComponentID("memory_limiter")]
+    soft, hard = ml.limits_bytes()
+    _, primary, worker = planned(raw, tmp_path, workers=3)
+    for side in (primary, worker):
+        got: Any = side.components[Kind.PROCESSOR][ComponentID("memory_limiter")]
+        assert got.limit_percentage is None
+        assert got.limit_mib == hard // 3 // 2**20
+        assert got.spike_limit_mib == (hard - soft) // 3 // 2**20
+
+
+def test_the_merge_never_forgets_what_a_connector_keeps_and_has_room(tmp_path: Path) -> None:
+    """series_expiry 0 (never) on a merged connector: the merge keeps streams (almost)
+    forever; max_streams holds every process's series up to the cardinality limits."""
+    _, primary, _ = planned(_limits_config({"limit_mib": 1000}), tmp_path, workers=3)
+    d2c: Any = primary.components[Kind.PROCESSOR][
+        ComponentID("deltatocumulative", f"_merge_metrics{SUFFIX}")]
+    assert d2c.max_stale >= 365 * 86400
+    assert d2c.max_streams >= 3 * ((700 + 1) * 2 + (50 + 1) * 2)
+    raw = _limits_config({"limit_mib": 1000})
+    raw["connectors"]["redmetrics"].update(series_expiry="10m",
+                                           aggregation_cardinality_limit=60_000)
+    _, primary, _ = planned(raw, tmp_path, workers=2)
+    d2c = primary.components[Kind.PROCESSOR][
+        ComponentID("deltatocumulative", f"_merge_metrics{SUFFIX}")]
+    assert d2c.max_stale == 600
+    assert d2c.max_streams == 2 * ((60_000 + 1) * 2 + (50 + 1) * 2)
+
+
+def test_the_link_takes_any_message_a_worker_accepted(tmp_path: Path) -> None:
+    _, primary, _ = planned(_limits_config({"limit_mib": 1000}), tmp_path)
+    link: Any = primary.components[Kind.RECEIVER][
+        ComponentID("otlp", f"_link_merge_metrics{SUFFIX}")]
+    assert link.protocols.grpc.max_recv_msg_size_mib * 2**20 < 2**31
+    assert link.protocols.grpc.max_recv_msg_size_mib >= 2047
