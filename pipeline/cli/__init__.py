@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import os
 import shutil
@@ -109,12 +110,18 @@ def cmd_worker() -> int:
         handler.addFilter(WorkerLogFilter(orders.index))
     tune_gc()
     # A terminal's Ctrl-C reaches the whole process group: the supervisor passes it on
-    # as SIGTERM (once per signal it gets), so the worker drains once, not twice.
+    # (a drain request, then an exit request for a second one), so the worker drains
+    # once, not twice.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from pipeline.service import run
+    from pipeline.service.workers.child import STOP_SIGNALS
 
-    return _run_loop(run(config, hooks=WorkerHooks(orders.control, orders.supervisor_pid),
-                         stop_signals=(signal.SIGTERM,)))
+    try:
+        return _run_loop(run(config, hooks=WorkerHooks(orders.control, orders.supervisor_pid),
+                             stop_signals=STOP_SIGNALS))
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(orders.control)
 
 
 def _run_loop(main: Coroutine[Any, Any, int]) -> int:

@@ -129,6 +129,7 @@ class Clients:
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.give_up = threading.Event()  # retries too (the service is gone)
+        self.failures: list[str] = []  # asserted in stop(), in the test's thread
         self.threads = [threading.Thread(target=self._run, args=(t,), daemon=True)
                         for t in range(threads)]
 
@@ -140,8 +141,10 @@ class Clients:
     def stop(self) -> None:
         self.stopping.set()
         for t in self.threads:
-            t.join(120)
+            t.join(150)
             assert not t.is_alive(), "a client thread hung"
+        with self.lock:
+            assert not self.failures, self.failures[:5]
 
     def acked(self) -> int:
         with self.lock:
@@ -165,7 +168,10 @@ class Clients:
                         break
                     with self.lock:
                         self.errors[outcome] += 1
-                    assert time.monotonic() < deadline, f"never acknowledged: {outcome}"
+                        if time.monotonic() >= deadline:
+                            self.failures.append(f"{tid.hex()} never acknowledged: "
+                                                 f"{outcome}")
+                            return
                     time.sleep(0.05)
         finally:
             if channel is not None:
@@ -340,13 +346,28 @@ def test_sigkill_of_a_worker_mid_load_loses_nothing_and_it_is_replaced(
     assert "worker exited: starting it again" in logs
 
 
-@pytest.mark.parametrize("group", [False, True],
-                         ids=["SIGTERM to the supervisor", "SIGINT to the process group"])
-def test_a_signal_drains_every_process(tmp_path: Path, sink: Sink,
-                                       group: bool) -> None:
-    """SIGTERM as Kubernetes sends it (to the supervisor), or Ctrl-C in a terminal
-    (SIGINT to the whole foreground process group): either way each worker drains
-    once (a second signal would make it exit undrained), then the primary."""
+# Log lines that mean a drain was cut short or something acknowledged may be lost.
+UNDRAINED = ("second signal: exiting without draining", "did not drain",
+             "component did not drain in time", "component failed to shut down")
+
+
+# Inside the worker's drain (≈ 20 ms here when it holds little: with 50 ms the old
+# code, a SIGTERM as the supervisor's drain request, passed too; with 5 ms it failed).
+SIGNAL_GAP = 0.005
+
+
+@pytest.mark.parametrize("how", ["supervisor", "group", "worker, then supervisor",
+                                 "supervisor, then worker"],
+                         ids=["SIGTERM to the supervisor", "SIGINT to the process group",
+                              "SIGTERM to the worker, 5 ms later to the supervisor",
+                              "SIGTERM to the supervisor, 5 ms later to the worker"])
+def test_a_signal_drains_every_process(tmp_path: Path, sink: Sink, how: str) -> None:
+    """SIGTERM as Kubernetes sends it (to the supervisor), Ctrl-C in a terminal (SIGINT
+    to the whole foreground process group), or SIGTERM to every process a few ms apart
+    (systemd's KillMode=control-group, pkill, a cgroup kill; 5 ms apart so the second
+    lands inside the worker's drain): either way each worker
+    drains once (the supervisor's drain request and the environment's SIGTERM are one
+    request, not a second signal), then the primary."""
     exporters, out = sink
     proc, gport, hport, _health, states = start_service(tmp_path, exporters)
     worker_pid = states[1]["pid"]
@@ -355,11 +376,17 @@ def test_a_signal_drains_every_process(tmp_path: Path, sink: Sink,
         eventually(lambda: clients.acked() >= 100, timeout=120, interval=0.05,
                    what="100 acknowledged requests")
         assert proc.proc is not None
-        if group:
+        if how == "group":
             os.killpg(proc.pid, signal.SIGINT)
-        else:
+        elif how == "supervisor":
             proc.proc.send_signal(signal.SIGTERM)
-        code = proc.proc.wait(2 * SHUTDOWN_TIMEOUT + 30)
+        else:
+            first, second = (worker_pid, proc.pid) if how.startswith("worker") \
+                else (proc.pid, worker_pid)
+            os.kill(first, signal.SIGTERM)
+            time.sleep(SIGNAL_GAP)
+            os.kill(second, signal.SIGTERM)
+        code = proc.proc.wait(SHUTDOWN_TIMEOUT + 30)
     finally:
         clients.give_up.set()
         clients.stop()
@@ -371,7 +398,8 @@ def test_a_signal_drains_every_process(tmp_path: Path, sink: Sink,
     stopped = [r for r in logs if r["msg"] == "stopped"]
     assert sorted(r.get("worker", 0) for r in stopped) == [0, 1], stopped
     assert all(r["drained"] is True for r in stopped), stopped
-    assert not [r for r in logs if r["level"] == "error"], logs
+    cut = [r for r in logs if any(m in r["msg"] for m in UNDRAINED)]
+    assert not cut, cut
     # The worker drained before the primary did.
     order = [r.get("worker", 0) for r in stopped]
     assert order == [1, 0], order

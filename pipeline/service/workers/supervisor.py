@@ -9,11 +9,12 @@ process, so the kernel spreads connections over them.
 - A worker that exits is started again after a backoff (1 s, doubling to 30 s;
   back to 1 s once a worker stayed up 60 s), counted in
   `otelpipe_worker_restarts_total` and shown in `/health/detailed`.
-- SIGTERM/SIGINT: the workers get SIGTERM and drain (each within
-  `service.shutdown_timeout`), then the primary drains. A second signal is passed
-  on too (SIGTERM again), and everything exits at once. Workers ignore SIGINT (a
-  terminal's Ctrl-C reaches the whole process group): they hear it from the
-  supervisor, once.
+- SIGTERM/SIGINT: the workers are asked to drain (SIGUSR2; a SIGTERM a worker gets
+  from its environment as well, as systemd's KillMode=control-group or pkill send,
+  drains it the same way, and neither cuts the other's drain short), then the
+  primary drains. A second signal to the supervisor is passed on as SIGUSR1 (exit
+  now), and everything exits at once. Workers ignore SIGINT (a terminal's Ctrl-C
+  reaches the whole process group): they hear it from the supervisor, once.
 - `/metrics` on the primary sums the metrics of every process
   (`pipeline.telemetry.merge.ExpositionMerger`), which each worker serves on its control socket.
 - A worker dies with the supervisor (PR_SET_PDEATHSIG: it drains and exits).
@@ -38,7 +39,7 @@ from typing import Any
 from pipeline.config.model import Config, validate_config
 from pipeline.registry import default_registry
 from pipeline.service.service import Service, run
-from pipeline.service.workers.child import Orders
+from pipeline.service.workers.child import DRAIN_SIGNAL, EXIT_NOW_SIGNAL, Orders
 from pipeline.service.workers.control import ask
 from pipeline.service.workers.plan import plan
 from pipeline.telemetry.merge import ExpositionMerger
@@ -193,10 +194,12 @@ class Supervisor:
                                            "pids": [w.pid for w in self.workers]})
 
     async def stopping(self) -> None:
-        """SIGTERM every worker and wait for them to drain (then SIGKILL the late)."""
+        """Ask every worker to drain (DRAIN_SIGNAL, not SIGTERM: a worker that got
+        SIGTERM from its environment too must not take ours for a second signal) and
+        wait for them (then SIGKILL the late)."""
         self._stopping.set()
         for w in self.workers:
-            self._signal(w, signal.SIGTERM)
+            self._signal(w, DRAIN_SIGNAL)
             if w.state != "stopped":
                 w.state = "stopping"
         if not self._tasks:
@@ -213,8 +216,11 @@ class Supervisor:
             "exits": {str(w.index): w.last_exit for w in self.workers}})
 
     def second_signal(self, sig: signal.Signals) -> bool:
+        """The user's second signal: every process exits at once (the link directory
+        removed first: the exit skips every `finally`)."""
         for w in self.workers:
-            self._signal(w, signal.SIGTERM)  # their second: they exit at once
+            self._signal(w, EXIT_NOW_SIGNAL)
+        shutil.rmtree(self.link_dir, ignore_errors=True)
         return True
 
     # Health and metrics -----------------------------------------------------------
@@ -267,7 +273,7 @@ class Supervisor:
             proc = w.process
             assert proc is not None
             if self._stopping.is_set():  # started while the stop began
-                self._signal(w, signal.SIGTERM)
+                self._signal(w, DRAIN_SIGNAL)
             began = self.clock()
             code = await self._until_exit(w, proc)
             w.last_exit, w.last_exit_time = describe_exit(code), time.time()

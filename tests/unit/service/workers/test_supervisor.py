@@ -31,10 +31,11 @@ import asyncio, signal, sys, orjson
 orders = orjson.loads(sys.stdin.buffer.read())
 async def main():
     stop = asyncio.Event()
-    if sys.argv[1] == "drain":
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    else:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    for sig in (signal.SIGTERM, signal.SIGUSR2):  # SIGUSR2: the supervisor's drain request
+        if sys.argv[1] == "drain":
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+        else:
+            signal.signal(sig, signal.SIG_IGN)
     async def serve(r, w):
         cmd = (await r.readline()).strip()
         w.write(b"# TYPE x counter\\nx_total 1.0\\n" if cmd == b"metrics" else b"{}")
@@ -191,3 +192,28 @@ service:
     assert main(["validate", "-c", str(cfg)]) == 2
     assert "service.workers: expected a number of processes from 1 to 256 or `auto`" \
         in capsys.readouterr().err
+
+
+def test_a_worker_takes_sighup_for_the_supervisors_death_only_when_it_is_gone(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from pipeline.service.workers import child
+
+    sent: list[tuple[int, int]] = []
+    monkeypatch.setattr(os, "kill", lambda pid, sig: sent.append((pid, sig)))
+    hooks = child.WorkerHooks("/nonexistent", supervisor_pid=os.getppid())
+    hooks._orphaned()  # a terminal's hangup, `kill -HUP`: the supervisor is there
+    assert sent == []
+    gone = child.WorkerHooks("/nonexistent", supervisor_pid=-1)
+    gone._orphaned()
+    gone._orphaned()  # the kernel repeats it: one drain request
+    assert sent == [(os.getpid(), child.DRAIN_SIGNAL)]
+
+
+def test_a_worker_ignores_further_drain_signals() -> None:
+    from pipeline.service.workers import child
+
+    hooks = child.WorkerHooks("/nonexistent", supervisor_pid=1)
+    assert hooks.second_signal(signal.SIGTERM) is False
+    assert hooks.second_signal(child.DRAIN_SIGNAL) is False
