@@ -28,8 +28,10 @@ import datetime as dt
 import json
 import os
 import random
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -238,8 +240,7 @@ def uptime() -> str:
 
 
 def cmd_throughput(args: argparse.Namespace) -> int:
-    tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-workers-{os.getpid()}"
-    tmp.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-workers-"))
     rows: list[dict[str, Any]] = []
     print(uptime(), flush=True)
     for rnd in range(args.rounds):
@@ -271,12 +272,12 @@ def cmd_throughput(args: argparse.Namespace) -> int:
     write_result("workers_throughput", {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "uptime": uptime(), "rows": rows, **summary})
+    shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 
 def cmd_rss(args: argparse.Namespace) -> int:
-    tmp = Path(os.environ.get("TMPDIR", "/tmp")) / f"bench-workers-{os.getpid()}"
-    tmp.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-workers-"))
     rows = []
     for n in args.workers:
         with otelpipe(n, tmp) as target:
@@ -297,6 +298,7 @@ def cmd_rss(args: argparse.Namespace) -> int:
               flush=True)
     write_result("workers_rss", {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
                                  "uptime": uptime(), "rows": rows})
+    shutil.rmtree(tmp, ignore_errors=True)
     return 0
 
 
