@@ -42,7 +42,7 @@ from pipeline.service.service import Service, run
 from pipeline.service.workers.child import DRAIN_SIGNAL, EXIT_NOW_SIGNAL, Orders
 from pipeline.service.workers.control import ask
 from pipeline.service.workers.plan import plan
-from pipeline.telemetry.merge import ExpositionMerger
+from pipeline.telemetry.merge import ExpositionMerger, merge_expositions
 from pipeline.telemetry.metrics import CounterSpec, Telemetry
 
 log = logging.getLogger("otelpipe.service.workers")
@@ -243,8 +243,24 @@ class Supervisor:
         # the merge thread holds the GIL in slices; one merge at a time (the merger's
         # memory is not thread-safe).
         async with self._merging:
-            merged = await asyncio.to_thread(self._merger.merge, texts)
+            merged = await asyncio.to_thread(self._merge, texts)
         return merged.encode()
+
+    def _merge(self, texts: dict[str, str]) -> str:
+        """The merge of `texts`, leaving out (and logging) a process whose text does not
+        parse, rather than failing the whole scrape."""
+        try:
+            return self._merger.merge(texts)
+        except ValueError:
+            pass  # which one: each alone (the merger's memory is untouched on a failure)
+        for worker, text in list(texts.items()):
+            try:
+                merge_expositions({worker: text})
+            except ValueError as exc:
+                log.warning("worker metrics left out of /metrics: they do not parse",
+                            extra={"worker": worker, "error": str(exc)[:300]})
+                del texts[worker]
+        return self._merger.merge(texts)
 
     # Processes --------------------------------------------------------------------
     async def _spawn(self, w: Worker) -> None:

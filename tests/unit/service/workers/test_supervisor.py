@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import sys
 from pathlib import Path
@@ -38,7 +39,8 @@ async def main():
             signal.signal(sig, signal.SIG_IGN)
     async def serve(r, w):
         cmd = (await r.readline()).strip()
-        w.write(b"# TYPE x counter\\nx_total 1.0\\n" if cmd == b"metrics" else b"{}")
+        answer = b"# TYPE x counter\\nx_total 1.0\\n" if cmd == b"metrics" else b"{}"
+        w.write(b"%d\\n" % len(answer) + answer)  # framed as control.py does
         await w.drain()
         w.close()
     await asyncio.start_unix_server(serve, path=orders["control"])
@@ -167,7 +169,7 @@ async def test_control_socket(tmp_path: Path) -> None:
     await server.start()
     try:
         assert await ask(path, "metrics", 5.0) == b"x" * 300_000
-        assert await ask(path, "nonsense", 5.0) == b""
+        assert await ask(path, "nonsense", 5.0) is None  # closed without an answer
         assert (tmp_path / "c.sock").stat().st_mode & 0o777 == 0o600
     finally:
         await server.stop()
@@ -217,3 +219,57 @@ def test_a_worker_ignores_further_drain_signals() -> None:
     hooks = child.WorkerHooks("/nonexistent", supervisor_pid=1)
     assert hooks.second_signal(signal.SIGTERM) is False
     assert hooks.second_signal(child.DRAIN_SIGNAL) is False
+
+
+async def truncated_server(path: str, reply: bytes) -> asyncio.AbstractServer:
+    """A worker killed mid-write: `reply` (a frame cut short), then the connection closes."""
+    async def serve(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        await r.readline()
+        w.write(reply)
+        await w.drain()
+        w.close()
+
+    return await asyncio.start_unix_server(serve, path=path)
+
+
+@pytest.mark.parametrize("reply", [
+    b"40\n# TYPE x counter\nx_total{a=\"b",  # cut mid-label
+    b"40\n# TYPE x counter\nx_total 1.0\n",  # cut after a whole line
+    b"4",  # cut in the length
+    b"# TYPE x counter\nx_total 1.0\n",  # not framed
+    b"99999999999\n",  # more than MAX_ANSWER
+])
+async def test_an_answer_cut_short_is_no_answer(tmp_path: Path, reply: bytes) -> None:
+    from pipeline.service.workers.control import ask
+
+    path = str(tmp_path / "c.sock")
+    server = await truncated_server(path, reply)
+    try:
+        assert await ask(path, "metrics", 5.0) is None
+    finally:
+        server.close()
+
+
+async def test_a_worker_text_that_does_not_parse_is_left_out_of_metrics(
+        tmp_path: Path) -> None:
+    from pipeline.service.workers.control import ControlServer
+
+    s = supervisor(tmp_path, RUNS, "drain", count=3)
+
+    async def bad() -> bytes:  # a whole frame whose text is broken
+        return b'# TYPE x counter\nx_total{a="b 1.0\n'
+
+    async def good() -> bytes:
+        return b"# TYPE x counter\nx_total 5.0\n"
+
+    servers = [ControlServer(s.workers[0].control, {"metrics": bad}),
+               ControlServer(s.workers[1].control, {"metrics": good})]
+    for server, w in zip(servers, s.workers, strict=True):
+        await server.start()
+        w.state = "running"
+    try:
+        merged = (await s.merged_metrics(b"# TYPE x counter\nx_total 2.0\n")).decode()
+        assert "x_total 7.0" in merged, merged
+    finally:
+        for server in servers:
+            await server.stop()
