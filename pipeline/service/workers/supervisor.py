@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipeline.config.model import Config, validate_config
+from pipeline.errors import ConfigError
 from pipeline.registry import default_registry
 from pipeline.service.service import Service, run
 from pipeline.service.workers.child import DRAIN_SIGNAL, EXIT_NOW_SIGNAL, Orders
@@ -104,12 +105,45 @@ class Prepared:
     links: tuple[str, ...]
 
 
+# sockaddr_un.sun_path holds 108 bytes on Linux, the terminating NUL included.
+MAX_SOCKET_PATH = 107
+
+
+def control_path(link_dir: str, index: int) -> str:
+    return os.path.join(link_dir, f"worker-{index}.sock")
+
+
+def make_link_dir() -> str:
+    """A private (0700) directory for the internal sockets, under $TMPDIR (or /tmp)."""
+    try:
+        return tempfile.mkdtemp(prefix="otelpipe-")
+    except OSError as exc:
+        raise ConfigError([
+            f"service.workers: cannot create the directory of the internal sockets in "
+            f"{tempfile.gettempdir()!r} ({exc.strerror or exc}): set TMPDIR to a writable "
+            f"directory"]) from None
+
+
+def check_socket_paths(link_dir: str, links: Sequence[str], workers: int) -> None:
+    """Each internal socket's path (the links, each worker's control socket and the
+    temporary name it binds first) must fit a unix socket address."""
+    paths = [*links, *(control_path(link_dir, i) + ".tmp" for i in range(1, workers))]
+    longest = max(paths, key=len, default="")
+    if len(longest.encode()) > MAX_SOCKET_PATH:
+        raise ConfigError([
+            f"service.workers: the internal socket path {longest!r} is "
+            f"{len(longest.encode())} bytes, more than a unix socket address holds "
+            f"({MAX_SOCKET_PATH}): set TMPDIR to a shorter directory (it is "
+            f"{tempfile.gettempdir()!r})"])
+
+
 def prepare(raw: Mapping[str, Any], config: Config, workers: int) -> Prepared:
     """Plan the processes' configs in a private link directory (0700) and validate both;
     raises ConfigError (the directory removed) if either is invalid."""
-    link_dir = tempfile.mkdtemp(prefix="otelpipe-")
+    link_dir = make_link_dir()
     try:
         planned = plan(raw, config, workers=workers, link_dir=link_dir)
+        check_socket_paths(link_dir, planned.links, workers)
         primary = validate_config(share_listeners(planned.primary), default_registry())
         worker = share_listeners(planned.worker)
         validate_config(worker, default_registry())
@@ -174,8 +208,7 @@ class Supervisor:
         self.command = list(command or (sys.executable, "-m", "pipeline", "_worker"))
         self.clock = clock
         self.restarts = telemetry.counter(WORKER_RESTARTS)
-        self.workers = [Worker(i, os.path.join(link_dir, f"worker-{i}.sock"))
-                        for i in range(1, count)]
+        self.workers = [Worker(i, control_path(link_dir, i)) for i in range(1, count)]
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
         # Keeps summed counters monotonic across a worker's restart, and counts a worker

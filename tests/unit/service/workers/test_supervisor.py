@@ -273,3 +273,48 @@ async def test_a_worker_text_that_does_not_parse_is_left_out_of_metrics(
     finally:
         for server in servers:
             await server.stop()
+
+
+WORKERS_CONFIG = """
+receivers: {otlp: {protocols: {grpc: {endpoint: "127.0.0.1:4317"}}}}
+exporters: {nop: {}}
+service:
+  workers: 3
+  pipelines: {traces: {receivers: [otlp], exporters: [nop]}}
+"""
+
+
+def test_a_tmpdir_too_long_for_the_sockets_is_a_precise_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import tempfile
+
+    from pipeline.cli import main
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(WORKERS_CONFIG)
+    deep = tmp_path / ("d" * 60) / ("e" * 40)
+    deep.mkdir(parents=True)
+    monkeypatch.setattr(tempfile, "tempdir", str(deep))
+    assert main(["run", "-c", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "more than a unix socket address holds (107): set TMPDIR to a shorter " \
+        "directory" in err, err
+    assert "/worker-1.sock.tmp' is " in err, err
+    assert list(deep.iterdir()) == []  # the link directory removed
+
+
+def test_a_tmpdir_that_cannot_be_written_is_a_precise_error(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import tempfile
+
+    from pipeline.cli import main
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(WORKERS_CONFIG)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "missing"))
+    assert main(["run", "-c", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "service.workers: cannot create the directory of the internal sockets in " \
+        f"'{tmp_path / 'missing'}' (No such file or directory): set TMPDIR" in err, err
