@@ -9,7 +9,9 @@ process, so the kernel spreads connections over them.
 - A worker that exits is started again after a backoff (1 s, doubling to 30 s;
   back to 1 s once a worker stayed up 60 s), counted in
   `otelpipe_worker_restarts_total` and shown in `/health/detailed`.
-- SIGTERM/SIGINT: the workers are asked to drain (SIGUSR2; a SIGTERM a worker gets
+- SIGTERM/SIGINT: one deadline, `service.shutdown_timeout`: the workers are asked
+  to drain within 70 % of it, killed at 80 %, and the primary drains in the rest
+  (SIGUSR2; a SIGTERM a worker gets
   from its environment as well, as systemd's KillMode=control-group or pkill send,
   drains it the same way, and neither cuts the other's drain short), then the
   primary drains. A second signal to the supervisor is passed on as SIGUSR1 (exit
@@ -57,8 +59,13 @@ BACKOFF_MAX = 30.0
 BACKOFF_RESET_AFTER = 60.0  # up this long: the next restart waits BACKOFF_FIRST again
 READY_POLL = 0.05
 METRICS_TIMEOUT = 2.0
-# A worker drains within shutdown_timeout by itself; past this much more it is killed.
-KILL_GRACE = 5.0
+# One deadline, service.shutdown_timeout (T), for the whole drain: each worker drains
+# within WORKER_DRAIN × T by itself (its config's shutdown_timeout), one still running
+# at WORKER_KILL × T is killed, and the primary drains in the rest (at least
+# 1 - WORKER_KILL - KILL_WAIT of T: what the workers sent it is in its queues).
+WORKER_DRAIN = 0.7
+WORKER_KILL = 0.8
+KILL_WAIT = 0.05  # for a killed worker to be reaped
 
 # Receivers whose listeners every process shares (SO_REUSEPORT): key paths to the flag.
 _SHARDABLE: dict[str, tuple[tuple[str, ...], ...]] = {
@@ -146,6 +153,9 @@ def prepare(raw: Mapping[str, Any], config: Config, workers: int) -> Prepared:
         check_socket_paths(link_dir, planned.links, workers)
         primary = validate_config(share_listeners(planned.primary), default_registry())
         worker = share_listeners(planned.worker)
+        # The workers' share of the one drain deadline (see WORKER_DRAIN).
+        worker.setdefault("service", {})["shutdown_timeout"] = \
+            primary.service.shutdown_timeout * WORKER_DRAIN
         validate_config(worker, default_registry())
     except BaseException:
         shutil.rmtree(link_dir, ignore_errors=True)
@@ -237,14 +247,14 @@ class Supervisor:
                 w.state = "stopping"
         if not self._tasks:
             return
-        _, late = await asyncio.wait(self._tasks, timeout=self.shutdown_timeout + KILL_GRACE)
+        _, late = await asyncio.wait(self._tasks, timeout=self.shutdown_timeout * WORKER_KILL)
         for w in self.workers:
             if w.state == "stopping":
                 log.error("worker did not drain in time: killed",
                           extra={"worker": w.index, "pid": w.pid})
                 self._signal(w, signal.SIGKILL)
         if late:
-            await asyncio.wait(late, timeout=KILL_GRACE)
+            await asyncio.wait(late, timeout=max(0.1, self.shutdown_timeout * KILL_WAIT))
         log.info("workers stopped", extra={
             "exits": {str(w.index): w.last_exit for w in self.workers}})
 

@@ -101,10 +101,8 @@ async def test_running_workers_drain_on_stopping_and_their_metrics_merge(
     assert all(w.restarts == 0 for w in s.workers)
 
 
-async def test_a_worker_that_does_not_drain_is_killed(tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sup, "KILL_GRACE", 0.5)
-    s = supervisor(tmp_path, RUNS, "ignore", shutdown_timeout=0.5)
+async def test_a_worker_that_does_not_drain_is_killed(tmp_path: Path) -> None:
+    s = supervisor(tmp_path, RUNS, "ignore", shutdown_timeout=1.0)
     await s.started(FakeService())  # type: ignore[arg-type]
     await aeventually(lambda: s.workers[0].state == "running", timeout=60, interval=0.05,
                       what="worker running")
@@ -318,3 +316,24 @@ def test_a_tmpdir_that_cannot_be_written_is_a_precise_error(
     err = capsys.readouterr().err
     assert "service.workers: cannot create the directory of the internal sockets in " \
         f"'{tmp_path / 'missing'}' (No such file or directory): set TMPDIR" in err, err
+
+
+def test_the_workers_drain_within_their_share_of_the_one_deadline(tmp_path: Path) -> None:
+    import shutil
+
+    from pipeline.config.loader import load_config
+    from pipeline.config.model import validate_config
+    from pipeline.registry import default_registry
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(WORKERS_CONFIG.replace("workers: 3", "workers: 3\n  shutdown_timeout: 20s"))
+    raw = load_config([str(cfg)])
+    prepared = sup.prepare(raw, validate_config(raw, default_registry()), 3)
+    try:
+        assert prepared.primary.service.shutdown_timeout == 20.0
+        worker = validate_config(prepared.worker, default_registry())
+        assert worker.service.shutdown_timeout == 20.0 * sup.WORKER_DRAIN
+        # Workers drain, then are killed, then reaped, before the primary's share.
+        assert sup.WORKER_DRAIN < sup.WORKER_KILL < sup.WORKER_KILL + sup.KILL_WAIT < 1
+    finally:
+        shutil.rmtree(prepared.link_dir)
