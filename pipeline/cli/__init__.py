@@ -67,9 +67,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         workers = args.workers if args.workers is not None else config.service.worker_count()
         prepared = None
         if workers > 1:
-            from pipeline.service.workers.supervisor import prepare
+            from pipeline.service.workers.supervisor import prepare, probe_endpoints
 
             prepared = prepare(raw, config, workers)
+            try:
+                probe_endpoints(prepared.primary)
+            except ConfigError:
+                shutil.rmtree(prepared.link_dir, ignore_errors=True)
+                raise
     except ConfigError as exc:
         for p in exc.problems:
             print(f"error: {p}", file=sys.stderr)

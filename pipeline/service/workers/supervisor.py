@@ -27,10 +27,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import errno
 import logging
 import os
 import shutil
 import signal
+import socket
 import sys
 import tempfile
 import time
@@ -38,7 +40,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import BaseModel
+
+from pipeline.component import Kind
 from pipeline.config.model import Config, validate_config
+from pipeline.config.types import split_endpoint
 from pipeline.errors import ConfigError
 from pipeline.registry import default_registry
 from pipeline.service.service import Service, run
@@ -161,6 +167,54 @@ def prepare(raw: Mapping[str, Any], config: Config, workers: int) -> Prepared:
         shutil.rmtree(link_dir, ignore_errors=True)
         raise
     return Prepared(primary, worker, workers, link_dir, tuple(planned.links))
+
+
+def shared_endpoints(config: Config) -> list[tuple[str, str]]:
+    """(receiver name, host:port) of each TCP listener that binds with SO_REUSEPORT."""
+    out: list[tuple[str, str]] = []
+
+    def visit(name: str, node: object, depth: int) -> None:
+        if not isinstance(node, BaseModel) or depth > 3:
+            return
+        endpoint = getattr(node, "endpoint", None)
+        if getattr(node, "so_reuseport", False) is True and isinstance(endpoint, str) \
+                and not endpoint.startswith("unix:"):
+            out.append((name, endpoint))
+        for field in type(node).model_fields:
+            visit(name, getattr(node, field, None), depth + 1)
+
+    for rid, rcfg in config.components.get(Kind.RECEIVER, {}).items():
+        visit(f"receivers.{rid}", rcfg, 0)
+    return out
+
+
+def probe_endpoints(config: Config) -> None:
+    """SO_REUSEPORT lets a second otelpipe (or anything else setting it) bind the same
+    port and take a share of the connections, silently: bind each shared endpoint
+    once without it first, so that a port already in use is the error it is without
+    workers. Raises ConfigError naming the endpoint."""
+    problems = []
+    for name, endpoint in shared_endpoints(config):
+        host, port = split_endpoint(endpoint)
+        try:
+            addrs = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                       flags=socket.AI_PASSIVE)
+        except OSError:
+            continue  # the receiver reports what it cannot resolve
+        for family, type_, proto, _, addr in addrs:
+            try:
+                with socket.socket(family, type_, proto) as sock:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # TIME_WAIT
+                    sock.bind(addr)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    problems.append(f"{name}: endpoint {endpoint}: address in use: another "
+                                    f"process listens on port {port} (service.workers "
+                                    f"shares the port between otelpipe's processes, so "
+                                    f"it is checked before they start)")
+                    break
+    if problems:
+        raise ConfigError(problems)
 
 
 async def run_supervised(prepared: Prepared, *, command: Sequence[str] | None = None) -> int:

@@ -337,3 +337,48 @@ def test_the_workers_drain_within_their_share_of_the_one_deadline(tmp_path: Path
         assert sup.WORKER_DRAIN < sup.WORKER_KILL < sup.WORKER_KILL + sup.KILL_WAIT < 1
     finally:
         shutil.rmtree(prepared.link_dir)
+
+
+@pytest.mark.parametrize("reuseport", [False, True], ids=["plain", "SO_REUSEPORT"])
+def test_a_shared_port_in_use_is_refused_before_start(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], reuseport: bool) -> None:
+    """Another process listening on the port (even with SO_REUSEPORT, which would let
+    the workers bind beside it and take a share of its connections): a precise error."""
+    import socket
+
+    from pipeline.cli import main
+
+    with socket.socket() as other:
+        if reuseport:
+            other.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        cfg = tmp_path / "c.yaml"
+        cfg.write_text(WORKERS_CONFIG.replace("127.0.0.1:4317", f"127.0.0.1:{port}"))
+        assert main(["run", "-c", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert f"error: receivers.otlp: endpoint 127.0.0.1:{port}: address in use: another " \
+        f"process listens on port {port}" in err, err
+
+
+def test_shared_endpoints_lists_the_reuseport_tcp_listeners(tmp_path: Path) -> None:
+    from pipeline.config.loader import load_config
+    from pipeline.config.model import validate_config
+    from pipeline.registry import default_registry
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("""
+receivers:
+  otlp: {protocols: {grpc: {endpoint: "127.0.0.1:14317"}, http: {endpoint: "127.0.0.1:14318"}}}
+  jsonlogs: {endpoint: "127.0.0.1:18081"}
+exporters: {nop: {}}
+service:
+  pipelines:
+    traces: {receivers: [otlp], exporters: [nop]}
+    logs: {receivers: [jsonlogs], exporters: [nop]}
+""")
+    raw = sup.share_listeners(load_config([str(cfg)]))
+    assert sorted(sup.shared_endpoints(validate_config(raw, default_registry()))) == [
+        ("receivers.jsonlogs", "127.0.0.1:18081"),
+        ("receivers.otlp", "127.0.0.1:14317"), ("receivers.otlp", "127.0.0.1:14318")]
