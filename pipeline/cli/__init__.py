@@ -34,10 +34,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
     try:
         raw = load_config(args.config)
         config = validate_config(raw, default_registry())
-        workers = config.service.worker_count()
-        if workers > 1:  # the configs of the processes must be valid too
+        if config.service.workers != 1:
+            # The configs of the processes must be valid too, whatever this machine's
+            # CPUs (`auto` may be 1 here and 8 where it runs): plan at least 2.
             from pipeline.service.workers.supervisor import prepare
 
+            workers = max(2, config.service.worker_count())
             shutil.rmtree(prepare(raw, config, workers).link_dir, ignore_errors=True)
     except ConfigError as exc:
         print(f"invalid configuration ({len(exc.problems)} problem"

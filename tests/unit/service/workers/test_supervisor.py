@@ -382,3 +382,31 @@ service:
     assert sorted(sup.shared_endpoints(validate_config(raw, default_registry()))) == [
         ("receivers.jsonlogs", "127.0.0.1:18081"),
         ("receivers.otlp", "127.0.0.1:14317"), ("receivers.otlp", "127.0.0.1:14318")]
+
+
+@pytest.mark.parametrize("workers", ["auto", "3"])
+def test_validate_plans_whenever_workers_is_not_1(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str], workers: str) -> None:
+    """Valid as one process, not as several (a shardable listener on a unix socket):
+    `validate` says so even where `auto` is 1 CPU."""
+    import os
+
+    from pipeline.cli import main
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    cfg = tmp_path / "c.yaml"
+    sock = tmp_path / "otlp.sock"
+    cfg.write_text(f"""
+receivers: {{otlp: {{protocols: {{grpc: {{endpoint: "unix:{sock}"}}}}}}}}
+exporters: {{nop: {{}}}}
+service:
+  workers: {workers}
+  pipelines: {{traces: {{receivers: [otlp], exporters: [nop]}}}}
+""")
+    assert main(["validate", "-c", str(cfg)]) == 2
+    err = capsys.readouterr().err
+    assert "receivers.otlp.protocols.grpc: listens on unix:" in err, err
+    assert "which the worker processes cannot share" in err, err
+    cfg.write_text(cfg.read_text().replace(f"workers: {workers}", "workers: 1"))
+    assert main(["validate", "-c", str(cfg)]) == 0
