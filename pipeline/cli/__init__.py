@@ -123,12 +123,14 @@ def cmd_worker() -> int:
     from pipeline.service import run
     from pipeline.service.workers.child import STOP_SIGNALS
 
+    hooks = WorkerHooks(orders.control, orders.supervisor_pid)
     try:
-        return _run_loop(run(config, hooks=WorkerHooks(orders.control, orders.supervisor_pid),
-                             stop_signals=STOP_SIGNALS))
+        return _run_loop(run(config, hooks=hooks, stop_signals=STOP_SIGNALS))
     finally:
         with contextlib.suppress(OSError):
             os.unlink(orders.control)
+        if hooks.orphaned:  # the supervisor was killed: nobody else removes its link dir
+            shutil.rmtree(os.path.dirname(orders.control), ignore_errors=True)
 
 
 def _run_loop(main: Coroutine[Any, Any, int]) -> int:

@@ -22,10 +22,12 @@ from __future__ import annotations
 
 import http.client
 import os
+import shutil
 import signal
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import Counter
@@ -79,8 +81,9 @@ def service_config(gport: int, hport: int, health: int, exporters: dict[str, Any
 class Supervised(OtelpipeProcess):
     """`otelpipe run -c <config> <args>`."""
 
-    def __init__(self, config: dict[str, Any], tmp_path: Path, args: tuple[str, ...] = ()):
-        super().__init__(config, tmp_path)
+    def __init__(self, config: dict[str, Any], tmp_path: Path, args: tuple[str, ...] = (),
+                 env: dict[str, str] | None = None):
+        super().__init__(config, tmp_path, env=env)
         self.args = args
 
     def start(self) -> Supervised:
@@ -229,13 +232,13 @@ def sink(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Sink]:
 
 
 def start_service(tmp_path: Path, exporters: dict[str, Any], *, workers: int = 2,
-                  args: tuple[str, ...] = ()) -> tuple[Supervised, int, int, int,
-                                                       list[dict[str, Any]]]:
+                  args: tuple[str, ...] = (), env: dict[str, str] | None = None
+                  ) -> tuple[Supervised, int, int, int, list[dict[str, Any]]]:
     gport, hport, health = free_port(), free_port(), free_port()
     home = tmp_path / "service"
     home.mkdir()
     proc = Supervised(service_config(gport, hport, health, exporters, workers), home,
-                      args).start()
+                      args, env).start()
     try:
         states = eventually(lambda: running_workers(health, 2, proc), timeout=START_TIMEOUT,
                             interval=0.2, what="2 processes running")
@@ -440,11 +443,26 @@ def test_a_bad_workers_flag_is_refused(value: str) -> None:
 
 def test_workers_exit_when_the_supervisor_is_killed(tmp_path: Path) -> None:
     """PR_SET_PDEATHSIG: SIGKILL of the supervisor (nothing can forward a signal) still
-    ends its workers: the kernel sends them SIGTERM, they drain and exit, and the port
-    is free again."""
-    with otlp_sink(tmp_path) as (exporters, _):
-        proc, gport, hport, _, states = start_service(tmp_path, exporters)
-    worker = psutil.Process(states[1]["pid"])
+    ends its workers: the kernel sends them SIGHUP, they drain and exit, the port is
+    free again, and the orphans remove the link directory (nobody else will)."""
+    tmp = Path(tempfile.mkdtemp(prefix="wk-"))  # short: the sockets' paths must fit
+    try:
+        with otlp_sink(tmp_path) as (exporters, _):
+            proc, gport, hport, _, states = start_service(tmp_path, exporters,
+                                                          env={"TMPDIR": str(tmp)})
+        worker = psutil.Process(states[1]["pid"])
+        link_dirs = list(tmp.iterdir())
+        assert [p.name[:9] for p in link_dirs] == ["otelpipe-"], link_dirs
+        assert (link_dirs[0] / "worker-1.sock").exists()
+        check_supervisor_kill(proc, worker, gport, hport)
+        eventually(lambda: not link_dirs[0].exists(), timeout=30, interval=0.1,
+                   what="the link directory removed by the orphaned worker")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def check_supervisor_kill(proc: Supervised, worker: psutil.Process, gport: int,
+                          hport: int) -> None:
     try:
         proc.kill()
         eventually(lambda: not worker.is_running() or

@@ -103,7 +103,7 @@ class WorkerHooks:
     def __init__(self, control: str, supervisor_pid: int):
         self.control_path = control
         self.supervisor_pid = supervisor_pid
-        self._orphan = False
+        self.orphaned = False  # the supervisor died
         self.service: Service | None = None
         self._control: ControlServer | None = None
 
@@ -132,9 +132,9 @@ class WorkerHooks:
         anything else (a terminal's hangup, a `kill -HUP`) is not that: ignored."""
         if os.getppid() == self.supervisor_pid:
             return
-        if self._orphan:
+        if self.orphaned:
             return
-        self._orphan = True
+        self.orphaned = True
         log.warning("supervisor gone: draining and exiting",
                     extra={"supervisor_pid": self.supervisor_pid})
         os.kill(os.getpid(), DRAIN_SIGNAL)

@@ -410,3 +410,14 @@ service:
     assert "which the worker processes cannot share" in err, err
     cfg.write_text(cfg.read_text().replace(f"workers: {workers}", "workers: 1"))
     assert main(["validate", "-c", str(cfg)]) == 0
+
+
+def test_a_second_signal_removes_the_link_dir(tmp_path: Path) -> None:
+    """The process then exits at once (os._exit: no `finally` runs)."""
+    link_dir = tmp_path / "otelpipe-x"
+    link_dir.mkdir()
+    (link_dir / "link-0.sock").touch()
+    s = Supervisor({}, 2, str(link_dir), Telemetry(), shutdown_timeout=1.0,
+                   command=[sys.executable, "-c", "pass"])
+    assert s.second_signal(signal.SIGTERM) is True
+    assert not link_dir.exists()
