@@ -283,10 +283,12 @@ class Supervisor:
     # RunHooks -------------------------------------------------------------------
     async def started(self, service: Service) -> None:
         service.supervisor = self
-        for w in self.workers:
-            await self._spawn(w)  # the first start's errors stop the whole service
-        self._tasks = [asyncio.create_task(self._watch(w), name=f"worker-{w.index}")
-                       for w in self.workers]
+        try:
+            for w in self.workers:
+                await self._spawn(w)  # the first start's errors stop the whole service
+        finally:  # watched even then: `stopping` drains the ones already started
+            self._tasks = [asyncio.create_task(self._watch(w), name=f"worker-{w.index}")
+                           for w in self.workers if w.process is not None]
         log.info("workers started", extra={"workers": len(self.workers) + 1,
                                            "pids": [w.pid for w in self.workers]})
 
@@ -303,7 +305,7 @@ class Supervisor:
             return
         _, late = await asyncio.wait(self._tasks, timeout=self.shutdown_timeout * WORKER_KILL)
         for w in self.workers:
-            if w.state == "stopping":
+            if w.process is not None and w.process.returncode is None:
                 log.error("worker did not drain in time: killed",
                           extra={"worker": w.index, "pid": w.pid})
                 self._signal(w, signal.SIGKILL)
@@ -378,7 +380,9 @@ class Supervisor:
             proc.stdin.close()
         except (BrokenPipeError, ConnectionResetError):
             pass  # it died at once: _watch sees the exit
-        w.process, w.pid, w.state = proc, proc.pid, "starting"
+        # Started while the stop began (a restart): it is stopping, not starting.
+        w.process, w.pid = proc, proc.pid
+        w.state = "stopping" if self._stopping.is_set() else "starting"
 
     async def _watch(self, w: Worker) -> None:
         delay = BACKOFF_FIRST

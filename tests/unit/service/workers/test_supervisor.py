@@ -421,3 +421,81 @@ def test_a_second_signal_removes_the_link_dir(tmp_path: Path) -> None:
                    command=[sys.executable, "-c", "pass"])
     assert s.second_signal(signal.SIGTERM) is True
     assert not link_dir.exists()
+
+
+# Exits at once the first time (no marker yet), then runs (and, started with the drain
+# signals ignored, never drains).
+FIRST_EXITS_THEN_STUCK = """
+import os, sys, time, orjson
+orders = orjson.loads(sys.stdin.buffer.read())
+if not os.path.exists(sys.argv[1]):
+    open(sys.argv[1], "w").close()
+    sys.exit(1)
+time.sleep(600)
+"""
+
+
+def deaf() -> None:
+    """In the child before exec: ignored from its first instruction (no startup race)."""
+    for sig in (signal.SIGTERM, signal.SIGUSR2):
+        signal.signal(sig, signal.SIG_IGN)
+
+
+async def test_a_worker_restarted_while_the_stop_begins_is_stopped_too(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The restart's spawn is under way when the stop begins: the new process is
+    `stopping` (not `starting`), asked to drain, and killed when late."""
+    monkeypatch.setattr(sup, "BACKOFF_FIRST", 0.05)
+    spawning, release = asyncio.Event(), asyncio.Event()
+    real = asyncio.create_subprocess_exec
+    calls = 0
+
+    async def slow_second_spawn(*args: Any, **kwargs: Any) -> asyncio.subprocess.Process:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            spawning.set()
+            await release.wait()
+            kwargs["preexec_fn"] = deaf
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(asyncio, "create_subprocess_exec", slow_second_spawn)
+    s = supervisor(tmp_path, FIRST_EXITS_THEN_STUCK, str(tmp_path / "marker"),
+                   shutdown_timeout=1.0)
+    await s.started(FakeService())  # type: ignore[arg-type]
+    await asyncio.wait_for(spawning.wait(), 60)
+    stopping = asyncio.create_task(s.stopping())
+    await asyncio.sleep(0.1)  # the stop has begun: the old process is gone already
+    release.set()
+    await asyncio.wait_for(stopping, 60)
+    w = s.workers[0]
+    assert w.process is not None
+    assert w.process.returncode is not None, "escaped"
+    assert w.last_exit == "killed by SIGKILL"
+    assert w.state == "stopped"
+
+
+async def test_workers_started_before_a_failed_start_are_drained(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = asyncio.create_subprocess_exec
+    calls = 0
+
+    async def second_fails(*args: Any, **kwargs: Any) -> asyncio.subprocess.Process:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise OSError("no more processes")
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(asyncio, "create_subprocess_exec", second_fails)
+    s = supervisor(tmp_path, RUNS, "drain", count=3)
+    with pytest.raises(OSError, match="no more processes"):
+        await s.started(FakeService())  # type: ignore[arg-type]
+    first = s.workers[0].process
+    assert first is not None
+    await aeventually(lambda: s.workers[0].state == "running", timeout=60, interval=0.05,
+                      what="worker 1 running")
+    await s.stopping()  # what run() does when a start hook fails
+    assert first.returncode == 0  # drained, not left running
+    assert s.workers[0].state == "stopped"
+    assert s.workers[1].process is None
