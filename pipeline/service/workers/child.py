@@ -149,9 +149,10 @@ class WorkerHooks:
         failing = []
         for e in service.component_entries():
             try:
-                healthy = e.component.health().healthy
-            except Exception:
-                healthy = False
+                h = e.component.health()
+                healthy, error = h.healthy, h.last_error
+            except Exception as exc:
+                healthy, error = False, f"health check failed: {type(exc).__name__}"
             if not healthy:
-                failing.append(e.name)
+                failing.append({"component": e.name, "error": error or "unhealthy"})
         return orjson.dumps({"running": service.started(), "failing": failing})

@@ -8,7 +8,8 @@ never taken for a complete one.
 
 - `metrics`: the worker's own registry in the Prometheus text format; the primary
   merges them into its `/metrics`.
-- `health`: `{"running": bool, "failing": [component names]}` as JSON.
+- `health`: `{"running": bool, "failing": [{"component": name, "error": text}]}` as
+  JSON.
 
 The socket appears once the worker's service has started, so its existence is
 also the worker's readiness.

@@ -37,9 +37,10 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from pydantic import BaseModel
 
 from pipeline.component import Kind
@@ -64,6 +65,7 @@ BACKOFF_FIRST = 1.0
 BACKOFF_MAX = 30.0
 BACKOFF_RESET_AFTER = 60.0  # up this long: the next restart waits BACKOFF_FIRST again
 READY_POLL = 0.05
+HEALTH_POLL = 1.0  # a running worker's health (its failing components) is this fresh
 METRICS_TIMEOUT = 2.0
 # One deadline, service.shutdown_timeout (T), for the whole drain: each worker drains
 # within WORKER_DRAIN × T by itself (its config's shutdown_timeout), one still running
@@ -180,8 +182,8 @@ def shared_endpoints(config: Config) -> list[tuple[str, str]]:
         if getattr(node, "so_reuseport", False) is True and isinstance(endpoint, str) \
                 and not endpoint.startswith("unix:"):
             out.append((name, endpoint))
-        for field in type(node).model_fields:
-            visit(name, getattr(node, field, None), depth + 1)
+        for key in type(node).model_fields:
+            visit(name, getattr(node, key, None), depth + 1)
 
     for rid, rcfg in config.components.get(Kind.RECEIVER, {}).items():
         visit(f"receivers.{rid}", rcfg, 0)
@@ -230,6 +232,22 @@ async def run_supervised(prepared: Prepared, *, command: Sequence[str] | None = 
         shutil.rmtree(prepared.link_dir, ignore_errors=True)
 
 
+def parse_failing(answer: bytes) -> list[dict[str, str]]:
+    """The failing components of a worker's `health` answer."""
+    try:
+        failing = orjson.loads(answer).get("failing")
+    except (orjson.JSONDecodeError, AttributeError):
+        return []
+    out = []
+    for item in failing if isinstance(failing, list) else ():
+        if isinstance(item, dict):
+            out.append({"component": str(item.get("component", "?")),
+                        "error": str(item.get("error") or "unhealthy")})
+        else:
+            out.append({"component": str(item), "error": "unhealthy"})
+    return out
+
+
 def describe_exit(code: int) -> str:
     if code < 0:
         try:
@@ -251,11 +269,13 @@ class Worker:
     last_exit: str | None = None
     last_exit_time: float | None = None
     process: asyncio.subprocess.Process | None = None
+    # Its unhealthy components as it last answered: [{"component", "error"}].
+    failing: list[dict[str, str]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {"index": self.index, "pid": self.pid, "state": self.state,
                 "restarts": self.restarts, "last_exit": self.last_exit,
-                "last_exit_time": self.last_exit_time}
+                "last_exit_time": self.last_exit_time, "failing": list(self.failing)}
 
 
 class Supervisor:
@@ -325,7 +345,8 @@ class Supervisor:
     # Health and metrics -----------------------------------------------------------
     def states(self) -> list[dict[str, Any]]:
         primary = {"index": 0, "pid": os.getpid(), "state": "running", "restarts": 0,
-                   "last_exit": None, "last_exit_time": None, "primary": True}
+                   "last_exit": None, "last_exit_time": None, "failing": [],
+                   "primary": True}  # its own components are health's `components`
         return [primary, *(w.as_dict() for w in self.workers)]
 
     async def merged_metrics(self, own: bytes) -> bytes:
@@ -417,13 +438,19 @@ class Supervisor:
             self.restarts.labels(worker=str(w.index)).inc()
 
     async def _until_exit(self, w: Worker, proc: asyncio.subprocess.Process) -> int:
-        """Wait for `proc` to exit, marking it running once its control socket answers."""
+        """Wait for `proc` to exit, marking it running once its control socket answers,
+        and keeping its failing components as it reports them."""
         exited = asyncio.ensure_future(proc.wait())
-        while not exited.done() and w.state == "starting":
-            await asyncio.wait({exited}, timeout=READY_POLL)
-            if await ask(w.control, "health", READY_POLL * 20) is not None \
-                    and not exited.done():
+        while not exited.done():
+            await asyncio.wait({exited}, timeout=READY_POLL if w.state == "starting"
+                               else HEALTH_POLL)
+            answer = await ask(w.control, "health", READY_POLL * 20)
+            if answer is None or exited.done():
+                continue
+            if w.state == "starting":
                 w.state = "running"
+            w.failing = parse_failing(answer)
+        w.failing = []
         return await exited
 
     async def _wait_or_stop(self, delay: float) -> bool:

@@ -39,7 +39,8 @@ async def main():
             signal.signal(sig, signal.SIG_IGN)
     async def serve(r, w):
         cmd = (await r.readline()).strip()
-        answer = b"# TYPE x counter\\nx_total 1.0\\n" if cmd == b"metrics" else b"{}"
+        answer = b"# TYPE x counter\\nx_total 1.0\\n" if cmd == b"metrics" else \\
+            open(sys.argv[2], "rb").read() if len(sys.argv) > 2 else b"{}"
         w.write(b"%d\\n" % len(answer) + answer)  # framed as control.py does
         await w.drain()
         w.close()
@@ -499,3 +500,31 @@ async def test_workers_started_before_a_failed_start_are_drained(
     assert first.returncode == 0  # drained, not left running
     assert s.workers[0].state == "stopped"
     assert s.workers[1].process is None
+
+
+async def test_a_workers_failing_components_are_in_its_state(tmp_path: Path) -> None:
+    answer = tmp_path / "health.json"
+    answer.write_bytes(orjson.dumps({"running": True, "failing": [
+        {"component": "exporter otlp", "error": "refused"}]}))
+    s = supervisor(tmp_path, RUNS, "drain", str(answer))
+    await s.started(FakeService())  # type: ignore[arg-type]
+    try:
+        await aeventually(lambda: s.workers[0].failing != [], timeout=60, interval=0.05,
+                          what="the worker's failing components")
+        assert s.states()[1]["failing"] == [{"component": "exporter otlp",
+                                             "error": "refused"}]
+        assert s.states()[0]["failing"] == []
+        answer.write_bytes(b'{"running": true, "failing": []}')
+        await aeventually(lambda: s.workers[0].failing == [], timeout=60, interval=0.05,
+                          what="healthy again")
+    finally:
+        await s.stopping()
+    assert s.workers[0].failing == []
+
+
+def test_parse_failing() -> None:
+    assert sup.parse_failing(b'{"failing": ["exporter a"]}') == [
+        {"component": "exporter a", "error": "unhealthy"}]
+    assert sup.parse_failing(b"nonsense") == []
+    assert sup.parse_failing(b"[]") == []
+    assert sup.parse_failing(b'{"failing": 3}') == []
