@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import gc
 import os
 import shutil
@@ -33,10 +34,12 @@ def cmd_validate(args: argparse.Namespace) -> int:
     try:
         raw = load_config(args.config)
         config = validate_config(raw, default_registry())
-        workers = config.service.worker_count()
-        if workers > 1:  # the configs of the processes must be valid too
+        if config.service.workers != 1:
+            # The configs of the processes must be valid too, whatever this machine's
+            # CPUs (`auto` may be 1 here and 8 where it runs): plan at least 2.
             from pipeline.service.workers.supervisor import prepare
 
+            workers = max(2, config.service.worker_count())
             shutil.rmtree(prepare(raw, config, workers).link_dir, ignore_errors=True)
     except ConfigError as exc:
         print(f"invalid configuration ({len(exc.problems)} problem"
@@ -66,9 +69,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         workers = args.workers if args.workers is not None else config.service.worker_count()
         prepared = None
         if workers > 1:
-            from pipeline.service.workers.supervisor import prepare
+            from pipeline.service.workers.supervisor import prepare, probe_endpoints
 
             prepared = prepare(raw, config, workers)
+            try:
+                probe_endpoints(prepared.primary)
+            except ConfigError:
+                shutil.rmtree(prepared.link_dir, ignore_errors=True)
+                raise
     except ConfigError as exc:
         for p in exc.problems:
             print(f"error: {p}", file=sys.stderr)
@@ -109,12 +117,20 @@ def cmd_worker() -> int:
         handler.addFilter(WorkerLogFilter(orders.index))
     tune_gc()
     # A terminal's Ctrl-C reaches the whole process group: the supervisor passes it on
-    # as SIGTERM (once per signal it gets), so the worker drains once, not twice.
+    # (a drain request, then an exit request for a second one), so the worker drains
+    # once, not twice.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     from pipeline.service import run
+    from pipeline.service.workers.child import STOP_SIGNALS
 
-    return _run_loop(run(config, hooks=WorkerHooks(orders.control, orders.supervisor_pid),
-                         stop_signals=(signal.SIGTERM,)))
+    hooks = WorkerHooks(orders.control, orders.supervisor_pid)
+    try:
+        return _run_loop(run(config, hooks=hooks, stop_signals=STOP_SIGNALS))
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(orders.control)
+        if hooks.orphaned:  # the supervisor was killed: nobody else removes its link dir
+            shutil.rmtree(os.path.dirname(orders.control), ignore_errors=True)
 
 
 def _run_loop(main: Coroutine[Any, Any, int]) -> int:

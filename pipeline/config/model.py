@@ -63,7 +63,8 @@ class ServiceModel(BaseModel):
     workers: Annotated[int | Literal["auto"], BeforeValidator(check_workers)] = Field(
         1,
         description="Processes that run the pipelines: 1 (one process), a number, or "
-                    "`auto` (one per CPU this process may run on). With more than one, "
+                    "`auto` (one per CPU this process may run on, at most its cgroup's CPU "
+                    "quota rounded up). With more than one, "
                     "`otelpipe run` supervises the others and shares the OTLP and "
                     "jsonlogs ports with them (SO_REUSEPORT); `--workers` overrides it.")
 
@@ -72,10 +73,76 @@ class ServiceModel(BaseModel):
         return resolve_workers(self.workers)
 
 
-def resolve_workers(value: int | str) -> int:
+def resolve_workers(value: int | str, *, cgroup_root: str = "/sys/fs/cgroup",
+                    proc_cgroup: str = "/proc/self/cgroup") -> int:
+    """`auto`: the CPUs this process may run on (affinity), at most its cgroup's CPU
+    quota rounded up (a container limited to 1.5 CPUs on a 16-core host gets 2)."""
     if value == "auto":
-        return max(1, min(MAX_WORKERS, len(os.sched_getaffinity(0))))
+        cpus = len(os.sched_getaffinity(0))
+        quota = cgroup_cpu_limit(cgroup_root, proc_cgroup)
+        if quota is not None:
+            cpus = min(cpus, quota)
+        return max(1, min(MAX_WORKERS, cpus))
     return int(value)
+
+
+def cgroup_cpu_limit(root: str = "/sys/fs/cgroup",
+                     proc_cgroup: str = "/proc/self/cgroup") -> int | None:
+    """ceil(quota / period) of the strictest CPU quota over this process's cgroup and
+    its ancestors: cgroup v2 `cpu.max`, or v1 `cpu.cfs_quota_us` / `cpu.cfs_period_us`;
+    None when there is none (or it cannot be read)."""
+    try:
+        with open(proc_cgroup) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        lines = []
+    limits: list[int] = []
+    for line in lines:
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        _, controllers, path = parts
+        if controllers == "":  # v2: 0::/path
+            for d in _ancestors(root, path):
+                limits += _quota(_read(os.path.join(d, "cpu.max")).split()[:2])
+        elif "cpu" in controllers.split(","):  # v1: N:cpu,cpuacct:/path
+            base = os.path.join(root, controllers)
+            if not os.path.isdir(base):
+                base = os.path.join(root, "cpu")
+            for d in _ancestors(base, path):
+                limits += _quota([_read(os.path.join(d, "cpu.cfs_quota_us")),
+                                  _read(os.path.join(d, "cpu.cfs_period_us"))])
+    if not lines:  # no /proc/self/cgroup: the root's own files
+        limits += _quota(_read(os.path.join(root, "cpu.max")).split()[:2])
+    return min(limits) if limits else None
+
+
+def _ancestors(base: str, path: str) -> list[str]:
+    """`base`/`path` and each of its parents up to `base` (a container often sees its
+    own cgroup at the root of the mount, its path naming the host's hierarchy)."""
+    parts = [p for p in path.split("/") if p and p != ".."]
+    return [os.path.join(base, *parts[:i]) for i in range(len(parts), -1, -1)]
+
+
+def _read(path: str) -> str:
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def _quota(fields: list[str]) -> list[int]:
+    """[ceil(quota / period)] of a quota and its period, or [] if unlimited or unreadable."""
+    if len(fields) != 2 or fields[0] in ("max", "-1", ""):
+        return []
+    try:
+        quota, period = int(fields[0]), int(fields[1])
+    except ValueError:
+        return []
+    if quota <= 0 or period <= 0:
+        return []
+    return [max(1, -(-quota // period))]
 
 
 @dataclass(frozen=True)

@@ -29,9 +29,11 @@ Endpoints (all JSON via orjson, `Cache-Control: no-store`):
   (the reason, or null), `event_loop_lag_seconds` (how late the service's
   100 ms timer fired last) and `event_loop_lag_max_seconds` (the most over the
   last 10 s); with `service.workers` > 1, `workers`: each process (index, pid,
-  state, restarts, last exit; index 0 is this one, the primary), and the status
+  state, restarts, last exit, `failing`: its unhealthy components as it last
+  reported, within a second; index 0 is this one, the primary), and the status
   is `degraded` while one is not running (readiness is not affected: the other
-  processes serve).
+  processes serve) or while a worker's component is unhealthy (then readiness
+  is not_ready too, the worker's components listed as `worker N: …`).
 - `GET /metrics`, `GET /health/metrics`: the pipeline's own metrics in the
   Prometheus text format (process RSS/CPU as `otelpipe_process_*`); with
   workers, summed over every process (per-process gauges keep a `worker` label).
@@ -232,9 +234,19 @@ class HealthExtension(Component):
     async def _liveness(self, request: web.Request) -> web.Response:
         return _json({"status": "alive", "timestamp": rfc3339(self.clock())})
 
+    def _workers(self) -> list[dict[str, Any]] | None:
+        return self.host.workers() if isinstance(self.host, Supervised) else None
+
+    @staticmethod
+    def _workers_failing(workers: list[dict[str, Any]] | None) -> list[dict[str, Any]]:
+        """The unhealthy components of the other processes, as each last reported."""
+        return [{"component": f"worker {w['index']}: {f['component']}",
+                 "error": scrub(f["error"])}
+                for w in workers or () for f in w.get("failing") or ()]
+
     async def _readiness(self, request: web.Request) -> web.Response:
         running = self._running()
-        failing = self._failing(self._rows())
+        failing = self._failing(self._rows()) + self._workers_failing(self._workers())
         refusal = pressure.MEMORY.refusal()
         now = rfc3339(self.clock())
         if running and not failing and refusal is None:
@@ -276,12 +288,15 @@ class HealthExtension(Component):
         body["event_loop_lag_max_seconds"] = pressure.LOOP_LAG.recent_max
         if self.config.status_page.enabled:
             body["status_page"] = self.status_page.sampler_state()
-        if isinstance(self.host, Supervised):
-            workers = self.host.workers()
-            if workers is not None:
-                body["workers"] = workers
-                if status == "healthy" and any(w["state"] != "running" for w in workers):
-                    body["status"] = "degraded"  # one starting or being restarted
+        workers = self._workers()
+        if workers is not None:
+            body["workers"] = workers
+            if self._workers_failing(workers):  # a worker's component is unhealthy
+                body["ready"] = False
+                if status == "healthy":
+                    body["status"] = "degraded"
+            if status == "healthy" and any(w["state"] != "running" for w in workers):
+                body["status"] = "degraded"  # one starting or being restarted
         if not running:
             body["reason"] = _NOT_RUNNING
         return _json(body)

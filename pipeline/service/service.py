@@ -303,11 +303,12 @@ async def run(config: Config, *, telemetry: Telemetry | None = None,
             await service.shutdown()
         return 1
     await stop.wait()
+    deadline = time.monotonic() + config.service.shutdown_timeout
     log.info("shutting down", extra={"timeout_s": config.service.shutdown_timeout,
                                      "hint": "a second SIGINT/SIGTERM exits at once, "
                                              "without draining"})
     if hooks is not None:
-        await hooks.stopping()
-    clean = await service.shutdown()
+        await hooks.stopping()  # the workers' drain: part of the same deadline
+    clean = await service.shutdown(drain_seconds=max(0.1, deadline - time.monotonic()))
     log.info("stopped", extra={"drained": clean})
     return 0

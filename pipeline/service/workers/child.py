@@ -20,12 +20,20 @@ from typing import IO, Any
 import orjson
 
 from pipeline.errors import ConfigError
-from pipeline.service.service import Service
+from pipeline.service.service import Service, exit_undrained
 from pipeline.service.workers.control import ControlServer
 
 PR_SET_PDEATHSIG = 1
 # Not SIGTERM: the kernel may send it several times (see WorkerHooks._orphaned).
 PARENT_DEATH_SIGNAL = signal.SIGHUP
+# The supervisor's requests: drain (idempotent: the same as a first SIGTERM, and a
+# SIGTERM after it is not a second signal) and exit at once (the supervisor got a
+# second signal).
+DRAIN_SIGNAL = signal.SIGUSR2
+EXIT_NOW_SIGNAL = signal.SIGUSR1
+# What starts a worker's drain: its environment's SIGTERM (systemd KillMode=control-group,
+# pkill, a cgroup kill) or the supervisor's request.
+STOP_SIGNALS = (signal.SIGTERM, DRAIN_SIGNAL)
 
 log = logging.getLogger("otelpipe.service.workers")
 MAX_ORDERS = 64 * 1024 * 1024
@@ -84,19 +92,26 @@ class WorkerLogFilter(logging.Filter):
 
 
 class WorkerHooks:
-    """A worker's additions to `run`: its control socket, open from the end of the
-    service's start until the process exits."""
+    """A worker's additions to `run` (with `stop_signals=STOP_SIGNALS`): its control
+    socket, open from the end of the service's start until the process exits, and its
+    signals. SIGTERM and the supervisor's DRAIN_SIGNAL each start the drain, and neither
+    cuts it short once it runs: the environment often signals every process of the
+    group (systemd, pkill, a cgroup kill) while the supervisor asks each worker to drain
+    too, and neither is the user's second signal. That one reaches the supervisor, which
+    passes it on as EXIT_NOW_SIGNAL: exit at once, without draining."""
 
     def __init__(self, control: str, supervisor_pid: int):
         self.control_path = control
         self.supervisor_pid = supervisor_pid
-        self._orphan = False
+        self.orphaned = False  # the supervisor died
         self.service: Service | None = None
         self._control: ControlServer | None = None
 
     async def started(self, service: Service) -> None:
         self.service = service
-        asyncio.get_running_loop().add_signal_handler(PARENT_DEATH_SIGNAL, self._orphaned)
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(PARENT_DEATH_SIGNAL, self._orphaned)
+        loop.add_signal_handler(EXIT_NOW_SIGNAL, exit_undrained, service, EXIT_NOW_SIGNAL)
         if os.getppid() != self.supervisor_pid:  # died while this one started
             self._orphaned()
         self._control = ControlServer(self.control_path, {
@@ -107,18 +122,22 @@ class WorkerHooks:
         pass  # the socket answers during the drain too; it goes with the process
 
     def second_signal(self, sig: signal.Signals) -> bool:
-        return True  # the supervisor got a second one too: exit now
+        """SIGTERM or DRAIN_SIGNAL during the drain: already draining (only the
+        supervisor's EXIT_NOW_SIGNAL cuts it short)."""
+        log.info("already draining", extra={"signal": sig.name})
+        return False
 
     def _orphaned(self) -> None:
-        """The supervisor died: drain and exit, as on SIGTERM. Once: the kernel repeats
-        the parent-death signal each time the dead supervisor's children pass from one
-        of its exiting threads to the next, and a second SIGTERM would cut the drain."""
-        if self._orphan:
+        """The supervisor died: drain and exit, as on its drain request. A SIGHUP from
+        anything else (a terminal's hangup, a `kill -HUP`) is not that: ignored."""
+        if os.getppid() == self.supervisor_pid:
             return
-        self._orphan = True
+        if self.orphaned:
+            return
+        self.orphaned = True
         log.warning("supervisor gone: draining and exiting",
                     extra={"supervisor_pid": self.supervisor_pid})
-        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), DRAIN_SIGNAL)
 
     async def _metrics(self) -> bytes:
         assert self.service is not None
@@ -130,9 +149,10 @@ class WorkerHooks:
         failing = []
         for e in service.component_entries():
             try:
-                healthy = e.component.health().healthy
-            except Exception:
-                healthy = False
+                h = e.component.health()
+                healthy, error = h.healthy, h.last_error
+            except Exception as exc:
+                healthy, error = False, f"health check failed: {type(exc).__name__}"
             if not healthy:
-                failing.append(e.name)
+                failing.append({"component": e.name, "error": error or "unhealthy"})
         return orjson.dumps({"running": service.started(), "failing": failing})

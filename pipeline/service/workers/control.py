@@ -2,11 +2,14 @@
 
 Each worker listens on a unix socket in the private link directory (0700, so only
 this user reaches it) and answers one request per connection: a command line
-(`metrics` or `health`), then the answer until the worker closes the connection.
+(`metrics` or `health`), then the answer framed as its length in decimal, a newline
+and that many bytes. An answer cut short (the worker killed mid-write) is no answer:
+never taken for a complete one.
 
 - `metrics`: the worker's own registry in the Prometheus text format; the primary
   merges them into its `/metrics`.
-- `health`: `{"running": bool, "failing": [component names]}` as JSON.
+- `health`: `{"running": bool, "failing": [{"component": name, "error": text}]}` as
+  JSON.
 
 The socket appears once the worker's service has started, so its existence is
 also the worker's readiness.
@@ -59,7 +62,9 @@ class ControlServer:
             line = await asyncio.wait_for(reader.readline(), COMMAND_TIMEOUT)
             handler = self.commands.get(line[:MAX_COMMAND].strip().decode(errors="replace"))
             if handler is not None:
-                writer.write(await handler())
+                answer = await handler()
+                writer.write(b"%d\n" % len(answer))
+                writer.write(answer)
                 await asyncio.wait_for(writer.drain(), COMMAND_TIMEOUT)
         except (TimeoutError, ConnectionError):
             pass
@@ -71,20 +76,21 @@ class ControlServer:
 
 async def ask(path: str, command: str, within: float = COMMAND_TIMEOUT) -> bytes | None:
     """The answer of the worker listening at `path`, or None if it does not answer
-    `within` seconds."""
+    whole (its length as announced, at most MAX_ANSWER) `within` seconds."""
     try:
         async with asyncio.timeout(within):
-            reader, writer = await asyncio.open_unix_connection(path, limit=MAX_ANSWER)
+            reader, writer = await asyncio.open_unix_connection(path)
             try:
                 writer.write(command.encode() + b"\n")
                 await writer.drain()
-                answer = b""
-                while more := await reader.read(MAX_ANSWER):
-                    answer += more
-                    if len(answer) > MAX_ANSWER:
-                        return None
-                return answer
+                header = await reader.readline()
+                if not header.endswith(b"\n") or not header[:-1].isdigit():
+                    return None
+                size = int(header)
+                if size > MAX_ANSWER:
+                    return None
+                return await reader.readexactly(size)
             finally:
                 writer.close()
-    except (TimeoutError, OSError):
+    except (TimeoutError, OSError, ValueError, asyncio.IncompleteReadError):
         return None

@@ -553,3 +553,25 @@ async def test_detailed_lists_the_workers_and_metrics_sum_them() -> None:
         assert await r.raw("/metrics") == b"# TYPE merged counter\nmerged_total 3.0\n"
         assert sup.own is not None
         assert b"otelpipe_process_resident_memory_bytes" in sup.own  # its own registry
+
+
+
+async def test_a_workers_unhealthy_component_makes_the_service_not_ready() -> None:
+    async with running() as r:
+        sup = FakeSupervision()
+        r.service.supervisor = sup
+        assert (await r.get("/health/readiness"))[0] == 200
+        sup.workers[1]["failing"] = [{"component": "exporter otlp",
+                                      "error": "connect to http://u:secret@h:1 refused"}]
+        status, body, _ = await r.get("/health/readiness")
+        assert status == 503
+        assert body["status"] == "not_ready"
+        assert body["failing"] == [{"component": "worker 1: exporter otlp",
+                                    "error": scrub("connect to http://u:secret@h:1 refused")}]
+        assert "secret" not in str(body)
+        _, body, _ = await r.get("/health/detailed")
+        assert body["status"] == "degraded"
+        assert body["ready"] is False
+        assert body["workers"][1]["failing"][0]["component"] == "exporter otlp"
+        sup.workers[1]["failing"] = []
+        assert (await r.get("/health/readiness"))[0] == 200
