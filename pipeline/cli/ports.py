@@ -78,7 +78,7 @@ OVERRIDES = (
              ("tail-sampling-slo.yaml", "workers.yaml")),
     Override("OTELPIPE_WORKERS", "auto",
              "processes sharing the ports (`service.workers`: a number, or `auto`: one per "
-             "CPU)", ("workers.yaml",)),
+             "CPU it may use, capped by its cgroup CPU quota)", ("workers.yaml",)),
 )
 """The other variables the shipped configs read (`${env:VAR:-default}`)."""
 
