@@ -154,10 +154,13 @@ def check_socket_paths(link_dir: str, links: Sequence[str], workers: int) -> Non
 
 def prepare(raw: Mapping[str, Any], config: Config, workers: int) -> Prepared:
     """Plan the processes' configs in a private link directory (0700) and validate both;
-    raises ConfigError (the directory removed) if either is invalid."""
+    raises ConfigError (the directory removed) if either is invalid. The plan's notes
+    (idle workers, a small memory share) join `config.warnings`, which `run` logs and
+    `validate` prints."""
     link_dir = make_link_dir()
     try:
         planned = plan(raw, config, workers=workers, link_dir=link_dir)
+        config.warnings.extend(f"service.workers: {note}" for note in planned.notes)
         check_socket_paths(link_dir, planned.links, workers)
         primary = validate_config(share_listeners(planned.primary), default_registry())
         worker = share_listeners(planned.worker)

@@ -528,3 +528,19 @@ def test_parse_failing() -> None:
     assert sup.parse_failing(b"nonsense") == []
     assert sup.parse_failing(b"[]") == []
     assert sup.parse_failing(b'{"failing": 3}') == []
+
+
+def test_validate_prints_the_plans_notes(tmp_path: Path,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    """A config with nothing a worker can run (file tailing only) leaves the workers
+    idle: `validate` says so, as `run` logs it."""
+    from pipeline.cli import main
+    from tests.support import REPO
+
+    override = tmp_path / "workers.yaml"
+    override.write_text("service:\n  workers: 2\n")
+    assert main(["validate", "-c", str(REPO / "configs/filelog.yaml"),
+                 "-c", str(override)]) == 0
+    err = capsys.readouterr().err
+    assert "warning: service.workers: " in err
+    assert "service.workers: 1" in err
