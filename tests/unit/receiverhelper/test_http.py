@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import gzip
 import logging
 import time
@@ -65,11 +66,11 @@ async def closed_after(reader: asyncio.StreamReader, wait: float = 3.0) -> tuple
     return data, time.monotonic() - started
 
 
-async def request(port: int, raw: bytes) -> bytes:
+async def request(port: int, raw: bytes, wait: float = 3.0) -> bytes:
     reader, writer = await connect(port)
     writer.write(raw)
     try:
-        return await asyncio.wait_for(reader.read(), 3.0)
+        return await asyncio.wait_for(reader.read(), wait)
     finally:
         writer.close()
 
@@ -156,16 +157,31 @@ async def test_memory_limiter_refusing_answers_503_before_reading() -> None:
 
 
 async def test_announced_bytes_beyond_the_budget_are_refused_before_reading() -> None:
-    async with serving() as (port, _):
+    # Not a test of the timeouts. On a loaded machine it got a 408: a fixed 50 ms pause
+    # did not always let the server take the trickler's 800 bytes before the next request
+    # came (which was then admitted, and waited for a body never sent), and FAST's 0.5 s
+    # read_timeout could pass between the trickler's two writes. So: wait for the
+    # reservation itself, and timeouts far longer than any scheduling delay. The refused
+    # request sends its headers only: an answer to it shows the refusal came before
+    # reading (a server reading the body would answer 408 only at read_timeout, 60 s,
+    # long after `request` gave up).
+    roomy = dataclasses.replace(FAST, read_header_timeout=60.0, read_timeout=60.0,
+                                idle_timeout=60.0)
+    async with serving(roomy) as (port, _):
         reader, writer = await connect(port)
         writer.write(post(800, b"x" * 100))  # holds 800 of 1000 bytes while it trickles
-        await asyncio.sleep(0.05)
-        refused = await request(port, post(300))
-        fits = await request(port, post(200, b"y" * 200))
+        for _ in range(3000):  # up to 30 s
+            if budget.POOL.used >= 800:
+                break
+            await asyncio.sleep(0.01)
+        assert budget.POOL.used == 800, budget.POOL.used
+        refused = await request(port, post(300), wait=30.0)
+        assert budget.POOL.used == 800  # refused without taking (or reading) any byte
+        fits = await request(port, post(200, b"y" * 200), wait=30.0)
         writer.write(b"x" * 700)
-        first = await asyncio.wait_for(reader.read(), 3.0)
+        first = await asyncio.wait_for(reader.read(), 30.0)
         writer.close()
-        after = await request(port, post(300, b"z" * 300))
+        after = await request(port, post(300, b"z" * 300), wait=30.0)
     assert refused.startswith(b"HTTP/1.1 503")
     assert b"Retry-After: 1\r\n" in refused
     assert b"max_in_flight_bytes" in refused
