@@ -17,7 +17,7 @@ from pipeline.receiverhelper import budget, pressure
 from pipeline.receiverhelper.body import BodyError
 from pipeline.receiverhelper.http import HTTPServer, Refused, ServerLimits, read_body
 from pipeline.telemetry.metrics import Telemetry
-from tests.support import free_port
+from tests.support import aeventually, free_port
 
 LOG = logging.getLogger("test")
 FAST = ServerLimits(read_header_timeout=0.3, read_timeout=0.5, idle_timeout=0.4,
@@ -95,7 +95,7 @@ async def test_headers_not_complete_in_time_close_the_connection() -> None:
         data, took = await closed_after(reader)
         writer.close()
         assert data == b""
-        assert 0.25 < took < 1.0
+        assert took > 0.25  # not before the timeout; closed_after bounds the wait
         assert closed(telemetry, port, "header_timeout") == 1.0
 
 
@@ -103,7 +103,7 @@ async def test_idle_connections_are_closed_also_after_a_request() -> None:
     async with serving() as (port, telemetry):
         reader, writer = await connect(port)  # never sends anything
         data, took = await closed_after(reader)
-        assert (data, 0.3 < took < 1.0) == (b"", True)
+        assert (data, took > 0.3) == (b"", True)
         writer.close()
 
         reader, writer = await connect(port)
@@ -112,7 +112,7 @@ async def test_idle_connections_are_closed_also_after_a_request() -> None:
         writer.close()
         assert data.startswith(b"HTTP/1.1 200")
         assert data.endswith(b"\r\n\r\n2")
-        assert 0.3 < took < 1.0
+        assert took > 0.3
         assert closed(telemetry, port, "idle_timeout") == 2.0
 
 
@@ -126,12 +126,14 @@ async def test_a_handler_at_work_is_not_cut_by_the_timers() -> None:
 async def test_connections_beyond_the_cap_get_503_at_once() -> None:
     async with serving() as (port, telemetry):
         held = [await connect(port) for _ in range(3)]
-        await asyncio.sleep(0.05)
+        await aeventually(lambda: telemetry.registry.get_sample_value(
+            "otelpipe_http_server_connections", {"endpoint": f"127.0.0.1:{port}"}) == 3.0,
+            what="the three connections held")
         reader, writer = await connect(port)
-        data, took = await closed_after(reader, 1.0)
+        # Answered by the cap, not by a timer: the reason counted is max_connections.
+        data, _ = await closed_after(reader)
         writer.close()
         assert data.startswith(b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\n")
-        assert took < 0.2
         assert closed(telemetry, port, "max_connections") == 1.0
         assert telemetry.registry.get_sample_value(
             "otelpipe_http_server_connections", {"endpoint": f"127.0.0.1:{port}"}) == 3.0
@@ -208,11 +210,10 @@ async def test_a_body_slower_than_read_timeout_gets_408() -> None:
     async with serving() as (port, _):
         reader, writer = await connect(port)
         writer.write(post(100, b"x" * 10))
-        data, took = await closed_after(reader)
+        data, _ = await closed_after(reader)
         writer.close()
     assert data.startswith(b"HTTP/1.1 408")
     assert b"read_timeout" in data
-    assert took < 4.0
 
 
 async def test_inflated_bytes_count_too() -> None:
