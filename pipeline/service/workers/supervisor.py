@@ -75,40 +75,6 @@ WORKER_DRAIN = 0.7
 WORKER_KILL = 0.8
 KILL_WAIT = 0.05  # for a killed worker to be reaped
 
-# Receivers whose listeners every process shares (SO_REUSEPORT): key paths to the flag.
-_SHARDABLE: dict[str, tuple[tuple[str, ...], ...]] = {
-    "otlp": (("protocols", "grpc"), ("protocols", "http")),
-    "jsonlogs": ((),),
-}
-
-
-def share_listeners(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """A copy of `raw` in which the shardable listeners (otlp gRPC and HTTP, jsonlogs)
-    set `so_reuseport`, so every process can bind them."""
-    out = copy.deepcopy(dict(raw))
-    receivers = out.get("receivers")
-    if not isinstance(receivers, dict):
-        return out
-    for rid, rcfg in receivers.items():
-        paths = _SHARDABLE.get(str(rid).split("/", 1)[0])
-        if paths is None:
-            continue
-        if rcfg is None:
-            rcfg = receivers[rid] = {}
-        for path in paths:
-            node: Any = rcfg
-            for key in path:
-                if not isinstance(node, dict) or key not in node:
-                    node = None
-                    break
-                if node[key] is None:  # `grpc:` with no value: the defaults
-                    node[key] = {}
-                node = node[key]
-            if isinstance(node, dict):
-                node["so_reuseport"] = True
-    return out
-
-
 @dataclass(frozen=True)
 class Prepared:
     """A validated plan for N processes, ready to run."""
@@ -162,8 +128,9 @@ def prepare(raw: Mapping[str, Any], config: Config, workers: int) -> Prepared:
         planned = plan(raw, config, workers=workers, link_dir=link_dir)
         config.warnings.extend(f"service.workers: {note}" for note in planned.notes)
         check_socket_paths(link_dir, planned.links, workers)
-        primary = validate_config(share_listeners(planned.primary), default_registry())
-        worker = share_listeners(planned.worker)
+        # The plan has set so_reuseport on every shardable listener of both configs.
+        primary = validate_config(planned.primary, default_registry())
+        worker = copy.deepcopy(planned.worker)
         # The workers' share of the one drain deadline (see WORKER_DRAIN).
         worker.setdefault("service", {})["shutdown_timeout"] = \
             primary.service.shutdown_timeout * WORKER_DRAIN

@@ -12,8 +12,9 @@ from typing import Any
 import orjson
 import pytest
 
+from pipeline.component import ComponentID, Kind
 from pipeline.service.workers import supervisor as sup
-from pipeline.service.workers.supervisor import Supervisor, describe_exit, share_listeners
+from pipeline.service.workers.supervisor import Supervisor, describe_exit
 from pipeline.telemetry.metrics import Telemetry
 from tests.support import aeventually
 
@@ -112,20 +113,47 @@ async def test_a_worker_that_does_not_drain_is_killed(tmp_path: Path) -> None:
     assert s.workers[0].state == "stopped"
 
 
-def test_share_listeners_sets_reuseport_on_shardable_receivers_only() -> None:
-    raw: dict[str, Any] = {
-        "receivers": {"otlp": {"protocols": {"grpc": None, "http": {"endpoint": "x:1"}}},
-                      "otlp/b": {"protocols": {"grpc": {}}},
-                      "jsonlogs": None, "filelog": {"include": ["a"]}},
-        "service": {"pipelines": {}}}
-    out = share_listeners(raw)
-    assert out["receivers"] == {
-        "otlp": {"protocols": {"grpc": {"so_reuseport": True},
-                               "http": {"endpoint": "x:1", "so_reuseport": True}}},
-        "otlp/b": {"protocols": {"grpc": {"so_reuseport": True}}},
-        "jsonlogs": {"so_reuseport": True}, "filelog": {"include": ["a"]}}
-    assert raw["receivers"]["otlp"]["protocols"]["grpc"] is None  # a copy
-    assert share_listeners({"service": {}}) == {"service": {}}
+def test_the_plan_sets_reuseport_on_shardable_receivers_only(tmp_path: Path) -> None:
+    """The supervisor runs the plan's configs as they are: the plan is what makes every
+    process bind the shared listeners with SO_REUSEPORT."""
+    from pipeline.config.loader import load_config
+    from pipeline.config.model import validate_config
+    from pipeline.registry import default_registry
+
+    cfg = tmp_path / "c.yaml"
+    log = tmp_path / "a.log"
+    cfg.write_text(f"""
+receivers:
+  otlp: {{protocols: {{grpc: null, http: {{endpoint: "127.0.0.1:14318"}}}}}}
+  otlp/b: {{protocols: {{grpc: {{endpoint: "127.0.0.1:14327"}}}}}}
+  jsonlogs: null
+  filelog: {{include: ["{log}"]}}
+exporters: {{nop: {{}}}}
+service:
+  workers: 2
+  pipelines:
+    traces: {{receivers: [otlp, otlp/b], exporters: [nop]}}
+    logs: {{receivers: [jsonlogs, filelog], exporters: [nop]}}
+""")
+    raw = load_config([str(cfg)])
+    prepared = sup.prepare(raw, validate_config(raw, default_registry()), 2)
+    try:
+        worker = prepared.worker["receivers"]
+        assert worker["otlp"]["protocols"]["grpc"]["so_reuseport"] is True
+        assert worker["otlp"]["protocols"]["http"]["so_reuseport"] is True
+        assert worker["otlp/b"]["protocols"]["grpc"]["so_reuseport"] is True
+        assert worker["jsonlogs"]["so_reuseport"] is True
+        assert "filelog" not in worker  # runs once, in the primary: no shared port
+        primary: Any = prepared.primary.components[Kind.RECEIVER]
+        otlp = primary[ComponentID("otlp")].protocols
+        assert otlp.grpc.so_reuseport
+        assert otlp.http.so_reuseport
+        assert primary[ComponentID("otlp", "b")].protocols.grpc.so_reuseport
+        assert primary[ComponentID("jsonlogs")].so_reuseport
+        assert raw["receivers"]["otlp"]["protocols"]["grpc"] is None  # a copy
+    finally:
+        import shutil
+        shutil.rmtree(prepared.link_dir)
 
 
 def test_describe_exit() -> None:
@@ -379,8 +407,11 @@ service:
     traces: {receivers: [otlp], exporters: [nop]}
     logs: {receivers: [jsonlogs], exporters: [nop]}
 """)
-    raw = sup.share_listeners(load_config([str(cfg)]))
-    assert sorted(sup.shared_endpoints(validate_config(raw, default_registry()))) == [
+    raw = load_config([str(cfg)])
+    prepared = sup.prepare(raw, validate_config(raw, default_registry()), 2)
+    import shutil
+    shutil.rmtree(prepared.link_dir)
+    assert sorted(sup.shared_endpoints(prepared.primary)) == [
         ("receivers.jsonlogs", "127.0.0.1:18081"),
         ("receivers.otlp", "127.0.0.1:14317"), ("receivers.otlp", "127.0.0.1:14318")]
 
