@@ -87,6 +87,10 @@ class Run(OtelpipeProcess):
             assert self.proc.poll() is None, f"otelpipe exited:\n{self.logs()}"
             if not port_open(self.health):
                 return None
+            # The health extension starts before the receivers: /health answers 200 once
+            # every component has started (the OTLP port included).
+            if http_get(f"http://127.0.0.1:{self.health}/health")[0] != 200:
+                return None
             if n == 1:
                 return [{"index": 0, "pid": self.pid}]
             status, body = http_get(f"http://127.0.0.1:{self.health}/health/detailed")
