@@ -20,7 +20,7 @@ import orjson
 import pytest
 
 from pipeline.cli.ports import PORTS
-from tests.support import eventually, free_port, port_open
+from tests.support import eventually, free_port, http_get, port_open
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -58,6 +58,11 @@ def test_the_readme_starts_otelpipe_with_no_config() -> None:
     assert "as OTLP JSON lines in `./otelpipe-data/`" in README
 
 
+def ready(health: int) -> bool:
+    return port_open(health) and http_get(
+        f"http://127.0.0.1:{health}/health/readiness")[0] == 200
+
+
 def test_try_it(tmp_path: Path) -> None:
     ports = {p.port: free_port() for p in PORTS}
     env = {p.variable: f"localhost:{ports[p.port]}" for p in PORTS}
@@ -79,8 +84,10 @@ def test_try_it(tmp_path: Path) -> None:
                                 env={**os.environ, **env}, stdout=out,
                                 stderr=subprocess.STDOUT)
     try:
-        eventually(lambda: port_open(health) or proc.poll() is not None,
-                   what="otelpipe to listen on the health port")
+        # Readiness, not the health port: the health extension listens before the
+        # receivers do, and on a loaded machine the gap is long enough to matter.
+        eventually(lambda: ready(health) or proc.poll() is not None,
+                   what="otelpipe to be ready (every component started)")
         assert proc.poll() is None, log.read_text()
 
         def run(command: str) -> str:
