@@ -191,7 +191,25 @@ class OtelpipeProcess:
             if state != "listening":
                 self.stop()
                 raise AssertionError(f"otelpipe did not start ({state}):\n{self.logs()}")
+        if self.wait_ports:
+            # A listening port is not a started service: the health extension listens
+            # before the receivers, a receiver before the ones after it. Every component
+            # has started once the service logs it.
+            try:
+                state = eventually(self._started_or_exited, what="otelpipe started")
+            except AssertionError:
+                state = "not started"
+            if state != "started":
+                self.stop()
+                raise AssertionError(f"otelpipe did not start ({state}):\n{self.logs()}")
         return self
+
+    def _started_or_exited(self) -> str | None:
+        if b'"msg":"otelpipe started"' in self.log_path.read_bytes():
+            return "started"
+        assert self.proc is not None
+        code = self.proc.poll()
+        return None if code is None else f"exited with {code}"
 
     def _listening_or_exited(self, port: int) -> str | None:
         if port_open(port):
