@@ -56,6 +56,7 @@ PARTITIONS = 4
 SHUTDOWN_TIMEOUT = 20.0
 SESSION_TIMEOUT = 6.0  # a killed member leaves the group after this
 RATE = 800  # records/s while producing
+MORE = 2000  # records produced during the second run of the SIGTERM test
 LINK = "otlp/_link_exit_traces_workers"  # the worker's records enter the primary here
 DEADLINE = 180.0  # for anything the machine's load may slow down
 
@@ -383,26 +384,34 @@ async def test_sigterm_drains_and_commits_exactly_what_was_written(
     check_commits_match(produced, first_run, commits)
     assert sum(commits.values()) < sum(ends.values()), "nothing left for the second run"
 
-    # A second run on the same group reads the rest; after its SIGTERM every record
-    # is written and the committed offsets are the end offsets.
-    proc, _health, _states = await start(kafka, tmp_path, out, "second")
+    # A second run on the same group reads the rest, and more records produced once
+    # both processes are members; after its SIGTERM every record is written and the
+    # committed offsets are the end offsets.
+    proc, health, _states = await start(kafka, tmp_path, out, "second")
     try:
+        await joined(kafka, proc)
+        await produce(kafka, produced, records, MORE)
         await aeventually(lambda: set(written(out)) >= produced.names(), timeout=DEADLINE,
                           interval=0.2, what=with_logs("every record written", proc))
+        by_worker = metric(health, "otelpipe_receiver_accepted_items", LINK)
     finally:
         code = proc.stop(timeout=SHUTDOWN_TIMEOUT + 30)
     assert code == 0, proc.logs()[-5000:]
     check_drained(proc)
     got = written(out)
     final = await committed(kafka)
+    final_ends = await end_offsets(kafka)
     duplicates = sum(n - 1 for n in got.values())
     print(f"\nSIGTERM after {sum(first_run.values())}/{records} records written: committed "
           f"{dict(sorted(commits.items()))} of end offsets {dict(sorted(ends.items()))}, "
           f"every record below a committed offset written and none above; second run: "
-          f"committed {dict(sorted(final.items()))}, {len(got)} distinct records written, "
+          f"committed {dict(sorted(final.items()))} = end offsets, {len(got)} distinct of "
+          f"{len(produced.at)} records written ({by_worker:.0f} through the worker), "
           f"{duplicates} duplicates")
-    assert final == ends
+    assert final == final_ends
+    assert sum(final_ends.values()) == records + MORE
     assert set(got) == produced.names()
+    assert by_worker > 0
     assert duplicates == 0, "a drained run left delivered records uncommitted"
 
 
