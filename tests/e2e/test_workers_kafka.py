@@ -219,6 +219,23 @@ def metric(health: int, name: str, receiver: str) -> float:
                if s.name == f"{name}_total" and s.labels.get("receiver") == receiver)
 
 
+def per_partition(health: int, name: str, topic: str) -> dict[int, float]:
+    """Gauge `name` of `topic` on the primary's /metrics (merged over the processes:
+    consumer lag summed, committed offsets their maximum), by partition."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    status, body = http_get(f"http://127.0.0.1:{health}/metrics")
+    assert status == 200, body
+    out: dict[int, float] = {}
+    for fam in text_string_to_metric_families(body.decode()):
+        for s in fam.samples:
+            if s.name == name and s.labels.get("topic") == topic:
+                part = int(s.labels["partition"])
+                assert part not in out, f"two series of {name} for partition {part}"
+                out[part] = s.value
+    return out
+
+
 def written(out: Path) -> Counter[str]:
     names, _ = read_names(out)
     return Counter(names)
@@ -333,12 +350,23 @@ async def test_both_processes_join_the_group_and_a_killed_worker_loses_nothing(
                           interval=0.2, what=with_logs("every record written", proc))
         by_worker = metric(health, "otelpipe_receiver_accepted_items", LINK)
         total = metric(health, "otelpipe_receiver_accepted_items", "kafka")
+        # /metrics (merged over the processes) shows one lag series per partition, 0
+        # now, and the committed offsets at the end offsets.
+        ends = await end_offsets(kafka)
+        caught_up = {p: 0.0 for p in range(PARTITIONS)}
+        at_end = {p: float(o) for p, o in ends.items()}
+        await aeventually(
+            lambda: per_partition(health, "otelpipe_kafka_receiver_consumer_lag",
+                                  kafka.topic) == caught_up
+            and per_partition(health, "otelpipe_kafka_receiver_committed_offset",
+                              kafka.topic) == at_end,
+            timeout=DEADLINE, interval=0.2, what=with_logs("lag 0 on /metrics", proc))
     finally:
         code = proc.stop(timeout=SHUTDOWN_TIMEOUT + 30)
     assert code == 0, proc.logs()[-5000:]
     check_drained(proc)
     # Everything was delivered before SIGTERM: the drain committed it all.
-    assert await committed(kafka) == await end_offsets(kafka)
+    assert await committed(kafka) == ends
     got = written(out)
     duplicates = sum(n - 1 for n in got.values())
     print(f"\nbefore the kill: group {sorted(map(sorted, group.values()))}, processes "
