@@ -12,7 +12,9 @@ one span with a unique name; the producer notes each record's partition and offs
   from the broker, matched with the partitions each process logs);
 - SIGKILL of the worker mid-load: the group drops it and rebalances, the supervisor
   starts it again, it joins and gets partitions, and every record arrives (at least
-  once: duplicates are counted and printed, losses fail);
+  once: duplicates are counted and printed, losses fail), and `/metrics`, merged over
+  the processes, ends with one consumer-lag series per partition, at 0, and the
+  committed offsets at the end offsets;
 - SIGTERM mid-load drains both processes: what they wrote is exactly what the group
   committed (per partition, the records below the committed offset and none above:
   nothing delivered-but-uncommitted, nothing committed-but-undelivered); a second run
