@@ -262,7 +262,8 @@ def drive_h2load(target: Target, connections: int, seconds: float, spans: int,
     body = make_request(spans, 10, rng=random.Random(1))
     frame = tmp / "grpc-body.bin"
     frame.write_bytes(b"\x00" + len(body).to_bytes(4, "big") + body)
-    cmd = ["h2load", "-D", str(max(1, round(seconds))), "-c", str(connections), "-m", "4", "-t", "1",
+    cmd = ["h2load", "-D", str(max(1, round(seconds))), "-c", str(connections), "-m", "4",
+           "-t", "1",
            "-d", str(frame), "-H", "content-type: application/grpc", "-H", "te: trailers",
            f"http://127.0.0.1:{target.grpc}{TRACE_METHOD}"]
     accepted0 = accepted_spans(target)
