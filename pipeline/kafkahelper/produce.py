@@ -1,0 +1,383 @@
+"""A lean produce path for the `kafka` exporter's common case (no compression, no
+idempotence): records go straight from the exporter into one Produce request per broker.
+
+aiokafka's `AIOKafkaProducer` builds each record into a batch builder, then encodes the
+Produce request field by field in Python: a 35 KB OTLP request is copied about nine
+times on its way to the socket (builder, bytes field, every nested array and struct
+join, header, size prefix), and every produce round trip goes through its accumulator
+and sender task machinery. Here a record is kept as the caller's bytes until its request
+is built; each partition's RecordBatch (v2, magic 2) and the request body are joined once,
+and aiokafka's connection only adds the header and the size prefix. aiokafka still does
+everything else: bootstrap, metadata, connections (TLS, SASL), request timeouts, the
+response's decoding.
+
+Semantics follow `AIOKafkaProducer` with `enable_idempotence=False`:
+- keyless records go to a random available partition, keyed ones to murmur2(key) over
+  all partitions (aiokafka's `DefaultPartitioner`, the Java client's);
+- one request in flight per broker; records wait `linger_ms` from the oldest one, or
+  until `max_request_size` bytes are waiting;
+- a retriable error (connection lost, leader moved, request timed out) refreshes the
+  metadata and sends the record again after `retry_backoff_ms`, until the record's own
+  deadline (`request_timeout_ms` from `send`); then, or on any other error, the record's
+  future fails with aiokafka's error. A future resolves only when the broker
+  acknowledged its record (per `acks`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import struct
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+_BATCH_TAIL = struct.Struct(">hiqqqhii")  # attributes .. record count
+_BATCH_HEAD = struct.Struct(">qiibI")  # base offset, length, leader epoch, magic, crc
+_PRODUCE_HEAD = struct.Struct(">hhii")  # null transactional id, acks, timeout, topics
+_TOPIC = struct.Struct(">h")
+_PARTITION = struct.Struct(">ii")  # partition, records size
+_PARTITIONS = struct.Struct(">i")
+_TAIL_SIZE = _BATCH_TAIL.size
+_HEAD_REST = 4 + 1 + 4  # leader epoch, magic, crc: counted in the batch length
+
+
+def zigzag(n: int) -> bytes:
+    """Kafka's signed varint (zigzag, then base-128 little end first)."""
+    v = (n << 1) ^ (n >> 63)
+    out = bytearray()
+    while v >= 0x80:
+        out.append((v & 0x7F) | 0x80)
+        v >>= 7
+    out.append(v)
+    return bytes(out)
+
+
+_SMALL = [zigzag(i) for i in range(64)]
+
+
+def _varint(n: int) -> bytes:
+    return _SMALL[n] if 0 <= n < 64 else zigzag(n)
+
+
+def encode_headers(headers: list[tuple[str, bytes]] | None) -> bytes:
+    if not headers:
+        return b"\x00"
+    parts = [_varint(len(headers))]
+    for key, value in headers:
+        k = key.encode()
+        parts += (_varint(len(k)), k, _varint(len(value)), value)
+    return b"".join(parts)
+
+
+@dataclass(slots=True)
+class Record:
+    """One record on its way: the caller's bytes, its partition and its future."""
+
+    topic: str
+    partition: int
+    key: bytes | None
+    value: bytes
+    headers: bytes  # encoded
+    timestamp_ms: int
+    deadline: float  # monotonic
+    future: asyncio.Future[None]
+    size: int = 0  # bytes it adds to a request (approximately: framing is small)
+
+
+def record_batch(records: list[Record]) -> tuple[list[bytes], int]:
+    """A RecordBatch (v2, no compression) of `records`, timestamps relative to the
+    earliest: its pieces (the records' values are the callers' bytes, not copied) and
+    their total size. The CRC-32C goes over the pieces one after another."""
+    from google_crc32c import extend
+
+    stamps = [r.timestamp_ms for r in records]
+    base_ts = min(stamps)
+    tail = _BATCH_TAIL.pack(0, len(records) - 1, base_ts, max(stamps), -1, -1, -1, len(records))
+    pieces = [b"", tail]
+    crc = extend(0, tail)
+    size = len(tail)
+    for i, (r, ts) in enumerate(zip(records, stamps, strict=True)):
+        key = r.key
+        value = r.value
+        head = b"".join((b"\x00", _varint(ts - base_ts), _varint(i),
+                         b"\x01" if key is None else _varint(len(key)) + key,
+                         _varint(len(value))))
+        head = _varint(len(head) + len(value) + len(r.headers)) + head
+        crc = extend(extend(extend(crc, head), value), r.headers)
+        pieces += (head, value, r.headers)
+        size += len(head) + len(value) + len(r.headers)
+    pieces[0] = _BATCH_HEAD.pack(0, _HEAD_REST + size, -1, 2, crc)
+    return pieces, _BATCH_HEAD.size + size
+
+
+def produce_body(acks: int, timeout_ms: int,
+                 batches: dict[str, list[tuple[int, list[bytes], int]]]) -> bytes:
+    """A Produce request body (v3 to v8: the same layout) without its header, joined
+    once: {topic: [(partition, record batch pieces, their size)]}."""
+    parts = [_PRODUCE_HEAD.pack(-1, acks, timeout_ms, len(batches))]
+    for topic, partitions in batches.items():
+        name = topic.encode()
+        parts += (_TOPIC.pack(len(name)), name, _PARTITIONS.pack(len(partitions)))
+        for partition, pieces, size in partitions:
+            parts.append(_PARTITION.pack(partition, size))
+            parts += pieces
+    return b"".join(parts)
+
+
+@functools.cache
+def _request_type() -> Any:
+    """A `ProduceRequest` whose struct encodes as bytes already built (aiokafka picks the
+    version with the broker; v3 to v8 share the body's layout, and the response is
+    decoded by aiokafka as for its own requests)."""
+    from aiokafka.errors import IncompatibleBrokerVersion
+    from aiokafka.protocol.produce import ProduceRequest
+
+    structs: dict[type, type] = {}
+
+    def prebuilt(cls: type) -> type:
+        sub = structs.get(cls)
+        if sub is None:
+            def __init__(self: Any, body: bytes) -> None:
+                self._body = body
+
+            def encode(self: Any) -> bytes:
+                return self._body  # type: ignore[no-any-return]
+
+            def __repr__(self: Any) -> str:
+                return f"{cls.__name__}(<{len(self._body)} bytes>)"
+
+            sub = structs[cls] = type(cls.__name__, (cls,), {
+                "__init__": __init__, "encode": encode, "__repr__": __repr__})
+        return sub
+
+    class PrebuiltProduce(ProduceRequest):  # type: ignore[misc]
+        def __init__(self, acks: int, body: bytes):
+            super().__init__(None, acks, 0, [])
+            self._prebuilt = body
+
+        def build(self, request_struct_class: Any) -> Any:
+            if request_struct_class.API_VERSION < 3:
+                raise IncompatibleBrokerVersion("RecordBatch v2 needs Produce v3 (Kafka 0.11)")
+            return prebuilt(request_struct_class)(self._prebuilt)
+
+    return PrebuiltProduce
+
+
+class LeanProducer:
+    """`send(topic, value, key, headers)` → a future resolved when the broker acknowledged
+    the record: the subset of `AIOKafkaProducer` the `kafka` exporter uses, without
+    compression or idempotence (the exporter uses aiokafka's producer for those)."""
+
+    def __init__(self, *, acks: int | str, request_timeout_ms: int, linger_ms: int,
+                 max_request_size: int, retry_backoff_ms: int = 100, **client_kwargs: Any):
+        from aiokafka.client import AIOKafkaClient
+        from aiokafka.partitioner import DefaultPartitioner
+
+        self._client = AIOKafkaClient(request_timeout_ms=request_timeout_ms,
+                                      retry_backoff_ms=retry_backoff_ms, **client_kwargs)
+        self._acks = -1 if acks == "all" else int(acks)
+        self._timeout_ms = request_timeout_ms
+        self._linger = linger_ms / 1000
+        self._max_request = max_request_size
+        self._backoff = retry_backoff_ms / 1000
+        self._partitioner = DefaultPartitioner()
+        self._request = _request_type()
+        self._queues: dict[int, _NodeQueue] = {}
+        self._unresolved: set[asyncio.Future[None]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    async def start(self) -> None:
+        await self._client.bootstrap()
+
+    async def stop(self) -> None:
+        """Deliver what was sent (each record until its deadline), then close."""
+        from aiokafka.errors import ProducerClosed
+
+        self._closed = True
+        if self._unresolved:
+            await asyncio.wait(list(self._unresolved), timeout=self._timeout_ms / 1000 + 1)
+        for task in [*self._tasks, *(q.task for q in self._queues.values() if q.task)]:
+            task.cancel()
+        for fut in list(self._unresolved):
+            if not fut.done():
+                fut.set_exception(ProducerClosed())
+        self._queues.clear()
+        await self._client.close()
+
+    async def _partitions(self, topic: str) -> set[int]:
+        """The topic's partitions, fetching its metadata first if need be (as
+        aiokafka's producer does, until the request timeout)."""
+        from aiokafka import errors as kerrors
+
+        client = self._client
+        partitions: set[int] | None = client.cluster.partitions_for_topic(topic)
+        if partitions is not None:
+            return partitions
+        client.add_topic(topic)
+        deadline = time.monotonic() + self._timeout_ms / 1000
+        while True:
+            await client.force_metadata_update()
+            partitions = client.cluster.partitions_for_topic(topic)
+            if partitions is not None:
+                return partitions
+            if topic in client.cluster.unauthorized_topics:
+                raise kerrors.TopicAuthorizationFailedError(topic)
+            if time.monotonic() > deadline:
+                raise kerrors.UnknownTopicOrPartitionError()
+            await asyncio.sleep(self._backoff)
+
+    async def send(self, topic: str, value: bytes, key: bytes | None = None,
+                   headers: list[tuple[str, bytes]] | None = None) -> asyncio.Future[None]:
+        from aiokafka import errors as kerrors
+
+        if self._closed:
+            raise kerrors.ProducerClosed()
+        partitions = await self._partitions(topic)
+        available = list(self._client.cluster.available_partitions_for_topic(topic))
+        partition = self._partitioner(key, sorted(partitions), available)
+        hdrs = encode_headers(headers)
+        size = len(value) + len(hdrs) + (len(key) if key else 0) + 32
+        if size > self._max_request:
+            raise kerrors.MessageSizeTooLargeError(
+                f"the record is {size} bytes, more than max_request_size ({self._max_request})")
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._unresolved.add(fut)
+        fut.add_done_callback(self._unresolved.discard)
+        self._enqueue(Record(topic, partition, key, value, hdrs, int(time.time() * 1000),
+                             time.monotonic() + self._timeout_ms / 1000, fut, size))
+        return fut
+
+    # Queueing -----------------------------------------------------------------------
+    def _enqueue(self, record: Record) -> None:
+        from aiokafka import errors as kerrors
+        from aiokafka.structs import TopicPartition
+
+        node = self._client.cluster.leader_for_partition(
+            TopicPartition(record.topic, record.partition))
+        if node is None or node < 0:
+            self._retry_later([record], kerrors.LeaderNotAvailableError())
+            return
+        queue = self._queues.get(node)
+        if queue is None:
+            queue = self._queues[node] = _NodeQueue()
+        if queue.task is None or queue.task.done():
+            queue.task = asyncio.create_task(self._sender(node, queue),
+                                             name=f"kafka-produce-{node}")
+        queue.records.append(record)
+        queue.size += record.size
+        if not queue.wake.is_set():
+            queue.oldest = time.monotonic()
+            queue.wake.set()
+
+    def _retry_later(self, records: list[Record], error: BaseException) -> None:
+        """Send `records` again after the backoff and a metadata refresh; those whose
+        deadline comes first fail with `error`."""
+        resend_by = time.monotonic() + self._backoff
+        keep = [r for r in records if r.deadline > resend_by]
+        for r in records:
+            if r.deadline <= resend_by and not r.future.done():
+                r.future.set_exception(error)
+        if keep:
+            task = asyncio.create_task(self._requeue(keep))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _requeue(self, records: list[Record]) -> None:
+        await asyncio.sleep(self._backoff)
+        with contextlib.suppress(Exception):  # a failed refresh: the next attempt tells
+            await self._client.force_metadata_update()
+        for r in records:
+            if not r.future.done():
+                self._enqueue(r)
+
+    # Sending ------------------------------------------------------------------------
+    async def _sender(self, node: int, queue: _NodeQueue) -> None:
+        """One Produce request in flight to `node` at a time."""
+        while True:
+            await queue.wake.wait()
+            wait = queue.oldest + self._linger - time.monotonic()
+            if wait > 0 and queue.size < self._max_request:
+                await asyncio.sleep(wait)
+            records = queue.take(self._max_request)
+            try:
+                await self._produce(node, records)
+            except Exception as exc:  # a bug must not leave records waiting forever
+                for r in records:
+                    if not r.future.done():
+                        r.future.set_exception(exc)
+
+    async def _produce(self, node: int, records: list[Record]) -> None:
+        from aiokafka import errors as kerrors
+
+        by_tp: dict[tuple[str, int], list[Record]] = {}
+        for r in records:
+            by_tp.setdefault((r.topic, r.partition), []).append(r)
+        batches: dict[str, list[tuple[int, list[bytes], int]]] = {}
+        for (topic, partition), recs in by_tp.items():
+            batches.setdefault(topic, []).append((partition, *record_batch(recs)))
+        request = self._request(self._acks, produce_body(self._acks, self._timeout_ms, batches))
+        try:
+            response = await self._client.send(node, request)
+        except kerrors.KafkaError as exc:
+            self._failed(records, exc)
+            return
+        if response is None:  # acks=0: no answer to wait for
+            _resolve(records)
+            return
+        for topic, partitions in response.topics:
+            for answer in partitions:
+                recs = by_tp.pop((topic, answer[0]), [])
+                if answer[1] == 0:
+                    _resolve(recs)
+                else:
+                    self._failed(recs, kerrors.for_code(answer[1])())
+        for recs in by_tp.values():  # not in the answer: send again
+            self._failed(recs, kerrors.KafkaError("no answer for the partition"))
+
+    def _failed(self, records: list[Record], exc: BaseException) -> None:
+        if getattr(exc, "invalid_metadata", False):
+            self._client.force_metadata_update()
+        if getattr(exc, "retriable", False):
+            self._retry_later(records, exc)
+            return
+        for r in records:
+            if not r.future.done():
+                r.future.set_exception(exc)
+
+
+def _resolve(records: list[Record]) -> None:
+    for r in records:
+        if not r.future.done():
+            r.future.set_result(None)
+
+
+@dataclass(slots=True)
+class _NodeQueue:
+    """Records waiting for one broker, in arrival order."""
+
+    records: list[Record] = field(default_factory=list)
+    size: int = 0
+    oldest: float = 0.0  # monotonic time the oldest waiting record arrived
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task[None] | None = None
+
+    def take(self, max_size: int) -> list[Record]:
+        """The oldest records up to `max_size` bytes (at least one)."""
+        records = self.records
+        total = n = 0
+        for r in records:
+            if n and total + r.size > max_size:
+                break
+            total += r.size
+            n += 1
+        taken = records[:n]
+        del records[:n]
+        self.size -= total
+        if records:
+            self.oldest = 0.0  # they waited already: send them next
+        else:
+            self.wake.clear()
+        return taken

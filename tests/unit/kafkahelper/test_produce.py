@@ -1,0 +1,95 @@
+"""The lean produce path's wire format, read back with aiokafka's own decoders."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+
+import pytest
+from aiokafka.protocol.produce import ProduceRequest_v3
+from aiokafka.record.default_records import DefaultRecordBatch
+from aiokafka.record.util import encode_varint
+
+from pipeline.kafkahelper.produce import (
+    Record,
+    _NodeQueue,
+    encode_headers,
+    produce_body,
+    record_batch,
+    zigzag,
+)
+
+
+def record(value: bytes, key: bytes | None = None, ts: int = 1_700_000_000_000,
+           headers: list[tuple[str, bytes]] | None = None) -> Record:
+    fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    return Record("t", 0, key, value, encode_headers(headers), ts, 0.0, fut, len(value) + 32)
+
+
+@pytest.mark.parametrize("n", [0, 1, -1, 63, 64, -65, 300, 1_000_000, -(2**40), 2**62])
+def test_zigzag_is_kafkas_varint(n: int) -> None:
+    out = bytearray()
+    encode_varint(n, out.append)
+    assert zigzag(n) == bytes(out)
+
+
+async def test_record_batch_reads_back_with_a_valid_crc() -> None:
+    records = [record(b"first", ts=1_700_000_000_005),
+               record(b"x" * 70_000, key=b"trace-1", ts=1_700_000_000_001,
+                      headers=[("tenant", b"acme"), ("k2", b"")]),
+               record(b"", key=b"", ts=1_700_000_000_009)]
+    pieces, size = record_batch(records)
+    data = b"".join(pieces)
+    assert len(data) == size
+    batch = DefaultRecordBatch(data)
+    assert batch.validate_crc()
+    assert batch.magic == 2
+    assert batch.compression_type == 0
+    assert batch.first_timestamp == 1_700_000_000_001  # the earliest
+    assert batch.max_timestamp == 1_700_000_000_009
+    got = list(batch)
+    assert [r.offset for r in got] == [0, 1, 2]
+    assert [r.value for r in got] == [b"first", b"x" * 70_000, b""]
+    assert [r.key for r in got] == [None, b"trace-1", b""]
+    assert [r.timestamp for r in got] == [1_700_000_000_005, 1_700_000_000_001,
+                                          1_700_000_000_009]
+    assert [list(r.headers) for r in got] == [[], [("tenant", b"acme"), ("k2", b"")], []]
+
+
+async def test_record_batch_crc_covers_the_values() -> None:
+    pieces, _ = record_batch([record(b"abc")])
+    data = bytearray(b"".join(pieces))
+    data[-2] ^= 0xFF  # inside the value
+    assert not DefaultRecordBatch(bytes(data)).validate_crc()
+
+
+async def test_produce_body_is_a_produce_request() -> None:
+    a, a_size = record_batch([record(b"one"), record(b"two")])
+    b, b_size = record_batch([record(b"three", key=b"k")])
+    body = produce_body(-1, 5000, {"spans": [(0, a, a_size), (3, b, b_size)],
+                                   "logs": [(1, b, b_size)]})
+    req = ProduceRequest_v3.decode(io.BytesIO(body))
+    assert req.transactional_id is None
+    assert req.required_acks == -1
+    assert req.timeout == 5000
+    topics = {t: {p: [r.value for r in DefaultRecordBatch(data)] for p, data in parts}
+              for t, parts in req.topics}
+    assert topics == {"spans": {0: [b"one", b"two"], 3: [b"three"]}, "logs": {1: [b"three"]}}
+
+
+async def test_node_queue_takes_the_oldest_records_up_to_the_size() -> None:
+    q = _NodeQueue()
+    for i in range(5):
+        r = record(bytes(100), ts=i)
+        q.records.append(r)
+        q.size += r.size
+        q.wake.set()
+    taken = q.take(300)  # 132 bytes each: two fit
+    assert [r.timestamp_ms for r in taken] == [0, 1]
+    assert q.size == 3 * 132
+    assert q.wake.is_set()
+    assert q.oldest == 0.0
+    assert len(q.take(10)) == 1  # at least one, even above the size
+    assert len(q.take(10_000)) == 2
+    assert q.size == 0
+    assert not q.wake.is_set()
