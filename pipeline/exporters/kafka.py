@@ -370,11 +370,12 @@ class KafkaExporter(Exporter):
 
     def _new_producer(self) -> AIOKafkaProducer | LeanProducer:
         """The lean produce path (`kafkahelper.produce`), or aiokafka's producer when
-        compression or idempotence asks for it."""
+        compression, idempotence or SASL asks for it."""
         from aiokafka import AIOKafkaProducer
 
         kw = self._producer_kwargs()
-        if kw["compression_type"] is None and not kw["enable_idempotence"]:
+        if (kw["compression_type"] is None and not kw["enable_idempotence"]
+                and self.config.sasl is None):
             for aiokafka_only in ("compression_type", "enable_idempotence", "max_batch_size"):
                 del kw[aiokafka_only]
             return LeanProducer(**kw)

@@ -4,17 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import io
+import socket
+import struct
 
 import pytest
-from aiokafka.protocol.produce import ProduceRequest_v3
+from aiokafka import errors as kerrors
+from aiokafka.protocol.produce import ProduceRequest_v3, ProduceResponse_v3
 from aiokafka.record.default_records import DefaultRecordBatch
 from aiokafka.record.util import encode_varint
 
 from pipeline.kafkahelper.produce import (
+    BrokerConnection,
     Record,
     _NodeQueue,
     encode_headers,
-    produce_body,
+    produce_answers,
+    produce_request,
     record_batch,
     zigzag,
 )
@@ -63,11 +68,13 @@ async def test_record_batch_crc_covers_the_values() -> None:
     assert not DefaultRecordBatch(bytes(data)).validate_crc()
 
 
-async def test_produce_body_is_a_produce_request() -> None:
+async def test_produce_request_is_a_produce_v3_request() -> None:
     a, a_size = record_batch([record(b"one"), record(b"two")])
     b, b_size = record_batch([record(b"three", key=b"k")])
-    body = produce_body(-1, 5000, {"spans": [(0, a, a_size), (3, b, b_size)],
-                                   "logs": [(1, b, b_size)]})
+    pieces, size = produce_request(-1, 5000, {"spans": [(0, a, a_size), (3, b, b_size)],
+                                              "logs": [(1, b, b_size)]})
+    body = b"".join(pieces)
+    assert len(body) == size
     req = ProduceRequest_v3.decode(io.BytesIO(body))
     assert req.transactional_id is None
     assert req.required_acks == -1
@@ -93,3 +100,63 @@ async def test_node_queue_takes_the_oldest_records_up_to_the_size() -> None:
     assert len(q.take(10_000)) == 2
     assert q.size == 0
     assert not q.wake.is_set()
+
+
+def test_produce_answers_reads_a_produce_v3_response() -> None:
+    answer = ProduceResponse_v3(
+        [("spans", [(0, 0, 41, -1), (3, 6, -1, -1)]), ("logs", [(1, 0, 7, -1)])], 0)
+    assert produce_answers(answer.encode()) == [("spans", 0, 0), ("spans", 3, 6),
+                                                ("logs", 1, 0)]
+
+
+async def _server(answer: bytes | None) -> tuple[asyncio.Server, int, list[bytes]]:
+    """A local TCP server reading one request; it answers `answer` (None: never)."""
+    got: list[bytes] = []
+
+    async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        (n,) = struct.unpack(">i", await r.readexactly(4))
+        got.append(await r.readexactly(n))
+        if answer is not None:
+            w.write(answer)
+            await w.drain()
+        await r.read()  # until the client closes
+        w.close()
+
+    srv = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return srv, srv.sockets[0].getsockname()[1], got
+
+
+async def test_broker_connection_sends_header_and_pieces_and_reads_the_answer() -> None:
+    body = ProduceResponse_v3([("t", [(2, 0, 5, -1)])], 0).encode()
+    srv, port, got = await _server(struct.pack(">ii", 4 + len(body), 1) + body)
+    conn = BrokerConnection("127.0.0.1", port, "me", None, 5.0)
+    try:
+        answer = await conn.request([b"ab", b"cde"], 5, expect_answer=True)
+    finally:
+        conn.close()
+        srv.close()
+    assert answer is not None
+    assert produce_answers(answer) == [("t", 2, 0)]
+    # api key 0 (Produce), version 3, correlation id 1, client id "me", then the body
+    assert got == [struct.pack(">hhih", 0, 3, 1, 2) + b"me" + b"abcde"]
+
+
+async def test_broker_connection_errors_are_kafka_errors() -> None:
+    silent, port, _ = await _server(None)
+    conn = BrokerConnection("127.0.0.1", port, "me", None, 0.3)
+    with pytest.raises(kerrors.RequestTimedOutError):
+        await conn.request([b"x"], 1, expect_answer=True)
+    silent.close()
+    wrong_id, port, _ = await _server(struct.pack(">ii", 8, 99) + bytes(4))
+    conn = BrokerConnection("127.0.0.1", port, "me", None, 5.0)
+    with pytest.raises(kerrors.KafkaConnectionError, match="correlation"):
+        await conn.request([b"x"], 1, expect_answer=True)
+    wrong_id.close()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        free = s.getsockname()[1]
+    conn = BrokerConnection("127.0.0.1", free, "me", None, 5.0)
+    with pytest.raises(kerrors.KafkaConnectionError):
+        await conn.request([b"x"], 1, expect_answer=True)
+    assert kerrors.KafkaConnectionError.retriable
+    assert kerrors.RequestTimedOutError.retriable
