@@ -1,4 +1,5 @@
-"""`kafka` exporter: writes OTLP requests to Kafka topics (aiokafka producer).
+"""`kafka` exporter: writes OTLP requests to Kafka topics (the lean producer of
+`kafkahelper.produce`; aiokafka's producer with compression, idempotence or SASL).
 
 - `encoding: otlp_proto` (default) writes the request bytes the batch arrived
   as: a pass-through route (OTLP in, Kafka out) neither decodes nor

@@ -188,7 +188,7 @@ class BrokerConnection:
                 f"connection to {self.host}:{self.port}: {type(exc).__name__}: {exc}") from None
 
     async def _exchange(self, pieces: list[bytes], size: int, expect_answer: bool) -> bytes | None:
-        if self._writer is None:
+        if self._writer is None or self._writer.is_closing():  # never or no longer open
             self._reader, self._writer = await asyncio.open_connection(
                 self.host, self.port, ssl=self._ssl)
         reader, writer = self._reader, self._writer

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import io
 import socket
+import ssl
 import struct
+from pathlib import Path
 
 import pytest
 from aiokafka import errors as kerrors
@@ -13,6 +15,8 @@ from aiokafka.protocol.produce import ProduceRequest_v3, ProduceResponse_v3
 from aiokafka.record.default_records import DefaultRecordBatch
 from aiokafka.record.util import encode_varint
 
+from pipeline.config.kafka import TLSSettings
+from pipeline.kafkahelper import ssl_context
 from pipeline.kafkahelper.produce import (
     BrokerConnection,
     Record,
@@ -23,6 +27,7 @@ from pipeline.kafkahelper.produce import (
     record_batch,
     zigzag,
 )
+from tests.certs import make_certs
 
 
 def record(value: bytes, key: bytes | None = None, ts: int = 1_700_000_000_000,
@@ -109,8 +114,10 @@ def test_produce_answers_reads_a_produce_v3_response() -> None:
                                                 ("logs", 1, 0)]
 
 
-async def _server(answer: bytes | None) -> tuple[asyncio.Server, int, list[bytes]]:
-    """A local TCP server reading one request; it answers `answer` (None: never)."""
+async def _server(answer: bytes | None, ssl_context: ssl.SSLContext | None = None
+                  ) -> tuple[asyncio.Server, int, list[bytes]]:
+    """A local TCP (or TLS) server reading one request; it answers `answer` (None:
+    never)."""
     got: list[bytes] = []
 
     async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
@@ -122,7 +129,7 @@ async def _server(answer: bytes | None) -> tuple[asyncio.Server, int, list[bytes
         await r.read()  # until the client closes
         w.close()
 
-    srv = await asyncio.start_server(handle, "127.0.0.1", 0)
+    srv = await asyncio.start_server(handle, "127.0.0.1", 0, ssl=ssl_context)
     return srv, srv.sockets[0].getsockname()[1], got
 
 
@@ -160,3 +167,26 @@ async def test_broker_connection_errors_are_kafka_errors() -> None:
         await conn.request([b"x"], 1, expect_answer=True)
     assert kerrors.KafkaConnectionError.retriable
     assert kerrors.RequestTimedOutError.retriable
+
+
+async def test_broker_connection_over_tls(tmp_path: Path) -> None:
+    certs = make_certs(tmp_path)
+    server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server_ctx.load_cert_chain(certs.server_cert, certs.server_key)
+    body = ProduceResponse_v3([("t", [(0, 0, 1, -1)])], 0).encode()
+    srv, port, got = await _server(struct.pack(">ii", 4 + len(body), 1) + body, server_ctx)
+    trusted = ssl_context(TLSSettings.model_validate({"ca_file": str(certs.ca)}))
+    conn = BrokerConnection("localhost", port, "me", trusted, 5.0)
+    try:
+        answer = await conn.request([b"abc"], 3, expect_answer=True)
+        assert answer is not None
+        assert produce_answers(answer) == [("t", 0, 0)]
+        assert got[0].endswith(b"me" + b"abc")
+        # a CA the server's certificate is not from: refused, as a connection error
+        other = ssl.create_default_context()
+        stranger = BrokerConnection("localhost", port, "me", other, 5.0)
+        with pytest.raises(kerrors.KafkaConnectionError, match="SSL"):
+            await stranger.request([b"abc"], 3, expect_answer=True)
+    finally:
+        conn.close()
+        srv.close()
