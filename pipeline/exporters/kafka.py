@@ -377,7 +377,7 @@ class KafkaExporter(Exporter):
         kw = self._producer_kwargs()
         if (kw["compression_type"] is None and not kw["enable_idempotence"]
                 and self.config.sasl is None):
-            for aiokafka_only in ("compression_type", "enable_idempotence", "max_batch_size"):
+            for aiokafka_only in ("compression_type", "enable_idempotence"):
                 del kw[aiokafka_only]
             return LeanProducer(**kw)
         return AIOKafkaProducer(**kw)

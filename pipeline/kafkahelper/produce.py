@@ -17,7 +17,9 @@ Semantics follow `AIOKafkaProducer` with `enable_idempotence=False`:
 - keyless records go to a random available partition, keyed ones to murmur2(key) over
   all partitions (aiokafka's `DefaultPartitioner`, the Java client's);
 - one request in flight per broker; records wait `linger_ms` from the oldest one, or
-  until `max_request_size` bytes are waiting;
+  until `max_request_size` bytes are waiting; a partition's batch holds at most
+  `max_batch_size` bytes (as aiokafka's batches: the broker's `message.max.bytes`, 1 MiB
+  by default, refuses a larger one);
 - a retriable error (connection lost, leader moved, request timed out) refreshes the
   metadata and sends the record again after `retry_backoff_ms`, until the record's own
   deadline (`request_timeout_ms` from `send`); then, or on any other error, the record's
@@ -217,7 +219,8 @@ class LeanProducer:
     compression or idempotence (the exporter uses aiokafka's producer for those)."""
 
     def __init__(self, *, acks: int | str, request_timeout_ms: int, linger_ms: int,
-                 max_request_size: int, retry_backoff_ms: int = 100, **client_kwargs: Any):
+                 max_request_size: int, max_batch_size: int, retry_backoff_ms: int = 100,
+                 **client_kwargs: Any):
         from aiokafka.client import AIOKafkaClient
         from aiokafka.partitioner import DefaultPartitioner
 
@@ -232,6 +235,7 @@ class LeanProducer:
         self._timeout_ms = request_timeout_ms
         self._linger = linger_ms / 1000
         self._max_request = max_request_size
+        self._max_batch = max_batch_size - _BATCH_HEAD.size - _TAIL_SIZE  # for the records
         self._backoff = retry_backoff_ms / 1000
         self._partitioner = DefaultPartitioner()
         self._queues: dict[int, _NodeQueue] = {}
@@ -293,9 +297,10 @@ class LeanProducer:
         partition = self._partitioner(key, sorted(partitions), available)
         hdrs = encode_headers(headers)
         size = len(value) + len(hdrs) + (len(key) if key else 0) + 32
-        if size > self._max_request:
+        if size > min(self._max_request, self._max_batch):
             raise kerrors.MessageSizeTooLargeError(
-                f"the record is {size} bytes, more than max_request_size ({self._max_request})")
+                f"the record is {size} bytes, more than max_request_size ({self._max_request}) "
+                f"or max_batch_size ({self._max_batch})")
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._unresolved.add(fut)
         fut.add_done_callback(self._unresolved.discard)
@@ -354,7 +359,7 @@ class LeanProducer:
             wait = queue.oldest + self._linger - time.monotonic()
             if wait > 0 and queue.size < self._max_request:
                 await asyncio.sleep(wait)
-            records = queue.take(self._max_request)
+            records = queue.take(self._max_request, self._max_batch)
             try:
                 await self._produce(node, records)
             except Exception as exc:  # a bug must not leave records waiting forever
@@ -430,19 +435,33 @@ class _NodeQueue:
     wake: asyncio.Event = field(default_factory=asyncio.Event)
     task: asyncio.Task[None] | None = None
 
-    def take(self, max_size: int) -> list[Record]:
-        """The oldest records up to `max_size` bytes (at least one)."""
+    def take(self, max_request: int, max_batch: int) -> list[Record]:
+        """The oldest records, up to `max_request` bytes in all and `max_batch` bytes
+        per partition (the broker refuses a larger batch: `message.max.bytes`), at
+        least one. A partition whose batch is full keeps its later records too, so each
+        partition's records go in the order they came."""
+        taken: list[Record] = []
+        left: list[Record] = []
+        batches: dict[tuple[str, int], int] = {}
+        full: set[tuple[str, int]] = set()
+        total = 0
         records = self.records
-        total = n = 0
-        for r in records:
-            if n and total + r.size > max_size:
+        for i, r in enumerate(records):
+            if taken and total + r.size > max_request:
+                left += records[i:]
                 break
+            tp = (r.topic, r.partition)
+            batch = batches.get(tp, 0)
+            if tp in full or (batch and batch + r.size > max_batch):
+                full.add(tp)
+                left.append(r)
+                continue
+            batches[tp] = batch + r.size
             total += r.size
-            n += 1
-        taken = records[:n]
-        del records[:n]
+            taken.append(r)
+        self.records = left
         self.size -= total
-        if records:
+        if left:
             self.oldest = 0.0  # they waited already: send them next
         else:
             self.wake.clear()

@@ -17,7 +17,7 @@ from pipeline.kafkahelper.produce import LeanProducer
 
 def producer(bootstrap: str, **kw: Any) -> LeanProducer:
     args: dict[str, Any] = {"acks": "all", "request_timeout_ms": 5000, "linger_ms": 5,
-                            "max_request_size": 1_100_000}
+                            "max_request_size": 1_064_000, "max_batch_size": 1_048_576}
     args.update(kw)
     return LeanProducer(bootstrap_servers=bootstrap, **args)
 
@@ -115,7 +115,7 @@ async def test_the_broker_refusing_a_batch_fails_its_future(kafka_bootstrap: str
     """The broker's own limit (max.message.bytes, 1 MiB by default) refuses the batch:
     a permanent error on the record's future, not a retry loop."""
     topic = await kafka_topic("lean-refused")
-    p = producer(kafka_bootstrap, max_request_size=3_000_000)
+    p = producer(kafka_bootstrap, max_request_size=3_000_000, max_batch_size=3_000_000)
     await p.start()
     try:
         fut = await p.send(topic, bytes(2_000_000))
@@ -163,3 +163,19 @@ async def test_a_retriable_error_sends_again_until_the_deadline(kafka_bootstrap:
         await p.stop()
     values = {r.value: r.partition for r in await consume(kafka_bootstrap, topic, 2)}
     assert values == {b"warm": values[b"warm"], b"again": 1}
+
+
+async def test_batches_stay_within_the_brokers_limit(kafka_bootstrap: str,
+                                                    kafka_topic: Any) -> None:
+    """Sixty 35 KB records at once into one partition: 2 MB, more than the broker takes
+    in one batch (message.max.bytes, 1 MiB): they go as several batches, all accepted."""
+    topic = await kafka_topic("lean-one", partitions=1)
+    p = producer(kafka_bootstrap, linger_ms=50)
+    await p.start()
+    try:
+        futures = [await p.send(topic, bytes([i]) * 35_000) for i in range(60)]
+        await asyncio.gather(*futures)
+    finally:
+        await p.stop()
+    got = await consume(kafka_bootstrap, topic, 60)
+    assert [r.value[0] for r in got] == list(range(60))  # one partition: in order

@@ -96,22 +96,32 @@ async def test_node_queue_takes_the_oldest_records_up_to_the_size() -> None:
         q.records.append(r)
         q.size += r.size
         q.wake.set()
-    taken = q.take(300)  # 132 bytes each: two fit
+    taken = q.take(300, 10_000)  # 132 bytes each: two fit
     assert [r.timestamp_ms for r in taken] == [0, 1]
     assert q.size == 3 * 132
     assert q.wake.is_set()
     assert q.oldest == 0.0
-    assert len(q.take(10)) == 1  # at least one, even above the size
-    assert len(q.take(10_000)) == 2
+    assert len(q.take(10, 10)) == 1  # at least one, even above the sizes
+    assert len(q.take(10_000, 10_000)) == 2
     assert q.size == 0
     assert not q.wake.is_set()
 
 
-def test_produce_answers_reads_a_produce_v3_response() -> None:
-    answer = ProduceResponse_v3(
-        [("spans", [(0, 0, 41, -1), (3, 6, -1, -1)]), ("logs", [(1, 0, 7, -1)])], 0)
-    assert produce_answers(answer.encode()) == [("spans", 0, 0), ("spans", 3, 6),
-                                                ("logs", 1, 0)]
+async def test_node_queue_caps_each_partitions_batch_and_keeps_its_order() -> None:
+    q = _NodeQueue()
+    parts = [0, 0, 1, 0, 1, 2]
+    for i, p in enumerate(parts):
+        r = record(bytes(100), ts=i)
+        r.partition = p
+        q.records.append(r)
+        q.size += r.size
+    # 132 bytes each; a batch holds 2 (264): partition 0's third record waits, and so
+    # would any after it in partition 0
+    taken = q.take(10_000, 264)
+    assert [(r.partition, r.timestamp_ms) for r in taken] == [(0, 0), (0, 1), (1, 2), (1, 4),
+                                                               (2, 5)]
+    assert [(r.partition, r.timestamp_ms) for r in q.records] == [(0, 3)]
+    assert q.size == 132
 
 
 async def _server(answer: bytes | None, ssl_context: ssl.SSLContext | None = None
