@@ -363,9 +363,12 @@ class LeanProducer:
             try:
                 await self._produce(node, records)
             except Exception as exc:  # a bug must not leave records waiting forever
+                from aiokafka.errors import KafkaError
+
+                error = KafkaError(f"produce failed: {type(exc).__name__}: {exc}")
                 for r in records:
                     if not r.future.done():
-                        r.future.set_exception(exc)
+                        r.future.set_exception(error)
 
     async def _produce(self, node: int, records: list[Record]) -> None:
         from aiokafka import errors as kerrors
@@ -385,7 +388,13 @@ class LeanProducer:
         if answer is None:  # acks=0: nothing to wait for
             _resolve(records)
             return
-        for topic, partition, code in produce_answers(answer):
+        try:
+            answers = produce_answers(answer)
+        except (struct.error, UnicodeDecodeError) as exc:  # not a Produce answer
+            self._connection(node).close()
+            self._failed(records, kerrors.KafkaConnectionError(f"unreadable answer: {exc}"))
+            return
+        for topic, partition, code in answers:
             recs = by_tp.pop((topic, partition), [])
             if code == 0:
                 _resolve(recs)

@@ -200,3 +200,9 @@ async def test_broker_connection_over_tls(tmp_path: Path) -> None:
     finally:
         conn.close()
         srv.close()
+
+
+def test_produce_answers_refuses_a_truncated_answer() -> None:
+    answer = ProduceResponse_v3([("spans", [(0, 0, 41, -1)])], 0).encode()
+    with pytest.raises(struct.error):
+        produce_answers(answer[:12])
