@@ -22,8 +22,10 @@ Semantics follow `AIOKafkaProducer` with `enable_idempotence=False`:
   by default, refuses a larger one);
 - a retriable error (connection lost, leader moved, request timed out) refreshes the
   metadata and sends the record again after `retry_backoff_ms`, until the record's own
-  deadline (`request_timeout_ms` from `send`); then, or on any other error, the record's
-  future fails with aiokafka's error. A future resolves only when the broker
+  deadline (`request_timeout_ms` from `send`), ahead of the records then waiting; then,
+  or on any other error, the record's future fails with aiokafka's error. Records that
+  came during the backoff may be written before it (no idempotence: as the Java
+  client's retries with more than one request in flight). A future resolves only when the broker
   acknowledged its record (per `acks`).
 """
 
@@ -309,7 +311,9 @@ class LeanProducer:
         return fut
 
     # Queueing -----------------------------------------------------------------------
-    def _enqueue(self, record: Record) -> None:
+    def _enqueue(self, record: Record, first: bool = False) -> None:
+        """Queue `record` for its partition's leader: last, or `first` (a record sent
+        again goes before the ones that came after it)."""
         from aiokafka import errors as kerrors
         from aiokafka.structs import TopicPartition
 
@@ -324,7 +328,10 @@ class LeanProducer:
         if queue.task is None or queue.task.done():
             queue.task = asyncio.create_task(self._sender(node, queue),
                                              name=f"kafka-produce-{node}")
-        queue.records.append(record)
+        if first:
+            queue.records.insert(0, record)
+        else:
+            queue.records.append(record)
         queue.size += record.size
         if not queue.wake.is_set():
             queue.oldest = time.monotonic()
@@ -347,9 +354,9 @@ class LeanProducer:
         await asyncio.sleep(self._backoff)
         with contextlib.suppress(Exception):  # a failed refresh: the next attempt tells
             await self._client.force_metadata_update()
-        for r in records:
+        for r in reversed(records):  # each inserted first: they keep their order
             if not r.future.done():
-                self._enqueue(r)
+                self._enqueue(r, first=True)
 
     # Sending ------------------------------------------------------------------------
     async def _sender(self, node: int, queue: _NodeQueue) -> None:

@@ -145,24 +145,32 @@ async def test_a_retriable_error_sends_again_until_the_deadline(kafka_bootstrap:
     from pipeline.kafkahelper.produce import Record, encode_headers
 
     topic = await kafka_topic("lean-retry")
-    p = producer(kafka_bootstrap)
+    # partition 1's key, and a linger that keeps a newer record waiting in the queue
+    # while the failed ones are sent again
+    key = next(k for k in (b"%d" % i for i in range(100))
+               if DefaultPartitioner()(k, [0, 1, 2, 3], [0, 1, 2, 3]) == 1)
+    p = producer(kafka_bootstrap, linger_ms=1000)
     await p.start()
     try:
         await (await p.send(topic, b"warm"))  # metadata known
         loop = asyncio.get_running_loop()
         now = time.monotonic()
-        again = Record(topic, 1, None, b"again", encode_headers(None), 0, now + 5,
-                       loop.create_future(), 40)
+        again = [Record(topic, 1, None, b"again%d" % i, encode_headers(None), 0, now + 5,
+                        loop.create_future(), 40) for i in range(3)]
         late = Record(topic, 1, None, b"late", encode_headers(None), 0, now + 0.05,
                       loop.create_future(), 40)
-        p._failed([again, late], kerrors.NotLeaderForPartitionError())
-        await again.future
+        p._failed([*again, late], kerrors.NotLeaderForPartitionError())
+        newer = await p.send(topic, b"newer", key=key)  # waits (linger) in the queue
+        await asyncio.gather(*(r.future for r in again), newer)
         with pytest.raises(kerrors.NotLeaderForPartitionError):
             await late.future
     finally:
         await p.stop()
-    values = {r.value: r.partition for r in await consume(kafka_bootstrap, topic, 2)}
-    assert values == {b"warm": values[b"warm"], b"again": 1}
+    got = await consume(kafka_bootstrap, topic, 5)
+    assert sorted(r.value for r in got) == [b"again0", b"again1", b"again2", b"newer", b"warm"]
+    in_partition_1 = [r.value for r in got if r.partition == 1 and r.value != b"warm"]
+    # sent again ahead of the record waiting, in the order they came
+    assert in_partition_1 == [b"again0", b"again1", b"again2", b"newer"]
 
 
 async def test_batches_stay_within_the_brokers_limit(kafka_bootstrap: str,
