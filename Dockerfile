@@ -72,7 +72,7 @@ ARG IMPORT_CHECK="import importlib, pkgutil, pipeline, sqlite3, zoneinfo; \
 [importlib.import_module(m.name) for m in pkgutil.walk_packages(pipeline.__path__, 'pipeline.') \
  if not m.name.endswith('__main__')]; \
 import aiokafka, asyncpg, grpc, grpc.aio, pydantic, orjson, zstandard, cramjam, uvloop, psutil, \
-yaml, aiohttp, prometheus_client, google.protobuf, ssl, ctypes, decimal, lzma, bz2, uuid; \
+yaml, aiohttp, prometheus_client, google.protobuf, google_crc32c, ssl, ctypes, decimal, lzma, bz2, uuid; \
 zoneinfo.ZoneInfo('Europe/Paris'); sqlite3.connect(':memory:').execute('select 1')"
 # tini: a PID 1 that forwards SIGTERM to otelpipe (which drains and exits) and reaps
 # zombies; `docker run --init` / `podman run --init` on top of it is harmless.

@@ -1,4 +1,5 @@
-"""`kafka` exporter: writes OTLP requests to Kafka topics (aiokafka producer).
+"""`kafka` exporter: writes OTLP requests to Kafka topics (the lean producer of
+`kafkahelper.produce`; aiokafka's producer with compression, idempotence or SASL).
 
 - `encoding: otlp_proto` (default) writes the request bytes the batch arrived
   as: a pass-through route (OTLP in, Kafka out) neither decodes nor
@@ -49,6 +50,7 @@ from pipeline.config.retry import ExporterSettings, QueueSettings, RetrySettings
 from pipeline.errors import PermanentError, RetryableError
 from pipeline.exporterhelper import Exporter
 from pipeline.kafkahelper import client_kwargs, connect_error, describe, is_permanent
+from pipeline.kafkahelper.produce import LeanProducer
 from pipeline.pdata.batch import Batch, split_request
 from pipeline.pdata.flatlogs import flat_group_records
 from pipeline.pdata.offload import OFF_LOOP_BYTES, Offload, OffloadError
@@ -338,7 +340,7 @@ class KafkaExporter(Exporter):
     def __init__(self, settings: ExporterCreateSettings, config: KafkaExporterConfig):
         super().__init__(settings, config)
         self.config = config
-        self._producer: AIOKafkaProducer | None = None
+        self._producer: AIOKafkaProducer | LeanProducer | None = None
         self._producer_lock = asyncio.Lock()
         t = settings.telemetry
         self._t = t
@@ -367,14 +369,25 @@ class KafkaExporter(Exporter):
         )
         return kw
 
-    async def _get_producer(self) -> AIOKafkaProducer:
+    def _new_producer(self) -> AIOKafkaProducer | LeanProducer:
+        """The lean produce path (`kafkahelper.produce`), or aiokafka's producer when
+        compression, idempotence or SASL asks for it."""
         from aiokafka import AIOKafkaProducer
 
+        kw = self._producer_kwargs()
+        if (kw["compression_type"] is None and not kw["enable_idempotence"]
+                and self.config.sasl is None):
+            for aiokafka_only in ("compression_type", "enable_idempotence"):
+                del kw[aiokafka_only]
+            return LeanProducer(**kw)
+        return AIOKafkaProducer(**kw)
+
+    async def _get_producer(self) -> AIOKafkaProducer | LeanProducer:
         if self._producer is not None:
             return self._producer
         async with self._producer_lock:
             if self._producer is None:
-                producer = AIOKafkaProducer(**self._producer_kwargs())
+                producer = self._new_producer()
                 try:
                     await producer.start()
                 except Exception as exc:
@@ -496,7 +509,7 @@ class KafkaExporter(Exporter):
                 await _close_quietly(producer)
 
 
-async def _close_quietly(producer: AIOKafkaProducer) -> None:
+async def _close_quietly(producer: AIOKafkaProducer | LeanProducer) -> None:
     # Closing a broken producer must not fail shutdown.
     with contextlib.suppress(Exception):
         await asyncio.wait_for(producer.stop(), 10)
