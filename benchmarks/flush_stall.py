@@ -1,0 +1,94 @@
+"""The longest event-loop stall of one big flush (redmetrics) or scrape (prometheus).
+
+    python -m benchmarks.flush_stall [series ...]
+
+Fills a component with N distinct series (default: the default cardinality limit
+5000, and 20000 for a user who raises it), then runs one flush / scrape as a task
+while a ticker task yields to the loop (`await asyncio.sleep(0)`) and records the
+longest gap between its ticks: that is the longest synchronous slice, i.e. the
+longest time no other request could be answered. Also reports the CPU seconds
+of the whole flush. Figures depend on the machine's load: report `uptime` with them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from pipeline.component import Consumer, Signal
+from pipeline.connectors.redmetrics import RedMetricsConfig, RedMetricsConnector
+from pipeline.pdata.batch import Batch
+from tests.support import connector_settings
+from tests.unit.connectors.spans import span_batch
+
+SPANS_PER_BATCH = 1000
+
+
+class Drop(Consumer):
+    async def consume(self, batch: Batch) -> None:
+        return None
+
+
+async def longest_stall(work: Callable[[], Awaitable[Any]]) -> tuple[float, float, int]:
+    """(longest gap between the ticker's ticks in s, CPU s of `work`, ticks)."""
+    done = False
+    longest = 0.0
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal longest, ticks
+        last = time.perf_counter()
+        while not done:
+            await asyncio.sleep(0)
+            now = time.perf_counter()
+            longest = max(longest, now - last)
+            last = now
+            ticks += 1
+
+    t = asyncio.create_task(ticker())
+    await asyncio.sleep(0)
+    cpu = time.process_time()
+    await work()
+    cpu = time.process_time() - cpu
+    done = True
+    await t
+    return longest, cpu, ticks
+
+
+async def redmetrics(series: int, **cfg: Any) -> RedMetricsConnector:
+    conn = RedMetricsConnector(
+        connector_settings("redmetrics", consumers={Signal.METRICS: Drop()}),
+        RedMetricsConfig.model_validate({"aggregation_cardinality_limit": series, **cfg}))
+    for first in range(0, series, SPANS_PER_BATCH):
+        await conn.consume(span_batch(
+            [{"name": f"GET /r/{i}", "ms": 1 + i % 300,
+              "trace": i.to_bytes(16, "big"), "span": i.to_bytes(8, "big")}
+             for i in range(first, min(series, first + SPANS_PER_BATCH))]))
+    return conn
+
+
+CASES: dict[str, dict[str, Any]] = {
+    "explicit cumulative": {},
+    "explicit delta": {"aggregation_temporality": "delta"},
+    "exponential delta": {"aggregation_temporality": "delta",
+                          "histogram": {"exponential": {}}},
+}
+
+
+async def main(sizes: list[int]) -> None:
+    for n in sizes:
+        for name, cfg in CASES.items():
+            conn = await redmetrics(n, **cfg)
+            stall, cpu, ticks = await longest_stall(conn.flush)
+            print(f"redmetrics {name:22} series={n:6}: longest stall {stall * 1e3:7.1f} ms, "
+                  f"flush CPU {cpu * 1e3:7.1f} ms, ticker ticks {ticks}", flush=True)
+
+
+if __name__ == "__main__":
+    asyncio.run(main([int(a) for a in sys.argv[1:]] or [5000, 20000]))
