@@ -21,6 +21,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from pipeline.cli import tune_gc
 from pipeline.component import Consumer, Signal
 from pipeline.connectors.redmetrics import RedMetricsConfig, RedMetricsConnector
 from pipeline.pdata.batch import Batch
@@ -82,6 +83,7 @@ CASES: dict[str, dict[str, Any]] = {
 
 
 async def main(sizes: list[int]) -> None:
+    tune_gc()  # as `python -m pipeline run` does
     for n in sizes:
         for name, cfg in CASES.items():
             conn = await redmetrics(n, **cfg)
