@@ -1,4 +1,5 @@
-"""The longest event-loop stall of one big flush (redmetrics) or scrape (prometheus).
+"""The longest event-loop stall of one big flush (redmetrics), delta merge
+(deltatocumulative) or scrape (prometheus).
 
     python -m benchmarks.flush_stall [series ...]
 
@@ -21,11 +22,20 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
+    ExportMetricsServiceRequest,
+)
+
+from benchmarks.deltatocumulative import Encode, delta_request
 from pipeline.cli import tune_gc
 from pipeline.component import Consumer, Signal
 from pipeline.connectors.redmetrics import RedMetricsConfig, RedMetricsConnector
+from pipeline.exporters.prometheus import DEFAULT_MAX_SERIES, PrometheusConfig, PrometheusExporter
 from pipeline.pdata.batch import Batch
-from tests.support import connector_settings
+from pipeline.processors.deltatocumulative.config import DeltaToCumulativeConfig
+from pipeline.processors.deltatocumulative.processor import DeltaToCumulativeProcessor
+from pipeline.telemetry.metrics import Telemetry
+from tests.support import connector_settings, exporter_settings, processor_settings
 from tests.unit.connectors.spans import span_batch
 
 SPANS_PER_BATCH = 1000
@@ -82,14 +92,53 @@ CASES: dict[str, dict[str, Any]] = {
 }
 
 
+def report(what: str, n: int, stall: float, cpu: float, ticks: int) -> None:
+    print(f"{what:40} series={n:6}: longest stall {stall * 1e3:7.1f} ms, "
+          f"CPU {cpu * 1e3:7.1f} ms, ticker ticks {ticks}", flush=True)
+
+
+async def deltatocumulative(n: int) -> None:
+    """One request of `n` delta histogram points (a worker's flush, as the primary
+    merges it), the second window (the streams exist)."""
+    proc = DeltaToCumulativeProcessor(
+        processor_settings("deltatocumulative", Telemetry(), next_consumer=Encode(),
+                           signal=Signal.METRICS), DeltaToCumulativeConfig())
+    await proc.consume(Batch(Signal.METRICS, raw=delta_request(0, "histogram", n)))
+    raw = delta_request(1, "histogram", n)
+    report("deltatocumulative merge (histogram)", n,
+           *await longest_stall(lambda: proc.consume(Batch(Signal.METRICS, raw=raw))))
+
+
+async def prometheus(n: int) -> None:
+    """A scrape of `n` histogram series (OpenMetrics), then all of them expiring."""
+    clock = [0.0]
+    exp = PrometheusExporter(exporter_settings("prometheus"), PrometheusConfig(),
+                             clock=lambda: clock[0])
+    for first in range(0, n, 1000):
+        req = ExportMetricsServiceRequest.FromString(
+            delta_request(0, "histogram", min(1000, n - first)))
+        for dp in req.resource_metrics[0].scope_metrics[0].metrics[0].histogram.data_points:
+            dp.attributes[1].value.string_value += f"/{first}"
+        exp.consume_request(req)
+    report("prometheus scrape (openmetrics)", n, *await longest_stall(
+        lambda: exp.render_async("application/openmetrics-text; version=1.0.0")))
+    clock[0] += 3600
+
+    async def expire() -> None:
+        exp._expire()
+
+    report("prometheus expiry of every series", n, *await longest_stall(expire))
+
+
 async def main(sizes: list[int]) -> None:
     tune_gc()  # as `python -m pipeline run` does
     for n in sizes:
         for name, cfg in CASES.items():
             conn = await redmetrics(n, **cfg)
-            stall, cpu, ticks = await longest_stall(conn.flush)
-            print(f"redmetrics {name:22} series={n:6}: longest stall {stall * 1e3:7.1f} ms, "
-                  f"flush CPU {cpu * 1e3:7.1f} ms, ticker ticks {ticks}", flush=True)
+            report(f"redmetrics flush {name}", n, *await longest_stall(conn.flush))
+        await deltatocumulative(n)
+    for n in (sizes[-1], DEFAULT_MAX_SERIES):
+        await prometheus(n)
 
 
 if __name__ == "__main__":

@@ -224,3 +224,20 @@ if __name__ == "__main__":
         for case, cfg in LOG_CASES.items():
             print(f"    {case!r}: {digest(await log_scenario(cfg))!r},")
     asyncio.run(_print())
+
+
+async def test_shutdown_waits_for_a_flush_halfway_through_its_commit(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The flush loop is stopped between flushes: cancelled after its request went out
+    but before every series was committed, the final flush would send part of it again."""
+    monkeypatch.setattr(pacing, "SLICE_SECONDS", 0.0)
+    sink = Sink()
+    conn = make(sink, aggregation_temporality="delta", metrics_flush_interval="1ms")
+    await conn.consume(span_batch([{"name": f"op {i}"} for i in range(500)]))
+    await conn.start(None)
+    while not sink.batches:  # the loop's flush sent its request and is committing
+        await asyncio.sleep(0)
+    assert conn._lock.locked()
+    await conn.consume(span_batch([{"name": "op 1"}] * 7))
+    await conn.shutdown()
+    assert sum(calls(sink)) == 507
