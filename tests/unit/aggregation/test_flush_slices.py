@@ -226,17 +226,26 @@ if __name__ == "__main__":
     asyncio.run(_print())
 
 
+class Sent(Sink):
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent = asyncio.Event()
+
+    async def consume(self, batch: Any) -> None:
+        await super().consume(batch)
+        self.sent.set()
+
+
 async def test_shutdown_waits_for_a_flush_halfway_through_its_commit(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """The flush loop is stopped between flushes: cancelled after its request went out
     but before every series was committed, the final flush would send part of it again."""
     monkeypatch.setattr(pacing, "SLICE_SECONDS", 0.0)
-    sink = Sink()
+    sink = Sent()
     conn = make(sink, aggregation_temporality="delta", metrics_flush_interval="1ms")
     await conn.consume(span_batch([{"name": f"op {i}"} for i in range(500)]))
     await conn.start(None)
-    while not sink.batches:  # the loop's flush sent its request and is committing
-        await asyncio.sleep(0)
+    await sink.sent.wait()  # the loop's flush sent its request and is committing
     assert conn._lock.locked()
     await conn.consume(span_batch([{"name": "op 1"}] * 7))
     await conn.shutdown()
