@@ -29,6 +29,8 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from benchmarks.deltatocumulative import Encode, delta_request
 from pipeline.cli import tune_gc
 from pipeline.component import Consumer, Signal
+from pipeline.connectors.logpatterns.config import LogPatternsConfig
+from pipeline.connectors.logpatterns.connector import LogPatternsConnector
 from pipeline.connectors.redmetrics import RedMetricsConfig, RedMetricsConnector
 from pipeline.exporters.prometheus import DEFAULT_MAX_SERIES, PrometheusConfig, PrometheusExporter
 from pipeline.pdata.batch import Batch
@@ -36,7 +38,7 @@ from pipeline.processors.deltatocumulative.config import DeltaToCumulativeConfig
 from pipeline.processors.deltatocumulative.processor import DeltaToCumulativeProcessor
 from pipeline.telemetry.metrics import Telemetry
 from tests.support import connector_settings, exporter_settings, processor_settings
-from tests.unit.connectors.spans import span_batch
+from tests.unit.connectors.spans import T0, log_batch, span_batch
 
 SPANS_PER_BATCH = 1000
 
@@ -97,6 +99,25 @@ def report(what: str, n: int, stall: float, cpu: float, ticks: int) -> None:
           f"CPU {cpu * 1e3:7.1f} ms, ticker ticks {ticks}", flush=True)
 
 
+async def logpatterns(n: int) -> None:
+    """A flush of `n` patterns (its metric's limit raised to `n`), all silent since the
+    last one: the sliced flush, then `tick` (windows rolled, state) in one piece."""
+    now = [T0]
+    conn = LogPatternsConnector(
+        connector_settings("logpatterns", consumers={Signal.METRICS: Drop()}),
+        LogPatternsConfig.model_validate({"warmup": 0, "aggregation_cardinality_limit": n,
+                                          "max_patterns": max(n, 20_000)}),
+        clock=lambda: now[0])
+    for first in range(0, n, SPANS_PER_BATCH):
+        now[0] += 10**9
+        await conn.consume(log_batch([
+            {"attrs": {"log.template": f"job <*> step {i} done",
+                       "log.template_id": f"t{i}"}, "body": f"job 1 step {i} done"}
+            for i in range(first, min(n, first + SPANS_PER_BATCH))]))
+    now[0] += 600 * 10**9
+    report("logpatterns flush (+ tick)", n, *await longest_stall(conn.flush))
+
+
 async def deltatocumulative(n: int) -> None:
     """One request of `n` delta histogram points (a worker's flush, as the primary
     merges it), the second window (the streams exist)."""
@@ -137,6 +158,7 @@ async def main(sizes: list[int]) -> None:
             conn = await redmetrics(n, **cfg)
             report(f"redmetrics flush {name}", n, *await longest_stall(conn.flush))
         await deltatocumulative(n)
+        await logpatterns(n)
     for n in (sizes[-1], DEFAULT_MAX_SERIES):
         await prometheus(n)
 
