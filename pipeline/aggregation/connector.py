@@ -16,6 +16,18 @@ downstream keeps the state:
   a duplicate; a resend with a new time and a larger value would be counted
   twice. While the kept request is refused nothing newer is sent.
 
+A flush of many series costs ≈ 30 µs of CPU per series (build, serialize,
+snapshot, commit: 5,000 series ≈ 150-200 ms), so it runs in slices
+(`pipeline.pdata.pacing.paced`) and lets the loop serve requests between them:
+
+- the snapshot is one point in time: while it is being taken, the front ends'
+  consume() waits (`settled()`) before it changes any series;
+- the request is built from the frozen snapshot, and commit removes only what
+  the snapshot holds (delta counts, the exemplars sent), so what arrives while
+  the request is built, sent or committed goes to the next flush, whole;
+- flushes never interleave (a lock), and shutdown stops the flush loop only
+  between two flushes, never halfway through a commit.
+
 Acknowledgement: a batch is "delivered" once folded into the aggregates. A
 crash loses what was aggregated since the last flush; that is inherent to
 aggregation (the Collector's spanmetrics connector behaves the same).
@@ -108,6 +120,7 @@ class AggregatingConnector(Component, Consumer):
         self.sets: list[SeriesSet] = []
         self.specs: list[MetricSpec] = []
         self._lock = asyncio.Lock()
+        self._snapshotting: asyncio.Event | None = None  # set when the snapshot is taken
         self._task: asyncio.Task[None] | None = None
         # delta: a refused flush (request, points, snapshots, time), sent again as is
         self._pending: tuple[bytes, int, dict[int, Snapshot], int] | None = None
@@ -151,18 +164,20 @@ class AggregatingConnector(Component, Consumer):
                     return False
                 self._pending = None
             now = self.clock()
-            snapshots = {id(s): s.snapshot(now) for s in self.sets}
+            snapshots = await self._snapshot(now)
             for s in self.sets:
                 self._series_gauge.labels(self.id, s.name).set(len(s))
                 expired = snapshots[id(s)].expired
                 if expired:
                     self._expired.inc(expired)
-            req, points = build_request(self.specs, snapshots, now, self.scope_name)
+            req, points = await build_request(self.specs, snapshots, now, self.scope_name)
             if not any(s.delta for s in self.sets):
                 return await self._send(req, points, snapshots, now) == "ok"
             # delta: sent as bytes, kept as bytes: a consumer may change the request it
             # was handed (deltatocumulative does) before refusing it
+            await asyncio.sleep(0)  # one C call of ≈ 2 µs a point: a slice of its own
             data = req.SerializeToString()
+            await asyncio.sleep(0)
             outcome = await self._send(data, points, snapshots, now)
             if outcome == "kept":
                 self._pending = (data, points, snapshots, now)
@@ -187,25 +202,41 @@ class AggregatingConnector(Component, Consumer):
                 self._flushes["dropped"].inc()
                 self.logger.error("metrics pipeline rejected the flush permanently",
                                   extra={"error": str(exc), "data_points": points})
-                self._commit(snapshots, now)
+                await self._commit(snapshots, now)
                 return "dropped"
             except Exception as exc:
                 self._flushes["failed"].inc()
                 self.logger.error("metrics flush failed; keeping the aggregates",
                                   extra={"error": str(exc), "data_points": points})
                 return "kept"
-        self._commit(snapshots, now)
+        await self._commit(snapshots, now)
         self._flushes["ok"].inc()
         self._points.inc(points)
         return "ok"
 
-    def _commit(self, snapshots: dict[int, Snapshot], now: int) -> None:
+    async def _snapshot(self, now: int) -> dict[int, Snapshot]:
+        """Every set's snapshot at `now`, taken in slices while consume() waits."""
+        gate = self._snapshotting = asyncio.Event()
+        try:
+            return {id(s): await s.snapshot(now) for s in self.sets}
+        finally:
+            self._snapshotting = None
+            gate.set()
+
+    async def settled(self) -> None:
+        """A front end's consume() awaits this before it changes any series: returns
+        at once, unless a flush is taking its snapshot (then when it is done)."""
+        while (gate := self._snapshotting) is not None:
+            await gate.wait()
+
+    async def _commit(self, snapshots: dict[int, Snapshot], now: int) -> None:
         for s in self.sets:
-            s.commit(snapshots[id(s)], now)
+            await s.commit(snapshots[id(s)], now)
 
     async def shutdown(self) -> None:
         if self._task is not None:
-            self._task.cancel()
+            async with self._lock:  # between two flushes: never cancel one halfway
+                self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None

@@ -17,6 +17,7 @@ from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import (
 from pipeline import __version__
 from pipeline.aggregation.series import Attrs, Exemplar, to_key_values
 from pipeline.aggregation.store import SeriesSet, Snapshot, Temporality
+from pipeline.pdata.pacing import paced
 
 
 @dataclass
@@ -40,9 +41,13 @@ class MetricSpec:
     bounds: tuple[float, ...] = ()
 
 
-def build_request(specs: Sequence[MetricSpec], snapshots: dict[int, Snapshot], now: int,
-                  scope_name: str) -> tuple[ExportMetricsServiceRequest, int]:
-    """One request, one ResourceMetrics per distinct resource; returns (request, points)."""
+async def build_request(specs: Sequence[MetricSpec], snapshots: dict[int, Snapshot], now: int,
+                        scope_name: str) -> tuple[ExportMetricsServiceRequest, int]:
+    """One request, one ResourceMetrics per distinct resource; returns (request, points).
+
+    In slices (`paced`, ≈ 20 µs a point): reads only the frozen snapshot and what a
+    series never changes (attributes, resource, start), so data arriving meanwhile
+    does not show."""
     req = ExportMetricsServiceRequest()
     scopes: dict[Attrs, Any] = {}
     points = 0
@@ -55,7 +60,7 @@ def build_request(specs: Sequence[MetricSpec], snapshots: dict[int, Snapshot], n
         temporality = (Temporality.DELTA if delta else Temporality.CUMULATIVE).otlp
         div = spec.divisor
         kind = spec.kind
-        for s, frozen in snap.points:
+        async for s, frozen in paced(snap.points):
             res = s.resource
             container = containers.get(res)
             if container is None:

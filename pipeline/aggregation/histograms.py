@@ -51,8 +51,11 @@ class HistogramSeries(Series):
         for i, n in enumerate(frozen[2]):
             b[i] -= n
 
-    def clear_exemplars(self) -> None:
-        self.exemplars = [None] * len(self.buckets)
+    def clear_exemplars(self, frozen: tuple[int, float, tuple[int, ...], tuple[Exemplar, ...]]
+                        ) -> None:
+        sent = frozen[3]
+        if sent:
+            self.exemplars = [None if e in sent else e for e in self.exemplars]
 
 
 @dataclass(frozen=True)
@@ -159,6 +162,8 @@ class ExpHistogramSeries(Series):
         elif self.counts:
             self.lo, self.hi = min(self.counts), max(self.counts)
 
-    def clear_exemplars(self) -> None:
-        self.exemplars = []
+    def clear_exemplars(self, frozen: ExpFrozen) -> None:
+        sent = frozen.exemplars
+        if sent:
+            self.exemplars = [e for e in self.exemplars if e not in sent]
 

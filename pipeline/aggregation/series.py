@@ -58,7 +58,9 @@ class Series:
     def subtract(self, frozen: Any) -> None:
         """Delta mode, after a successful flush: remove what that flush reported."""
 
-    def clear_exemplars(self) -> None:
+    def clear_exemplars(self, frozen: Any) -> None:
+        """After a flush of `frozen` (this series' `freeze()`): drop the exemplars it
+        carried, keep those that came since."""
         return None
 
     def key_values(self) -> list[KeyValue]:

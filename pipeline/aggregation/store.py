@@ -29,6 +29,7 @@ from typing import Any
 from opentelemetry.proto.metrics.v1.metrics_pb2 import AggregationTemporality
 
 from pipeline.aggregation.series import Attrs, Series
+from pipeline.pdata.pacing import paced
 
 Clock = Callable[[], int]
 """Wall-clock time in nanoseconds since the epoch (injectable for tests)."""
@@ -130,9 +131,12 @@ class SeriesSet:
         s.start = s.last_seen = self.clock()
         return s
 
-    def snapshot(self, now: int) -> Snapshot:
+    async def snapshot(self, now: int) -> Snapshot:
         """Marks series seen since the last flush, drops expired ones, and freezes
-        what this flush reports (delta: only series with new data)."""
+        what this flush reports (delta: only series with new data).
+
+        In slices (`paced`): the caller keeps the series from changing meanwhile
+        (`AggregatingConnector` holds its front end's consume() until it is done)."""
         delta = self.delta
         expiry = self.expiry_ns
         points: list[tuple[Series, Any]] = []
@@ -140,7 +144,7 @@ class SeriesSet:
         items: list[tuple[Hashable, Series]] = list(self.series.items())
         if self.overflow is not None:
             items.append((None, self.overflow))
-        for key, s in items:
+        async for key, s in paced(items):
             n = s.count()
             if n != s.mark:
                 s.last_seen = now
@@ -161,10 +165,13 @@ class SeriesSet:
             self.cache.clear()
         return Snapshot(points, self.last_flush, len(expired))
 
-    def commit(self, snapshot: Snapshot, now: int) -> None:
-        """The flush of `snapshot` succeeded (or was dropped for good)."""
-        for s, frozen in snapshot.points:
-            if self.delta:
+    async def commit(self, snapshot: Snapshot, now: int) -> None:
+        """The flush of `snapshot` succeeded (or was dropped for good): delta, what it
+        reported is subtracted; the exemplars it carried are cleared. In slices, while
+        data keeps arriving: both only remove what the snapshot holds."""
+        delta = self.delta
+        async for s, frozen in paced(snapshot.points):
+            if delta:
                 s.subtract(frozen)
-            s.clear_exemplars()
+            s.clear_exemplars(frozen)
         self.last_flush = now

@@ -306,6 +306,7 @@ class LogMetricsConnector(AggregatingConnector):
             req = LogsProjection.FromString(batch.to_bytes())
         except DecodeError as exc:
             raise PermanentError(f"undecodable logs request: {exc}") from exc
+        await self.settled()
         self.aggregate(req)
 
     def aggregate(self, req: Any) -> None:

@@ -256,6 +256,7 @@ class RedMetricsConnector(AggregatingConnector):
             req = TracesProjection.FromString(batch.to_bytes())
         except DecodeError as exc:
             raise PermanentError(f"undecodable traces request: {exc}") from exc
+        await self.settled()
         self.aggregate(req)
 
     def _init_dimension_matching(self, config: RedMetricsConfig) -> None:

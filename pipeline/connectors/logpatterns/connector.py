@@ -119,6 +119,7 @@ class LogPatternsConnector(AggregatingConnector):
 
     async def consume(self, batch: Batch) -> None:
         groups = batch.logs
+        await self.settled()  # not while a flush takes its snapshot
         if groups is not None:  # Python records (text receivers, logstruct): no encoding
             self.aggregate_groups(groups)
         else:

@@ -13,9 +13,30 @@ def test_explicit_buckets_close_on_their_bound_and_keep_the_first_exemplar() -> 
     count, total, buckets, exemplars = h.freeze()
     assert (count, total, buckets) == (3, 4.5, (2, 0, 1))
     assert exemplars == ((b"t", b"s", 1.0, 1),)
-    h.subtract(h.freeze())
-    h.clear_exemplars()
+    frozen = h.freeze()
+    h.subtract(frozen)
+    h.clear_exemplars(frozen)
     assert (h.count(), h.exemplars) == (0, [None, None, None])
+
+
+def test_clearing_exemplars_keeps_those_that_came_after_the_snapshot() -> None:
+    """A flush runs in slices: an exemplar recorded between its snapshot and its commit
+    goes with the next flush."""
+    h = HistogramSeries(3)
+    bounds = (1.0, 2.0)
+    h.observe(0.5, bounds, (b"t", b"s", 0.5, 1))
+    frozen = h.freeze()
+    h.observe(1.5, bounds, (b"u", b"v", 1.5, 2))
+    h.clear_exemplars(frozen)
+    assert h.exemplars == [None, (b"u", b"v", 1.5, 2), None]
+    e = ExpHistogramSeries(max_size=8)
+    e.observe(1.0, (b"t", b"s", 1.0, 1))
+    exp_frozen = e.freeze()
+    e.observe(3.0, (b"u", b"v", 3.0, 2))
+    e.clear_exemplars(exp_frozen)
+    assert e.exemplars == [(b"u", b"v", 3.0, 2)]
+    e.clear_exemplars(e.freeze())
+    assert e.exemplars == []
 
 
 def test_exponential_indices_and_downscale_to_max_size() -> None:

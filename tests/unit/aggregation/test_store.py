@@ -19,7 +19,7 @@ from tests.unit.connectors.spans import (
 )
 
 
-def test_overflow_series_beyond_the_limit_and_expiry() -> None:
+async def test_overflow_series_beyond_the_limit_and_expiry() -> None:
     clock = FakeClock()
     sset = SeriesSet("m", SumSeries, limit=2, expiry=60, clock=clock)
 
@@ -34,11 +34,11 @@ def test_overflow_series_beyond_the_limit_and_expiry() -> None:
     assert sset.overflow is not None
     assert sset.overflow.attrs == OVERFLOW_ATTRS
     assert sset.overflowed == 2
-    snap = sset.snapshot(clock())
+    snap = await sset.snapshot(clock())
     assert sorted(f for _, f in snap.points) == [(1, 1), (1, 1), (2, 2)]
-    sset.commit(snap, clock())
+    await sset.commit(snap, clock())
     clock.advance(61)
-    snap = sset.snapshot(clock())
+    snap = await sset.snapshot(clock())
     assert (snap.expired, len(sset), sset.cache) == (3, 0, {})
 
 
