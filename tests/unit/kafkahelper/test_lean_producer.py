@@ -1,0 +1,87 @@
+"""`LeanProducer` against a fake broker on a local socket (tests/unit/kafkahelper/
+fakebroker.py): what it does when the broker drops, stalls, refuses or half-answers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiokafka import errors as kerrors
+from aiokafka.protocol.produce import ProduceResponse_v3
+from aiokafka.record.default_records import DefaultRecordBatch
+
+from pipeline.kafkahelper.produce import LeanProducer
+from tests.unit.kafkahelper.fakebroker import FakeBroker, Reply, ok_answer
+
+
+def lean(broker: FakeBroker, **kw: Any) -> LeanProducer:
+    args: dict[str, Any] = {"acks": "all", "request_timeout_ms": 5000, "linger_ms": 0,
+                            "max_request_size": 100_000, "max_batch_size": 50_000,
+                            "retry_backoff_ms": 20}
+    args.update(kw)
+    return LeanProducer(bootstrap_servers=broker.bootstrap, **args)
+
+
+@pytest.fixture
+async def broker() -> AsyncIterator[FakeBroker]:
+    b = await FakeBroker({"t": 2}).start()
+    yield b
+    b.close()
+
+
+def values(broker: FakeBroker) -> list[bytes]:
+    return [r.value for req in broker.produces for _t, parts in req.topics
+            for _p, data in parts for r in DefaultRecordBatch(data)]
+
+
+async def settle(futures: list[asyncio.Future[None]]) -> None:
+    _done, pending = await asyncio.wait(futures, timeout=20)
+    assert not pending, "a record was left pending"
+
+
+async def test_a_dropped_connection_sends_the_records_again(broker: FakeBroker) -> None:
+    replies: list[Reply] = ["close"]
+    broker.on_produce = lambda req: replies.pop() if replies else ok_answer(req)
+    p = lean(broker)
+    await p.start()
+    try:
+        fut = await p.send("t", b"once", key=b"k")
+        await settle([fut])
+        assert fut.result() is None
+    finally:
+        await p.stop()
+    assert values(broker) == [b"once", b"once"]  # the first request got no answer
+
+
+async def test_partial_failures_per_partition(broker: FakeBroker) -> None:
+    """Partition 0 accepted, partition 1 answered NOT_LEADER_OR_FOLLOWER (retriable):
+    only partition 1's record is sent again; a permanent code fails its record."""
+    answers = 0
+
+    def on_produce(req: Any) -> Reply:
+        nonlocal answers
+        answers += 1
+        if answers == 1:
+            codes = {0: 0, 1: 6}
+            topics = [(t, [(p, codes[p], 0, -1) for p, _d in parts]) for t, parts in req.topics]
+            return bytes(ProduceResponse_v3(topics, 0).encode())
+        return ok_answer(req)
+
+    broker.on_produce = on_produce
+    p = lean(broker, linger_ms=50)
+    await p.start()
+    try:
+        k0 = next(b"%d" % i for i in range(100) if p._partitioner(b"%d" % i, [0, 1], [0, 1]) == 0)
+        k1 = next(b"%d" % i for i in range(100) if p._partitioner(b"%d" % i, [0, 1], [0, 1]) == 1)
+        futs = [await p.send("t", b"p0", key=k0), await p.send("t", b"p1", key=k1)]
+        await settle(futs)
+        assert [f.result() for f in futs] == [None, None]
+        assert sorted(values(broker)) == [b"p0", b"p1", b"p1"]
+        broker.on_produce = lambda req: ok_answer(req, 10)  # MESSAGE_TOO_LARGE
+        fut = await p.send("t", b"big", key=k0)
+        await settle([fut])
+        assert isinstance(fut.exception(), kerrors.MessageSizeTooLargeError)
+    finally:
+        await p.stop()
