@@ -23,7 +23,8 @@ Semantics follow `AIOKafkaProducer` with `enable_idempotence=False`:
 - a retriable error (connection lost, leader moved, request timed out) refreshes the
   metadata and sends the record again after `retry_backoff_ms`, until the record's own
   deadline (`request_timeout_ms` from `send`), ahead of the records then waiting; then,
-  or on any other error, the record's future fails with aiokafka's error. Records that
+  or on any other error, the record's future fails with aiokafka's error. A record still
+  waiting at its deadline fails unsent (KafkaTimeoutError). Records that
   came during the backoff may be written before it (no idempotence: as the Java
   client's retries with more than one request in flight). A future resolves only when the broker
   acknowledged its record (per `acks`).
@@ -366,7 +367,9 @@ class LeanProducer:
             wait = queue.oldest + self._linger - time.monotonic()
             if wait > 0 and queue.size < self._max_request:
                 await asyncio.sleep(wait)
-            records = queue.take(self._max_request, self._max_batch)
+            records = self._unexpired(node, queue.take(self._max_request, self._max_batch))
+            if not records:
+                continue
             try:
                 await self._produce(node, records)
             except Exception as exc:  # a bug must not leave records waiting forever
@@ -376,6 +379,24 @@ class LeanProducer:
                 for r in records:
                     if not r.future.done():
                         r.future.set_exception(error)
+
+    def _unexpired(self, node: int, records: list[Record]) -> list[Record]:
+        """`records` but those past their deadline: these fail now, unsent (as aiokafka
+        expires its batches). A broker that stalls holds each request for the whole
+        timeout; without this the records behind it would each wait for their turn, be
+        sent long after their caller gave up, and pile up while the caller's retries
+        add more."""
+        now = time.monotonic()
+        if all(r.deadline > now for r in records):
+            return records
+        from aiokafka.errors import KafkaTimeoutError
+
+        error = KafkaTimeoutError(f"the record waited for broker {node} past its deadline "
+                                  f"({self._timeout_ms} ms from send)")
+        for r in records:
+            if r.deadline <= now and not r.future.done():
+                r.future.set_exception(error)
+        return [r for r in records if r.deadline > now]
 
     async def _produce(self, node: int, records: list[Record]) -> None:
         from aiokafka import errors as kerrors

@@ -12,6 +12,7 @@ from aiokafka import errors as kerrors
 from aiokafka.protocol.produce import ProduceResponse_v3
 from aiokafka.record.default_records import DefaultRecordBatch
 
+from pipeline.kafkahelper import is_permanent
 from pipeline.kafkahelper.produce import LeanProducer
 from tests.unit.kafkahelper.fakebroker import FakeBroker, Reply, ok_answer
 
@@ -85,3 +86,23 @@ async def test_partial_failures_per_partition(broker: FakeBroker) -> None:
         assert isinstance(fut.exception(), kerrors.MessageSizeTooLargeError)
     finally:
         await p.stop()
+
+
+async def test_records_waiting_past_their_deadline_are_not_sent(broker: FakeBroker) -> None:
+    """A broker that takes requests and never answers: each request holds the
+    connection for the whole timeout. The records queued behind the first one are past
+    their deadline when their turn comes: they fail then (as aiokafka expires its
+    batches) instead of each holding the connection for another timeout, and the queue
+    does not grow without bound while the broker stalls."""
+    broker.on_produce = lambda req: None
+    p = lean(broker, request_timeout_ms=300, max_request_size=150, max_batch_size=1000)
+    await p.start()
+    try:
+        futs = [await p.send("t", bytes([i]) * 100) for i in range(4)]  # one per request
+        await settle(futs)
+        errors = [f.exception() for f in futs]
+        assert all(isinstance(e, kerrors.KafkaError) and not is_permanent(e) for e in errors)
+        assert all(isinstance(e, kerrors.KafkaTimeoutError) for e in errors[1:])
+    finally:
+        await p.stop()
+    assert len(broker.produces) == 1
