@@ -254,18 +254,21 @@ class LeanProducer:
         from aiokafka.errors import ProducerClosed
 
         self._closed = True
-        if self._unresolved:
-            await asyncio.wait(list(self._unresolved), timeout=self._timeout_ms / 1000 + 1)
-        for task in [*self._tasks, *(q.task for q in self._queues.values() if q.task)]:
-            task.cancel()
-        for fut in list(self._unresolved):
-            if not fut.done():
-                fut.set_exception(ProducerClosed())
-        self._queues.clear()
-        for conn in self._conns.values():
-            conn.close()
-        self._conns.clear()
-        await self._client.close()
+        try:
+            if self._unresolved:
+                await asyncio.wait(list(self._unresolved),
+                                   timeout=self._timeout_ms / 1000 + 1)
+        finally:  # also when the caller bounds stop (wait_for) and cancels the wait
+            for task in [*self._tasks, *(q.task for q in self._queues.values() if q.task)]:
+                task.cancel()
+            for fut in list(self._unresolved):
+                if not fut.done():
+                    fut.set_exception(ProducerClosed())
+            self._queues.clear()
+            for conn in self._conns.values():
+                conn.close()
+            self._conns.clear()
+            await self._client.close()
 
     async def _partitions(self, topic: str) -> set[int]:
         """The topic's partitions, fetching its metadata first if need be (as

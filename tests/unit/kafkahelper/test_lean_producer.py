@@ -106,3 +106,20 @@ async def test_records_waiting_past_their_deadline_are_not_sent(broker: FakeBrok
     finally:
         await p.stop()
     assert len(broker.produces) == 1
+
+
+async def test_stop_cancelled_still_fails_the_records_and_closes(broker: FakeBroker) -> None:
+    """The exporter bounds `stop` (wait_for, 10 s) below the records' deadline: stop
+    cancelled while it waits must still fail what is pending and close the connections
+    and the client (no task, socket or metadata loop left behind)."""
+    broker.on_produce = lambda req: None
+    p = lean(broker)
+    await p.start()
+    fut = await p.send("t", b"stuck")
+    await asyncio.sleep(0.1)  # in flight
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(p.stop(), 0.3)
+    assert fut.done()
+    assert isinstance(fut.exception(), kerrors.ProducerClosed)
+    assert not p._conns
+    assert p._client._sync_task is None  # the metadata loop ended
