@@ -193,7 +193,9 @@ class BrokerConnection:
                 f"connection to {self.host}:{self.port}: {type(exc).__name__}: {exc}") from None
 
     async def _exchange(self, pieces: list[bytes], size: int, expect_answer: bool) -> bytes | None:
-        if self._writer is None or self._writer.is_closing():  # never or no longer open
+        if (self._writer is None or self._writer.is_closing()  # never or no longer open
+                or self._reader is None or self._reader.at_eof()):  # the broker closed it
+            self.close()  # (asyncio keeps a plain socket half-open after the peer's FIN)
             self._reader, self._writer = await asyncio.open_connection(
                 self.host, self.port, ssl=self._ssl)
         reader, writer = self._reader, self._writer

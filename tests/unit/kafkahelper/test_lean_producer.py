@@ -123,3 +123,25 @@ async def test_stop_cancelled_still_fails_the_records_and_closes(broker: FakeBro
     assert isinstance(fut.exception(), kerrors.ProducerClosed)
     assert not p._conns
     assert p._client._sync_task is None  # the metadata loop ended
+
+
+async def test_acks_zero_does_not_write_into_a_connection_the_broker_closed(
+        broker: FakeBroker) -> None:
+    """The broker closes an idle connection (connections.max.idle.ms): the next request
+    goes on a new one, not into the closed socket (with acks=0 that record would be
+    resolved and lost)."""
+    broker.close_after_answer = True
+    p = lean(broker, acks=1)
+    await p.start()
+    try:
+        await settle([await p.send("t", b"first")])
+        await asyncio.sleep(0.2)  # the close reaches us
+        p._acks = 0
+        await settle([await p.send("t", b"second")])
+        for _ in range(100):
+            if len(broker.produces) == 2:
+                break
+            await asyncio.sleep(0.02)
+    finally:
+        await p.stop()
+    assert values(broker) == [b"first", b"second"]
