@@ -47,6 +47,9 @@ _PARTITION = struct.Struct(">ii")  # partition, records size
 _PARTITIONS = _I32 = struct.Struct(">i")
 _ANSWER = struct.Struct(">ihqq")  # partition, error code, base offset, log append time
 _HEADER = struct.Struct(">ihhi")  # size, api key (Produce: 0), api version, correlation id
+_VERSIONS_HEAD = struct.Struct(">ihi")  # correlation id, error code, api count
+_VERSION = struct.Struct(">hhh")  # api key, min version, max version
+_PRODUCE_VERSION = 3
 _TAIL_SIZE = _BATCH_TAIL.size
 _HEAD_REST = 4 + 1 + 4  # leader epoch, magic, crc: counted in the batch length
 
@@ -187,7 +190,7 @@ class BrokerConnection:
             self.close()
             raise kerrors.RequestTimedOutError(
                 f"no answer from {self.host}:{self.port} within {self._timeout:g}s") from None
-        except (OSError, EOFError, ValueError) as exc:  # IncompleteReadError is an EOFError
+        except (OSError, EOFError, ValueError, struct.error) as exc:  # IncompleteRead: EOF
             self.close()
             raise kerrors.KafkaConnectionError(
                 f"connection to {self.host}:{self.port}: {type(exc).__name__}: {exc}") from None
@@ -198,10 +201,12 @@ class BrokerConnection:
             self.close()  # (asyncio keeps a plain socket half-open after the peer's FIN)
             self._reader, self._writer = await asyncio.open_connection(
                 self.host, self.port, ssl=self._ssl)
+            await self._check_versions(self._reader, self._writer)
         reader, writer = self._reader, self._writer
         assert reader is not None
         self._correlation = correlation = (self._correlation + 1) & 0x7FFFFFFF
-        header = _HEADER.pack(_HEADER.size - 4 + len(self._client_id) + size, 0, 3, correlation)
+        header = _HEADER.pack(_HEADER.size - 4 + len(self._client_id) + size, 0,
+                              _PRODUCE_VERSION, correlation)
         writer.writelines([header, self._client_id, *pieces])
         await writer.drain()
         if not expect_answer:
@@ -211,6 +216,35 @@ class BrokerConnection:
         if _I32.unpack_from(answer, 0)[0] != correlation:
             raise ValueError("the answer's correlation id is not the request's")
         return answer[4:]
+
+    async def _check_versions(self, reader: asyncio.StreamReader,
+                              writer: asyncio.StreamWriter) -> None:
+        """Ask the broker which Produce versions it speaks (ApiVersions v0, as every
+        client does on a new connection): one without v3 (before 0.11, or a later one
+        that dropped it) is refused with a precise error instead of closing the
+        connection on every request until the records' deadline."""
+        from aiokafka import errors as kerrors
+
+        self._correlation = correlation = (self._correlation + 1) & 0x7FFFFFFF
+        writer.write(_HEADER.pack(_HEADER.size - 4 + len(self._client_id), 18, 0, correlation)
+                     + self._client_id)
+        await writer.drain()
+        (length,) = _I32.unpack(await reader.readexactly(4))
+        answer = await reader.readexactly(length)
+        got, error, count = _VERSIONS_HEAD.unpack_from(answer, 0)
+        if got != correlation:
+            raise ValueError("the answer's correlation id is not the request's")
+        if error:
+            raise kerrors.for_code(error)(f"ApiVersions from {self.host}:{self.port}")
+        versions = dict((key, (low, high)) for key, low, high in
+                        _VERSION.iter_unpack(answer[_VERSIONS_HEAD.size:][:count * 6]))
+        low, high = versions.get(0, (-1, -1))
+        if not low <= _PRODUCE_VERSION <= high:
+            self.close()
+            speaks = f"v{low} to v{high}" if low >= 0 else "no Produce version"
+            raise kerrors.UnsupportedVersionError(
+                f"broker {self.host}:{self.port} speaks Produce {speaks}; the lean producer "
+                f"writes v{_PRODUCE_VERSION} (Kafka 0.11 and later)")
 
     def close(self) -> None:
         if self._writer is not None:

@@ -145,3 +145,22 @@ async def test_acks_zero_does_not_write_into_a_connection_the_broker_closed(
     finally:
         await p.stop()
     assert values(broker) == [b"first", b"second"]
+
+
+async def test_a_broker_without_produce_v3_is_a_precise_error() -> None:
+    """A broker whose ApiVersions leave out Produce v3 (before 0.11, or a later one
+    that dropped it): the record fails with UnsupportedVersionError naming the versions,
+    not with connection errors until the deadline."""
+    broker = await FakeBroker({"t": 1}, produce_versions=(4, 12)).start()
+    p = lean(broker, request_timeout_ms=2000)
+    await p.start()
+    try:
+        fut = await p.send("t", b"x")
+        await settle([fut])
+        exc = fut.exception()
+        assert isinstance(exc, kerrors.UnsupportedVersionError)
+        assert "Produce v4 to v12" in str(exc)
+    finally:
+        await p.stop()
+        broker.close()
+    assert broker.produces == []
