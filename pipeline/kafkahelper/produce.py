@@ -50,6 +50,7 @@ _HEADER = struct.Struct(">ihhi")  # size, api key (Produce: 0), api version, cor
 _VERSIONS_HEAD = struct.Struct(">ihi")  # correlation id, error code, api count
 _VERSION = struct.Struct(">hhh")  # api key, min version, max version
 _PRODUCE_VERSION = 3
+_NETWORK_EXCEPTION = 13
 _TAIL_SIZE = _BATCH_TAIL.size
 _HEAD_REST = 4 + 1 + 4  # leader epoch, magic, crc: counted in the batch length
 
@@ -466,7 +467,7 @@ class LeanProducer:
             if code == 0:
                 _resolve(recs)
             else:
-                self._failed(recs, kerrors.for_code(code)())
+                self._failed(recs, _error(code, topic, partition))
         for recs in by_tp.values():  # a broker answers for every partition; if not, fail
             self._failed(recs, kerrors.KafkaError("no answer for the partition"))
 
@@ -493,6 +494,18 @@ class LeanProducer:
         for r in records:
             if not r.future.done():
                 r.future.set_exception(exc)
+
+
+def _error(code: int, topic: str, partition: int) -> BaseException:
+    """The error of a partition's answer. aiokafka names code 13 after its pre-0.10
+    meaning (StaleLeaderEpochCode, not retriable); since 0.10 it is NETWORK_EXCEPTION,
+    retriable after a metadata refresh (the Java client's NetworkException)."""
+    from aiokafka import errors as kerrors
+
+    if code == _NETWORK_EXCEPTION:
+        return kerrors.KafkaConnectionError(
+            f"the broker answered NETWORK_EXCEPTION for {topic}[{partition}]")
+    return kerrors.for_code(code)()
 
 
 def _resolve(records: list[Record]) -> None:

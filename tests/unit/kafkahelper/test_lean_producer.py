@@ -164,3 +164,25 @@ async def test_a_broker_without_produce_v3_is_a_precise_error() -> None:
         await p.stop()
         broker.close()
     assert broker.produces == []
+
+
+async def test_network_exception_is_sent_again(broker: FakeBroker) -> None:
+    """Error 13 is NETWORK_EXCEPTION since Kafka 0.10 (retriable); aiokafka's for_code
+    still calls it StaleLeaderEpochCodeError, not retriable."""
+    answers: list[int] = []
+
+    def on_produce(req: Any) -> Reply:
+        answers.append(13 if not answers else 0)
+        return ok_answer(req, answers[-1])
+
+    broker.on_produce = on_produce
+    p = lean(broker)
+    await p.start()
+    try:
+        fut = await p.send("t", b"again")
+        await settle([fut])
+        assert fut.result() is None
+    finally:
+        await p.stop()
+    assert answers == [13, 0]
+
