@@ -502,10 +502,13 @@ def _error(code: int, topic: str, partition: int) -> BaseException:
     retriable after a metadata refresh (the Java client's NetworkException)."""
     from aiokafka import errors as kerrors
 
+    error: BaseException
     if code == _NETWORK_EXCEPTION:
-        return kerrors.KafkaConnectionError(
+        error = kerrors.KafkaConnectionError(
             f"the broker answered NETWORK_EXCEPTION for {topic}[{partition}]")
-    return kerrors.for_code(code)()
+    else:
+        error = kerrors.for_code(code)()
+    return error
 
 
 def _resolve(records: list[Record]) -> None:
