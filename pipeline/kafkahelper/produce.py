@@ -36,6 +36,7 @@ import asyncio
 import contextlib
 import struct
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -69,17 +70,24 @@ def zigzag(n: int) -> bytes:
 _SMALL = [zigzag(i) for i in range(64)]
 
 
+_NULL = zigzag(-1)  # a null key or header value
+
+
 def _varint(n: int) -> bytes:
     return _SMALL[n] if 0 <= n < 64 else zigzag(n)
 
 
-def encode_headers(headers: list[tuple[str, bytes]] | None) -> bytes:
+def encode_headers(headers: Sequence[tuple[str, bytes | None]] | None) -> bytes:
+    """A record's headers; a None value is Kafka's null (length -1), not empty."""
     if not headers:
         return b"\x00"
     parts = [_varint(len(headers))]
     for key, value in headers:
         k = key.encode()
-        parts += (_varint(len(k)), k, _varint(len(value)), value)
+        if value is None:
+            parts += (_varint(len(k)), k, _NULL)
+        else:
+            parts += (_varint(len(k)), k, _varint(len(value)), value)
     return b"".join(parts)
 
 
@@ -114,7 +122,7 @@ def record_batch(records: list[Record]) -> tuple[list[bytes], int]:
         key = r.key
         value = r.value
         head = b"".join((b"\x00", _varint(ts - base_ts), _varint(i),
-                         b"\x01" if key is None else _varint(len(key)) + key,
+                         _NULL if key is None else _varint(len(key)) + key,
                          _varint(len(value))))
         head = _varint(len(head) + len(value) + len(r.headers)) + head
         crc = extend(extend(extend(crc, head), value), r.headers)
@@ -330,7 +338,8 @@ class LeanProducer:
             await asyncio.sleep(self._backoff)
 
     async def send(self, topic: str, value: bytes, key: bytes | None = None,
-                   headers: list[tuple[str, bytes]] | None = None) -> asyncio.Future[None]:
+                   headers: Sequence[tuple[str, bytes | None]] | None = None
+                   ) -> asyncio.Future[None]:
         from aiokafka import errors as kerrors
 
         if self._closed:

@@ -32,7 +32,7 @@ from tests.certs import make_certs
 
 
 def record(value: bytes, key: bytes | None = None, ts: int = 1_700_000_000_000,
-           headers: list[tuple[str, bytes]] | None = None) -> Record:
+           headers: list[tuple[str, bytes | None]] | None = None) -> Record:
     fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     return Record("t", 0, key, value, encode_headers(headers), ts, 0.0, fut, len(value) + 32)
 
@@ -65,6 +65,13 @@ async def test_record_batch_reads_back_with_a_valid_crc() -> None:
     assert [r.timestamp for r in got] == [1_700_000_000_005, 1_700_000_000_001,
                                           1_700_000_000_009]
     assert [list(r.headers) for r in got] == [[], [("tenant", b"acme"), ("k2", b"")], []]
+
+
+async def test_a_null_header_value_is_null_not_empty() -> None:
+    pieces, _ = record_batch([record(b"v", headers=[("none", None), ("empty", b"")])])
+    batch = DefaultRecordBatch(b"".join(pieces))
+    assert batch.validate_crc()
+    assert [list(r.headers) for r in batch] == [[("none", None), ("empty", b"")]]
 
 
 async def test_record_batch_crc_covers_the_values() -> None:
