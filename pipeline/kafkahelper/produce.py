@@ -289,6 +289,8 @@ class LeanProducer:
         self._queues: dict[int, _NodeQueue] = {}
         self._unresolved: set[asyncio.Future[None]] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._parked: list[Record] = []  # their partition has no leader (yet)
+        self._parking: asyncio.Task[None] | None = None
         self._closed = False
 
     async def start(self) -> None:
@@ -310,6 +312,7 @@ class LeanProducer:
                 if not fut.done():
                     fut.set_exception(ProducerClosed())
             self._queues.clear()
+            self._parked.clear()
             for conn in self._conns.values():
                 conn.close()
             self._conns.clear()
@@ -364,13 +367,12 @@ class LeanProducer:
     def _enqueue(self, record: Record, first: bool = False) -> None:
         """Queue `record` for its partition's leader: last, or `first` (a record sent
         again goes before the ones that came after it)."""
-        from aiokafka import errors as kerrors
         from aiokafka.structs import TopicPartition
 
         node = self._client.cluster.leader_for_partition(
             TopicPartition(record.topic, record.partition))
         if node is None or node < 0:
-            self._retry_later([record], kerrors.LeaderNotAvailableError())
+            self._park(record)
             return
         queue = self._queues.get(node)
         if queue is None:
@@ -386,6 +388,35 @@ class LeanProducer:
         if not queue.wake.is_set():
             queue.oldest = time.monotonic()
             queue.wake.set()
+
+    def _park(self, record: Record) -> None:
+        """Keep `record` (its partition has no leader) until the metadata names one:
+        the records parked wait together, one task for them all."""
+        self._parked.append(record)
+        if self._parking is None or self._parking.done():
+            self._parking = task = asyncio.create_task(self._unpark())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _unpark(self) -> None:
+        """Every backoff, refresh the metadata and queue the parked records again, in
+        their order; those past their deadline fail (LeaderNotAvailableError)."""
+        from aiokafka.errors import LeaderNotAvailableError
+
+        while self._parked:
+            await asyncio.sleep(self._backoff)
+            with contextlib.suppress(Exception):  # a failed refresh: the next round tells
+                await self._client.force_metadata_update()
+            records, self._parked = self._parked, []
+            now = time.monotonic()
+            for r in records:
+                if r.future.done():
+                    continue
+                if r.deadline <= now:
+                    r.future.set_exception(LeaderNotAvailableError(
+                        f"no leader for {r.topic}[{r.partition}] within the deadline"))
+                else:
+                    self._enqueue(r)  # parked again while there is still no leader
 
     def _retry_later(self, records: list[Record], error: BaseException) -> None:
         """Send `records` again after the backoff and a metadata refresh; those whose

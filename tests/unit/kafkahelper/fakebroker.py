@@ -32,6 +32,7 @@ class FakeBroker:
     on_produce: Callable[[Any], Reply] = ok_answer
     produce_versions: tuple[int, int] = (0, 9)
     produces: list[Any] = field(default_factory=list)  # decoded Produce requests
+    leader: int = 0  # of every partition; -1: none (LEADER_NOT_AVAILABLE)
     close_after_answer: bool = False  # drop the connection after each Produce answer
     connections: int = 0
     port: int = 0
@@ -86,7 +87,8 @@ class FakeBroker:
             return bytes(ApiVersionResponse_v0(0, [(0, *self.produce_versions), (3, 0, 0),
                                                    (18, 0, 0)]).encode())
         if key == 3:  # Metadata v0
-            topics = [(0, name, [(0, p, 0, [0], [0]) for p in range(n)])
+            code = 5 if self.leader < 0 else 0
+            topics = [(0, name, [(code, p, self.leader, [0], [0]) for p in range(n)])
                       for name, n in self.topics.items()]
             return bytes(MetadataResponse_v0([(0, "127.0.0.1", self.port)], topics).encode())
         if key == 0:

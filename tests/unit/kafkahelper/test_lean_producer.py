@@ -186,3 +186,24 @@ async def test_network_exception_is_sent_again(broker: FakeBroker) -> None:
         await p.stop()
     assert answers == [13, 0]
 
+
+async def test_records_without_a_leader_wait_together(broker: FakeBroker) -> None:
+    """During a leader election every record of the partition has no leader: they wait
+    for the metadata together (one task), not a task and a metadata wait per record
+    every backoff (a thousand records: a thousand tasks each 20 ms). When a leader is
+    back they go."""
+    broker.leader = -1
+    p = lean(broker, retry_backoff_ms=20)
+    await p.start()
+    try:
+        futs = [await p.send("t", b"%d" % i) for i in range(1000)]
+        await asyncio.sleep(0.2)
+        assert len(p._tasks) <= 2
+        assert not any(f.done() for f in futs)
+        broker.leader = 0
+        await settle(futs)
+        assert all(f.result() is None for f in futs)
+    finally:
+        await p.stop()
+    assert sorted(values(broker)) == sorted(b"%d" % i for i in range(1000))
+
