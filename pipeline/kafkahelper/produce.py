@@ -36,7 +36,7 @@ import asyncio
 import contextlib
 import struct
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -292,6 +292,7 @@ class LeanProducer:
         self._parked: list[Record] = []  # their partition has no leader (yet)
         self._parking: asyncio.Task[None] | None = None
         self._closed = False
+        self._closing = asyncio.Event()
 
     async def start(self) -> None:
         await self._client.bootstrap()
@@ -301,6 +302,7 @@ class LeanProducer:
         from aiokafka.errors import ProducerClosed
 
         self._closed = True
+        self._closing.set()
         try:
             if self._unresolved:
                 await asyncio.wait(list(self._unresolved),
@@ -330,7 +332,8 @@ class LeanProducer:
         client.add_topic(topic)
         deadline = time.monotonic() + self._timeout_ms / 1000
         while True:
-            await client.force_metadata_update()
+            await self._unless_closed(client.force_metadata_update(),
+                                      deadline - time.monotonic())
             partitions = client.cluster.partitions_for_topic(topic)
             if partitions is not None:
                 return partitions
@@ -338,7 +341,23 @@ class LeanProducer:
                 raise kerrors.TopicAuthorizationFailedError(topic)
             if time.monotonic() > deadline:
                 raise kerrors.UnknownTopicOrPartitionError()
-            await asyncio.sleep(self._backoff)
+            await self._unless_closed(asyncio.sleep(self._backoff), self._backoff)
+
+    async def _unless_closed(self, awaitable: Awaitable[Any], within: float) -> None:
+        """Await `awaitable` for at most `within` seconds, or until stop: ProducerClosed
+        then (a closed client's metadata update never completes)."""
+        from aiokafka.errors import ProducerClosed
+
+        waiting = asyncio.ensure_future(awaitable)
+        closing = asyncio.ensure_future(self._closing.wait())
+        try:
+            await asyncio.wait([waiting, closing], timeout=max(within, 0.0),
+                               return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            closing.cancel()
+            waiting.cancel()
+        if self._closed:
+            raise ProducerClosed()
 
     async def send(self, topic: str, value: bytes, key: bytes | None = None,
                    headers: Sequence[tuple[str, bytes | None]] | None = None
@@ -348,6 +367,8 @@ class LeanProducer:
         if self._closed:
             raise kerrors.ProducerClosed()
         partitions = await self._partitions(topic)
+        if self._closed:  # stopped while the metadata came
+            raise kerrors.ProducerClosed()
         available = list(self._client.cluster.available_partitions_for_topic(topic))
         partition = self._partitioner(key, sorted(partitions), available)
         hdrs = encode_headers(headers)

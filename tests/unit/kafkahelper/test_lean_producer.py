@@ -207,3 +207,22 @@ async def test_records_without_a_leader_wait_together(broker: FakeBroker) -> Non
         await p.stop()
     assert sorted(values(broker)) == sorted(b"%d" % i for i in range(1000))
 
+
+
+async def test_a_send_waiting_for_metadata_when_stop_comes_is_refused(
+        broker: FakeBroker) -> None:
+    """send() waits for a new topic's metadata; stop() closes meanwhile: the send ends
+    with ProducerClosed (it neither hangs on the closed client's metadata nor queues a
+    record, a task and a connection after the close)."""
+    p = lean(broker, request_timeout_ms=3000)
+    await p.start()
+    sending = asyncio.create_task(p.send("new", b"x"))
+    await asyncio.sleep(0.1)  # waiting: the broker does not know the topic yet
+    await p.stop()
+    broker.topics["new"] = 1
+    done, _ = await asyncio.wait([sending], timeout=10)
+    assert done, "send hung after stop"
+    with pytest.raises(kerrors.ProducerClosed):
+        sending.result()
+    assert not p._queues
+    assert not p._conns
