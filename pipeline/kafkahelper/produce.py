@@ -38,6 +38,7 @@ import struct
 import time
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 _BATCH_TAIL = struct.Struct(">hiqqqhii")  # attributes .. record count
@@ -52,6 +53,7 @@ _VERSIONS_HEAD = struct.Struct(">ihi")  # correlation id, error code, api count
 _VERSION = struct.Struct(">hhh")  # api key, min version, max version
 _PRODUCE_VERSION = 3
 _NETWORK_EXCEPTION = 13
+_INVALID_RECORD = 87
 _TAIL_SIZE = _BATCH_TAIL.size
 _HEAD_REST = 4 + 1 + 4  # leader epoch, magic, crc: counted in the batch length
 
@@ -557,16 +559,35 @@ class LeanProducer:
                 r.future.set_exception(exc)
 
 
+@cache
+def _invalid_record_error() -> type[Exception]:
+    from aiokafka.errors import InvalidMessageError
+
+    class InvalidRecordError(InvalidMessageError):  # type: ignore[misc]
+        """INVALID_RECORD (87): the broker refused the batch's records, for good."""
+
+        errno = _INVALID_RECORD
+        message = "INVALID_RECORD"
+        retriable = False
+
+    return InvalidRecordError
+
+
 def _error(code: int, topic: str, partition: int) -> BaseException:
     """The error of a partition's answer. aiokafka names code 13 after its pre-0.10
     meaning (StaleLeaderEpochCode, not retriable); since 0.10 it is NETWORK_EXCEPTION,
-    retriable after a metadata refresh (the Java client's NetworkException)."""
+    retriable after a metadata refresh (the Java client's NetworkException). It does not
+    know 87 (INVALID_RECORD, permanent)."""
     from aiokafka import errors as kerrors
 
     error: BaseException
     if code == _NETWORK_EXCEPTION:
         error = kerrors.KafkaConnectionError(
             f"the broker answered NETWORK_EXCEPTION for {topic}[{partition}]")
+    elif code == _INVALID_RECORD:
+        error = _invalid_record_error()(
+            f"the broker refused the batch for {topic}[{partition}] as INVALID_RECORD "
+            "(e.g. a record without a key on a compacted topic)")
     else:
         error = kerrors.for_code(code)()
     return error

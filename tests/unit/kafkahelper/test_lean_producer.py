@@ -226,3 +226,24 @@ async def test_a_send_waiting_for_metadata_when_stop_comes_is_refused(
         sending.result()
     assert not p._queues
     assert not p._conns
+
+
+async def test_invalid_record_is_a_permanent_precise_error(broker: FakeBroker) -> None:
+    """INVALID_RECORD (87: e.g. a keyless record on a compacted topic) never succeeds on
+    a retry; aiokafka does not know the code (UnknownError, which the exporter retries
+    for ever)."""
+    broker.on_produce = lambda req: ok_answer(req, 87)
+    p = lean(broker)
+    await p.start()
+    try:
+        fut = await p.send("t", b"keyless")
+        await settle([fut])
+    finally:
+        await p.stop()
+    exc = fut.exception()
+    assert exc is not None
+    assert is_permanent(exc)
+    assert "INVALID_RECORD" in str(exc)
+    assert "t[" in str(exc)
+    assert len(broker.produces) == 1
+
