@@ -142,7 +142,7 @@ async def test_a_retriable_error_sends_again_until_the_deadline(kafka_bootstrap:
     go again after a metadata refresh; one whose deadline comes first fails with it."""
     import time
 
-    from pipeline.kafkahelper.produce import Record, encode_headers
+    from pipeline.kafkahelper.wire import Record, encode_headers
 
     topic = await kafka_topic("lean-retry")
     # partition 1's key, and a linger that keeps a newer record waiting in the queue

@@ -18,10 +18,10 @@ from aiokafka.record.util import encode_varint
 
 from pipeline.config.kafka import TLSSettings
 from pipeline.kafkahelper import ssl_context
-from pipeline.kafkahelper.produce import (
+from pipeline.kafkahelper.produce import _NodeQueue
+from pipeline.kafkahelper.wire import (
     BrokerConnection,
     Record,
-    _NodeQueue,
     encode_headers,
     produce_answers,
     produce_request,
