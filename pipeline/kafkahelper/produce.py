@@ -54,6 +54,7 @@ from pipeline.kafkahelper.wire import (
 
 _NETWORK_EXCEPTION = 13
 _INVALID_RECORD = 87
+_TOO_LARGE = (10, 18)  # MESSAGE_TOO_LARGE, RECORD_LIST_TOO_LARGE
 
 
 class LeanProducer:
@@ -305,7 +306,8 @@ class LeanProducer:
             batches.setdefault(topic, []).append((partition, *record_batch(recs)))
         pieces, size = produce_request(self._acks, self._timeout_ms, batches)
         try:
-            answer = await self._connection(node).request(pieces, size, self._acks != 0)
+            conn = self._connection(node)
+            answer = await conn.request(pieces, size, self._acks != 0)
         except kerrors.KafkaError as exc:
             self._failed(records, exc)
             return
@@ -315,17 +317,28 @@ class LeanProducer:
         try:
             answers = produce_answers(answer)
         except (struct.error, UnicodeDecodeError) as exc:  # not a Produce answer
-            self._connection(node).close()
+            conn.close()
             self._failed(records, kerrors.KafkaConnectionError(f"unreadable answer: {exc}"))
             return
         for topic, partition, code in answers:
             recs = by_tp.pop((topic, partition), [])
             if code == 0:
                 _resolve(recs)
+            elif code in _TOO_LARGE and len(recs) > 1:
+                self._split(recs)
             else:
                 self._failed(recs, _error(code, topic, partition))
         for recs in by_tp.values():  # a broker answers for every partition; if not, fail
             self._failed(recs, kerrors.KafkaError("no answer for the partition"))
+
+    def _split(self, records: list[Record]) -> None:
+        """A batch the broker found too large (the topic's max.message.bytes below
+        max_batch_size): its records go again at once, each in a batch of its own (as
+        the Java client splits such a batch); one too large alone then fails."""
+        for r in reversed(records):  # each inserted first: they keep their order
+            if not r.future.done():
+                r.alone = True
+                self._enqueue(r, first=True)
 
     def _connection(self, node: int) -> BrokerConnection:
         from aiokafka import errors as kerrors
@@ -419,13 +432,15 @@ class _NodeQueue:
                 break
             tp = (r.topic, r.partition)
             batch = batches.get(tp, 0)
-            if tp in full or (batch and batch + r.size > max_batch):
+            if tp in full or (batch and (batch + r.size > max_batch or r.alone)):
                 full.add(tp)
                 left.append(r)
                 continue
             batches[tp] = batch + r.size
             total += r.size
             taken.append(r)
+            if r.alone:  # nothing more in its batch
+                full.add(tp)
         self.records = left
         self.size -= total
         if left:

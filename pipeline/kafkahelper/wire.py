@@ -75,6 +75,7 @@ class Record:
     deadline: float  # monotonic
     future: asyncio.Future[None]
     size: int = 0  # bytes it adds to a request (approximately: framing is small)
+    alone: bool = False  # goes in a batch of its own (its batch was too large)
 
 
 def record_batch(records: list[Record]) -> tuple[list[bytes], int]:

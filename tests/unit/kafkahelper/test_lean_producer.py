@@ -247,3 +247,29 @@ async def test_invalid_record_is_a_permanent_precise_error(broker: FakeBroker) -
     assert "t[" in str(exc)
     assert len(broker.produces) == 1
 
+
+
+async def test_a_batch_too_large_for_the_broker_is_split(broker: FakeBroker) -> None:
+    """A topic whose max.message.bytes is below max_batch_size refuses a batch of
+    records that each fit (MESSAGE_TOO_LARGE): they go again one per batch (as the Java
+    client splits the batch), not fail for good; a record too large alone fails."""
+    def on_produce(req: Any) -> Reply:
+        topics = [(t, [(p, 10 if len(list(DefaultRecordBatch(d))) > 1 else 0, 0, -1)
+                       for p, d in parts]) for t, parts in req.topics]
+        return bytes(ProduceResponse_v3(topics, 0).encode())
+
+    broker.on_produce = on_produce
+    p = lean(broker, linger_ms=50)
+    await p.start()
+    try:
+        futs = [await p.send("t", b"%d" % i, key=b"k") for i in range(3)]  # one partition
+        await settle(futs)
+        assert [f.result() for f in futs] == [None, None, None]
+        assert len(broker.produces) == 4  # the batch of 3, refused, then 3 of 1
+        assert values(broker)[3:] == [b"0", b"1", b"2"]  # in order
+        broker.on_produce = lambda req: ok_answer(req, 10)
+        fut = await p.send("t", b"alone", key=b"k")
+        await settle([fut])
+        assert isinstance(fut.exception(), kerrors.MessageSizeTooLargeError)
+    finally:
+        await p.stop()
