@@ -182,7 +182,11 @@ class BrokerConnection:
             self.close()  # (asyncio keeps a plain socket half-open after the peer's FIN)
             self._reader, self._writer = await asyncio.open_connection(
                 self.host, self.port, ssl=self._ssl)
-            await self._check_versions(self._reader, self._writer)
+            try:
+                await self._check_versions(self._reader, self._writer)
+            except BaseException:  # not checked: not to be used
+                self.close()
+                raise
         reader, writer = self._reader, self._writer
         assert reader is not None
         self._correlation = correlation = (self._correlation + 1) & 0x7FFFFFFF

@@ -32,6 +32,7 @@ class FakeBroker:
     on_produce: Callable[[Any], Reply] = ok_answer
     produce_versions: tuple[int, int] = (0, 9)
     produces: list[Any] = field(default_factory=list)  # decoded Produce requests
+    versions_error: int = 0  # the ApiVersions answer's error code
     leader: int = 0  # of every partition; -1: none (LEADER_NOT_AVAILABLE)
     close_after_answer: bool = False  # drop the connection after each Produce answer
     connections: int = 0
@@ -84,6 +85,8 @@ class FakeBroker:
 
     def _answer(self, key: int, body: bytes) -> Reply:
         if key == 18:  # ApiVersions
+            if self.versions_error:
+                return bytes(ApiVersionResponse_v0(self.versions_error, []).encode())
             return bytes(ApiVersionResponse_v0(0, [(0, *self.produce_versions), (3, 0, 0),
                                                    (18, 0, 0)]).encode())
         if key == 3:  # Metadata v0

@@ -273,3 +273,24 @@ async def test_a_batch_too_large_for_the_broker_is_split(broker: FakeBroker) -> 
         assert isinstance(fut.exception(), kerrors.MessageSizeTooLargeError)
     finally:
         await p.stop()
+
+
+async def test_a_failed_version_check_is_made_again(broker: FakeBroker) -> None:
+    """ApiVersions answered with an error: the connection is closed, so the next
+    request checks the versions again instead of writing on an unchecked connection
+    (a backoff longer than the deadline: no second attempt hides it)."""
+    p = lean(broker, request_timeout_ms=2000, retry_backoff_ms=3000)
+    await p.start()
+    broker.versions_error = 33  # UNSUPPORTED_SASL_MECHANISM: any error
+    try:
+        fut = await p.send("t", b"x")
+        await settle([fut])
+        assert isinstance(fut.exception(), kerrors.KafkaError)
+        broker.versions_error = 0
+        broker.produce_versions = (4, 9)
+        fut = await p.send("t", b"y")
+        await settle([fut])
+        assert isinstance(fut.exception(), kerrors.UnsupportedVersionError)
+    finally:
+        await p.stop()
+    assert broker.produces == []
