@@ -142,7 +142,7 @@ async def test_a_retriable_error_sends_again_until_the_deadline(kafka_bootstrap:
     go again after a metadata refresh; one whose deadline comes first fails with it."""
     import time
 
-    from pipeline.kafkahelper.produce import Record, encode_headers
+    from pipeline.kafkahelper.wire import Record, encode_headers
 
     topic = await kafka_topic("lean-retry")
     # partition 1's key, and a linger that keeps a newer record waiting in the queue
@@ -187,3 +187,31 @@ async def test_batches_stay_within_the_brokers_limit(kafka_bootstrap: str,
         await p.stop()
     got = await consume(kafka_bootstrap, topic, 60)
     assert [r.value[0] for r in got] == list(range(60))  # one partition: in order
+
+
+async def test_a_batch_above_the_topics_limit_is_split(kafka_bootstrap: str) -> None:
+    """A topic whose max.message.bytes (100 kB) is below max_batch_size: twenty 30 kB
+    records at once into its one partition make a batch it refuses (MESSAGE_TOO_LARGE);
+    they go again one per batch and are all written, in order."""
+    import uuid
+
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    topic = f"lean-small-{uuid.uuid4().hex[:10]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, 1, 1,
+                                            topic_configs={"max.message.bytes": "100000"})])
+        p = producer(kafka_bootstrap, linger_ms=50)
+        await p.start()
+        try:
+            futures = [await p.send(topic, bytes([i]) * 30_000) for i in range(20)]
+            await asyncio.gather(*futures)
+        finally:
+            await p.stop()
+        got = await consume(kafka_bootstrap, topic, 20)
+        assert [r.value[0] for r in got] == list(range(20))
+    finally:
+        await admin.delete_topics([topic])
+        await admin.close()

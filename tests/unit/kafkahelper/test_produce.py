@@ -11,16 +11,17 @@ from pathlib import Path
 
 import pytest
 from aiokafka import errors as kerrors
+from aiokafka.protocol.admin import ApiVersionResponse_v0
 from aiokafka.protocol.produce import ProduceRequest_v3, ProduceResponse_v3
 from aiokafka.record.default_records import DefaultRecordBatch
 from aiokafka.record.util import encode_varint
 
 from pipeline.config.kafka import TLSSettings
 from pipeline.kafkahelper import ssl_context
-from pipeline.kafkahelper.produce import (
+from pipeline.kafkahelper.produce import _NodeQueue
+from pipeline.kafkahelper.wire import (
     BrokerConnection,
     Record,
-    _NodeQueue,
     encode_headers,
     produce_answers,
     produce_request,
@@ -31,7 +32,7 @@ from tests.certs import make_certs
 
 
 def record(value: bytes, key: bytes | None = None, ts: int = 1_700_000_000_000,
-           headers: list[tuple[str, bytes]] | None = None) -> Record:
+           headers: list[tuple[str, bytes | None]] | None = None) -> Record:
     fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
     return Record("t", 0, key, value, encode_headers(headers), ts, 0.0, fut, len(value) + 32)
 
@@ -64,6 +65,13 @@ async def test_record_batch_reads_back_with_a_valid_crc() -> None:
     assert [r.timestamp for r in got] == [1_700_000_000_005, 1_700_000_000_001,
                                           1_700_000_000_009]
     assert [list(r.headers) for r in got] == [[], [("tenant", b"acme"), ("k2", b"")], []]
+
+
+async def test_a_null_header_value_is_null_not_empty() -> None:
+    pieces, _ = record_batch([record(b"v", headers=[("none", None), ("empty", b"")])])
+    batch = DefaultRecordBatch(b"".join(pieces))
+    assert batch.validate_crc()
+    assert [list(r.headers) for r in batch] == [[("none", None), ("empty", b"")]]
 
 
 async def test_record_batch_crc_covers_the_values() -> None:
@@ -126,11 +134,17 @@ async def test_node_queue_caps_each_partitions_batch_and_keeps_its_order() -> No
 
 async def _server(answer: bytes | None, ssl_context: ssl.SSLContext | None = None
                   ) -> tuple[asyncio.Server, int, list[bytes]]:
-    """A local TCP (or TLS) server reading one request; it answers `answer` (None:
-    never)."""
+    """A local TCP (or TLS) server answering the connection's ApiVersions request
+    (correlation id 1: Produce v0 to v9), then reading one request; it answers `answer`
+    (None: never, not even ApiVersions)."""
     got: list[bytes] = []
 
     async def handle(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        if answer is not None:
+            (n,) = struct.unpack(">i", await r.readexactly(4))
+            assert struct.unpack_from(">hhi", await r.readexactly(n)) == (18, 0, 1)
+            versions = ApiVersionResponse_v0(0, [(0, 0, 9), (18, 0, 3)]).encode()
+            w.write(struct.pack(">ii", 4 + len(versions), 1) + versions)
         (n,) = struct.unpack(">i", await r.readexactly(4))
         got.append(await r.readexactly(n))
         if answer is not None:
@@ -145,7 +159,7 @@ async def _server(answer: bytes | None, ssl_context: ssl.SSLContext | None = Non
 
 async def test_broker_connection_sends_header_and_pieces_and_reads_the_answer() -> None:
     body = ProduceResponse_v3([("t", [(2, 0, 5, -1)])], 0).encode()
-    srv, port, got = await _server(struct.pack(">ii", 4 + len(body), 1) + body)
+    srv, port, got = await _server(struct.pack(">ii", 4 + len(body), 2) + body)
     conn = BrokerConnection("127.0.0.1", port, "me", None, 5.0)
     try:
         answer = await conn.request([b"ab", b"cde"], 5, expect_answer=True)
@@ -154,8 +168,9 @@ async def test_broker_connection_sends_header_and_pieces_and_reads_the_answer() 
         srv.close()
     assert answer is not None
     assert produce_answers(answer) == [("t", 2, 0)]
-    # api key 0 (Produce), version 3, correlation id 1, client id "me", then the body
-    assert got == [struct.pack(">hhih", 0, 3, 1, 2) + b"me" + b"abcde"]
+    # api key 0 (Produce), version 3, correlation id 2 (after ApiVersions), client id
+    # "me", then the body
+    assert got == [struct.pack(">hhih", 0, 3, 2, 2) + b"me" + b"abcde"]
 
 
 async def test_broker_connection_errors_are_kafka_errors() -> None:
@@ -184,7 +199,7 @@ async def test_broker_connection_over_tls(tmp_path: Path) -> None:
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     server_ctx.load_cert_chain(certs.server_cert, certs.server_key)
     body = ProduceResponse_v3([("t", [(0, 0, 1, -1)])], 0).encode()
-    srv, port, got = await _server(struct.pack(">ii", 4 + len(body), 1) + body, server_ctx)
+    srv, port, got = await _server(struct.pack(">ii", 4 + len(body), 2) + body, server_ctx)
     trusted = ssl_context(TLSSettings.model_validate({"ca_file": str(certs.ca)}))
     conn = BrokerConnection("localhost", port, "me", trusted, 5.0)
     try:
