@@ -370,12 +370,12 @@ async def test_scrape_endpoint_negotiates_format_and_gzip(telemetry: Telemetry) 
 def test_rendering_is_cached_until_series_change() -> None:
     exp = make()
     exp.consume_request(red_request())
-    first, _ = exp.render()
-    assert exp.render()[0] is first
+    first, _ = exp.render_chunks()
+    assert exp.render_chunks()[0] is first
     exp.consume_request(red_request(calls=9, ts=TS + SECOND))
-    second, _ = exp.render()
+    second, _ = exp.render_chunks()
     assert second is not first
-    assert b"} 7.0" in second
+    assert b"} 7.0" in b"".join(second)
 
 
 def test_exemplars_survive_points_without_them() -> None:
@@ -393,15 +393,16 @@ def test_exemplars_survive_points_without_them() -> None:
     assert text.count(f'trace_id="{TRACE.hex()}"') == 4  # two buckets, two counters
 
 
-async def test_large_scrapes_render_in_a_worker_thread() -> None:
+async def test_large_scrapes_render_in_chunks() -> None:
     exp = make()
-    exp.consume_request(request([gauge_metric("g", [({"i": i}, float(i)) for i in range(600)],
+    exp.consume_request(request([gauge_metric("g", [({"i": i}, float(i)) for i in range(6000)],
                                               ts=TS)]))
-    body, _ = await exp.render_async()
-    assert body is exp.render()[0]  # cached: the same bytes until something changes
-    s = parse_text(body.decode())
-    assert len(s) == 600
-    assert sample(s, "g", i="599") == 599
+    chunks, _ = await exp.render_async()
+    assert len(chunks) > 5
+    assert chunks is exp.render_chunks()[0]  # cached: the same chunks until something changes
+    s = parse_text(b"".join(chunks).decode())
+    assert len(s) == 6000
+    assert sample(s, "g", i="5999") == 5999
 
 
 def test_reserved_label_attributes_do_not_break_histograms() -> None:
