@@ -136,10 +136,20 @@ async def _poll(cond: Callable[[], Any], deadline: float,
         await asyncio.sleep(next(pauses))
 
 
+_ISSUED_PORTS: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port nothing listens on, and one this test process has not handed out before:
+    the kernel may give the same ephemeral port to two binds in a row once the first
+    socket is closed (a config once got one port for both gRPC and HTTP)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        if port not in _ISSUED_PORTS:
+            _ISSUED_PORTS.add(port)
+            return port
 
 
 def port_open(port: int) -> bool:
