@@ -168,6 +168,33 @@ def with_logs(what: str, *procs: OtelpipeProcess) -> Callable[[], str]:
     return lambda: what + "\n" + "\n".join(p.logs()[-3000:] for p in procs)
 
 
+class LoopTurns:
+    """Counts the turns the event loop gives another task while the `async with` block
+    runs: proof that long work yields, counted rather than timed (the machine's load
+    changes times, not counts)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._running = True
+        self._task: asyncio.Task[None] | None = None
+
+    async def _tick(self) -> None:
+        while self._running:
+            await asyncio.sleep(0)
+            self.count += 1
+
+    async def __aenter__(self) -> LoopTurns:
+        self._task = asyncio.get_running_loop().create_task(self._tick())
+        await asyncio.sleep(0)  # the counter is running
+        self.count = 0
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._running = False
+        assert self._task is not None
+        await self._task
+
+
 class OtelpipeProcess:
     """`python -m pipeline run -c <config>` in a subprocess, with its logs captured.
 

@@ -16,7 +16,7 @@ from pipeline.component import Signal
 from pipeline.connectors.logmetrics import LogMetricsConfig, LogMetricsConnector
 from pipeline.errors import RetryableError
 from pipeline.pdata import pacing
-from tests.support import Sink, connector_settings
+from tests.support import LoopTurns, Sink, connector_settings
 from tests.unit.aggregation.support import CALLS, make
 from tests.unit.connectors.spans import FakeClock, log_batch, metrics, span_batch
 
@@ -202,19 +202,10 @@ async def test_a_flush_of_20k_series_lets_other_tasks_run(
     conn = make(sink, aggregation_temporality="delta", aggregation_cardinality_limit=n)
     for first in range(0, n, 1000):
         await conn.consume(span_batch([{"name": f"op {i}"} for i in range(first, first + 1000)]))
-    ticks = 0
-    flush = asyncio.create_task(conn.flush())
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while not flush.done():
-            ticks += 1
-            await asyncio.sleep(0)
-
-    await asyncio.gather(flush, ticker())
-    assert flush.result()
+    async with LoopTurns() as turns:
+        assert await conn.flush()
     assert calls(sink) == [n]
-    assert ticks >= 3 * n
+    assert turns.count >= 3 * n
 
 
 if __name__ == "__main__":

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import gzip
 from typing import Any
 
@@ -20,7 +19,7 @@ from pipeline.exporters.prometheus import (
 )
 from pipeline.pdata import pacing
 from tests.promdata import gauge_metric, histogram_metric, parse_text, request, sum_metric
-from tests.support import exporter_settings, free_port
+from tests.support import LoopTurns, exporter_settings, free_port
 
 TS = 1_700_000_000_000_000_000
 TRACE = bytes.fromhex("0af7651916cd43dd8448eb211c80319c")
@@ -112,22 +111,10 @@ async def test_other_tasks_run_during_a_big_scrape(monkeypatch: pytest.MonkeyPat
     monkeypatch.setattr(pacing, "SLICE_SECONDS", 0.0)  # a turn after every chunk
     exp = make()
     fill(exp, 3000)
-    ticks = 0
-    done = False
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while not done:
-            await asyncio.sleep(0)
-            ticks += 1
-
-    t = asyncio.create_task(ticker())
-    await asyncio.sleep(0)
-    chunks, _ = await exp.render_async(OPENMETRICS)
-    done = True
-    await t
+    async with LoopTurns() as turns:
+        chunks, _ = await exp.render_async(OPENMETRICS)
     assert len(chunks) > 20
-    assert ticks >= len(chunks) - 1
+    assert turns.count >= len(chunks) - 1
 
 
 async def test_big_scrape_streams_over_http_plain_and_gzip(
@@ -139,17 +126,8 @@ async def test_big_scrape_streams_over_http_plain_and_gzip(
     try:
         fill(exp, 2000)
         expected = exp.render(OPENMETRICS)[0]
-        ticks = 0
-        done = False
-
-        async def ticker() -> None:
-            nonlocal ticks
-            while not done:
-                await asyncio.sleep(0)
-                ticks += 1
-
-        t = asyncio.create_task(ticker())
-        async with aiohttp.ClientSession(auto_decompress=False) as http:
+        async with LoopTurns() as turns, \
+                aiohttp.ClientSession(auto_decompress=False) as http:
             url = f"http://127.0.0.1:{port}/metrics"
             async with http.get(url, headers={"Accept": OPENMETRICS,
                                               "Accept-Encoding": "identity"}) as r:
@@ -162,9 +140,7 @@ async def test_big_scrape_streams_over_http_plain_and_gzip(
                 assert gzip.decompress(await r.read()) == expected
             async with http.get(url, headers={"Accept-Encoding": "identity"}) as r:
                 text = await r.text()
-        done = True
-        await t
-        assert ticks > 100
+        assert turns.count > 100
         assert len(parse_text(text)) == len(parse_text(exp.render(TEXT)[0].decode()))
     finally:
         await exp.shutdown()

@@ -4,7 +4,6 @@ exponential histograms against a direct bucketing of the same values."""
 
 from __future__ import annotations
 
-import asyncio
 import math
 import random
 import struct
@@ -27,7 +26,7 @@ from pipeline.processors.deltatocumulative.config import DeltaToCumulativeConfig
 from pipeline.processors.deltatocumulative.processor import CHUNK, DeltaToCumulativeProcessor
 from pipeline.telemetry.metrics import Telemetry
 from tests.builders import T0, kv, metrics_request
-from tests.support import Sink, processor_settings
+from tests.support import LoopTurns, Sink, processor_settings
 
 DELTA = AggregationTemporality.AGGREGATION_TEMPORALITY_DELTA
 CUMULATIVE = AggregationTemporality.AGGREGATION_TEMPORALITY_CUMULATIVE
@@ -451,22 +450,9 @@ async def test_a_big_batch_lets_the_loop_run(monkeypatch: pytest.MonkeyPatch) ->
     monkeypatch.setattr(pacing, "SLICE_SECONDS", 0.0)
     proc, sink, _, _ = make()
     req = request(sum_metric([(0, 1, 1, {"s": str(i)}) for i in range(10_000)]))
-    ticks = 0
-    stop = False
-
-    async def ticker() -> None:
-        nonlocal ticks
-        while not stop:
-            ticks += 1
-            await asyncio.sleep(0)
-
-    task = asyncio.get_running_loop().create_task(ticker())
-    await asyncio.sleep(0)
-    before = ticks
-    await run(proc, sink, req)
-    stop = True
-    await task
-    assert ticks - before >= 10_000 // CHUNK - 1
+    async with LoopTurns() as turns:
+        await run(proc, sink, req)
+    assert turns.count >= 10_000 // CHUNK - 1
 
 
 def in_bucket(i: int, scale: int) -> float:
